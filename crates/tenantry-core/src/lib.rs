@@ -1,0 +1,16 @@
+//! Domain types and rules of tenantry: validated names, tenant specs, plans, statuses and the error-code table.
+//!
+//! Nothing here does IO. Every other crate speaks in these types, so a value that made it into one of them
+//! has already passed the rules of DESIGN.md.
+
+mod error;
+mod plan;
+mod slug;
+mod status;
+mod tenant;
+
+pub use error::{Error, ErrorCode, Result};
+pub use plan::{EngineKind, Plan};
+pub use slug::Slug;
+pub use status::{JobKind, JobStatus, PhaseStatus, ServerStatus, TenantStatus};
+pub use tenant::{AdminEmail, DisplayName, ServerName, TenantSpec};

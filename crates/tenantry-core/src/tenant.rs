@@ -1,0 +1,181 @@
+//! What a provisioning request asks for, validated: display name, admin email, server name and the whole spec.
+
+use crate::{Error, Slug};
+use std::fmt;
+
+/// A display name of 3 to 100 characters without control characters.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct DisplayName(String);
+
+impl DisplayName {
+    pub fn parse(raw: &str) -> Result<DisplayName, Error> {
+        let trimmed = raw.trim();
+        let length = trimmed.chars().count();
+        if !(3..=100).contains(&length) {
+            return Err(Error::invalid_input(format!(
+                "display name must have 3 to 100 characters; it has {length}"
+            )));
+        }
+        if trimmed.chars().any(char::is_control) {
+            return Err(Error::invalid_input(
+                "display name must not contain control characters",
+            ));
+        }
+        Ok(DisplayName(trimmed.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for DisplayName {
+    type Error = Error;
+    fn try_from(raw: String) -> Result<Self, Error> {
+        DisplayName::parse(&raw)
+    }
+}
+
+impl From<DisplayName> for String {
+    fn from(name: DisplayName) -> String {
+        name.0
+    }
+}
+
+/// The first admin's email address: one `@`, a non-empty local part, a dotted domain, no spaces, at most 254 bytes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct AdminEmail(String);
+
+impl AdminEmail {
+    pub fn parse(raw: &str) -> Result<AdminEmail, Error> {
+        let invalid =
+            || Error::invalid_input(format!("admin email {raw:?} is not a valid address"));
+        if raw.len() > 254 || raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(invalid());
+        }
+        let (local, domain) = raw.split_once('@').ok_or_else(invalid)?;
+        let domain_ok = domain.contains('.')
+            && !domain.starts_with('.')
+            && !domain.ends_with('.')
+            && !domain.contains("..")
+            && domain
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+        if local.is_empty() || local.len() > 64 || local.contains('@') || !domain_ok {
+            return Err(invalid());
+        }
+        Ok(AdminEmail(raw.to_ascii_lowercase()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for AdminEmail {
+    type Error = Error;
+    fn try_from(raw: String) -> Result<Self, Error> {
+        AdminEmail::parse(&raw)
+    }
+}
+
+impl From<AdminEmail> for String {
+    fn from(email: AdminEmail) -> String {
+        email.0
+    }
+}
+
+/// A fleet member's name: same alphabet as a slug, 1 to 63 characters, so it is safe in paths and logs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ServerName(String);
+
+impl ServerName {
+    pub fn parse(raw: &str) -> Result<ServerName, Error> {
+        let valid = (1..=63).contains(&raw.len())
+            && raw.starts_with(|c: char| c.is_ascii_lowercase())
+            && raw
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !valid {
+            return Err(Error::invalid_input(format!(
+                "server name {raw:?} is not valid: use 1 to 63 lowercase letters, digits and hyphens, starting with a letter"
+            )));
+        }
+        Ok(ServerName(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ServerName {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for ServerName {
+    type Error = Error;
+    fn try_from(raw: String) -> Result<Self, Error> {
+        ServerName::parse(&raw)
+    }
+}
+
+impl From<ServerName> for String {
+    fn from(name: ServerName) -> String {
+        name.0
+    }
+}
+
+/// A validated request to provision one tenant. It is stored as the job's parameters; it holds no secret.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantSpec {
+    pub slug: Slug,
+    pub display_name: DisplayName,
+    pub admin_email: AdminEmail,
+    pub plan: String,
+    pub region: String,
+    /// An explicit server; `None` asks for auto-placement.
+    pub server: Option<ServerName>,
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorCode;
+
+    #[test]
+    fn display_name_bounds() {
+        assert!(DisplayName::parse("Acme Health").is_ok());
+        assert_eq!(
+            DisplayName::parse("ab").unwrap_err().code,
+            ErrorCode::InvalidInput
+        );
+        assert!(DisplayName::parse(&"x".repeat(101)).is_err());
+        assert!(DisplayName::parse("bad\u{0}name").is_err());
+    }
+
+    #[test]
+    fn email_shapes() {
+        assert!(AdminEmail::parse("admin@acme.example").is_ok());
+        for bad in [
+            "",
+            "admin",
+            "admin@",
+            "@acme.example",
+            "a@b",
+            "a b@c.d",
+            "a@b..c",
+            "a@@b.c",
+        ] {
+            assert!(AdminEmail::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,557 @@
+//! The runner: claims a job's lease, keeps it alive, drives phases forward or backward, and ends the job.
+
+use crate::failpoints::{self, Action, Boundary};
+use crate::workflow::{JobContext, PhaseError, Workflow};
+use crate::{owner_is_dead_local_process, Error, Result};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tenantry_core::{Error as CodedError, ErrorCode, JobStatus, PhaseStatus};
+use tenantry_registry::{Fence, JobRecord, PhaseRecord, Registry};
+
+/// Bounded exponential backoff for transient phase errors.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub initial_delay: Duration,
+    pub max_delay: Duration,
+    /// No new attempt starts once this much time has passed since the first.
+    pub max_elapsed: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 6,
+            initial_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(5),
+            max_elapsed: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A live update for whoever watches a job run in this process (the CLI's progress display).
+#[derive(Debug, Clone)]
+pub enum Progress {
+    Phase {
+        name: String,
+        status: PhaseStatus,
+        elapsed: Option<Duration>,
+    },
+    Log {
+        level: String,
+        message: String,
+    },
+}
+
+pub type ProgressSink = Arc<dyn Fn(&Progress) + Send + Sync>;
+
+/// How a run ended: the job as recorded, and the one-time secrets its phases revealed to this caller.
+#[derive(Debug)]
+pub struct JobOutcome {
+    pub job: JobRecord,
+    pub reveals: Vec<(String, String)>,
+}
+
+/// Runs jobs in this process.
+#[derive(Clone)]
+pub struct Runner {
+    registry: Registry,
+    owner: String,
+    lease_ttl: Duration,
+    retry: RetryPolicy,
+    progress: Option<ProgressSink>,
+}
+
+/// The job-state key where a rollback's cause is kept, so a crash during undo resumes the undo.
+const ROLLBACK_KEY: &str = "_rollback";
+
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    Apply,
+    Undo,
+}
+
+impl Step {
+    fn as_str(self) -> &'static str {
+        match self {
+            Step::Apply => "apply",
+            Step::Undo => "undo",
+        }
+    }
+}
+
+enum Ending {
+    Complete,
+    RolledBack(CodedError),
+    UndoFailed {
+        cause: CodedError,
+        undo_error: CodedError,
+    },
+}
+
+impl Runner {
+    pub fn new(
+        registry: Registry,
+        owner: String,
+        lease_ttl: Duration,
+        retry: RetryPolicy,
+    ) -> Runner {
+        Runner {
+            registry,
+            owner,
+            lease_ttl,
+            retry,
+            progress: None,
+        }
+    }
+
+    pub fn with_progress(mut self, progress: ProgressSink) -> Runner {
+        self.progress = Some(progress);
+        self
+    }
+
+    fn lease_ttl_millis(&self) -> i64 {
+        i64::try_from(self.lease_ttl.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// Claims the job (taking it over from an owner on this host that has exited) and runs it to its end.
+    pub async fn run_job<W: Workflow>(&self, workflow: &W, job_id: &str) -> Result<JobOutcome> {
+        let job = self.registry.get_job(job_id).await?;
+        if job.status.is_terminal() {
+            return Ok(JobOutcome {
+                job,
+                reveals: Vec::new(),
+            });
+        }
+        let dead_owner = job
+            .lease_owner
+            .as_deref()
+            .filter(|owner| owner_is_dead_local_process(owner));
+        if let Some(dead_owner) = dead_owner {
+            tracing::warn!(
+                job_id,
+                dead_owner,
+                "taking over a job whose process has exited"
+            );
+        }
+        let fence = self
+            .registry
+            .claim_job(job_id, &self.owner, self.lease_ttl_millis(), dead_owner)
+            .await?
+            .ok_or_else(|| Error::Busy {
+                job_id: job_id.to_owned(),
+                owner: job
+                    .lease_owner
+                    .clone()
+                    .unwrap_or_else(|| "another worker".into()),
+            })?;
+        self.drive(workflow, fence).await
+    }
+
+    /// Runs a job whose lease the caller already holds.
+    pub async fn drive<W: Workflow>(&self, workflow: &W, fence: Fence) -> Result<JobOutcome> {
+        let heartbeat = self.spawn_heartbeat(fence.clone());
+        let driven = self.drive_phases(workflow, fence).await;
+        heartbeat.abort();
+        driven
+    }
+
+    fn spawn_heartbeat(&self, fence: Fence) -> tokio::task::JoinHandle<()> {
+        let registry = self.registry.clone();
+        let ttl_millis = self.lease_ttl_millis();
+        let period = self.lease_ttl / 3;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(period).await;
+                match registry.renew_lease(&fence, ttl_millis).await {
+                    Ok(()) => {}
+                    Err(tenantry_registry::Error::Fenced { .. }) => {
+                        tracing::warn!(job_id = %fence.job_id, "lease was taken over by another worker; this worker will change nothing more");
+                        return;
+                    }
+                    Err(error) => {
+                        tracing::warn!(job_id = %fence.job_id, %error, "lease renewal failed; will try again")
+                    }
+                }
+            }
+        })
+    }
+
+    fn emit(&self, progress: crate::runner::Progress) {
+        if let Some(sink) = &self.progress {
+            sink(&progress);
+        }
+    }
+
+    async fn drive_phases<W: Workflow>(&self, workflow: &W, fence: Fence) -> Result<JobOutcome> {
+        let job = self.registry.get_job(&fence.job_id).await?;
+        let mut context = JobContext {
+            registry: self.registry.clone(),
+            fence: fence.clone(),
+            job,
+            reveals: Vec::new(),
+            progress: self.progress.clone(),
+            current_phase: None,
+        };
+        let ending = match self.forward(workflow, &mut context).await {
+            Ok(ending) => ending,
+            Err(PhaseError::Fenced) => return Err(fenced(&fence)),
+            Err(other) => {
+                return Err(Error::Registry(tenantry_registry::Error::Database(
+                    format!("{other:?}"),
+                )))
+            }
+        };
+        let ending = match ending {
+            Ending::RolledBack(cause) => match self.backward(workflow, &mut context, cause).await {
+                Ok(ending) => ending,
+                Err(PhaseError::Fenced) => return Err(fenced(&fence)),
+                Err(other) => {
+                    return Err(Error::Registry(tenantry_registry::Error::Database(
+                        format!("{other:?}"),
+                    )))
+                }
+            },
+            complete => complete,
+        };
+        let job = self.registry.get_job(&fence.job_id).await?;
+        let finished = match &ending {
+            Ending::Complete => {
+                let (tenant_status, audit) = workflow.on_complete(&job);
+                self.registry
+                    .finish_job(&fence, JobStatus::Complete, None, tenant_status, &audit)
+                    .await
+            }
+            Ending::RolledBack(cause) => {
+                let (tenant_status, audit) = workflow.on_failure(&job, cause);
+                self.registry
+                    .finish_job(
+                        &fence,
+                        JobStatus::RolledBack,
+                        Some((cause.code.as_str(), &cause.message)),
+                        tenant_status,
+                        &audit,
+                    )
+                    .await
+            }
+            Ending::UndoFailed { cause, undo_error } => {
+                let partial = CodedError::new(
+                    ErrorCode::PartialState,
+                    format!(
+                        "{} (undo failed: {}; run `tenantry doctor`)",
+                        cause.message, undo_error.message
+                    ),
+                );
+                let (tenant_status, audit) = workflow.on_failure(&job, &partial);
+                self.registry
+                    .finish_job(
+                        &fence,
+                        JobStatus::Failed,
+                        Some((partial.code.as_str(), &partial.message)),
+                        tenant_status,
+                        &audit,
+                    )
+                    .await
+            }
+        };
+        finished?;
+        Ok(JobOutcome {
+            job: self.registry.get_job(&fence.job_id).await?,
+            reveals: context.reveals,
+        })
+    }
+
+    /// Applies every phase not yet applied, in order. Returns the ending to record, or the rollback to start.
+    async fn forward<W: Workflow>(
+        &self,
+        workflow: &W,
+        context: &mut JobContext,
+    ) -> Result<Ending, PhaseError> {
+        if let Some(cause) = rollback_cause(&context.job) {
+            return Ok(Ending::RolledBack(cause));
+        }
+        let phases = context.job.phases.clone();
+        for phase in &phases {
+            if matches!(phase.status, PhaseStatus::Applied | PhaseStatus::Skipped) {
+                continue;
+            }
+            if let Err(error) = self.apply_phase(workflow, context, phase).await {
+                let cause = match error {
+                    PhaseError::Fenced => return Err(PhaseError::Fenced),
+                    PhaseError::Fatal(cause) | PhaseError::Retryable(cause) => cause,
+                };
+                context
+                    .registry
+                    .set_phase_status(
+                        &context.fence,
+                        phase.position,
+                        PhaseStatus::Failed,
+                        &format!("{}: {}", cause.code, cause.message),
+                    )
+                    .await?;
+                self.emit(Progress::Phase {
+                    name: phase.name.clone(),
+                    status: PhaseStatus::Failed,
+                    elapsed: None,
+                });
+                context
+                    .set_state(
+                        ROLLBACK_KEY,
+                        serde_json::json!({ "code": cause.code, "message": cause.message }),
+                    )
+                    .await?;
+                context.job = context.registry.get_job(&context.fence.job_id).await?;
+                return Ok(Ending::RolledBack(cause));
+            }
+        }
+        Ok(Ending::Complete)
+    }
+
+    async fn apply_phase<W: Workflow>(
+        &self,
+        workflow: &W,
+        context: &mut JobContext,
+        phase: &PhaseRecord,
+    ) -> Result<(), PhaseError> {
+        check_failpoint(&phase.name, Boundary::Before)?;
+        context.current_phase = Some(phase.name.clone());
+        context
+            .registry
+            .set_phase_status(
+                &context.fence,
+                phase.position,
+                PhaseStatus::Running,
+                "started",
+            )
+            .await?;
+        self.emit(Progress::Phase {
+            name: phase.name.clone(),
+            status: PhaseStatus::Running,
+            elapsed: None,
+        });
+        let started = Instant::now();
+        self.with_retries(workflow, context, &phase.name, Step::Apply)
+            .await?;
+        check_failpoint(&phase.name, Boundary::After)?;
+        let elapsed = started.elapsed();
+        context
+            .registry
+            .set_phase_status(
+                &context.fence,
+                phase.position,
+                PhaseStatus::Applied,
+                &format!("applied in {} ms", elapsed.as_millis()),
+            )
+            .await?;
+        self.emit(Progress::Phase {
+            name: phase.name.clone(),
+            status: PhaseStatus::Applied,
+            elapsed: Some(elapsed),
+        });
+        context.current_phase = None;
+        Ok(())
+    }
+
+    /// Undoes, in reverse, every phase that was started and not yet undone.
+    async fn backward<W: Workflow>(
+        &self,
+        workflow: &W,
+        context: &mut JobContext,
+        cause: CodedError,
+    ) -> Result<Ending, PhaseError> {
+        let phases = context.job.phases.clone();
+        for phase in phases.iter().rev() {
+            if matches!(
+                phase.status,
+                PhaseStatus::Pending | PhaseStatus::Undone | PhaseStatus::Skipped
+            ) {
+                continue;
+            }
+            context.current_phase = Some(phase.name.clone());
+            context
+                .registry
+                .set_phase_status(
+                    &context.fence,
+                    phase.position,
+                    PhaseStatus::Undoing,
+                    "undoing",
+                )
+                .await?;
+            self.emit(Progress::Phase {
+                name: phase.name.clone(),
+                status: PhaseStatus::Undoing,
+                elapsed: None,
+            });
+            let started = Instant::now();
+            match self
+                .with_retries(workflow, context, &phase.name, Step::Undo)
+                .await
+            {
+                Ok(()) => {}
+                Err(PhaseError::Fenced) => return Err(PhaseError::Fenced),
+                Err(PhaseError::Fatal(undo_error) | PhaseError::Retryable(undo_error)) => {
+                    context
+                        .registry
+                        .set_phase_status(
+                            &context.fence,
+                            phase.position,
+                            PhaseStatus::Failed,
+                            &format!("undo failed: {}", undo_error.message),
+                        )
+                        .await?;
+                    return Ok(Ending::UndoFailed { cause, undo_error });
+                }
+            }
+            context
+                .registry
+                .set_phase_status(
+                    &context.fence,
+                    phase.position,
+                    PhaseStatus::Undone,
+                    &format!("undone in {} ms", started.elapsed().as_millis()),
+                )
+                .await?;
+            self.emit(Progress::Phase {
+                name: phase.name.clone(),
+                status: PhaseStatus::Undone,
+                elapsed: Some(started.elapsed()),
+            });
+        }
+        context.current_phase = None;
+        Ok(Ending::RolledBack(cause))
+    }
+
+    async fn with_retries<W: Workflow>(
+        &self,
+        workflow: &W,
+        context: &mut JobContext,
+        phase: &str,
+        step: Step,
+    ) -> Result<(), PhaseError> {
+        let first_attempt = Instant::now();
+        let mut delay = self.retry.initial_delay;
+        let mut attempt = 1;
+        loop {
+            let attempted = match step {
+                Step::Apply => workflow.apply(context, phase).await,
+                Step::Undo => workflow.undo(context, phase).await,
+            };
+            match attempted {
+                Ok(()) => return Ok(()),
+                Err(PhaseError::Retryable(error))
+                    if attempt < self.retry.max_attempts
+                        && first_attempt.elapsed() + delay < self.retry.max_elapsed =>
+                {
+                    context
+                        .log(
+                            "warn",
+                            &format!(
+                                "{phase} {} attempt {attempt} failed ({}: {}); retrying in {} ms",
+                                step.as_str(),
+                                error.code,
+                                error.message,
+                                delay.as_millis()
+                            ),
+                        )
+                        .await?;
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(self.retry.max_delay);
+                    attempt += 1;
+                }
+                Err(PhaseError::Retryable(error)) => {
+                    return Err(PhaseError::Fatal(CodedError::new(
+                        error.code,
+                        format!(
+                            "{} (gave up after {attempt} attempts in {} ms)",
+                            error.message,
+                            first_attempt.elapsed().as_millis()
+                        ),
+                    )))
+                }
+                Err(other) => return Err(other),
+            }
+        }
+    }
+}
+
+fn check_failpoint(phase: &str, boundary: Boundary) -> Result<(), PhaseError> {
+    match failpoints::configured(phase, boundary) {
+        Some(Action::Exit) => failpoints::crash_now(phase, boundary),
+        Some(Action::Error) => Err(PhaseError::fatal(
+            ErrorCode::Failpoint,
+            format!(
+                "failpoint {phase}.{} fired",
+                if boundary == Boundary::Before {
+                    "before"
+                } else {
+                    "after"
+                }
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+fn rollback_cause(job: &JobRecord) -> Option<CodedError> {
+    let rollback = job.state.get(ROLLBACK_KEY)?;
+    let code = ErrorCode::from_code(rollback.get("code")?.as_str()?);
+    let message = rollback
+        .get("message")
+        .and_then(|message| message.as_str())
+        .unwrap_or_default();
+    Some(CodedError::new(code, message))
+}
+
+fn fenced(fence: &Fence) -> Error {
+    Error::Registry(tenantry_registry::Error::Fenced {
+        job_id: fence.job_id.clone(),
+    })
+}
+
+/// Prepares a finished job to run again: `retry` re-applies what is not applied; `rollback` undoes what is.
+pub(crate) fn reset_for(job: &JobRecord, rollback: bool) -> serde_json::Value {
+    let mut state = job.state.clone();
+    if let Some(object) = state.as_object_mut() {
+        if rollback {
+            let cause = job
+                .error_code
+                .clone()
+                .map(|code| serde_json::json!({ "code": code, "message": job.error_message.clone().unwrap_or_default() }))
+                .unwrap_or_else(|| serde_json::json!({ "code": "E_INTERNAL", "message": "rolled back by an operator" }));
+            object.insert(ROLLBACK_KEY.into(), cause);
+        } else {
+            object.remove(ROLLBACK_KEY);
+        }
+    }
+    state
+}
+
+impl Runner {
+    /// Reopens a finished job so it can run again: `rollback` undoes what is applied (for a `failed` job);
+    /// otherwise it is a retry that re-applies every phase not applied (for a `failed` or `rolled_back` job).
+    pub async fn reopen(&self, job_id: &str, actor: &str, rollback: bool) -> Result<JobRecord> {
+        let job = self.registry.get_job(job_id).await?;
+        let allowed = if rollback {
+            job.status == JobStatus::Failed
+        } else {
+            matches!(job.status, JobStatus::Failed | JobStatus::RolledBack)
+        };
+        if !allowed {
+            return Err(Error::NotReopenable {
+                job_id: job_id.to_owned(),
+                status: job.status,
+                action: if rollback { "rolled back" } else { "retried" },
+            });
+        }
+        let state = reset_for(&job, rollback);
+        let event_type = if rollback {
+            "JOB_ROLLBACK_REQUESTED"
+        } else {
+            "JOB_RETRIED"
+        };
+        Ok(self
+            .registry
+            .reopen_job(job_id, actor, event_type, &state, !rollback)
+            .await?)
+    }
+}

@@ -1,0 +1,128 @@
+//! Credentials tenantry generates: database passwords, one-time admin passwords and invitation tokens, and their
+//! hashes. Plain values live only in memory and in the secret store.
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+/// A secret string. Its `Debug` and `Display` print a placeholder, so it cannot reach a log by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretString(String);
+
+impl SecretString {
+    pub fn new(value: String) -> SecretString {
+        SecretString(value)
+    }
+
+    /// The plain value. Call only where the value must leave the process (a connection, the secret store, the
+    /// one place it is shown).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretString {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("SecretString(***)")
+    }
+}
+
+impl std::fmt::Display for SecretString {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("***")
+    }
+}
+
+/// `n_bytes` random bytes from the OS generator, URL-safe base64 without padding.
+pub fn random_token(n_bytes: usize) -> SecretString {
+    let mut bytes = vec![0u8; n_bytes];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    SecretString(URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// A tenant database password: 32 random bytes, URL-safe, so it can sit in a connection URL unescaped.
+pub fn generate_database_password() -> SecretString {
+    random_token(32)
+}
+
+/// The argon2id hash (PHC string) of a password, for the tenant's own users table.
+pub fn hash_password(password: &SecretString) -> Result<String, String> {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let salt = SaltString::generate(&mut rand::rngs::OsRng);
+    argon2::Argon2::default()
+        .hash_password(password.expose().as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(|error| format!("hashing failed: {error}"))
+}
+
+/// The SHA-256 of a high-entropy token, hex: enough to look a token up without storing it.
+pub fn hash_token(token: &SecretString) -> String {
+    Sha256::digest(token.expose().as_bytes())
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// A PostgreSQL SCRAM-SHA-256 verifier for `password`, so `CREATE ROLE … PASSWORD` never sends the plain
+/// password over the wire or into the server's statement log.
+pub fn scram_sha256_verifier(password: &SecretString) -> String {
+    const ITERATIONS: u32 = 4096;
+    let mut salt = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut salt);
+    let mut salted_password = [0u8; 32];
+    pbkdf2::pbkdf2_hmac::<Sha256>(
+        password.expose().as_bytes(),
+        &salt,
+        ITERATIONS,
+        &mut salted_password,
+    );
+    let hmac = |key: &[u8], message: &[u8]| {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+        mac.update(message);
+        mac.finalize().into_bytes()
+    };
+    let client_key = hmac(&salted_password, b"Client Key");
+    let stored_key = Sha256::digest(client_key);
+    let server_key = hmac(&salted_password, b"Server Key");
+    format!(
+        "SCRAM-SHA-256${ITERATIONS}:{}${}:{}",
+        STANDARD.encode(salt),
+        STANDARD.encode(stored_key),
+        STANDARD.encode(server_key)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_long_and_url_safe() {
+        let password = generate_database_password();
+        assert!(password.expose().len() >= 43);
+        assert!(password
+            .expose()
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        assert_ne!(password, generate_database_password());
+        assert_eq!(format!("{password:?} {password}"), "SecretString(***) ***");
+    }
+
+    #[test]
+    fn scram_verifier_has_postgres_shape() {
+        let verifier = scram_sha256_verifier(&SecretString::new("pencil".into()));
+        assert!(verifier.starts_with("SCRAM-SHA-256$4096:"));
+        assert_eq!(verifier.matches('$').count(), 2);
+    }
+}
+
+/// The password inside a connection URL, if it has one.
+pub fn password_in_url(url: &SecretString) -> Option<SecretString> {
+    let parsed = url::Url::parse(url.expose()).ok()?;
+    parsed
+        .password()
+        .map(|password| SecretString::new(password.to_owned()))
+}

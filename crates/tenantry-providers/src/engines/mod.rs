@@ -1,0 +1,231 @@
+//! Tenant database engines. A [`TenantServer`] is one fleet member reached through its admin connection; it
+//! creates, inspects, migrates, seeds, disables and drops tenant databases. Every operation is idempotent.
+
+mod postgres;
+mod sqlite;
+
+pub use postgres::PostgresServer;
+pub use sqlite::SqliteServer;
+
+use crate::credentials::SecretString;
+use crate::{Error, Result};
+use std::path::Path;
+use tenantry_core::EngineKind;
+
+/// What a tenant database gets: its name (database, role, file stem) and the plan's quotas and labels.
+#[derive(Debug, Clone)]
+pub struct TenantDatabaseSpec {
+    pub resource_name: String,
+    pub connection_limit: u32,
+    pub statement_timeout_ms: u64,
+    /// `{tenant, plan, cost_center}`, recorded on the database where the engine can hold it.
+    pub labels: serde_json::Value,
+}
+
+/// Which pieces of a tenant exist on a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct Inventory {
+    pub database: bool,
+    /// Always false on engines without roles.
+    pub role: bool,
+}
+
+impl Inventory {
+    pub fn any(&self) -> bool {
+        self.database || self.role
+    }
+}
+
+/// Something on a server that looks like a tenant's (name starts with `tenant_`), for `doctor`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TenantResource {
+    pub name: String,
+    pub kind: &'static str,
+}
+
+/// The first admin to insert into a tenant database, with hashes only.
+#[derive(Debug, Clone)]
+pub struct AdminSeed<'a> {
+    pub sql: &'a str,
+    pub email: &'a str,
+    pub password_hash: &'a str,
+    pub invitation_token_hash: &'a str,
+}
+
+/// A server that hosts tenant databases.
+#[derive(Debug, Clone)]
+pub enum TenantServer {
+    Postgres(PostgresServer),
+    Sqlite(SqliteServer),
+}
+
+impl TenantServer {
+    /// Reads a server's admin connection (a URL from the secret store). Nothing is contacted yet.
+    pub fn from_admin_url(engine: EngineKind, admin_url: &SecretString) -> Result<TenantServer> {
+        match engine {
+            EngineKind::Postgres => {
+                PostgresServer::from_admin_url(admin_url).map(TenantServer::Postgres)
+            }
+            EngineKind::Sqlite => SqliteServer::from_admin_url(admin_url).map(TenantServer::Sqlite),
+        }
+    }
+
+    pub fn engine(&self) -> EngineKind {
+        match self {
+            TenantServer::Postgres(_) => EngineKind::Postgres,
+            TenantServer::Sqlite(_) => EngineKind::Sqlite,
+        }
+    }
+
+    /// Whether tenants on this engine log in with a password (and so get one generated).
+    pub fn uses_passwords(&self) -> bool {
+        matches!(self, TenantServer::Postgres(_))
+    }
+
+    /// Checks the admin connection works.
+    pub async fn check_admin_connection(&self) -> Result<()> {
+        match self {
+            TenantServer::Postgres(server) => server.check_admin_connection().await,
+            TenantServer::Sqlite(server) => server.check_admin_connection().await,
+        }
+    }
+
+    /// The tenant's connection URL: what the secret `tenant-db-<slug>` holds.
+    pub fn tenant_url(
+        &self,
+        resource_name: &str,
+        password: Option<&SecretString>,
+    ) -> Result<SecretString> {
+        match (self, password) {
+            (TenantServer::Postgres(server), Some(password)) => {
+                Ok(server.tenant_url(resource_name, password))
+            }
+            (TenantServer::Postgres(_), None) => {
+                Err(Error::Refused("a postgres tenant needs a password".into()))
+            }
+            (TenantServer::Sqlite(server), _) => Ok(server.tenant_url(resource_name)),
+        }
+    }
+
+    pub async fn inventory(&self, resource_name: &str) -> Result<Inventory> {
+        match self {
+            TenantServer::Postgres(server) => server.inventory(resource_name).await,
+            TenantServer::Sqlite(server) => server.inventory(resource_name).await,
+        }
+    }
+
+    /// Creates the tenant's role and database (or brings existing ones in line): owner, password, quotas, labels,
+    /// connect rights for the tenant role only.
+    pub async fn create_database(
+        &self,
+        spec: &TenantDatabaseSpec,
+        password: Option<&SecretString>,
+    ) -> Result<()> {
+        match (self, password) {
+            (TenantServer::Postgres(server), Some(password)) => {
+                server.create_database(spec, password).await
+            }
+            (TenantServer::Postgres(_), None) => {
+                Err(Error::Refused("a postgres tenant needs a password".into()))
+            }
+            (TenantServer::Sqlite(server), _) => server.create_database(spec).await,
+        }
+    }
+
+    /// Ends sessions, then drops the database and role. Dropping what is not there is fine.
+    pub async fn drop_database(&self, resource_name: &str) -> Result<()> {
+        match self {
+            TenantServer::Postgres(server) => server.drop_database(resource_name).await,
+            TenantServer::Sqlite(server) => server.drop_database(resource_name).await,
+        }
+    }
+
+    /// Stops the tenant from connecting while keeping its data.
+    pub async fn disable_login(&self, resource_name: &str) -> Result<()> {
+        match self {
+            TenantServer::Postgres(server) => server.disable_login(resource_name).await,
+            TenantServer::Sqlite(server) => server.disable_login(resource_name).await,
+        }
+    }
+
+    /// Everything on the server named `tenant_*`.
+    pub async fn list_tenant_resources(&self) -> Result<Vec<TenantResource>> {
+        match self {
+            TenantServer::Postgres(server) => server.list_tenant_resources().await,
+            TenantServer::Sqlite(server) => server.list_tenant_resources().await,
+        }
+    }
+
+    /// Applies the tenant schema migrations in `directory` (sqlx's format) as the tenant, returning the latest
+    /// applied version.
+    pub async fn run_migrations(&self, tenant_url: &SecretString, directory: &Path) -> Result<i64> {
+        let migrator = sqlx::migrate::Migrator::new(directory)
+            .await
+            .map_err(|error| {
+                Error::Migration(format!(
+                    "cannot read migrations in {}: {error}",
+                    directory.display()
+                ))
+            })?;
+        let latest = migrator
+            .iter()
+            .map(|migration| migration.version)
+            .max()
+            .unwrap_or(0);
+        match self {
+            TenantServer::Postgres(server) => server.run_migrations(tenant_url, &migrator).await?,
+            TenantServer::Sqlite(server) => server.run_migrations(tenant_url, &migrator).await?,
+        }
+        Ok(latest)
+    }
+
+    /// Runs the admin seed statement as the tenant with bound parameters `$1` email, `$2` password hash,
+    /// `$3` invitation token hash. The statement must be an upsert, so running it twice converges.
+    pub async fn seed_admin(&self, tenant_url: &SecretString, seed: &AdminSeed<'_>) -> Result<()> {
+        match self {
+            TenantServer::Postgres(server) => server.seed_admin(tenant_url, seed).await,
+            TenantServer::Sqlite(server) => server.seed_admin(tenant_url, seed).await,
+        }
+    }
+}
+
+/// `"name"` for SQL, for names that already passed the slug-derived identifier rule.
+pub(crate) fn quote_identifier(name: &str) -> Result<String> {
+    let safe = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !safe {
+        return Err(Error::Refused(format!(
+            "{name:?} is not a valid tenant identifier"
+        )));
+    }
+    Ok(format!("\"{name}\""))
+}
+
+/// A SQL string literal: single quotes doubled (PostgreSQL's standard_conforming_strings is on).
+pub(crate) fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+fn migration_error(error: sqlx::migrate::MigrateError) -> Error {
+    match error {
+        sqlx::migrate::MigrateError::Execute(inner) if is_connection_failure(&inner) => {
+            Error::Transient(format!(
+                "migration could not reach the database: {}",
+                crate::error::describe(&inner)
+            ))
+        }
+        sqlx::migrate::MigrateError::Execute(inner)
+        | sqlx::migrate::MigrateError::ExecuteMigration(inner, _) => Error::Migration(format!(
+            "migration failed: {}",
+            crate::error::describe(&inner)
+        )),
+        other => Error::Migration(format!("migration failed: {other}")),
+    }
+}
+
+fn is_connection_failure(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut)
+}

@@ -1,0 +1,66 @@
+//! Provider errors, split into what may pass on retry and what will not.
+
+/// What went wrong creating, inspecting or removing something outside the registry.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The server could not be reached or was busy; trying again later may succeed.
+    #[error("{0}")]
+    Transient(String),
+    /// The server's admin connection is missing, malformed or was refused.
+    #[error("{0}")]
+    AdminConnection(String),
+    /// A tenant schema migration failed.
+    #[error("{0}")]
+    Migration(String),
+    /// The secret store could not be read or written.
+    #[error("{0}")]
+    SecretStore(String),
+    /// Anything else the server refused.
+    #[error("{0}")]
+    Refused(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Transient(_))
+    }
+
+    /// Classifies a driver error met while working on a tenant server.
+    pub(crate) fn from_server(context: &str, error: sqlx::Error) -> Error {
+        let transient = match &error {
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) => true,
+            sqlx::Error::Database(database_error) => matches!(
+                database_error.code().as_deref(),
+                Some("40001" | "40P01" | "57P01" | "57P03" | "53300" | "55006" | "5" | "6")
+            ),
+            _ => false,
+        };
+        let message = format!("{context}: {}", describe(&error));
+        if transient {
+            Error::Transient(message)
+        } else {
+            Error::Refused(message)
+        }
+    }
+}
+
+/// A driver error as one line, without the connection URL (which may hold a password).
+pub(crate) fn describe(error: &sqlx::Error) -> String {
+    match error {
+        sqlx::Error::Database(database_error) => database_error.message().to_owned(),
+        sqlx::Error::Configuration(_) => "the connection URL is not valid".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+impl From<tenantry_registry::Error> for Error {
+    fn from(error: tenantry_registry::Error) -> Self {
+        if error.is_transient() {
+            Error::Transient(error.to_string())
+        } else {
+            Error::SecretStore(error.to_string())
+        }
+    }
+}

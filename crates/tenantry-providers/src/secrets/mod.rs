@@ -1,0 +1,26 @@
+//! The secret store: named credentials, encrypted at rest, never logged. `local` is the built-in backend;
+//! others (Vault KV v2, …) implement the same trait.
+
+mod local;
+
+pub use local::{LocalSecretStore, MasterKey};
+
+use crate::credentials::SecretString;
+use crate::Result;
+use std::future::Future;
+use std::pin::Pin;
+
+/// A boxed future, so that the trait can be used as `dyn SecretStore`.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A backend that keeps named secrets.
+pub trait SecretStore: Send + Sync {
+    /// Creates or replaces a secret.
+    fn put<'a>(&'a self, name: &'a str, value: &'a SecretString) -> BoxFuture<'a, Result<()>>;
+    /// Reads a secret; `None` when there is none.
+    fn get<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<SecretString>>>;
+    /// Deletes a secret; `false` when there was none.
+    fn delete<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<bool>>;
+    /// Every secret name, sorted.
+    fn list_names(&self) -> BoxFuture<'_, Result<Vec<String>>>;
+}

@@ -1,0 +1,566 @@
+//! Durable jobs: creation with their phases, leases with fencing tokens, phase and log events, placement, finish.
+//!
+//! Every write made on behalf of a running job carries its [`Fence`]: the job id and the lease token the worker
+//! got when it claimed the job. A write whose token is no longer current changes nothing and fails with
+//! [`Error::Fenced`], so a worker whose lease was taken over cannot disturb the new owner.
+
+use crate::audit::insert_audit;
+use crate::records::{EventKind, JobEvent, JobRecord, NewAuditEvent, PhaseRecord, ServerRecord};
+use crate::store::now_millis;
+use crate::{Error, Registry, Result};
+use sqlx::AnyConnection;
+use tenantry_core::{EngineKind, JobKind, JobStatus, PhaseStatus, ServerStatus, TenantStatus};
+
+/// Proof of holding a job's lease, carried by every write a worker makes for that job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub job_id: String,
+    pub token: i64,
+}
+
+/// A job to create, with the names of its phases in order.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub id: String,
+    pub kind: JobKind,
+    pub tenant_slug: String,
+    pub params: serde_json::Value,
+    pub phases: Vec<&'static str>,
+    pub actor: String,
+}
+
+/// Which jobs to list.
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    pub tenant_slug: Option<String>,
+    pub status: Option<JobStatus>,
+    pub limit: i64,
+}
+
+/// Where a provisioning job asks to be placed.
+#[derive(Debug, Clone)]
+pub enum PlacementRequest {
+    /// This server, if it is active and has room.
+    Named(String),
+    /// The active server of this engine (any engine when `None`) in this region with the most free room.
+    Auto {
+        engine: Option<EngineKind>,
+        region: String,
+    },
+}
+
+/// The outcome of a placement.
+#[derive(Debug, Clone)]
+pub enum Placement {
+    Placed(ServerRecord),
+    /// The named server does not exist or is not active.
+    ServerUnavailable,
+    /// No eligible server has room below its capacity hint (`candidates` counts the eligible servers).
+    NoCapacity {
+        candidates: usize,
+    },
+}
+
+const JOB_COLUMNS: &str =
+    "id, kind, tenant_slug, status, params, state, placed_server, error_code, error_message, actor,
+    lease_owner, lease_token, lease_expires_at, created_at, started_at, finished_at, updated_at";
+
+const LIVE_STATUSES: &str = "('pending', 'awaiting_approval', 'in_progress')";
+
+/// Checks, inside a transaction, that the fence still holds the job's lease. On PostgreSQL the update also
+/// locks the job row until commit, so no takeover can slip in between this check and the transaction's writes.
+pub(crate) async fn check_fence(connection: &mut AnyConnection, fence: &Fence) -> Result<()> {
+    let touched = sqlx::query("UPDATE jobs SET updated_at = $1 WHERE id = $2 AND lease_token = $3")
+        .bind(now_millis())
+        .bind(&fence.job_id)
+        .bind(fence.token)
+        .execute(connection)
+        .await?;
+    if touched.rows_affected() == 1 {
+        Ok(())
+    } else {
+        Err(Error::Fenced {
+            job_id: fence.job_id.clone(),
+        })
+    }
+}
+
+async fn insert_event(
+    connection: &mut AnyConnection,
+    job_id: &str,
+    kind: EventKind,
+    phase: Option<&str>,
+    status: Option<&str>,
+    level: &str,
+    message: &str,
+) -> Result<()> {
+    let kind = match kind {
+        EventKind::Phase => "phase",
+        EventKind::Log => "log",
+    };
+    sqlx::query(
+        "INSERT INTO job_events (job_id, at, kind, phase, status, level, message) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(job_id)
+    .bind(now_millis())
+    .bind(kind)
+    .bind(phase)
+    .bind(status)
+    .bind(level)
+    .bind(message)
+    .execute(connection)
+    .await?;
+    Ok(())
+}
+
+impl Registry {
+    /// Records a job and its phases before any side effect. `Conflict` when the slug already has an unfinished job.
+    pub async fn create_job(&self, job: &NewJob) -> Result<JobRecord> {
+        let mut transaction = self.begin_write().await?;
+        let now = now_millis();
+        sqlx::query(
+            "INSERT INTO jobs (id, kind, tenant_slug, status, params, state, actor, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, '{}', $6, $7, $7)",
+        )
+        .bind(&job.id)
+        .bind(job.kind.as_str())
+        .bind(&job.tenant_slug)
+        .bind(JobStatus::Pending.as_str())
+        .bind(job.params.to_string())
+        .bind(&job.actor)
+        .bind(now)
+        .execute(&mut *transaction)
+        .await?;
+        for (position, name) in job.phases.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO job_phases (job_id, position, name, status) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(&job.id)
+            .bind(position as i64)
+            .bind(*name)
+            .bind(PhaseStatus::Pending.as_str())
+            .execute(&mut *transaction)
+            .await?;
+        }
+        insert_audit(
+            &mut transaction,
+            &NewAuditEvent {
+                actor: job.actor.clone(),
+                event_type: "JOB_CREATED",
+                tenant_slug: Some(job.tenant_slug.clone()),
+                job_id: Some(job.id.clone()),
+                details: serde_json::json!({ "kind": job.kind }),
+            },
+        )
+        .await?;
+        transaction.commit().await?;
+        self.get_job(&job.id).await
+    }
+
+    pub async fn get_job(&self, job_id: &str) -> Result<JobRecord> {
+        let row = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"))
+            .bind(job_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| Error::NotFound {
+                what: format!("job {job_id:?}"),
+            })?;
+        let phases = self.job_phases(job_id).await?;
+        JobRecord::from_row(&row, phases)
+    }
+
+    async fn job_phases(&self, job_id: &str) -> Result<Vec<PhaseRecord>> {
+        let rows = sqlx::query(
+            "SELECT position, name, status, attempts, started_at, finished_at FROM job_phases
+             WHERE job_id = $1 ORDER BY position",
+        )
+        .bind(job_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(PhaseRecord::from_row).collect()
+    }
+
+    /// Jobs, newest first, each with its phases.
+    pub async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs
+             WHERE (CAST($1 AS TEXT) IS NULL OR tenant_slug = $1) AND (CAST($2 AS TEXT) IS NULL OR status = $2)
+             ORDER BY created_at DESC, id DESC LIMIT $3"
+        ))
+        .bind(&filter.tenant_slug)
+        .bind(filter.status.map(JobStatus::as_str))
+        .bind(if filter.limit > 0 { filter.limit } else { 50 })
+        .fetch_all(&self.pool)
+        .await?;
+        let mut jobs = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let job_id: String = crate::store::get(row, "id")?;
+            let phases = self.job_phases(&job_id).await?;
+            jobs.push(JobRecord::from_row(row, phases)?);
+        }
+        Ok(jobs)
+    }
+
+    /// The unfinished job holding a slug, if any.
+    pub async fn live_job_for_slug(&self, tenant_slug: &str) -> Result<Option<JobRecord>> {
+        let job_id: Option<String> = sqlx::query_scalar(&format!(
+            "SELECT id FROM jobs WHERE tenant_slug = $1 AND status IN {LIVE_STATUSES}"
+        ))
+        .bind(tenant_slug)
+        .fetch_optional(&self.pool)
+        .await?;
+        match job_id {
+            Some(job_id) => Ok(Some(self.get_job(&job_id).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Takes the lease on an unfinished job: when nobody holds it, when the lease expired, or when the caller
+    /// has established that `dead_owner` (the recorded owner) is gone. Returns the new fence, or `None`.
+    pub async fn claim_job(
+        &self,
+        job_id: &str,
+        owner: &str,
+        lease_ttl_millis: i64,
+        dead_owner: Option<&str>,
+    ) -> Result<Option<Fence>> {
+        let now = now_millis();
+        let token: Option<i64> = sqlx::query_scalar(&format!(
+            "UPDATE jobs SET lease_owner = $1, lease_token = lease_token + 1, lease_expires_at = $2,
+                 status = CASE WHEN status = 'pending' THEN 'in_progress' ELSE status END,
+                 started_at = COALESCE(started_at, $3), updated_at = $3
+             WHERE id = $4 AND status IN {LIVE_STATUSES} AND status <> 'awaiting_approval'
+               AND (lease_owner IS NULL OR lease_expires_at < $3 OR lease_owner = CAST($5 AS TEXT))
+             RETURNING lease_token"
+        ))
+        .bind(owner)
+        .bind(now + lease_ttl_millis)
+        .bind(now)
+        .bind(job_id)
+        .bind(dead_owner)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(token.map(|token| Fence {
+            job_id: job_id.to_owned(),
+            token,
+        }))
+    }
+
+    /// Extends the lease; `Fenced` when it was taken over.
+    pub async fn renew_lease(&self, fence: &Fence, lease_ttl_millis: i64) -> Result<()> {
+        let renewed =
+            sqlx::query("UPDATE jobs SET lease_expires_at = $1 WHERE id = $2 AND lease_token = $3")
+                .bind(now_millis() + lease_ttl_millis)
+                .bind(&fence.job_id)
+                .bind(fence.token)
+                .execute(&self.pool)
+                .await?;
+        if renewed.rows_affected() == 1 {
+            Ok(())
+        } else {
+            Err(Error::Fenced {
+                job_id: fence.job_id.clone(),
+            })
+        }
+    }
+
+    /// Gives the lease back without finishing the job (a worker shutting down), so another can take it at once.
+    pub async fn release_lease(&self, fence: &Fence) -> Result<()> {
+        sqlx::query(
+            "UPDATE jobs SET lease_owner = NULL, lease_expires_at = NULL WHERE id = $1 AND lease_token = $2",
+        )
+        .bind(&fence.job_id)
+        .bind(fence.token)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Moves one phase to `status` and records the change as a job event, atomically.
+    pub async fn set_phase_status(
+        &self,
+        fence: &Fence,
+        position: i64,
+        status: PhaseStatus,
+        message: &str,
+    ) -> Result<()> {
+        let mut transaction = self.begin_write().await?;
+        check_fence(&mut transaction, fence).await?;
+        let now = now_millis();
+        let name: String = sqlx::query_scalar(
+            "UPDATE job_phases SET status = $1,
+                 attempts = attempts + CASE WHEN $1 = 'running' THEN 1 ELSE 0 END,
+                 started_at = CASE WHEN $1 IN ('running', 'undoing') THEN $2 ELSE started_at END,
+                 finished_at = CASE WHEN $1 IN ('running', 'undoing') THEN NULL ELSE $2 END
+             WHERE job_id = $3 AND position = $4 RETURNING name",
+        )
+        .bind(status.as_str())
+        .bind(now)
+        .bind(&fence.job_id)
+        .bind(position)
+        .fetch_one(&mut *transaction)
+        .await?;
+        insert_event(
+            &mut transaction,
+            &fence.job_id,
+            EventKind::Phase,
+            Some(&name),
+            Some(status.as_str()),
+            "info",
+            message,
+        )
+        .await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    /// Appends a log line to the job's event log.
+    pub async fn append_job_log(
+        &self,
+        fence: &Fence,
+        phase: Option<&str>,
+        level: &str,
+        message: &str,
+    ) -> Result<()> {
+        let mut transaction = self.begin_write().await?;
+        check_fence(&mut transaction, fence).await?;
+        insert_event(
+            &mut transaction,
+            &fence.job_id,
+            EventKind::Log,
+            phase,
+            None,
+            level,
+            message,
+        )
+        .await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    /// Replaces the job's state: the non-secret outputs of its phases that later phases read.
+    pub async fn set_job_state(&self, fence: &Fence, state: &serde_json::Value) -> Result<()> {
+        let mut transaction = self.begin_write().await?;
+        check_fence(&mut transaction, fence).await?;
+        sqlx::query("UPDATE jobs SET state = $1 WHERE id = $2")
+            .bind(state.to_string())
+            .bind(&fence.job_id)
+            .execute(&mut *transaction)
+            .await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    /// Ends a job: its status and error, the tenant's new status if any, and the audit events, in one transaction.
+    pub async fn finish_job(
+        &self,
+        fence: &Fence,
+        status: JobStatus,
+        error: Option<(&str, &str)>,
+        tenant_status: Option<TenantStatus>,
+        audit_events: &[NewAuditEvent],
+    ) -> Result<()> {
+        let mut transaction = self.begin_write().await?;
+        check_fence(&mut transaction, fence).await?;
+        let now = now_millis();
+        let tenant_slug: String = sqlx::query_scalar(
+            "UPDATE jobs SET status = $1, error_code = $2, error_message = $3, finished_at = $4,
+                 lease_owner = NULL, lease_expires_at = NULL, updated_at = $4
+             WHERE id = $5 RETURNING tenant_slug",
+        )
+        .bind(status.as_str())
+        .bind(error.map(|(code, _)| code))
+        .bind(error.map(|(_, message)| message))
+        .bind(now)
+        .bind(&fence.job_id)
+        .fetch_one(&mut *transaction)
+        .await?;
+        if let Some(tenant_status) = tenant_status {
+            sqlx::query("UPDATE tenants SET status = $1, updated_at = $2 WHERE slug = $3")
+                .bind(tenant_status.as_str())
+                .bind(now)
+                .bind(&tenant_slug)
+                .execute(&mut *transaction)
+                .await?;
+        }
+        let message = match error {
+            Some((code, message)) => format!("job {status}: {code}: {message}"),
+            None => format!("job {status}"),
+        };
+        insert_event(
+            &mut transaction,
+            &fence.job_id,
+            EventKind::Log,
+            None,
+            None,
+            "info",
+            &message,
+        )
+        .await?;
+        for event in audit_events {
+            insert_audit(&mut transaction, event).await?;
+        }
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    /// Puts a finished job back in progress so an operator can retry it or roll it back. `Conflict` when another
+    /// job holds the slug now; `NotFound` when the job is not in a state that allows it.
+    pub async fn reopen_job(
+        &self,
+        job_id: &str,
+        actor: &str,
+        event_type: &'static str,
+        state: &serde_json::Value,
+        reset_unapplied_phases: bool,
+    ) -> Result<JobRecord> {
+        let mut transaction = self.begin_write().await?;
+        let reopened = sqlx::query(
+            "UPDATE jobs SET status = 'in_progress', error_code = NULL, error_message = NULL, finished_at = NULL,
+                 lease_owner = NULL, lease_expires_at = NULL, state = $3, updated_at = $1
+             WHERE id = $2 AND status IN ('failed', 'rolled_back')",
+        )
+        .bind(now_millis())
+        .bind(job_id)
+        .bind(state.to_string())
+        .execute(&mut *transaction)
+        .await?;
+        if reopened.rows_affected() == 0 {
+            return Err(Error::NotFound {
+                what: format!("failed job {job_id:?}"),
+            });
+        }
+        if reset_unapplied_phases {
+            sqlx::query("UPDATE job_phases SET status = 'pending' WHERE job_id = $1 AND status NOT IN ('applied', 'skipped')")
+                .bind(job_id)
+                .execute(&mut *transaction)
+                .await?;
+        }
+        let tenant_slug: String = sqlx::query_scalar("SELECT tenant_slug FROM jobs WHERE id = $1")
+            .bind(job_id)
+            .fetch_one(&mut *transaction)
+            .await?;
+        insert_audit(
+            &mut transaction,
+            &NewAuditEvent {
+                actor: actor.to_owned(),
+                event_type,
+                tenant_slug: Some(tenant_slug),
+                job_id: Some(job_id.to_owned()),
+                details: serde_json::json!({}),
+            },
+        )
+        .await?;
+        transaction.commit().await?;
+        self.get_job(job_id).await
+    }
+
+    /// Job events after `after_id` (0 for all), oldest first.
+    pub async fn job_events(&self, job_id: &str, after_id: i64) -> Result<Vec<JobEvent>> {
+        let rows = sqlx::query(
+            "SELECT id, job_id, at, kind, phase, status, level, message FROM job_events
+             WHERE job_id = $1 AND id > $2 ORDER BY id",
+        )
+        .bind(job_id)
+        .bind(after_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(JobEvent::from_row).collect()
+    }
+
+    /// Chooses a server for a provisioning job and reserves room on it, atomically with every other placement:
+    /// a server's load is its tenants plus the unfinished provisioning jobs placed on it, so concurrent jobs
+    /// never overbook it. Placing an already placed job again returns its server.
+    pub async fn place_job(&self, fence: &Fence, request: &PlacementRequest) -> Result<Placement> {
+        let mut transaction = self.begin_write().await?;
+        check_fence(&mut transaction, fence).await?;
+        let already_placed: Option<String> =
+            sqlx::query_scalar("SELECT placed_server FROM jobs WHERE id = $1")
+                .bind(&fence.job_id)
+                .fetch_one(&mut *transaction)
+                .await?;
+        if let Some(server_name) = already_placed {
+            transaction.commit().await?;
+            return Ok(Placement::Placed(self.get_server(&server_name).await?));
+        }
+        let (named, engine, region) = match request {
+            PlacementRequest::Named(name) => (Some(name.as_str()), None, None),
+            PlacementRequest::Auto { engine, region } => {
+                (None, engine.map(EngineKind::as_str), Some(region.as_str()))
+            }
+        };
+        let lock_clause = match self.dialect {
+            // Serialise placements on the candidate servers; SQLite's BEGIN IMMEDIATE already did.
+            crate::Dialect::Postgres => " FOR UPDATE",
+            crate::Dialect::Sqlite => "",
+        };
+        let candidate_names: Vec<String> = sqlx::query_scalar(&format!(
+            "SELECT name FROM servers
+             WHERE status = $1 AND (CAST($2 AS TEXT) IS NULL OR name = $2)
+               AND (CAST($3 AS TEXT) IS NULL OR engine = $3) AND (CAST($4 AS TEXT) IS NULL OR region = $4)
+             ORDER BY name{lock_clause}"
+        ))
+        .bind(ServerStatus::Active.as_str())
+        .bind(named)
+        .bind(engine)
+        .bind(region)
+        .fetch_all(&mut *transaction)
+        .await?;
+        if candidate_names.is_empty() {
+            transaction.commit().await?;
+            return Ok(match request {
+                PlacementRequest::Named(_) => Placement::ServerUnavailable,
+                PlacementRequest::Auto { .. } => Placement::NoCapacity { candidates: 0 },
+            });
+        }
+        let mut best: Option<(String, i64)> = None;
+        for name in &candidate_names {
+            let (capacity_hint, load): (i64, i64) = sqlx::query_as(&format!(
+                "SELECT s.capacity_hint,
+                     (SELECT COUNT(*) FROM tenants t WHERE t.server_name = s.name)
+                     + (SELECT COUNT(*) FROM jobs j WHERE j.placed_server = s.name AND j.kind = 'provision'
+                          AND j.status IN {LIVE_STATUSES} AND j.id <> $2
+                          AND NOT EXISTS (SELECT 1 FROM tenants t2 WHERE t2.slug = j.tenant_slug))
+                 FROM servers s WHERE s.name = $1"
+            ))
+            .bind(name)
+            .bind(&fence.job_id)
+            .fetch_one(&mut *transaction)
+            .await?;
+            let free_room = capacity_hint - load;
+            // Candidates come sorted by name, so a strict comparison breaks ties by name.
+            if free_room > 0
+                && best
+                    .as_ref()
+                    .is_none_or(|(_, best_room)| free_room > *best_room)
+            {
+                best = Some((name.clone(), free_room));
+            }
+        }
+        let Some((chosen, _)) = best else {
+            transaction.commit().await?;
+            return Ok(Placement::NoCapacity {
+                candidates: candidate_names.len(),
+            });
+        };
+        sqlx::query("UPDATE jobs SET placed_server = $1 WHERE id = $2")
+            .bind(&chosen)
+            .bind(&fence.job_id)
+            .execute(&mut *transaction)
+            .await?;
+        transaction.commit().await?;
+        Ok(Placement::Placed(self.get_server(&chosen).await?))
+    }
+
+    /// Forgets a job's placement (the undo of placement), releasing the room it reserved.
+    pub async fn clear_placement(&self, fence: &Fence) -> Result<()> {
+        let mut transaction = self.begin_write().await?;
+        check_fence(&mut transaction, fence).await?;
+        sqlx::query("UPDATE jobs SET placed_server = NULL WHERE id = $1")
+            .bind(&fence.job_id)
+            .execute(&mut *transaction)
+            .await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,24 @@
+//! The registry: the control plane's own database of servers, tenants, jobs, job events, audit events and
+//! encrypted secrets, on SQLite (the embedded default) or PostgreSQL.
+//!
+//! One implementation serves both backends through sqlx's `Any` driver: the SQL is written once with `$N`
+//! parameters (which SQLite accepts too), times are Unix milliseconds, JSON is text. Only the DDL and the
+//! transaction opener differ per backend ([`Dialect`]).
+
+pub mod audit;
+mod error;
+mod jobs;
+mod records;
+mod secrets;
+mod servers;
+mod store;
+mod tenants;
+
+pub use audit::AuditFilter;
+pub use error::{Error, Result};
+pub use jobs::{Fence, JobFilter, NewJob, Placement, PlacementRequest};
+pub use records::{
+    AuditEvent, EventKind, JobEvent, JobRecord, NewAuditEvent, NewServer, PhaseRecord,
+    SecretRecord, ServerRecord, TenantRecord,
+};
+pub use store::{now_millis, Dialect, Registry, RegistryLocation};

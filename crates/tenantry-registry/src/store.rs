@@ -1,0 +1,219 @@
+//! Opening the registry: the backend's connection pool, its schema migration, and the transaction opener.
+
+use crate::{Error, Result};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{AnyPool, Executor, Transaction};
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where the registry lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegistryLocation {
+    /// A SQLite file (the embedded default is `<data dir>/registry.db`).
+    Sqlite(PathBuf),
+    /// A PostgreSQL URL. Its password, if any, is never logged.
+    Postgres(String),
+}
+
+/// The SQL dialect of the backend, for the few statements that differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// A handle on the registry. Cheap to clone.
+#[derive(Clone)]
+pub struct Registry {
+    pub(crate) pool: AnyPool,
+    pub(crate) dialect: Dialect,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Registry")
+            .field("dialect", &self.dialect)
+            .finish()
+    }
+}
+
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "init",
+    include_str!("../migrations/postgres/0001_init.sql"),
+)];
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "init",
+    include_str!("../migrations/sqlite/0001_init.sql"),
+)];
+
+/// How long a SQLite connection waits for another process's write lock before reporting the registry busy.
+const SQLITE_BUSY_TIMEOUT_MS: u64 = 20_000;
+
+impl Registry {
+    /// Connects and migrates the schema to the latest version. Safe to call from many processes at once.
+    pub async fn open(location: &RegistryLocation, max_connections: u32) -> Result<Registry> {
+        sqlx::any::install_default_drivers();
+        match location {
+            RegistryLocation::Sqlite(path) => Registry::open_sqlite(path, max_connections).await,
+            RegistryLocation::Postgres(url) => {
+                let pool = AnyPoolOptions::new()
+                    .max_connections(max_connections)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect(url)
+                    .await
+                    .map_err(|error| Error::Unavailable(redact_connect_error(&error)))?;
+                let registry = Registry {
+                    pool,
+                    dialect: Dialect::Postgres,
+                };
+                // sqlx's migrator takes a PostgreSQL advisory lock, so concurrent starts are safe.
+                registry
+                    .migrator(POSTGRES_MIGRATIONS)
+                    .run(&registry.pool)
+                    .await?;
+                Ok(registry)
+            }
+        }
+    }
+
+    async fn open_sqlite(path: &Path, max_connections: u32) -> Result<Registry> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|error| {
+                Error::Unavailable(format!("cannot create {}: {error}", parent.display()))
+            })?;
+        }
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(|connection, _meta| {
+                Box::pin(async move {
+                    connection
+                        .execute(
+                            format!(
+                                "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;"
+                            )
+                            .as_str(),
+                        )
+                        .await?;
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await
+            .map_err(|error| Error::Unavailable(error.to_string()))?;
+        let registry = Registry {
+            pool,
+            dialect: Dialect::Sqlite,
+        };
+        // sqlx takes no lock while migrating SQLite, so processes starting together serialise on a lock file.
+        let lock_path = path.with_extension("migrate.lock");
+        let lock_file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|error| {
+                Error::Unavailable(format!("cannot open {}: {error}", lock_path.display()))
+            })?;
+        let lock_file = tokio::task::spawn_blocking(move || lock_file.lock().map(|()| lock_file))
+            .await
+            .map_err(|error| Error::Unavailable(error.to_string()))?
+            .map_err(|error| {
+                Error::Unavailable(format!("cannot lock {}: {error}", lock_path.display()))
+            })?;
+        sqlx::query("PRAGMA journal_mode = WAL")
+            .execute(&registry.pool)
+            .await?;
+        let migrated = registry
+            .migrator(SQLITE_MIGRATIONS)
+            .run(&registry.pool)
+            .await;
+        drop(lock_file);
+        migrated?;
+        Ok(registry)
+    }
+
+    fn migrator(&self, migrations: &[(i64, &'static str, &'static str)]) -> Migrator {
+        Migrator {
+            migrations: Cow::Owned(
+                migrations
+                    .iter()
+                    .map(|(version, description, sql)| {
+                        Migration::new(
+                            *version,
+                            Cow::Borrowed(*description),
+                            MigrationType::Simple,
+                            Cow::Borrowed(*sql),
+                            false,
+                        )
+                    })
+                    .collect(),
+            ),
+            ignore_missing: false,
+            locking: true,
+            no_tx: false,
+        }
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// Whether the registry answers a trivial query.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Begins a transaction that will write. On SQLite it takes the write lock up front (`BEGIN IMMEDIATE`),
+    /// because a deferred transaction that reads and then writes fails at once when another process wrote meanwhile.
+    pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, sqlx::Any>> {
+        let transaction = match self.dialect {
+            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Dialect::Postgres => self.pool.begin().await?,
+        };
+        Ok(transaction)
+    }
+}
+
+/// The current time in Unix milliseconds, the registry's unit of time.
+pub fn now_millis() -> i64 {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// A connection error's text with any `user:password@` part of a URL removed.
+fn redact_connect_error(error: &sqlx::Error) -> String {
+    let text = error.to_string();
+    match (text.find("://"), text.find('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            format!("{}://***{}", &text[..scheme_end], &text[at..])
+        }
+        _ => text,
+    }
+}
+
+pub(crate) fn get<'r, T>(row: &'r AnyRow, column: &str) -> Result<T>
+where
+    T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
+    sqlx::Row::try_get(row, column)
+        .map_err(|error| Error::Corrupt(format!("column {column}: {error}")))
+}
+
+pub(crate) fn get_json(row: &AnyRow, column: &str) -> Result<serde_json::Value> {
+    let text: String = get(row, column)?;
+    serde_json::from_str(&text).map_err(|error| Error::Corrupt(format!("column {column}: {error}")))
+}

@@ -1,0 +1,133 @@
+//! Tenant rows: registration by a provisioning job, status changes, listing, and removal on purge.
+
+use crate::audit::insert_audit;
+use crate::jobs::{check_fence, Fence};
+use crate::records::{NewAuditEvent, TenantRecord};
+use crate::store::now_millis;
+use crate::{Error, Registry, Result};
+use tenantry_core::TenantStatus;
+
+const TENANT_COLUMNS: &str =
+    "slug, display_name, admin_email, plan, region, server_name, resource_name, secret_ref,
+    status, labels, created_at, updated_at";
+
+impl Registry {
+    /// Registers a tenant for the job that holds `fence`. Registering the same slug again is a no-op.
+    pub async fn register_tenant(
+        &self,
+        fence: &Fence,
+        tenant: &TenantRecord,
+        audit: &NewAuditEvent,
+    ) -> Result<()> {
+        let mut transaction = self.begin_write().await?;
+        check_fence(&mut transaction, fence).await?;
+        let now = now_millis();
+        let inserted = sqlx::query(&format!(
+            "INSERT INTO tenants ({TENANT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)
+             ON CONFLICT (slug) DO NOTHING"
+        ))
+        .bind(&tenant.slug)
+        .bind(&tenant.display_name)
+        .bind(&tenant.admin_email)
+        .bind(&tenant.plan)
+        .bind(&tenant.region)
+        .bind(&tenant.server_name)
+        .bind(&tenant.resource_name)
+        .bind(&tenant.secret_ref)
+        .bind(tenant.status.as_str())
+        .bind(tenant.labels.to_string())
+        .bind(now)
+        .execute(&mut *transaction)
+        .await?;
+        if inserted.rows_affected() == 1 {
+            insert_audit(&mut transaction, audit).await?;
+        }
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    /// Removes a tenant row (undo of registration, or a purge), with its audit event. Removing twice is fine.
+    pub async fn remove_tenant(
+        &self,
+        fence: &Fence,
+        slug: &str,
+        audit: &NewAuditEvent,
+    ) -> Result<bool> {
+        let mut transaction = self.begin_write().await?;
+        check_fence(&mut transaction, fence).await?;
+        let deleted = sqlx::query("DELETE FROM tenants WHERE slug = $1")
+            .bind(slug)
+            .execute(&mut *transaction)
+            .await?;
+        if deleted.rows_affected() == 1 {
+            insert_audit(&mut transaction, audit).await?;
+        }
+        transaction.commit().await?;
+        Ok(deleted.rows_affected() == 1)
+    }
+
+    /// Changes a tenant's status for the job that holds `fence`, with its audit event.
+    pub async fn set_tenant_status(
+        &self,
+        fence: &Fence,
+        slug: &str,
+        status: TenantStatus,
+        audit: &NewAuditEvent,
+    ) -> Result<()> {
+        let mut transaction = self.begin_write().await?;
+        check_fence(&mut transaction, fence).await?;
+        let updated = sqlx::query(
+            "UPDATE tenants SET status = $1, updated_at = $2 WHERE slug = $3 AND status <> $1",
+        )
+        .bind(status.as_str())
+        .bind(now_millis())
+        .bind(slug)
+        .execute(&mut *transaction)
+        .await?;
+        if updated.rows_affected() == 1 {
+            insert_audit(&mut transaction, audit).await?;
+        }
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    pub async fn get_tenant(&self, slug: &str) -> Result<Option<TenantRecord>> {
+        let row = sqlx::query(&format!(
+            "SELECT {TENANT_COLUMNS} FROM tenants WHERE slug = $1"
+        ))
+        .bind(slug)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(TenantRecord::from_row).transpose()
+    }
+
+    pub async fn require_tenant(&self, slug: &str) -> Result<TenantRecord> {
+        self.get_tenant(slug).await?.ok_or_else(|| Error::NotFound {
+            what: format!("tenant {slug:?}"),
+        })
+    }
+
+    /// Tenants sorted by slug; `search` matches slug or display name, `status` narrows.
+    pub async fn list_tenants(
+        &self,
+        search: Option<&str>,
+        status: Option<TenantStatus>,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<TenantRecord>> {
+        let pattern = search.map(|text| format!("%{}%", text.to_lowercase()));
+        let rows = sqlx::query(&format!(
+            "SELECT {TENANT_COLUMNS} FROM tenants
+             WHERE (CAST($1 AS TEXT) IS NULL OR slug LIKE $1 OR LOWER(display_name) LIKE $1)
+               AND (CAST($2 AS TEXT) IS NULL OR status = $2)
+             ORDER BY slug LIMIT $3 OFFSET $4"
+        ))
+        .bind(pattern)
+        .bind(status.map(TenantStatus::as_str))
+        .bind(if limit > 0 { limit } else { 100 })
+        .bind(offset.max(0))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(TenantRecord::from_row).collect()
+    }
+}

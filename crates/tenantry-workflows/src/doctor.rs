@@ -1,0 +1,236 @@
+//! `doctor`: compares the registry, every server's catalog and the secret store, and names each orphan or
+//! partial state with the command that fixes it.
+
+use crate::platform::Platform;
+use crate::registry_error;
+use std::collections::{BTreeMap, BTreeSet};
+use tenantry_core::{EngineKind, Error as CodedError, JobStatus, TenantStatus};
+use tenantry_engine::owner_is_dead_local_process;
+use tenantry_registry::{now_millis, JobFilter, JobRecord};
+
+/// One disagreement between the registry, a server and the secret store.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Finding {
+    /// `orphan`, `partial`, `interrupted` or `unreachable`.
+    pub kind: &'static str,
+    pub subject: String,
+    pub detail: String,
+    pub fix: String,
+}
+
+/// What doctor saw.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DoctorReport {
+    pub n_servers: usize,
+    pub n_tenants: usize,
+    pub n_secrets: usize,
+    pub n_jobs_in_flight: usize,
+    pub findings: Vec<Finding>,
+}
+
+impl DoctorReport {
+    pub fn is_clean(&self) -> bool {
+        self.findings.is_empty()
+    }
+}
+
+/// The slug a `tenant_*` resource name stands for (slugs have no `_`, so the mapping back is unique).
+fn slug_of_resource(name: &str) -> Option<String> {
+    name.strip_prefix("tenant_")
+        .map(|rest| rest.replace('_', "-"))
+}
+
+fn purge_fix(slug: &str) -> String {
+    format!("tenantry offboard-tenant --slug {slug} --purge")
+}
+
+fn is_interrupted(job: &JobRecord) -> bool {
+    job.status == JobStatus::InProgress
+        && match (&job.lease_owner, job.lease_expires_at) {
+            (None, _) => true,
+            (Some(owner), expires_at) => {
+                expires_at.is_some_and(|expires_at| expires_at < now_millis())
+                    || owner_is_dead_local_process(owner)
+            }
+        }
+}
+
+pub async fn run_doctor(platform: &Platform) -> Result<DoctorReport, CodedError> {
+    let registry = &platform.registry;
+    let mut findings = Vec::new();
+    let tenants = registry
+        .list_tenants(None, None, i64::MAX, 0)
+        .await
+        .map_err(registry_error)?;
+    let tenants_by_slug: BTreeMap<&str, _> = tenants
+        .iter()
+        .map(|tenant| (tenant.slug.as_str(), tenant))
+        .collect();
+    let mut live_jobs = Vec::new();
+    for status in JobStatus::LIVE {
+        live_jobs.extend(
+            registry
+                .list_jobs(&JobFilter {
+                    tenant_slug: None,
+                    status: Some(status),
+                    limit: i64::MAX,
+                })
+                .await
+                .map_err(registry_error)?,
+        );
+    }
+    let live_slugs: BTreeSet<&str> = live_jobs
+        .iter()
+        .map(|job| job.tenant_slug.as_str())
+        .collect();
+    for job in live_jobs.iter().filter(|job| is_interrupted(job)) {
+        findings.push(Finding {
+            kind: "interrupted",
+            subject: format!("job {}", job.id),
+            detail: format!(
+                "{} job for tenant {} stopped mid-way (its worker is gone); its pieces are in flight",
+                job.kind, job.tenant_slug
+            ),
+            fix: format!("tenantry jobs resume {}", job.id),
+        });
+    }
+
+    let servers = registry.list_servers().await.map_err(registry_error)?;
+    let mut seen_on_server: BTreeSet<(String, String, &'static str)> = BTreeSet::new();
+    for server_record in &servers {
+        let resources = match platform.tenant_server(server_record).await {
+            Ok(server) => server
+                .list_tenant_resources()
+                .await
+                .map_err(|error| error.to_string()),
+            Err(error) => Err(error.message),
+        };
+        let resources = match resources {
+            Ok(resources) => resources,
+            Err(why) => {
+                findings.push(Finding {
+                    kind: "unreachable",
+                    subject: format!("server {}", server_record.name),
+                    detail: format!("its catalog could not be read: {why}"),
+                    fix: format!(
+                        "check the admin connection of server {} and run doctor again",
+                        server_record.name
+                    ),
+                });
+                continue;
+            }
+        };
+        for resource in resources {
+            let Some(slug) = slug_of_resource(&resource.name) else {
+                continue;
+            };
+            seen_on_server.insert((server_record.name.clone(), slug.clone(), resource.kind));
+            let registered_here = tenants_by_slug
+                .get(slug.as_str())
+                .is_some_and(|tenant| tenant.server_name == server_record.name);
+            if !registered_here && !live_slugs.contains(slug.as_str()) {
+                findings.push(Finding {
+                    kind: "orphan",
+                    subject: format!("{} {} on server {}", resource.kind, resource.name, server_record.name),
+                    detail: format!("no tenant {slug:?} is registered on this server and no job is working on it"),
+                    fix: purge_fix(&slug),
+                });
+            }
+        }
+    }
+
+    let secret_names = platform.secrets.list_names().await.map_err(|error| {
+        CodedError::new(
+            tenantry_core::ErrorCode::ProvisioningUnavailable,
+            error.to_string(),
+        )
+    })?;
+    let secret_set: BTreeSet<&str> = secret_names.iter().map(String::as_str).collect();
+    for name in &secret_names {
+        let slug = name
+            .strip_prefix("tenant-db-")
+            .or_else(|| name.strip_prefix("tenant-invite-"));
+        if let Some(slug) = slug {
+            if !tenants_by_slug.contains_key(slug) && !live_slugs.contains(slug) {
+                findings.push(Finding {
+                    kind: "orphan",
+                    subject: format!("secret {name}"),
+                    detail: format!("no tenant {slug:?} is registered and no job is working on it"),
+                    fix: purge_fix(slug),
+                });
+            }
+        }
+    }
+
+    let servers_by_name: BTreeMap<&str, _> = servers
+        .iter()
+        .map(|server| (server.name.as_str(), server))
+        .collect();
+    let unreachable: BTreeSet<String> = findings
+        .iter()
+        .filter(|finding| finding.kind == "unreachable")
+        .map(|finding| finding.subject.clone())
+        .collect();
+    for tenant in &tenants {
+        if live_slugs.contains(tenant.slug.as_str()) {
+            continue;
+        }
+        let mut missing = Vec::new();
+        if !secret_set.contains(tenant.secret_ref.as_str()) {
+            missing.push(format!("secret {}", tenant.secret_ref));
+        }
+        if !unreachable.contains(&format!("server {}", tenant.server_name)) {
+            let mut expected = vec!["database"];
+            if servers_by_name
+                .get(tenant.server_name.as_str())
+                .is_some_and(|server| server.engine == EngineKind::Postgres)
+            {
+                expected.push("role");
+            } else {
+                expected = vec!["file"];
+            }
+            for kind in expected {
+                if !seen_on_server.contains(&(
+                    tenant.server_name.clone(),
+                    tenant.slug.clone(),
+                    kind,
+                )) {
+                    missing.push(format!(
+                        "{kind} {} on server {}",
+                        tenant.resource_name, tenant.server_name
+                    ));
+                }
+            }
+        }
+        if !missing.is_empty() {
+            findings.push(Finding {
+                kind: "partial",
+                subject: format!("tenant {}", tenant.slug),
+                detail: format!(
+                    "registered ({}) but missing: {}",
+                    tenant.status,
+                    missing.join(", ")
+                ),
+                fix: purge_fix(&tenant.slug),
+            });
+        } else if matches!(
+            tenant.status,
+            TenantStatus::Failed | TenantStatus::Provisioning | TenantStatus::Offboarding
+        ) {
+            findings.push(Finding {
+                kind: "partial",
+                subject: format!("tenant {}", tenant.slug),
+                detail: format!("status {} with no job working on it", tenant.status),
+                fix: purge_fix(&tenant.slug),
+            });
+        }
+    }
+
+    Ok(DoctorReport {
+        n_servers: servers.len(),
+        n_tenants: tenants.len(),
+        n_secrets: secret_names.len(),
+        n_jobs_in_flight: live_jobs.len(),
+        findings,
+    })
+}

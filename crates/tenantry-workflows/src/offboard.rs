@@ -1,0 +1,343 @@
+//! The offboard workflow: disable login and keep the data, or (with purge) remove every piece of the tenant,
+//! including the leftovers of a slug left in `E_PARTIAL_STATE`.
+
+use crate::platform::{provider_error, secret_store_error, Platform};
+use tenantry_core::{Error as CodedError, ErrorCode, Slug, TenantStatus};
+use tenantry_engine::{JobContext, PhaseError, Workflow};
+use tenantry_providers::engines::TenantServer;
+use tenantry_registry::{JobRecord, NewAuditEvent};
+
+/// Offboarding that keeps the data.
+pub const OFFBOARD_PHASES: [&str; 3] = ["request_validated", "login_disabled", "complete"];
+
+/// Offboarding that removes everything.
+pub const PURGE_PHASES: [&str; 6] = [
+    "request_validated",
+    "login_disabled",
+    "database_dropped",
+    "secret_deleted",
+    "registry_cleared",
+    "complete",
+];
+
+/// The parameters of an offboard job.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OffboardRequest {
+    pub slug: Slug,
+    pub purge: bool,
+}
+
+/// Offboards one tenant.
+pub struct OffboardWorkflow {
+    platform: Platform,
+}
+
+impl OffboardWorkflow {
+    pub fn new(platform: Platform) -> OffboardWorkflow {
+        OffboardWorkflow { platform }
+    }
+
+    /// Checks that there is something to offboard, before a job is created.
+    pub async fn validate(
+        platform: &Platform,
+        request: &OffboardRequest,
+    ) -> Result<(), CodedError> {
+        let tenant = platform
+            .registry
+            .get_tenant(request.slug.as_str())
+            .await
+            .map_err(crate::registry_error)?;
+        match tenant {
+            Some(tenant) if tenant.status == TenantStatus::Offboarded && !request.purge => Err(CodedError::new(
+                ErrorCode::Conflict,
+                format!("tenant {:?} is already offboarded; add --purge to remove its data", request.slug.as_str()),
+            )),
+            Some(_) => Ok(()),
+            None if request.purge => {
+                if Self::servers_holding(platform, &request.slug).await?.is_empty()
+                    && !Self::has_any_secret(platform, &request.slug).await?
+                {
+                    Err(CodedError::new(
+                        ErrorCode::NotFound,
+                        format!("nothing of tenant {:?} exists to purge", request.slug.as_str()),
+                    ))
+                } else {
+                    Ok(())
+                }
+            }
+            None => Err(CodedError::new(
+                ErrorCode::NotFound,
+                format!(
+                    "tenant {:?} is not registered (to clear leftovers of a failed provisioning, add --purge)",
+                    request.slug.as_str()
+                ),
+            )),
+        }
+    }
+
+    async fn has_any_secret(platform: &Platform, slug: &Slug) -> Result<bool, CodedError> {
+        for name in [slug.secret_name(), slug.invitation_secret_name()] {
+            let found = platform.secrets.get(&name).await.map_err(|error| {
+                CodedError::new(
+                    ErrorCode::ProvisioningUnavailable,
+                    format!("secret store: {error}"),
+                )
+            })?;
+            if found.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Every server that holds a database or role of this slug (for leftovers with no registry row).
+    async fn servers_holding(platform: &Platform, slug: &Slug) -> Result<Vec<String>, CodedError> {
+        let mut holding = Vec::new();
+        for record in platform
+            .registry
+            .list_servers()
+            .await
+            .map_err(crate::registry_error)?
+        {
+            let server = platform.tenant_server(&record).await?;
+            let inventory = server
+                .inventory(&slug.resource_name())
+                .await
+                .map_err(|error| {
+                    CodedError::new(ErrorCode::AdminConnUnresolved, error.to_string())
+                })?;
+            if inventory.any() {
+                holding.push(record.name);
+            }
+        }
+        Ok(holding)
+    }
+
+    fn request(context: &JobContext) -> Result<OffboardRequest, PhaseError> {
+        serde_json::from_value(context.job.params.clone()).map_err(|error| {
+            PhaseError::fatal(
+                ErrorCode::InvalidInput,
+                format!("job parameters are not valid: {error}"),
+            )
+        })
+    }
+
+    /// The servers this job works on, recorded in its state by `request_validated`.
+    async fn target_servers(&self, context: &JobContext) -> Result<Vec<TenantServer>, PhaseError> {
+        let names: Vec<String> = context
+            .job
+            .state
+            .get("servers")
+            .and_then(|servers| serde_json::from_value(servers.clone()).ok())
+            .unwrap_or_default();
+        let mut servers = Vec::new();
+        for name in names {
+            let record = self.platform.registry.get_server(&name).await?;
+            servers.push(
+                self.platform
+                    .tenant_server(&record)
+                    .await
+                    .map_err(PhaseError::Fatal)?,
+            );
+        }
+        Ok(servers)
+    }
+
+    async fn request_validated(&self, context: &mut JobContext) -> Result<(), PhaseError> {
+        let request = Self::request(context)?;
+        let tenant = self
+            .platform
+            .registry
+            .get_tenant(request.slug.as_str())
+            .await?;
+        let servers = match &tenant {
+            Some(tenant) => vec![tenant.server_name.clone()],
+            None => Self::servers_holding(&self.platform, &request.slug)
+                .await
+                .map_err(PhaseError::Fatal)?,
+        };
+        context
+            .set_state("servers", serde_json::json!(servers))
+            .await?;
+        if let Some(tenant) = tenant {
+            context
+                .set_state("previous_status", serde_json::json!(tenant.status))
+                .await?;
+            let audit = self.audit(
+                context,
+                "TENANT_OFFBOARDING",
+                serde_json::json!({ "purge": request.purge }),
+            );
+            self.platform
+                .registry
+                .set_tenant_status(
+                    &context.fence,
+                    request.slug.as_str(),
+                    TenantStatus::Offboarding,
+                    &audit,
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn request_validated_undo(&self, context: &mut JobContext) -> Result<(), PhaseError> {
+        let Some(previous) = context.state_str("previous_status").map(str::to_owned) else {
+            return Ok(());
+        };
+        let previous = TenantStatus::parse(&previous).map_err(PhaseError::Fatal)?;
+        let audit = self.audit(
+            context,
+            "TENANT_OFFBOARD_UNDONE",
+            serde_json::json!({ "status": previous }),
+        );
+        let slug = context.job.tenant_slug.clone();
+        Ok(self
+            .platform
+            .registry
+            .set_tenant_status(&context.fence, &slug, previous, &audit)
+            .await?)
+    }
+
+    async fn login_disabled(&self, context: &mut JobContext) -> Result<(), PhaseError> {
+        let request = Self::request(context)?;
+        for server in self.target_servers(context).await? {
+            server
+                .disable_login(&request.slug.resource_name())
+                .await
+                .map_err(|error| provider_error(ErrorCode::AdminConnUnresolved, error))?;
+        }
+        context
+            .log("info", "login disabled and sessions ended")
+            .await
+    }
+
+    async fn login_disabled_undo(&self, context: &mut JobContext) -> Result<(), PhaseError> {
+        // Re-enabling would need the tenant's password policy; an operator re-activates deliberately instead.
+        context
+            .log(
+                "warn",
+                "login stays disabled after this rollback; re-enable it deliberately if wanted",
+            )
+            .await
+    }
+
+    async fn database_dropped(&self, context: &mut JobContext) -> Result<(), PhaseError> {
+        let request = Self::request(context)?;
+        for server in self.target_servers(context).await? {
+            server
+                .drop_database(&request.slug.resource_name())
+                .await
+                .map_err(|error| provider_error(ErrorCode::AdminConnUnresolved, error))?;
+        }
+        context
+            .log("info", &format!("dropped {}", request.slug.resource_name()))
+            .await
+    }
+
+    async fn secret_deleted(&self, context: &mut JobContext) -> Result<(), PhaseError> {
+        let request = Self::request(context)?;
+        for name in [
+            request.slug.secret_name(),
+            request.slug.invitation_secret_name(),
+        ] {
+            self.platform
+                .secrets
+                .delete(&name)
+                .await
+                .map_err(|error| secret_store_error(&error))?;
+        }
+        context.log("info", "deleted the tenant's secrets").await
+    }
+
+    async fn registry_cleared(&self, context: &mut JobContext) -> Result<(), PhaseError> {
+        let slug = context.job.tenant_slug.clone();
+        let audit = self.audit(context, "TENANT_PURGED", serde_json::json!({}));
+        self.platform
+            .registry
+            .remove_tenant(&context.fence, &slug, &audit)
+            .await?;
+        Ok(())
+    }
+
+    fn audit(
+        &self,
+        context: &JobContext,
+        event_type: &'static str,
+        details: serde_json::Value,
+    ) -> NewAuditEvent {
+        NewAuditEvent {
+            actor: context.job.actor.clone(),
+            event_type,
+            tenant_slug: Some(context.job.tenant_slug.clone()),
+            job_id: Some(context.job.id.clone()),
+            details,
+        }
+    }
+}
+
+fn is_purge(job: &JobRecord) -> bool {
+    job.params
+        .get("purge")
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false)
+}
+
+impl Workflow for OffboardWorkflow {
+    async fn apply(&self, context: &mut JobContext, phase: &str) -> Result<(), PhaseError> {
+        match phase {
+            "request_validated" => self.request_validated(context).await,
+            "login_disabled" => self.login_disabled(context).await,
+            "database_dropped" => self.database_dropped(context).await,
+            "secret_deleted" => self.secret_deleted(context).await,
+            "registry_cleared" => self.registry_cleared(context).await,
+            "complete" => Ok(()),
+            other => Err(PhaseError::fatal(
+                ErrorCode::Internal,
+                format!("unknown offboard phase {other:?}"),
+            )),
+        }
+    }
+
+    async fn undo(&self, context: &mut JobContext, phase: &str) -> Result<(), PhaseError> {
+        match phase {
+            "request_validated" => self.request_validated_undo(context).await,
+            "login_disabled" => self.login_disabled_undo(context).await,
+            // Dropped data cannot come back; doctor names whatever a failed purge leaves.
+            _ => Ok(()),
+        }
+    }
+
+    fn on_complete(&self, job: &JobRecord) -> (Option<TenantStatus>, Vec<NewAuditEvent>) {
+        if is_purge(job) {
+            // The registry row is gone (TENANT_PURGED was written with it).
+            return (None, Vec::new());
+        }
+        let audit = NewAuditEvent {
+            actor: job.actor.clone(),
+            event_type: "TENANT_OFFBOARDED",
+            tenant_slug: Some(job.tenant_slug.clone()),
+            job_id: Some(job.id.clone()),
+            details: serde_json::json!({ "purge": false }),
+        };
+        (Some(TenantStatus::Offboarded), vec![audit])
+    }
+
+    fn on_failure(
+        &self,
+        job: &JobRecord,
+        error: &CodedError,
+    ) -> (Option<TenantStatus>, Vec<NewAuditEvent>) {
+        let audit = NewAuditEvent {
+            actor: job.actor.clone(),
+            event_type: "TENANT_OFFBOARD_FAILED",
+            tenant_slug: Some(job.tenant_slug.clone()),
+            job_id: Some(job.id.clone()),
+            details: serde_json::json!({ "error_code": error.code, "error_message": error.message }),
+        };
+        // A rolled-back offboard restored the previous status in its undo; a failed one leaves the tenant failed.
+        let status = (error.code == ErrorCode::PartialState).then_some(TenantStatus::Failed);
+        (status, vec![audit])
+    }
+}

@@ -1,0 +1,135 @@
+//! What every workflow works with: the registry, the secret store, and the operator's settings.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tenantry_core::{EngineKind, Error as CodedError, ErrorCode, Plan};
+use tenantry_engine::PhaseError;
+use tenantry_providers::credentials::SecretString;
+use tenantry_providers::engines::TenantServer;
+use tenantry_providers::secrets::SecretStore;
+use tenantry_registry::{Registry, ServerRecord};
+
+/// Where a tenant's schema comes from: a migrations directory and an admin seed file, per engine.
+#[derive(Debug, Clone)]
+pub struct TenantSchema {
+    /// A directory in sqlx's migration format, or one holding such a directory per engine (`postgres/`, `sqlite/`).
+    pub migrations: PathBuf,
+    /// A seed SQL file, or a directory holding `<engine>.sql`.
+    pub admin_seed: PathBuf,
+}
+
+impl TenantSchema {
+    pub fn migrations_for(&self, engine: EngineKind) -> PathBuf {
+        let per_engine = self.migrations.join(engine.as_str());
+        if per_engine.is_dir() {
+            per_engine
+        } else {
+            self.migrations.clone()
+        }
+    }
+
+    pub fn admin_seed_for(&self, engine: EngineKind) -> PathBuf {
+        if self.admin_seed.is_dir() {
+            self.admin_seed.join(format!("{}.sql", engine.as_str()))
+        } else {
+            self.admin_seed.clone()
+        }
+    }
+}
+
+/// The operator's settings that workflows read.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub plans: Vec<Plan>,
+    pub regions: Vec<String>,
+    pub tenant_schema: TenantSchema,
+    /// Where the first admin accepts the invitation; the token is appended.
+    pub invitation_base_url: String,
+}
+
+impl Settings {
+    pub fn plan(&self, name: &str) -> Option<&Plan> {
+        self.plans.iter().find(|plan| plan.name == name)
+    }
+}
+
+/// Everything a workflow needs. Cheap to clone.
+#[derive(Clone)]
+pub struct Platform {
+    pub registry: Registry,
+    pub secrets: Arc<dyn SecretStore>,
+    pub settings: Arc<Settings>,
+}
+
+impl Platform {
+    /// The server's admin connection from the secret store (`E_ADMIN_CONN_UNRESOLVED` when it cannot be had).
+    pub async fn tenant_server(&self, server: &ServerRecord) -> Result<TenantServer, CodedError> {
+        let unresolved = |why: String| {
+            CodedError::new(
+                ErrorCode::AdminConnUnresolved,
+                format!("server {:?}: {why}", server.name),
+            )
+        };
+        let admin_url = self
+            .secrets
+            .get(&server.admin_secret_ref)
+            .await
+            .map_err(|error| {
+                unresolved(format!(
+                    "cannot read secret {:?}: {error}",
+                    server.admin_secret_ref
+                ))
+            })?
+            .ok_or_else(|| {
+                unresolved(format!(
+                    "secret {:?} does not exist",
+                    server.admin_secret_ref
+                ))
+            })?;
+        TenantServer::from_admin_url(server.engine, &admin_url)
+            .map_err(|error| unresolved(error.to_string()))
+    }
+
+    /// Reads a secret for a phase: an unreachable store is retryable `PROVISIONING_UNAVAILABLE`.
+    pub async fn read_secret(&self, name: &str) -> Result<Option<SecretString>, PhaseError> {
+        self.secrets
+            .get(name)
+            .await
+            .map_err(|error| secret_store_error(&error))
+    }
+}
+
+pub(crate) fn secret_store_error(error: &tenantry_providers::Error) -> PhaseError {
+    let message = format!("secret store: {error}");
+    if error.is_transient() {
+        PhaseError::retryable(ErrorCode::ProvisioningUnavailable, message)
+    } else {
+        PhaseError::fatal(ErrorCode::ProvisioningUnavailable, message)
+    }
+}
+
+/// A provider failure as a phase error with `code` (transient ones are retried).
+pub(crate) fn provider_error(code: ErrorCode, error: tenantry_providers::Error) -> PhaseError {
+    match error {
+        tenantry_providers::Error::Transient(message) => PhaseError::retryable(code, message),
+        tenantry_providers::Error::AdminConnection(message) => {
+            PhaseError::fatal(ErrorCode::AdminConnUnresolved, message)
+        }
+        tenantry_providers::Error::Migration(message) => {
+            PhaseError::fatal(ErrorCode::MigrationsFailed, message)
+        }
+        tenantry_providers::Error::SecretStore(message) => {
+            PhaseError::fatal(ErrorCode::ProvisioningUnavailable, message)
+        }
+        tenantry_providers::Error::Refused(message) => PhaseError::fatal(code, message),
+    }
+}
+
+pub(crate) fn read_file(path: &Path, what: &str) -> Result<String, PhaseError> {
+    std::fs::read_to_string(path).map_err(|error| {
+        PhaseError::fatal(
+            ErrorCode::Internal,
+            format!("cannot read the {what} {}: {error}", path.display()),
+        )
+    })
+}

@@ -1,0 +1,579 @@
+//! The provision workflow: DESIGN.md's phases, each apply beside its undo.
+
+use crate::platform::{provider_error, read_file, secret_store_error, Platform};
+use tenantry_core::{Error as CodedError, ErrorCode, Slug, TenantSpec, TenantStatus};
+use tenantry_engine::{JobContext, PhaseError, Workflow};
+use tenantry_providers::credentials::{self, password_in_url, SecretString};
+use tenantry_providers::engines::{AdminSeed, TenantDatabaseSpec, TenantServer};
+use tenantry_registry::{
+    JobRecord, NewAuditEvent, Placement, PlacementRequest, ServerRecord, TenantRecord,
+};
+
+/// The phases of a provisioning job. Their names are API.
+pub const PROVISION_PHASES: [&str; 9] = [
+    "request_validated",
+    "placement_resolved",
+    "state_checked",
+    "secret_set",
+    "database_created",
+    "migrations_applied",
+    "master_registered",
+    "admin_seeded",
+    "complete",
+];
+
+/// The phases of a dry run: it stops after the state check and lists what would be created.
+pub const DRY_RUN_PHASES: [&str; 4] = [
+    "request_validated",
+    "placement_resolved",
+    "state_checked",
+    "dry_run",
+];
+
+/// Provisions one tenant.
+pub struct ProvisionWorkflow {
+    platform: Platform,
+}
+
+impl ProvisionWorkflow {
+    pub fn new(platform: Platform) -> ProvisionWorkflow {
+        ProvisionWorkflow { platform }
+    }
+
+    /// Checks a request against the settings: the part of validation that needs more than the types.
+    pub fn validate(platform: &Platform, spec: &TenantSpec) -> Result<(), CodedError> {
+        let settings = &platform.settings;
+        if settings.plan(&spec.plan).is_none() {
+            let known: Vec<&str> = settings
+                .plans
+                .iter()
+                .map(|plan| plan.name.as_str())
+                .collect();
+            return Err(CodedError::invalid_input(format!(
+                "plan {:?} does not exist; known plans: {}",
+                spec.plan,
+                known.join(", ")
+            )));
+        }
+        if !settings.regions.contains(&spec.region) {
+            return Err(CodedError::invalid_input(format!(
+                "region {:?} does not exist; known regions: {}",
+                spec.region,
+                settings.regions.join(", ")
+            )));
+        }
+        Ok(())
+    }
+
+    fn spec(context: &JobContext) -> Result<TenantSpec, PhaseError> {
+        serde_json::from_value(context.job.params.clone()).map_err(|error| {
+            PhaseError::fatal(
+                ErrorCode::InvalidInput,
+                format!("job parameters are not valid: {error}"),
+            )
+        })
+    }
+
+    /// The server this job was placed on (`None` before placement).
+    async fn placed_server(
+        &self,
+        context: &JobContext,
+    ) -> Result<Option<(ServerRecord, TenantServer)>, PhaseError> {
+        let Some(name) = context
+            .job
+            .placed_server
+            .clone()
+            .or_else(|| context.state_str("server").map(str::to_owned))
+        else {
+            return Ok(None);
+        };
+        let record = self.platform.registry.get_server(&name).await?;
+        let server = self
+            .platform
+            .tenant_server(&record)
+            .await
+            .map_err(PhaseError::Fatal)?;
+        Ok(Some((record, server)))
+    }
+
+    async fn require_server(
+        &self,
+        context: &JobContext,
+    ) -> Result<(ServerRecord, TenantServer), PhaseError> {
+        self.placed_server(context)
+            .await?
+            .ok_or_else(|| PhaseError::fatal(ErrorCode::Internal, "the job has no placement"))
+    }
+
+    async fn tenant_url(&self, slug: &Slug) -> Result<SecretString, PhaseError> {
+        self.platform
+            .read_secret(&slug.secret_name())
+            .await?
+            .ok_or_else(|| {
+                PhaseError::fatal(
+                    ErrorCode::PartialState,
+                    format!("secret {:?} is missing", slug.secret_name()),
+                )
+            })
+    }
+
+    fn labels(&self, spec: &TenantSpec) -> serde_json::Value {
+        let cost_center = self
+            .platform
+            .settings
+            .plan(&spec.plan)
+            .map(|plan| plan.cost_center.clone())
+            .unwrap_or_default();
+        serde_json::json!({ "tenant": spec.slug, "plan": spec.plan, "cost_center": cost_center })
+    }
+
+    async fn request_validated(&self, context: &mut JobContext) -> Result<(), PhaseError> {
+        let spec = Self::spec(context)?;
+        Self::validate(&self.platform, &spec).map_err(PhaseError::Fatal)
+    }
+
+    async fn placement_resolved(&self, context: &mut JobContext) -> Result<(), PhaseError> {
+        let spec = Self::spec(context)?;
+        let plan_engine = self
+            .platform
+            .settings
+            .plan(&spec.plan)
+            .and_then(|plan| plan.engine);
+        let request = match &spec.server {
+            Some(name) => PlacementRequest::Named(name.as_str().to_owned()),
+            None => PlacementRequest::Auto {
+                engine: plan_engine,
+                region: spec.region.clone(),
+            },
+        };
+        let placement = self
+            .platform
+            .registry
+            .place_job(&context.fence, &request)
+            .await?;
+        let server = match placement {
+            Placement::Placed(server) => server,
+            Placement::ServerUnavailable => {
+                return Err(PhaseError::fatal(
+                    ErrorCode::DbServerNotFound,
+                    format!("server {:?} does not exist or is not active", spec.server.map(String::from).unwrap_or_default()),
+                ))
+            }
+            Placement::NoCapacity { candidates } => {
+                return Err(PhaseError::fatal(
+                    ErrorCode::NoCapacity,
+                    format!("no room for the tenant: {candidates} eligible server(s) in region {:?}, all at capacity", spec.region),
+                ))
+            }
+        };
+        if plan_engine.is_some_and(|engine| engine != server.engine) {
+            self.platform
+                .registry
+                .clear_placement(&context.fence)
+                .await?;
+            return Err(PhaseError::fatal(
+                ErrorCode::DbServerNotFound,
+                format!(
+                    "server {:?} runs {}, but plan {:?} needs another engine",
+                    server.name, server.engine, spec.plan
+                ),
+            ));
+        }
+        context
+            .set_state("server", serde_json::json!(server.name))
+            .await?;
+        context
+            .log(
+                "info",
+                &format!(
+                    "placed on server {} ({}, {} of {} used)",
+                    server.name, server.engine, server.tenant_count, server.capacity_hint
+                ),
+            )
+            .await
+    }
+
+    async fn placement_resolved_undo(&self, context: &mut JobContext) -> Result<(), PhaseError> {
+        Ok(self
+            .platform
+            .registry
+            .clear_placement(&context.fence)
+            .await?)
+    }
+
+    async fn state_checked(&self, context: &mut JobContext) -> Result<(), PhaseError> {
+        let spec = Self::spec(context)?;
+        if let Some(tenant) = self
+            .platform
+            .registry
+            .get_tenant(spec.slug.as_str())
+            .await?
+        {
+            return Err(PhaseError::fatal(
+                ErrorCode::AlreadyProvisioned,
+                format!(
+                    "tenant {:?} is already registered (status {})",
+                    spec.slug.as_str(),
+                    tenant.status
+                ),
+            ));
+        }
+        let (_, server) = self.require_server(context).await?;
+        let resource_name = spec.slug.resource_name();
+        let inventory = server
+            .inventory(&resource_name)
+            .await
+            .map_err(|error| provider_error(ErrorCode::AdminConnUnresolved, error))?;
+        let has_secret = self
+            .platform
+            .read_secret(&spec.slug.secret_name())
+            .await?
+            .is_some();
+        let mut pieces = Vec::new();
+        if inventory.database {
+            pieces.push(format!("database {resource_name}"));
+        }
+        if inventory.role {
+            pieces.push(format!("role {resource_name}"));
+        }
+        if has_secret {
+            pieces.push(format!("secret {}", spec.slug.secret_name()));
+        }
+        if !pieces.is_empty() {
+            return Err(PhaseError::fatal(
+                ErrorCode::PartialState,
+                format!(
+                    "leftovers of slug {:?} exist without a registry row: {}; clear them with `tenantry offboard-tenant --slug {} --purge`",
+                    spec.slug.as_str(),
+                    pieces.join(", "),
+                    spec.slug.as_str()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn dry_run(&self, context: &mut JobContext) -> Result<(), PhaseError> {
+        let spec = Self::spec(context)?;
+        let server = context.state_str("server").unwrap_or_default().to_owned();
+        let resource_name = spec.slug.resource_name();
+        let would_create = serde_json::json!({
+            "server": server,
+            "database": resource_name,
+            "role": resource_name,
+            "secret": spec.slug.secret_name(),
+            "tenant": spec.slug,
+            "admin_email": spec.admin_email,
+        });
+        context
+            .log(
+                "info",
+                &format!(
+                    "dry run: would create database and role {resource_name} on server {server}, secret {}, tenant row {} and admin {}",
+                    spec.slug.secret_name(),
+                    spec.slug.as_str(),
+                    spec.admin_email.as_str()
+                ),
+            )
+            .await?;
+        // The placement's reservation ends with the job, so a dry run holds no room afterwards.
+        context.set_state("would_create", would_create).await
+    }
+
+    async fn secret_set(&self, context: &mut JobContext) -> Result<(), PhaseError> {
+        let spec = Self::spec(context)?;
+        let secret_name = spec.slug.secret_name();
+        if self.platform.read_secret(&secret_name).await?.is_some() {
+            // A previous attempt stored it; keep it so the role and the secret cannot disagree.
+            return context
+                .log("info", &format!("secret {secret_name} already stored"))
+                .await;
+        }
+        let (_, server) = self.require_server(context).await?;
+        let password = server
+            .uses_passwords()
+            .then(credentials::generate_database_password);
+        let url = server
+            .tenant_url(&spec.slug.resource_name(), password.as_ref())
+            .map_err(|error| provider_error(ErrorCode::Internal, error))?;
+        self.platform
+            .secrets
+            .put(&secret_name, &url)
+            .await
+            .map_err(|error| secret_store_error(&error))?;
+        context
+            .log("info", &format!("stored secret {secret_name}"))
+            .await
+    }
+
+    async fn secret_set_undo(&self, context: &mut JobContext) -> Result<(), PhaseError> {
+        let spec = Self::spec(context)?;
+        self.platform
+            .secrets
+            .delete(&spec.slug.secret_name())
+            .await
+            .map_err(|error| secret_store_error(&error))?;
+        Ok(())
+    }
+
+    async fn database_created(&self, context: &mut JobContext) -> Result<(), PhaseError> {
+        let spec = Self::spec(context)?;
+        let (_, server) = self.require_server(context).await?;
+        let url = self.tenant_url(&spec.slug).await?;
+        let plan = self.platform.settings.plan(&spec.plan).ok_or_else(|| {
+            PhaseError::fatal(
+                ErrorCode::InvalidInput,
+                format!("plan {:?} no longer exists", spec.plan),
+            )
+        })?;
+        let database_spec = TenantDatabaseSpec {
+            resource_name: spec.slug.resource_name(),
+            connection_limit: plan.connection_limit,
+            statement_timeout_ms: plan.statement_timeout_ms,
+            labels: self.labels(&spec),
+        };
+        server
+            .create_database(&database_spec, password_in_url(&url).as_ref())
+            .await
+            .map_err(|error| provider_error(ErrorCode::AdminConnUnresolved, error))?;
+        context
+            .log(
+                "info",
+                &format!(
+                    "created {} on {}",
+                    database_spec.resource_name,
+                    server.engine()
+                ),
+            )
+            .await
+    }
+
+    async fn database_created_undo(&self, context: &mut JobContext) -> Result<(), PhaseError> {
+        let spec = Self::spec(context)?;
+        let Some((_, server)) = self.placed_server(context).await? else {
+            return Ok(());
+        };
+        server
+            .drop_database(&spec.slug.resource_name())
+            .await
+            .map_err(|error| provider_error(ErrorCode::AdminConnUnresolved, error))
+    }
+
+    async fn migrations_applied(&self, context: &mut JobContext) -> Result<(), PhaseError> {
+        let spec = Self::spec(context)?;
+        let (_, server) = self.require_server(context).await?;
+        let url = self.tenant_url(&spec.slug).await?;
+        let directory = self
+            .platform
+            .settings
+            .tenant_schema
+            .migrations_for(server.engine());
+        let version = server
+            .run_migrations(&url, &directory)
+            .await
+            .map_err(|error| provider_error(ErrorCode::MigrationsFailed, error))?;
+        context
+            .set_state("schema_version", serde_json::json!(version))
+            .await?;
+        context
+            .log(
+                "info",
+                &format!(
+                    "tenant schema at version {version} (from {})",
+                    directory.display()
+                ),
+            )
+            .await
+    }
+
+    async fn master_registered(&self, context: &mut JobContext) -> Result<(), PhaseError> {
+        let spec = Self::spec(context)?;
+        let (server_record, _) = self.require_server(context).await?;
+        let tenant = TenantRecord {
+            slug: spec.slug.as_str().to_owned(),
+            display_name: spec.display_name.as_str().to_owned(),
+            admin_email: spec.admin_email.as_str().to_owned(),
+            plan: spec.plan.clone(),
+            region: spec.region.clone(),
+            server_name: server_record.name.clone(),
+            resource_name: spec.slug.resource_name(),
+            secret_ref: spec.slug.secret_name(),
+            status: TenantStatus::Provisioning,
+            labels: self.labels(&spec),
+            created_at: 0,
+            updated_at: 0,
+        };
+        let audit = self.audit(
+            context,
+            "TENANT_REGISTERED",
+            serde_json::json!({ "server": server_record.name }),
+        );
+        Ok(self
+            .platform
+            .registry
+            .register_tenant(&context.fence, &tenant, &audit)
+            .await?)
+    }
+
+    async fn master_registered_undo(&self, context: &mut JobContext) -> Result<(), PhaseError> {
+        let slug = context.job.tenant_slug.clone();
+        let audit = self.audit(context, "TENANT_REGISTRATION_UNDONE", serde_json::json!({}));
+        self.platform
+            .registry
+            .remove_tenant(&context.fence, &slug, &audit)
+            .await?;
+        Ok(())
+    }
+
+    async fn admin_seeded(&self, context: &mut JobContext) -> Result<(), PhaseError> {
+        let spec = Self::spec(context)?;
+        let (_, server) = self.require_server(context).await?;
+        let url = self.tenant_url(&spec.slug).await?;
+        let seed_path = self
+            .platform
+            .settings
+            .tenant_schema
+            .admin_seed_for(server.engine());
+        let seed_sql = read_file(&seed_path, "admin seed")?;
+        let one_time_password = credentials::random_token(18);
+        let invitation_token = credentials::random_token(32);
+        let password_hash = credentials::hash_password(&one_time_password)
+            .map_err(|message| PhaseError::fatal(ErrorCode::Internal, message))?;
+        server
+            .seed_admin(
+                &url,
+                &AdminSeed {
+                    sql: &seed_sql,
+                    email: spec.admin_email.as_str(),
+                    password_hash: &password_hash,
+                    invitation_token_hash: &credentials::hash_token(&invitation_token),
+                },
+            )
+            .await
+            .map_err(|error| provider_error(ErrorCode::Internal, error))?;
+        // The invitation waits in the secret store until the mailer sends it; its link carries the token.
+        let invitation_url = SecretString::new(format!(
+            "{}{}",
+            self.platform.settings.invitation_base_url,
+            invitation_token.expose()
+        ));
+        self.platform
+            .secrets
+            .put(&spec.slug.invitation_secret_name(), &invitation_url)
+            .await
+            .map_err(|error| secret_store_error(&error))?;
+        context.reveal_once("admin_email", spec.admin_email.as_str());
+        context.reveal_once("admin_one_time_password", one_time_password.expose());
+        context.reveal_once("invitation_url", invitation_url.expose());
+        context
+            .log(
+                "info",
+                &format!(
+                    "first admin {} seeded (password reset forced); invitation queued",
+                    spec.admin_email.as_str()
+                ),
+            )
+            .await
+    }
+
+    async fn admin_seeded_undo(&self, context: &mut JobContext) -> Result<(), PhaseError> {
+        let slug = Slug::parse(&context.job.tenant_slug).map_err(PhaseError::Fatal)?;
+        self.platform
+            .secrets
+            .delete(&slug.invitation_secret_name())
+            .await
+            .map_err(|error| secret_store_error(&error))?;
+        Ok(())
+    }
+
+    async fn complete(&self, context: &mut JobContext) -> Result<(), PhaseError> {
+        let spec = Self::spec(context)?;
+        context
+            .log("info", &format!("tenant {} is ready", spec.slug.as_str()))
+            .await
+    }
+
+    fn audit(
+        &self,
+        context: &JobContext,
+        event_type: &'static str,
+        details: serde_json::Value,
+    ) -> NewAuditEvent {
+        NewAuditEvent {
+            actor: context.job.actor.clone(),
+            event_type,
+            tenant_slug: Some(context.job.tenant_slug.clone()),
+            job_id: Some(context.job.id.clone()),
+            details,
+        }
+    }
+}
+
+fn is_dry_run(job: &JobRecord) -> bool {
+    job.params
+        .get("dry_run")
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false)
+}
+
+impl Workflow for ProvisionWorkflow {
+    async fn apply(&self, context: &mut JobContext, phase: &str) -> Result<(), PhaseError> {
+        match phase {
+            "request_validated" => self.request_validated(context).await,
+            "placement_resolved" => self.placement_resolved(context).await,
+            "state_checked" => self.state_checked(context).await,
+            "dry_run" => self.dry_run(context).await,
+            "secret_set" => self.secret_set(context).await,
+            "database_created" => self.database_created(context).await,
+            "migrations_applied" => self.migrations_applied(context).await,
+            "master_registered" => self.master_registered(context).await,
+            "admin_seeded" => self.admin_seeded(context).await,
+            "complete" => self.complete(context).await,
+            other => Err(PhaseError::fatal(
+                ErrorCode::Internal,
+                format!("unknown provision phase {other:?}"),
+            )),
+        }
+    }
+
+    async fn undo(&self, context: &mut JobContext, phase: &str) -> Result<(), PhaseError> {
+        match phase {
+            "placement_resolved" => self.placement_resolved_undo(context).await,
+            "secret_set" => self.secret_set_undo(context).await,
+            "database_created" => self.database_created_undo(context).await,
+            "master_registered" => self.master_registered_undo(context).await,
+            "admin_seeded" => self.admin_seeded_undo(context).await,
+            // The rest change nothing outside the job record (migrations live in the database, dropped above).
+            _ => Ok(()),
+        }
+    }
+
+    fn on_complete(&self, job: &JobRecord) -> (Option<TenantStatus>, Vec<NewAuditEvent>) {
+        if is_dry_run(job) {
+            return (None, Vec::new());
+        }
+        let audit = NewAuditEvent {
+            actor: job.actor.clone(),
+            event_type: "TENANT_PROVISIONED",
+            tenant_slug: Some(job.tenant_slug.clone()),
+            job_id: Some(job.id.clone()),
+            details: serde_json::json!({ "server": job.placed_server, "plan": job.params.get("plan") }),
+        };
+        (Some(TenantStatus::Active), vec![audit])
+    }
+
+    fn on_failure(
+        &self,
+        job: &JobRecord,
+        error: &CodedError,
+    ) -> (Option<TenantStatus>, Vec<NewAuditEvent>) {
+        let audit = NewAuditEvent {
+            actor: job.actor.clone(),
+            event_type: "TENANT_PROVISION_FAILED",
+            tenant_slug: Some(job.tenant_slug.clone()),
+            job_id: Some(job.id.clone()),
+            details: serde_json::json!({ "error_code": error.code, "error_message": error.message }),
+        };
+        (Some(TenantStatus::Failed), vec![audit])
+    }
+}

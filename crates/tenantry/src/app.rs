@@ -1,0 +1,192 @@
+//! Wiring: from a validated [`Config`] to a ready [`Platform`] and [`Runner`], plus the embedded defaults
+//! (the bundled tenant schema, the `local` SQLite server).
+
+use crate::config::Config;
+use anyhow::Context as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tenantry_core::{EngineKind, Error as CodedError, ErrorCode};
+use tenantry_engine::{process_owner_id, Runner};
+use tenantry_providers::credentials::SecretString;
+use tenantry_providers::secrets::{LocalSecretStore, MasterKey, SecretStore};
+use tenantry_registry::{NewServer, Registry};
+use tenantry_workflows::{Platform, Settings, TenantSchema};
+
+/// The example tenant schema, compiled in so that a fresh clone (or a copied binary) works with no set-up.
+const BUNDLED_SCHEMA: &[(&str, &str)] = &[
+    (
+        "migrations/postgres/0001_core.sql",
+        include_str!("../../../tenant-schema/migrations/postgres/0001_core.sql"),
+    ),
+    (
+        "migrations/postgres/0002_settings.sql",
+        include_str!("../../../tenant-schema/migrations/postgres/0002_settings.sql"),
+    ),
+    (
+        "migrations/sqlite/0001_core.sql",
+        include_str!("../../../tenant-schema/migrations/sqlite/0001_core.sql"),
+    ),
+    (
+        "migrations/sqlite/0002_settings.sql",
+        include_str!("../../../tenant-schema/migrations/sqlite/0002_settings.sql"),
+    ),
+    (
+        "admin-seed/postgres.sql",
+        include_str!("../../../tenant-schema/admin-seed/postgres.sql"),
+    ),
+    (
+        "admin-seed/sqlite.sql",
+        include_str!("../../../tenant-schema/admin-seed/sqlite.sql"),
+    ),
+];
+
+/// The name of the secret holding a server's admin connection.
+pub fn admin_secret_name(server_name: &str) -> String {
+    format!("server-admin-{server_name}")
+}
+
+/// Who the CLI acts as: `os:<user>`.
+pub fn cli_actor() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .ok()
+        .filter(|user| !user.is_empty())
+        .or_else(|| {
+            let status = std::fs::read_to_string("/proc/self/status").ok()?;
+            let uid = status.lines().find_map(|line| line.strip_prefix("Uid:"))?;
+            Some(format!("uid-{}", uid.split_whitespace().next()?))
+        })
+        .unwrap_or_else(|| "unknown".into());
+    format!("os:{user}")
+}
+
+/// A connected control plane.
+pub struct App {
+    pub config: Config,
+    pub platform: Platform,
+}
+
+impl App {
+    pub async fn open(config: Config) -> Result<App, CodedError> {
+        let unavailable =
+            |message: String| CodedError::new(ErrorCode::ProvisioningUnavailable, message);
+        let registry = Registry::open(&config.registry, 8)
+            .await
+            .map_err(|error| unavailable(format!("cannot open the registry: {error}")))?;
+        let master_key = match std::env::var("TENANTRY_MASTER_KEY")
+            .ok()
+            .filter(|key| !key.is_empty())
+        {
+            Some(encoded) => MasterKey::from_base64(&encoded),
+            None => MasterKey::load_or_create(&config.data_dir.join("master.key")),
+        }
+        .map_err(|error| unavailable(format!("cannot load the master key: {error}")))?;
+        let secrets: Arc<dyn SecretStore> =
+            Arc::new(LocalSecretStore::new(registry.clone(), master_key));
+        let tenant_schema =
+            resolve_tenant_schema(&config).map_err(|error| unavailable(format!("{error:#}")))?;
+        let settings = Settings {
+            plans: config.plans.clone(),
+            regions: config.regions.clone(),
+            tenant_schema,
+            invitation_base_url: config.invitation_base_url.clone(),
+        };
+        let app = App {
+            platform: Platform {
+                registry,
+                secrets,
+                settings: Arc::new(settings),
+            },
+            config,
+        };
+        if app.config.bootstrap_local_server {
+            app.bootstrap_local_server().await?;
+        }
+        Ok(app)
+    }
+
+    pub fn runner(&self) -> Runner {
+        Runner::new(
+            self.platform.registry.clone(),
+            process_owner_id(),
+            self.config.lease_ttl,
+            self.config.retry.clone(),
+        )
+    }
+
+    /// On an empty fleet, registers the embedded default server: SQLite files under `<data dir>/tenants`.
+    async fn bootstrap_local_server(&self) -> Result<(), CodedError> {
+        let registry = &self.platform.registry;
+        let servers = registry
+            .list_servers()
+            .await
+            .map_err(tenantry_workflows::registry_error)?;
+        if !servers.is_empty() {
+            return Ok(());
+        }
+        let directory = self.config.data_dir.join("tenants");
+        let admin_url = SecretString::new(format!("sqlite://{}", directory.display()));
+        self.platform
+            .secrets
+            .put(&admin_secret_name("local"), &admin_url)
+            .await
+            .map_err(|error| {
+                CodedError::new(ErrorCode::ProvisioningUnavailable, error.to_string())
+            })?;
+        let added = registry
+            .add_server(
+                &NewServer {
+                    name: "local".into(),
+                    engine: EngineKind::Sqlite,
+                    region: self.config.default_region.clone(),
+                    admin_secret_ref: admin_secret_name("local"),
+                    capacity_hint: 1000,
+                },
+                "system:bootstrap",
+            )
+            .await;
+        match added {
+            // Another process bootstrapped at the same moment: same result.
+            Ok(_) | Err(tenantry_registry::Error::Conflict { .. }) => Ok(()),
+            Err(error) => Err(tenantry_workflows::registry_error(error)),
+        }
+    }
+}
+
+/// The operator's schema if configured; otherwise the bundled one, written into the data directory once.
+fn resolve_tenant_schema(config: &Config) -> anyhow::Result<TenantSchema> {
+    let bundled_root = config.data_dir.join("tenant-schema");
+    let needs_bundled = config.tenant_migrations.is_none() || config.admin_seed.is_none();
+    if needs_bundled {
+        write_bundled_schema(&bundled_root)?;
+    }
+    Ok(TenantSchema {
+        migrations: config
+            .tenant_migrations
+            .clone()
+            .unwrap_or_else(|| bundled_root.join("migrations")),
+        admin_seed: config
+            .admin_seed
+            .clone()
+            .unwrap_or_else(|| bundled_root.join("admin-seed")),
+    })
+}
+
+fn write_bundled_schema(root: &Path) -> anyhow::Result<()> {
+    for (relative, contents) in BUNDLED_SCHEMA {
+        let path: PathBuf = root.join(relative);
+        if path.exists() {
+            continue;
+        }
+        let parent = path.parent().unwrap_or(root);
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+        // Write then rename, so a process starting at the same moment never reads half a file.
+        let temporary = path.with_extension(format!("tmp.{}", std::process::id()));
+        std::fs::write(&temporary, contents)
+            .with_context(|| format!("cannot write {}", temporary.display()))?;
+        std::fs::rename(&temporary, &path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}

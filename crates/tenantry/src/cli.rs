@@ -1,0 +1,168 @@
+//! The command line, as clap types. Raw arguments become validated values in the commands before any work starts.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tenantry",
+    version,
+    about = "Provision and keep tenant databases: durable, audited, reversible."
+)]
+pub struct Cli {
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Path of the configuration file (default: $TENANTRY_CONFIG or ./tenantry.toml).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Provision a tenant: database, role, credentials, schema, first admin.
+    ProvisionTenant(ProvisionArgs),
+    /// Offboard a tenant: disable login and keep the data, or remove everything with --purge.
+    OffboardTenant(OffboardArgs),
+    /// Inspect and steer jobs.
+    #[command(subcommand)]
+    Jobs(JobsCommand),
+    /// Inspect tenants.
+    #[command(subcommand)]
+    Tenants(TenantsCommand),
+    /// Manage the fleet of servers that host tenant databases.
+    #[command(subcommand)]
+    Servers(ServersCommand),
+    /// Read the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Compare registry, servers and secret store; name every orphan and partial state with its fix.
+    Doctor,
+    /// Read secrets (local operators only; every read is audited).
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ProvisionArgs {
+    #[arg(long)]
+    pub slug: String,
+    #[arg(long)]
+    pub display_name: String,
+    #[arg(long)]
+    pub admin_email: String,
+    #[arg(long)]
+    pub plan: Option<String>,
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Place on this server instead of auto-placement.
+    #[arg(long)]
+    pub server: Option<String>,
+    /// Check everything and list what would be created, creating nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Record the job and return its id without running it.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct OffboardArgs {
+    #[arg(long)]
+    pub slug: String,
+    /// End sessions, drop database and role, delete secrets, forget the tenant.
+    #[arg(long)]
+    pub purge: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// Show one job with its phases and log.
+    Show {
+        job_id: String,
+        /// Keep printing events until the job ends.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// List recent jobs.
+    List {
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Run an unfinished job here (one that was interrupted, or recorded with --no-wait).
+    Resume { job_id: String },
+    /// Run a failed or rolled-back job again from the phases not applied.
+    Retry { job_id: String },
+    /// Undo what a failed job applied.
+    Rollback { job_id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantsCommand {
+    List {
+        #[arg(long)]
+        status: Option<String>,
+        /// Match slug or display name.
+        #[arg(long)]
+        search: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        #[arg(long, default_value_t = 0)]
+        offset: i64,
+    },
+    Show {
+        slug: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServersCommand {
+    /// Register a server. A URL with a password must come on stdin (--admin-url-stdin), never as an argument.
+    Add {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        engine: String,
+        /// Admin connection URL without a password (postgres://user@host:port/db or sqlite:///dir).
+        #[arg(long, conflicts_with = "admin_url_stdin")]
+        admin_url: Option<String>,
+        /// Read the admin connection URL from standard input.
+        #[arg(long)]
+        admin_url_stdin: bool,
+        #[arg(long)]
+        capacity: i64,
+        #[arg(long)]
+        region: Option<String>,
+    },
+    List,
+    /// Stop placing new tenants on a server.
+    Drain {
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    List {
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        event_type: Option<String>,
+        #[arg(long)]
+        actor: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Print a secret's value (audited as SECRET_READ).
+    Show { name: String },
+}

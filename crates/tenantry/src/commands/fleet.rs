@@ -1,0 +1,238 @@
+//! `tenants list|show` and `servers add|list|drain`.
+
+use crate::app::{admin_secret_name, cli_actor, App};
+use crate::cli::{ServersCommand, TenantsCommand};
+use crate::output::{print_json, print_table, when};
+use crate::CommandResult;
+use std::io::Read;
+use std::process::ExitCode;
+use tenantry_core::{
+    EngineKind, Error as CodedError, ErrorCode, ServerName, ServerStatus, TenantStatus,
+};
+use tenantry_engine::JobView;
+use tenantry_providers::credentials::{password_in_url, SecretString};
+use tenantry_providers::engines::TenantServer;
+use tenantry_registry::{JobFilter, NewServer};
+use tenantry_workflows::registry_error;
+
+pub async fn tenants(app: &App, command: TenantsCommand, json: bool) -> CommandResult {
+    let registry = &app.platform.registry;
+    match command {
+        TenantsCommand::List {
+            status,
+            search,
+            limit,
+            offset,
+        } => {
+            let status = status.as_deref().map(TenantStatus::parse).transpose()?;
+            let tenants = registry
+                .list_tenants(search.as_deref(), status, limit, offset)
+                .await
+                .map_err(registry_error)?;
+            if json {
+                print_json(&tenants)?;
+            } else if tenants.is_empty() {
+                println!("No tenants yet — provision one with `tenantry provision-tenant --slug acme --display-name \"Acme\" --admin-email admin@acme.example`");
+            } else {
+                let rows: Vec<Vec<String>> = tenants
+                    .iter()
+                    .map(|tenant| {
+                        vec![
+                            tenant.slug.clone(),
+                            tenant.display_name.clone(),
+                            tenant.status.to_string(),
+                            tenant.plan.clone(),
+                            tenant.server_name.clone(),
+                            when(Some(tenant.created_at)),
+                        ]
+                    })
+                    .collect();
+                print_table(
+                    &["SLUG", "NAME", "STATUS", "PLAN", "SERVER", "CREATED"],
+                    &rows,
+                );
+            }
+        }
+        TenantsCommand::Show { slug } => {
+            let tenant = registry
+                .require_tenant(&slug)
+                .await
+                .map_err(registry_error)?;
+            let jobs = registry
+                .list_jobs(&JobFilter {
+                    tenant_slug: Some(slug.clone()),
+                    status: None,
+                    limit: 20,
+                })
+                .await
+                .map_err(registry_error)?;
+            if json {
+                let jobs: Vec<JobView> = jobs.iter().map(|job| JobView::build(job, &[])).collect();
+                print_json(&serde_json::json!({ "tenant": tenant, "jobs": jobs }))?;
+            } else {
+                println!("tenant      {}", tenant.slug);
+                println!("name        {}", tenant.display_name);
+                println!("status      {}", tenant.status);
+                println!("plan        {}", tenant.plan);
+                println!("region      {}", tenant.region);
+                println!("server      {}", tenant.server_name);
+                println!("database    {}", tenant.resource_name);
+                println!("secret      {}", tenant.secret_ref);
+                println!("admin       {}", tenant.admin_email);
+                println!("labels      {}", tenant.labels);
+                println!("created     {}", when(Some(tenant.created_at)));
+                println!("jobs:");
+                for job in jobs {
+                    println!(
+                        "  {} {} {} {}",
+                        job.id,
+                        job.kind,
+                        job.status,
+                        job.error_code.unwrap_or_default()
+                    );
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_admin_url(admin_url: Option<String>, from_stdin: bool) -> Result<SecretString, CodedError> {
+    if from_stdin {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|error| {
+                CodedError::invalid_input(format!("cannot read the admin URL from stdin: {error}"))
+            })?;
+        return Ok(SecretString::new(text.trim().to_owned()));
+    }
+    let url = SecretString::new(admin_url.ok_or_else(|| {
+        CodedError::invalid_input("give --admin-url (without a password) or --admin-url-stdin")
+    })?);
+    if password_in_url(&url).is_some_and(|password| !password.expose().is_empty()) {
+        return Err(CodedError::invalid_input(
+            "the admin URL holds a password; pass it on stdin with --admin-url-stdin so it stays out of process listings",
+        ));
+    }
+    Ok(url)
+}
+
+pub async fn servers(app: &App, command: ServersCommand, json: bool) -> CommandResult {
+    let registry = &app.platform.registry;
+    match command {
+        ServersCommand::Add {
+            name,
+            engine,
+            admin_url,
+            admin_url_stdin,
+            capacity,
+            region,
+        } => {
+            let name = ServerName::parse(&name)?;
+            let engine = EngineKind::parse(&engine)?;
+            if capacity < 1 {
+                return Err(CodedError::invalid_input("--capacity must be at least 1").into());
+            }
+            let region = region.unwrap_or_else(|| app.config.default_region.clone());
+            if !app.config.regions.contains(&region) {
+                return Err(CodedError::invalid_input(format!(
+                    "region {region:?} does not exist; known regions: {}",
+                    app.config.regions.join(", ")
+                ))
+                .into());
+            }
+            let admin_url = read_admin_url(admin_url, admin_url_stdin)?;
+            let server = TenantServer::from_admin_url(engine, &admin_url)
+                .map_err(|error| CodedError::invalid_input(error.to_string()))?;
+            if registry.get_server(name.as_str()).await.is_ok() {
+                return Err(CodedError::new(
+                    ErrorCode::Conflict,
+                    format!("server {name} already exists"),
+                )
+                .into());
+            }
+            server.check_admin_connection().await.map_err(|error| {
+                CodedError::new(
+                    ErrorCode::AdminConnUnresolved,
+                    format!("server {name}: {error}"),
+                )
+            })?;
+            let secret_ref = admin_secret_name(name.as_str());
+            app.platform
+                .secrets
+                .put(&secret_ref, &admin_url)
+                .await
+                .map_err(|error| {
+                    CodedError::new(ErrorCode::ProvisioningUnavailable, error.to_string())
+                })?;
+            let record = registry
+                .add_server(
+                    &NewServer {
+                        name: name.as_str().to_owned(),
+                        engine,
+                        region,
+                        admin_secret_ref: secret_ref,
+                        capacity_hint: capacity,
+                    },
+                    &cli_actor(),
+                )
+                .await
+                .map_err(registry_error)?;
+            if json {
+                print_json(&record)?;
+            } else {
+                println!(
+                    "server {} added ({}, region {}, capacity {})",
+                    record.name, record.engine, record.region, record.capacity_hint
+                );
+            }
+        }
+        ServersCommand::List => {
+            let servers = registry.list_servers().await.map_err(registry_error)?;
+            if json {
+                print_json(&servers)?;
+            } else if servers.is_empty() {
+                println!("No servers yet — add one with `tenantry servers add --name pg-1 --engine postgres --admin-url-stdin --capacity 100`");
+            } else {
+                let rows: Vec<Vec<String>> = servers
+                    .iter()
+                    .map(|server| {
+                        vec![
+                            server.name.clone(),
+                            server.engine.to_string(),
+                            server.region.clone(),
+                            server.status.to_string(),
+                            format!("{}/{}", server.tenant_count, server.capacity_hint),
+                            server.free_room().to_string(),
+                        ]
+                    })
+                    .collect();
+                print_table(
+                    &["NAME", "ENGINE", "REGION", "STATUS", "TENANTS", "FREE"],
+                    &rows,
+                );
+            }
+        }
+        ServersCommand::Drain { name } => {
+            let record = registry
+                .set_server_status(
+                    &name,
+                    ServerStatus::Draining,
+                    &cli_actor(),
+                    "SERVER_DRAINED",
+                )
+                .await
+                .map_err(registry_error)?;
+            if json {
+                print_json(&record)?;
+            } else {
+                println!(
+                    "server {} is draining: no new tenants will be placed on it",
+                    record.name
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

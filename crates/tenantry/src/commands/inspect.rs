@@ -1,0 +1,111 @@
+//! `audit list`, `doctor` and `secrets show`.
+
+use crate::app::{cli_actor, App};
+use crate::cli::{AuditCommand, SecretsCommand};
+use crate::output::{print_json, print_table, when};
+use crate::CommandResult;
+use std::process::ExitCode;
+use tenantry_core::{Error as CodedError, ErrorCode};
+use tenantry_registry::{AuditFilter, NewAuditEvent};
+use tenantry_workflows::{registry_error, run_doctor};
+
+pub async fn audit(app: &App, command: AuditCommand, json: bool) -> CommandResult {
+    let AuditCommand::List {
+        tenant,
+        event_type,
+        actor,
+        limit,
+    } = command;
+    let events = app
+        .platform
+        .registry
+        .list_audit(&AuditFilter {
+            tenant_slug: tenant,
+            event_type,
+            actor,
+            since_millis: None,
+            until_millis: None,
+            limit,
+        })
+        .await
+        .map_err(registry_error)?;
+    if json {
+        print_json(&events)?;
+    } else {
+        let rows: Vec<Vec<String>> = events
+            .iter()
+            .map(|event| {
+                vec![
+                    when(Some(event.at)),
+                    event.event_type.clone(),
+                    event.actor.clone(),
+                    event.tenant_slug.clone().unwrap_or_default(),
+                    event.job_id.clone().unwrap_or_default(),
+                    event.details.to_string(),
+                ]
+            })
+            .collect();
+        print_table(&["AT", "EVENT", "ACTOR", "TENANT", "JOB", "DETAILS"], &rows);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn doctor(app: &App, json: bool) -> CommandResult {
+    let report = run_doctor(&app.platform).await?;
+    if json {
+        print_json(&report)?;
+    } else {
+        println!(
+            "checked {} server(s), {} tenant(s), {} secret(s), {} job(s) in flight",
+            report.n_servers, report.n_tenants, report.n_secrets, report.n_jobs_in_flight
+        );
+        if report.is_clean() {
+            println!("the fleet is clean: registry, servers and secret store agree");
+        }
+        for finding in &report.findings {
+            println!(
+                "{:<12} {}: {}\n             fix: {}",
+                finding.kind, finding.subject, finding.detail, finding.fix
+            );
+        }
+    }
+    Ok(if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+pub async fn secrets(app: &App, command: SecretsCommand, json: bool) -> CommandResult {
+    let SecretsCommand::Show { name } = command;
+    let value = app
+        .platform
+        .secrets
+        .get(&name)
+        .await
+        .map_err(|error| CodedError::new(ErrorCode::ProvisioningUnavailable, error.to_string()))?
+        .ok_or_else(|| {
+            CodedError::new(ErrorCode::NotFound, format!("secret {name:?} not found"))
+        })?;
+    let tenant_slug = name
+        .strip_prefix("tenant-db-")
+        .or_else(|| name.strip_prefix("tenant-invite-"))
+        .map(str::to_owned);
+    app.platform
+        .registry
+        .record_audit(&NewAuditEvent {
+            actor: cli_actor(),
+            event_type: "SECRET_READ",
+            tenant_slug,
+            job_id: None,
+            details: serde_json::json!({ "secret": name }),
+        })
+        .await
+        .map_err(registry_error)?;
+    if json {
+        print_json(&serde_json::json!({ "name": name, "value": value.expose() }))?;
+    } else {
+        println!("{}", value.expose());
+    }
+    Ok(ExitCode::SUCCESS)
+}

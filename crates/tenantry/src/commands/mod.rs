@@ -1,0 +1,37 @@
+//! One function per command; each turns its arguments into validated values, then does the work.
+
+mod fleet;
+mod inspect;
+mod jobs;
+mod provision;
+
+use crate::app::App;
+use crate::cli::{Cli, Command};
+use crate::config::Config;
+use crate::CommandResult;
+
+pub async fn run(cli: Cli) -> CommandResult {
+    let config = Config::load(cli.config.as_deref())?;
+    let json = cli.json;
+    match cli.command {
+        Command::ProvisionTenant(args) => {
+            // Arguments are checked before anything is opened, so bad input changes nothing.
+            let spec = provision::parse_spec(&config, &args)?;
+            let app = App::open(config).await?;
+            provision::provision(&app, spec, args.no_wait, json).await
+        }
+        Command::OffboardTenant(args) => {
+            let request = provision::parse_offboard(&args)?;
+            let app = App::open(config).await?;
+            provision::offboard(&app, request, json).await
+        }
+        Command::Jobs(command) => jobs::run(&App::open(config).await?, command, json).await,
+        Command::Tenants(command) => fleet::tenants(&App::open(config).await?, command, json).await,
+        Command::Servers(command) => fleet::servers(&App::open(config).await?, command, json).await,
+        Command::Audit(command) => inspect::audit(&App::open(config).await?, command, json).await,
+        Command::Doctor => inspect::doctor(&App::open(config).await?, json).await,
+        Command::Secrets(command) => {
+            inspect::secrets(&App::open(config).await?, command, json).await
+        }
+    }
+}

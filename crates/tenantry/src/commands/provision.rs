@@ -1,0 +1,248 @@
+//! `provision-tenant` and `offboard-tenant`: validate, record a job, run it here with live progress, report.
+
+use crate::app::{cli_actor, App};
+use crate::cli::{OffboardArgs, ProvisionArgs};
+use crate::config::Config;
+use crate::output::{print_json, progress_display};
+use crate::{CommandResult, Failure};
+use std::process::ExitCode;
+use tenantry_core::{
+    AdminEmail, DisplayName, Error as CodedError, ErrorCode, JobKind, JobStatus, ServerName, Slug,
+    TenantSpec,
+};
+use tenantry_engine::JobView;
+use tenantry_registry::NewJob;
+use tenantry_workflows::{
+    create_job, run_job, OffboardRequest, OffboardWorkflow, ProvisionWorkflow, DRY_RUN_PHASES,
+    OFFBOARD_PHASES, PROVISION_PHASES, PURGE_PHASES,
+};
+
+pub fn parse_spec(config: &Config, args: &ProvisionArgs) -> Result<TenantSpec, CodedError> {
+    Ok(TenantSpec {
+        slug: Slug::parse(&args.slug)?,
+        display_name: DisplayName::parse(&args.display_name)?,
+        admin_email: AdminEmail::parse(&args.admin_email)?,
+        plan: args
+            .plan
+            .clone()
+            .unwrap_or_else(|| config.default_plan.clone()),
+        region: args
+            .region
+            .clone()
+            .unwrap_or_else(|| config.default_region.clone()),
+        server: args.server.as_deref().map(ServerName::parse).transpose()?,
+        dry_run: args.dry_run,
+    })
+}
+
+pub fn parse_offboard(args: &OffboardArgs) -> Result<OffboardRequest, CodedError> {
+    Ok(OffboardRequest {
+        slug: Slug::parse(&args.slug)?,
+        purge: args.purge,
+    })
+}
+
+fn new_job_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+pub async fn provision(app: &App, spec: TenantSpec, no_wait: bool, json: bool) -> CommandResult {
+    ProvisionWorkflow::validate(&app.platform, &spec)?;
+    let registry = &app.platform.registry;
+    let params = serde_json::to_value(&spec).map_err(|error| Failure::Other(error.into()))?;
+    // A live job for the same request is this command's own, interrupted: resume it instead of starting anew.
+    if let Some(live) = registry
+        .live_job_for_slug(spec.slug.as_str())
+        .await
+        .map_err(tenantry_workflows::registry_error)?
+    {
+        if live.kind == JobKind::Provision && live.params == params {
+            if !json {
+                eprintln!("resuming job {} for tenant {}", live.id, spec.slug);
+            }
+            return run_and_report(app, &live.id, json).await;
+        }
+    }
+    if !spec.dry_run {
+        if let Some(tenant) = registry
+            .get_tenant(spec.slug.as_str())
+            .await
+            .map_err(tenantry_workflows::registry_error)?
+        {
+            return Err(CodedError::new(
+                ErrorCode::AlreadyProvisioned,
+                format!(
+                    "tenant {:?} already exists (status {})",
+                    tenant.slug, tenant.status
+                ),
+            )
+            .into());
+        }
+    }
+    let phases: Vec<&'static str> = if spec.dry_run {
+        DRY_RUN_PHASES.to_vec()
+    } else {
+        PROVISION_PHASES.to_vec()
+    };
+    let job = create_job(
+        &app.platform,
+        &NewJob {
+            id: new_job_id(),
+            kind: JobKind::Provision,
+            tenant_slug: spec.slug.as_str().to_owned(),
+            params,
+            phases,
+            actor: cli_actor(),
+        },
+    )
+    .await?;
+    if no_wait {
+        return report_recorded(&job.id, json);
+    }
+    if !json {
+        eprintln!("job {} provisioning tenant {}", job.id, spec.slug);
+    }
+    run_and_report(app, &job.id, json).await
+}
+
+pub async fn offboard(app: &App, request: OffboardRequest, json: bool) -> CommandResult {
+    OffboardWorkflow::validate(&app.platform, &request).await?;
+    let phases: Vec<&'static str> = if request.purge {
+        PURGE_PHASES.to_vec()
+    } else {
+        OFFBOARD_PHASES.to_vec()
+    };
+    let job = create_job(
+        &app.platform,
+        &NewJob {
+            id: new_job_id(),
+            kind: JobKind::Offboard,
+            tenant_slug: request.slug.as_str().to_owned(),
+            params: serde_json::to_value(&request).map_err(|error| Failure::Other(error.into()))?,
+            phases,
+            actor: cli_actor(),
+        },
+    )
+    .await?;
+    if !json {
+        eprintln!(
+            "job {} offboarding tenant {}{}",
+            job.id,
+            request.slug,
+            if request.purge { " (purge)" } else { "" }
+        );
+    }
+    run_and_report(app, &job.id, json).await
+}
+
+fn report_recorded(job_id: &str, json: bool) -> CommandResult {
+    if json {
+        print_json(&serde_json::json!({ "job_id": job_id, "status": JobStatus::Pending }))?;
+    } else {
+        println!("job {job_id} recorded; run it with `tenantry jobs resume {job_id}`");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs a job in this process with live progress, then prints its outcome. Exit status 0 only for `complete`.
+pub async fn run_and_report(app: &App, job_id: &str, json: bool) -> CommandResult {
+    let mut runner = app.runner();
+    let display = progress_display(json);
+    if let Some((sink, _)) = &display {
+        runner = runner.with_progress(sink.clone());
+    }
+    let outcome = run_job(&app.platform, &runner, job_id).await;
+    if let Some((_, bar)) = display {
+        bar.finish_and_clear();
+    }
+    let outcome = outcome?;
+    let job = &outcome.job;
+    let events = app
+        .platform
+        .registry
+        .job_events(&job.id, 0)
+        .await
+        .map_err(tenantry_workflows::registry_error)?;
+    let view = JobView::build(job, &events);
+    if json {
+        let one_time: serde_json::Map<String, serde_json::Value> = outcome
+            .reveals
+            .iter()
+            .map(|(label, value)| (label.clone(), serde_json::Value::String(value.clone())))
+            .collect();
+        print_json(&serde_json::json!({ "job": view, "one_time": one_time }))?;
+    } else {
+        let total_ms: i64 = view
+            .phases
+            .iter()
+            .filter_map(|phase| phase.duration_ms)
+            .sum();
+        println!(
+            "job {} {} ({} phases, {} ms in phases)",
+            job.id, job.status, view.total_phases, total_ms
+        );
+        if job.status == JobStatus::Complete {
+            print_completion(app, job).await?;
+            for (label, value) in &outcome.reveals {
+                println!("{label}: {value}");
+            }
+            if !outcome.reveals.is_empty() {
+                println!("(the one-time password and invitation link are shown only now)");
+            }
+        }
+    }
+    if job.status == JobStatus::Complete {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        let code = job
+            .error_code
+            .as_deref()
+            .map(ErrorCode::from_code)
+            .unwrap_or(ErrorCode::Internal);
+        Err(CodedError::new(
+            code,
+            format!(
+                "job {} {}: {}",
+                job.id,
+                job.status,
+                job.error_message
+                    .clone()
+                    .unwrap_or_else(|| code.meaning().to_owned())
+            ),
+        )
+        .into())
+    }
+}
+
+async fn print_completion(app: &App, job: &tenantry_registry::JobRecord) -> Result<(), Failure> {
+    if job.kind != JobKind::Provision {
+        return Ok(());
+    }
+    if let Some(would_create) = job.state.get("would_create") {
+        println!("dry run: nothing was created; would create:");
+        if let Some(map) = would_create.as_object() {
+            for (key, value) in map {
+                println!("  {key}: {}", value.as_str().unwrap_or_default());
+            }
+        }
+        return Ok(());
+    }
+    if let Some(tenant) = app
+        .platform
+        .registry
+        .get_tenant(&job.tenant_slug)
+        .await
+        .map_err(tenantry_workflows::registry_error)?
+    {
+        println!(
+            "tenant {} ({}) is {} on server {}: database {}, secret {}",
+            tenant.slug,
+            tenant.display_name,
+            tenant.status,
+            tenant.server_name,
+            tenant.resource_name,
+            tenant.secret_ref
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,162 @@
+//! Configuration: `tenantry.toml` (from `--config`, `TENANTRY_CONFIG` or `./tenantry.toml`), every key
+//! overridable by a `TENANTRY_*` variable, validated into [`Config`] before any work starts.
+
+use anyhow::{bail, Context as _};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tenantry_core::Plan;
+use tenantry_engine::RetryPolicy;
+use tenantry_registry::RegistryLocation;
+
+/// The file's shape. Every field is optional; missing ones take the embedded defaults.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    data_dir: Option<PathBuf>,
+    registry_url: Option<String>,
+    lease_ttl_secs: Option<u64>,
+    default_plan: Option<String>,
+    default_region: Option<String>,
+    regions: Option<Vec<String>>,
+    bootstrap_local_server: Option<bool>,
+    tenant_migrations: Option<PathBuf>,
+    admin_seed: Option<PathBuf>,
+    invitation_base_url: Option<String>,
+    retry_max_attempts: Option<u32>,
+    retry_initial_delay_ms: Option<u64>,
+    retry_max_elapsed_secs: Option<u64>,
+    plans: Option<Vec<Plan>>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub registry: RegistryLocation,
+    pub lease_ttl: Duration,
+    pub default_plan: String,
+    pub default_region: String,
+    pub regions: Vec<String>,
+    /// Register a `local` SQLite server when the fleet is empty (the embedded default).
+    pub bootstrap_local_server: bool,
+    /// `None`: the bundled example schema, written into the data directory on first use.
+    pub tenant_migrations: Option<PathBuf>,
+    pub admin_seed: Option<PathBuf>,
+    pub invitation_base_url: String,
+    pub retry: RetryPolicy,
+    pub plans: Vec<Plan>,
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|value| !value.is_empty())
+}
+
+fn env_parsed<T: std::str::FromStr>(name: &str) -> anyhow::Result<Option<T>> {
+    match env(name) {
+        Some(raw) => raw
+            .parse()
+            .map(Some)
+            .map_err(|_| anyhow::anyhow!("{name}={raw:?} is not a valid value")),
+        None => Ok(None),
+    }
+}
+
+impl Config {
+    pub fn load(explicit_path: Option<&Path>) -> anyhow::Result<Config> {
+        let path = explicit_path
+            .map(Path::to_path_buf)
+            .or_else(|| env("TENANTRY_CONFIG").map(PathBuf::from));
+        let file = match path {
+            Some(path) => read_file(&path)?,
+            None if Path::new("tenantry.toml").exists() => read_file(Path::new("tenantry.toml"))?,
+            None => ConfigFile::default(),
+        };
+        let data_dir = env("TENANTRY_DATA_DIR")
+            .map(PathBuf::from)
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from(".tenantry"));
+        let data_dir = std::path::absolute(&data_dir)
+            .with_context(|| format!("data directory {} is not usable", data_dir.display()))?;
+        let registry = match env("TENANTRY_REGISTRY_URL").or(file.registry_url) {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                RegistryLocation::Postgres(url)
+            }
+            Some(url) if url.starts_with("sqlite://") => {
+                RegistryLocation::Sqlite(PathBuf::from(url.trim_start_matches("sqlite://")))
+            }
+            Some(_) => bail!("the registry URL must start with postgres:// or sqlite://"),
+            None => RegistryLocation::Sqlite(data_dir.join("registry.db")),
+        };
+        let lease_ttl_secs = env_parsed("TENANTRY_LEASE_TTL_SECS")?
+            .or(file.lease_ttl_secs)
+            .unwrap_or(30);
+        if lease_ttl_secs == 0 {
+            bail!("the lease TTL must be at least one second");
+        }
+        let regions = match env("TENANTRY_REGIONS") {
+            Some(list) => list
+                .split(',')
+                .map(|region| region.trim().to_owned())
+                .collect(),
+            None => file.regions.unwrap_or_else(|| vec!["local".to_owned()]),
+        };
+        let default_region = env("TENANTRY_DEFAULT_REGION")
+            .or(file.default_region)
+            .unwrap_or_else(|| regions.first().cloned().unwrap_or_else(|| "local".into()));
+        let plans = file.plans.unwrap_or_else(Plan::builtin);
+        let default_plan = env("TENANTRY_DEFAULT_PLAN")
+            .or(file.default_plan)
+            .unwrap_or_else(|| {
+                plans
+                    .first()
+                    .map(|plan| plan.name.clone())
+                    .unwrap_or_else(|| "starter".into())
+            });
+        let defaults = RetryPolicy::default();
+        let retry = RetryPolicy {
+            max_attempts: env_parsed("TENANTRY_RETRY_MAX_ATTEMPTS")?
+                .or(file.retry_max_attempts)
+                .unwrap_or(defaults.max_attempts)
+                .max(1),
+            initial_delay: env_parsed("TENANTRY_RETRY_INITIAL_DELAY_MS")?
+                .or(file.retry_initial_delay_ms)
+                .map(Duration::from_millis)
+                .unwrap_or(defaults.initial_delay),
+            max_delay: defaults.max_delay,
+            max_elapsed: env_parsed("TENANTRY_RETRY_MAX_ELAPSED_SECS")?
+                .or(file.retry_max_elapsed_secs)
+                .map(Duration::from_secs)
+                .unwrap_or(defaults.max_elapsed),
+        };
+        let is_embedded = matches!(registry, RegistryLocation::Sqlite(_));
+        Ok(Config {
+            data_dir,
+            registry,
+            lease_ttl: Duration::from_secs(lease_ttl_secs),
+            default_plan,
+            default_region,
+            regions,
+            bootstrap_local_server: env_parsed("TENANTRY_BOOTSTRAP_LOCAL_SERVER")?
+                .or(file.bootstrap_local_server)
+                .unwrap_or(is_embedded),
+            tenant_migrations: env("TENANTRY_TENANT_MIGRATIONS")
+                .map(PathBuf::from)
+                .or(file.tenant_migrations),
+            admin_seed: env("TENANTRY_ADMIN_SEED")
+                .map(PathBuf::from)
+                .or(file.admin_seed),
+            invitation_base_url: env("TENANTRY_INVITATION_BASE_URL")
+                .or(file.invitation_base_url)
+                .unwrap_or_else(|| "https://app.example/invite?token=".into()),
+            retry,
+            plans,
+        })
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<ConfigFile> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("config file {} is not valid", path.display()))
+}

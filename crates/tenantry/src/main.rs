@@ -1,0 +1,73 @@
+//! The tenantry binary: parses the command line, loads the configuration, wires the control plane, runs one
+//! command, and reports errors as a stable code and a one-line message on stderr with a non-zero exit.
+
+mod app;
+mod cli;
+mod commands;
+mod config;
+mod output;
+
+use clap::Parser;
+use std::process::ExitCode;
+use tenantry_core::{Error as CodedError, ErrorCode};
+
+/// How a command failed: with a stable code, or in a way only the binary sees (bad config, IO).
+#[derive(Debug)]
+pub enum Failure {
+    Coded(CodedError),
+    Other(anyhow::Error),
+}
+
+impl From<CodedError> for Failure {
+    fn from(error: CodedError) -> Self {
+        Failure::Coded(error)
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(error: anyhow::Error) -> Self {
+        Failure::Other(error)
+    }
+}
+
+pub type CommandResult = Result<ExitCode, Failure>;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let json = cli.json;
+    match runtime.block_on(commands::run(cli)) {
+        Ok(code) => code,
+        Err(failure) => {
+            let error = match failure {
+                Failure::Coded(error) => error,
+                Failure::Other(error) => {
+                    CodedError::new(ErrorCode::InvalidInput, format!("{error:#}"))
+                }
+            };
+            let message = error.message.replace('\n', " ");
+            eprintln!("error: {}: {message}", error.code);
+            if json {
+                let body = serde_json::json!({ "error_code": error.code, "message": message });
+                println!("{body}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
