@@ -383,10 +383,14 @@ impl Runner {
                 elapsed: None,
             });
             let started = Instant::now();
-            match self
-                .with_retries(workflow, context, &phase.name, Step::Undo)
-                .await
-            {
+            let undone = match check_failpoint(&phase.name, Boundary::Undo) {
+                Ok(()) => {
+                    self.with_retries(workflow, context, &phase.name, Step::Undo)
+                        .await
+                }
+                Err(error) => Err(error),
+            };
+            match undone {
                 Ok(()) => {}
                 Err(PhaseError::Fenced) => return Err(PhaseError::Fenced),
                 Err(PhaseError::Fatal(undo_error) | PhaseError::Retryable(undo_error)) => {
@@ -422,6 +426,22 @@ impl Runner {
     }
 
     async fn with_retries<W: Workflow>(
+        &self,
+        workflow: &W,
+        context: &mut JobContext,
+        phase: &str,
+        step: Step,
+    ) -> Result<(), PhaseError> {
+        self.with_retries_once(workflow, context, phase, step)
+            .await?;
+        if failpoints::repeat_steps() {
+            self.with_retries_once(workflow, context, phase, step)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn with_retries_once<W: Workflow>(
         &self,
         workflow: &W,
         context: &mut JobContext,
@@ -479,14 +499,7 @@ fn check_failpoint(phase: &str, boundary: Boundary) -> Result<(), PhaseError> {
         Some(Action::Exit) => failpoints::crash_now(phase, boundary),
         Some(Action::Error) => Err(PhaseError::fatal(
             ErrorCode::Failpoint,
-            format!(
-                "failpoint {phase}.{} fired",
-                if boundary == Boundary::Before {
-                    "before"
-                } else {
-                    "after"
-                }
-            ),
+            format!("failpoint {phase}.{} fired", boundary.as_str()),
         )),
         None => Ok(()),
     }

@@ -118,7 +118,7 @@ impl PostgresServer {
             )
         } else {
             format!(
-                "CREATE ROLE {name} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS NOINHERIT CONNECTION LIMIT {} PASSWORD {}",
+                "CREATE ROLE {name} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS CONNECTION LIMIT {} PASSWORD {}",
                 spec.connection_limit,
                 quote_literal(&verifier)
             )

@@ -1,0 +1,415 @@
+//! A fleet for one test: a fresh data directory and registry, a tenant server of the engine under test, and
+//! helpers that run the real `tenantry` binary and look at the servers directly.
+//!
+//! SQLite engine tests use a SQLite registry and the bundled `local` server. PostgreSQL engine tests use a fresh
+//! PostgreSQL registry database and the password-checking cluster from `scripts/test-services` as tenant server.
+//! That cluster is shared, and `doctor` rightly reports every `tenant_*` database on it, so PostgreSQL engine
+//! tests take one lock and start from an empty cluster.
+
+use serde_json::Value;
+use sqlx::postgres::PgConnection;
+use sqlx::{Connection, Executor};
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{Mutex, MutexGuard};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+static TENANT_CLUSTER: Mutex<()> = Mutex::const_new(());
+
+pub fn registry_admin_url() -> String {
+    std::env::var("TENANTRY_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+pub fn tenant_cluster_url() -> String {
+    std::env::var("TENANTRY_TEST_SCRAM_URL")
+        .expect("TENANTRY_TEST_SCRAM_URL is set by scripts/test (run the suite through it)")
+}
+
+/// A URL's database swapped for another.
+pub fn with_database(url: &str, database: &str) -> String {
+    let (base, _) = url.rsplit_once('/').expect("URL has a path");
+    format!("{base}/{database}")
+}
+
+pub struct Fleet {
+    pub engine: Engine,
+    pub data_dir: PathBuf,
+    registry_database: Option<String>,
+    extra_env: Vec<(String, String)>,
+    _cluster_guard: Option<MutexGuard<'static, ()>>,
+}
+
+/// What one run of the binary did.
+#[derive(Debug)]
+pub struct Run {
+    pub status: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from_output(output: Output) -> Run {
+        Run {
+            status: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|error| panic!("stdout is not JSON ({error}): {self:?}"))
+    }
+
+    /// The error code printed on stderr (`error: CODE: message`).
+    pub fn error_code(&self) -> Option<String> {
+        self.stderr
+            .lines()
+            .find_map(|line| line.strip_prefix("error: "))
+            .and_then(|rest| rest.split(':').next())
+            .map(str::to_owned)
+    }
+
+    #[track_caller]
+    pub fn assert_ok(&self) -> &Run {
+        assert_eq!(self.status, 0, "command failed: {self:?}");
+        self
+    }
+}
+
+impl Fleet {
+    pub async fn new(engine: Engine) -> Fleet {
+        Fleet::with_capacity(engine, None).await
+    }
+
+    /// A fleet whose one tenant server takes `capacity` tenants (`None`: the defaults, 1000 or 100).
+    pub async fn with_capacity(engine: Engine, capacity: Option<u32>) -> Fleet {
+        let data_dir =
+            std::env::temp_dir().join(format!("tenantry-it-{}", uuid::Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&data_dir).expect("temp dir");
+        let mut fleet = Fleet {
+            engine,
+            data_dir,
+            registry_database: None,
+            extra_env: Vec::new(),
+            _cluster_guard: None,
+        };
+        if engine == Engine::Postgres {
+            fleet._cluster_guard = Some(TENANT_CLUSTER.lock().await);
+            wipe_tenant_cluster().await;
+            let database = format!("tenantry_it_{}", uuid::Uuid::now_v7().simple());
+            let mut admin = PgConnection::connect(&registry_admin_url())
+                .await
+                .expect("registry PostgreSQL");
+            admin
+                .execute(format!("CREATE DATABASE \"{database}\"").as_str())
+                .await
+                .expect("create registry database");
+            fleet.registry_database = Some(database);
+            let capacity = capacity.unwrap_or(100).to_string();
+            let args = [
+                "servers",
+                "add",
+                "--name",
+                "pg",
+                "--engine",
+                "postgres",
+                "--admin-url-stdin",
+                "--capacity",
+                &capacity,
+            ];
+            fleet
+                .run_with_stdin(&args, &tenant_cluster_url())
+                .await
+                .assert_ok();
+        } else if let Some(capacity) = capacity {
+            // Instead of the bundled `local` server (capacity 1000), one SQLite server in the same directory.
+            fleet.set_env("TENANTRY_BOOTSTRAP_LOCAL_SERVER", "false");
+            let directory = format!("sqlite://{}", fleet.data_path("tenants").display());
+            let capacity = capacity.to_string();
+            let args = [
+                "servers",
+                "add",
+                "--name",
+                "small",
+                "--engine",
+                "sqlite",
+                "--admin-url",
+                &directory,
+                "--capacity",
+                &capacity,
+            ];
+            fleet.run(&args).await.assert_ok();
+        }
+        fleet
+    }
+
+    /// An extra environment variable for every later run.
+    pub fn set_env(&mut self, name: &str, value: &str) {
+        self.extra_env.push((name.to_owned(), value.to_owned()));
+    }
+
+    fn command(&self, args: &[&str]) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_tenantry"));
+        command
+            .args(args)
+            .current_dir(&self.data_dir)
+            .env_remove("RUST_LOG")
+            .env_remove("TENANTRY_FAILPOINTS")
+            .env_remove("TENANTRY_REPEAT_STEPS")
+            .env_remove("TENANTRY_CONFIG")
+            .env_remove("TENANTRY_TENANT_MIGRATIONS")
+            .env_remove("TENANTRY_ADMIN_SEED")
+            .env("USER", "tester")
+            .env("TENANTRY_DATA_DIR", &self.data_dir)
+            .env("TENANTRY_RETRY_INITIAL_DELAY_MS", "20")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        match &self.registry_database {
+            Some(database) => {
+                command
+                    .env(
+                        "TENANTRY_REGISTRY_URL",
+                        with_database(&registry_admin_url(), database),
+                    )
+                    .env("TENANTRY_BOOTSTRAP_LOCAL_SERVER", "false");
+            }
+            None => {
+                command.env_remove("TENANTRY_REGISTRY_URL");
+            }
+        }
+        for (name, value) in &self.extra_env {
+            command.env(name, value);
+        }
+        command
+    }
+
+    pub async fn run(&self, args: &[&str]) -> Run {
+        self.run_env(args, &[]).await
+    }
+
+    pub async fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut command = self.command(args);
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        Run::from_output(command.output().await.expect("spawn tenantry"))
+    }
+
+    pub async fn run_with_stdin(&self, args: &[&str], input: &str) -> Run {
+        let mut command = self.command(args);
+        command.stdin(Stdio::piped());
+        let mut child = command.spawn().expect("spawn tenantry");
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin
+            .write_all(input.as_bytes())
+            .await
+            .expect("write stdin");
+        drop(stdin);
+        Run::from_output(child.wait_with_output().await.expect("wait tenantry"))
+    }
+
+    pub fn provision_args(slug: &str) -> Vec<String> {
+        vec![
+            "provision-tenant".into(),
+            "--slug".into(),
+            slug.into(),
+            "--display-name".into(),
+            format!("Tenant {slug}"),
+            "--admin-email".into(),
+            format!("admin@{slug}.example"),
+        ]
+    }
+
+    pub async fn provision(&self, slug: &str, env: &[(&str, &str)]) -> Run {
+        let args = Fleet::provision_args(slug);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.run_env(&args, env).await
+    }
+
+    pub async fn json(&self, args: &[&str]) -> Value {
+        let mut with_json = args.to_vec();
+        with_json.push("--json");
+        self.run(&with_json).await.assert_ok().json()
+    }
+
+    /// Asserts `doctor` finds nothing.
+    #[track_caller]
+    pub async fn assert_doctor_clean(&self) {
+        let run = self.run(&["doctor", "--json"]).await;
+        assert_eq!(run.status, 0, "doctor is not clean: {}", run.stdout);
+    }
+
+    /// The tenant's database file (SQLite) or database and role (PostgreSQL) as found on the server.
+    pub async fn server_has(&self, slug: &str) -> (bool, bool) {
+        let resource = format!("tenant_{}", slug.replace('-', "_"));
+        match self.engine {
+            Engine::Sqlite => (self.sqlite_file(slug).exists(), false),
+            Engine::Postgres => {
+                let mut admin = PgConnection::connect(&tenant_cluster_url())
+                    .await
+                    .expect("tenant cluster");
+                sqlx::query_as(
+                    "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1), EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)",
+                )
+                .bind(&resource)
+                .fetch_one(&mut admin)
+                .await
+                .expect("catalog")
+            }
+        }
+    }
+
+    /// How many tenant databases (files) the server holds.
+    pub async fn n_tenant_databases(&self) -> i64 {
+        match self.engine {
+            Engine::Sqlite => std::fs::read_dir(self.data_dir.join("tenants"))
+                .map(|entries| {
+                    entries
+                        .filter_map(Result::ok)
+                        .filter(|entry| {
+                            let name = entry.file_name().to_string_lossy().into_owned();
+                            name.starts_with("tenant_") && name.ends_with(".db")
+                        })
+                        .count() as i64
+                })
+                .unwrap_or(0),
+            Engine::Postgres => {
+                let mut admin = PgConnection::connect(&tenant_cluster_url())
+                    .await
+                    .expect("tenant cluster");
+                sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM pg_database WHERE datname LIKE 'tenant\\_%'",
+                )
+                .fetch_one(&mut admin)
+                .await
+                .expect("catalog")
+            }
+        }
+    }
+
+    pub fn sqlite_file(&self, slug: &str) -> PathBuf {
+        self.data_dir
+            .join("tenants")
+            .join(format!("tenant_{}.db", slug.replace('-', "_")))
+    }
+
+    /// Whether the secret store holds `name` (read through the CLI; the read is audited).
+    pub async fn secret(&self, name: &str) -> Option<String> {
+        let run = self.run(&["secrets", "show", name, "--json"]).await;
+        if run.status == 0 {
+            run.json()["value"].as_str().map(str::to_owned)
+        } else {
+            assert_eq!(run.error_code().as_deref(), Some("E_NOT_FOUND"), "{run:?}");
+            None
+        }
+    }
+
+    pub async fn tenants(&self) -> Vec<Value> {
+        self.json(&["tenants", "list"])
+            .await
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub async fn jobs(&self) -> Vec<Value> {
+        self.json(&["jobs", "list"])
+            .await
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub async fn audit_types(&self, slug: &str) -> Vec<String> {
+        self.json(&["audit", "list", "--tenant", slug])
+            .await
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|event| event["event_type"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    /// Removes everything the test made.
+    pub async fn cleanup(mut self) {
+        if let Some(database) = self.registry_database.take() {
+            let mut admin = PgConnection::connect(&registry_admin_url())
+                .await
+                .expect("registry PostgreSQL");
+            admin
+                .execute(format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)").as_str())
+                .await
+                .expect("drop registry database");
+            wipe_tenant_cluster().await;
+        }
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+
+    pub fn data_path(&self, relative: &str) -> PathBuf {
+        self.data_dir.join(relative)
+    }
+}
+
+/// Drops every tenant database and role on the shared tenant cluster.
+pub async fn wipe_tenant_cluster() {
+    let mut admin = PgConnection::connect(&tenant_cluster_url())
+        .await
+        .expect("tenant cluster");
+    let databases: Vec<String> =
+        sqlx::query_scalar("SELECT datname::text FROM pg_database WHERE datname LIKE 'tenant\\_%'")
+            .fetch_all(&mut admin)
+            .await
+            .expect("catalog");
+    for database in databases {
+        admin
+            .execute(format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)").as_str())
+            .await
+            .expect("drop tenant database");
+    }
+    let roles: Vec<String> =
+        sqlx::query_scalar("SELECT rolname::text FROM pg_roles WHERE rolname LIKE 'tenant\\_%'")
+            .fetch_all(&mut admin)
+            .await
+            .expect("catalog");
+    for role in roles {
+        admin
+            .execute(format!("DROP ROLE IF EXISTS \"{role}\"").as_str())
+            .await
+            .expect("drop tenant role");
+    }
+}
+
+pub fn write_file(path: &Path, contents: &str) {
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    std::fs::write(path, contents).expect("write");
+}
+
+/// Generates one test per engine from `async fn name(engine: Engine)`.
+#[macro_export]
+macro_rules! for_each_engine {
+    ($($name:ident),+ $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name($crate::harness::Engine::Sqlite).await;
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$name($crate::harness::Engine::Postgres).await;
+                }
+            }
+        )+
+    };
+}
