@@ -95,6 +95,14 @@ pub fn scram_sha256_verifier(password: &SecretString) -> String {
     )
 }
 
+/// The password inside a connection URL, if it has one.
+pub fn password_in_url(url: &SecretString) -> Option<SecretString> {
+    let parsed = url::Url::parse(url.expose()).ok()?;
+    parsed
+        .password()
+        .map(|password| SecretString::new(password.to_owned()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,12 +125,4 @@ mod tests {
         assert!(verifier.starts_with("SCRAM-SHA-256$4096:"));
         assert_eq!(verifier.matches('$').count(), 2);
     }
-}
-
-/// The password inside a connection URL, if it has one.
-pub fn password_in_url(url: &SecretString) -> Option<SecretString> {
-    let parsed = url::Url::parse(url.expose()).ok()?;
-    parsed
-        .password()
-        .map(|password| SecretString::new(password.to_owned()))
 }

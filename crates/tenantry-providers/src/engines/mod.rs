@@ -55,7 +55,8 @@ pub struct AdminSeed<'a> {
 /// A server that hosts tenant databases.
 #[derive(Debug, Clone)]
 pub enum TenantServer {
-    Postgres(PostgresServer),
+    // Boxed: PostgreSQL connect options are large, and servers are made once per use, not per row.
+    Postgres(Box<PostgresServer>),
     Sqlite(SqliteServer),
 }
 
@@ -63,9 +64,8 @@ impl TenantServer {
     /// Reads a server's admin connection (a URL from the secret store). Nothing is contacted yet.
     pub fn from_admin_url(engine: EngineKind, admin_url: &SecretString) -> Result<TenantServer> {
         match engine {
-            EngineKind::Postgres => {
-                PostgresServer::from_admin_url(admin_url).map(TenantServer::Postgres)
-            }
+            EngineKind::Postgres => PostgresServer::from_admin_url(admin_url)
+                .map(|server| TenantServer::Postgres(Box::new(server))),
             EngineKind::Sqlite => SqliteServer::from_admin_url(admin_url).map(TenantServer::Sqlite),
         }
     }

@@ -243,7 +243,6 @@ impl Fleet {
     }
 
     /// Asserts `doctor` finds nothing.
-    #[track_caller]
     pub async fn assert_doctor_clean(&self) {
         let run = self.run(&["doctor", "--json"]).await;
         assert_eq!(run.status, 0, "doctor is not clean: {}", run.stdout);

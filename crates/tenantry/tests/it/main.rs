@@ -1,6 +1,9 @@
 //! Integration tests of the `tenantry` binary against real registries (SQLite, PostgreSQL) and real tenant
 //! servers (SQLite files, a password-checking PostgreSQL cluster). Run through `scripts/test`.
 
+// A panic is how a test reports failure; the product code denies unwrap, tests need not.
+#![allow(clippy::unwrap_used)]
+
 mod concurrency;
 mod failures;
 mod harness;

@@ -386,8 +386,7 @@ async fn tenant_credentials_connect_and_a_wrong_password_is_refused() {
     let wrong = url.replace(password, "wrong-password");
     let refused = sqlx::PgConnection::connect(&wrong)
         .await
-        .err()
-        .expect("a wrong password is refused")
+        .expect_err("a wrong password is refused")
         .to_string();
     assert!(
         refused.contains("password authentication failed"),
