@@ -265,9 +265,11 @@ impl Registry {
     }
 
     /// Gives the lease back without finishing the job (a worker shutting down), so another can take it at once.
+    /// Like finishing and reopening, it advances the token, so the old fence stops working at once.
     pub async fn release_lease(&self, fence: &Fence) -> Result<()> {
         sqlx::query(
-            "UPDATE jobs SET lease_owner = NULL, lease_expires_at = NULL WHERE id = $1 AND lease_token = $2",
+            "UPDATE jobs SET lease_owner = NULL, lease_expires_at = NULL, lease_token = lease_token + 1
+             WHERE id = $1 AND lease_token = $2",
         )
         .bind(&fence.job_id)
         .bind(fence.token)
@@ -365,7 +367,7 @@ impl Registry {
         let now = now_millis();
         let tenant_slug: String = sqlx::query_scalar(
             "UPDATE jobs SET status = $1, error_code = $2, error_message = $3, finished_at = $4,
-                 lease_owner = NULL, lease_expires_at = NULL, updated_at = $4
+                 lease_owner = NULL, lease_expires_at = NULL, lease_token = lease_token + 1, updated_at = $4
              WHERE id = $5 RETURNING tenant_slug",
         )
         .bind(status.as_str())
@@ -417,7 +419,7 @@ impl Registry {
         let mut transaction = self.begin_write().await?;
         let reopened = sqlx::query(
             "UPDATE jobs SET status = 'in_progress', error_code = NULL, error_message = NULL, finished_at = NULL,
-                 lease_owner = NULL, lease_expires_at = NULL, state = $3, updated_at = $1
+                 lease_owner = NULL, lease_expires_at = NULL, lease_token = lease_token + 1, state = $3, updated_at = $1
              WHERE id = $2 AND status IN ('failed', 'rolled_back')",
         )
         .bind(now_millis())

@@ -115,10 +115,18 @@ impl Registry {
         limit: i64,
         offset: i64,
     ) -> Result<Vec<TenantRecord>> {
-        let pattern = search.map(|text| format!("%{}%", text.to_lowercase()));
+        // `%` and `_` in the search text are literal characters, not wildcards.
+        let pattern = search.map(|text| {
+            let escaped = text
+                .to_lowercase()
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            format!("%{escaped}%")
+        });
         let rows = sqlx::query(&format!(
             "SELECT {TENANT_COLUMNS} FROM tenants
-             WHERE (CAST($1 AS TEXT) IS NULL OR slug LIKE $1 OR LOWER(display_name) LIKE $1)
+             WHERE (CAST($1 AS TEXT) IS NULL OR slug LIKE $1 ESCAPE '\\' OR LOWER(display_name) LIKE $1 ESCAPE '\\')
                AND (CAST($2 AS TEXT) IS NULL OR status = $2)
              ORDER BY slug LIMIT $3 OFFSET $4"
         ))

@@ -153,6 +153,20 @@ impl App {
     }
 }
 
+/// Creates the data directory readable by its owner only: it holds the registry and the master key.
+fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    match std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+    {
+        Ok(()) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
 /// The operator's schema if configured; otherwise the bundled one, written into the data directory once.
 fn resolve_tenant_schema(config: &Config) -> anyhow::Result<TenantSchema> {
     let bundled_root = config.data_dir.join("tenant-schema");

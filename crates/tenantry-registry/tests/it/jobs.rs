@@ -1,0 +1,669 @@
+//! Conformance cases for durable jobs: creation, the one-live-job-per-slug rule, events, state, finish and reopen.
+
+use crate::harness::{
+    add_postgres_server, audit_event, claimed_provision_job, count_audit, new_job,
+    register_tenant_on, wait_until_clock_passes, PHASES,
+};
+use anyhow::Context;
+use tenantry_core::{JobKind, JobStatus, PhaseStatus, TenantStatus};
+use tenantry_registry::{AuditFilter, Error, EventKind, JobFilter, Registry};
+
+pub async fn case_jobs_create_records_phases_in_order_and_job_created_audit(
+    registry: Registry,
+) -> anyhow::Result<()> {
+    let new = new_job(JobKind::Provision, "acme");
+    let created = registry.create_job(&new).await?;
+    assert_eq!(created.id, new.id);
+    assert_eq!(created.kind, JobKind::Provision);
+    assert_eq!(created.tenant_slug, "acme");
+    assert_eq!(created.status, JobStatus::Pending);
+    assert_eq!(created.params, new.params);
+    assert_eq!(created.state, serde_json::json!({}));
+    assert_eq!(created.actor, "alice");
+    assert_eq!(created.placed_server, None);
+    assert_eq!(
+        (
+            created.error_code.as_deref(),
+            created.error_message.as_deref()
+        ),
+        (None, None)
+    );
+    assert_eq!(
+        (created.lease_owner.as_deref(), created.lease_token),
+        (None, 0)
+    );
+    assert_eq!((created.started_at, created.finished_at), (None, None));
+
+    let phases: Vec<(i64, &str, PhaseStatus, i64)> = created
+        .phases
+        .iter()
+        .map(|phase| {
+            (
+                phase.position,
+                phase.name.as_str(),
+                phase.status,
+                phase.attempts,
+            )
+        })
+        .collect();
+    assert_eq!(
+        phases,
+        [
+            (0, "reserve_slug", PhaseStatus::Pending, 0),
+            (1, "place", PhaseStatus::Pending, 0),
+            (2, "create_database", PhaseStatus::Pending, 0),
+            (3, "register_tenant", PhaseStatus::Pending, 0),
+        ]
+    );
+    assert_eq!(registry.get_job(&new.id).await?, created);
+
+    let audit = registry
+        .list_audit(&AuditFilter {
+            event_type: Some("JOB_CREATED".to_owned()),
+            ..Default::default()
+        })
+        .await?;
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].actor, "alice");
+    assert_eq!(audit[0].tenant_slug.as_deref(), Some("acme"));
+    assert_eq!(audit[0].job_id.as_deref(), Some(new.id.as_str()));
+    assert_eq!(audit[0].details, serde_json::json!({ "kind": "provision" }));
+
+    let live = registry
+        .live_job_for_slug("acme")
+        .await?
+        .context("acme has a live job")?;
+    assert_eq!(live.id, new.id);
+    assert!(registry.live_job_for_slug("globex").await?.is_none());
+    let missing = registry.get_job("no-such-job").await;
+    assert!(
+        matches!(missing, Err(Error::NotFound { .. })),
+        "expected NotFound, got {missing:?}"
+    );
+    Ok(())
+}
+
+pub async fn case_jobs_second_live_job_for_slug_is_conflict_until_first_finishes(
+    registry: Registry,
+) -> anyhow::Result<()> {
+    let (first, fence) = claimed_provision_job(&registry, "acme").await?;
+    let second = registry
+        .create_job(&new_job(JobKind::Offboard, "acme"))
+        .await;
+    assert!(
+        matches!(second, Err(Error::Conflict { .. })),
+        "expected Conflict, got {second:?}"
+    );
+    assert_eq!(
+        count_audit(&registry, "JOB_CREATED", Some("acme")).await?,
+        1
+    );
+
+    // Reusing a job id is refused as well, even for another slug.
+    let mut reused_id = new_job(JobKind::Provision, "globex");
+    reused_id.id = first.id.clone();
+    let reused = registry.create_job(&reused_id).await;
+    assert!(
+        matches!(reused, Err(Error::Conflict { .. })),
+        "expected Conflict, got {reused:?}"
+    );
+    assert!(registry.live_job_for_slug("globex").await?.is_none());
+    registry
+        .create_job(&new_job(JobKind::Provision, "globex"))
+        .await?;
+
+    registry
+        .finish_job(&fence, JobStatus::Complete, None, None, &[])
+        .await?;
+    assert!(registry.live_job_for_slug("acme").await?.is_none());
+    let after_finish = registry
+        .create_job(&new_job(JobKind::Offboard, "acme"))
+        .await?;
+    let live = registry
+        .live_job_for_slug("acme")
+        .await?
+        .context("acme has a live job again")?;
+    assert_eq!(live.id, after_finish.id);
+    assert_eq!(
+        count_audit(&registry, "JOB_CREATED", Some("acme")).await?,
+        2
+    );
+    Ok(())
+}
+
+pub async fn case_jobs_list_newest_first_with_filters(registry: Registry) -> anyhow::Result<()> {
+    let mut ids = Vec::new();
+    for slug in ["acme", "globex", "initech"] {
+        let job = registry
+            .create_job(&new_job(JobKind::Provision, slug))
+            .await?;
+        wait_until_clock_passes(job.created_at).await?;
+        ids.push(job.id);
+    }
+    let listed_ids = |filter: JobFilter| {
+        let registry = registry.clone();
+        async move {
+            let jobs = registry.list_jobs(&filter).await?;
+            anyhow::Ok(jobs.into_iter().map(|job| job.id).collect::<Vec<_>>())
+        }
+    };
+    assert_eq!(
+        listed_ids(JobFilter::default()).await?,
+        [ids[2].as_str(), ids[1].as_str(), ids[0].as_str()]
+    );
+    let limited = JobFilter {
+        limit: 2,
+        ..Default::default()
+    };
+    assert_eq!(
+        listed_ids(limited).await?,
+        [ids[2].as_str(), ids[1].as_str()]
+    );
+    let for_globex = JobFilter {
+        tenant_slug: Some("globex".to_owned()),
+        ..Default::default()
+    };
+    assert_eq!(listed_ids(for_globex).await?, [ids[1].as_str()]);
+
+    registry
+        .claim_job(&ids[0], "worker-1", 60_000, None)
+        .await?;
+    let in_progress = JobFilter {
+        status: Some(JobStatus::InProgress),
+        ..Default::default()
+    };
+    assert_eq!(listed_ids(in_progress).await?, [ids[0].as_str()]);
+    let pending = JobFilter {
+        status: Some(JobStatus::Pending),
+        ..Default::default()
+    };
+    assert_eq!(
+        listed_ids(pending).await?,
+        [ids[2].as_str(), ids[1].as_str()]
+    );
+
+    let listed = registry.list_jobs(&JobFilter::default()).await?;
+    assert!(listed.iter().all(|job| job.phases.len() == PHASES.len()));
+    Ok(())
+}
+
+/// A job event without its id and time: kind, phase, status, level and message.
+type EventSummary<'a> = (
+    EventKind,
+    Option<&'a str>,
+    Option<&'a str>,
+    &'a str,
+    &'a str,
+);
+
+pub async fn case_jobs_phase_status_and_logs_become_events_in_order(
+    registry: Registry,
+) -> anyhow::Result<()> {
+    let (job, fence) = claimed_provision_job(&registry, "acme").await?;
+    let (other_job, other_fence) = claimed_provision_job(&registry, "globex").await?;
+
+    registry
+        .set_phase_status(&fence, 0, PhaseStatus::Running, "reserving the slug")
+        .await?;
+    registry
+        .append_job_log(&other_fence, None, "info", "another job's line")
+        .await?;
+    registry
+        .append_job_log(&fence, Some("reserve_slug"), "info", "slug reserved")
+        .await?;
+    registry
+        .set_phase_status(&fence, 0, PhaseStatus::Applied, "reserved")
+        .await?;
+    registry
+        .set_phase_status(&fence, 1, PhaseStatus::Running, "placing")
+        .await?;
+    registry
+        .append_job_log(&fence, None, "warn", "the server is slow")
+        .await?;
+
+    let events = registry.job_events(&job.id, 0).await?;
+    let summary: Vec<EventSummary> = events
+        .iter()
+        .map(|event| {
+            (
+                event.kind,
+                event.phase.as_deref(),
+                event.status.as_deref(),
+                event.level.as_str(),
+                event.message.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (
+                EventKind::Phase,
+                Some("reserve_slug"),
+                Some("running"),
+                "info",
+                "reserving the slug"
+            ),
+            (
+                EventKind::Log,
+                Some("reserve_slug"),
+                None,
+                "info",
+                "slug reserved"
+            ),
+            (
+                EventKind::Phase,
+                Some("reserve_slug"),
+                Some("applied"),
+                "info",
+                "reserved"
+            ),
+            (
+                EventKind::Phase,
+                Some("place"),
+                Some("running"),
+                "info",
+                "placing"
+            ),
+            (EventKind::Log, None, None, "warn", "the server is slow"),
+        ]
+    );
+    assert!(events.iter().all(|event| event.job_id == job.id));
+    assert!(events
+        .windows(2)
+        .all(|pair| pair[0].id < pair[1].id && pair[0].at <= pair[1].at));
+
+    let after_second: Vec<i64> = registry
+        .job_events(&job.id, events[1].id)
+        .await?
+        .iter()
+        .map(|event| event.id)
+        .collect();
+    assert_eq!(after_second, [events[2].id, events[3].id, events[4].id]);
+    assert!(registry.job_events(&job.id, events[4].id).await?.is_empty());
+    let other_events = registry.job_events(&other_job.id, 0).await?;
+    assert_eq!(other_events.len(), 1);
+    assert_eq!(other_events[0].message, "another job's line");
+
+    let phases = registry.get_job(&job.id).await?.phases;
+    assert_eq!(
+        (phases[0].status, phases[0].attempts),
+        (PhaseStatus::Applied, 1)
+    );
+    assert!(phases[0].started_at.is_some() && phases[0].finished_at.is_some());
+    assert_eq!(
+        (phases[1].status, phases[1].attempts),
+        (PhaseStatus::Running, 1)
+    );
+    assert!(phases[1].started_at.is_some() && phases[1].finished_at.is_none());
+    assert_eq!(
+        (phases[2].status, phases[2].attempts),
+        (PhaseStatus::Pending, 0)
+    );
+
+    // Running a phase again counts another attempt.
+    registry
+        .set_phase_status(&fence, 1, PhaseStatus::Running, "placing again")
+        .await?;
+    assert_eq!(registry.get_job(&job.id).await?.phases[1].attempts, 2);
+
+    // A phase that does not exist is an error, and its event is not written.
+    let n_events = registry.job_events(&job.id, 0).await?.len();
+    let missing_phase = registry
+        .set_phase_status(&fence, 99, PhaseStatus::Running, "no such phase")
+        .await;
+    assert!(
+        matches!(missing_phase, Err(Error::NotFound { .. })),
+        "expected NotFound, got {missing_phase:?}"
+    );
+    assert_eq!(registry.job_events(&job.id, 0).await?.len(), n_events);
+    Ok(())
+}
+
+pub async fn case_jobs_state_round_trips_json(registry: Registry) -> anyhow::Result<()> {
+    let (job, fence) = claimed_provision_job(&registry, "acme").await?;
+    let state = serde_json::json!({
+        "database": { "name": "t_acme", "port": 5432, "owner": null },
+        "steps": [1, 2.5, -3, true, false, "three"],
+        "note": "ünïcødé \"quoted\"\nsecond line\ttab",
+        "largest": i64::MAX,
+        "empty": {},
+    });
+    registry.set_job_state(&fence, &state).await?;
+    assert_eq!(registry.get_job(&job.id).await?.state, state);
+
+    // The state is replaced, not merged.
+    let replacement = serde_json::json!({ "only": [] });
+    registry.set_job_state(&fence, &replacement).await?;
+    assert_eq!(registry.get_job(&job.id).await?.state, replacement);
+    Ok(())
+}
+
+pub async fn case_jobs_finish_sets_status_error_tenant_status_and_audit(
+    registry: Registry,
+) -> anyhow::Result<()> {
+    add_postgres_server(&registry, "pg-a", 10).await?;
+    let (failing_job, failing_fence) = claimed_provision_job(&registry, "acme").await?;
+    register_tenant_on(&registry, &failing_fence, "acme", "pg-a").await?;
+    let before_finish = tenantry_registry::now_millis();
+    registry
+        .finish_job(
+            &failing_fence,
+            JobStatus::Failed,
+            Some(("E_NO_CAPACITY", "every server is full")),
+            Some(TenantStatus::Failed),
+            &[
+                audit_event(
+                    "worker-1",
+                    "PROVISION_FAILED",
+                    Some("acme"),
+                    Some(&failing_job.id),
+                ),
+                audit_event("worker-1", "TENANT_FAILED", Some("acme"), None),
+            ],
+        )
+        .await?;
+
+    let failed = registry.get_job(&failing_job.id).await?;
+    assert_eq!(failed.status, JobStatus::Failed);
+    assert_eq!(failed.error_code.as_deref(), Some("E_NO_CAPACITY"));
+    assert_eq!(
+        failed.error_message.as_deref(),
+        Some("every server is full")
+    );
+    assert!(failed
+        .finished_at
+        .is_some_and(|finished_at| finished_at >= before_finish));
+    assert_eq!((failed.lease_owner, failed.lease_expires_at), (None, None));
+    // A finished job takes no more writes from the worker that finished it.
+    let late_write = registry
+        .append_job_log(&failing_fence, None, "info", "late")
+        .await;
+    assert!(
+        matches!(late_write, Err(tenantry_registry::Error::Fenced { .. })),
+        "{late_write:?}"
+    );
+    let tenant = registry.require_tenant("acme").await?;
+    assert_eq!(tenant.status, TenantStatus::Failed);
+    assert!(tenant.updated_at >= before_finish);
+
+    let audit = registry
+        .list_audit(&AuditFilter {
+            tenant_slug: Some("acme".to_owned()),
+            ..Default::default()
+        })
+        .await?;
+    let audit_types: Vec<&str> = audit
+        .iter()
+        .map(|event| event.event_type.as_str())
+        .collect();
+    assert_eq!(
+        audit_types,
+        [
+            "TENANT_FAILED",
+            "PROVISION_FAILED",
+            "TENANT_REGISTERED",
+            "JOB_CREATED"
+        ]
+    );
+    assert_eq!(audit[1].job_id.as_deref(), Some(failing_job.id.as_str()));
+    assert_eq!(
+        audit[1].details,
+        serde_json::json!({ "reason": "PROVISION_FAILED by worker-1" })
+    );
+
+    let events = registry.job_events(&failing_job.id, 0).await?;
+    let last = events.last().context("finish_job writes a job event")?;
+    assert_eq!(
+        (last.kind, last.message.as_str()),
+        (
+            EventKind::Log,
+            "job failed: E_NO_CAPACITY: every server is full"
+        )
+    );
+    assert!(registry.live_job_for_slug("acme").await?.is_none());
+    assert_eq!(
+        registry
+            .claim_job(&failing_job.id, "worker-2", 60_000, None)
+            .await?,
+        None
+    );
+
+    let (completing_job, completing_fence) = claimed_provision_job(&registry, "globex").await?;
+    register_tenant_on(&registry, &completing_fence, "globex", "pg-a").await?;
+    registry
+        .finish_job(
+            &completing_fence,
+            JobStatus::Complete,
+            None,
+            Some(TenantStatus::Active),
+            &[],
+        )
+        .await?;
+    let complete = registry.get_job(&completing_job.id).await?;
+    assert_eq!(complete.status, JobStatus::Complete);
+    assert_eq!((complete.error_code, complete.error_message), (None, None));
+    assert_eq!(
+        registry.require_tenant("globex").await?.status,
+        TenantStatus::Active
+    );
+    // The other tenant was not touched by this job's finish.
+    assert_eq!(
+        registry.require_tenant("acme").await?.status,
+        TenantStatus::Failed
+    );
+    let last = registry.job_events(&completing_job.id, 0).await?;
+    assert_eq!(
+        last.last().map(|event| event.message.as_str()),
+        Some("job complete")
+    );
+    Ok(())
+}
+
+pub async fn case_jobs_reopen_only_failed_or_rolled_back(registry: Registry) -> anyhow::Result<()> {
+    let pending = registry
+        .create_job(&new_job(JobKind::Provision, "pending-co"))
+        .await?;
+    let reopened_pending = registry
+        .reopen_job(
+            &pending.id,
+            "ops",
+            "JOB_RETRIED",
+            &serde_json::json!({}),
+            true,
+        )
+        .await;
+    assert!(
+        matches!(reopened_pending, Err(Error::NotFound { .. })),
+        "got {reopened_pending:?}"
+    );
+
+    let (failed_job, fence) = claimed_provision_job(&registry, "acme").await?;
+    let reopened_running = registry
+        .reopen_job(
+            &failed_job.id,
+            "ops",
+            "JOB_RETRIED",
+            &serde_json::json!({}),
+            true,
+        )
+        .await;
+    assert!(
+        matches!(reopened_running, Err(Error::NotFound { .. })),
+        "got {reopened_running:?}"
+    );
+
+    registry
+        .set_phase_status(&fence, 0, PhaseStatus::Applied, "")
+        .await?;
+    registry
+        .set_phase_status(&fence, 1, PhaseStatus::Skipped, "")
+        .await?;
+    registry
+        .set_phase_status(&fence, 2, PhaseStatus::Failed, "")
+        .await?;
+    registry
+        .set_job_state(&fence, &serde_json::json!({ "attempt": 1 }))
+        .await?;
+    registry
+        .finish_job(
+            &fence,
+            JobStatus::Failed,
+            Some(("E_INTERNAL", "boom")),
+            None,
+            &[],
+        )
+        .await?;
+    let retried = registry
+        .reopen_job(
+            &failed_job.id,
+            "ops",
+            "JOB_RETRIED",
+            &serde_json::json!({ "attempt": 2 }),
+            true,
+        )
+        .await?;
+    assert_eq!(retried.status, JobStatus::InProgress);
+    assert_eq!(
+        (
+            retried.error_code,
+            retried.error_message,
+            retried.finished_at
+        ),
+        (None, None, None)
+    );
+    assert_eq!(
+        (retried.lease_owner, retried.lease_expires_at),
+        (None, None)
+    );
+    assert_eq!(retried.state, serde_json::json!({ "attempt": 2 }));
+    let phase_statuses: Vec<PhaseStatus> =
+        retried.phases.iter().map(|phase| phase.status).collect();
+    assert_eq!(
+        phase_statuses,
+        [
+            PhaseStatus::Applied,
+            PhaseStatus::Skipped,
+            PhaseStatus::Pending,
+            PhaseStatus::Pending
+        ]
+    );
+    let audit = registry
+        .list_audit(&AuditFilter {
+            event_type: Some("JOB_RETRIED".to_owned()),
+            ..Default::default()
+        })
+        .await?;
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].actor, "ops");
+    assert_eq!(audit[0].tenant_slug.as_deref(), Some("acme"));
+    assert_eq!(audit[0].job_id.as_deref(), Some(failed_job.id.as_str()));
+    let reclaimed = registry
+        .claim_job(&failed_job.id, "worker-2", 60_000, None)
+        .await?
+        .context("a reopened job is claimable")?;
+    assert!(reclaimed.token > fence.token);
+
+    // A completed job stays completed.
+    registry
+        .finish_job(&reclaimed, JobStatus::Complete, None, None, &[])
+        .await?;
+    let reopened_complete = registry
+        .reopen_job(
+            &failed_job.id,
+            "ops",
+            "JOB_RETRIED",
+            &serde_json::json!({}),
+            true,
+        )
+        .await;
+    assert!(
+        matches!(reopened_complete, Err(Error::NotFound { .. })),
+        "got {reopened_complete:?}"
+    );
+    assert_eq!(
+        registry.get_job(&failed_job.id).await?.status,
+        JobStatus::Complete
+    );
+
+    // A rolled-back job reopens too; without the reset its phases keep their statuses.
+    let (rolled_back_job, rolled_back_fence) = claimed_provision_job(&registry, "globex").await?;
+    registry
+        .set_phase_status(&rolled_back_fence, 0, PhaseStatus::Undone, "")
+        .await?;
+    registry
+        .finish_job(
+            &rolled_back_fence,
+            JobStatus::RolledBack,
+            Some(("E_INTERNAL", "undone")),
+            None,
+            &[],
+        )
+        .await?;
+    let rolled_forward = registry
+        .reopen_job(
+            &rolled_back_job.id,
+            "ops",
+            "JOB_ROLLED_FORWARD",
+            &serde_json::json!({}),
+            false,
+        )
+        .await?;
+    assert_eq!(rolled_forward.status, JobStatus::InProgress);
+    assert_eq!(rolled_forward.phases[0].status, PhaseStatus::Undone);
+    assert_eq!(
+        count_audit(&registry, "JOB_ROLLED_FORWARD", Some("globex")).await?,
+        1
+    );
+
+    // A failed job cannot come back while another job holds its slug, and stays failed.
+    let (blocked_job, blocked_fence) = claimed_provision_job(&registry, "initech").await?;
+    registry
+        .finish_job(
+            &blocked_fence,
+            JobStatus::Failed,
+            Some(("E_INTERNAL", "boom")),
+            None,
+            &[],
+        )
+        .await?;
+    registry
+        .create_job(&new_job(JobKind::Offboard, "initech"))
+        .await?;
+    let blocked = registry
+        .reopen_job(
+            &blocked_job.id,
+            "ops",
+            "JOB_RETRIED",
+            &serde_json::json!({}),
+            true,
+        )
+        .await;
+    assert!(
+        matches!(blocked, Err(Error::Conflict { .. })),
+        "expected Conflict, got {blocked:?}"
+    );
+    assert_eq!(
+        registry.get_job(&blocked_job.id).await?.status,
+        JobStatus::Failed
+    );
+    assert_eq!(
+        count_audit(&registry, "JOB_RETRIED", Some("initech")).await?,
+        0
+    );
+
+    let unknown = registry
+        .reopen_job(
+            "no-such-job",
+            "ops",
+            "JOB_RETRIED",
+            &serde_json::json!({}),
+            true,
+        )
+        .await;
+    assert!(
+        matches!(unknown, Err(Error::NotFound { .. })),
+        "got {unknown:?}"
+    );
+    Ok(())
+}

@@ -1,0 +1,33 @@
+//! Conformance cases for opening the registry: the schema is migrated once and reopening changes nothing.
+
+use crate::harness::{add_postgres_server, applied_migration_versions};
+use tenantry_registry::{Registry, RegistryLocation};
+
+pub async fn case_schema_migrates_on_open_and_reopen_is_a_noop(
+    registry: Registry,
+    location: RegistryLocation,
+) -> anyhow::Result<()> {
+    assert_eq!(applied_migration_versions(&location).await?, vec![1]);
+    registry.ping().await?;
+    assert!(registry.list_servers().await?.is_empty());
+    add_postgres_server(&registry, "pg-a", 10).await?;
+
+    // Two more processes starting at once against the migrated registry must both open it and keep its data.
+    let (first_reopened, second_reopened) =
+        tokio::join!(Registry::open(&location, 2), Registry::open(&location, 2));
+    let (first_reopened, second_reopened) = (first_reopened?, second_reopened?);
+    for reopened in [&first_reopened, &second_reopened] {
+        let names: Vec<String> = reopened
+            .list_servers()
+            .await?
+            .into_iter()
+            .map(|server| server.name)
+            .collect();
+        assert_eq!(names, ["pg-a"]);
+        assert_eq!(reopened.dialect(), registry.dialect());
+    }
+    first_reopened.close().await;
+    second_reopened.close().await;
+    assert_eq!(applied_migration_versions(&location).await?, vec![1]);
+    Ok(())
+}
