@@ -70,6 +70,12 @@ impl App {
     pub async fn open(config: Config) -> Result<App, CodedError> {
         let unavailable =
             |message: String| CodedError::new(ErrorCode::ProvisioningUnavailable, message);
+        create_private_dir(&config.data_dir).map_err(|error| {
+            unavailable(format!(
+                "cannot create the data directory {}: {error}",
+                config.data_dir.display()
+            ))
+        })?;
         let registry = Registry::open(&config.registry, 8)
             .await
             .map_err(|error| unavailable(format!("cannot open the registry: {error}")))?;

@@ -200,7 +200,7 @@ async fn count_users(engine: Engine, url: &str) -> i64 {
 
 async fn failing_migration_rolls_back_everything(engine: Engine) {
     let mut fleet = Fleet::new(engine).await;
-    let migrations = fleet.data_path("broken-schema");
+    let migrations = fleet.scratch_dir.join("broken-schema");
     let engine_dir = migrations.join(if engine == Engine::Postgres {
         "postgres"
     } else {

@@ -40,6 +40,9 @@ pub fn with_database(url: &str, database: &str) -> String {
 
 pub struct Fleet {
     pub engine: Engine,
+    /// The test's own directory: the commands' working directory, and room for files the test writes.
+    pub scratch_dir: PathBuf,
+    /// `TENANTRY_DATA_DIR`, inside the scratch directory; tenantry creates it.
     pub data_dir: PathBuf,
     registry_database: Option<String>,
     extra_env: Vec<(String, String)>,
@@ -91,12 +94,13 @@ impl Fleet {
 
     /// A fleet whose one tenant server takes `capacity` tenants (`None`: the defaults, 1000 or 100).
     pub async fn with_capacity(engine: Engine, capacity: Option<u32>) -> Fleet {
-        let data_dir =
+        let scratch_dir =
             std::env::temp_dir().join(format!("tenantry-it-{}", uuid::Uuid::now_v7().simple()));
-        std::fs::create_dir_all(&data_dir).expect("temp dir");
+        std::fs::create_dir_all(&scratch_dir).expect("temp dir");
         let mut fleet = Fleet {
             engine,
-            data_dir,
+            data_dir: scratch_dir.join("data"),
+            scratch_dir,
             registry_database: None,
             extra_env: Vec::new(),
             _cluster_guard: None,
@@ -160,7 +164,7 @@ impl Fleet {
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_tenantry"));
         command
             .args(args)
-            .current_dir(&self.data_dir)
+            .current_dir(&self.scratch_dir)
             .env_remove("RUST_LOG")
             .env_remove("TENANTRY_FAILPOINTS")
             .env_remove("TENANTRY_REPEAT_STEPS")
@@ -352,7 +356,7 @@ impl Fleet {
                 .expect("drop registry database");
             wipe_tenant_cluster().await;
         }
-        let _ = std::fs::remove_dir_all(&self.data_dir);
+        let _ = std::fs::remove_dir_all(&self.scratch_dir);
     }
 
     pub fn data_path(&self, relative: &str) -> PathBuf {

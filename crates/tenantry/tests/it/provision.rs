@@ -94,6 +94,16 @@ async fn provisions_a_tenant_end_to_end(engine: Engine) {
     assert!(hash.starts_with("$argon2id$"));
     assert!(must_reset);
 
+    // The data directory holds the registry and the master key: only its owner may enter it.
+    if engine == Engine::Sqlite {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&fleet.data_dir)
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "data directory mode {mode:o}");
+    }
+
     // Provisioning the same slug again is refused and changes nothing.
     let again = fleet.provision("acme-health", &[]).await;
     assert_eq!(
