@@ -12,5 +12,5 @@ mod tenant;
 pub use error::{Error, ErrorCode, Result};
 pub use plan::{EngineKind, Plan};
 pub use slug::Slug;
-pub use status::{JobKind, JobStatus, PhaseStatus, ServerStatus, TenantStatus};
+pub use status::{JobKind, JobStatus, PhaseStatus, PlatformRole, ServerStatus, TenantStatus};
 pub use tenant::{AdminEmail, DisplayName, ServerName, TenantSpec};

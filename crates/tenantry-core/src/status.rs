@@ -94,6 +94,15 @@ string_enum!(
     }
 );
 
+string_enum!(
+    /// What a platform user may do. Deny by default: every route names the roles it allows.
+    PlatformRole {
+        Admin => "PLATFORM_ADMIN",
+        Support => "PLATFORM_SUPPORT",
+        ReadOnly => "PLATFORM_READONLY",
+    }
+);
+
 impl JobStatus {
     /// A terminal job is never picked up again by a worker.
     pub fn is_terminal(self) -> bool {

@@ -20,6 +20,8 @@ pub enum Error {
     Registry(#[from] tenantry_registry::Error),
     #[error("job {job_id} is held by {owner}; it was not started here")]
     Busy { job_id: String, owner: String },
+    #[error("job {job_id} was handed back unfinished because this worker is shutting down")]
+    HandedBack { job_id: String },
     #[error("job {job_id} is {status}; only a failed job can be {action}")]
     NotReopenable {
         job_id: String,

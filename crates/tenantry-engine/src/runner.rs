@@ -60,6 +60,8 @@ pub struct Runner {
     lease_ttl: Duration,
     retry: RetryPolicy,
     progress: Option<ProgressSink>,
+    /// When it turns true, jobs in hand are handed back at the next phase boundary (graceful shutdown).
+    stop: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 /// The job-state key where a rollback's cause is kept, so a crash during undo resumes the undo.
@@ -81,6 +83,8 @@ impl Step {
 }
 
 enum Ending {
+    /// A shutdown was requested: the job goes back to the queue, untouched, for another worker.
+    HandedBack,
     Complete,
     RolledBack(CodedError),
     UndoFailed {
@@ -102,7 +106,27 @@ impl Runner {
             lease_ttl,
             retry,
             progress: None,
+            stop: None,
         }
+    }
+
+    /// Hands jobs back (releases their lease) at the next phase boundary once `stop` turns true.
+    pub fn with_stop(mut self, stop: tokio::sync::watch::Receiver<bool>) -> Runner {
+        self.stop = Some(stop);
+        self
+    }
+
+    fn stop_requested(&self) -> bool {
+        self.stop.as_ref().is_some_and(|stop| *stop.borrow())
+    }
+
+    /// This runner's lease owner id.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    pub fn lease_ttl(&self) -> Duration {
+        self.lease_ttl
     }
 
     pub fn with_progress(mut self, progress: ProgressSink) -> Runner {
@@ -214,8 +238,16 @@ impl Runner {
             },
             complete => complete,
         };
+        if matches!(ending, Ending::HandedBack) {
+            self.registry.release_lease(&fence).await?;
+            tracing::info!(job_id = %fence.job_id, "job handed back for another worker (shutting down)");
+            return Err(Error::HandedBack {
+                job_id: fence.job_id.clone(),
+            });
+        }
         let job = self.registry.get_job(&fence.job_id).await?;
         let finished = match &ending {
+            Ending::HandedBack => Ok(()),
             Ending::Complete => {
                 let (tenant_status, audit) = workflow.on_complete(&job);
                 self.registry
@@ -274,6 +306,9 @@ impl Runner {
         for phase in &phases {
             if matches!(phase.status, PhaseStatus::Applied | PhaseStatus::Skipped) {
                 continue;
+            }
+            if self.stop_requested() {
+                return Ok(Ending::HandedBack);
             }
             if let Err(error) = self.apply_phase(workflow, context, phase).await {
                 let cause = match error {
@@ -334,6 +369,13 @@ impl Runner {
             .await?;
         check_failpoint(&phase.name, Boundary::After)?;
         let elapsed = started.elapsed();
+        metrics::histogram!(
+            "tenantry_phase_duration_seconds",
+            "kind" => context.job.kind.as_str(),
+            "plan" => context.job.plan.clone().unwrap_or_default(),
+            "phase" => phase.name.clone()
+        )
+        .record(elapsed.as_secs_f64());
         context
             .registry
             .set_phase_status(
@@ -366,6 +408,9 @@ impl Runner {
                 PhaseStatus::Pending | PhaseStatus::Undone | PhaseStatus::Skipped
             ) {
                 continue;
+            }
+            if self.stop_requested() {
+                return Ok(Ending::HandedBack);
             }
             context.current_phase = Some(phase.name.clone());
             context

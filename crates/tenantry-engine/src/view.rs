@@ -6,8 +6,10 @@ use tenantry_registry::{EventKind, JobEvent, JobRecord};
 
 /// One phase as shown to people and programs.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PhaseView {
     pub name: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub status: PhaseStatus,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
@@ -16,6 +18,7 @@ pub struct PhaseView {
 
 /// One log line of a job.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LogView {
     pub at: String,
     pub level: String,
@@ -25,10 +28,12 @@ pub struct LogView {
 
 /// A job with its phases, progress and log.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobView {
     pub job_id: String,
     pub kind: String,
     pub tenant_slug: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub status: JobStatus,
     /// 1-based position of the phase running now (or the last one reached).
     pub current_phase: usize,
@@ -56,6 +61,16 @@ pub fn format_millis(millis: i64) -> String {
 
 impl JobView {
     pub fn build(job: &JobRecord, events: &[JobEvent]) -> JobView {
+        JobView::build_with_history(job, events, &[])
+    }
+
+    /// Like [`JobView::build`], estimating completion from `recent_phase_ms`: the mean duration of each phase
+    /// over recent completed jobs of the same kind and plan.
+    pub fn build_with_history(
+        job: &JobRecord,
+        events: &[JobEvent],
+        recent_phase_ms: &[(String, f64)],
+    ) -> JobView {
         let total_phases = job.phases.len();
         let applied = job
             .phases
@@ -124,7 +139,7 @@ impl JobView {
             error_message: job.error_message.clone(),
             started_at: job.started_at.map(format_millis),
             finished_at: job.finished_at.map(format_millis),
-            estimated_completion: estimate_completion(job, applied),
+            estimated_completion: estimate_completion(job, recent_phase_ms),
             placed_server: job.placed_server.clone(),
             actor: job.actor.clone(),
             created_at: format_millis(job.created_at),
@@ -132,12 +147,13 @@ impl JobView {
     }
 }
 
-/// While a job runs: now plus the remaining phases at the mean duration of this job's finished phases.
-fn estimate_completion(job: &JobRecord, applied: usize) -> Option<String> {
+/// While a job runs: now plus the expected duration of each phase not yet applied. A phase's expected duration is
+/// its mean over recent jobs of the same plan, or else the mean of this job's finished phases.
+fn estimate_completion(job: &JobRecord, recent_phase_ms: &[(String, f64)]) -> Option<String> {
     if job.status.is_terminal() {
         return job.finished_at.map(format_millis);
     }
-    let durations: Vec<i64> = job
+    let own_durations: Vec<i64> = job
         .phases
         .iter()
         .filter_map(|phase| {
@@ -147,12 +163,22 @@ fn estimate_completion(job: &JobRecord, applied: usize) -> Option<String> {
                 .map(|(start, end)| end - start)
         })
         .collect();
-    if durations.is_empty() {
-        return None;
+    let own_mean = (!own_durations.is_empty())
+        .then(|| own_durations.iter().sum::<i64>() as f64 / own_durations.len() as f64);
+    let mut remaining_ms = 0.0;
+    for phase in job
+        .phases
+        .iter()
+        .filter(|phase| !matches!(phase.status, PhaseStatus::Applied | PhaseStatus::Skipped))
+    {
+        let expected = recent_phase_ms
+            .iter()
+            .find(|(name, _)| *name == phase.name)
+            .map(|(_, mean)| *mean)
+            .or(own_mean)?;
+        remaining_ms += expected;
     }
-    let mean = durations.iter().sum::<i64>() / durations.len() as i64;
-    let remaining = job.phases.len().saturating_sub(applied) as i64;
     Some(format_millis(
-        tenantry_registry::now_millis() + mean * remaining,
+        tenantry_registry::now_millis() + remaining_ms.round() as i64,
     ))
 }

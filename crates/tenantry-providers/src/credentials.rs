@@ -57,6 +57,16 @@ pub fn hash_password(password: &SecretString) -> Result<String, String> {
         .map_err(|error| format!("hashing failed: {error}"))
 }
 
+/// Whether `password` matches an argon2 PHC hash made by [`hash_password`].
+pub fn verify_password(password: &SecretString, phc_hash: &str) -> bool {
+    use argon2::password_hash::{PasswordHash, PasswordVerifier};
+    PasswordHash::new(phc_hash).is_ok_and(|parsed| {
+        argon2::Argon2::default()
+            .verify_password(password.expose().as_bytes(), &parsed)
+            .is_ok()
+    })
+}
+
 /// The SHA-256 of a high-entropy token, hex: enough to look a token up without storing it.
 pub fn hash_token(token: &SecretString) -> String {
     Sha256::digest(token.expose().as_bytes())

@@ -27,6 +27,18 @@ pub struct NewJob {
     pub params: serde_json::Value,
     pub phases: Vec<&'static str>,
     pub actor: String,
+    /// The plan the job works for, so estimates can use recent jobs of the same plan.
+    pub plan: Option<String>,
+    /// An `Idempotency-Key` to remember with the job, in the same transaction.
+    pub idempotency: Option<IdempotencyKey>,
+}
+
+/// A client's `Idempotency-Key`, scoped to who sent it, with a hash of the request it came with.
+#[derive(Debug, Clone)]
+pub struct IdempotencyKey {
+    pub principal: String,
+    pub key: String,
+    pub request_hash: String,
 }
 
 /// Which jobs to list.
@@ -62,7 +74,7 @@ pub enum Placement {
 }
 
 const JOB_COLUMNS: &str =
-    "id, kind, tenant_slug, status, params, state, placed_server, error_code, error_message, actor,
+    "id, kind, tenant_slug, status, params, state, placed_server, error_code, error_message, actor, plan,
     lease_owner, lease_token, lease_expires_at, created_at, started_at, finished_at, updated_at";
 
 const LIVE_STATUSES: &str = "('pending', 'awaiting_approval', 'in_progress')";
@@ -114,13 +126,35 @@ async fn insert_event(
 }
 
 impl Registry {
-    /// Records a job and its phases before any side effect. `Conflict` when the slug already has an unfinished job.
+    /// Records a job and its phases before any side effect. `Conflict { constraint: "idempotency_key" }` when the
+    /// key was used meanwhile; `Conflict` on the slug when it already has an unfinished job.
     pub async fn create_job(&self, job: &NewJob) -> Result<JobRecord> {
         let mut transaction = self.begin_write().await?;
         let now = now_millis();
+        if let Some(idempotency) = &job.idempotency {
+            let remembered = sqlx::query(
+                "INSERT INTO idempotency_keys (principal, key, request_hash, job_id, created_at) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&idempotency.principal)
+            .bind(&idempotency.key)
+            .bind(&idempotency.request_hash)
+            .bind(&job.id)
+            .bind(now)
+            .execute(&mut *transaction)
+            .await;
+            match remembered.map_err(Error::from) {
+                Ok(_) => {}
+                Err(Error::Conflict { .. }) => {
+                    return Err(Error::Conflict {
+                        constraint: "idempotency_key".into(),
+                    })
+                }
+                Err(other) => return Err(other),
+            }
+        }
         sqlx::query(
-            "INSERT INTO jobs (id, kind, tenant_slug, status, params, state, actor, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, '{}', $6, $7, $7)",
+            "INSERT INTO jobs (id, kind, tenant_slug, status, params, state, actor, plan, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, '{}', $6, $7, $8, $8)",
         )
         .bind(&job.id)
         .bind(job.kind.as_str())
@@ -128,6 +162,7 @@ impl Registry {
         .bind(JobStatus::Pending.as_str())
         .bind(job.params.to_string())
         .bind(&job.actor)
+        .bind(&job.plan)
         .bind(now)
         .execute(&mut *transaction)
         .await?;
@@ -244,6 +279,85 @@ impl Registry {
             job_id: job_id.to_owned(),
             token,
         }))
+    }
+
+    /// Claims the oldest job that is waiting or whose lease expired, for a worker. Workers on PostgreSQL skip
+    /// rows another worker is claiming (`FOR UPDATE SKIP LOCKED`); on SQLite the statement itself is atomic.
+    pub async fn claim_next_job(
+        &self,
+        owner: &str,
+        lease_ttl_millis: i64,
+    ) -> Result<Option<Fence>> {
+        let now = now_millis();
+        let skip_locked = match self.dialect {
+            crate::Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+            crate::Dialect::Sqlite => "",
+        };
+        let claimed: Option<(String, i64)> = sqlx::query_as(&format!(
+            "UPDATE jobs SET lease_owner = $1, lease_token = lease_token + 1, lease_expires_at = $2,
+                 status = CASE WHEN status = 'pending' THEN 'in_progress' ELSE status END,
+                 started_at = COALESCE(started_at, $3), updated_at = $3
+             WHERE id = (SELECT id FROM jobs
+                         WHERE status IN ('pending', 'in_progress') AND (lease_owner IS NULL OR lease_expires_at < $3)
+                         ORDER BY created_at LIMIT 1{skip_locked})
+             RETURNING id, lease_token"
+        ))
+        .bind(owner)
+        .bind(now + lease_ttl_millis)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(claimed.map(|(job_id, token)| Fence { job_id, token }))
+    }
+
+    /// Jobs in progress whose lease is still current (their owner may have died without its lease expiring yet).
+    pub async fn leased_jobs(&self) -> Result<Vec<(String, String)>> {
+        Ok(sqlx::query_as(
+            "SELECT id, lease_owner FROM jobs WHERE status = 'in_progress' AND lease_owner IS NOT NULL AND lease_expires_at >= $1",
+        )
+        .bind(now_millis())
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// How many jobs there are of each kind and status.
+    pub async fn job_counts(&self) -> Result<Vec<(String, String, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT kind, status, COUNT(*) FROM jobs GROUP BY kind, status ORDER BY kind, status",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// How many jobs ended with each error code.
+    pub async fn failure_counts(&self) -> Result<Vec<(String, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT error_code, COUNT(*) FROM jobs WHERE error_code IS NOT NULL GROUP BY error_code ORDER BY error_code",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The mean duration of each phase over the last `n_jobs` completed jobs of this kind (and plan, if given).
+    pub async fn recent_phase_durations(
+        &self,
+        kind: &str,
+        plan: Option<&str>,
+        n_jobs: i64,
+    ) -> Result<Vec<(String, f64)>> {
+        Ok(sqlx::query_as(
+            "SELECT p.name, CAST(AVG(p.finished_at - p.started_at) AS DOUBLE PRECISION)
+             FROM job_phases p
+             JOIN (SELECT id FROM jobs WHERE kind = $1 AND status = 'complete' AND (CAST($2 AS TEXT) IS NULL OR plan = $2)
+                   ORDER BY finished_at DESC LIMIT $3) recent ON recent.id = p.job_id
+             WHERE p.status = 'applied' AND p.started_at IS NOT NULL AND p.finished_at IS NOT NULL
+             GROUP BY p.name",
+        )
+        .bind(kind)
+        .bind(plan)
+        .bind(n_jobs)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// Extends the lease; `Fenced` when it was taken over.

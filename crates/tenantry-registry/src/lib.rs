@@ -5,6 +5,7 @@
 //! parameters (which SQLite accepts too), times are Unix milliseconds, JSON is text. Only the DDL and the
 //! transaction opener differ per backend ([`Dialect`]).
 
+mod access;
 pub mod audit;
 mod error;
 mod jobs;
@@ -14,9 +15,10 @@ mod servers;
 mod store;
 mod tenants;
 
+pub use access::{ApiToken, ConsoleSession, IdempotencyRecord, PlatformUser};
 pub use audit::AuditFilter;
 pub use error::{Error, Result};
-pub use jobs::{Fence, JobFilter, NewJob, Placement, PlacementRequest};
+pub use jobs::{Fence, IdempotencyKey, JobFilter, NewJob, Placement, PlacementRequest};
 pub use records::{
     AuditEvent, EventKind, JobEvent, JobRecord, NewAuditEvent, NewServer, PhaseRecord,
     SecretRecord, ServerRecord, TenantRecord,

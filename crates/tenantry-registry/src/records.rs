@@ -12,12 +12,15 @@ fn parse_column<T>(parsed: tenantry_core::Result<T>) -> Result<T> {
 
 /// A fleet member, with how many tenants it holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ServerRecord {
     pub name: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub engine: EngineKind,
     pub region: String,
     pub admin_secret_ref: String,
     pub capacity_hint: i64,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub status: ServerStatus,
     pub tenant_count: i64,
     pub created_at: i64,
@@ -57,6 +60,7 @@ pub struct NewServer {
 
 /// A tenant as the registry knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TenantRecord {
     pub slug: String,
     pub display_name: String,
@@ -66,7 +70,9 @@ pub struct TenantRecord {
     pub server_name: String,
     pub resource_name: String,
     pub secret_ref: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub status: TenantStatus,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub labels: serde_json::Value,
     pub created_at: i64,
     pub updated_at: i64,
@@ -104,6 +110,7 @@ pub struct JobRecord {
     pub error_code: Option<String>,
     pub error_message: Option<String>,
     pub actor: String,
+    pub plan: Option<String>,
     pub lease_owner: Option<String>,
     pub lease_token: i64,
     pub lease_expires_at: Option<i64>,
@@ -127,6 +134,7 @@ impl JobRecord {
             error_code: get(row, "error_code")?,
             error_message: get(row, "error_message")?,
             actor: get(row, "actor")?,
+            plan: get(row, "plan")?,
             lease_owner: get(row, "lease_owner")?,
             lease_token: get(row, "lease_token")?,
             lease_expires_at: get(row, "lease_expires_at")?,
@@ -165,6 +173,7 @@ impl PhaseRecord {
 
 /// Whether a job event records a phase change or a log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum EventKind {
     Phase,
@@ -173,12 +182,14 @@ pub enum EventKind {
 
 /// A timestamped event of a job: a phase changing status, or a log line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobEvent {
     pub id: i64,
     pub job_id: String,
     pub at: i64,
     pub kind: EventKind,
     pub phase: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub status: Option<String>,
     pub level: String,
     pub message: String,
@@ -216,6 +227,7 @@ pub struct NewAuditEvent {
 
 /// A stored audit event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditEvent {
     pub id: i64,
     pub at: i64,
@@ -223,6 +235,7 @@ pub struct AuditEvent {
     pub event_type: String,
     pub tenant_slug: Option<String>,
     pub job_id: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub details: serde_json::Value,
 }
 

@@ -40,16 +40,30 @@ impl std::fmt::Debug for Registry {
     }
 }
 
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../migrations/postgres/0001_init.sql"),
-)];
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../migrations/sqlite/0001_init.sql"),
-)];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        "platform_access",
+        include_str!("../migrations/postgres/0002_platform_access.sql"),
+    ),
+];
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        2,
+        "platform_access",
+        include_str!("../migrations/sqlite/0002_platform_access.sql"),
+    ),
+];
 
 /// How long a SQLite connection waits for another process's write lock before reporting the registry busy.
 const SQLITE_BUSY_TIMEOUT_MS: u64 = 20_000;

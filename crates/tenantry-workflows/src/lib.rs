@@ -2,18 +2,23 @@
 //! offboarding one, and the doctor that compares registry, servers and secret store.
 
 mod doctor;
+mod fleet;
 mod offboard;
 mod platform;
 mod provision;
+mod submit;
+mod worker;
 
 pub use doctor::{run_doctor, DoctorReport, Finding};
+pub use fleet::{add_server, admin_secret_name, ServerRequest};
 pub use offboard::{OffboardRequest, OffboardWorkflow, OFFBOARD_PHASES, PURGE_PHASES};
 pub use platform::{Platform, Settings, TenantSchema};
 pub use provision::{ProvisionWorkflow, DRY_RUN_PHASES, PROVISION_PHASES};
+pub use submit::{submit_offboard, submit_provision, IdempotencyRequest, Submitted};
+pub use worker::{drive, run_workers, IDLE_POLL};
 
 use tenantry_core::{Error as CodedError, ErrorCode, JobKind};
 use tenantry_engine::{JobOutcome, Runner};
-use tenantry_registry::NewJob;
 
 /// Runs a job of any kind with the workflow its kind names.
 pub async fn run_job(
@@ -39,34 +44,6 @@ pub async fn run_job(
         }
     };
     ran.map_err(engine_error)
-}
-
-/// Creates a job, or explains which job already holds the slug.
-pub async fn create_job(
-    platform: &Platform,
-    job: &NewJob,
-) -> Result<tenantry_registry::JobRecord, CodedError> {
-    match platform.registry.create_job(job).await {
-        Ok(record) => Ok(record),
-        Err(tenantry_registry::Error::Conflict { .. }) => {
-            let holder = platform
-                .registry
-                .live_job_for_slug(&job.tenant_slug)
-                .await
-                .map_err(registry_error)?;
-            Err(CodedError::new(
-                ErrorCode::Conflict,
-                match holder {
-                    Some(holder) => format!(
-                        "tenant {:?} already has an unfinished {} job {} ({})",
-                        job.tenant_slug, holder.kind, holder.id, holder.status
-                    ),
-                    None => format!("tenant {:?} already has an unfinished job", job.tenant_slug),
-                },
-            ))
-        }
-        Err(error) => Err(registry_error(error)),
-    }
 }
 
 /// A registry failure as a coded error for the caller.
@@ -96,6 +73,9 @@ pub fn engine_error(error: tenantry_engine::Error) -> CodedError {
         }
         reopen @ tenantry_engine::Error::NotReopenable { .. } => {
             CodedError::new(ErrorCode::Conflict, reopen.to_string())
+        }
+        handed_back @ tenantry_engine::Error::HandedBack { .. } => {
+            CodedError::new(ErrorCode::ProvisioningUnavailable, handed_back.to_string())
         }
     }
 }

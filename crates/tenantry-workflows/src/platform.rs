@@ -42,6 +42,8 @@ impl TenantSchema {
 pub struct Settings {
     pub plans: Vec<Plan>,
     pub regions: Vec<String>,
+    pub default_plan: String,
+    pub default_region: String,
     pub tenant_schema: TenantSchema,
     /// Where the first admin accepts the invitation; the token is appended.
     pub invitation_base_url: String,

@@ -10,7 +10,7 @@ use tenantry_engine::{process_owner_id, Runner};
 use tenantry_providers::credentials::SecretString;
 use tenantry_providers::secrets::{LocalSecretStore, MasterKey, SecretStore};
 use tenantry_registry::{NewServer, Registry};
-use tenantry_workflows::{Platform, Settings, TenantSchema};
+use tenantry_workflows::{admin_secret_name, Platform, Settings, TenantSchema};
 
 /// The example tenant schema, compiled in so that a fresh clone (or a copied binary) works with no set-up.
 const BUNDLED_SCHEMA: &[(&str, &str)] = &[
@@ -39,11 +39,6 @@ const BUNDLED_SCHEMA: &[(&str, &str)] = &[
         include_str!("../../../tenant-schema/admin-seed/sqlite.sql"),
     ),
 ];
-
-/// The name of the secret holding a server's admin connection.
-pub fn admin_secret_name(server_name: &str) -> String {
-    format!("server-admin-{server_name}")
-}
 
 /// Who the CLI acts as: `os:<user>`.
 pub fn cli_actor() -> String {
@@ -94,6 +89,8 @@ impl App {
         let settings = Settings {
             plans: config.plans.clone(),
             regions: config.regions.clone(),
+            default_plan: config.default_plan.clone(),
+            default_region: config.default_region.clone(),
             tenant_schema,
             invitation_base_url: config.invitation_base_url.clone(),
         };

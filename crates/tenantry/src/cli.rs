@@ -22,6 +22,23 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the API, the console and job workers.
+    Serve {
+        /// Address to listen on (port 0 picks a free port; the address is printed).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// How many jobs run at once in this process.
+        #[arg(long, default_value_t = 4)]
+        workers: usize,
+    },
+    /// Run job workers only (no HTTP).
+    Worker {
+        #[arg(long, default_value_t = 4)]
+        workers: usize,
+    },
+    /// Manage platform users and their API tokens.
+    #[command(subcommand)]
+    Users(UsersCommand),
     /// Provision a tenant: database, role, credentials, schema, first admin.
     ProvisionTenant(ProvisionArgs),
     /// Offboard a tenant: disable login and keep the data, or remove everything with --purge.
@@ -159,6 +176,35 @@ pub enum AuditCommand {
         #[arg(long, default_value_t = 100)]
         limit: i64,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Add a user; a generated password is printed once (or set one with --password-stdin).
+    Add {
+        #[arg(long)]
+        email: String,
+        /// PLATFORM_ADMIN, PLATFORM_SUPPORT or PLATFORM_READONLY.
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Issue an API token for a user; it is printed once.
+    Token {
+        #[arg(long)]
+        email: String,
+        /// A label to recognise the token by.
+        #[arg(long, default_value = "cli")]
+        name: String,
+        /// Days until the token stops working (default: never).
+        #[arg(long)]
+        expires_in_days: Option<u32>,
+    },
+    /// Revoke an API token by its id (the part between `tnt_` and the dot).
+    RevokeToken { token_id: String },
+    /// List users and their tokens.
+    List,
 }
 
 #[derive(Debug, Subcommand)]

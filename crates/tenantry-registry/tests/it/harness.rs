@@ -201,6 +201,8 @@ pub fn new_job(kind: JobKind, tenant_slug: &str) -> NewJob {
         params: serde_json::json!({ "slug": tenant_slug, "plan": "starter" }),
         phases: PHASES.to_vec(),
         actor: "alice".to_owned(),
+        plan: Some("starter".to_owned()),
+        idempotency: None,
     }
 }
 

@@ -1,19 +1,16 @@
 //! `tenants list|show` and `servers add|list|drain`.
 
-use crate::app::{admin_secret_name, cli_actor, App};
+use crate::app::{cli_actor, App};
 use crate::cli::{ServersCommand, TenantsCommand};
 use crate::output::{print_json, print_table, when};
 use crate::CommandResult;
 use std::io::Read;
 use std::process::ExitCode;
-use tenantry_core::{
-    EngineKind, Error as CodedError, ErrorCode, ServerName, ServerStatus, TenantStatus,
-};
+use tenantry_core::{EngineKind, Error as CodedError, ServerName, ServerStatus, TenantStatus};
 use tenantry_engine::JobView;
 use tenantry_providers::credentials::{password_in_url, SecretString};
-use tenantry_providers::engines::TenantServer;
-use tenantry_registry::{JobFilter, NewServer};
-use tenantry_workflows::registry_error;
+use tenantry_registry::JobFilter;
+use tenantry_workflows::{add_server, registry_error, ServerRequest};
 
 pub async fn tenants(app: &App, command: TenantsCommand, json: bool) -> CommandResult {
     let registry = &app.platform.registry;
@@ -129,56 +126,14 @@ pub async fn servers(app: &App, command: ServersCommand, json: bool) -> CommandR
             capacity,
             region,
         } => {
-            let name = ServerName::parse(&name)?;
-            let engine = EngineKind::parse(&engine)?;
-            if capacity < 1 {
-                return Err(CodedError::invalid_input("--capacity must be at least 1").into());
-            }
-            let region = region.unwrap_or_else(|| app.config.default_region.clone());
-            if !app.config.regions.contains(&region) {
-                return Err(CodedError::invalid_input(format!(
-                    "region {region:?} does not exist; known regions: {}",
-                    app.config.regions.join(", ")
-                ))
-                .into());
-            }
-            let admin_url = read_admin_url(admin_url, admin_url_stdin)?;
-            let server = TenantServer::from_admin_url(engine, &admin_url)
-                .map_err(|error| CodedError::invalid_input(error.to_string()))?;
-            if registry.get_server(name.as_str()).await.is_ok() {
-                return Err(CodedError::new(
-                    ErrorCode::Conflict,
-                    format!("server {name} already exists"),
-                )
-                .into());
-            }
-            server.check_admin_connection().await.map_err(|error| {
-                CodedError::new(
-                    ErrorCode::AdminConnUnresolved,
-                    format!("server {name}: {error}"),
-                )
-            })?;
-            let secret_ref = admin_secret_name(name.as_str());
-            app.platform
-                .secrets
-                .put(&secret_ref, &admin_url)
-                .await
-                .map_err(|error| {
-                    CodedError::new(ErrorCode::ProvisioningUnavailable, error.to_string())
-                })?;
-            let record = registry
-                .add_server(
-                    &NewServer {
-                        name: name.as_str().to_owned(),
-                        engine,
-                        region,
-                        admin_secret_ref: secret_ref,
-                        capacity_hint: capacity,
-                    },
-                    &cli_actor(),
-                )
-                .await
-                .map_err(registry_error)?;
+            let request = ServerRequest {
+                name: ServerName::parse(&name)?,
+                engine: EngineKind::parse(&engine)?,
+                admin_url: read_admin_url(admin_url, admin_url_stdin)?,
+                capacity,
+                region: region.unwrap_or_else(|| app.config.default_region.clone()),
+            };
+            let record = add_server(&app.platform, &request, &cli_actor()).await?;
             if json {
                 print_json(&record)?;
             } else {

@@ -4,6 +4,8 @@ mod fleet;
 mod inspect;
 mod jobs;
 mod provision;
+mod serve;
+mod users;
 
 use crate::app::App;
 use crate::cli::{Cli, Command};
@@ -14,6 +16,11 @@ pub async fn run(cli: Cli) -> CommandResult {
     let config = Config::load(cli.config.as_deref())?;
     let json = cli.json;
     match cli.command {
+        Command::Serve { listen, workers } => {
+            serve::serve(App::open(config).await?, &listen, workers).await
+        }
+        Command::Worker { workers } => serve::worker(App::open(config).await?, workers).await,
+        Command::Users(command) => users::run(&App::open(config).await?, command, json).await,
         Command::ProvisionTenant(args) => {
             // Arguments are checked before anything is opened, so bad input changes nothing.
             let spec = provision::parse_spec(&config, &args)?;

@@ -11,11 +11,7 @@ use tenantry_core::{
     TenantSpec,
 };
 use tenantry_engine::JobView;
-use tenantry_registry::NewJob;
-use tenantry_workflows::{
-    create_job, run_job, OffboardRequest, OffboardWorkflow, ProvisionWorkflow, DRY_RUN_PHASES,
-    OFFBOARD_PHASES, PROVISION_PHASES, PURGE_PHASES,
-};
+use tenantry_workflows::{run_job, submit_offboard, submit_provision, OffboardRequest};
 
 pub fn parse_spec(config: &Config, args: &ProvisionArgs) -> Result<TenantSpec, CodedError> {
     Ok(TenantSpec {
@@ -42,16 +38,12 @@ pub fn parse_offboard(args: &OffboardArgs) -> Result<OffboardRequest, CodedError
     })
 }
 
-fn new_job_id() -> String {
-    uuid::Uuid::now_v7().to_string()
-}
-
 pub async fn provision(app: &App, spec: TenantSpec, no_wait: bool, json: bool) -> CommandResult {
-    ProvisionWorkflow::validate(&app.platform, &spec)?;
-    let registry = &app.platform.registry;
-    let params = serde_json::to_value(&spec).map_err(|error| Failure::Other(error.into()))?;
     // A live job for the same request is this command's own, interrupted: resume it instead of starting anew.
-    if let Some(live) = registry
+    let params = serde_json::to_value(&spec).map_err(|error| Failure::Other(error.into()))?;
+    if let Some(live) = app
+        .platform
+        .registry
         .live_job_for_slug(spec.slug.as_str())
         .await
         .map_err(tenantry_workflows::registry_error)?
@@ -63,39 +55,8 @@ pub async fn provision(app: &App, spec: TenantSpec, no_wait: bool, json: bool) -
             return run_and_report(app, &live.id, json).await;
         }
     }
-    if !spec.dry_run {
-        if let Some(tenant) = registry
-            .get_tenant(spec.slug.as_str())
-            .await
-            .map_err(tenantry_workflows::registry_error)?
-        {
-            return Err(CodedError::new(
-                ErrorCode::AlreadyProvisioned,
-                format!(
-                    "tenant {:?} already exists (status {})",
-                    tenant.slug, tenant.status
-                ),
-            )
-            .into());
-        }
-    }
-    let phases: Vec<&'static str> = if spec.dry_run {
-        DRY_RUN_PHASES.to_vec()
-    } else {
-        PROVISION_PHASES.to_vec()
-    };
-    let job = create_job(
-        &app.platform,
-        &NewJob {
-            id: new_job_id(),
-            kind: JobKind::Provision,
-            tenant_slug: spec.slug.as_str().to_owned(),
-            params,
-            phases,
-            actor: cli_actor(),
-        },
-    )
-    .await?;
+    let submitted = submit_provision(&app.platform, &spec, &cli_actor(), None).await?;
+    let job = submitted.job();
     if no_wait {
         return report_recorded(&job.id, json);
     }
@@ -106,24 +67,8 @@ pub async fn provision(app: &App, spec: TenantSpec, no_wait: bool, json: bool) -
 }
 
 pub async fn offboard(app: &App, request: OffboardRequest, json: bool) -> CommandResult {
-    OffboardWorkflow::validate(&app.platform, &request).await?;
-    let phases: Vec<&'static str> = if request.purge {
-        PURGE_PHASES.to_vec()
-    } else {
-        OFFBOARD_PHASES.to_vec()
-    };
-    let job = create_job(
-        &app.platform,
-        &NewJob {
-            id: new_job_id(),
-            kind: JobKind::Offboard,
-            tenant_slug: request.slug.as_str().to_owned(),
-            params: serde_json::to_value(&request).map_err(|error| Failure::Other(error.into()))?,
-            phases,
-            actor: cli_actor(),
-        },
-    )
-    .await?;
+    let submitted = submit_offboard(&app.platform, &request, &cli_actor()).await?;
+    let job = submitted.job();
     if !json {
         eprintln!(
             "job {} offboarding tenant {}{}",

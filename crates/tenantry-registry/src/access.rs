@@ -1,0 +1,314 @@
+//! Who may use the platform: users, API tokens (stored as hashes), console sessions, and idempotency keys.
+
+use crate::audit::insert_audit;
+use crate::records::NewAuditEvent;
+use crate::store::{get, now_millis};
+use crate::{Error, Registry, Result};
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use tenantry_core::PlatformRole;
+
+/// A platform user. The password hash never leaves the registry crate's callers in a serialized form.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PlatformUser {
+    pub id: String,
+    pub email: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub role: PlatformRole,
+    #[serde(skip)]
+    pub password_hash: String,
+    pub created_at: i64,
+}
+
+impl PlatformUser {
+    fn from_row(row: &AnyRow) -> Result<PlatformUser> {
+        Ok(PlatformUser {
+            id: get(row, "id")?,
+            email: get(row, "email")?,
+            role: PlatformRole::parse(&get::<String>(row, "role")?)
+                .map_err(|error| Error::Corrupt(error.message))?,
+            password_hash: get(row, "password_hash")?,
+            created_at: get(row, "created_at")?,
+        })
+    }
+}
+
+/// An API token as stored: its secret only as a hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ApiToken {
+    pub id: String,
+    pub user_id: String,
+    pub name: String,
+    #[serde(skip)]
+    pub secret_hash: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+impl ApiToken {
+    fn from_row(row: &AnyRow) -> Result<ApiToken> {
+        Ok(ApiToken {
+            id: get(row, "id")?,
+            user_id: get(row, "user_id")?,
+            name: get(row, "name")?,
+            secret_hash: get(row, "secret_hash")?,
+            created_at: get(row, "created_at")?,
+            expires_at: get(row, "expires_at")?,
+            revoked_at: get(row, "revoked_at")?,
+        })
+    }
+
+    /// Whether the token may be used at `now` (not revoked, not expired).
+    pub fn is_usable(&self, now: i64) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|expires_at| expires_at > now)
+    }
+}
+
+/// A console session, looked up by the hash of its cookie value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleSession {
+    pub user_id: String,
+    /// Sent with every form; a request whose token differs is refused (CSRF).
+    pub csrf_token: String,
+    pub expires_at: i64,
+}
+
+/// A remembered `Idempotency-Key`: which request it came with and which job it made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    pub request_hash: String,
+    pub job_id: String,
+}
+
+const USER_COLUMNS: &str = "id, email, role, password_hash, created_at";
+const TOKEN_COLUMNS: &str = "id, user_id, name, secret_hash, created_at, expires_at, revoked_at";
+
+impl Registry {
+    /// Adds a user; `Conflict` when the email is taken.
+    pub async fn add_user(&self, user: &PlatformUser, actor: &str) -> Result<()> {
+        let mut transaction = self.begin_write().await?;
+        let now = now_millis();
+        sqlx::query(
+            "INSERT INTO platform_users (id, email, role, password_hash, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)",
+        )
+        .bind(&user.id)
+        .bind(&user.email)
+        .bind(user.role.as_str())
+        .bind(&user.password_hash)
+        .bind(now)
+        .execute(&mut *transaction)
+        .await?;
+        insert_audit(
+            &mut transaction,
+            &NewAuditEvent {
+                actor: actor.to_owned(),
+                event_type: "USER_ADDED",
+                tenant_slug: None,
+                job_id: None,
+                details: serde_json::json!({ "user_id": user.id, "email": user.email, "role": user.role }),
+            },
+        )
+        .await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    pub async fn get_user(&self, id: &str) -> Result<Option<PlatformUser>> {
+        let row = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} FROM platform_users WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(PlatformUser::from_row).transpose()
+    }
+
+    pub async fn get_user_by_email(&self, email: &str) -> Result<Option<PlatformUser>> {
+        let row = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} FROM platform_users WHERE email = $1"
+        ))
+        .bind(email)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(PlatformUser::from_row).transpose()
+    }
+
+    pub async fn list_users(&self) -> Result<Vec<PlatformUser>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} FROM platform_users ORDER BY email"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(PlatformUser::from_row).collect()
+    }
+
+    pub async fn count_users(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM platform_users")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    /// Records a new token (its secret only as a hash), audited as `TOKEN_ISSUED`.
+    pub async fn add_token(&self, token: &ApiToken, actor: &str) -> Result<()> {
+        let mut transaction = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO api_tokens (id, user_id, name, secret_hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&token.id)
+        .bind(&token.user_id)
+        .bind(&token.name)
+        .bind(&token.secret_hash)
+        .bind(now_millis())
+        .bind(token.expires_at)
+        .execute(&mut *transaction)
+        .await?;
+        insert_audit(
+            &mut transaction,
+            &NewAuditEvent {
+                actor: actor.to_owned(),
+                event_type: "TOKEN_ISSUED",
+                tenant_slug: None,
+                job_id: None,
+                details: serde_json::json!({ "token_id": token.id, "user_id": token.user_id, "expires_at": token.expires_at }),
+            },
+        )
+        .await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    pub async fn get_token(&self, id: &str) -> Result<Option<ApiToken>> {
+        let row = sqlx::query(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(ApiToken::from_row).transpose()
+    }
+
+    pub async fn list_tokens(&self, user_id: &str) -> Result<Vec<ApiToken>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE user_id = $1 ORDER BY created_at"
+        ))
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(ApiToken::from_row).collect()
+    }
+
+    /// Revokes a token, audited as `TOKEN_REVOKED`; `NotFound` when there is no such unrevoked token.
+    pub async fn revoke_token(&self, id: &str, actor: &str) -> Result<()> {
+        let mut transaction = self.begin_write().await?;
+        let revoked = sqlx::query(
+            "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+        )
+        .bind(now_millis())
+        .bind(id)
+        .execute(&mut *transaction)
+        .await?;
+        if revoked.rows_affected() == 0 {
+            return Err(Error::NotFound {
+                what: format!("active token {id:?}"),
+            });
+        }
+        insert_audit(
+            &mut transaction,
+            &NewAuditEvent {
+                actor: actor.to_owned(),
+                event_type: "TOKEN_REVOKED",
+                tenant_slug: None,
+                job_id: None,
+                details: serde_json::json!({ "token_id": id }),
+            },
+        )
+        .await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    /// Opens a console session (audited as `USER_SIGNED_IN`).
+    pub async fn create_session(
+        &self,
+        id_hash: &str,
+        user_id: &str,
+        csrf_token: &str,
+        expires_at: i64,
+    ) -> Result<()> {
+        let mut transaction = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO console_sessions (id_hash, user_id, csrf_token, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(id_hash)
+        .bind(user_id)
+        .bind(csrf_token)
+        .bind(now_millis())
+        .bind(expires_at)
+        .execute(&mut *transaction)
+        .await?;
+        insert_audit(
+            &mut transaction,
+            &NewAuditEvent {
+                actor: format!("user:{user_id}"),
+                event_type: "USER_SIGNED_IN",
+                tenant_slug: None,
+                job_id: None,
+                details: serde_json::json!({}),
+            },
+        )
+        .await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    /// The unexpired session with this cookie hash.
+    pub async fn get_session(&self, id_hash: &str) -> Result<Option<ConsoleSession>> {
+        let row = sqlx::query("SELECT user_id, csrf_token, expires_at FROM console_sessions WHERE id_hash = $1 AND expires_at > $2")
+            .bind(id_hash)
+            .bind(now_millis())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| {
+            Ok(ConsoleSession {
+                user_id: get(&row, "user_id")?,
+                csrf_token: get(&row, "csrf_token")?,
+                expires_at: get(&row, "expires_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    pub async fn delete_session(&self, id_hash: &str) -> Result<()> {
+        sqlx::query("DELETE FROM console_sessions WHERE id_hash = $1 OR expires_at <= $2")
+            .bind(id_hash)
+            .bind(now_millis())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The job an `Idempotency-Key` of this principal already made, with the hash of its request.
+    pub async fn get_idempotency(
+        &self,
+        principal: &str,
+        key: &str,
+    ) -> Result<Option<IdempotencyRecord>> {
+        let row = sqlx::query(
+            "SELECT request_hash, job_id FROM idempotency_keys WHERE principal = $1 AND key = $2",
+        )
+        .bind(principal)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(IdempotencyRecord {
+                request_hash: get(&row, "request_hash")?,
+                job_id: get(&row, "job_id")?,
+            })
+        })
+        .transpose()
+    }
+}

@@ -1,0 +1,252 @@
+//! `/platform/jobs`: read jobs, follow one live (Server-Sent Events), retry or roll back a failed one.
+
+use super::{page_limit, ApiQuery, JobAccepted};
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult, ProblemDetails};
+use crate::state::ServerState;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::Extension;
+use futures_util::Stream;
+use serde::Deserialize;
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::time::Duration;
+use tenantry_core::JobStatus;
+use tenantry_engine::JobView;
+use tenantry_registry::{EventKind, JobFilter, JobRecord, Registry};
+use tokio::sync::watch;
+
+/// How many recent completed jobs of the same plan the estimate of a job's completion looks at.
+const ESTIMATE_SAMPLE_JOBS: i64 = 20;
+/// How long a live stream waits for a change signal before looking anyway (jobs run by other processes).
+const STREAM_POLL: Duration = Duration::from_millis(500);
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct JobQuery {
+    pub tenant: Option<String>,
+    pub status: Option<String>,
+    pub limit: Option<i64>,
+}
+
+async fn job_view(registry: &Registry, job: &JobRecord) -> ApiResult<JobView> {
+    let events = registry.job_events(&job.id, 0).await?;
+    let recent = if job.status.is_terminal() {
+        Vec::new()
+    } else {
+        registry
+            .recent_phase_durations(job.kind.as_str(), job.plan.as_deref(), ESTIMATE_SAMPLE_JOBS)
+            .await?
+    };
+    Ok(JobView::build_with_history(job, &events, &recent))
+}
+
+async fn require_job(registry: &Registry, job_id: &str) -> ApiResult<JobRecord> {
+    match registry.get_job(job_id).await {
+        Ok(job) => Ok(job),
+        Err(tenantry_registry::Error::NotFound { .. }) => {
+            Err(ApiError::not_found(format!("job {job_id:?}")))
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// List recent jobs, newest first (without their logs).
+#[utoipa::path(get, path = "/platform/jobs", tag = "jobs", params(JobQuery),
+    responses((status = 200, body = Vec<JobView>),
+        (status = 400, body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, body = ProblemDetails, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn list_jobs(
+    State(state): State<ServerState>,
+    ApiQuery(query): ApiQuery<JobQuery>,
+) -> ApiResult<axum::Json<Vec<JobView>>> {
+    let status = query
+        .status
+        .as_deref()
+        .map(JobStatus::parse)
+        .transpose()
+        .map_err(|error| ApiError::bad_request(error.message))?;
+    let jobs = state
+        .platform
+        .registry
+        .list_jobs(&JobFilter {
+            tenant_slug: query.tenant,
+            status,
+            limit: page_limit(query.limit),
+        })
+        .await?;
+    Ok(axum::Json(
+        jobs.iter().map(|job| JobView::build(job, &[])).collect(),
+    ))
+}
+
+/// Read a job: phases, progress, log, error and estimated completion.
+#[utoipa::path(get, path = "/platform/jobs/{job_id}", tag = "jobs", params(("job_id" = String, Path)),
+    responses((status = 200, body = JobView),
+        (status = 401, body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, body = ProblemDetails, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn get_job(
+    State(state): State<ServerState>,
+    Path(job_id): Path<String>,
+) -> ApiResult<axum::Json<JobView>> {
+    let registry = &state.platform.registry;
+    let job = require_job(registry, &job_id).await?;
+    Ok(axum::Json(job_view(registry, &job).await?))
+}
+
+async fn reopen(
+    state: &ServerState,
+    principal: &Principal,
+    job_id: &str,
+    rollback: bool,
+) -> ApiResult<(StatusCode, axum::Json<JobAccepted>)> {
+    let job = require_job(&state.platform.registry, job_id).await?;
+    state
+        .runner
+        .reopen(job_id, &principal.actor(), rollback)
+        .await
+        .map_err(|error| ApiError::from(tenantry_workflows::engine_error(error)))?;
+    state.wake_workers.notify_one();
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(JobAccepted {
+            job_id: job.id,
+            tenant_slug: job.tenant_slug,
+        }),
+    ))
+}
+
+/// Run a failed or rolled-back job again from the phases not applied.
+#[utoipa::path(post, path = "/platform/jobs/{job_id}/retry", tag = "jobs", params(("job_id" = String, Path)),
+    responses((status = 202, body = JobAccepted),
+        (status = 401, body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "The job is not failed", body = ProblemDetails, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn retry_job(
+    State(state): State<ServerState>,
+    Extension(principal): Extension<Principal>,
+    Path(job_id): Path<String>,
+) -> ApiResult<(StatusCode, axum::Json<JobAccepted>)> {
+    reopen(&state, &principal, &job_id, false).await
+}
+
+/// Undo what a failed job applied.
+#[utoipa::path(post, path = "/platform/jobs/{job_id}/rollback", tag = "jobs", params(("job_id" = String, Path)),
+    responses((status = 202, body = JobAccepted),
+        (status = 401, body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "The job is not failed", body = ProblemDetails, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn rollback_job(
+    State(state): State<ServerState>,
+    Extension(principal): Extension<Principal>,
+    Path(job_id): Path<String>,
+) -> ApiResult<(StatusCode, axum::Json<JobAccepted>)> {
+    reopen(&state, &principal, &job_id, true).await
+}
+
+struct StreamCursor {
+    registry: Registry,
+    job_id: String,
+    last_event_id: i64,
+    pending: VecDeque<Event>,
+    finished: bool,
+    changes: watch::Receiver<u64>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl StreamCursor {
+    /// Queues the events recorded since the last one sent; after the job ends, a final `done` event.
+    async fn fill(&mut self) -> Result<(), tenantry_registry::Error> {
+        // Read the status first: if the job had ended, every one of its events is already recorded.
+        let job = self.registry.get_job(&self.job_id).await?;
+        for event in self
+            .registry
+            .job_events(&self.job_id, self.last_event_id)
+            .await?
+        {
+            self.last_event_id = event.id;
+            let name = match event.kind {
+                EventKind::Phase => "phase",
+                EventKind::Log => "log",
+            };
+            let data = serde_json::to_string(&event).unwrap_or_default();
+            self.pending.push_back(
+                Event::default()
+                    .event(name)
+                    .id(event.id.to_string())
+                    .data(data),
+            );
+        }
+        if job.status.is_terminal() {
+            let data = serde_json::json!({
+                "job_id": job.id,
+                "status": job.status,
+                "error_code": job.error_code,
+                "error_message": job.error_message,
+            });
+            self.pending
+                .push_back(Event::default().event("done").data(data.to_string()));
+            self.finished = true;
+        }
+        Ok(())
+    }
+}
+
+/// Follow a job live: it first replays what happened (after `Last-Event-ID`, if sent), then sends `phase` and `log`
+/// events as they are recorded, and ends with a `done` event at the job's terminal status.
+#[utoipa::path(get, path = "/platform/jobs/{job_id}/events", tag = "jobs", params(("job_id" = String, Path)),
+    responses((status = 200, description = "An event stream", content_type = "text/event-stream", body = String),
+        (status = 401, body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, body = ProblemDetails, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn job_events(
+    State(state): State<ServerState>,
+    Path(job_id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    let registry = state.platform.registry.clone();
+    require_job(&registry, &job_id).await?;
+    let last_event_id = headers
+        .get("last-event-id")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0);
+    let cursor = StreamCursor {
+        registry,
+        job_id,
+        last_event_id,
+        pending: VecDeque::new(),
+        finished: false,
+        changes: state.job_changes.subscribe(),
+        shutdown: state.shutdown.clone(),
+    };
+    let stream = futures_util::stream::unfold(cursor, |mut cursor| async move {
+        loop {
+            if let Some(event) = cursor.pending.pop_front() {
+                return Some((Ok(event), cursor));
+            }
+            if cursor.finished || *cursor.shutdown.borrow() {
+                return None;
+            }
+            cursor.changes.mark_unchanged();
+            if let Err(error) = cursor.fill().await {
+                tracing::warn!(job_id = cursor.job_id, %error, "live job stream could not read the registry");
+            }
+            if cursor.pending.is_empty() {
+                tokio::select! {
+                    _ = tokio::time::timeout(STREAM_POLL, cursor.changes.changed()) => {}
+                    _ = cursor.shutdown.changed() => {}
+                }
+            }
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}

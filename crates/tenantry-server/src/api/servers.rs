@@ -1,0 +1,97 @@
+//! `/platform/servers`: the fleet with its capacity, adding a server, draining one.
+
+use super::ApiJson;
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult, ProblemDetails};
+use crate::state::ServerState;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Extension;
+use serde::Deserialize;
+use tenantry_core::{EngineKind, ServerName, ServerStatus};
+use tenantry_providers::credentials::SecretString;
+use tenantry_registry::ServerRecord;
+use tenantry_workflows::{add_server, ServerRequest};
+
+/// What `POST /platform/servers` takes. The admin URL goes to the secret store and is never returned.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddServerRequest {
+    pub name: String,
+    /// `postgres` or `sqlite`.
+    pub engine: String,
+    /// `postgres://user:password@host:port/db` or `sqlite:///absolute/directory`.
+    pub admin_url: String,
+    pub capacity: i64,
+    pub region: Option<String>,
+}
+
+/// List servers with their load.
+#[utoipa::path(get, path = "/platform/servers", tag = "servers",
+    responses((status = 200, body = Vec<ServerRecord>),
+        (status = 401, body = ProblemDetails, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn list_servers(
+    State(state): State<ServerState>,
+) -> ApiResult<axum::Json<Vec<ServerRecord>>> {
+    Ok(axum::Json(state.platform.registry.list_servers().await?))
+}
+
+/// Register a server (its admin connection is checked first).
+#[utoipa::path(post, path = "/platform/servers", tag = "servers", request_body = AddServerRequest,
+    responses((status = 201, body = ServerRecord),
+        (status = 400, body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 503, description = "The admin connection does not work", body = ProblemDetails, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn create_server(
+    State(state): State<ServerState>,
+    Extension(principal): Extension<Principal>,
+    ApiJson(body): ApiJson<AddServerRequest>,
+) -> ApiResult<(StatusCode, axum::Json<ServerRecord>)> {
+    let request = ServerRequest {
+        name: ServerName::parse(&body.name)?,
+        engine: EngineKind::parse(&body.engine)?,
+        admin_url: SecretString::new(body.admin_url),
+        capacity: body.capacity,
+        region: body
+            .region
+            .unwrap_or_else(|| state.platform.settings.default_region.clone()),
+    };
+    let record = add_server(&state.platform, &request, &principal.actor()).await?;
+    Ok((StatusCode::CREATED, axum::Json(record)))
+}
+
+/// Stop placing new tenants on a server.
+#[utoipa::path(post, path = "/platform/servers/{name}/drain", tag = "servers", params(("name" = String, Path)),
+    responses((status = 200, body = ServerRecord),
+        (status = 401, body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, body = ProblemDetails, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn drain_server(
+    State(state): State<ServerState>,
+    Extension(principal): Extension<Principal>,
+    Path(name): Path<String>,
+) -> ApiResult<axum::Json<ServerRecord>> {
+    match state
+        .platform
+        .registry
+        .set_server_status(
+            &name,
+            ServerStatus::Draining,
+            &principal.actor(),
+            "SERVER_DRAINED",
+        )
+        .await
+    {
+        Ok(record) => Ok(axum::Json(record)),
+        Err(tenantry_registry::Error::NotFound { .. }) => {
+            Err(ApiError::not_found(format!("server {name:?}")))
+        }
+        Err(error) => Err(error.into()),
+    }
+}

@@ -1,0 +1,215 @@
+//! `/platform/tenants`: submit provisioning and offboarding, list and read tenants.
+
+use super::{page_limit, ApiJson, ApiQuery, JobAccepted};
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult, ProblemDetails};
+use crate::state::ServerState;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use serde::Deserialize;
+use tenantry_core::{
+    AdminEmail, DisplayName, ErrorCode, ServerName, Slug, TenantSpec, TenantStatus,
+};
+use tenantry_registry::TenantRecord;
+use tenantry_workflows::{
+    submit_offboard, submit_provision, IdempotencyRequest, OffboardRequest, Submitted,
+};
+
+/// What `POST /platform/tenants` takes.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenantRequest {
+    /// `^[a-z][a-z0-9-]{2,39}$`
+    pub slug: String,
+    /// 3 to 100 characters.
+    pub display_name: String,
+    pub admin_email: String,
+    pub plan: Option<String>,
+    pub region: Option<String>,
+    /// A server name; omitted for auto-placement.
+    pub server: Option<String>,
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// What `POST /platform/tenants/{slug}/offboard` takes.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OffboardBody {
+    /// Remove the database, role, secrets and registry row too.
+    #[serde(default)]
+    pub purge: bool,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct TenantQuery {
+    /// Matches slug or display name.
+    pub search: Option<String>,
+    pub status: Option<String>,
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+}
+
+const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+
+fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
+    let Some(value) = headers.get(IDEMPOTENCY_HEADER) else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|key| !key.is_empty() && key.len() <= 255)
+        .ok_or_else(|| {
+            ApiError::bad_request("Idempotency-Key must be 1 to 255 visible ASCII characters")
+        })?;
+    Ok(Some(key.to_owned()))
+}
+
+fn accepted(submitted: &Submitted) -> Response {
+    let job = submitted.job();
+    let mut response = (
+        StatusCode::ACCEPTED,
+        axum::Json(JobAccepted {
+            job_id: job.id.clone(),
+            tenant_slug: job.tenant_slug.clone(),
+        }),
+    )
+        .into_response();
+    if matches!(submitted, Submitted::Repeated(_)) {
+        response.headers_mut().insert(
+            "idempotent-replayed",
+            axum::http::HeaderValue::from_static("true"),
+        );
+    }
+    response
+}
+
+/// Submit a provisioning job.
+#[utoipa::path(post, path = "/platform/tenants", tag = "tenants", request_body = CreateTenantRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Same key and body: the same job")),
+    responses(
+        (status = 202, description = "Job accepted", body = JobAccepted),
+        (status = 400, description = "Malformed body", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "Already provisioned, or a job holds the slug, or the key was reused", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid slug or field", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 429, body = ProblemDetails, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub async fn create_tenant(
+    State(state): State<ServerState>,
+    Extension(principal): Extension<Principal>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<CreateTenantRequest>,
+) -> ApiResult<Response> {
+    if let Err(retry_after) = state.rate_limiter.check(&principal.scope()) {
+        let mut error = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::RateLimited,
+            "too many provisioning requests for this token; wait a minute",
+        );
+        error.retry_after = Some(retry_after);
+        return Err(error);
+    }
+    let key = idempotency_key(&headers)?;
+    let config = &state.platform.settings;
+    let spec = TenantSpec {
+        slug: Slug::parse(&body.slug)?,
+        display_name: DisplayName::parse(&body.display_name)?,
+        admin_email: AdminEmail::parse(&body.admin_email)?,
+        plan: body.plan.unwrap_or_else(|| config.default_plan.clone()),
+        region: body.region.unwrap_or_else(|| config.default_region.clone()),
+        server: body.server.as_deref().map(ServerName::parse).transpose()?,
+        dry_run: body.dry_run,
+    };
+    let idempotency = key.map(|key| IdempotencyRequest {
+        principal: principal.scope(),
+        key,
+    });
+    let submitted =
+        submit_provision(&state.platform, &spec, &principal.actor(), idempotency).await?;
+    if matches!(submitted, Submitted::New(_)) {
+        state.wake_workers.notify_one();
+    }
+    Ok(accepted(&submitted))
+}
+
+/// List tenants.
+#[utoipa::path(get, path = "/platform/tenants", tag = "tenants", params(TenantQuery),
+    responses((status = 200, body = Vec<TenantRecord>),
+        (status = 400, body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, body = ProblemDetails, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn list_tenants(
+    State(state): State<ServerState>,
+    ApiQuery(query): ApiQuery<TenantQuery>,
+) -> ApiResult<axum::Json<Vec<TenantRecord>>> {
+    let status = query
+        .status
+        .as_deref()
+        .map(TenantStatus::parse)
+        .transpose()
+        .map_err(|error| ApiError::bad_request(error.message))?;
+    let tenants = state
+        .platform
+        .registry
+        .list_tenants(
+            query.search.as_deref(),
+            status,
+            page_limit(query.limit),
+            query.offset.unwrap_or(0).max(0),
+        )
+        .await?;
+    Ok(axum::Json(tenants))
+}
+
+/// Read one tenant.
+#[utoipa::path(get, path = "/platform/tenants/{slug}", tag = "tenants", params(("slug" = String, Path)),
+    responses((status = 200, body = TenantRecord),
+        (status = 401, body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, body = ProblemDetails, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn get_tenant(
+    State(state): State<ServerState>,
+    Path(slug): Path<String>,
+) -> ApiResult<axum::Json<TenantRecord>> {
+    let tenant = state
+        .platform
+        .registry
+        .get_tenant(&slug)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("tenant {slug:?}")))?;
+    Ok(axum::Json(tenant))
+}
+
+/// Submit an offboarding job.
+#[utoipa::path(post, path = "/platform/tenants/{slug}/offboard", tag = "tenants", params(("slug" = String, Path)),
+    request_body = OffboardBody,
+    responses((status = 202, body = JobAccepted),
+        (status = 400, body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, body = ProblemDetails, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn offboard_tenant(
+    State(state): State<ServerState>,
+    Extension(principal): Extension<Principal>,
+    Path(slug): Path<String>,
+    ApiJson(body): ApiJson<OffboardBody>,
+) -> ApiResult<Response> {
+    let request = OffboardRequest {
+        slug: Slug::parse(&slug)?,
+        purge: body.purge,
+    };
+    let submitted = submit_offboard(&state.platform, &request, &principal.actor()).await?;
+    state.wake_workers.notify_one();
+    Ok(accepted(&submitted))
+}

@@ -1,0 +1,308 @@
+//! Who is calling, and may they: API tokens and console sessions, the route → roles policy (deny by default),
+//! and CSRF protection for cookie-authenticated writes.
+
+use crate::error::ApiError;
+use crate::state::ServerState;
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, HeaderMap, Method};
+use axum::middleware::Next;
+use axum::response::Response;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tenantry_core::PlatformRole;
+use tenantry_registry::now_millis;
+
+/// The name of the console's session cookie.
+pub const SESSION_COOKIE: &str = "tenantry_session";
+/// The header (or form field) that carries a session's CSRF token on writes.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+pub const CSRF_FIELD: &str = "csrf_token";
+
+/// How a caller proved who they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    Token { token_id: String },
+    Session { csrf_token: String },
+}
+
+/// An authenticated caller, available to handlers as a request extension.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub user_id: String,
+    pub email: String,
+    pub role: PlatformRole,
+    pub credential: Credential,
+}
+
+impl Principal {
+    /// The audit actor: `user:<id>`.
+    pub fn actor(&self) -> String {
+        format!("user:{}", self.user_id)
+    }
+
+    /// What idempotency keys and rate limits are scoped to: the token, or the user for a session.
+    pub fn scope(&self) -> String {
+        match &self.credential {
+            Credential::Token { token_id } => format!("token:{token_id}"),
+            Credential::Session { .. } => format!("user:{}", self.user_id),
+        }
+    }
+}
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// No credentials needed (health, metrics, the spec, sign-in).
+    Public,
+    /// Any of these roles.
+    Roles(&'static [PlatformRole]),
+}
+
+const ALL_ROLES: &[PlatformRole] = &[
+    PlatformRole::Admin,
+    PlatformRole::Support,
+    PlatformRole::ReadOnly,
+];
+const OPERATORS: &[PlatformRole] = &[PlatformRole::Admin, PlatformRole::Support];
+const ADMINS: &[PlatformRole] = &[PlatformRole::Admin];
+
+/// The policy: every route, by method and path template, to the roles allowed. A route missing here is refused.
+pub const POLICY: &[(&str, &str, Access)] = &[
+    ("GET", "/healthz", Access::Public),
+    ("GET", "/readyz", Access::Public),
+    ("GET", "/metrics", Access::Public),
+    ("GET", "/platform/openapi.json", Access::Public),
+    ("POST", "/platform/login", Access::Public),
+    ("POST", "/platform/logout", Access::Roles(ALL_ROLES)),
+    ("GET", "/platform/me", Access::Roles(ALL_ROLES)),
+    ("GET", "/platform/tenants", Access::Roles(ALL_ROLES)),
+    ("POST", "/platform/tenants", Access::Roles(ADMINS)),
+    ("GET", "/platform/tenants/{slug}", Access::Roles(ALL_ROLES)),
+    (
+        "POST",
+        "/platform/tenants/{slug}/offboard",
+        Access::Roles(ADMINS),
+    ),
+    ("GET", "/platform/jobs", Access::Roles(ALL_ROLES)),
+    ("GET", "/platform/jobs/{job_id}", Access::Roles(ALL_ROLES)),
+    (
+        "GET",
+        "/platform/jobs/{job_id}/events",
+        Access::Roles(ALL_ROLES),
+    ),
+    (
+        "POST",
+        "/platform/jobs/{job_id}/retry",
+        Access::Roles(OPERATORS),
+    ),
+    (
+        "POST",
+        "/platform/jobs/{job_id}/rollback",
+        Access::Roles(OPERATORS),
+    ),
+    ("GET", "/platform/servers", Access::Roles(ALL_ROLES)),
+    ("POST", "/platform/servers", Access::Roles(ADMINS)),
+    (
+        "POST",
+        "/platform/servers/{name}/drain",
+        Access::Roles(ADMINS),
+    ),
+    ("GET", "/platform/audit", Access::Roles(ALL_ROLES)),
+];
+
+/// The policy entry for a route, if any.
+pub fn access_for(method: &Method, path: &str) -> Option<Access> {
+    POLICY
+        .iter()
+        .find(|(policy_method, policy_path, _)| {
+            *policy_method == method.as_str() && *policy_path == path
+        })
+        .map(|(_, _, access)| *access)
+}
+
+pub fn sha256_hex(value: &str) -> String {
+    Sha256::digest(value.as_bytes())
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// An API token as handed to its owner: `tnt_<id>.<secret>`.
+pub fn format_token(token_id: &str, secret: &str) -> String {
+    format!("tnt_{token_id}.{secret}")
+}
+
+fn parse_token(presented: &str) -> Option<(&str, &str)> {
+    presented.strip_prefix("tnt_")?.split_once('.')
+}
+
+fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|cookies| cookies.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
+}
+
+/// Finds the caller from a bearer token or a session cookie. `Ok(None)` when no credentials were presented;
+/// `Err` when credentials were presented and are not valid.
+pub async fn authenticate(
+    state: &ServerState,
+    headers: &HeaderMap,
+) -> Result<Option<Principal>, ApiError> {
+    let registry = &state.platform.registry;
+    if let Some(authorization) = headers.get(header::AUTHORIZATION) {
+        let presented = authorization
+            .to_str()
+            .ok()
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .ok_or_else(ApiError::unauthenticated)?;
+        let (token_id, secret) =
+            parse_token(presented.trim()).ok_or_else(ApiError::unauthenticated)?;
+        let token = registry
+            .get_token(token_id)
+            .await?
+            .ok_or_else(ApiError::unauthenticated)?;
+        let matches: bool = sha256_hex(secret)
+            .as_bytes()
+            .ct_eq(token.secret_hash.as_bytes())
+            .into();
+        if !matches || !token.is_usable(now_millis()) {
+            return Err(ApiError::unauthenticated());
+        }
+        let user = registry
+            .get_user(&token.user_id)
+            .await?
+            .ok_or_else(ApiError::unauthenticated)?;
+        return Ok(Some(Principal {
+            user_id: user.id,
+            email: user.email,
+            role: user.role,
+            credential: Credential::Token { token_id: token.id },
+        }));
+    }
+    if let Some(session_value) = cookie_value(headers, SESSION_COOKIE) {
+        let Some(session) = registry.get_session(&sha256_hex(session_value)).await? else {
+            return Err(ApiError::unauthenticated());
+        };
+        let user = registry
+            .get_user(&session.user_id)
+            .await?
+            .ok_or_else(ApiError::unauthenticated)?;
+        return Ok(Some(Principal {
+            user_id: user.id,
+            email: user.email,
+            role: user.role,
+            credential: Credential::Session {
+                csrf_token: session.csrf_token,
+            },
+        }));
+    }
+    Ok(None)
+}
+
+/// Applies the policy to every routed request: public routes pass; others need a principal whose role the
+/// route allows; cookie-authenticated writes also need the session's CSRF token.
+pub async fn enforce_policy(
+    State(state): State<ServerState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match authorize(&state, request).await {
+        Ok(request) => next.run(request).await,
+        Err(error) => axum::response::IntoResponse::into_response(error),
+    }
+}
+
+async fn authorize(state: &ServerState, request: Request) -> Result<Request, ApiError> {
+    let path = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|matched| matched.as_str().to_owned())
+        .unwrap_or_default();
+    let access = access_for(request.method(), &path);
+    let principal = match access {
+        Some(Access::Public) => authenticate(state, request.headers()).await.ok().flatten(),
+        Some(Access::Roles(roles)) => {
+            let principal = authenticate(state, request.headers())
+                .await?
+                .ok_or_else(ApiError::unauthenticated)?;
+            if !roles.contains(&principal.role) {
+                return Err(ApiError::forbidden(principal.role.as_str()));
+            }
+            Some(principal)
+        }
+        None => {
+            tracing::error!(method = %request.method(), path, "route has no policy entry; refused");
+            return Err(ApiError::forbidden("any"));
+        }
+    };
+    let mut request = request;
+    if let Some(principal) = &principal {
+        if let Credential::Session { csrf_token } = &principal.credential {
+            if !matches!(
+                *request.method(),
+                Method::GET | Method::HEAD | Method::OPTIONS
+            ) {
+                request = check_csrf(request, csrf_token).await?;
+            }
+        }
+    }
+    if let Some(principal) = principal {
+        request.extensions_mut().insert(principal);
+    }
+    Ok(request)
+}
+
+/// Accepts a write only if it carries the session's CSRF token (header, or form field for plain HTML forms).
+async fn check_csrf(request: Request, expected: &str) -> Result<Request, ApiError> {
+    let forbidden = || {
+        ApiError::new(
+        axum::http::StatusCode::FORBIDDEN,
+        tenantry_core::ErrorCode::Forbidden,
+        "the form is stale or was not sent by the console (CSRF token missing or wrong); reload the page",
+    )
+    };
+    let token_matches =
+        |presented: &str| -> bool { presented.as_bytes().ct_eq(expected.as_bytes()).into() };
+    if let Some(presented) = request
+        .headers()
+        .get(CSRF_HEADER)
+        .and_then(|value| value.to_str().ok())
+    {
+        return if token_matches(presented) {
+            Ok(request)
+        } else {
+            Err(forbidden())
+        };
+    }
+    let is_form = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|content_type| content_type.starts_with("application/x-www-form-urlencoded"));
+    if !is_form {
+        return Err(forbidden());
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, 1024 * 1024)
+        .await
+        .map_err(|_| ApiError::bad_request("the form is too large"))?;
+    let presented = form_field(&bytes, CSRF_FIELD).ok_or_else(forbidden)?;
+    if !token_matches(&presented) {
+        return Err(forbidden());
+    }
+    Ok(Request::from_parts(parts, Body::from(bytes)))
+}
+
+fn form_field(body: &[u8], name: &str) -> Option<String> {
+    serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
+        .ok()?
+        .into_iter()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value)
+}

@@ -1,0 +1,147 @@
+//! The one error type of the API and its mapping to HTTP: RFC 9457 problem+json with a stable `error_code`.
+//! A 5xx body says nothing internal; its detail goes to the log under a reference the client can quote.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use tenantry_core::{Error as CodedError, ErrorCode};
+
+/// The body of every error response.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ProblemDetails {
+    /// A URI naming the kind of problem.
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// The stable code from tenantry's error table.
+    pub error_code: String,
+}
+
+/// An error on its way to the client.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub error: CodedError,
+    /// Seconds to wait, for 429 and 503.
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            error: CodedError::new(code, message),
+            retry_after: None,
+        }
+    }
+
+    pub fn unauthenticated() -> ApiError {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthenticated,
+            "present a valid API token (Authorization: Bearer …) or sign in",
+        )
+    }
+
+    pub fn forbidden(role: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            format!("the role {role} may not do this"),
+        )
+    }
+
+    pub fn not_found(what: impl Into<String>) -> ApiError {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            format!("{} not found", what.into()),
+        )
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidInput, message)
+    }
+}
+
+/// The HTTP status for each error code. Only this crate knows HTTP.
+pub fn status_for(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::InvalidSlug | ErrorCode::InvalidInput | ErrorCode::DbServerNotFound => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
+        ErrorCode::AlreadyProvisioned
+        | ErrorCode::PartialState
+        | ErrorCode::NoCapacity
+        | ErrorCode::Conflict => StatusCode::CONFLICT,
+        ErrorCode::AdminConnUnresolved | ErrorCode::ProvisioningUnavailable => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
+        ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+        ErrorCode::NotFound => StatusCode::NOT_FOUND,
+        ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::MigrationsFailed | ErrorCode::Internal | ErrorCode::Failpoint => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    }
+}
+
+impl From<CodedError> for ApiError {
+    fn from(error: CodedError) -> Self {
+        ApiError {
+            status: status_for(error.code),
+            error,
+            retry_after: None,
+        }
+    }
+}
+
+impl From<tenantry_registry::Error> for ApiError {
+    fn from(error: tenantry_registry::Error) -> Self {
+        ApiError::from(tenantry_workflows::registry_error(error))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let detail = if self.status.is_server_error() {
+            let reference = uuid::Uuid::now_v7().simple().to_string();
+            tracing::error!(reference, code = %self.error.code, detail = %self.error.message, "request failed");
+            format!(
+                "the request could not be completed; quote reference {reference} to an operator"
+            )
+        } else {
+            self.error.message.clone()
+        };
+        let body = ProblemDetails {
+            problem_type: format!("https://tenantry.dev/errors/{}", self.error.code.as_str()),
+            title: self.error.code.meaning().to_owned(),
+            status: self.status.as_u16(),
+            detail,
+            error_code: self.error.code.as_str().to_owned(),
+        };
+        let mut response = (self.status, axum::Json(body)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"tenantry\""),
+            );
+        }
+        if let Some(seconds) = self.retry_after {
+            if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+                headers.insert(header::RETRY_AFTER, value);
+            }
+        }
+        response
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

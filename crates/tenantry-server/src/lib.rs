@@ -1,0 +1,30 @@
+//! The HTTP side of tenantry: the REST API (problem+json errors, roles, idempotency, rate limits), live job
+//! events over SSE, metrics and health, and the console's routes. Only this crate knows HTTP.
+
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod metrics;
+pub mod openapi;
+pub mod rate_limit;
+pub mod routes;
+pub mod state;
+
+pub use state::{ServerSettings, ServerState};
+
+use axum::Router;
+
+/// The whole router: every route, each behind the policy check.
+pub fn router(state: ServerState) -> Router {
+    let mut router = Router::new();
+    for route in routes::api_routes() {
+        router = router.route(route.path, route.handler);
+    }
+    router
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::enforce_policy,
+        ))
+        .fallback(|| async { error::ApiError::not_found("this path") })
+        .with_state(state)
+}

@@ -1,0 +1,83 @@
+//! `/metrics` in Prometheus text: phase durations recorded in this process (by the runner), and counts read
+//! from the registry at scrape time, so every replica reports the same fleet-wide numbers.
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::fmt::Write as _;
+use std::sync::OnceLock;
+use tenantry_registry::Registry;
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// The process-wide recorder (installed once; later servers in the same process share it).
+pub fn recorder_handle() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets(&[
+                    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                ])
+                .map(|builder| builder.build_recorder())
+                .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!(
+                    "a metrics recorder was already installed; phase histograms go there"
+                );
+            }
+            handle
+        })
+        .clone()
+}
+
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The whole scrape: recorded metrics, then registry counts.
+pub async fn render(
+    handle: &PrometheusHandle,
+    registry: &Registry,
+) -> Result<String, tenantry_registry::Error> {
+    let mut text = handle.render();
+    let job_counts = registry.job_counts().await?;
+    let failures = registry.failure_counts().await?;
+    let _ = writeln!(
+        text,
+        "# HELP tenantry_jobs Jobs in the registry by kind and status."
+    );
+    let _ = writeln!(text, "# TYPE tenantry_jobs gauge");
+    let mut queue_depth = 0;
+    for (kind, status, count) in &job_counts {
+        let _ = writeln!(
+            text,
+            "tenantry_jobs{{kind=\"{}\",status=\"{}\"}} {count}",
+            escape_label(kind),
+            escape_label(status)
+        );
+        if status == "pending" {
+            queue_depth += count;
+        }
+    }
+    let _ = writeln!(
+        text,
+        "# HELP tenantry_job_failures Jobs that ended with an error, by error code."
+    );
+    let _ = writeln!(text, "# TYPE tenantry_job_failures gauge");
+    for (error_code, count) in &failures {
+        let _ = writeln!(
+            text,
+            "tenantry_job_failures{{error_code=\"{}\"}} {count}",
+            escape_label(error_code)
+        );
+    }
+    let _ = writeln!(
+        text,
+        "# HELP tenantry_job_queue_depth Jobs waiting for a worker."
+    );
+    let _ = writeln!(text, "# TYPE tenantry_job_queue_depth gauge");
+    let _ = writeln!(text, "tenantry_job_queue_depth {queue_depth}");
+    Ok(text)
+}

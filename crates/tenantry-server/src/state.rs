@@ -1,0 +1,78 @@
+//! What every request handler shares: the platform, the job wake-up, the change signal for live events,
+//! the rate limiter, the metrics recorder, and the settings of the server.
+
+use crate::rate_limit::RateLimiter;
+use metrics_exporter_prometheus::PrometheusHandle;
+use std::sync::Arc;
+use tenantry_engine::Runner;
+use tenantry_workflows::Platform;
+use tokio::sync::{watch, Notify};
+
+/// Settings of the HTTP side.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// Provisioning requests per principal per minute; 0 turns the limit off.
+    pub provision_rate_limit: u32,
+    /// Mark the session cookie `Secure` (set when served over HTTPS).
+    pub secure_cookies: bool,
+    /// How long a console session lasts.
+    pub session_ttl_secs: i64,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            provision_rate_limit: 600,
+            secure_cookies: false,
+            session_ttl_secs: 12 * 3600,
+        }
+    }
+}
+
+/// Shared by every handler. Cheap to clone.
+#[derive(Clone)]
+pub struct ServerState {
+    pub platform: Platform,
+    /// Runs retries and rollbacks' bookkeeping (reopen); jobs themselves run on the workers.
+    pub runner: Runner,
+    /// Wakes a worker when a job is submitted here.
+    pub wake_workers: Arc<Notify>,
+    /// Bumped whenever a job in this process records an event, so live streams look at once.
+    pub job_changes: watch::Sender<u64>,
+    pub rate_limiter: Arc<RateLimiter>,
+    pub metrics: PrometheusHandle,
+    pub settings: Arc<ServerSettings>,
+    /// Turns true when the server shuts down; live streams end so connections can close.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl ServerState {
+    pub fn new(
+        platform: Platform,
+        runner: Runner,
+        settings: ServerSettings,
+        shutdown: watch::Receiver<bool>,
+    ) -> ServerState {
+        let (job_changes, _) = watch::channel(0);
+        ServerState {
+            platform,
+            runner,
+            wake_workers: Arc::new(Notify::new()),
+            job_changes,
+            rate_limiter: Arc::new(RateLimiter::new(settings.provision_rate_limit)),
+            metrics: crate::metrics::recorder_handle(),
+            settings: Arc::new(settings),
+            shutdown,
+        }
+    }
+
+    /// A runner for workers in this process: its progress wakes the live event streams.
+    pub fn worker_runner(&self) -> Runner {
+        let changes = self.job_changes.clone();
+        self.runner
+            .clone()
+            .with_progress(Arc::new(move |_progress: &tenantry_engine::Progress| {
+                changes.send_modify(|version| *version = version.wrapping_add(1));
+            }))
+    }
+}

@@ -1,0 +1,79 @@
+//! Fleet changes shared by every way in: registering a server (its admin URL goes to the secret store).
+
+use crate::{registry_error, Platform};
+use tenantry_core::{EngineKind, Error as CodedError, ErrorCode, ServerName};
+use tenantry_providers::credentials::SecretString;
+use tenantry_providers::engines::TenantServer;
+use tenantry_registry::{NewServer, ServerRecord};
+
+/// A server to register, validated.
+#[derive(Debug, Clone)]
+pub struct ServerRequest {
+    pub name: ServerName,
+    pub engine: EngineKind,
+    pub admin_url: SecretString,
+    pub capacity: i64,
+    pub region: String,
+}
+
+/// The name of the secret holding a server's admin connection.
+pub fn admin_secret_name(server_name: &str) -> String {
+    format!("server-admin-{server_name}")
+}
+
+/// Checks the request, checks the admin connection works, stores it as a secret, and registers the server.
+pub async fn add_server(
+    platform: &Platform,
+    request: &ServerRequest,
+    actor: &str,
+) -> Result<ServerRecord, CodedError> {
+    if request.capacity < 1 {
+        return Err(CodedError::invalid_input("capacity must be at least 1"));
+    }
+    if !platform.settings.regions.contains(&request.region) {
+        return Err(CodedError::invalid_input(format!(
+            "region {:?} does not exist; known regions: {}",
+            request.region,
+            platform.settings.regions.join(", ")
+        )));
+    }
+    let server = TenantServer::from_admin_url(request.engine, &request.admin_url)
+        .map_err(|error| CodedError::invalid_input(error.to_string()))?;
+    if platform
+        .registry
+        .get_server(request.name.as_str())
+        .await
+        .is_ok()
+    {
+        return Err(CodedError::new(
+            ErrorCode::Conflict,
+            format!("server {} already exists", request.name),
+        ));
+    }
+    server.check_admin_connection().await.map_err(|error| {
+        CodedError::new(
+            ErrorCode::AdminConnUnresolved,
+            format!("server {}: {error}", request.name),
+        )
+    })?;
+    let secret_ref = admin_secret_name(request.name.as_str());
+    platform
+        .secrets
+        .put(&secret_ref, &request.admin_url)
+        .await
+        .map_err(|error| CodedError::new(ErrorCode::ProvisioningUnavailable, error.to_string()))?;
+    platform
+        .registry
+        .add_server(
+            &NewServer {
+                name: request.name.as_str().to_owned(),
+                engine: request.engine,
+                region: request.region.clone(),
+                admin_secret_ref: secret_ref,
+                capacity_hint: request.capacity,
+            },
+            actor,
+        )
+        .await
+        .map_err(registry_error)
+}

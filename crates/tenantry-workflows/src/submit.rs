@@ -1,0 +1,209 @@
+//! Submitting jobs, the same for every way in (CLI, API, console): validate, honour an idempotency key, record.
+
+use crate::offboard::{OffboardRequest, OffboardWorkflow, OFFBOARD_PHASES, PURGE_PHASES};
+use crate::provision::{ProvisionWorkflow, DRY_RUN_PHASES, PROVISION_PHASES};
+use crate::{registry_error, Platform};
+use sha2::{Digest, Sha256};
+use tenantry_core::{Error as CodedError, ErrorCode, JobKind, TenantSpec};
+use tenantry_registry::{IdempotencyKey, JobRecord, NewJob};
+
+/// A client's idempotency key for a submission: who sent it and the key itself.
+#[derive(Debug, Clone)]
+pub struct IdempotencyRequest {
+    pub principal: String,
+    pub key: String,
+}
+
+/// The outcome of a submission.
+#[derive(Debug, Clone)]
+pub enum Submitted {
+    /// A new job was recorded.
+    New(JobRecord),
+    /// The same idempotency key and request were seen before: this is that job.
+    Repeated(JobRecord),
+}
+
+impl Submitted {
+    pub fn job(&self) -> &JobRecord {
+        match self {
+            Submitted::New(job) | Submitted::Repeated(job) => job,
+        }
+    }
+}
+
+fn request_hash(params: &serde_json::Value) -> String {
+    Sha256::digest(params.to_string().as_bytes())
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// The job an idempotency key already made, if the request matches; `E_CONFLICT` if it does not.
+async fn remembered_job(
+    platform: &Platform,
+    idempotency: &IdempotencyKey,
+) -> Result<Option<JobRecord>, CodedError> {
+    let Some(record) = platform
+        .registry
+        .get_idempotency(&idempotency.principal, &idempotency.key)
+        .await
+        .map_err(registry_error)?
+    else {
+        return Ok(None);
+    };
+    if record.request_hash != idempotency.request_hash {
+        return Err(CodedError::new(
+            ErrorCode::Conflict,
+            format!(
+                "Idempotency-Key {:?} was used with a different request",
+                idempotency.key
+            ),
+        ));
+    }
+    Ok(Some(
+        platform
+            .registry
+            .get_job(&record.job_id)
+            .await
+            .map_err(registry_error)?,
+    ))
+}
+
+/// Records a job, or returns the one its idempotency key already made.
+async fn submit(
+    platform: &Platform,
+    mut job: NewJob,
+    idempotency: Option<IdempotencyRequest>,
+) -> Result<Submitted, CodedError> {
+    job.idempotency = idempotency.map(|request| IdempotencyKey {
+        principal: request.principal,
+        key: request.key,
+        request_hash: request_hash(&job.params),
+    });
+    if let Some(idempotency) = &job.idempotency {
+        if let Some(existing) = remembered_job(platform, idempotency).await? {
+            return Ok(Submitted::Repeated(existing));
+        }
+    }
+    match platform.registry.create_job(&job).await {
+        Ok(record) => Ok(Submitted::New(record)),
+        Err(tenantry_registry::Error::Conflict { constraint })
+            if constraint == "idempotency_key" =>
+        {
+            // Another request with the same key won the race; answer as it was answered.
+            let idempotency = job.idempotency.as_ref().ok_or_else(|| {
+                CodedError::new(ErrorCode::Internal, "idempotency conflict without a key")
+            })?;
+            remembered_job(platform, idempotency)
+                .await?
+                .map(Submitted::Repeated)
+                .ok_or_else(|| {
+                    CodedError::new(ErrorCode::Conflict, "the idempotency key is in use")
+                })
+        }
+        Err(tenantry_registry::Error::Conflict { .. }) => {
+            let holder = platform
+                .registry
+                .live_job_for_slug(&job.tenant_slug)
+                .await
+                .map_err(registry_error)?;
+            Err(CodedError::new(
+                ErrorCode::Conflict,
+                match holder {
+                    Some(holder) => format!(
+                        "tenant {:?} already has an unfinished {} job {} ({})",
+                        job.tenant_slug, holder.kind, holder.id, holder.status
+                    ),
+                    None => format!("tenant {:?} already has an unfinished job", job.tenant_slug),
+                },
+            ))
+        }
+        Err(error) => Err(registry_error(error)),
+    }
+}
+
+/// Validates a provisioning request and records its job.
+pub async fn submit_provision(
+    platform: &Platform,
+    spec: &TenantSpec,
+    actor: &str,
+    idempotency: Option<IdempotencyRequest>,
+) -> Result<Submitted, CodedError> {
+    ProvisionWorkflow::validate(platform, spec)?;
+    let params = serde_json::to_value(spec)
+        .map_err(|error| CodedError::new(ErrorCode::Internal, error.to_string()))?;
+    if !spec.dry_run {
+        if let Some(tenant) = platform
+            .registry
+            .get_tenant(spec.slug.as_str())
+            .await
+            .map_err(registry_error)?
+        {
+            // A repeated request whose job made this tenant is answered with that job, not an error.
+            if let Some(request) = &idempotency {
+                let key = IdempotencyKey {
+                    principal: request.principal.clone(),
+                    key: request.key.clone(),
+                    request_hash: request_hash(&params),
+                };
+                if let Some(existing) = remembered_job(platform, &key).await? {
+                    return Ok(Submitted::Repeated(existing));
+                }
+            }
+            return Err(CodedError::new(
+                ErrorCode::AlreadyProvisioned,
+                format!(
+                    "tenant {:?} already exists (status {})",
+                    tenant.slug, tenant.status
+                ),
+            ));
+        }
+    }
+    let phases = if spec.dry_run {
+        DRY_RUN_PHASES.to_vec()
+    } else {
+        PROVISION_PHASES.to_vec()
+    };
+    let job = NewJob {
+        id: uuid::Uuid::now_v7().to_string(),
+        kind: JobKind::Provision,
+        tenant_slug: spec.slug.as_str().to_owned(),
+        params,
+        phases,
+        actor: actor.to_owned(),
+        plan: Some(spec.plan.clone()),
+        idempotency: None,
+    };
+    submit(platform, job, idempotency).await
+}
+
+/// Validates an offboarding request and records its job.
+pub async fn submit_offboard(
+    platform: &Platform,
+    request: &OffboardRequest,
+    actor: &str,
+) -> Result<Submitted, CodedError> {
+    OffboardWorkflow::validate(platform, request).await?;
+    let plan = platform
+        .registry
+        .get_tenant(request.slug.as_str())
+        .await
+        .map_err(registry_error)?
+        .map(|tenant| tenant.plan);
+    let job = NewJob {
+        id: uuid::Uuid::now_v7().to_string(),
+        kind: JobKind::Offboard,
+        tenant_slug: request.slug.as_str().to_owned(),
+        params: serde_json::to_value(request)
+            .map_err(|error| CodedError::new(ErrorCode::Internal, error.to_string()))?,
+        phases: if request.purge {
+            PURGE_PHASES.to_vec()
+        } else {
+            OFFBOARD_PHASES.to_vec()
+        },
+        actor: actor.to_owned(),
+        plan,
+        idempotency: None,
+    };
+    submit(platform, job, None).await
+}
