@@ -1,8 +1,9 @@
 //! Test failpoints at phase boundaries, compiled in only with the `failpoints` feature.
 //!
-//! `TENANTRY_FAILPOINTS="<phase>.<before|after|undo>=<exit|error>,…"`: `exit` ends the process at once with no
-//! cleanup (as kill -9 would), `error` fails the phase fatally so the job unwinds (at `undo`: the undo fails,
-//! so the job ends `failed` with `E_PARTIAL_STATE`).
+//! `TENANTRY_FAILPOINTS="<phase>.<before|after|undo>=<exit|error|delay>,…"`: `exit` ends the process at once
+//! with no cleanup (as kill -9 would), `error` fails the phase fatally so the job unwinds (at `undo`: the undo
+//! fails, so the job ends `failed` with `E_PARTIAL_STATE`), `delay` holds the phase for two seconds (a slow
+//! phase, so tests can act while a job is in flight).
 //! `TENANTRY_REPEAT_STEPS=1` runs every apply and every undo twice in a row.
 
 /// Where around a phase's apply a failpoint sits.
@@ -31,7 +32,11 @@ impl Boundary {
 pub(crate) enum Action {
     Exit,
     Error,
+    Delay,
 }
+
+/// How long a `delay` failpoint holds a phase.
+pub(crate) const DELAY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The action configured for this phase boundary, if any.
 #[cfg(feature = "failpoints")]
@@ -46,6 +51,7 @@ pub(crate) fn configured(phase: &str, boundary: Boundary) -> Option<Action> {
         match action {
             "exit" => Some(Action::Exit),
             "error" => Some(Action::Error),
+            "delay" => Some(Action::Delay),
             _ => None,
         }
     })

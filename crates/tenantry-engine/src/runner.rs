@@ -348,7 +348,7 @@ impl Runner {
         context: &mut JobContext,
         phase: &PhaseRecord,
     ) -> Result<(), PhaseError> {
-        check_failpoint(&phase.name, Boundary::Before)?;
+        check_failpoint(&phase.name, Boundary::Before).await?;
         context.current_phase = Some(phase.name.clone());
         context
             .registry
@@ -367,7 +367,7 @@ impl Runner {
         let started = Instant::now();
         self.with_retries(workflow, context, &phase.name, Step::Apply)
             .await?;
-        check_failpoint(&phase.name, Boundary::After)?;
+        check_failpoint(&phase.name, Boundary::After).await?;
         let elapsed = started.elapsed();
         metrics::histogram!(
             "tenantry_phase_duration_seconds",
@@ -428,7 +428,7 @@ impl Runner {
                 elapsed: None,
             });
             let started = Instant::now();
-            let undone = match check_failpoint(&phase.name, Boundary::Undo) {
+            let undone = match check_failpoint(&phase.name, Boundary::Undo).await {
                 Ok(()) => {
                     self.with_retries(workflow, context, &phase.name, Step::Undo)
                         .await
@@ -539,8 +539,12 @@ impl Runner {
     }
 }
 
-fn check_failpoint(phase: &str, boundary: Boundary) -> Result<(), PhaseError> {
+async fn check_failpoint(phase: &str, boundary: Boundary) -> Result<(), PhaseError> {
     match failpoints::configured(phase, boundary) {
+        Some(Action::Delay) => {
+            tokio::time::sleep(failpoints::DELAY).await;
+            Ok(())
+        }
         Some(Action::Exit) => failpoints::crash_now(phase, boundary),
         Some(Action::Error) => Err(PhaseError::fatal(
             ErrorCode::Failpoint,

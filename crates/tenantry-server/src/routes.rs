@@ -65,3 +65,36 @@ pub fn api_routes() -> Vec<Route> {
         route("GET", "/platform/audit", get(system::list_audit)),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::{access_for, POLICY};
+    use axum::http::Method;
+
+    #[test]
+    fn every_route_has_a_policy_entry() {
+        for route in api_routes() {
+            let method = Method::from_bytes(route.method.as_bytes()).unwrap();
+            assert!(
+                access_for(&method, route.path).is_some(),
+                "{} {} has no entry in auth::POLICY: it would be refused",
+                route.method,
+                route.path
+            );
+        }
+    }
+
+    #[test]
+    fn every_policy_entry_names_a_route() {
+        let routes = api_routes();
+        for (method, path, _) in POLICY {
+            assert!(
+                routes
+                    .iter()
+                    .any(|route| route.method == *method && route.path == *path),
+                "auth::POLICY names {method} {path}, which is not a route"
+            );
+        }
+    }
+}

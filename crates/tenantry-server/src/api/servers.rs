@@ -17,11 +17,14 @@ use tenantry_workflows::{add_server, ServerRequest};
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddServerRequest {
+    #[schema(pattern = "^[a-z][a-z0-9-]{0,62}$")]
     pub name: String,
     /// `postgres` or `sqlite`.
+    #[schema(pattern = "^(postgres|sqlite)$")]
     pub engine: String,
     /// `postgres://user:password@host:port/db` or `sqlite:///absolute/directory`.
     pub admin_url: String,
+    #[schema(minimum = 1)]
     pub capacity: i64,
     pub region: Option<String>,
 }

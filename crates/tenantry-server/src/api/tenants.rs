@@ -22,9 +22,12 @@ use tenantry_workflows::{
 #[serde(deny_unknown_fields)]
 pub struct CreateTenantRequest {
     /// `^[a-z][a-z0-9-]{2,39}$`
+    #[schema(pattern = "^[a-z][a-z0-9-]{2,39}$", min_length = 3, max_length = 40)]
     pub slug: String,
     /// 3 to 100 characters.
+    #[schema(min_length = 3, max_length = 100)]
     pub display_name: String,
+    #[schema(format = "email", max_length = 254)]
     pub admin_email: String,
     pub plan: Option<String>,
     pub region: Option<String>,

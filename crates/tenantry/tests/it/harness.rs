@@ -359,8 +359,100 @@ impl Fleet {
         let _ = std::fs::remove_dir_all(&self.scratch_dir);
     }
 
+    /// Starts `tenantry serve` on a free port with these extra variables, and waits until it listens.
+    pub async fn serve(&self, env: &[(&str, &str)]) -> Server {
+        use tokio::io::AsyncBufReadExt;
+        let log_path = self
+            .scratch_dir
+            .join(format!("serve-{}.log", uuid::Uuid::now_v7().simple()));
+        let log_file = std::fs::File::create(&log_path).expect("log file");
+        let mut command = self.command(&["serve", "--listen", "127.0.0.1:0", "--workers", "2"]);
+        command.stderr(log_file);
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().expect("spawn tenantry serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let base_url = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await.expect("read stdout") {
+                if let Some(url) = line.strip_prefix("tenantry listening on ") {
+                    return url.to_owned();
+                }
+            }
+            panic!(
+                "tenantry serve exited before listening: {}",
+                std::fs::read_to_string(&log_path).unwrap_or_default()
+            );
+        })
+        .await
+        .expect("tenantry serve did not start listening within 30 s");
+        // Keep reading stdout so the server never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Server {
+            child,
+            base_url,
+            log_path,
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("http client"),
+        }
+    }
+
+    /// Adds a user with `role` and returns an API token for it.
+    pub async fn token_for(&self, email: &str, role: &str) -> String {
+        self.run(&["users", "add", "--email", email, "--role", role])
+            .await
+            .assert_ok();
+        let token = self.run(&["users", "token", "--email", email]).await;
+        token.assert_ok();
+        token.stdout.trim().to_owned()
+    }
+
     pub fn data_path(&self, relative: &str) -> PathBuf {
         self.data_dir.join(relative)
+    }
+}
+
+/// A running `tenantry serve`.
+pub struct Server {
+    child: tokio::process::Child,
+    pub base_url: String,
+    log_path: PathBuf,
+    pub http: reqwest::Client,
+}
+
+impl Server {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    pub fn get(&self, path: &str, token: &str) -> reqwest::RequestBuilder {
+        self.http.get(self.url(path)).bearer_auth(token)
+    }
+
+    pub fn post(&self, path: &str, token: &str) -> reqwest::RequestBuilder {
+        self.http.post(self.url(path)).bearer_auth(token)
+    }
+
+    /// Everything the server logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub async fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().expect("server pid");
+        let signalled = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(signalled.success());
+        tokio::time::timeout(std::time::Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("the server stops within 30 s of SIGTERM")
+            .expect("wait")
     }
 }
 

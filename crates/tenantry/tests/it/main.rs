@@ -4,6 +4,7 @@
 // A panic is how a test reports failure; the product code denies unwrap, tests need not.
 #![allow(clippy::unwrap_used)]
 
+mod api;
 mod concurrency;
 mod failures;
 mod harness;
