@@ -13,6 +13,8 @@ pub struct PhaseView {
     pub status: PhaseStatus,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
+    /// For text output; not part of the API's contract, which lists exactly the fields above.
+    #[serde(skip)]
     pub duration_ms: Option<i64>,
 }
 
@@ -47,8 +49,12 @@ pub struct JobView {
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
     pub estimated_completion: Option<String>,
+    // For text output; not part of the API's contract, which lists exactly the fields above.
+    #[serde(skip)]
     pub placed_server: Option<String>,
+    #[serde(skip)]
     pub actor: String,
+    #[serde(skip)]
     pub created_at: String,
 }
 

@@ -3,11 +3,17 @@
 use crate::harness::{add_postgres_server, applied_migration_versions};
 use tenantry_registry::{Registry, RegistryLocation};
 
+/// Every registry migration, in order; a new migration must be added here (and is then checked on both backends).
+const LATEST_MIGRATIONS: [i64; 2] = [1, 2];
+
 pub async fn case_schema_migrates_on_open_and_reopen_is_a_noop(
     registry: Registry,
     location: RegistryLocation,
 ) -> anyhow::Result<()> {
-    assert_eq!(applied_migration_versions(&location).await?, vec![1]);
+    assert_eq!(
+        applied_migration_versions(&location).await?,
+        LATEST_MIGRATIONS
+    );
     registry.ping().await?;
     assert!(registry.list_servers().await?.is_empty());
     add_postgres_server(&registry, "pg-a", 10).await?;
@@ -28,6 +34,9 @@ pub async fn case_schema_migrates_on_open_and_reopen_is_a_noop(
     }
     first_reopened.close().await;
     second_reopened.close().await;
-    assert_eq!(applied_migration_versions(&location).await?, vec![1]);
+    assert_eq!(
+        applied_migration_versions(&location).await?,
+        LATEST_MIGRATIONS
+    );
     Ok(())
 }

@@ -103,39 +103,37 @@ async fn provisions_over_http_and_streams_events(engine: Engine) {
         .map(String::as_str)
         .collect();
     fields.sort_unstable();
-    for required in [
-        "current_phase",
-        "error_code",
-        "error_message",
-        "estimated_completion",
-        "finished_at",
-        "job_id",
-        "kind",
-        "logs",
-        "phase_name",
-        "phases",
-        "progress_percentage",
-        "started_at",
-        "status",
-        "tenant_slug",
-        "total_phases",
-    ] {
-        assert!(
-            fields.contains(&required),
-            "{required} missing from {fields:?}"
-        );
-    }
+    assert_eq!(
+        fields,
+        [
+            "current_phase",
+            "error_code",
+            "error_message",
+            "estimated_completion",
+            "finished_at",
+            "job_id",
+            "kind",
+            "logs",
+            "phase_name",
+            "phases",
+            "progress_percentage",
+            "started_at",
+            "status",
+            "tenant_slug",
+            "total_phases",
+        ],
+        "exactly the fields of DESIGN.md"
+    );
     assert_eq!(job["status"], "complete");
     assert_eq!(job["progress_percentage"], 100);
-    let phase_keys: Vec<&str> = job["phases"][0]
+    let mut phase_keys: Vec<&str> = job["phases"][0]
         .as_object()
         .unwrap()
         .keys()
         .map(String::as_str)
         .collect();
-    for required in ["name", "status", "started_at", "finished_at"] {
-        assert!(phase_keys.contains(&required));
-    }
+    phase_keys.sort_unstable();
+    assert_eq!(phase_keys, ["finished_at", "name", "started_at", "status"]);
 
     let tenant: Value = server
         .get("/platform/tenants/via-http", &token)
@@ -605,5 +603,73 @@ async fn sigterm_hands_back_the_job_in_hand(engine: Engine) {
         "complete"
     );
     fleet.assert_doctor_clean().await;
+    fleet.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_fails_while_the_registry_is_unreachable() {
+    use sqlx::{Connection, Executor};
+    let fleet = Fleet::new(Engine::Postgres).await;
+    let server = fleet.serve(&[]).await;
+    assert_eq!(
+        server
+            .http
+            .get(server.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let database = fleet.registry_database.clone().unwrap();
+    let mut admin = sqlx::PgConnection::connect(&crate::harness::registry_admin_url())
+        .await
+        .unwrap();
+    admin
+        .execute(format!("ALTER DATABASE \"{database}\" WITH ALLOW_CONNECTIONS false").as_str())
+        .await
+        .unwrap();
+    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+        .bind(&database)
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let unready = server.http.get(server.url("/readyz")).send().await.unwrap();
+    assert_eq!(unready.status(), 503);
+    assert_eq!(
+        unready.json::<Value>().await.unwrap()["error_code"],
+        "PROVISIONING_UNAVAILABLE"
+    );
+    assert_eq!(
+        server
+            .http
+            .get(server.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200,
+        "alive all the same"
+    );
+    admin
+        .execute(format!("ALTER DATABASE \"{database}\" WITH ALLOW_CONNECTIONS true").as_str())
+        .await
+        .unwrap();
+    let ready_again = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        while server
+            .http
+            .get(server.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            != 200
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(ready_again.is_ok(), "ready again once the registry answers");
+    server.terminate().await;
     fleet.cleanup().await;
 }

@@ -44,7 +44,8 @@ pub struct Fleet {
     pub scratch_dir: PathBuf,
     /// `TENANTRY_DATA_DIR`, inside the scratch directory; tenantry creates it.
     pub data_dir: PathBuf,
-    registry_database: Option<String>,
+    /// The PostgreSQL registry database of this fleet, when the registry is on PostgreSQL.
+    pub registry_database: Option<String>,
     extra_env: Vec<(String, String)>,
     _cluster_guard: Option<MutexGuard<'static, ()>>,
 }
@@ -171,6 +172,8 @@ impl Fleet {
             .env_remove("TENANTRY_CONFIG")
             .env_remove("TENANTRY_TENANT_MIGRATIONS")
             .env_remove("TENANTRY_ADMIN_SEED")
+            .env_remove("TENANTRY_WARM_POOL_SIZE")
+            .env_remove("TENANTRY_WARM_POOL_REFILL_BATCH")
             .env("USER", "tester")
             .env("TENANTRY_DATA_DIR", &self.data_dir)
             .env("TENANTRY_RETRY_INITIAL_DELAY_MS", "20")
@@ -456,27 +459,32 @@ impl Server {
     }
 }
 
-/// Drops every tenant database and role on the shared tenant cluster.
+/// Drops every tenant database and role on the shared tenant cluster, and the templates and warm pool.
 pub async fn wipe_tenant_cluster() {
     let mut admin = PgConnection::connect(&tenant_cluster_url())
         .await
         .expect("tenant cluster");
-    let databases: Vec<String> =
-        sqlx::query_scalar("SELECT datname::text FROM pg_database WHERE datname LIKE 'tenant\\_%'")
-            .fetch_all(&mut admin)
-            .await
-            .expect("catalog");
+    let databases: Vec<String> = sqlx::query_scalar(
+        "SELECT datname::text FROM pg_database WHERE datname LIKE 'tenant\\_%'
+                OR datname LIKE 'tenantry\\_pool\\_%' OR datname LIKE 'tenantry\\_template\\_%'
+                OR datname LIKE 'tenantry\\_build\\_%'",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .expect("catalog");
     for database in databases {
         admin
             .execute(format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)").as_str())
             .await
             .expect("drop tenant database");
     }
-    let roles: Vec<String> =
-        sqlx::query_scalar("SELECT rolname::text FROM pg_roles WHERE rolname LIKE 'tenant\\_%'")
-            .fetch_all(&mut admin)
-            .await
-            .expect("catalog");
+    let roles: Vec<String> = sqlx::query_scalar(
+        "SELECT rolname::text FROM pg_roles WHERE rolname LIKE 'tenant\\_%'
+                OR rolname LIKE 'tenantry\\_pool\\_%' OR rolname = 'tenantry_template_owner'",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .expect("catalog");
     for role in roles {
         admin
             .execute(format!("DROP ROLE IF EXISTS \"{role}\"").as_str())
