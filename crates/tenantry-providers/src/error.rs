@@ -18,6 +18,9 @@ pub enum Error {
     /// Anything else the server refused.
     #[error("{0}")]
     Refused(String),
+    /// The job's lease was taken over by another worker; the write was refused.
+    #[error("{0}")]
+    Fenced(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -57,7 +60,9 @@ pub(crate) fn describe(error: &sqlx::Error) -> String {
 
 impl From<tenantry_registry::Error> for Error {
     fn from(error: tenantry_registry::Error) -> Self {
-        if error.is_transient() {
+        if matches!(error, tenantry_registry::Error::Fenced { .. }) {
+            Error::Fenced(error.to_string())
+        } else if error.is_transient() {
             Error::Transient(error.to_string())
         } else {
             Error::SecretStore(error.to_string())

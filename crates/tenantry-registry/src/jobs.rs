@@ -120,9 +120,9 @@ async fn insert_event(
     .bind(status)
     .bind(level)
     .bind(message)
-    .execute(connection)
+    .execute(&mut *connection)
     .await?;
-    Ok(())
+    crate::notify::notify(connection, crate::notify::JOB_EVENTS_CHANNEL, job_id).await
 }
 
 impl Registry {
@@ -177,6 +177,7 @@ impl Registry {
             .execute(&mut *transaction)
             .await?;
         }
+        crate::notify::notify(&mut transaction, crate::notify::JOBS_CHANNEL, &job.id).await?;
         insert_audit(
             &mut transaction,
             &NewAuditEvent {
@@ -381,14 +382,17 @@ impl Registry {
     /// Gives the lease back without finishing the job (a worker shutting down), so another can take it at once.
     /// Like finishing and reopening, it advances the token, so the old fence stops working at once.
     pub async fn release_lease(&self, fence: &Fence) -> Result<()> {
+        let mut transaction = self.begin_write().await?;
         sqlx::query(
             "UPDATE jobs SET lease_owner = NULL, lease_expires_at = NULL, lease_token = lease_token + 1
              WHERE id = $1 AND lease_token = $2",
         )
         .bind(&fence.job_id)
         .bind(fence.token)
-        .execute(&self.pool)
+        .execute(&mut *transaction)
         .await?;
+        crate::notify::notify(&mut transaction, crate::notify::JOBS_CHANNEL, &fence.job_id).await?;
+        transaction.commit().await?;
         Ok(())
     }
 
@@ -556,6 +560,7 @@ impl Registry {
             .bind(job_id)
             .fetch_one(&mut *transaction)
             .await?;
+        crate::notify::notify(&mut transaction, crate::notify::JOBS_CHANNEL, job_id).await?;
         insert_audit(
             &mut transaction,
             &NewAuditEvent {

@@ -9,6 +9,7 @@ mod access;
 pub mod audit;
 mod error;
 mod jobs;
+mod notify;
 mod records;
 mod secrets;
 mod servers;
@@ -19,6 +20,7 @@ pub use access::{ApiToken, ConsoleSession, IdempotencyRecord, PlatformUser};
 pub use audit::AuditFilter;
 pub use error::{Error, Result};
 pub use jobs::{Fence, IdempotencyKey, JobFilter, NewJob, Placement, PlacementRequest};
+pub use notify::{JobListener, JobNotification, JOBS_CHANNEL, JOB_EVENTS_CHANNEL};
 pub use records::{
     AuditEvent, EventKind, JobEvent, JobRecord, NewAuditEvent, NewServer, PhaseRecord,
     SecretRecord, ServerRecord, TenantRecord,

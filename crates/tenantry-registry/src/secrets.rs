@@ -1,27 +1,56 @@
 //! Encrypted secret records. The registry stores and returns ciphertext only; the secret store encrypts.
 
+use crate::jobs::{check_fence, Fence};
 use crate::records::SecretRecord;
 use crate::store::now_millis;
 use crate::{Registry, Result};
+use sqlx::AnyConnection;
 
-impl Registry {
-    /// Creates or replaces a secret record.
-    pub async fn put_secret(&self, record: &SecretRecord) -> Result<()> {
-        let now = now_millis();
-        sqlx::query(
-            "INSERT INTO secrets (name, key_id, wrapped_key, ciphertext, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $5)
-             ON CONFLICT (name) DO UPDATE SET key_id = excluded.key_id, wrapped_key = excluded.wrapped_key,
-                 ciphertext = excluded.ciphertext, updated_at = excluded.updated_at",
-        )
+const UPSERT_SECRET: &str =
+    "INSERT INTO secrets (name, key_id, wrapped_key, ciphertext, created_at, updated_at)
+     VALUES ($1, $2, $3, $4, $5, $5)
+     ON CONFLICT (name) DO UPDATE SET key_id = excluded.key_id, wrapped_key = excluded.wrapped_key,
+         ciphertext = excluded.ciphertext, updated_at = excluded.updated_at";
+
+async fn upsert_secret(connection: &mut AnyConnection, record: &SecretRecord) -> Result<()> {
+    sqlx::query(UPSERT_SECRET)
         .bind(&record.name)
         .bind(&record.key_id)
         .bind(&record.wrapped_key)
         .bind(&record.ciphertext)
-        .bind(now)
-        .execute(&self.pool)
+        .bind(now_millis())
+        .execute(connection)
         .await?;
+    Ok(())
+}
+
+impl Registry {
+    /// Creates or replaces a secret for the job holding `fence`, in one transaction with the fence check, so a
+    /// worker whose lease was taken over cannot replace a secret the new owner already relies on.
+    pub async fn put_secret_fenced(&self, fence: &Fence, record: &SecretRecord) -> Result<()> {
+        let mut transaction = self.begin_write().await?;
+        check_fence(&mut transaction, fence).await?;
+        upsert_secret(&mut transaction, record).await?;
+        transaction.commit().await?;
         Ok(())
+    }
+
+    /// Deletes a secret for the job holding `fence`; `false` when there was none.
+    pub async fn delete_secret_fenced(&self, fence: &Fence, name: &str) -> Result<bool> {
+        let mut transaction = self.begin_write().await?;
+        check_fence(&mut transaction, fence).await?;
+        let deleted = sqlx::query("DELETE FROM secrets WHERE name = $1")
+            .bind(name)
+            .execute(&mut *transaction)
+            .await?;
+        transaction.commit().await?;
+        Ok(deleted.rows_affected() > 0)
+    }
+
+    /// Creates or replaces a secret record (operator actions outside any job, such as `servers add`).
+    pub async fn put_secret(&self, record: &SecretRecord) -> Result<()> {
+        let mut connection = self.pool.acquire().await?;
+        upsert_secret(&mut connection, record).await
     }
 
     pub async fn get_secret(&self, name: &str) -> Result<Option<SecretRecord>> {

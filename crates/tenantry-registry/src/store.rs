@@ -29,6 +29,8 @@ pub enum Dialect {
 pub struct Registry {
     pub(crate) pool: AnyPool,
     pub(crate) dialect: Dialect,
+    /// The PostgreSQL URL, kept to open LISTEN connections (`None` on SQLite).
+    pub(crate) postgres_url: Option<std::sync::Arc<str>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -84,6 +86,7 @@ impl Registry {
                 let registry = Registry {
                     pool,
                     dialect: Dialect::Postgres,
+                    postgres_url: Some(url.as_str().into()),
                 };
                 // sqlx's migrator takes a PostgreSQL advisory lock, so concurrent starts are safe.
                 registry
@@ -124,6 +127,7 @@ impl Registry {
         let registry = Registry {
             pool,
             dialect: Dialect::Sqlite,
+            postgres_url: None,
         };
         // sqlx takes no lock while migrating SQLite, so processes starting together serialise on a lock file.
         let lock_path = path.with_extension("migrate.lock");

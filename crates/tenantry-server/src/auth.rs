@@ -237,6 +237,25 @@ async fn authorize(state: &ServerState, request: Request) -> Result<Request, Api
             Some(principal)
         }
         None => {
+            let allowed: Vec<&str> = POLICY
+                .iter()
+                .filter(|(_, policy_path, _)| *policy_path == path)
+                .map(|(method, _, _)| *method)
+                .collect();
+            if !allowed.is_empty() {
+                // A known path with a method it does not serve.
+                let mut error = ApiError::new(
+                    axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                    tenantry_core::ErrorCode::InvalidInput,
+                    format!(
+                        "{} is not served here; use {}",
+                        request.method(),
+                        allowed.join(" or ")
+                    ),
+                );
+                error.allow = Some(allowed.join(", "));
+                return Err(error);
+            }
             tracing::error!(method = %request.method(), path, "route has no policy entry; refused");
             return Err(ApiError::forbidden("any"));
         }

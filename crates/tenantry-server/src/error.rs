@@ -26,6 +26,8 @@ pub struct ApiError {
     pub error: CodedError,
     /// Seconds to wait, for 429 and 503.
     pub retry_after: Option<u64>,
+    /// The methods a path serves, for 405.
+    pub allow: Option<String>,
 }
 
 impl ApiError {
@@ -34,6 +36,7 @@ impl ApiError {
             status,
             error: CodedError::new(code, message),
             retry_after: None,
+            allow: None,
         }
     }
 
@@ -95,6 +98,7 @@ impl From<CodedError> for ApiError {
             status: status_for(error.code),
             error,
             retry_after: None,
+            allow: None,
         }
     }
 }
@@ -134,6 +138,13 @@ impl IntoResponse for ApiError {
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"tenantry\""),
             );
+        }
+        if let Some(allow) = self
+            .allow
+            .as_deref()
+            .and_then(|allow| HeaderValue::from_str(allow).ok())
+        {
+            headers.insert(header::ALLOW, allow);
         }
         if let Some(seconds) = self.retry_after {
             if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {

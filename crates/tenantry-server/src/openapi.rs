@@ -33,7 +33,7 @@ impl Modify for BearerAuth {
         servers::list_servers, servers::create_server, servers::drain_server,
     ),
     components(schemas(
-        ProblemDetails, JobAccepted, tenants::CreateTenantRequest, tenants::OffboardBody,
+        ProblemDetails, JobAccepted, jobs::StreamEvent, tenants::CreateTenantRequest, tenants::OffboardBody,
         servers::AddServerRequest, session::LoginForm, system::Me,
         tenantry_registry::TenantRecord, tenantry_registry::ServerRecord, tenantry_registry::AuditEvent,
         tenantry_registry::JobEvent, tenantry_registry::EventKind,

@@ -15,7 +15,7 @@ pub use offboard::{OffboardRequest, OffboardWorkflow, OFFBOARD_PHASES, PURGE_PHA
 pub use platform::{Platform, Settings, TenantSchema};
 pub use provision::{ProvisionWorkflow, DRY_RUN_PHASES, PROVISION_PHASES};
 pub use submit::{submit_offboard, submit_provision, IdempotencyRequest, Submitted};
-pub use worker::{drive, run_workers, IDLE_POLL};
+pub use worker::{drive, run_workers, JobEventHook, IDLE_POLL, MAX_SWEEP};
 
 use tenantry_core::{Error as CodedError, ErrorCode, JobKind};
 use tenantry_engine::{JobOutcome, Runner};

@@ -102,6 +102,9 @@ impl Platform {
 }
 
 pub(crate) fn secret_store_error(error: &tenantry_providers::Error) -> PhaseError {
+    if matches!(error, tenantry_providers::Error::Fenced(_)) {
+        return PhaseError::Fenced;
+    }
     let message = format!("secret store: {error}");
     if error.is_transient() {
         PhaseError::retryable(ErrorCode::ProvisioningUnavailable, message)
@@ -124,6 +127,7 @@ pub(crate) fn provider_error(code: ErrorCode, error: tenantry_providers::Error) 
             PhaseError::fatal(ErrorCode::ProvisioningUnavailable, message)
         }
         tenantry_providers::Error::Refused(message) => PhaseError::fatal(code, message),
+        tenantry_providers::Error::Fenced(_) => PhaseError::Fenced,
     }
 }
 

@@ -1,19 +1,25 @@
 //! Workers: claim waiting jobs (and jobs whose worker died), run them, and stop claiming on shutdown.
 //!
-//! A worker sleeps until it is woken (a job was submitted in this process) or a poll interval passes (a job may
-//! have been submitted elsewhere, or a lease may have expired). On shutdown it stops claiming, and the runner
-//! hands the jobs in hand back at their next phase boundary.
+//! A worker sleeps until it is woken: by a job submitted in this process, or (on PostgreSQL) by a NOTIFY from any
+//! process that submitted, reopened or handed back a job. It also sweeps now and then for leases that expired
+//! (a worker that died elsewhere) and, on SQLite, for jobs submitted by other processes. On shutdown it stops
+//! claiming, and the runner hands the jobs in hand back at their next phase boundary.
 
 use crate::{OffboardWorkflow, Platform, ProvisionWorkflow};
 use std::sync::Arc;
 use std::time::Duration;
 use tenantry_core::JobKind;
 use tenantry_engine::{owner_is_dead_local_process, Runner};
-use tenantry_registry::Fence;
+use tenantry_registry::{Fence, JobNotification};
 use tokio::sync::{watch, Notify};
 
-/// How often an idle worker looks for work it was not woken for.
+/// How often an idle worker looks for work when nothing can wake it (SQLite: no LISTEN across processes).
 pub const IDLE_POLL: Duration = Duration::from_secs(1);
+/// The longest an idle worker sleeps between sweeps for expired leases when notifications wake it.
+pub const MAX_SWEEP: Duration = Duration::from_secs(5);
+
+/// Called with a job id whenever any process records an event of that job (for live streams).
+pub type JobEventHook = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// Runs `n_workers` workers until `shutdown` turns true and every job in hand is finished or handed back.
 pub async fn run_workers(
@@ -22,8 +28,16 @@ pub async fn run_workers(
     n_workers: usize,
     wake: Arc<Notify>,
     shutdown: watch::Receiver<bool>,
+    on_job_event: Option<JobEventHook>,
 ) {
     let runner = runner.with_stop(shutdown.clone());
+    let listening =
+        spawn_notification_relay(&platform, wake.clone(), on_job_event, shutdown.clone()).await;
+    let sweep = if listening {
+        (runner.lease_ttl() / 2).clamp(Duration::from_millis(500), MAX_SWEEP)
+    } else {
+        IDLE_POLL
+    };
     let mut workers = tokio::task::JoinSet::new();
     for worker_index in 0..n_workers.max(1) {
         workers.spawn(worker_loop(
@@ -32,9 +46,49 @@ pub async fn run_workers(
             wake.clone(),
             shutdown.clone(),
             worker_index,
+            sweep,
         ));
     }
     while workers.join_next().await.is_some() {}
+}
+
+/// On PostgreSQL, relays NOTIFYs: a claimable job wakes one worker; a job event calls the hook. Returns whether
+/// a relay is running.
+async fn spawn_notification_relay(
+    platform: &Platform,
+    wake: Arc<Notify>,
+    on_job_event: Option<JobEventHook>,
+    mut shutdown: watch::Receiver<bool>,
+) -> bool {
+    let listener = match platform.registry.listen_for_jobs().await {
+        Ok(Some(listener)) => listener,
+        Ok(None) => return false,
+        Err(error) => {
+            tracing::warn!(%error, "cannot LISTEN for jobs; workers will poll");
+            return false;
+        }
+    };
+    tokio::spawn(async move {
+        let mut listener = listener;
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                notification = listener.recv() => match notification {
+                    Ok(JobNotification::Claimable { .. }) => wake.notify_one(),
+                    Ok(JobNotification::Event { job_id }) => {
+                        if let Some(hook) = &on_job_event {
+                            hook(&job_id);
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "job notifications interrupted; retrying");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                },
+            }
+        }
+    });
+    true
 }
 
 async fn worker_loop(
@@ -43,6 +97,7 @@ async fn worker_loop(
     wake: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
     worker_index: usize,
+    sweep: Duration,
 ) {
     let lease_ttl_millis = i64::try_from(runner.lease_ttl().as_millis()).unwrap_or(i64::MAX);
     loop {
@@ -66,7 +121,7 @@ async fn worker_loop(
             None => {
                 tokio::select! {
                     () = wake.notified() => {}
-                    () = tokio::time::sleep(IDLE_POLL) => {}
+                    () = tokio::time::sleep(sweep) => {}
                     _ = shutdown.changed() => {}
                 }
             }

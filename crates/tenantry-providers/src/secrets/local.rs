@@ -13,7 +13,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::path::Path;
-use tenantry_registry::{Registry, SecretRecord};
+use tenantry_registry::{Fence, Registry, SecretRecord};
 
 const NONCE_LEN: usize = 12;
 
@@ -214,6 +214,27 @@ impl SecretStore for LocalSecretStore {
 
     fn list_names(&self) -> BoxFuture<'_, Result<Vec<String>>> {
         Box::pin(async move { Ok(self.registry.list_secret_names().await?) })
+    }
+
+    fn put_for_job<'a>(
+        &'a self,
+        fence: &'a Fence,
+        name: &'a str,
+        value: &'a SecretString,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let record = self.encrypt(name, value)?;
+            self.registry.put_secret_fenced(fence, &record).await?;
+            Ok(())
+        })
+    }
+
+    fn delete_for_job<'a>(
+        &'a self,
+        fence: &'a Fence,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move { Ok(self.registry.delete_secret_fenced(fence, name).await?) })
     }
 }
 

@@ -9,6 +9,7 @@ use crate::credentials::SecretString;
 use crate::Result;
 use std::future::Future;
 use std::pin::Pin;
+use tenantry_registry::Fence;
 
 /// A boxed future, so that the trait can be used as `dyn SecretStore`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -23,4 +24,14 @@ pub trait SecretStore: Send + Sync {
     fn delete<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<bool>>;
     /// Every secret name, sorted.
     fn list_names(&self) -> BoxFuture<'_, Result<Vec<String>>>;
+    /// Creates or replaces a secret on behalf of a job; refused (`Fenced`) once the job's lease was taken over.
+    fn put_for_job<'a>(
+        &'a self,
+        fence: &'a Fence,
+        name: &'a str,
+        value: &'a SecretString,
+    ) -> BoxFuture<'a, Result<()>>;
+    /// Deletes a secret on behalf of a job; refused once the job's lease was taken over.
+    fn delete_for_job<'a>(&'a self, fence: &'a Fence, name: &'a str)
+        -> BoxFuture<'a, Result<bool>>;
 }

@@ -152,6 +152,17 @@ pub async fn rollback_job(
     reopen(&state, &principal, &job_id, true).await
 }
 
+/// One Server-Sent Event of a job stream: `phase` and `log` carry a job event as JSON (with its id as the SSE
+/// id, for `Last-Event-ID`); the final `done` carries the job's terminal status and error.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct StreamEvent {
+    /// `phase`, `log` or `done`.
+    pub event: String,
+    pub id: Option<String>,
+    /// JSON text.
+    pub data: String,
+}
+
 struct StreamCursor {
     registry: Registry,
     job_id: String,
@@ -203,7 +214,7 @@ impl StreamCursor {
 /// Follow a job live: it first replays what happened (after `Last-Event-ID`, if sent), then sends `phase` and `log`
 /// events as they are recorded, and ends with a `done` event at the job's terminal status.
 #[utoipa::path(get, path = "/platform/jobs/{job_id}/events", tag = "jobs", params(("job_id" = String, Path)),
-    responses((status = 200, description = "An event stream", content_type = "text/event-stream", body = String),
+    responses((status = 200, description = "An event stream; each event is described by the schema", content_type = "text/event-stream", body = StreamEvent),
         (status = 401, body = ProblemDetails, content_type = "application/problem+json"),
         (status = 404, body = ProblemDetails, content_type = "application/problem+json")),
     security(("bearer" = [])))]

@@ -82,12 +82,19 @@ pub async fn serve(app: App, listen: &str, n_workers: usize) -> CommandResult {
         server_settings()?,
         shutdown.clone(),
     );
+    // Events of jobs run by other processes wake this server's live streams too.
+    let job_changes = state.job_changes.clone();
+    let on_job_event: tenantry_workflows::JobEventHook =
+        std::sync::Arc::new(move |_job_id: &str| {
+            job_changes.send_modify(|version| *version = version.wrapping_add(1));
+        });
     let workers = tokio::spawn(run_workers(
         app.platform.clone(),
         state.worker_runner(),
         n_workers,
         state.wake_workers.clone(),
         shutdown.clone(),
+        Some(on_job_event),
     ));
     // Tests and scripts read this line to find the port.
     println!("tenantry listening on http://{address}");
@@ -115,6 +122,7 @@ pub async fn worker(app: App, n_workers: usize) -> CommandResult {
         n_workers,
         std::sync::Arc::new(tokio::sync::Notify::new()),
         shutdown,
+        None,
     )
     .await;
     app.platform.registry.close().await;
