@@ -103,4 +103,37 @@ impl Registry {
         transaction.commit().await?;
         self.get_server(name).await
     }
+
+    /// Takes the next purge slot on a server: at most one purge per `min_interval_millis`, across every process.
+    /// `None` means go now; `Some(millis)` means the slot is taken, try again in that long.
+    pub async fn reserve_purge_slot(
+        &self,
+        server: &str,
+        min_interval_millis: i64,
+    ) -> Result<Option<i64>> {
+        let now = now_millis();
+        let reserved = sqlx::query(
+            "UPDATE servers SET last_purge_at = $1 WHERE name = $2 AND (last_purge_at IS NULL OR last_purge_at <= $3)",
+        )
+        .bind(now)
+        .bind(server)
+        .bind(now - min_interval_millis)
+        .execute(&self.pool)
+        .await?;
+        if reserved.rows_affected() == 1 {
+            return Ok(None);
+        }
+        let last_purge_at: Option<i64> =
+            sqlx::query_scalar("SELECT last_purge_at FROM servers WHERE name = $1")
+                .bind(server)
+                .fetch_optional(&self.pool)
+                .await?
+                .flatten();
+        match last_purge_at {
+            Some(last) => Ok(Some((last + min_interval_millis - now).max(1))),
+            None => Err(Error::NotFound {
+                what: format!("server {server:?}"),
+            }),
+        }
+    }
 }

@@ -53,6 +53,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         "platform_access",
         include_str!("../migrations/postgres/0002_platform_access.sql"),
     ),
+    (
+        3,
+        "purge_pacing",
+        include_str!("../migrations/postgres/0003_purge_pacing.sql"),
+    ),
 ];
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -64,6 +69,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "platform_access",
         include_str!("../migrations/sqlite/0002_platform_access.sql"),
+    ),
+    (
+        3,
+        "purge_pacing",
+        include_str!("../migrations/sqlite/0003_purge_pacing.sql"),
     ),
 ];
 

@@ -123,16 +123,20 @@ impl OffboardWorkflow {
         })
     }
 
-    /// The servers this job works on, recorded in its state by `request_validated`.
-    async fn target_servers(&self, context: &JobContext) -> Result<Vec<TenantServer>, PhaseError> {
-        let names: Vec<String> = context
+    /// The names of the servers this job works on, recorded in its state by `request_validated`.
+    fn target_server_names(&self, context: &JobContext) -> Vec<String> {
+        context
             .job
             .state
             .get("servers")
             .and_then(|servers| serde_json::from_value(servers.clone()).ok())
-            .unwrap_or_default();
+            .unwrap_or_default()
+    }
+
+    /// The servers this job works on.
+    async fn target_servers(&self, context: &JobContext) -> Result<Vec<TenantServer>, PhaseError> {
         let mut servers = Vec::new();
-        for name in names {
+        for name in self.target_server_names(context) {
             let record = self.platform.registry.get_server(&name).await?;
             servers.push(
                 self.platform
@@ -223,8 +227,53 @@ impl OffboardWorkflow {
             .await
     }
 
+    /// Waits for the server's next purge slot (purges are spaced by `purge_min_interval` across every process).
+    async fn wait_for_purge_slot(
+        &self,
+        context: &mut JobContext,
+        server_name: &str,
+    ) -> Result<(), PhaseError> {
+        const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
+        let min_interval_millis =
+            i64::try_from(self.platform.settings.purge_min_interval.as_millis())
+                .unwrap_or(i64::MAX);
+        let started = std::time::Instant::now();
+        let mut told = false;
+        while let Some(wait_millis) = self
+            .platform
+            .registry
+            .reserve_purge_slot(server_name, min_interval_millis)
+            .await?
+        {
+            if started.elapsed() > MAX_WAIT {
+                return Err(PhaseError::retryable(
+                    ErrorCode::ProvisioningUnavailable,
+                    format!(
+                        "no purge slot on server {server_name} for {} s",
+                        MAX_WAIT.as_secs()
+                    ),
+                ));
+            }
+            if !told {
+                context
+                    .log(
+                        "info",
+                        &format!("waiting for the next purge slot on server {server_name}"),
+                    )
+                    .await?;
+                told = true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(wait_millis.unsigned_abs())).await;
+        }
+        Ok(())
+    }
+
     async fn database_dropped(&self, context: &mut JobContext) -> Result<(), PhaseError> {
         let request = Self::request(context)?;
+        let server_names = self.target_server_names(context);
+        for server_name in &server_names {
+            self.wait_for_purge_slot(context, server_name).await?;
+        }
         for server in self.target_servers(context).await? {
             server
                 .drop_database(&request.slug.resource_name())
@@ -244,7 +293,7 @@ impl OffboardWorkflow {
         ] {
             self.platform
                 .secrets
-                .delete(&name)
+                .delete_for_job(&context.fence, &name)
                 .await
                 .map_err(|error| secret_store_error(&error))?;
         }

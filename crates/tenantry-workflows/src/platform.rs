@@ -47,6 +47,8 @@ pub struct Settings {
     pub tenant_schema: TenantSchema,
     /// Where the first admin accepts the invitation; the token is appended.
     pub invitation_base_url: String,
+    /// The least time between two purges (DROP DATABASE) on one server: each forces a checkpoint other tenants feel.
+    pub purge_min_interval: std::time::Duration,
 }
 
 impl Settings {

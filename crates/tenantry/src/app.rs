@@ -93,6 +93,7 @@ impl App {
             default_region: config.default_region.clone(),
             tenant_schema,
             invitation_base_url: config.invitation_base_url.clone(),
+            purge_min_interval: config.purge_min_interval,
         };
         let app = App {
             platform: Platform {

@@ -23,6 +23,7 @@ struct ConfigFile {
     tenant_migrations: Option<PathBuf>,
     admin_seed: Option<PathBuf>,
     invitation_base_url: Option<String>,
+    purge_min_interval_ms: Option<u64>,
     retry_max_attempts: Option<u32>,
     retry_initial_delay_ms: Option<u64>,
     retry_max_elapsed_secs: Option<u64>,
@@ -44,6 +45,8 @@ pub struct Config {
     pub tenant_migrations: Option<PathBuf>,
     pub admin_seed: Option<PathBuf>,
     pub invitation_base_url: String,
+    /// The least time between two purges on one server (`TENANTRY_PURGE_MIN_INTERVAL_MS`, default 1000).
+    pub purge_min_interval: Duration,
     pub retry: RetryPolicy,
     pub plans: Vec<Plan>,
 }
@@ -146,6 +149,11 @@ impl Config {
             admin_seed: env("TENANTRY_ADMIN_SEED")
                 .map(PathBuf::from)
                 .or(file.admin_seed),
+            purge_min_interval: Duration::from_millis(
+                env_parsed("TENANTRY_PURGE_MIN_INTERVAL_MS")?
+                    .or(file.purge_min_interval_ms)
+                    .unwrap_or(1000),
+            ),
             invitation_base_url: env("TENANTRY_INVITATION_BASE_URL")
                 .or(file.invitation_base_url)
                 .unwrap_or_else(|| "https://app.example/invite?token=".into()),

@@ -403,6 +403,32 @@ impl Fleet {
         }
     }
 
+    /// Starts a long-running `tenantry` process (a worker, say) with extra variables; its stderr goes to a log.
+    #[allow(dead_code, reason = "used by the chaos suite, which shares this harness")]
+    pub fn spawn(&self, args: &[&str], env: &[(&str, &str)]) -> Process {
+        let log_path =
+            self.scratch_dir
+                .join(format!("{}-{}.log", args[0], uuid::Uuid::now_v7().simple()));
+        let log_file = std::fs::File::create(&log_path).expect("log file");
+        let mut command = self.command(args);
+        command.stdout(Stdio::null()).stderr(log_file);
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        Process {
+            child: command.spawn().expect("spawn tenantry"),
+            log_path,
+        }
+    }
+
+    /// The registry's URL, when the registry is on PostgreSQL.
+    #[allow(dead_code, reason = "used by the chaos suite, which shares this harness")]
+    pub fn registry_url(&self) -> Option<String> {
+        self.registry_database
+            .as_ref()
+            .map(|database| with_database(&registry_admin_url(), database))
+    }
+
     /// Adds a user with `role` and returns an API token for it.
     pub async fn token_for(&self, email: &str, role: &str) -> String {
         self.run(&["users", "add", "--email", email, "--role", role])
@@ -415,6 +441,41 @@ impl Fleet {
 
     pub fn data_path(&self, relative: &str) -> PathBuf {
         self.data_dir.join(relative)
+    }
+}
+
+/// A running `tenantry` process other than `serve` (used by the chaos suite, which shares this harness).
+#[allow(dead_code)]
+pub struct Process {
+    pub child: tokio::process::Child,
+    pub log_path: PathBuf,
+}
+
+#[allow(dead_code)]
+impl Process {
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("process is running")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Sends a signal (`TERM`, `STOP`, `CONT`, …) with kill(1).
+    pub fn signal(&self, name: &str) {
+        let sent = std::process::Command::new("kill")
+            .args([format!("-{name}"), self.pid().to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success(), "kill -{name}");
+    }
+
+    /// Waits for the process to end, at most `seconds`.
+    pub async fn wait(&mut self, seconds: u64) -> std::process::ExitStatus {
+        tokio::time::timeout(std::time::Duration::from_secs(seconds), self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("process did not end within {seconds} s"))
+            .expect("wait")
     }
 }
 
