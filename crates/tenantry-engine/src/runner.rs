@@ -219,22 +219,12 @@ impl Runner {
         };
         let ending = match self.forward(workflow, &mut context).await {
             Ok(ending) => ending,
-            Err(PhaseError::Fenced) => return Err(fenced(&fence)),
-            Err(other) => {
-                return Err(Error::Registry(tenantry_registry::Error::Database(
-                    format!("{other:?}"),
-                )))
-            }
+            Err(error) => return Err(stopped(&fence, error)),
         };
         let ending = match ending {
             Ending::RolledBack(cause) => match self.backward(workflow, &mut context, cause).await {
                 Ok(ending) => ending,
-                Err(PhaseError::Fenced) => return Err(fenced(&fence)),
-                Err(other) => {
-                    return Err(Error::Registry(tenantry_registry::Error::Database(
-                        format!("{other:?}"),
-                    )))
-                }
+                Err(error) => return Err(stopped(&fence, error)),
             },
             complete => complete,
         };
@@ -313,7 +303,11 @@ impl Runner {
             if let Err(error) = self.apply_phase(workflow, context, phase).await {
                 let cause = match error {
                     PhaseError::Fenced => return Err(PhaseError::Fenced),
-                    PhaseError::Fatal(cause) | PhaseError::Retryable(cause) => cause,
+                    // A phase's own transient errors become fatal once its retries run out, so a retryable error
+                    // here means the registry could not record the runner's bookkeeping: stop without judging the
+                    // job; it resumes where its records stand once the lease expires.
+                    retryable @ PhaseError::Retryable(_) => return Err(retryable),
+                    PhaseError::Fatal(cause) => cause,
                 };
                 context
                     .registry
@@ -562,6 +556,17 @@ fn rollback_cause(job: &JobRecord) -> Option<CodedError> {
         .and_then(|message| message.as_str())
         .unwrap_or_default();
     Some(CodedError::new(code, message))
+}
+
+/// Why driving a job stopped before its end: its lease was taken over, or the registry could not record it.
+fn stopped(fence: &Fence, error: PhaseError) -> Error {
+    match error {
+        PhaseError::Fenced => fenced(fence),
+        PhaseError::Retryable(cause) | PhaseError::Fatal(cause) => {
+            tracing::warn!(job_id = %fence.job_id, error = %cause, "stopped driving the job; it resumes when its lease expires");
+            Error::Registry(tenantry_registry::Error::Unavailable(cause.message))
+        }
+    }
 }
 
 fn fenced(fence: &Fence) -> Error {

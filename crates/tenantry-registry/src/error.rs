@@ -37,6 +37,7 @@ impl From<sqlx::Error> for Error {
             | sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Protocol(_)
             | sqlx::Error::Tls(_) => Error::Unavailable(error.to_string()),
             sqlx::Error::Database(database_error) => {
                 let code = database_error
@@ -49,8 +50,12 @@ impl From<sqlx::Error> for Error {
                     "23505" | "23503" | "23514" | "2067" | "1555" | "787" | "275" => {
                         Error::Conflict { constraint }
                     }
-                    // Serialization failure, deadlock, admin shutdown, cannot connect now; SQLite busy and locked.
-                    "40001" | "40P01" | "57P01" | "57P03" | "5" | "6" | "517" | "261" => {
+                    // Serialization failure, deadlock, admin or crash shutdown, cannot connect now, too many
+                    // connections; SQLite busy and locked.
+                    "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "53300" | "5" | "6"
+                    | "517" | "261" => Error::Unavailable(database_error.message().to_owned()),
+                    // Connection exceptions (class 08) mean the server went away mid-conversation.
+                    code if code.starts_with("08") => {
                         Error::Unavailable(database_error.message().to_owned())
                     }
                     _ => Error::Database(database_error.message().to_owned()),

@@ -60,6 +60,10 @@ async fn main() {
         "tenant server blackholed behind a TCP proxy",
         scenarios::blackholed_tenant_server()
     );
+    run!(
+        "4 concurrent purges on one server",
+        scenarios::purges_are_paced(4)
+    );
 
     let n_violations = rows
         .iter()

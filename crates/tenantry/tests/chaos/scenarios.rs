@@ -453,10 +453,15 @@ pub async fn registry_restart_mid_run(n_jobs: usize) -> Outcome {
             worker.wait(60).await;
         }
         let counts = status_counts(&fleet).await?;
-        ensure(
-            counts.get("complete").copied() == Some(n_jobs as i64),
-            || format!("jobs lost or failed: {counts:?}"),
-        )?;
+        if counts.get("complete").copied() != Some(n_jobs as i64) {
+            let failures: Vec<(String, Option<String>, Option<String>)> = sqlx::query_as(
+                "SELECT status, error_code, error_message FROM jobs WHERE status <> 'complete'",
+            )
+            .fetch_all(&mut registry(&fleet).await?)
+            .await
+            .map_err(|error| error.to_string())?;
+            return Err(format!("jobs lost or failed: {counts:?}: {failures:?}"));
+        }
         check_fleet(&fleet).await?;
         Ok(format!(
             "{n_jobs} of {n_jobs} complete after an immediate restart"
@@ -500,6 +505,67 @@ pub async fn blackholed_tenant_server() -> Outcome {
     }
     .await;
     drop(proxy);
+    fleet.cleanup().await;
+    outcome
+}
+
+/// Concurrent purges on one server are spaced out (each DROP DATABASE forces a checkpoint other tenants feel).
+pub async fn purges_are_paced(n_tenants: usize) -> Outcome {
+    const INTERVAL_MS: i64 = 500;
+    let mut fleet = chaos_fleet().await;
+    fleet.set_env("TENANTRY_PURGE_MIN_INTERVAL_MS", &INTERVAL_MS.to_string());
+    let outcome = async {
+        let slugs: Vec<String> = (0..n_tenants)
+            .map(|index| format!("leaving-{index}"))
+            .collect();
+        for slug in &slugs {
+            let run = fleet.provision(slug, &[]).await;
+            ensure(run.status == 0, || {
+                format!("provisioning {slug}: {}", run.stderr)
+            })?;
+        }
+        let fleet_ref = &fleet;
+        let purges = slugs.iter().map(|slug| async move {
+            fleet_ref
+                .run(&["offboard-tenant", "--slug", slug, "--purge"])
+                .await
+        });
+        let runs = futures_util::future::join_all(purges).await;
+        ensure(runs.iter().all(|run| run.status == 0), || {
+            "a purge failed".into()
+        })?;
+        let mut connection = registry(&fleet).await?;
+        // When each purge's drop was done: the phase is marked running before it waits for its slot, so its start
+        // says nothing about pacing; its end comes right after the paced DROP.
+        let mut dropped: Vec<i64> = sqlx::query_scalar(
+            "SELECT p.finished_at FROM job_phases p JOIN jobs j ON j.id = p.job_id
+             WHERE j.kind = 'offboard' AND p.name = 'database_dropped' AND p.status = 'applied'",
+        )
+        .fetch_all(&mut connection)
+        .await
+        .map_err(|error| error.to_string())?;
+        dropped.sort_unstable();
+        ensure(dropped.len() == n_tenants, || {
+            format!("{} purges recorded", dropped.len())
+        })?;
+        let span = dropped.last().copied().unwrap_or(0) - dropped.first().copied().unwrap_or(0);
+        // n purges through one slot every INTERVAL_MS cannot all start within less than (n - 1) intervals,
+        // less the slot reservation happening just before the phase is marked running.
+        let least_span = (n_tenants as i64 - 1) * INTERVAL_MS - INTERVAL_MS / 2;
+        ensure(span >= least_span, || {
+            format!(
+                "{n_tenants} purges finished within {span} ms; at least {least_span} ms expected"
+            )
+        })?;
+        ensure(fleet.n_tenant_databases().await == 0, || {
+            "databases left".into()
+        })?;
+        check_fleet(&fleet).await?;
+        Ok(format!(
+            "{n_tenants} concurrent purges spread over {span} ms (interval {INTERVAL_MS} ms)"
+        ))
+    }
+    .await;
     fleet.cleanup().await;
     outcome
 }
