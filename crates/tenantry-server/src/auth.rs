@@ -109,6 +109,13 @@ pub const POLICY: &[(&str, &str, Access)] = &[
         Access::Roles(ADMINS),
     ),
     ("GET", "/platform/audit", Access::Roles(ALL_ROLES)),
+    // The console's own routes: the way in, sign-in form, assets, and the wizard (admins, like provisioning).
+    ("GET", "/", Access::Public),
+    ("GET", "/platform", Access::Public),
+    ("GET", "/platform/login", Access::Public),
+    ("GET", "/platform/assets/{name}", Access::Public),
+    ("GET", "/platform/tenants/new", Access::Roles(ADMINS)),
+    ("POST", "/platform/tenants/new", Access::Roles(ADMINS)),
 ];
 
 /// The policy entry for a route, if any.

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod console;
 pub mod error;
 pub mod metrics;
 pub mod openapi;
@@ -14,10 +15,11 @@ pub use state::{ServerSettings, ServerState};
 
 use axum::Router;
 
-/// The whole router: every route, each behind the policy check.
+/// The whole router: every route, each behind the policy check. Browsers get errors as pages (and a sign-in
+/// redirect instead of a 401); everyone else gets problem+json.
 pub fn router(state: ServerState) -> Router {
     let mut router = Router::new();
-    for route in routes::api_routes() {
+    for route in routes::all_routes() {
         router = router.route(route.path, route.handler);
     }
     router
@@ -26,5 +28,6 @@ pub fn router(state: ServerState) -> Router {
             auth::enforce_policy,
         ))
         .fallback(|| async { error::ApiError::not_found("this path") })
+        .layer(axum::middleware::from_fn(console::render_html_errors))
         .with_state(state)
 }

@@ -2,8 +2,9 @@
 //! `auth::POLICY`; a test checks that every route here has one.
 
 use crate::api::{jobs, servers, session, system, tenants};
+use crate::console::{self, html_or_json, pages};
 use crate::state::ServerState;
-use axum::routing::{get, post, MethodRouter};
+use axum::routing::{get, post, MethodFilter, MethodRouter};
 
 /// A route: method, path template (axum syntax) and handler.
 pub struct Route {
@@ -20,49 +21,119 @@ fn route(method: &'static str, path: &'static str, handler: MethodRouter<ServerS
     }
 }
 
-/// The API's routes. The console's pages (another module) add theirs through the same table.
+/// A shared route: a browser that prefers HTML gets the console's `page`, every other caller the API handler.
+fn with_page<P, T>(
+    method: &'static str,
+    path: &'static str,
+    api: MethodRouter<ServerState>,
+    page: P,
+) -> Route
+where
+    P: axum::handler::Handler<T, ServerState>,
+    T: 'static,
+{
+    let filter = if method == "POST" {
+        MethodFilter::POST
+    } else {
+        MethodFilter::GET
+    };
+    route(method, path, html_or_json(filter, api, page))
+}
+
+/// Every route: the API's and the console's.
+pub fn all_routes() -> Vec<Route> {
+    let mut routes = api_routes();
+    routes.extend(console::page_routes());
+    routes
+}
+
+/// The API's routes. Where the console has a page or a form for the same path, it answers browsers.
 pub fn api_routes() -> Vec<Route> {
     vec![
         route("GET", "/healthz", get(system::healthz)),
         route("GET", "/readyz", get(system::readyz)),
         route("GET", "/metrics", get(system::metrics)),
         route("GET", "/platform/openapi.json", get(system::openapi)),
-        route("POST", "/platform/login", post(session::login)),
+        with_page(
+            "POST",
+            "/platform/login",
+            post(session::login),
+            pages::login_submit,
+        ),
         route("POST", "/platform/logout", post(session::logout)),
         route("GET", "/platform/me", get(system::me)),
-        route("GET", "/platform/tenants", get(tenants::list_tenants)),
+        with_page(
+            "GET",
+            "/platform/tenants",
+            get(tenants::list_tenants),
+            pages::tenants_page,
+        ),
         route("POST", "/platform/tenants", post(tenants::create_tenant)),
-        route("GET", "/platform/tenants/{slug}", get(tenants::get_tenant)),
-        route(
+        with_page(
+            "GET",
+            "/platform/tenants/{slug}",
+            get(tenants::get_tenant),
+            pages::tenant_page,
+        ),
+        with_page(
             "POST",
             "/platform/tenants/{slug}/offboard",
             post(tenants::offboard_tenant),
+            pages::offboard_submit,
         ),
-        route("GET", "/platform/jobs", get(jobs::list_jobs)),
-        route("GET", "/platform/jobs/{job_id}", get(jobs::get_job)),
+        with_page(
+            "GET",
+            "/platform/jobs",
+            get(jobs::list_jobs),
+            pages::jobs_page,
+        ),
+        with_page(
+            "GET",
+            "/platform/jobs/{job_id}",
+            get(jobs::get_job),
+            pages::job_page,
+        ),
         route(
             "GET",
             "/platform/jobs/{job_id}/events",
             get(jobs::job_events),
         ),
-        route(
+        with_page(
             "POST",
             "/platform/jobs/{job_id}/retry",
             post(jobs::retry_job),
+            pages::retry_submit,
         ),
-        route(
+        with_page(
             "POST",
             "/platform/jobs/{job_id}/rollback",
             post(jobs::rollback_job),
+            pages::rollback_submit,
         ),
-        route("GET", "/platform/servers", get(servers::list_servers)),
-        route("POST", "/platform/servers", post(servers::create_server)),
-        route(
+        with_page(
+            "GET",
+            "/platform/servers",
+            get(servers::list_servers),
+            pages::servers_page,
+        ),
+        with_page(
+            "POST",
+            "/platform/servers",
+            post(servers::create_server),
+            pages::add_server_submit,
+        ),
+        with_page(
             "POST",
             "/platform/servers/{name}/drain",
             post(servers::drain_server),
+            pages::drain_submit,
         ),
-        route("GET", "/platform/audit", get(system::list_audit)),
+        with_page(
+            "GET",
+            "/platform/audit",
+            get(system::list_audit),
+            pages::audit_page,
+        ),
     ]
 }
 
@@ -74,7 +145,7 @@ mod tests {
 
     #[test]
     fn every_route_has_a_policy_entry() {
-        for route in api_routes() {
+        for route in all_routes() {
             let method = Method::from_bytes(route.method.as_bytes()).unwrap();
             assert!(
                 access_for(&method, route.path).is_some(),
@@ -87,7 +158,7 @@ mod tests {
 
     #[test]
     fn every_policy_entry_names_a_route() {
-        let routes = api_routes();
+        let routes = all_routes();
         for (method, path, _) in POLICY {
             assert!(
                 routes

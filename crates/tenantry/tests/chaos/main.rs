@@ -32,7 +32,7 @@ async fn main() {
             rows.push(($name.to_string(), outcome, seconds));
         }};
     }
-    for phase in scenarios::PROVISION_PHASES {
+    for phase in harness::PROVISION_PHASES {
         for boundary in ["before", "after"] {
             run!(
                 format!("worker exits at {phase}.{boundary}; another resumes"),

@@ -1,25 +1,13 @@
 //! The chaos scenarios. Each builds its own fleet (a fresh PostgreSQL registry and the password-checking tenant
 //! cluster), runs real `tenantry` processes against it, breaks something, and checks what must still hold.
 
-use crate::harness::{Engine, Fleet, Process};
+use crate::harness::{Engine, Fleet, Process, PROVISION_PHASES};
 use crate::proxy::BlackholeProxy;
 use crate::Outcome;
 use serde_json::Value;
 use sqlx::{Connection, PgConnection};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
-
-pub const PROVISION_PHASES: [&str; 9] = [
-    "request_validated",
-    "placement_resolved",
-    "state_checked",
-    "secret_set",
-    "database_created",
-    "migrations_applied",
-    "master_registered",
-    "admin_seeded",
-    "complete",
-];
 
 /// The lease TTL the suite runs with, short so that takeovers happen within the test's patience.
 const LEASE_TTL_SECS: &str = "2";

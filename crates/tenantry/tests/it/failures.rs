@@ -2,19 +2,7 @@
 //! every step converges when run twice; a failing migration rolls back; a failed undo is named and recoverable.
 
 use crate::for_each_engine;
-use crate::harness::{write_file, Engine, Fleet};
-
-const PHASES: [&str; 9] = [
-    "request_validated",
-    "placement_resolved",
-    "state_checked",
-    "secret_set",
-    "database_created",
-    "migrations_applied",
-    "master_registered",
-    "admin_seeded",
-    "complete",
-];
+use crate::harness::{write_file, Engine, Fleet, PROVISION_PHASES as PHASES};
 
 for_each_engine!(
     error_at_every_phase_unwinds_to_nothing,

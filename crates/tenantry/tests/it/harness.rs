@@ -14,6 +14,19 @@ use std::process::{Output, Stdio};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{Mutex, MutexGuard};
 
+/// The provision phases, written out here on purpose: their names are API, and a test must notice a rename.
+pub const PROVISION_PHASES: [&str; 9] = [
+    "request_validated",
+    "placement_resolved",
+    "state_checked",
+    "secret_set",
+    "database_created",
+    "migrations_applied",
+    "master_registered",
+    "admin_seeded",
+    "complete",
+];
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
     Sqlite,
@@ -404,7 +417,10 @@ impl Fleet {
     }
 
     /// Starts a long-running `tenantry` process (a worker, say) with extra variables; its stderr goes to a log.
-    #[allow(dead_code, reason = "used by the chaos suite, which shares this harness")]
+    #[allow(
+        dead_code,
+        reason = "used by the chaos suite, which shares this harness"
+    )]
     pub fn spawn(&self, args: &[&str], env: &[(&str, &str)]) -> Process {
         let log_path =
             self.scratch_dir
@@ -422,7 +438,10 @@ impl Fleet {
     }
 
     /// The registry's URL, when the registry is on PostgreSQL.
-    #[allow(dead_code, reason = "used by the chaos suite, which shares this harness")]
+    #[allow(
+        dead_code,
+        reason = "used by the chaos suite, which shares this harness"
+    )]
     pub fn registry_url(&self) -> Option<String> {
         self.registry_database
             .as_ref()

@@ -6,6 +6,7 @@
 
 mod api;
 mod concurrency;
+mod console;
 mod failures;
 mod harness;
 mod offboard;

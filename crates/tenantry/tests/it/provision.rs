@@ -1,20 +1,8 @@
 //! Provisioning end to end: the happy path, dry run, bad input, credentials and secrets kept out of output.
 
 use crate::for_each_engine;
-use crate::harness::{Engine, Fleet};
+use crate::harness::{Engine, Fleet, PROVISION_PHASES as PHASES};
 use sqlx::Connection;
-
-const PHASES: [&str; 9] = [
-    "request_validated",
-    "placement_resolved",
-    "state_checked",
-    "secret_set",
-    "database_created",
-    "migrations_applied",
-    "master_registered",
-    "admin_seeded",
-    "complete",
-];
 
 for_each_engine!(
     provisions_a_tenant_end_to_end,

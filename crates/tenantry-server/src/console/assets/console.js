@@ -1,0 +1,671 @@
+/* tenantry console script. It only enhances: every page works without it, except the live updates.
+ * - relative times stay current;
+ * - a job's timeline follows the job live (Server-Sent Events, with a 1.5 s polling fallback) and Retry /
+ *   Roll back act in place;
+ * - the wizard moves between its steps here, checks the slug rule as you type, posts JSON to the API and opens
+ *   the progress drawer.
+ * The job markup built here mirrors console/jobs.rs (`job_live`), so a page looks the same before and after. */
+(function () {
+  'use strict';
+
+  var SLUG_RULE = /^[a-z][a-z0-9-]{2,39}$/;
+  var EMAIL_SHAPE = /^[^\s@]+@[^\s@.][^\s@]*\.[^\s@]+$/;
+  var POLL_MS = 1500;
+  var TERMINAL = ['complete', 'failed', 'rolled_back', 'cancelled'];
+
+  function csrfToken() {
+    var meta = document.querySelector('meta[name="csrf-token"]');
+    return meta ? meta.content : '';
+  }
+
+  /* Builds an element; text children become text nodes, so data is never parsed as HTML. */
+  function h(tag, attributes) {
+    var element = document.createElement(tag);
+    Object.keys(attributes || {}).forEach(function (name) {
+      var value = attributes[name];
+      if (value === false || value === null || value === undefined) return;
+      element.setAttribute(name, value === true ? '' : String(value));
+    });
+    for (var index = 2; index < arguments.length; index++) {
+      [].concat(arguments[index]).forEach(function (child) {
+        if (child === null || child === undefined || child === false) return;
+        element.append(child instanceof Node ? child : document.createTextNode(String(child)));
+      });
+    }
+    return element;
+  }
+
+  /* ---------- times (the same rules as layout.rs) ---------- */
+
+  function relativeTime(millis, now) {
+    var delta = Math.trunc((now - millis) / 1000);
+    var magnitude = Math.abs(delta);
+    if (magnitude < 5) return delta >= 0 ? 'just now' : 'in a moment';
+    var amount;
+    if (magnitude < 60) amount = magnitude + ' s';
+    else if (magnitude < 3600) amount = Math.floor(magnitude / 60) + ' min';
+    else if (magnitude < 86400) amount = Math.floor(magnitude / 3600) + ' h';
+    else amount = Math.floor(magnitude / 86400) + ' d';
+    return delta >= 0 ? amount + ' ago' : 'in ' + amount;
+  }
+
+  function exactTime(millis) {
+    return new Date(millis).toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC');
+  }
+
+  function duration(millis) {
+    millis = Math.max(0, millis);
+    if (millis < 1000) return Math.round(millis) + ' ms';
+    if (millis < 60000) return (millis / 1000).toFixed(1) + ' s';
+    var seconds = Math.floor((millis % 60000) / 1000);
+    return Math.floor(millis / 60000) + ' min ' + String(seconds).padStart(2, '0') + ' s';
+  }
+
+  function timeAgo(rfc3339) {
+    var millis = rfc3339 ? Date.parse(rfc3339) : NaN;
+    if (isNaN(millis)) return h('span', { class: 'muted' }, '\u2014');
+    return h('time', { datetime: rfc3339, title: exactTime(millis), 'data-relative': true },
+      relativeTime(millis, Date.now()));
+  }
+
+  function refreshTimes(root) {
+    root.querySelectorAll('time[data-relative]').forEach(function (element) {
+      var millis = Date.parse(element.getAttribute('datetime'));
+      if (!isNaN(millis)) element.textContent = relativeTime(millis, Date.now());
+    });
+  }
+
+  /* ---------- a job, live ---------- */
+
+  function jobPath(jobId) {
+    return '/platform/jobs/' + encodeURIComponent(jobId);
+  }
+
+  function pill(status) {
+    return h('span', { class: 'pill pill-' + status }, status.replace(/_/g, ' '));
+  }
+
+  function phaseDuration(phase) {
+    if (!phase.started_at) return '';
+    var started = Date.parse(phase.started_at);
+    var finished = phase.finished_at ? Date.parse(phase.finished_at) : Date.now();
+    return duration(finished - started);
+  }
+
+  function failedPhase(job) {
+    var failed = job.phases.find(function (phase) { return phase.status === 'failed'; });
+    return failed ? failed.name : job.phase_name;
+  }
+
+  function clock(rfc3339) {
+    var parts = String(rfc3339).split('T');
+    return parts.length === 2 ? parts[1].replace(/Z$/, '') : rfc3339;
+  }
+
+  /* The empty structure of a job component, as job_live renders it. */
+  function jobSkeleton(jobId, canOperate, errorHelp) {
+    return h('section', {
+      class: 'job-live', 'data-job-id': jobId, 'data-status': 'pending',
+      'data-can-operate': canOperate ? 'true' : 'false', 'data-error-help': errorHelp || '{}'
+    },
+      h('div', { class: 'job-head' }, h('span', { class: 'job-status' }, pill('pending')), h('span', { class: 'job-phase' })),
+      h('div', { class: 'job-progress' },
+        h('progress', { max: '100', value: '0', 'aria-label': 'Progress' }, '0%'),
+        h('span', { class: 'job-percent' }, '0%')),
+      h('dl', { class: 'job-times' }),
+      h('div', { class: 'job-outcome', hidden: true }),
+      h('div', { class: 'job-failure', role: 'alert', hidden: true }),
+      h('ol', { class: 'timeline', 'aria-label': 'Phases' }),
+      h('h3', { class: 'log-title' }, 'Log'),
+      h('ol', { class: 'job-log', 'aria-label': 'Log' }, h('li', { class: 'log-empty' }, 'No log lines yet.')));
+  }
+
+  function JobLive(section, options) {
+    this.section = section;
+    this.jobId = section.getAttribute('data-job-id');
+    this.canOperate = section.getAttribute('data-can-operate') === 'true';
+    try {
+      this.errorHelp = JSON.parse(section.getAttribute('data-error-help') || '{}');
+    } catch (error) {
+      this.errorHelp = {};
+    }
+    this.onTerminal = (options && options.onTerminal) || function () {};
+    this.job = null;
+    this.source = null;
+    this.pollTimer = null;
+    this.tickTimer = null;
+    this.inFlight = false;
+    this.again = false;
+    this.stopped = true;
+    this.failureKey = undefined; // nothing rendered by the script yet
+    this.logCount = section.querySelectorAll('.job-log .log-line').length;
+    section.addEventListener('submit', this.onAction.bind(this));
+  }
+
+  JobLive.prototype.start = function () {
+    var live = this;
+    live.stop();
+    live.stopped = false;
+    live.refresh();
+    if ('EventSource' in window) {
+      var source = new EventSource(jobPath(live.jobId) + '/events');
+      live.source = source;
+      var refresh = function () { live.refresh(); };
+      source.addEventListener('phase', refresh);
+      source.addEventListener('log', refresh);
+      source.addEventListener('done', function () {
+        source.close();
+        live.source = null;
+        live.refresh();
+      });
+      source.addEventListener('open', function () { live.stopPolling(); });
+      // While the stream is down (or refused), poll instead; EventSource reconnects by itself.
+      source.addEventListener('error', function () {
+        if (source.readyState === EventSource.CLOSED) live.source = null;
+        live.startPolling();
+      });
+    } else {
+      live.startPolling();
+    }
+    live.tickTimer = setInterval(function () { live.tickDurations(); }, 1000);
+  };
+
+  JobLive.prototype.startPolling = function () {
+    var live = this;
+    if (live.pollTimer || live.stopped) return;
+    live.pollTimer = setInterval(function () { live.refresh(); }, POLL_MS);
+  };
+
+  JobLive.prototype.stopPolling = function () {
+    clearInterval(this.pollTimer);
+    this.pollTimer = null;
+  };
+
+  JobLive.prototype.stop = function () {
+    this.stopped = true;
+    if (this.source) this.source.close();
+    this.source = null;
+    this.stopPolling();
+    clearInterval(this.tickTimer);
+    this.tickTimer = null;
+  };
+
+  JobLive.prototype.refresh = function () {
+    var live = this;
+    if (live.inFlight) {
+      live.again = true;
+      return;
+    }
+    live.inFlight = true;
+    fetch(jobPath(live.jobId), { headers: { Accept: 'application/json' }, credentials: 'same-origin', cache: 'no-store' })
+      .then(function (response) { return response.ok ? response.json() : null; })
+      .then(function (job) { if (job) live.update(job); })
+      .catch(function () { /* the next event or poll tries again */ })
+      .then(function () {
+        live.inFlight = false;
+        if (live.again) {
+          live.again = false;
+          live.refresh();
+        }
+      });
+  };
+
+  JobLive.prototype.update = function (job) {
+    var section = this.section;
+    this.job = job;
+    section.setAttribute('data-status', job.status);
+    var terminal = TERMINAL.indexOf(job.status) >= 0;
+
+    section.querySelector('.job-status').replaceChildren(pill(job.status));
+    var phaseText = [];
+    if (job.total_phases > 0) {
+      phaseText.push('Phase ' + job.current_phase + ' of ' + job.total_phases);
+      if (job.phase_name) phaseText.push(' \u00b7 ', h('code', {}, job.phase_name));
+    }
+    section.querySelector('.job-phase').replaceChildren.apply(section.querySelector('.job-phase'), phaseText);
+
+    var progress = section.querySelector('progress');
+    progress.value = job.progress_percentage;
+    progress.textContent = job.progress_percentage + '%';
+    section.querySelector('.job-percent').textContent = job.progress_percentage + '%';
+
+    section.querySelector('.job-times').replaceChildren(
+      h('div', {}, h('dt', {}, 'Started'), h('dd', { class: 'job-started' }, timeAgo(job.started_at))),
+      terminal
+        ? h('div', {}, h('dt', {}, 'Finished'), h('dd', { class: 'job-eta' }, timeAgo(job.finished_at)))
+        : h('div', {}, h('dt', {}, 'Estimated completion'), h('dd', { class: 'job-eta' }, timeAgo(job.estimated_completion))));
+
+    this.renderOutcome(job);
+    this.renderFailure(job);
+    this.renderTimeline(job);
+    this.renderLog(job);
+
+    if (terminal && !this.stopped) {
+      this.stop();
+      this.onTerminal(job);
+    }
+  };
+
+  JobLive.prototype.renderOutcome = function (job) {
+    var outcome = this.section.querySelector('.job-outcome');
+    if (job.status !== 'complete') {
+      outcome.hidden = true;
+      outcome.replaceChildren();
+      return;
+    }
+    var dryRun = job.phases.some(function (phase) { return phase.name === 'dry_run'; });
+    var message;
+    if (dryRun) message = ['Dry run complete: nothing was created. The log lists what would be.'];
+    else if (job.kind === 'provision') {
+      message = ['Tenant ', h('a', { href: '/platform/tenants/' + encodeURIComponent(job.tenant_slug) }, job.tenant_slug), ' is ready.'];
+    } else message = ['Done.'];
+    outcome.replaceChildren(h('p', { class: 'outcome-ok' }, message));
+    outcome.hidden = false;
+  };
+
+  JobLive.prototype.renderFailure = function (job) {
+    var failure = this.section.querySelector('.job-failure');
+    var failed = job.status === 'failed' || job.status === 'rolled_back';
+    var key = failed ? [job.status, job.error_code, job.error_message, failedPhase(job)].join('|') : null;
+    if (key === this.failureKey) return; // unchanged: keep the buttons (and the focus on them)
+    this.failureKey = key;
+    if (!failed) {
+      failure.hidden = true;
+      failure.replaceChildren();
+      return;
+    }
+    var help = this.errorHelp[job.error_code] || null;
+    var phase = failedPhase(job);
+    var children = [h('h3', {}, 'Failed', phase ? [' at ', h('code', {}, phase)] : [])];
+    if (job.error_code) {
+      children.push(h('p', { class: 'failure-code' }, h('code', { class: 'error-code' }, job.error_code),
+        help ? ' \u2014 ' + help[0] : ''));
+    }
+    if (job.error_message) children.push(h('p', { class: 'failure-message' }, job.error_message));
+    if (help) children.push(h('p', { class: 'failure-remedy' }, h('strong', {}, 'What to do: '), help[1]));
+    if (job.status === 'rolled_back') children.push(h('p', { class: 'muted' }, 'Everything the job had applied was undone.'));
+    if (this.canOperate) {
+      var actions = h('div', { class: 'job-actions' },
+        actionForm(job.job_id, 'retry', h('button', { class: 'primary', type: 'submit' }, 'Retry')));
+      if (job.status === 'failed') {
+        actions.append(actionForm(job.job_id, 'rollback', h('button', { class: 'danger', type: 'submit' }, 'Roll back')));
+      }
+      children.push(actions);
+    }
+    failure.replaceChildren.apply(failure, children);
+    failure.hidden = false;
+  };
+
+  function actionForm(jobId, action, button) {
+    return h('form', { method: 'post', action: jobPath(jobId) + '/' + action, 'data-job-action': action },
+      h('input', { type: 'hidden', name: 'csrf_token', value: csrfToken() }), button);
+  }
+
+  JobLive.prototype.renderTimeline = function (job) {
+    var timeline = this.section.querySelector('.timeline');
+    var items = timeline.children;
+    if (items.length !== job.phases.length) {
+      timeline.replaceChildren.apply(timeline, job.phases.map(function () {
+        return h('li', { class: 'phase' }, h('span', { class: 'phase-dot', 'aria-hidden': 'true' }),
+          h('span', { class: 'phase-name' }), h('span', { class: 'phase-status' }), h('span', { class: 'phase-duration' }));
+      }));
+    }
+    // Patch in place: the rows keep their size, so nothing below them moves.
+    var stoppedAt = job.status === 'failed' || job.status === 'rolled_back' ? failedPhase(job) : null;
+    job.phases.forEach(function (phase, index) {
+      var item = items[index];
+      item.className = 'phase phase-' + phase.status + (phase.name === stoppedAt ? ' failed-here' : '');
+      item.querySelector('.phase-name').textContent = phase.name;
+      item.querySelector('.phase-status').textContent = phase.status;
+      item.querySelector('.phase-duration').textContent = phaseDuration(phase);
+    });
+  };
+
+  JobLive.prototype.tickDurations = function () {
+    var job = this.job;
+    if (!job) return;
+    var items = this.section.querySelectorAll('.timeline > li');
+    job.phases.forEach(function (phase, index) {
+      if ((phase.status === 'running' || phase.status === 'undoing') && items[index]) {
+        items[index].querySelector('.phase-duration').textContent = phaseDuration(phase);
+      }
+    });
+  };
+
+  JobLive.prototype.renderLog = function (job) {
+    var log = this.section.querySelector('.job-log');
+    if (job.logs.length < this.logCount) {
+      log.replaceChildren();
+      this.logCount = 0;
+    }
+    if (job.logs.length === this.logCount) {
+      if (job.logs.length === 0 && !log.firstChild) log.append(h('li', { class: 'log-empty' }, 'No log lines yet.'));
+      return;
+    }
+    var empty = log.querySelector('.log-empty');
+    if (empty) empty.remove();
+    // Follow the newest line only if the reader was already at the bottom.
+    var atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 24;
+    job.logs.slice(this.logCount).forEach(function (line) {
+      log.append(h('li', { class: 'log-line level-' + line.level },
+        h('time', { datetime: line.at, title: line.at }, clock(line.at)),
+        h('span', { class: 'log-phase' }, line.phase || ''),
+        h('span', { class: 'log-message' }, line.message)));
+    });
+    this.logCount = job.logs.length;
+    if (atBottom) log.scrollTop = log.scrollHeight;
+  };
+
+  /* Retry and Roll back: post to the API with the CSRF header, then follow the job again. */
+  JobLive.prototype.onAction = function (event) {
+    var form = event.target;
+    var action = form.getAttribute('data-job-action');
+    if (!action) return;
+    event.preventDefault();
+    var live = this;
+    var button = form.querySelector('button');
+    if (button) button.disabled = true;
+    fetch(form.getAttribute('action'), {
+      method: 'POST',
+      credentials: 'same-origin',
+      headers: { Accept: 'application/json', 'X-CSRF-Token': csrfToken() }
+    }).then(function (response) {
+      if (response.status === 202) {
+        live.failureKey = undefined;
+        live.start();
+        return null;
+      }
+      return response.json().catch(function () { return {}; }).then(function (problem) {
+        if (button) button.disabled = false;
+        var message = (problem.error_code ? problem.error_code + ': ' : '') + (problem.detail || 'the request failed');
+        var existing = form.parentNode.querySelector('.action-error');
+        if (existing) existing.remove();
+        form.parentNode.append(h('p', { class: 'action-error', role: 'alert' }, message));
+        return null;
+      });
+    }).catch(function () {
+      if (button) button.disabled = false;
+    });
+  };
+
+  /* ---------- the wizard ---------- */
+
+  function slugProblem(value) {
+    if (value === '') return 'Enter a slug.';
+    if (/[A-Z]/.test(value)) return 'Use lowercase letters only.';
+    if (!/^[a-z]/.test(value)) return 'Start with a letter.';
+    if (/[^a-z0-9-]/.test(value)) return 'Use only lowercase letters, digits and hyphens.';
+    if (value.length < 3) return 'Use at least 3 characters.';
+    if (value.length > 40) return 'Use at most 40 characters.';
+    return SLUG_RULE.test(value) ? null : 'The slug must match ^[a-z][a-z0-9-]{2,39}$.';
+  }
+
+  /* Which field a server error concerns: the same table as wizard.rs (field_for_error). */
+  function fieldForError(code, message) {
+    message = String(message || '').toLowerCase();
+    switch (code) {
+      case 'E_INVALID_SLUG': case 'E_ALREADY_PROVISIONED': case 'E_PARTIAL_STATE': case 'E_CONFLICT':
+        return 'slug';
+      case 'E_DB_SERVER_NOT_FOUND': case 'E_NO_CAPACITY':
+        return 'server';
+      case 'E_INVALID_INPUT':
+        if (message.indexOf('display name') === 0) return 'display_name';
+        if (message.indexOf('admin email') === 0 || message.indexOf('email') >= 0) return 'admin_email';
+        if (message.indexOf('plan') === 0) return 'plan';
+        if (message.indexOf('region') === 0) return 'region';
+        if (message.indexOf('server') === 0) return 'server';
+        if (message.indexOf('slug') >= 0) return 'slug';
+        return 'form';
+      default:
+        return 'form';
+    }
+  }
+
+  function stepOf(field) {
+    if (['slug', 'display_name', 'admin_email', 'plan'].indexOf(field) >= 0) return 1;
+    if (['region', 'server'].indexOf(field) >= 0) return 2;
+    return 3;
+  }
+
+  function randomKey() {
+    var bytes = new Uint8Array(16);
+    crypto.getRandomValues(bytes);
+    return Array.prototype.map.call(bytes, function (byte) { return byte.toString(16).padStart(2, '0'); }).join('');
+  }
+
+  function enhanceWizard(form) {
+    var fieldsets = form.querySelectorAll('fieldset.wizard-step');
+    var stepItems = document.querySelectorAll('.steps li');
+    var stepInput = form.querySelector('input[name="step"]');
+    var keyInput = form.querySelector('input[name="idempotency_key"]');
+    var formError = form.querySelector('.form-error');
+    var buttons = {
+      next: form.querySelector('[data-wizard="next"]'),
+      provision: form.querySelector('[data-wizard="provision"]'),
+      back: form.querySelector('[data-wizard="back"]')
+    };
+    var drawer = document.getElementById('job-drawer');
+    var live = null;
+    var step = Number(form.getAttribute('data-step')) || 1;
+
+    function input(name) { return form.elements.namedItem(name); }
+    function fieldBox(name) { return form.querySelector('[data-field="' + name + '"]'); }
+
+    function setError(name, message) {
+      var box = fieldBox(name);
+      if (!box) return;
+      box.querySelector('.field-error').textContent = message || '';
+      var control = box.querySelector('input, select');
+      if (message) control.setAttribute('aria-invalid', 'true');
+      else control.removeAttribute('aria-invalid');
+    }
+
+    function setFormError(message) {
+      formError.textContent = message || '';
+      formError.hidden = !message;
+    }
+
+    function selectedText(name) {
+      var select = input(name);
+      var option = select.options[select.selectedIndex];
+      return option ? option.textContent : '';
+    }
+
+    function fillReview() {
+      var values = {
+        slug: input('slug').value.trim(),
+        display_name: input('display_name').value.trim(),
+        admin_email: input('admin_email').value.trim(),
+        plan: input('plan').value,
+        region: input('region').value,
+        server: input('server').value ? input('server').value : selectedText('server')
+      };
+      form.querySelectorAll('[data-review]').forEach(function (cell) {
+        cell.textContent = values[cell.getAttribute('data-review')] || '';
+      });
+    }
+
+    function show(number, focusField) {
+      step = number;
+      stepInput.value = String(number);
+      form.setAttribute('data-step', String(number));
+      fieldsets.forEach(function (fieldset) {
+        fieldset.hidden = Number(fieldset.getAttribute('data-step')) !== number;
+      });
+      stepItems.forEach(function (item) {
+        var itemStep = Number(item.getAttribute('data-step'));
+        if (itemStep === number) item.setAttribute('aria-current', 'step');
+        else item.removeAttribute('aria-current');
+        item.classList.toggle('done', itemStep < number);
+      });
+      buttons.next.hidden = number === 3;
+      buttons.provision.hidden = number !== 3;
+      buttons.back.hidden = number === 1;
+      if (number === 3) fillReview();
+      var target = focusField ? input(focusField) : form.querySelector('fieldset[data-step="' + number + '"] input, fieldset[data-step="' + number + '"] select');
+      if (target && target.focus) target.focus();
+    }
+
+    function checkStep(number) {
+      var problems = [];
+      if (number === 1) {
+        problems.push(['slug', slugProblem(input('slug').value.trim())]);
+        var length = input('display_name').value.trim().length;
+        problems.push(['display_name', length < 3 || length > 100 ? 'Use 3 to 100 characters.' : null]);
+        problems.push(['admin_email', EMAIL_SHAPE.test(input('admin_email').value.trim()) ? null : 'Enter a valid email address.']);
+        problems.push(['plan', input('plan').value ? null : 'Pick a plan.']);
+      }
+      if (number === 2) problems.push(['region', input('region').value ? null : 'Pick a region.']);
+      var firstInvalid = null;
+      problems.forEach(function (problem) {
+        setError(problem[0], problem[1]);
+        if (problem[1] && !firstInvalid) firstInvalid = problem[0];
+      });
+      return firstInvalid;
+    }
+
+    // The slug rule, as you type.
+    input('slug').addEventListener('input', function () {
+      var value = input('slug').value.trim();
+      setError('slug', value === '' ? null : slugProblem(value));
+    });
+    ['display_name', 'admin_email'].forEach(function (name) {
+      input(name).addEventListener('input', function () { setError(name, null); });
+    });
+    input('server').addEventListener('change', function () { setError('server', null); });
+
+    function showServerError(problem) {
+      var code = problem.error_code || 'E_INTERNAL';
+      var detail = problem.detail || 'the request failed';
+      var field = fieldForError(code, detail);
+      var message = detail + ' (' + code + ')';
+      if (field === 'form') {
+        setFormError(message);
+        return;
+      }
+      setError(field, message);
+      show(stepOf(field), field);
+    }
+
+    function provision(button) {
+      var serverName = input('server').value;
+      var body = {
+        slug: input('slug').value.trim(),
+        display_name: input('display_name').value.trim(),
+        admin_email: input('admin_email').value.trim(),
+        plan: input('plan').value,
+        region: input('region').value,
+        dry_run: input('dry_run').checked
+      };
+      if (serverName) body.server = serverName;
+      setFormError(null);
+      button.disabled = true;
+      fetch('/platform/tenants', {
+        method: 'POST',
+        credentials: 'same-origin',
+        headers: {
+          'Content-Type': 'application/json',
+          Accept: 'application/json',
+          'X-CSRF-Token': csrfToken(),
+          'Idempotency-Key': keyInput.value
+        },
+        body: JSON.stringify(body)
+      }).then(function (response) {
+        return response.json().catch(function () { return {}; }).then(function (answer) {
+          if (response.status === 202) {
+            // A new request gets a new key; a repeat of this one (double click) got the same job.
+            keyInput.value = randomKey();
+            openDrawer(answer.job_id, answer.tenant_slug, body.dry_run);
+          } else {
+            showServerError(answer);
+          }
+        });
+      }).catch(function () {
+        setFormError('The server could not be reached. Check the connection and try again.');
+      }).then(function () {
+        button.disabled = false;
+      });
+    }
+
+    function openDrawer(jobId, slug, dryRun) {
+      var title = drawer.querySelector('#drawer-title');
+      title.textContent = (dryRun ? 'Dry run: ' : 'Provisioning ') + slug;
+      if (live) live.stop();
+      var section = jobSkeleton(jobId, drawer.getAttribute('data-can-operate') === 'true',
+        drawer.getAttribute('data-error-help'));
+      drawer.querySelector('.drawer-body').replaceChildren(section);
+      drawer.querySelector('.drawer-job-link').setAttribute('href', jobPath(jobId));
+      drawer.hidden = false;
+      void drawer.offsetWidth; // start the slide from off-screen
+      drawer.classList.add('open');
+      title.focus();
+      live = new JobLive(section, {
+        onTerminal: function (job) {
+          // A failure that concerns a field of the form is shown there too.
+          var field = job.error_code ? fieldForError(job.error_code, job.error_message) : 'form';
+          if (field !== 'form') setError(field, (job.error_message || '') + ' (' + job.error_code + ')');
+        }
+      });
+      live.start();
+    }
+
+    function closeDrawer() {
+      if (drawer.hidden) return;
+      if (live) live.stop();
+      drawer.classList.remove('open');
+      var hide = function () { drawer.hidden = true; };
+      drawer.addEventListener('transitionend', hide, { once: true });
+      setTimeout(hide, 400); // when no transition runs (reduced motion)
+      buttons.provision.focus();
+    }
+
+    drawer.querySelector('.drawer-close').addEventListener('click', closeDrawer);
+    drawer.addEventListener('keydown', function (event) {
+      if (event.key === 'Escape') closeDrawer();
+    });
+
+    form.addEventListener('submit', function (event) {
+      event.preventDefault();
+      var submitter = event.submitter;
+      var action = submitter && !submitter.hidden ? submitter.getAttribute('data-wizard') : (step < 3 ? 'next' : null);
+      if (action === 'back') {
+        show(Math.max(1, step - 1));
+      } else if (action === 'next') {
+        var invalid = checkStep(step);
+        if (invalid) {
+          input(invalid).focus();
+          return;
+        }
+        show(Math.min(3, step + 1));
+      } else if (action === 'provision') {
+        var firstInvalid = checkStep(1);
+        if (firstInvalid) {
+          show(1, firstInvalid);
+          return;
+        }
+        if (checkStep(2)) {
+          show(2);
+          return;
+        }
+        provision(buttons.provision);
+      }
+    });
+    form.setAttribute('data-enhanced', 'true');
+  }
+
+  /* ---------- start ---------- */
+
+  function start() {
+    setInterval(function () { refreshTimes(document); }, 5000);
+    var wizard = document.getElementById('wizard');
+    if (wizard) enhanceWizard(wizard);
+    document.querySelectorAll('main .job-live').forEach(function (section) {
+      if (section.closest('.drawer')) return;
+      var live = new JobLive(section);
+      if (TERMINAL.indexOf(section.getAttribute('data-status')) < 0) live.start();
+    });
+  }
+
+  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start);
+  else start();
+})();

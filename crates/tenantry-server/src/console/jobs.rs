@@ -1,0 +1,358 @@
+//! Job pages: the list with filters, the detail page with the live timeline (the same component the wizard's
+//! progress drawer shows), and the browser side of Retry and Roll back.
+
+use super::audit::{actor, actor_names};
+use super::errors::{OrPage, PageError};
+use super::layout::{
+    duration, empty_state, html_response, page_header, parse_rfc3339_millis, pill, query_escape,
+    see_other, select_field, shell, short_id, time_ago_rfc3339, Field, Section, Viewer,
+};
+use crate::api::jobs::{self as api_jobs, JobQuery};
+use crate::api::ApiQuery;
+use crate::auth::Principal;
+use crate::state::ServerState;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use maud::{html, Markup};
+use serde::Deserialize;
+use tenantry_core::{ErrorCode, JobStatus, PhaseStatus};
+use tenantry_engine::JobView;
+use tenantry_registry::now_millis;
+
+/// The error table as the page script needs it to explain a failure that arrives live: code → [meaning, remedy].
+pub fn error_help_json() -> String {
+    let table: serde_json::Map<String, serde_json::Value> = ErrorCode::ALL
+        .into_iter()
+        .map(|code| {
+            (
+                code.as_str().to_owned(),
+                serde_json::json!([code.meaning(), code.remedy()]),
+            )
+        })
+        .collect();
+    serde_json::Value::Object(table).to_string()
+}
+
+fn job_path(job_id: &str) -> String {
+    format!("/platform/jobs/{}", query_escape(job_id))
+}
+
+/// A phase's duration: finished minus started, or the time so far while it runs.
+fn phase_duration(started_at: Option<&str>, finished_at: Option<&str>) -> Option<i64> {
+    let started = started_at.and_then(parse_rfc3339_millis)?;
+    let finished = finished_at
+        .and_then(parse_rfc3339_millis)
+        .unwrap_or_else(now_millis);
+    Some(finished - started)
+}
+
+/// The failed phase: the one marked failed, or (after an automatic rollback undid it) the one the job reached.
+fn failed_phase(view: &JobView) -> Option<&str> {
+    view.phases
+        .iter()
+        .find(|phase| phase.status == PhaseStatus::Failed)
+        .map(|phase| phase.name.as_str())
+        .or(view.phase_name.as_deref())
+}
+
+/// The live job component: status, progress, times, failure with what to do, the phase timeline and the log.
+/// `console.js` renders the same structure from the job's JSON as it changes, so server and script agree.
+pub fn job_live(view: &JobView, viewer: &Viewer) -> Markup {
+    let failed = matches!(view.status, JobStatus::Failed | JobStatus::RolledBack);
+    let code = view.error_code.as_deref().map(ErrorCode::from_code);
+    let stopped_at = if failed { failed_phase(view) } else { None };
+    html! {
+        section.job-live data-job-id=(view.job_id) data-status=(view.status.as_str())
+            data-can-operate=(viewer.can_operate()) data-error-help=(error_help_json()) {
+            div.job-head {
+                span.job-status { (pill(view.status.as_str())) }
+                span.job-phase {
+                    @if view.total_phases > 0 {
+                        "Phase " (view.current_phase) " of " (view.total_phases)
+                        @if let Some(name) = &view.phase_name { " · " code { (name) } }
+                    }
+                }
+            }
+            div.job-progress {
+                progress max="100" value=(view.progress_percentage) aria-label="Progress" {
+                    (view.progress_percentage) "%"
+                }
+                span.job-percent { (view.progress_percentage) "%" }
+            }
+            dl.job-times {
+                div { dt { "Started" } dd.job-started { (time_ago_rfc3339(view.started_at.as_deref())) } }
+                @if view.status.is_terminal() {
+                    div { dt { "Finished" } dd.job-eta { (time_ago_rfc3339(view.finished_at.as_deref())) } }
+                } @else {
+                    div { dt { "Estimated completion" } dd.job-eta { (time_ago_rfc3339(view.estimated_completion.as_deref())) } }
+                }
+            }
+            div.job-outcome hidden[view.status != JobStatus::Complete] {
+                @if view.status == JobStatus::Complete {
+                    p.outcome-ok {
+                        @if view.phases.iter().any(|phase| phase.name == "dry_run") {
+                            "Dry run complete: nothing was created. The log lists what would be."
+                        } @else if view.kind == "provision" {
+                            "Tenant " a href={ "/platform/tenants/" (query_escape(&view.tenant_slug)) } { (view.tenant_slug) } " is ready."
+                        } @else {
+                            "Done."
+                        }
+                    }
+                }
+            }
+            div.job-failure role="alert" hidden[!failed] {
+                @if failed {
+                    h3 {
+                        "Failed"
+                        @if let Some(phase) = failed_phase(view) { " at " code { (phase) } }
+                    }
+                    @if let Some(code) = code {
+                        p.failure-code { code.error-code { (code.as_str()) } " — " (code.meaning()) }
+                    }
+                    @if let Some(message) = &view.error_message { p.failure-message { (message) } }
+                    @if let Some(code) = code {
+                        p.failure-remedy { strong { "What to do: " } (code.remedy()) }
+                    }
+                    @if view.status == JobStatus::RolledBack {
+                        p.muted { "Everything the job had applied was undone." }
+                    }
+                    @if viewer.can_operate() {
+                        div.job-actions {
+                            form method="post" action={ (job_path(&view.job_id)) "/retry" } data-job-action="retry" {
+                                (viewer.csrf_field())
+                                button.primary type="submit" { "Retry" }
+                            }
+                            @if view.status == JobStatus::Failed {
+                                form method="post" action={ (job_path(&view.job_id)) "/rollback" } data-job-action="rollback" {
+                                    (viewer.csrf_field())
+                                    button.danger type="submit" { "Roll back" }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            ol.timeline aria-label="Phases" {
+                @for phase in &view.phases {
+                    li class={ "phase phase-" (phase.status.as_str()) @if Some(phase.name.as_str()) == stopped_at { " failed-here" } } {
+                        span.phase-dot aria-hidden="true" {}
+                        span.phase-name { (phase.name) }
+                        span.phase-status { (phase.status.as_str()) }
+                        span.phase-duration {
+                            @if let Some(millis) = phase_duration(phase.started_at.as_deref(), phase.finished_at.as_deref()) {
+                                (duration(millis))
+                            }
+                        }
+                    }
+                }
+            }
+            h3.log-title { "Log" }
+            ol.job-log aria-label="Log" {
+                @for line in &view.logs {
+                    li class={ "log-line level-" (line.level) } {
+                        time datetime=(line.at) title=(line.at) { (clock(&line.at)) }
+                        span.log-phase { (line.phase.as_deref().unwrap_or("")) }
+                        span.log-message { (line.message) }
+                    }
+                }
+                @if view.logs.is_empty() { li.log-empty { "No log lines yet." } }
+            }
+        }
+    }
+}
+
+/// `13:04:05.123` from an RFC 3339 time.
+fn clock(rfc3339: &str) -> &str {
+    rfc3339
+        .split_once('T')
+        .map(|(_, time)| time.trim_end_matches('Z'))
+        .unwrap_or(rfc3339)
+}
+
+/// `GET /platform/jobs/{job_id}` for a browser.
+pub async fn job_page(
+    State(state): State<ServerState>,
+    Extension(principal): Extension<Principal>,
+    Path(job_id): Path<String>,
+) -> Result<Response, PageError> {
+    let viewer = Viewer::new(&principal);
+    let axum::Json(view) = api_jobs::get_job(State(state.clone()), Path(job_id))
+        .await
+        .or_page(&viewer)?;
+    let names = actor_names(&state.platform.registry, [view.actor.as_str()]).await;
+    let short_id = short_id(&view.job_id);
+    let title = format!("Job {short_id}");
+    let body = html! {
+        (page_header(
+            html! { "Job " code { (short_id) } },
+            Some(html! {
+                (view.kind) " · tenant "
+                a href={ "/platform/tenants/" (query_escape(&view.tenant_slug)) } { (view.tenant_slug) }
+            }),
+            html! { a.button href="/platform/jobs" { "All jobs" } },
+        ))
+        div.panel { (job_live(&view, &viewer)) }
+        dl.details {
+            div { dt { "Job id" } dd { code { (view.job_id) } } }
+            div { dt { "Kind" } dd { (view.kind) } }
+            div { dt { "Server" } dd { (view.placed_server.as_deref().unwrap_or("—")) } }
+            div { dt { "Requested by" } dd { (actor(&names, &view.actor)) } }
+            div { dt { "Created" } dd { (time_ago_rfc3339(Some(&view.created_at))) } }
+        }
+    };
+    Ok(html_response(
+        StatusCode::OK,
+        shell(Some(&viewer), Section::Jobs, &title, body),
+    ))
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct JobListQuery {
+    tenant: Option<String>,
+    status: Option<String>,
+}
+
+/// `GET /platform/jobs` for a browser: newest first, filtered by tenant and status.
+pub async fn jobs_page(
+    State(state): State<ServerState>,
+    Extension(principal): Extension<Principal>,
+    Query(query): Query<JobListQuery>,
+) -> Result<Response, PageError> {
+    let viewer = Viewer::new(&principal);
+    let tenant = query.tenant.filter(|tenant| !tenant.trim().is_empty());
+    let status = query.status.filter(|status| !status.is_empty());
+    let filtered = tenant.is_some() || status.is_some();
+    let axum::Json(jobs) = api_jobs::list_jobs(
+        State(state.clone()),
+        ApiQuery(JobQuery {
+            tenant: tenant.clone(),
+            status: status.clone(),
+            limit: Some(200),
+        }),
+    )
+    .await
+    .or_page(&viewer)?;
+    let names = actor_names(
+        &state.platform.registry,
+        jobs.iter().map(|job| job.actor.as_str()),
+    )
+    .await;
+    let mut status_options = vec![(String::new(), "Any status".to_owned(), false)];
+    status_options.extend(JobStatus::ALL.iter().map(|status| {
+        (
+            status.as_str().to_owned(),
+            status.as_str().replace('_', " "),
+            false,
+        )
+    }));
+    let body = html! {
+        (page_header(html! { "Jobs" }, Some(html! { "Every provisioning and offboarding job, newest first." }), html! {}))
+        form.filters method="get" action="/platform/jobs" {
+            (Field::text("tenant", "Tenant", tenant.as_deref().unwrap_or("")).render())
+            (select_field("status", "Status", &status_options, status.as_deref().unwrap_or(""), None))
+            div.filter-actions {
+                button type="submit" { "Filter" }
+                @if filtered { a href="/platform/jobs" { "Clear" } }
+            }
+        }
+        @if jobs.is_empty() {
+            @if filtered {
+                (empty_state("No jobs match these filters.", html! { a href="/platform/jobs" { "Clear the filters" } " to see every job." }))
+            } @else {
+                (empty_state("No jobs yet.", html! {
+                    "Jobs appear here when someone provisions or offboards a tenant. "
+                    @if viewer.is_admin() { a href="/platform/tenants/new" { "Provision a tenant" } "." }
+                }))
+            }
+        } @else {
+            div.table-wrap {
+                table {
+                    thead { tr {
+                        th { "Job" } th { "Kind" } th { "Tenant" } th { "Status" }
+                        th.wide-only { "Phase" } th.wide-only { "Progress" } th.wide-only { "By" } th { "Created" }
+                    } }
+                    tbody {
+                        @for job in &jobs {
+                            tr {
+                                td { a href=(job_path(&job.job_id)) { code { (short_id(&job.job_id)) } } }
+                                td { (job.kind) }
+                                td { a href={ "/platform/tenants/" (query_escape(&job.tenant_slug)) } { (job.tenant_slug) } }
+                                td { (pill(job.status.as_str())) }
+                                td.wide-only { @if let Some(name) = &job.phase_name { code { (name) } } }
+                                td.num.wide-only { (job.progress_percentage) "%" }
+                                td.wide-only.muted.actor { (actor(&names, &job.actor)) }
+                                td { (time_ago_rfc3339(Some(&job.created_at))) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(html_response(
+        StatusCode::OK,
+        shell(Some(&viewer), Section::Jobs, "Jobs", body),
+    ))
+}
+
+/// The jobs of one tenant, for its detail page.
+pub fn jobs_table(jobs: &[JobView]) -> Markup {
+    html! {
+        div.table-wrap {
+            table {
+                thead { tr { th { "Job" } th.wide-only { "Kind" } th { "Status" } th { "Progress" } th { "Created" } } }
+                tbody {
+                    @for job in jobs {
+                        tr {
+                            td { a href=(job_path(&job.job_id)) { code { (short_id(&job.job_id)) } } }
+                            td.wide-only { (job.kind) }
+                            td { (pill(job.status.as_str())) }
+                            td.num { (job.progress_percentage) "%" }
+                            td { (time_ago_rfc3339(Some(&job.created_at))) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn reopen_from_form(
+    state: ServerState,
+    principal: Principal,
+    job_id: String,
+    rollback: bool,
+) -> Result<Response, PageError> {
+    let viewer = Viewer::new(&principal);
+    let reopened = if rollback {
+        api_jobs::rollback_job(State(state), Extension(principal), Path(job_id.clone())).await
+    } else {
+        api_jobs::retry_job(State(state), Extension(principal), Path(job_id.clone())).await
+    };
+    let _accepted = reopened.or_page(&viewer)?;
+    Ok(see_other(&job_path(&job_id)))
+}
+
+/// `POST /platform/jobs/{job_id}/retry` from a plain form: reopen, then back to the job page.
+pub async fn retry_submit(
+    State(state): State<ServerState>,
+    Extension(principal): Extension<Principal>,
+    Path(job_id): Path<String>,
+) -> Response {
+    reopen_from_form(state, principal, job_id, false)
+        .await
+        .into_response()
+}
+
+/// `POST /platform/jobs/{job_id}/rollback` from a plain form.
+pub async fn rollback_submit(
+    State(state): State<ServerState>,
+    Extension(principal): Extension<Principal>,
+    Path(job_id): Path<String>,
+) -> Response {
+    reopen_from_form(state, principal, job_id, true)
+        .await
+        .into_response()
+}

@@ -1,0 +1,74 @@
+//! The web console: server-rendered pages (maud) with a little plain JavaScript and CSS embedded in the binary.
+//!
+//! Pages live at the same paths as the API's GETs (`/platform/tenants`, `/platform/jobs/{job_id}`, …) and are
+//! chosen by content negotiation (`negotiate`); the browser side of the API's writes (offboard, retry, add a
+//! server, …) answers plain HTML forms with 303 redirects. Page-only routes are the sign-in form, the wizard and
+//! the assets. Every route here is in `auth::POLICY` like any other, so the console can do nothing its
+//! operator's role could not do over the API.
+
+mod assets;
+mod audit;
+mod errors;
+mod jobs;
+mod layout;
+mod login;
+mod negotiate;
+mod servers;
+mod tenants;
+mod wizard;
+
+pub use errors::render_html_errors;
+pub use negotiate::{html_or_json, prefers_html};
+
+/// The console's side of routes the API shares, by what they do.
+pub mod pages {
+    pub use super::audit::audit_page;
+    pub use super::jobs::{job_page, jobs_page, retry_submit, rollback_submit};
+    pub use super::login::login_submit;
+    pub use super::servers::{add_server_submit, drain_submit, servers_page};
+    pub use super::tenants::{offboard_submit, tenant_page, tenants_page};
+}
+
+use crate::routes::Route;
+use axum::response::Response;
+use axum::routing::{get, post};
+
+async fn to_tenants() -> Response {
+    layout::see_other("/platform/tenants")
+}
+
+/// Routes only the console has: the way in, the sign-in form, the wizard and the assets.
+pub fn page_routes() -> Vec<Route> {
+    vec![
+        Route {
+            method: "GET",
+            path: "/",
+            handler: get(to_tenants),
+        },
+        Route {
+            method: "GET",
+            path: "/platform",
+            handler: get(to_tenants),
+        },
+        Route {
+            method: "GET",
+            path: "/platform/login",
+            handler: get(login::login_form),
+        },
+        Route {
+            method: "GET",
+            path: "/platform/assets/{name}",
+            handler: get(assets::serve_asset),
+        },
+        Route {
+            method: "GET",
+            path: "/platform/tenants/new",
+            handler: get(wizard::wizard_start),
+        },
+        Route {
+            method: "POST",
+            path: "/platform/tenants/new",
+            handler: post(wizard::wizard_step),
+        },
+    ]
+}

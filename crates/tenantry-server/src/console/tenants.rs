@@ -1,0 +1,321 @@
+//! Tenant pages: the list (search, status filter, paging) and one tenant's detail (placement, plan, status, jobs,
+//! audit, and Offboard for admins), plus the browser side of offboarding.
+
+use super::audit::{actor_names, audit_table};
+use super::errors::{OrPage, PageError};
+use super::jobs::jobs_table;
+use super::layout::{
+    empty_state, html_response, page_header, pill, query_escape, see_other, select_field, shell,
+    time_ago, Field, Section, Viewer,
+};
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::state::ServerState;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Form};
+use maud::{html, Markup};
+use serde::Deserialize;
+use tenantry_core::{Slug, TenantStatus};
+use tenantry_engine::JobView;
+use tenantry_registry::{AuditFilter, JobFilter, TenantRecord};
+use tenantry_workflows::{submit_offboard, OffboardRequest};
+
+/// Tenants per page of the list.
+const PAGE_SIZE: i64 = 50;
+
+#[derive(Debug, Default, Deserialize)]
+pub struct TenantListQuery {
+    search: Option<String>,
+    status: Option<String>,
+    page: Option<String>,
+}
+
+fn tenant_path(slug: &str) -> String {
+    format!("/platform/tenants/{}", query_escape(slug))
+}
+
+fn list_link(search: &str, status: &str, page: i64) -> String {
+    format!(
+        "/platform/tenants?search={}&status={}&page={page}",
+        query_escape(search),
+        query_escape(status)
+    )
+}
+
+/// `GET /platform/tenants` for a browser.
+pub async fn tenants_page(
+    State(state): State<ServerState>,
+    Extension(principal): Extension<Principal>,
+    Query(query): Query<TenantListQuery>,
+) -> Result<Response, PageError> {
+    let viewer = Viewer::new(&principal);
+    let search = query.search.unwrap_or_default().trim().to_owned();
+    let status_text = query.status.unwrap_or_default();
+    let status = match status_text.as_str() {
+        "" => None,
+        raw => Some(TenantStatus::parse(raw).or_page(&viewer)?),
+    };
+    let page = query
+        .page
+        .and_then(|page| page.parse::<i64>().ok())
+        .unwrap_or(1)
+        .max(1);
+    // One more than a page tells whether there is a next page.
+    let mut tenants = state
+        .platform
+        .registry
+        .list_tenants(
+            (!search.is_empty()).then_some(search.as_str()),
+            status,
+            PAGE_SIZE + 1,
+            (page - 1) * PAGE_SIZE,
+        )
+        .await
+        .or_page(&viewer)?;
+    let has_next = tenants.len() as i64 > PAGE_SIZE;
+    tenants.truncate(PAGE_SIZE as usize);
+    let filtered = !search.is_empty() || status.is_some();
+    let mut status_options = vec![(String::new(), "Any status".to_owned(), false)];
+    status_options.extend(TenantStatus::ALL.iter().map(|status| {
+        (
+            status.as_str().to_owned(),
+            status.as_str().to_owned(),
+            false,
+        )
+    }));
+    let search_field = Field {
+        input_type: "search",
+        ..Field::text("search", "Search", &search)
+    };
+    let body = html! {
+        (page_header(
+            html! { "Tenants" },
+            Some(html! { "Every customer with their own database, by slug." }),
+            html! { @if viewer.is_admin() { a.button.primary href="/platform/tenants/new" { "New tenant" } } },
+        ))
+        form.filters method="get" action="/platform/tenants" role="search" {
+            (search_field.render())
+            (select_field("status", "Status", &status_options, &status_text, None))
+            div.filter-actions {
+                button type="submit" { "Filter" }
+                @if filtered { a href="/platform/tenants" { "Clear" } }
+            }
+        }
+        @if tenants.is_empty() {
+            @if filtered || page > 1 {
+                (empty_state("No tenants match these filters.", html! { a href="/platform/tenants" { "Clear the filters" } " to see every tenant." }))
+            } @else {
+                (empty_state("No tenants yet.", html! {
+                    @if viewer.is_admin() {
+                        "Provision the first one with " a href="/platform/tenants/new" { "New tenant" }
+                        ", or from a shell: " code { "tenantry provision-tenant --slug acme --display-name \"Acme Health\" --admin-email admin@acme.example" }
+                    } @else {
+                        "A platform admin provisions tenants; they appear here."
+                    }
+                }))
+            }
+        } @else {
+            div.table-wrap {
+                table {
+                    thead { tr {
+                        th { "Slug" } th.wide-only { "Display name" } th { "Status" } th { "Plan" }
+                        th.wide-only { "Region" } th.wide-only { "Server" } th { "Created" }
+                    } }
+                    tbody {
+                        @for tenant in &tenants {
+                            tr {
+                                td { a href=(tenant_path(&tenant.slug)) { (tenant.slug) } }
+                                td.wide-only { (tenant.display_name) }
+                                td { (pill(tenant.status.as_str())) }
+                                td { (tenant.plan) }
+                                td.wide-only { (tenant.region) }
+                                td.wide-only { (tenant.server_name) }
+                                td { (time_ago(tenant.created_at)) }
+                            }
+                        }
+                    }
+                }
+            }
+            @if page > 1 || has_next {
+            nav.pager aria-label="Pages" {
+                @if page > 1 { a href=(list_link(&search, &status_text, page - 1)) rel="prev" { "Previous" } }
+                span.muted { "Page " (page) }
+                @if has_next { a href=(list_link(&search, &status_text, page + 1)) rel="next" { "Next page" } }
+            }
+            }
+        }
+    };
+    Ok(html_response(
+        StatusCode::OK,
+        shell(Some(&viewer), Section::Tenants, "Tenants", body),
+    ))
+}
+
+fn tenant_details(tenant: &TenantRecord) -> Markup {
+    html! {
+        dl.details {
+            div { dt { "Display name" } dd { (tenant.display_name) } }
+            div { dt { "Status" } dd { (pill(tenant.status.as_str())) } }
+            div { dt { "Plan" } dd { (tenant.plan) } }
+            div { dt { "Region" } dd { (tenant.region) } }
+            div { dt { "Server" } dd { a href="/platform/servers" { (tenant.server_name) } } }
+            div { dt { "Database" } dd { code { (tenant.resource_name) } } }
+            div { dt { "Secret" } dd { code { (tenant.secret_ref) } } }
+            div { dt { "First admin" } dd { (tenant.admin_email) } }
+            div { dt { "Created" } dd { (time_ago(tenant.created_at)) } }
+            div { dt { "Updated" } dd { (time_ago(tenant.updated_at)) } }
+            @if let Some(labels) = tenant.labels.as_object().filter(|labels| !labels.is_empty()) {
+                div { dt { "Labels" } dd {
+                    @for (key, value) in labels {
+                        span.label-chip { (key) "=" (value.as_str().map(str::to_owned).unwrap_or_else(|| value.to_string())) }
+                    }
+                } }
+            }
+        }
+    }
+}
+
+fn offboard_form(viewer: &Viewer, tenant: &TenantRecord) -> Markup {
+    let purge_only = tenant.status == TenantStatus::Offboarded;
+    html! {
+        details.danger-zone {
+            summary { "Offboard this tenant" }
+            form.stack method="post" action={ (tenant_path(&tenant.slug)) "/offboard" } {
+                (viewer.csrf_field())
+                p {
+                    "Offboarding disables the tenant's login and keeps its data. "
+                    "With purge, the database, its role, the secrets and the registry row are removed for good."
+                }
+                @if purge_only {
+                    input type="hidden" name="purge" value="true";
+                    p { strong { "The tenant is already offboarded: this purges its data." } }
+                } @else {
+                    div.checkbox-field {
+                        input #field-purge type="checkbox" name="purge" value="true";
+                        label for="field-purge" { "Purge the data too" }
+                    }
+                }
+                div { button.danger type="submit" { "Offboard" } }
+            }
+        }
+    }
+}
+
+/// `GET /platform/tenants/{slug}` for a browser. A slug with jobs but no registry row yet (provisioning, or a
+/// failed attempt) still has a page: its jobs say what happened.
+pub async fn tenant_page(
+    State(state): State<ServerState>,
+    Extension(principal): Extension<Principal>,
+    Path(slug): Path<String>,
+) -> Result<Response, PageError> {
+    let viewer = Viewer::new(&principal);
+    let registry = &state.platform.registry;
+    let tenant = registry.get_tenant(&slug).await.or_page(&viewer)?;
+    let jobs = registry
+        .list_jobs(&JobFilter {
+            tenant_slug: Some(slug.clone()),
+            status: None,
+            limit: 50,
+        })
+        .await
+        .or_page(&viewer)?;
+    if tenant.is_none() && jobs.is_empty() {
+        return Err(PageError::new(
+            &viewer,
+            ApiError::not_found(format!("tenant {slug:?}")),
+        ));
+    }
+    let audit = registry
+        .list_audit(&AuditFilter {
+            tenant_slug: Some(slug.clone()),
+            event_type: None,
+            actor: None,
+            since_millis: None,
+            until_millis: None,
+            limit: 50,
+        })
+        .await
+        .or_page(&viewer)?;
+    let job_views: Vec<JobView> = jobs.iter().map(|job| JobView::build(job, &[])).collect();
+    let names = actor_names(registry, audit.iter().map(|event| event.actor.as_str())).await;
+    let can_offboard = tenant.as_ref().is_some_and(|tenant| {
+        matches!(
+            tenant.status,
+            TenantStatus::Active
+                | TenantStatus::Suspended
+                | TenantStatus::Failed
+                | TenantStatus::Offboarded
+        )
+    });
+    let body = html! {
+        (page_header(
+            html! { (slug) },
+            tenant.as_ref().map(|tenant| html! { (tenant.display_name) }),
+            html! { a.button href="/platform/tenants" { "All tenants" } },
+        ))
+        @match &tenant {
+            Some(tenant) => { div.panel { (tenant_details(tenant)) } }
+            None => {
+                (empty_state("Not in the registry yet.", html! {
+                    "No tenant row exists for this slug; the jobs below say why (still provisioning, or a failed attempt)."
+                }))
+            }
+        }
+        h2 { "Jobs" }
+        @if job_views.is_empty() {
+            (empty_state("No jobs for this tenant.", html! { "It was created before job records were kept." }))
+        } @else {
+            (jobs_table(&job_views))
+        }
+        h2 { "Audit" }
+        @if audit.is_empty() {
+            (empty_state("No audit events for this tenant.", html! { "Every change to it will be recorded here." }))
+        } @else {
+            (audit_table(&audit, &names, false))
+            p { a href={ "/platform/audit?tenant=" (query_escape(&slug)) } { "Full audit trail" } }
+        }
+        @if viewer.is_admin() && can_offboard {
+            @if let Some(tenant) = &tenant { (offboard_form(&viewer, tenant)) }
+        }
+    };
+    Ok(html_response(
+        StatusCode::OK,
+        shell(Some(&viewer), Section::Tenants, &slug, body),
+    ))
+}
+
+/// The offboard form's fields.
+#[derive(Debug, Default, Deserialize)]
+pub struct OffboardFields {
+    purge: Option<String>,
+}
+
+/// `POST /platform/tenants/{slug}/offboard` from a plain form: submit the job, then go to its page.
+pub async fn offboard_submit(
+    State(state): State<ServerState>,
+    Extension(principal): Extension<Principal>,
+    Path(slug): Path<String>,
+    Form(fields): Form<OffboardFields>,
+) -> Response {
+    let viewer = Viewer::new(&principal);
+    let submitted = async {
+        let request = OffboardRequest {
+            slug: Slug::parse(&slug)?,
+            purge: fields.purge.as_deref() == Some("true"),
+        };
+        submit_offboard(&state.platform, &request, &principal.actor()).await
+    }
+    .await;
+    match submitted {
+        Ok(submitted) => {
+            state.wake_workers.notify_one();
+            see_other(&format!(
+                "/platform/jobs/{}",
+                query_escape(&submitted.job().id)
+            ))
+        }
+        Err(error) => PageError::new(&viewer, error).into_response(),
+    }
+}
