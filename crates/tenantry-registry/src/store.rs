@@ -42,6 +42,7 @@ impl std::fmt::Debug for Registry {
     }
 }
 
+// Migrations whose SQL is the same on both backends live once, in `migrations/shared/`.
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
         1,
@@ -51,12 +52,12 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
         2,
         "platform_access",
-        include_str!("../migrations/postgres/0002_platform_access.sql"),
+        include_str!("../migrations/shared/0002_platform_access.sql"),
     ),
     (
         3,
         "purge_pacing",
-        include_str!("../migrations/postgres/0003_purge_pacing.sql"),
+        include_str!("../migrations/shared/0003_purge_pacing.sql"),
     ),
 ];
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -68,12 +69,12 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
         2,
         "platform_access",
-        include_str!("../migrations/sqlite/0002_platform_access.sql"),
+        include_str!("../migrations/shared/0002_platform_access.sql"),
     ),
     (
         3,
         "purge_pacing",
-        include_str!("../migrations/sqlite/0003_purge_pacing.sql"),
+        include_str!("../migrations/shared/0003_purge_pacing.sql"),
     ),
 ];
 
