@@ -57,6 +57,32 @@ pub fn hash_password(password: &SecretString) -> Result<String, String> {
         .map_err(|error| format!("hashing failed: {error}"))
 }
 
+/// The fewest characters a generated password given to [`hash_generated_password`] may have: 22 characters of
+/// URL-safe base64 carry 132 random bits.
+const MIN_GENERATED_PASSWORD_CHARS: usize = 22;
+
+/// The argon2id hash (PHC string) of a password tenantry generated at random, such as the first admin's
+/// one-time password (18 random bytes).
+///
+/// A memory-hard cost protects passwords people choose, which can be guessed. Nobody guesses one of 2^128 random
+/// values whatever the cost, which is also why an invitation token is kept as a plain SHA-256. So this is argon2id
+/// at a light cost (4 MiB, one pass: about 1 ms, where the default takes about 22 ms on every provisioning). It is
+/// still a PHC string that any argon2 verifier checks, since the parameters are in it. The admin must replace the
+/// password at first login, and the tenant's application hashes the chosen one at its own cost.
+pub fn hash_generated_password(password: &SecretString) -> Result<String, String> {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    if password.expose().len() < MIN_GENERATED_PASSWORD_CHARS {
+        return Err("a light hash is only for long random passwords".into());
+    }
+    let params = argon2::Params::new(4 * 1024, 1, 1, None)
+        .map_err(|error| format!("hashing failed: {error}"))?;
+    let salt = SaltString::generate(&mut rand::rngs::OsRng);
+    argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+        .hash_password(password.expose().as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(|error| format!("hashing failed: {error}"))
+}
+
 /// Whether `password` matches an argon2 PHC hash made by [`hash_password`].
 pub fn verify_password(password: &SecretString, phc_hash: &str) -> bool {
     use argon2::password_hash::{PasswordHash, PasswordVerifier};
@@ -127,6 +153,23 @@ mod tests {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
         assert_ne!(password, generate_database_password());
         assert_eq!(format!("{password:?} {password}"), "SecretString(***) ***");
+    }
+
+    #[test]
+    fn generated_passwords_get_a_light_argon2id_hash_any_verifier_reads() {
+        let password = random_token(18);
+        let hash = hash_generated_password(&password).unwrap();
+        assert!(hash.starts_with("$argon2id$v=19$m=4096,t=1,p=1$"), "{hash}");
+        use argon2::password_hash::{PasswordHash, PasswordVerifier};
+        let parsed = PasswordHash::new(&hash).unwrap();
+        let default_verifier = argon2::Argon2::default();
+        assert!(default_verifier
+            .verify_password(password.expose().as_bytes(), &parsed)
+            .is_ok());
+        assert!(default_verifier
+            .verify_password(b"something else", &parsed)
+            .is_err());
+        assert!(hash_generated_password(&SecretString::new("short".into())).is_err());
     }
 
     #[test]

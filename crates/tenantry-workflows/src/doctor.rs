@@ -2,6 +2,7 @@
 //! partial state with the command that fixes it.
 
 use crate::platform::Platform;
+use crate::pool::prune_fix;
 use crate::registry_error;
 use std::collections::{BTreeMap, BTreeSet};
 use tenantry_core::{EngineKind, Error as CodedError, JobStatus, TenantStatus};
@@ -11,7 +12,7 @@ use tenantry_registry::{now_millis, JobFilter, JobRecord};
 /// One disagreement between the registry, a server and the secret store.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Finding {
-    /// `orphan`, `partial`, `interrupted` or `unreachable`.
+    /// `orphan`, `partial`, `interrupted`, `unreachable` or `stale`.
     pub kind: &'static str,
     pub subject: String,
     pub detail: String,
@@ -25,6 +26,10 @@ pub struct DoctorReport {
     pub n_tenants: usize,
     pub n_secrets: usize,
     pub n_jobs_in_flight: usize,
+    /// Template databases on the servers (of any tenant schema version); not tenants.
+    pub n_templates: usize,
+    /// Warm-pool databases on the servers (of any tenant schema version); not tenants.
+    pub n_pool_databases: usize,
     pub findings: Vec<Finding>,
 }
 
@@ -97,13 +102,19 @@ pub async fn run_doctor(platform: &Platform) -> Result<DoctorReport, CodedError>
 
     let servers = registry.list_servers().await.map_err(registry_error)?;
     let mut seen_on_server: BTreeSet<(String, String, &'static str)> = BTreeSet::new();
+    // Templates and pool databases are judged against the current tenant schema; if it cannot be read, only
+    // leftovers of interrupted builds can be called stale.
+    let schema = platform.schema_version(EngineKind::Postgres).await.ok();
+    let mut n_templates = 0;
+    let mut n_pool_databases = 0;
     for server_record in &servers {
-        let resources = match platform.tenant_server(server_record).await {
+        let server = platform.tenant_server(server_record).await;
+        let resources = match &server {
             Ok(server) => server
                 .list_tenant_resources()
                 .await
                 .map_err(|error| error.to_string()),
-            Err(error) => Err(error.message),
+            Err(error) => Err(error.message.clone()),
         };
         let resources = match resources {
             Ok(resources) => resources,
@@ -135,6 +146,32 @@ pub async fn run_doctor(platform: &Platform) -> Result<DoctorReport, CodedError>
                     detail: format!("no tenant {slug:?} is registered on this server and no job is working on it"),
                     fix: purge_fix(&slug),
                 });
+            }
+        }
+        if let Ok(server) = &server {
+            match server.warm_pool_inventory(schema.as_ref()).await {
+                Ok(Some(inventory)) => {
+                    n_templates += inventory.n_templates;
+                    n_pool_databases += inventory.n_pool_databases;
+                    for object in inventory.stale {
+                        findings.push(Finding {
+                            kind: "stale",
+                            subject: format!("{object} on server {}", server_record.name),
+                            detail: "a template or warm-pool database of another tenant schema version, or left half-built; provisioning no longer uses it".into(),
+                            fix: prune_fix(&server_record.name),
+                        });
+                    }
+                }
+                Ok(None) => {}
+                Err(error) => findings.push(Finding {
+                    kind: "unreachable",
+                    subject: format!("server {}", server_record.name),
+                    detail: format!("its templates and warm pool could not be read: {error}"),
+                    fix: format!(
+                        "check the admin connection of server {} and run doctor again",
+                        server_record.name
+                    ),
+                }),
             }
         }
     }
@@ -231,6 +268,8 @@ pub async fn run_doctor(platform: &Platform) -> Result<DoctorReport, CodedError>
         n_tenants: tenants.len(),
         n_secrets: secret_names.len(),
         n_jobs_in_flight: live_jobs.len(),
+        n_templates,
+        n_pool_databases,
         findings,
     })
 }

@@ -5,6 +5,7 @@ mod doctor;
 mod fleet;
 mod offboard;
 mod platform;
+mod pool;
 mod provision;
 mod submit;
 mod worker;
@@ -12,7 +13,11 @@ mod worker;
 pub use doctor::{run_doctor, DoctorReport, Finding};
 pub use fleet::{add_server, admin_secret_name, ServerRequest};
 pub use offboard::{OffboardRequest, OffboardWorkflow, OFFBOARD_PHASES, PURGE_PHASES};
-pub use platform::{Platform, Settings, TenantSchema};
+pub use platform::{Platform, Settings, TenantSchema, WarmPoolSettings};
+pub use pool::{
+    fill_warm_pool, prune_warm_pool, refill_warm_pools, run_warm_pool_refill, warm_pool_status,
+    RefillOutcome, WarmPoolStatus, REFILL_INTERVAL,
+};
 pub use provision::{ProvisionWorkflow, DRY_RUN_PHASES, PROVISION_PHASES};
 pub use submit::{submit_offboard, submit_provision, IdempotencyRequest, Submitted};
 pub use worker::{drive, run_workers, JobEventHook, IDLE_POLL, MAX_SWEEP};

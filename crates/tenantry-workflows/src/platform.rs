@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tenantry_core::{EngineKind, Error as CodedError, ErrorCode, Plan};
 use tenantry_engine::PhaseError;
 use tenantry_providers::credentials::SecretString;
-use tenantry_providers::engines::TenantServer;
+use tenantry_providers::engines::{SchemaVersion, TenantServer};
 use tenantry_providers::secrets::SecretStore;
 use tenantry_registry::{Registry, ServerRecord};
 
@@ -47,8 +47,27 @@ pub struct Settings {
     pub tenant_schema: TenantSchema,
     /// Where the first admin accepts the invitation; the token is appended.
     pub invitation_base_url: String,
+    pub warm_pool: WarmPoolSettings,
     /// The least time between two purges (DROP DATABASE) on one server: each forces a checkpoint other tenants feel.
     pub purge_min_interval: std::time::Duration,
+}
+
+/// How many databases each server keeps ready ahead of time (PostgreSQL servers; see `crate::pool`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WarmPoolSettings {
+    /// Pool databases per server that the background refill keeps ready. 0: no warm pool (the template only).
+    pub size: u32,
+    /// At most this many pool databases made per server per refill round, so a refill never floods a server.
+    pub refill_batch: u32,
+}
+
+impl Default for WarmPoolSettings {
+    fn default() -> Self {
+        WarmPoolSettings {
+            size: 0,
+            refill_batch: 2,
+        }
+    }
 }
 
 impl Settings {
@@ -92,6 +111,14 @@ impl Platform {
             })?;
         TenantServer::from_admin_url(server.engine, &admin_url)
             .map_err(|error| unresolved(error.to_string()))
+    }
+
+    /// The version of the tenant schema for `engine`: its migrations, read and hashed.
+    pub async fn schema_version(&self, engine: EngineKind) -> Result<SchemaVersion, CodedError> {
+        let directory = self.settings.tenant_schema.migrations_for(engine);
+        SchemaVersion::read(&directory)
+            .await
+            .map_err(|error| CodedError::new(ErrorCode::MigrationsFailed, error.to_string()))
     }
 
     /// Reads a secret for a phase: an unreachable store is retryable `PROVISIONING_UNAVAILABLE`.

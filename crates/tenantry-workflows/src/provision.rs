@@ -1,6 +1,7 @@
 //! The provision workflow: DESIGN.md's phases, each apply beside its undo.
 
 use crate::platform::{provider_error, read_file, secret_store_error, Platform};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use tenantry_core::{Error as CodedError, ErrorCode, Slug, TenantSpec, TenantStatus};
 use tenantry_engine::{JobContext, PhaseError, Workflow};
 use tenantry_providers::credentials::{self, password_in_url, SecretString};
@@ -33,11 +34,37 @@ pub const DRY_RUN_PHASES: [&str; 4] = [
 /// Provisions one tenant.
 pub struct ProvisionWorkflow {
     platform: Platform,
+    memo: Mutex<RunMemo>,
+}
+
+/// What earlier phases of this run already read from the registry and the secret store (the placed server, the
+/// tenant's URL), so that each phase does not read it again. Only a shortcut: a run that resumes after a crash
+/// starts with an empty memo and reads everything from the records.
+#[derive(Default)]
+struct RunMemo {
+    job_id: String,
+    server: Option<(ServerRecord, TenantServer)>,
+    tenant_url: Option<SecretString>,
 }
 
 impl ProvisionWorkflow {
     pub fn new(platform: Platform) -> ProvisionWorkflow {
-        ProvisionWorkflow { platform }
+        ProvisionWorkflow {
+            platform,
+            memo: Mutex::new(RunMemo::default()),
+        }
+    }
+
+    /// This run's memo of the job (emptied first if it held another job's).
+    fn memo(&self, context: &JobContext) -> MutexGuard<'_, RunMemo> {
+        let mut memo = self.memo.lock().unwrap_or_else(PoisonError::into_inner);
+        if memo.job_id != context.job.id {
+            *memo = RunMemo {
+                job_id: context.job.id.clone(),
+                ..RunMemo::default()
+            };
+        }
+        memo
     }
 
     /// Checks a request against the settings: the part of validation that needs more than the types.
@@ -87,12 +114,21 @@ impl ProvisionWorkflow {
         else {
             return Ok(None);
         };
+        let known = self
+            .memo(context)
+            .server
+            .clone()
+            .filter(|(record, _)| record.name == name);
+        if let Some(known) = known {
+            return Ok(Some(known));
+        }
         let record = self.platform.registry.get_server(&name).await?;
         let server = self
             .platform
             .tenant_server(&record)
             .await
             .map_err(PhaseError::Fatal)?;
+        self.memo(context).server = Some((record.clone(), server.clone()));
         Ok(Some((record, server)))
     }
 
@@ -105,8 +141,17 @@ impl ProvisionWorkflow {
             .ok_or_else(|| PhaseError::fatal(ErrorCode::Internal, "the job has no placement"))
     }
 
-    async fn tenant_url(&self, slug: &Slug) -> Result<SecretString, PhaseError> {
-        self.platform
+    async fn tenant_url(
+        &self,
+        context: &JobContext,
+        slug: &Slug,
+    ) -> Result<SecretString, PhaseError> {
+        let known = self.memo(context).tenant_url.clone();
+        if let Some(known) = known {
+            return Ok(known);
+        }
+        let url = self
+            .platform
             .read_secret(&slug.secret_name())
             .await?
             .ok_or_else(|| {
@@ -114,7 +159,9 @@ impl ProvisionWorkflow {
                     ErrorCode::PartialState,
                     format!("secret {:?} is missing", slug.secret_name()),
                 )
-            })
+            })?;
+        self.memo(context).tenant_url = Some(url.clone());
+        Ok(url)
     }
 
     fn labels(&self, spec: &TenantSpec) -> serde_json::Value {
@@ -194,6 +241,7 @@ impl ProvisionWorkflow {
     }
 
     async fn placement_resolved_undo(&self, context: &mut JobContext) -> Result<(), PhaseError> {
+        self.memo(context).server = None;
         Ok(self
             .platform
             .registry
@@ -298,9 +346,10 @@ impl ProvisionWorkflow {
             .map_err(|error| provider_error(ErrorCode::Internal, error))?;
         self.platform
             .secrets
-            .put(&secret_name, &url)
+            .put_for_job(&context.fence, &secret_name, &url)
             .await
             .map_err(|error| secret_store_error(&error))?;
+        self.memo(context).tenant_url = Some(url);
         context
             .log("info", &format!("stored secret {secret_name}"))
             .await
@@ -308,9 +357,10 @@ impl ProvisionWorkflow {
 
     async fn secret_set_undo(&self, context: &mut JobContext) -> Result<(), PhaseError> {
         let spec = Self::spec(context)?;
+        self.memo(context).tenant_url = None;
         self.platform
             .secrets
-            .delete(&spec.slug.secret_name())
+            .delete_for_job(&context.fence, &spec.slug.secret_name())
             .await
             .map_err(|error| secret_store_error(&error))?;
         Ok(())
@@ -319,7 +369,7 @@ impl ProvisionWorkflow {
     async fn database_created(&self, context: &mut JobContext) -> Result<(), PhaseError> {
         let spec = Self::spec(context)?;
         let (_, server) = self.require_server(context).await?;
-        let url = self.tenant_url(&spec.slug).await?;
+        let url = self.tenant_url(context, &spec.slug).await?;
         let plan = self.platform.settings.plan(&spec.plan).ok_or_else(|| {
             PhaseError::fatal(
                 ErrorCode::InvalidInput,
@@ -332,15 +382,27 @@ impl ProvisionWorkflow {
             statement_timeout_ms: plan.statement_timeout_ms,
             labels: self.labels(&spec),
         };
-        server
-            .create_database(&database_spec, password_in_url(&url).as_ref())
+        // With the schema's version, the server can start the database with the schema in it (a warm-pool
+        // database or a copy of the schema's template); `migrations_applied` then only confirms it. Migrations
+        // that cannot be read give an empty database, and `migrations_applied` reports why.
+        let schema = if server.has_warm_pool() {
+            self.platform.schema_version(server.engine()).await.ok()
+        } else {
+            None
+        };
+        let origin = server
+            .create_database(
+                &database_spec,
+                password_in_url(&url).as_ref(),
+                schema.as_ref(),
+            )
             .await
             .map_err(|error| provider_error(ErrorCode::AdminConnUnresolved, error))?;
         context
             .log(
                 "info",
                 &format!(
-                    "created {} on {}",
+                    "created {} on {}: {origin}",
                     database_spec.resource_name,
                     server.engine()
                 ),
@@ -362,7 +424,7 @@ impl ProvisionWorkflow {
     async fn migrations_applied(&self, context: &mut JobContext) -> Result<(), PhaseError> {
         let spec = Self::spec(context)?;
         let (_, server) = self.require_server(context).await?;
-        let url = self.tenant_url(&spec.slug).await?;
+        let url = self.tenant_url(context, &spec.slug).await?;
         let directory = self
             .platform
             .settings
@@ -428,7 +490,7 @@ impl ProvisionWorkflow {
     async fn admin_seeded(&self, context: &mut JobContext) -> Result<(), PhaseError> {
         let spec = Self::spec(context)?;
         let (_, server) = self.require_server(context).await?;
-        let url = self.tenant_url(&spec.slug).await?;
+        let url = self.tenant_url(context, &spec.slug).await?;
         let seed_path = self
             .platform
             .settings
@@ -437,7 +499,7 @@ impl ProvisionWorkflow {
         let seed_sql = read_file(&seed_path, "admin seed")?;
         let one_time_password = credentials::random_token(18);
         let invitation_token = credentials::random_token(32);
-        let password_hash = credentials::hash_password(&one_time_password)
+        let password_hash = credentials::hash_generated_password(&one_time_password)
             .map_err(|message| PhaseError::fatal(ErrorCode::Internal, message))?;
         server
             .seed_admin(
@@ -459,7 +521,11 @@ impl ProvisionWorkflow {
         ));
         self.platform
             .secrets
-            .put(&spec.slug.invitation_secret_name(), &invitation_url)
+            .put_for_job(
+                &context.fence,
+                &spec.slug.invitation_secret_name(),
+                &invitation_url,
+            )
             .await
             .map_err(|error| secret_store_error(&error))?;
         context.reveal_once("admin_email", spec.admin_email.as_str());
@@ -480,7 +546,7 @@ impl ProvisionWorkflow {
         let slug = Slug::parse(&context.job.tenant_slug).map_err(PhaseError::Fatal)?;
         self.platform
             .secrets
-            .delete(&slug.invitation_secret_name())
+            .delete_for_job(&context.fence, &slug.invitation_secret_name())
             .await
             .map_err(|error| secret_store_error(&error))?;
         Ok(())

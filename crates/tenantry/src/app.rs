@@ -10,7 +10,7 @@ use tenantry_engine::{process_owner_id, Runner};
 use tenantry_providers::credentials::SecretString;
 use tenantry_providers::secrets::{LocalSecretStore, MasterKey, SecretStore};
 use tenantry_registry::{NewServer, Registry};
-use tenantry_workflows::{admin_secret_name, Platform, Settings, TenantSchema};
+use tenantry_workflows::{admin_secret_name, Platform, Settings, TenantSchema, WarmPoolSettings};
 
 /// The example tenant schema, compiled in so that a fresh clone (or a copied binary) works with no set-up.
 const BUNDLED_SCHEMA: &[(&str, &str)] = &[
@@ -94,6 +94,10 @@ impl App {
             tenant_schema,
             invitation_base_url: config.invitation_base_url.clone(),
             purge_min_interval: config.purge_min_interval,
+            warm_pool: WarmPoolSettings {
+                size: config.warm_pool_size,
+                refill_batch: config.warm_pool_refill_batch,
+            },
         };
         let app = App {
             platform: Platform {

@@ -57,6 +57,12 @@ pub enum Command {
     Audit(AuditCommand),
     /// Compare registry, servers and secret store; name every orphan and partial state with its fix.
     Doctor,
+    /// Template databases and the warm pool of tenant databases made ahead of time (PostgreSQL servers).
+    #[command(subcommand)]
+    Pool(PoolCommand),
+    /// Provision N tenants at concurrency C on a server three ways (warm pool, template, the naive script of
+    /// createdb and psql), report latency and throughput, then remove them.
+    Bench(BenchArgs),
     /// Read secrets (local operators only; every read is audited).
     #[command(subcommand)]
     Secrets(SecretsCommand),
@@ -211,4 +217,41 @@ pub enum UsersCommand {
 pub enum SecretsCommand {
     /// Print a secret's value (audited as SECRET_READ).
     Show { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PoolCommand {
+    /// Make pool databases now, up to --size (default: warm_pool_size); builds the schema's template if needed.
+    Fill {
+        #[arg(long)]
+        server: String,
+        #[arg(long)]
+        size: Option<u32>,
+    },
+    /// Show each server's template and pool databases.
+    Status {
+        #[arg(long)]
+        server: Option<String>,
+    },
+    /// Drop templates and pool databases of older tenant schemas and leftovers of interrupted builds.
+    Prune {
+        #[arg(long)]
+        server: String,
+        /// Drop the current schema's pool databases and template too.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// The PostgreSQL server to provision on (its capacity must hold the tenants).
+    #[arg(long)]
+    pub server: String,
+    /// Tenants per path.
+    #[arg(long, default_value_t = 100)]
+    pub tenants: usize,
+    /// Jobs (or scripts) running at once.
+    #[arg(long, default_value_t = 2)]
+    pub concurrency: usize,
 }

@@ -28,6 +28,8 @@ struct ConfigFile {
     retry_initial_delay_ms: Option<u64>,
     retry_max_elapsed_secs: Option<u64>,
     plans: Option<Vec<Plan>>,
+    warm_pool_size: Option<u32>,
+    warm_pool_refill_batch: Option<u32>,
 }
 
 /// The validated configuration.
@@ -49,6 +51,10 @@ pub struct Config {
     pub purge_min_interval: Duration,
     pub retry: RetryPolicy,
     pub plans: Vec<Plan>,
+    /// PostgreSQL databases per server made ahead of time from the schema template (0: none).
+    pub warm_pool_size: u32,
+    /// At most this many pool databases made per server per background refill round.
+    pub warm_pool_refill_batch: u32,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -159,6 +165,13 @@ impl Config {
                 .unwrap_or_else(|| "https://app.example/invite?token=".into()),
             retry,
             plans,
+            warm_pool_size: env_parsed("TENANTRY_WARM_POOL_SIZE")?
+                .or(file.warm_pool_size)
+                .unwrap_or(0),
+            warm_pool_refill_batch: env_parsed("TENANTRY_WARM_POOL_REFILL_BATCH")?
+                .or(file.warm_pool_refill_batch)
+                .unwrap_or(2)
+                .max(1),
         })
     }
 }

@@ -2,9 +2,14 @@
 //! creates, inspects, migrates, seeds, disables and drops tenant databases. Every operation is idempotent.
 
 mod postgres;
+mod schema_version;
 mod sqlite;
 
-pub use postgres::PostgresServer;
+pub use postgres::{
+    CatalogObject, DatabaseOrigin, FillReport, LockWait, NaiveScript, PostgresServer, PruneReport,
+    PruneScope, WarmPoolInventory,
+};
+pub use schema_version::SchemaVersion;
 pub use sqlite::SqliteServer;
 
 use crate::credentials::SecretString;
@@ -115,20 +120,26 @@ impl TenantServer {
     }
 
     /// Creates the tenant's role and database (or brings existing ones in line): owner, password, quotas, labels,
-    /// connect rights for the tenant role only.
+    /// connect rights for the tenant role only. Given the tenant schema's version, an engine that can starts the
+    /// database with the schema in it (a warm-pool database or a copy of the schema's template); the migrations
+    /// then only confirm it.
     pub async fn create_database(
         &self,
         spec: &TenantDatabaseSpec,
         password: Option<&SecretString>,
-    ) -> Result<()> {
+        schema: Option<&SchemaVersion>,
+    ) -> Result<DatabaseOrigin> {
         match (self, password) {
             (TenantServer::Postgres(server), Some(password)) => {
-                server.create_database(spec, password).await
+                server.create_database(spec, password, schema).await
             }
             (TenantServer::Postgres(_), None) => {
                 Err(Error::Refused("a postgres tenant needs a password".into()))
             }
-            (TenantServer::Sqlite(server), _) => server.create_database(spec).await,
+            (TenantServer::Sqlite(server), _) => server
+                .create_database(spec)
+                .await
+                .map(|()| DatabaseOrigin::Plain { why: None }),
         }
     }
 
@@ -153,6 +164,60 @@ impl TenantServer {
         match self {
             TenantServer::Postgres(server) => server.list_tenant_resources().await,
             TenantServer::Sqlite(server) => server.list_tenant_resources().await,
+        }
+    }
+
+    /// Whether this engine keeps template databases and a warm pool.
+    pub fn has_warm_pool(&self) -> bool {
+        matches!(self, TenantServer::Postgres(_))
+    }
+
+    /// The server's templates and warm pool, judged against `schema` (`None` on engines without them).
+    pub async fn warm_pool_inventory(
+        &self,
+        schema: Option<&SchemaVersion>,
+    ) -> Result<Option<WarmPoolInventory>> {
+        match self {
+            TenantServer::Postgres(server) => server.warm_pool_inventory(schema).await.map(Some),
+            TenantServer::Sqlite(_) => Ok(None),
+        }
+    }
+
+    /// Fills the warm pool of `schema` up to `target` databases, making at most `max_creations` now.
+    pub async fn fill_warm_pool(
+        &self,
+        schema: &SchemaVersion,
+        target: usize,
+        max_creations: usize,
+        wait: LockWait,
+    ) -> Result<FillReport> {
+        match self {
+            TenantServer::Postgres(server) => {
+                server
+                    .fill_warm_pool(schema, target, max_creations, wait)
+                    .await
+            }
+            TenantServer::Sqlite(_) => Ok(FillReport::default()),
+        }
+    }
+
+    /// Drops templates and pool databases as `scope` says.
+    pub async fn prune_warm_pool(
+        &self,
+        schema: Option<&SchemaVersion>,
+        scope: PruneScope,
+    ) -> Result<PruneReport> {
+        match self {
+            TenantServer::Postgres(server) => server.prune_warm_pool(schema, scope).await,
+            TenantServer::Sqlite(_) => Ok(PruneReport::default()),
+        }
+    }
+
+    /// Builds the template of `schema` if it is missing. Returns whether this call built it.
+    pub async fn ensure_template(&self, schema: &SchemaVersion) -> Result<bool> {
+        match self {
+            TenantServer::Postgres(server) => server.ensure_template(schema).await,
+            TenantServer::Sqlite(_) => Ok(false),
         }
     }
 

@@ -1,4 +1,17 @@
 //! The PostgreSQL engine: a login role and a database per tenant, created through the server's admin connection.
+//!
+//! A tenant database starts as a copy of a template database that already holds the tenant schema
+//! ([`warm_pool`]), or, faster still, is a copy made ahead of time and claimed by renaming it. Admin sessions are
+//! pooled per server ([`sessions`]).
+
+mod naive_script;
+mod sessions;
+mod warm_pool;
+
+pub use naive_script::NaiveScript;
+pub use warm_pool::{
+    CatalogObject, DatabaseOrigin, FillReport, LockWait, PruneReport, PruneScope, WarmPoolInventory,
+};
 
 use super::{
     migration_error, quote_identifier, quote_literal, AdminSeed, Inventory, TenantDatabaseSpec,
@@ -6,7 +19,8 @@ use super::{
 };
 use crate::credentials::{scram_sha256_verifier, SecretString};
 use crate::{Error, Result};
-use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, Postgres};
 use sqlx::{ConnectOptions, Connection, Executor};
 use std::str::FromStr;
 use std::time::Duration;
@@ -17,6 +31,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub struct PostgresServer {
     admin: PgConnectOptions,
+    /// The admin URL's hash: which pool of admin sessions this server uses.
+    admin_url_key: [u8; 32],
 }
 
 impl std::fmt::Debug for PostgresServer {
@@ -32,7 +48,12 @@ impl std::fmt::Debug for PostgresServer {
 
 fn parse_url(url: &SecretString, what: &str) -> Result<PgConnectOptions> {
     PgConnectOptions::from_str(url.expose())
-        .map(|options| options.log_statements(tracing::log::LevelFilter::Off))
+        // Statements can carry a password verifier: never log them, slow ones included.
+        .map(|options| {
+            options
+                .log_statements(tracing::log::LevelFilter::Off)
+                .log_slow_statements(tracing::log::LevelFilter::Off, Duration::ZERO)
+        })
         .map_err(|_| Error::AdminConnection(format!("the {what} is not a valid postgres:// URL")))
 }
 
@@ -49,18 +70,73 @@ async fn connect(options: &PgConnectOptions, what: &str) -> Result<PgConnection>
     }
 }
 
+/// A refused admin login is a configuration problem (`E_ADMIN_CONN_UNRESOLVED`), not a refused statement.
+fn as_admin_connection_error(error: Error) -> Error {
+    match error {
+        Error::Refused(message) => Error::AdminConnection(message),
+        other => other,
+    }
+}
+
+/// The SQLSTATE of a database error, if it is one.
+fn sqlstate(error: &sqlx::Error) -> Option<String> {
+    match error {
+        sqlx::Error::Database(database_error) => {
+            database_error.code().map(|code| code.into_owned())
+        }
+        _ => None,
+    }
+}
+
+/// Runs statements in order, taking "already exists" (a concurrent or earlier attempt made it) as done.
+async fn execute_converging(
+    connection: &mut PgConnection,
+    statements: &[String],
+    context: &str,
+) -> Result<()> {
+    for statement in statements {
+        match connection.execute(statement.as_str()).await {
+            Ok(_) => {}
+            Err(error) if matches!(sqlstate(&error).as_deref(), Some("42P04" | "42710")) => {}
+            Err(error) => return Err(Error::from_server(context, error)),
+        }
+    }
+    Ok(())
+}
+
 impl PostgresServer {
     pub fn from_admin_url(admin_url: &SecretString) -> Result<PostgresServer> {
         Ok(PostgresServer {
             admin: parse_url(admin_url, "server's admin URL")?,
+            admin_url_key: sessions::url_key(admin_url),
         })
     }
 
-    async fn admin_connection(&self) -> Result<PgConnection> {
-        match connect(&self.admin, "server's admin connection").await {
-            Err(Error::Refused(message)) => Err(Error::AdminConnection(message)),
-            other => other,
-        }
+    fn admin_pool(&self) -> PgPool {
+        sessions::admin_pool(self.admin_url_key, &self.admin)
+    }
+
+    /// An admin session from this process's pool for the server.
+    async fn admin_connection(&self) -> Result<PoolConnection<Postgres>> {
+        self.admin_pool()
+            .acquire()
+            .await
+            .map_err(|error| {
+                Error::from_server("cannot connect to the server's admin connection", error)
+            })
+            .map_err(as_admin_connection_error)
+    }
+
+    /// A fresh admin session of its own, for work that holds a session-level lock or must connect to another
+    /// database than the admin URL's.
+    async fn dedicated_admin_connection(&self, database: Option<&str>) -> Result<PgConnection> {
+        let options = match database {
+            Some(database) => self.admin.clone().database(database),
+            None => self.admin.clone(),
+        };
+        connect(&options, "server's admin connection")
+            .await
+            .map_err(as_admin_connection_error)
     }
 
     pub async fn check_admin_connection(&self) -> Result<()> {
@@ -69,7 +145,6 @@ impl PostgresServer {
             .execute("SELECT 1")
             .await
             .map_err(|error| Error::from_server("admin connection", error))?;
-        let _ = connection.close().await;
         Ok(())
     }
 
@@ -93,74 +168,132 @@ impl PostgresServer {
             "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1), EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)",
         )
         .bind(resource_name)
-        .fetch_one(&mut connection)
+        .fetch_one(&mut *connection)
         .await
         .map_err(|error| Error::from_server("reading the server catalog", error))?;
-        let _ = connection.close().await;
         Ok(Inventory { database, role })
     }
 
-    pub async fn create_database(
-        &self,
+    /// The tenant role's login, password (as a SCRAM verifier) and quotas, for a role that exists.
+    fn role_statements(
+        name: &str,
         spec: &TenantDatabaseSpec,
         password: &SecretString,
-    ) -> Result<()> {
-        let name = quote_identifier(&spec.resource_name)?;
+    ) -> Vec<String> {
         let verifier = scram_sha256_verifier(password);
-        let mut connection = self.admin_connection().await?;
-        let inventory = self.inventory(&spec.resource_name).await?;
-        let role_statement = if inventory.role {
-            // A role left by an interrupted attempt: bring its password in line with the secret.
+        vec![
             format!(
                 "ALTER ROLE {name} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS CONNECTION LIMIT {} PASSWORD {}",
                 spec.connection_limit,
                 quote_literal(&verifier)
-            )
-        } else {
-            format!(
-                "CREATE ROLE {name} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS CONNECTION LIMIT {} PASSWORD {}",
-                spec.connection_limit,
-                quote_literal(&verifier)
-            )
-        };
-        let mut statements = vec![
-            role_statement,
+            ),
             format!(
                 "ALTER ROLE {name} SET statement_timeout = {}",
                 spec.statement_timeout_ms
             ),
-        ];
-        if !inventory.database {
-            statements.push(format!(
-                "CREATE DATABASE {name} OWNER {name} CONNECTION LIMIT {}",
+        ]
+    }
+
+    /// Brings the existing role `name` in line: login, password, quotas.
+    async fn set_up_role(
+        &self,
+        name: &str,
+        spec: &TenantDatabaseSpec,
+        password: &SecretString,
+        context: &str,
+    ) -> Result<()> {
+        let mut connection = self.admin_connection().await?;
+        execute_converging(
+            &mut connection,
+            &Self::role_statements(name, spec, password),
+            context,
+        )
+        .await
+    }
+
+    /// Connect rights for the tenant role only, the plan's connection limit, and the labels.
+    fn access_statements(name: &str, spec: &TenantDatabaseSpec) -> Vec<String> {
+        vec![
+            format!(
+                "ALTER DATABASE {name} CONNECTION LIMIT {}",
                 spec.connection_limit
-            ));
-        }
-        statements.extend([
+            ),
             format!("REVOKE CONNECT, TEMPORARY ON DATABASE {name} FROM PUBLIC"),
             format!("GRANT CONNECT ON DATABASE {name} TO {name}"),
             format!(
                 "COMMENT ON DATABASE {name} IS {}",
                 quote_literal(&spec.labels.to_string())
             ),
-        ]);
-        for statement in statements {
-            match connection.execute(statement.as_str()).await {
-                Ok(_) => {}
-                // Another attempt created it between our look and our create: the goal is reached.
-                Err(sqlx::Error::Database(error))
-                    if matches!(error.code().as_deref(), Some("42P04" | "42710")) => {}
-                Err(error) => {
-                    let _ = connection.close().await;
-                    return Err(Error::from_server(
-                        &format!("creating {}", spec.resource_name),
-                        error,
-                    ));
-                }
+        ]
+    }
+
+    /// Creates the tenant's role and database, or brings existing ones in line. With a schema version, the
+    /// database is a claimed warm-pool database or a copy of the schema's template, so it already holds the schema
+    /// and belongs to the tenant; without one, it is empty.
+    pub async fn create_database(
+        &self,
+        spec: &TenantDatabaseSpec,
+        password: &SecretString,
+        schema: Option<&super::SchemaVersion>,
+    ) -> Result<DatabaseOrigin> {
+        let name = quote_identifier(&spec.resource_name)?;
+        let context = format!("creating {}", spec.resource_name);
+        let lookup = self.creation_lookup(&spec.resource_name, schema).await?;
+        if !lookup.database && !lookup.role {
+            if let Some(claimed) = self.claim_pool_database(spec, password, &lookup).await? {
+                return Ok(DatabaseOrigin::WarmPool(claimed));
             }
         }
-        let _ = connection.close().await;
-        Ok(())
+        if !lookup.role {
+            // The database needs its owner first; the login and password follow.
+            let mut connection = self.admin_connection().await?;
+            execute_converging(
+                &mut connection,
+                &[format!("CREATE ROLE {name} NOLOGIN")],
+                &context,
+            )
+            .await?;
+        }
+        let origin = if lookup.database {
+            self.set_up_role(&name, spec, password, &context).await?;
+            DatabaseOrigin::Existing
+        } else {
+            // Setting a password costs the server a few milliseconds (it checks the verifier against an empty
+            // password), so it runs beside the copy, on another admin session.
+            let (created, role) = tokio::join!(
+                self.create_from_template(spec, schema),
+                self.set_up_role(&name, spec, password, &context)
+            );
+            role?;
+            created?
+        };
+        let hand_over = match origin {
+            DatabaseOrigin::Template => true,
+            // A copy made by an earlier attempt may not have been handed over yet.
+            DatabaseOrigin::Existing => lookup.template_owner,
+            DatabaseOrigin::WarmPool(_) | DatabaseOrigin::Plain { .. } => false,
+        };
+        if hand_over {
+            self.hand_over_template_objects(&spec.resource_name, &name)
+                .await?;
+        }
+        let mut connection = self.admin_connection().await?;
+        execute_converging(
+            &mut connection,
+            &Self::access_statements(&name, spec),
+            &context,
+        )
+        .await?;
+        self.log_in_ahead(&spec.resource_name, password);
+        Ok(origin)
+    }
+
+    /// The tenant's first session, started now for the migrations that come next.
+    fn log_in_ahead(&self, resource_name: &str, password: &SecretString) {
+        let url = self.tenant_url(resource_name, password);
+        if let Ok(options) = parse_url(&url, "tenant's connection URL") {
+            sessions::log_in_ahead(&url, options);
+        }
     }
 
     pub async fn drop_database(&self, resource_name: &str) -> Result<()> {
@@ -171,22 +304,18 @@ impl PostgresServer {
             format!("DROP ROLE IF EXISTS {name}"),
         ];
         for statement in statements {
-            if let Err(error) = connection.execute(statement.as_str()).await {
-                let _ = connection.close().await;
-                return Err(Error::from_server(
-                    &format!("dropping {resource_name}"),
-                    error,
-                ));
-            }
+            connection
+                .execute(statement.as_str())
+                .await
+                .map_err(|error| Error::from_server(&format!("dropping {resource_name}"), error))?;
         }
-        let _ = connection.close().await;
         Ok(())
     }
 
     pub async fn disable_login(&self, resource_name: &str) -> Result<()> {
         let name = quote_identifier(resource_name)?;
-        let mut connection = self.admin_connection().await?;
         let inventory = self.inventory(resource_name).await?;
+        let mut connection = self.admin_connection().await?;
         if inventory.role {
             connection
                 .execute(format!("ALTER ROLE {name} NOLOGIN").as_str())
@@ -195,10 +324,9 @@ impl PostgresServer {
         }
         sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1 AND pid <> pg_backend_pid()")
             .bind(resource_name)
-            .execute(&mut connection)
+            .execute(&mut *connection)
             .await
             .map_err(|error| Error::from_server("ending sessions", error))?;
-        let _ = connection.close().await;
         Ok(())
     }
 
@@ -209,10 +337,9 @@ impl PostgresServer {
              UNION ALL SELECT rolname::text, 'role' FROM pg_roles WHERE rolname LIKE 'tenant\\_%'
              ORDER BY 1, 2",
         )
-        .fetch_all(&mut connection)
+        .fetch_all(&mut *connection)
         .await
         .map_err(|error| Error::from_server("reading the server catalog", error))?;
-        let _ = connection.close().await;
         Ok(rows
             .into_iter()
             .map(|(name, kind)| TenantResource {
@@ -226,7 +353,11 @@ impl PostgresServer {
             .collect())
     }
 
+    /// A session as the tenant: the one an earlier phase of this job parked, or a new one.
     async fn tenant_connection(&self, tenant_url: &SecretString) -> Result<PgConnection> {
+        if let Some(parked) = sessions::take_parked(tenant_url).await {
+            return Ok(parked);
+        }
         let options = parse_url(tenant_url, "tenant's connection URL")?;
         connect(&options, "tenant database").await
     }
@@ -237,12 +368,17 @@ impl PostgresServer {
         migrator: &sqlx::migrate::Migrator,
     ) -> Result<()> {
         let mut connection = self.tenant_connection(tenant_url).await?;
-        let migrated = migrator
-            .run_direct(&mut connection)
-            .await
-            .map_err(migration_error);
-        let _ = connection.close().await;
-        migrated
+        match migrator.run_direct(&mut connection).await {
+            Ok(()) => {
+                // Provisioning seeds the first admin right after migrating: the session waits for it.
+                sessions::park(tenant_url, connection);
+                Ok(())
+            }
+            Err(error) => {
+                let _ = connection.close().await;
+                Err(migration_error(error))
+            }
+        }
     }
 
     pub async fn seed_admin(&self, tenant_url: &SecretString, seed: &AdminSeed<'_>) -> Result<()> {

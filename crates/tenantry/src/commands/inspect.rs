@@ -59,6 +59,12 @@ pub async fn doctor(app: &App, json: bool) -> CommandResult {
             "checked {} server(s), {} tenant(s), {} secret(s), {} job(s) in flight",
             report.n_servers, report.n_tenants, report.n_secrets, report.n_jobs_in_flight
         );
+        if report.n_templates + report.n_pool_databases > 0 {
+            println!(
+                "the servers also hold {} template(s) and {} warm-pool database(s), which are not tenants",
+                report.n_templates, report.n_pool_databases
+            );
+        }
         if report.is_clean() {
             println!("the fleet is clean: registry, servers and secret store agree");
         }

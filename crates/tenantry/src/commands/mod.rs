@@ -1,8 +1,10 @@
 //! One function per command; each turns its arguments into validated values, then does the work.
 
+mod bench;
 mod fleet;
 mod inspect;
 mod jobs;
+mod pool;
 mod provision;
 mod serve;
 mod users;
@@ -37,6 +39,14 @@ pub async fn run(cli: Cli) -> CommandResult {
         Command::Servers(command) => fleet::servers(&App::open(config).await?, command, json).await,
         Command::Audit(command) => inspect::audit(&App::open(config).await?, command, json).await,
         Command::Doctor => inspect::doctor(&App::open(config).await?, json).await,
+        Command::Pool(command) => {
+            let request = pool::parse(command)?;
+            pool::run(&App::open(config).await?, request, json).await
+        }
+        Command::Bench(args) => {
+            let request = bench::parse(&args)?;
+            bench::run(&App::open(config).await?, request, json).await
+        }
         Command::Secrets(command) => {
             inspect::secrets(&App::open(config).await?, command, json).await
         }

@@ -8,6 +8,7 @@ mod api;
 mod concurrency;
 mod console;
 mod failures;
+mod fast_paths;
 mod harness;
 mod offboard;
 mod provision;
