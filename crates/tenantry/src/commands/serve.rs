@@ -96,6 +96,11 @@ pub async fn serve(app: App, listen: &str, n_workers: usize) -> CommandResult {
         shutdown.clone(),
         Some(on_job_event),
     ));
+    // Keeps each PostgreSQL server's warm pool topped up (a no-op when TENANTRY_WARM_POOL_SIZE is 0).
+    let refill = tokio::spawn(tenantry_workflows::run_warm_pool_refill(
+        app.platform.clone(),
+        shutdown.clone(),
+    ));
     // Tests and scripts read this line to find the port.
     println!("tenantry listening on http://{address}");
     print_bootstrap_hint(&app).await?;
@@ -109,6 +114,7 @@ pub async fn serve(app: App, listen: &str, n_workers: usize) -> CommandResult {
             CodedError::new(ErrorCode::Internal, format!("the server stopped: {error}"))
         })?;
     let _ = workers.await;
+    let _ = refill.await;
     app.platform.registry.close().await;
     Ok(ExitCode::SUCCESS)
 }
@@ -116,6 +122,10 @@ pub async fn serve(app: App, listen: &str, n_workers: usize) -> CommandResult {
 pub async fn worker(app: App, n_workers: usize) -> CommandResult {
     let shutdown = shutdown_signal();
     println!("tenantry worker running {n_workers} worker(s); stop with SIGTERM");
+    let refill = tokio::spawn(tenantry_workflows::run_warm_pool_refill(
+        app.platform.clone(),
+        shutdown.clone(),
+    ));
     run_workers(
         app.platform.clone(),
         app.runner(),
@@ -125,6 +135,7 @@ pub async fn worker(app: App, n_workers: usize) -> CommandResult {
         None,
     )
     .await;
+    let _ = refill.await;
     app.platform.registry.close().await;
     Ok(ExitCode::SUCCESS)
 }
