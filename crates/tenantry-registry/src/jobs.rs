@@ -228,13 +228,49 @@ impl Registry {
         .bind(if filter.limit > 0 { filter.limit } else { 50 })
         .fetch_all(&self.pool)
         .await?;
-        let mut jobs = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let job_id: String = crate::store::get(row, "id")?;
-            let phases = self.job_phases(&job_id).await?;
-            jobs.push(JobRecord::from_row(row, phases)?);
+        let job_ids = rows
+            .iter()
+            .map(|row| crate::store::get::<String>(row, "id"))
+            .collect::<Result<Vec<_>>>()?;
+        let mut phases_by_job = self.phases_of_jobs(&job_ids).await?;
+        rows.iter()
+            .zip(&job_ids)
+            .map(|(row, job_id)| {
+                JobRecord::from_row(row, phases_by_job.remove(job_id).unwrap_or_default())
+            })
+            .collect()
+    }
+
+    /// The phases of many jobs in a few queries (one per chunk of ids), rather than one query per job.
+    async fn phases_of_jobs(
+        &self,
+        job_ids: &[String],
+    ) -> Result<std::collections::HashMap<String, Vec<PhaseRecord>>> {
+        // Well below both backends' limit on bound parameters.
+        const IDS_PER_QUERY: usize = 500;
+        let mut phases_by_job: std::collections::HashMap<String, Vec<PhaseRecord>> =
+            std::collections::HashMap::new();
+        for chunk in job_ids.chunks(IDS_PER_QUERY) {
+            let placeholders: Vec<String> =
+                (1..=chunk.len()).map(|index| format!("${index}")).collect();
+            let sql = format!(
+                "SELECT job_id, position, name, status, attempts, started_at, finished_at FROM job_phases
+                 WHERE job_id IN ({}) ORDER BY job_id, position",
+                placeholders.join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            for job_id in chunk {
+                query = query.bind(job_id);
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                let job_id: String = crate::store::get(&row, "job_id")?;
+                phases_by_job
+                    .entry(job_id)
+                    .or_default()
+                    .push(PhaseRecord::from_row(&row)?);
+            }
         }
-        Ok(jobs)
+        Ok(phases_by_job)
     }
 
     /// The unfinished job holding a slug, if any.

@@ -184,6 +184,12 @@ pub async fn case_jobs_list_newest_first_with_filters(registry: Registry) -> any
 
     let listed = registry.list_jobs(&JobFilter::default()).await?;
     assert!(listed.iter().all(|job| job.phases.len() == PHASES.len()));
+    // Each listed job carries its own phases, in order, as reading it alone would give.
+    for job in &listed {
+        assert_eq!(job.phases, registry.get_job(&job.id).await?.phases);
+        let names: Vec<&str> = job.phases.iter().map(|phase| phase.name.as_str()).collect();
+        assert_eq!(names, PHASES);
+    }
     Ok(())
 }
 
