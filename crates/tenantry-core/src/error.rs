@@ -39,11 +39,20 @@ pub enum ErrorCode {
     /// A phase was stopped on purpose by a test failpoint.
     #[serde(rename = "E_FAILPOINT")]
     Failpoint,
+    /// A critical post-provisioning check failed; the job rolled back.
+    #[serde(rename = "E_VALIDATION_FAILED")]
+    ValidationFailed,
+    /// A PLATFORM_ADMIN rejected the request waiting for approval.
+    #[serde(rename = "E_APPROVAL_REJECTED")]
+    ApprovalRejected,
+    /// Nobody approved the request before its approval window closed.
+    #[serde(rename = "E_APPROVAL_EXPIRED")]
+    ApprovalExpired,
 }
 
 impl ErrorCode {
     /// Every code, in the order of the docs table.
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 19] = [
         ErrorCode::InvalidSlug,
         ErrorCode::InvalidInput,
         ErrorCode::AlreadyProvisioned,
@@ -60,6 +69,9 @@ impl ErrorCode {
         ErrorCode::RateLimited,
         ErrorCode::Internal,
         ErrorCode::Failpoint,
+        ErrorCode::ValidationFailed,
+        ErrorCode::ApprovalRejected,
+        ErrorCode::ApprovalExpired,
     ];
 
     /// The stored, wire-visible string.
@@ -81,6 +93,9 @@ impl ErrorCode {
             ErrorCode::RateLimited => "E_RATE_LIMITED",
             ErrorCode::Internal => "E_INTERNAL",
             ErrorCode::Failpoint => "E_FAILPOINT",
+            ErrorCode::ValidationFailed => "E_VALIDATION_FAILED",
+            ErrorCode::ApprovalRejected => "E_APPROVAL_REJECTED",
+            ErrorCode::ApprovalExpired => "E_APPROVAL_EXPIRED",
         }
     }
 
@@ -115,6 +130,9 @@ impl ErrorCode {
             ErrorCode::RateLimited => "too many requests; slow down",
             ErrorCode::Internal => "an unexpected internal error",
             ErrorCode::Failpoint => "a test failpoint stopped the job",
+            ErrorCode::ValidationFailed => "a critical post-provisioning check failed",
+            ErrorCode::ApprovalRejected => "a platform admin rejected the request",
+            ErrorCode::ApprovalExpired => "nobody approved the request in time",
         }
     }
 
@@ -137,6 +155,9 @@ impl ErrorCode {
             ErrorCode::RateLimited => "Wait a minute and try again.",
             ErrorCode::Internal => "Look at the job log and the server log; run `tenantry doctor`.",
             ErrorCode::Failpoint => "Unset TENANTRY_FAILPOINTS and retry the job.",
+            ErrorCode::ValidationFailed => "Read the failed check in the job log (`tenantry validate` runs the suite alone), fix its cause, then provision again.",
+            ErrorCode::ApprovalRejected => "Read the rejection reason in the job log; submit a revised request.",
+            ErrorCode::ApprovalExpired => "Submit the request again and ask another PLATFORM_ADMIN to approve it in time.",
         }
     }
 }

@@ -10,7 +10,7 @@ mod status;
 mod tenant;
 
 pub use error::{Error, ErrorCode, Result};
-pub use plan::{EngineKind, Plan};
+pub use plan::{EngineKind, Modules, Plan};
 pub use slug::Slug;
 pub use status::{JobKind, JobStatus, PhaseStatus, PlatformRole, ServerStatus, TenantStatus};
 pub use tenant::{AdminEmail, DisplayName, ServerName, TenantSpec};

@@ -1,6 +1,7 @@
 //! Plans (named blueprints of quotas) and the engines a tenant database can live on.
 
 use crate::Error;
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// The kind of server that hosts a tenant's database.
@@ -36,8 +37,46 @@ impl fmt::Display for EngineKind {
     }
 }
 
-/// A named blueprint: which engine a tenant gets and its quotas.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// The platform modules a tenant's application offers (seed 000's service selection). The defaults are the
+/// wizard's: core, BI and context graph on; ML and the data platform off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Modules {
+    pub core: bool,
+    pub bi: bool,
+    pub ml: bool,
+    pub data_platform: bool,
+    pub context_graph: bool,
+}
+
+impl Default for Modules {
+    fn default() -> Self {
+        Modules {
+            core: true,
+            bi: true,
+            ml: false,
+            data_platform: false,
+            context_graph: true,
+        }
+    }
+}
+
+impl Modules {
+    /// Each module's name and whether it is on, in a fixed order.
+    pub fn entries(&self) -> [(&'static str, bool); 5] {
+        [
+            ("core", self.core),
+            ("bi", self.bi),
+            ("ml", self.ml),
+            ("data_platform", self.data_platform),
+            ("context_graph", self.context_graph),
+        ]
+    }
+}
+
+/// A named blueprint: which engine a tenant gets, its quotas, modules and feature flags, its price, and whether
+/// every request for it needs approval.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Plan {
     pub name: String,
@@ -46,19 +85,109 @@ pub struct Plan {
     pub engine: Option<EngineKind>,
     pub connection_limit: u32,
     pub statement_timeout_ms: u64,
+    /// Queries per minute the tenant's application may run (enforced by the application; written to its settings).
+    #[serde(default = "default_rate_limit_qpm")]
+    pub rate_limit_qpm: u32,
+    /// The query latency the validation suite holds the tenant's database to.
+    #[serde(default = "default_query_sla_ms")]
+    pub query_sla_ms: u64,
+    #[serde(default)]
+    pub modules: Modules,
+    #[serde(default)]
+    pub feature_flags: BTreeMap<String, bool>,
+    /// The list price per month, before the plan and region multipliers.
+    #[serde(default)]
+    pub base_monthly_price: f64,
+    #[serde(default = "default_multiplier")]
+    pub price_multiplier: f64,
+    /// Every request for this plan waits for a PLATFORM_ADMIN, whatever its budget.
+    #[serde(default)]
+    pub approval_required: bool,
     #[serde(default)]
     pub cost_center: String,
 }
 
+fn default_rate_limit_qpm() -> u32 {
+    100
+}
+
+fn default_query_sla_ms() -> u64 {
+    500
+}
+
+fn default_multiplier() -> f64 {
+    1.0
+}
+
 impl Plan {
-    /// The plans tenantry ships; the config file may replace them.
+    /// Checks what serde cannot: a usable name, positive quotas, prices that are finite and not negative, and
+    /// flag names that are safe as settings keys.
+    pub fn validate(&self) -> Result<(), Error> {
+        let invalid =
+            |why: String| Err(Error::invalid_input(format!("plan {:?}: {why}", self.name)));
+        let name_ok = (1..=40).contains(&self.name.len())
+            && self.name.starts_with(|c: char| c.is_ascii_lowercase())
+            && self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        if !name_ok {
+            return invalid("a plan name has 1 to 40 lowercase letters, digits, '-' or '_', starting with a letter".into());
+        }
+        if self.connection_limit == 0 {
+            return invalid("connection_limit must be at least 1".into());
+        }
+        if self.statement_timeout_ms == 0 {
+            return invalid("statement_timeout_ms must be at least 1".into());
+        }
+        for (field, value) in [
+            ("base_monthly_price", self.base_monthly_price),
+            ("price_multiplier", self.price_multiplier),
+        ] {
+            if !value.is_finite() || value < 0.0 {
+                return invalid(format!("{field} must be a number of at least 0"));
+            }
+        }
+        for flag in self.feature_flags.keys() {
+            let flag_ok = (1..=64).contains(&flag.len())
+                && flag
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+            if !flag_ok {
+                return invalid(format!(
+                    "feature flag {flag:?} must have 1 to 64 lowercase letters, digits, '_' or '-'"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The plans tenantry ships; the config file may replace them. None needs approval on its own: a request
+    /// waits only when its budget reaches the approval threshold.
     pub fn builtin() -> Vec<Plan> {
+        let flags = |pairs: &[(&str, bool)]| {
+            pairs
+                .iter()
+                .map(|(name, on)| ((*name).to_owned(), *on))
+                .collect::<BTreeMap<_, _>>()
+        };
         vec![
             Plan {
                 name: "starter".into(),
                 engine: None,
                 connection_limit: 10,
                 statement_timeout_ms: 30_000,
+                rate_limit_qpm: 100,
+                query_sla_ms: 500,
+                modules: Modules::default(),
+                feature_flags: flags(&[
+                    ("advanced_search", false),
+                    ("realtime_indexing", false),
+                    ("custom_models", false),
+                ]),
+                base_monthly_price: 49.0,
+                price_multiplier: 1.0,
+                approval_required: false,
                 cost_center: "self-serve".into(),
             },
             Plan {
@@ -66,6 +195,17 @@ impl Plan {
                 engine: None,
                 connection_limit: 50,
                 statement_timeout_ms: 60_000,
+                rate_limit_qpm: 500,
+                query_sla_ms: 500,
+                modules: Modules::default(),
+                feature_flags: flags(&[
+                    ("advanced_search", false),
+                    ("realtime_indexing", true),
+                    ("custom_models", false),
+                ]),
+                base_monthly_price: 49.0,
+                price_multiplier: 2.0,
+                approval_required: false,
                 cost_center: "growth".into(),
             },
             Plan {
@@ -73,8 +213,56 @@ impl Plan {
                 engine: None,
                 connection_limit: 200,
                 statement_timeout_ms: 120_000,
+                rate_limit_qpm: 1000,
+                query_sla_ms: 500,
+                modules: Modules {
+                    ml: true,
+                    data_platform: true,
+                    ..Modules::default()
+                },
+                feature_flags: flags(&[
+                    ("advanced_search", true),
+                    ("realtime_indexing", true),
+                    ("custom_models", true),
+                ]),
+                base_monthly_price: 49.0,
+                price_multiplier: 3.0,
+                approval_required: false,
                 cost_center: "enterprise".into(),
             },
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_plans_are_valid_and_keep_seed_module_defaults() {
+        for plan in Plan::builtin() {
+            plan.validate().unwrap();
+            assert!(!plan.approval_required, "{}", plan.name);
+        }
+        let defaults = Modules::default();
+        assert!(defaults.core && defaults.bi && defaults.context_graph);
+        assert!(!defaults.ml && !defaults.data_platform);
+    }
+
+    #[test]
+    fn bad_plans_are_refused_with_the_field_named() {
+        let mut plan = Plan::builtin().remove(0);
+        plan.price_multiplier = f64::NAN;
+        assert!(plan
+            .validate()
+            .unwrap_err()
+            .message
+            .contains("price_multiplier"));
+        let mut plan = Plan::builtin().remove(0);
+        plan.feature_flags.insert("Bad Flag".into(), true);
+        assert!(plan.validate().unwrap_err().message.contains("Bad Flag"));
+        let mut plan = Plan::builtin().remove(0);
+        plan.name = "Gold Tier".into();
+        assert!(plan.validate().is_err());
     }
 }

@@ -65,6 +65,7 @@ string_enum!(
     JobKind {
         Provision => "provision",
         Offboard => "offboard",
+        SetPlan => "set_plan",
     }
 );
 

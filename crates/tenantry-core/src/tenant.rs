@@ -144,6 +144,10 @@ pub struct TenantSpec {
     pub server: Option<ServerName>,
     #[serde(default)]
     pub dry_run: bool,
+    /// The monthly budget the requester asks for (whole currency units). At or above the approval threshold,
+    /// the job waits for a PLATFORM_ADMIN. `None`: the plan's monthly estimate stands in for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<u64>,
 }
 
 #[cfg(test)]

@@ -31,6 +31,19 @@ pub struct NewJob {
     pub plan: Option<String>,
     /// An `Idempotency-Key` to remember with the job, in the same transaction.
     pub idempotency: Option<IdempotencyKey>,
+    /// Set when the job must wait for a PLATFORM_ADMIN before any phase runs.
+    pub approval: Option<ApprovalRequest>,
+}
+
+/// Why a new job waits for approval, and until when.
+#[derive(Debug, Clone)]
+pub struct ApprovalRequest {
+    /// Unix milliseconds after which the request lapses (`E_APPROVAL_EXPIRED`).
+    pub expires_at: i64,
+    /// Recorded in the `APPROVAL_REQUESTED` audit event (budget, threshold, plan rule).
+    pub details: serde_json::Value,
+    /// The job log's first line: why it waits, in words.
+    pub reason: String,
 }
 
 /// A client's `Idempotency-Key`, scoped to who sent it, with a hash of the request it came with.
@@ -75,7 +88,7 @@ pub enum Placement {
 
 const JOB_COLUMNS: &str =
     "id, kind, tenant_slug, status, params, state, placed_server, error_code, error_message, actor, plan,
-    lease_owner, lease_token, lease_expires_at, created_at, started_at, finished_at, updated_at";
+    lease_owner, lease_token, lease_expires_at, approval_expires_at, created_at, started_at, finished_at, updated_at";
 
 const LIVE_STATUSES: &str = "('pending', 'awaiting_approval', 'in_progress')";
 
@@ -97,7 +110,7 @@ pub(crate) async fn check_fence(connection: &mut AnyConnection, fence: &Fence) -
     }
 }
 
-async fn insert_event(
+pub(crate) async fn insert_event(
     connection: &mut AnyConnection,
     job_id: &str,
     kind: EventKind,
@@ -152,17 +165,23 @@ impl Registry {
                 Err(other) => return Err(other),
             }
         }
+        let status = if job.approval.is_some() {
+            JobStatus::AwaitingApproval
+        } else {
+            JobStatus::Pending
+        };
         sqlx::query(
-            "INSERT INTO jobs (id, kind, tenant_slug, status, params, state, actor, plan, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, '{}', $6, $7, $8, $8)",
+            "INSERT INTO jobs (id, kind, tenant_slug, status, params, state, actor, plan, approval_expires_at, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, '{}', $6, $7, $8, $9, $9)",
         )
         .bind(&job.id)
         .bind(job.kind.as_str())
         .bind(&job.tenant_slug)
-        .bind(JobStatus::Pending.as_str())
+        .bind(status.as_str())
         .bind(job.params.to_string())
         .bind(&job.actor)
         .bind(&job.plan)
+        .bind(job.approval.as_ref().map(|approval| approval.expires_at))
         .bind(now)
         .execute(&mut *transaction)
         .await?;
@@ -189,6 +208,29 @@ impl Registry {
             },
         )
         .await?;
+        if let Some(approval) = &job.approval {
+            insert_event(
+                &mut transaction,
+                &job.id,
+                EventKind::Log,
+                None,
+                None,
+                "info",
+                &approval.reason,
+            )
+            .await?;
+            insert_audit(
+                &mut transaction,
+                &NewAuditEvent {
+                    actor: job.actor.clone(),
+                    event_type: "APPROVAL_REQUESTED",
+                    tenant_slug: Some(job.tenant_slug.clone()),
+                    job_id: Some(job.id.clone()),
+                    details: approval.details.clone(),
+                },
+            )
+            .await?;
+        }
         transaction.commit().await?;
         self.get_job(&job.id).await
     }

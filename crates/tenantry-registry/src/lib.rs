@@ -6,6 +6,7 @@
 //! transaction opener differ per backend ([`Dialect`]).
 
 mod access;
+mod approvals;
 pub mod audit;
 mod error;
 mod jobs;
@@ -17,9 +18,12 @@ mod store;
 mod tenants;
 
 pub use access::{ApiToken, ConsoleSession, IdempotencyRecord, PlatformUser};
+pub use approvals::{ApprovalDecision, ApprovalOutcome};
 pub use audit::AuditFilter;
 pub use error::{Error, Result};
-pub use jobs::{Fence, IdempotencyKey, JobFilter, NewJob, Placement, PlacementRequest};
+pub use jobs::{
+    ApprovalRequest, Fence, IdempotencyKey, JobFilter, NewJob, Placement, PlacementRequest,
+};
 pub use notify::{JobListener, JobNotification, JOBS_CHANNEL, JOB_EVENTS_CHANNEL};
 pub use records::{
     AuditEvent, EventKind, JobEvent, JobRecord, NewAuditEvent, NewServer, PhaseRecord,

@@ -74,6 +74,10 @@ pub struct TenantRecord {
     pub status: TenantStatus,
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub labels: serde_json::Value,
+    /// The effective settings of the tenant's plan (limits, modules, flags, monthly cost), as written into its
+    /// database's `tenant_settings` table.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub settings: serde_json::Value,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -91,6 +95,7 @@ impl TenantRecord {
             secret_ref: get(row, "secret_ref")?,
             status: parse_column(TenantStatus::parse(&get::<String>(row, "status")?))?,
             labels: get_json(row, "labels")?,
+            settings: get_json(row, "settings")?,
             created_at: get(row, "created_at")?,
             updated_at: get(row, "updated_at")?,
         })
@@ -114,6 +119,8 @@ pub struct JobRecord {
     pub lease_owner: Option<String>,
     pub lease_token: i64,
     pub lease_expires_at: Option<i64>,
+    /// While the job awaits approval: when the request lapses unless a PLATFORM_ADMIN decides.
+    pub approval_expires_at: Option<i64>,
     pub created_at: i64,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
@@ -138,6 +145,7 @@ impl JobRecord {
             lease_owner: get(row, "lease_owner")?,
             lease_token: get(row, "lease_token")?,
             lease_expires_at: get(row, "lease_expires_at")?,
+            approval_expires_at: get(row, "approval_expires_at")?,
             created_at: get(row, "created_at")?,
             started_at: get(row, "started_at")?,
             finished_at: get(row, "finished_at")?,

@@ -72,6 +72,35 @@ impl Registry {
         Ok(deleted.rows_affected() > 0)
     }
 
+    /// Records a secret's cost labels for the job holding `fence` (`false` when the secret does not exist).
+    pub async fn set_secret_labels_fenced(
+        &self,
+        fence: &Fence,
+        name: &str,
+        labels: &serde_json::Value,
+    ) -> Result<bool> {
+        let mut transaction = self.begin_write().await?;
+        check_fence(&mut transaction, fence).await?;
+        let updated = sqlx::query("UPDATE secrets SET labels = $1 WHERE name = $2")
+            .bind(labels.to_string())
+            .bind(name)
+            .execute(&mut *transaction)
+            .await?;
+        transaction.commit().await?;
+        Ok(updated.rows_affected() > 0)
+    }
+
+    /// A secret's cost labels (`None` when the secret does not exist).
+    pub async fn secret_labels(&self, name: &str) -> Result<Option<serde_json::Value>> {
+        let row = sqlx::query("SELECT labels FROM secrets WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref()
+            .map(|row| crate::store::get_json(row, "labels"))
+            .transpose()
+    }
+
     /// The names of every stored secret, sorted.
     pub async fn list_secret_names(&self) -> Result<Vec<String>> {
         let rows = sqlx::query("SELECT name FROM secrets ORDER BY name")

@@ -59,6 +59,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         "purge_pacing",
         include_str!("../migrations/shared/0003_purge_pacing.sql"),
     ),
+    (
+        4,
+        "plans_approvals_costs",
+        include_str!("../migrations/shared/0004_plans_approvals_costs.sql"),
+    ),
 ];
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -75,6 +80,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "purge_pacing",
         include_str!("../migrations/shared/0003_purge_pacing.sql"),
+    ),
+    (
+        4,
+        "plans_approvals_costs",
+        include_str!("../migrations/shared/0004_plans_approvals_costs.sql"),
     ),
 ];
 
@@ -104,8 +114,26 @@ impl Registry {
                     .migrator(POSTGRES_MIGRATIONS)
                     .run(&registry.pool)
                     .await?;
+                registry.admit_only_owner().await;
                 Ok(registry)
             }
+        }
+    }
+
+    /// Tenant roles may live on the registry's own cluster, and the validation suite requires that none can log in
+    /// to the registry: the database stops admitting PUBLIC, leaving its owner and superusers. A registry user that
+    /// does not own the database cannot do this; the suite's `isolation_registry` check then names the fix.
+    async fn admit_only_owner(&self) {
+        let revoked = sqlx::query(
+            "DO $$ BEGIN
+                 EXECUTE format('REVOKE CONNECT, TEMPORARY ON DATABASE %I FROM PUBLIC', current_database());
+             EXCEPTION WHEN insufficient_privilege THEN NULL;
+             END $$",
+        )
+        .execute(&self.pool)
+        .await;
+        if let Err(error) = revoked {
+            tracing::warn!(%error, "could not revoke PUBLIC's CONNECT on the registry database");
         }
     }
 

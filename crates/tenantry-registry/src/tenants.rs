@@ -9,7 +9,7 @@ use tenantry_core::TenantStatus;
 
 const TENANT_COLUMNS: &str =
     "slug, display_name, admin_email, plan, region, server_name, resource_name, secret_ref,
-    status, labels, created_at, updated_at";
+    status, labels, settings, created_at, updated_at";
 
 impl Registry {
     /// Registers a tenant for the job that holds `fence`. Registering the same slug again is a no-op.
@@ -23,7 +23,7 @@ impl Registry {
         check_fence(&mut transaction, fence).await?;
         let now = now_millis();
         let inserted = sqlx::query(&format!(
-            "INSERT INTO tenants ({TENANT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)
+            "INSERT INTO tenants ({TENANT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)
              ON CONFLICT (slug) DO NOTHING"
         ))
         .bind(&tenant.slug)
@@ -36,6 +36,7 @@ impl Registry {
         .bind(&tenant.secret_ref)
         .bind(tenant.status.as_str())
         .bind(tenant.labels.to_string())
+        .bind(tenant.settings.to_string())
         .bind(now)
         .execute(&mut *transaction)
         .await?;
@@ -89,6 +90,53 @@ impl Registry {
         }
         transaction.commit().await?;
         Ok(())
+    }
+
+    /// Moves a tenant to another plan for the job holding `fence`: plan, labels and effective settings, with the
+    /// audit event, in one transaction. Setting what is already there changes nothing and audits nothing.
+    pub async fn set_tenant_plan(
+        &self,
+        fence: &Fence,
+        slug: &str,
+        plan: &str,
+        labels: &serde_json::Value,
+        settings: &serde_json::Value,
+        audit: &NewAuditEvent,
+    ) -> Result<()> {
+        let mut transaction = self.begin_write().await?;
+        check_fence(&mut transaction, fence).await?;
+        let updated = sqlx::query(
+            "UPDATE tenants SET plan = $1, labels = $2, settings = $3, updated_at = $4
+             WHERE slug = $5 AND (plan <> $1 OR labels <> $2 OR settings <> $3)",
+        )
+        .bind(plan)
+        .bind(labels.to_string())
+        .bind(settings.to_string())
+        .bind(now_millis())
+        .bind(slug)
+        .execute(&mut *transaction)
+        .await?;
+        if updated.rows_affected() == 1 {
+            insert_audit(&mut transaction, audit).await?;
+        }
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    /// Up to `limit` tenants placed on `server_name`, by slug.
+    pub async fn tenants_on_server(
+        &self,
+        server_name: &str,
+        limit: i64,
+    ) -> Result<Vec<TenantRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {TENANT_COLUMNS} FROM tenants WHERE server_name = $1 ORDER BY slug LIMIT $2"
+        ))
+        .bind(server_name)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(TenantRecord::from_row).collect()
     }
 
     pub async fn get_tenant(&self, slug: &str) -> Result<Option<TenantRecord>> {

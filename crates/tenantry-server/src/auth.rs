@@ -101,6 +101,24 @@ pub const POLICY: &[(&str, &str, Access)] = &[
         "/platform/jobs/{job_id}/rollback",
         Access::Roles(OPERATORS),
     ),
+    // Approving spends money: admins only, and never the requester (checked with the job).
+    (
+        "POST",
+        "/platform/jobs/{job_id}/approve",
+        Access::Roles(ADMINS),
+    ),
+    (
+        "POST",
+        "/platform/jobs/{job_id}/reject",
+        Access::Roles(ADMINS),
+    ),
+    ("GET", "/platform/plans", Access::Roles(ALL_ROLES)),
+    (
+        "POST",
+        "/platform/tenants/{slug}/plan",
+        Access::Roles(ADMINS),
+    ),
+    ("GET", "/platform/costs", Access::Roles(ALL_ROLES)),
     ("GET", "/platform/servers", Access::Roles(ALL_ROLES)),
     ("POST", "/platform/servers", Access::Roles(ADMINS)),
     (

@@ -86,9 +86,12 @@ pub fn status_for(code: ErrorCode) -> StatusCode {
         ErrorCode::Forbidden => StatusCode::FORBIDDEN,
         ErrorCode::NotFound => StatusCode::NOT_FOUND,
         ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-        ErrorCode::MigrationsFailed | ErrorCode::Internal | ErrorCode::Failpoint => {
-            StatusCode::INTERNAL_SERVER_ERROR
-        }
+        // Outcomes of jobs rather than of requests; a request meets them only when it acts on such a job.
+        ErrorCode::ApprovalExpired | ErrorCode::ApprovalRejected => StatusCode::CONFLICT,
+        ErrorCode::MigrationsFailed
+        | ErrorCode::Internal
+        | ErrorCode::Failpoint
+        | ErrorCode::ValidationFailed => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 

@@ -1,5 +1,5 @@
-//! `/metrics` in Prometheus text: phase durations recorded in this process (by the runner), and counts read
-//! from the registry at scrape time, so every replica reports the same fleet-wide numbers.
+//! `/metrics` in Prometheus text: phase durations recorded in this process (by the runner), and counts and
+//! per-tenant info and cost read from the registry at scrape time, so every replica reports the same numbers.
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::fmt::Write as _;
@@ -79,5 +79,7 @@ pub async fn render(
     );
     let _ = writeln!(text, "# TYPE tenantry_job_queue_depth gauge");
     let _ = writeln!(text, "tenantry_job_queue_depth {queue_depth}");
+    // The validation suite's `metrics_visible` check reads the same lines.
+    text.push_str(&tenantry_workflows::tenant_metrics_text(registry).await?);
     Ok(text)
 }

@@ -1,6 +1,6 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations and the types they exchange.
 
-use crate::api::{jobs, servers, session, system, tenants, JobAccepted};
+use crate::api::{jobs, plans, servers, session, system, tenants, JobAccepted};
 use crate::error::ProblemDetails;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -30,10 +30,14 @@ impl Modify for BearerAuth {
         session::login, session::logout,
         tenants::create_tenant, tenants::list_tenants, tenants::get_tenant, tenants::offboard_tenant,
         jobs::list_jobs, jobs::get_job, jobs::job_events, jobs::retry_job, jobs::rollback_job,
+        jobs::approve_job, jobs::reject_job,
+        plans::list_plans, plans::set_plan, plans::costs,
         servers::list_servers, servers::create_server, servers::drain_server,
     ),
     components(schemas(
-        ProblemDetails, JobAccepted, jobs::StreamEvent, tenants::CreateTenantRequest, tenants::OffboardBody,
+        ProblemDetails, JobAccepted, jobs::StreamEvent, jobs::ApprovalBody, plans::PlanOffer,
+        plans::SetPlanBody, tenantry_workflows::CostReport, tenantry_workflows::TenantCost,
+        tenantry_workflows::CostTotal, tenants::CreateTenantRequest, tenants::OffboardBody,
         servers::AddServerRequest, session::LoginForm, system::Me,
         tenantry_registry::TenantRecord, tenantry_registry::ServerRecord, tenantry_registry::AuditEvent,
         tenantry_registry::JobEvent, tenantry_registry::EventKind,

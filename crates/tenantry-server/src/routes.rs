@@ -1,7 +1,7 @@
 //! Every route of the server, by method and path template, with its handler. The policy for each is in
 //! `auth::POLICY`; a test checks that every route here has one.
 
-use crate::api::{jobs, servers, session, system, tenants};
+use crate::api::{jobs, plans, servers, session, system, tenants};
 use crate::console::{self, html_or_json, pages};
 use crate::state::ServerState;
 use axum::routing::{get, post, MethodFilter, MethodRouter};
@@ -110,6 +110,23 @@ pub fn api_routes() -> Vec<Route> {
             post(jobs::rollback_job),
             pages::rollback_submit,
         ),
+        route(
+            "POST",
+            "/platform/jobs/{job_id}/approve",
+            post(jobs::approve_job),
+        ),
+        route(
+            "POST",
+            "/platform/jobs/{job_id}/reject",
+            post(jobs::reject_job),
+        ),
+        route("GET", "/platform/plans", get(plans::list_plans)),
+        route(
+            "POST",
+            "/platform/tenants/{slug}/plan",
+            post(plans::set_plan),
+        ),
+        route("GET", "/platform/costs", get(plans::costs)),
         with_page(
             "GET",
             "/platform/servers",

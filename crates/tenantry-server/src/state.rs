@@ -66,6 +66,12 @@ impl ServerState {
         }
     }
 
+    /// Tells live streams that a job changed outside a runner (an approval decision).
+    pub fn job_changed(&self) {
+        self.job_changes
+            .send_modify(|version| *version = version.wrapping_add(1));
+    }
+
     /// A runner for workers in this process: its progress wakes the live event streams.
     pub fn worker_runner(&self) -> Runner {
         let changes = self.job_changes.clone();

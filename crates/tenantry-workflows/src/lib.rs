@@ -1,25 +1,38 @@
 //! tenantry's operations as ordered phase lists over the providers and the registry: provisioning a tenant,
 //! offboarding one, and the doctor that compares registry, servers and secret store.
 
+mod checks;
+mod costs;
 mod doctor;
 mod fleet;
 mod offboard;
+mod plans;
 mod platform;
 mod pool;
 mod provision;
+mod set_plan;
 mod submit;
 mod worker;
 
+pub use checks::{run_checks, CheckReport, CheckResult, CheckStatus};
+pub use costs::{cost_report, tenant_metrics_text, CostReport, CostTotal, TenantCost};
 pub use doctor::{run_doctor, DoctorReport, Finding};
 pub use fleet::{add_server, admin_secret_name, ServerRequest};
 pub use offboard::{OffboardRequest, OffboardWorkflow, OFFBOARD_PHASES, PURGE_PHASES};
-pub use platform::{Platform, Settings, TenantSchema, WarmPoolSettings};
+pub use plans::{approval_needed, effective_settings, monthly_estimate};
+pub use platform::{
+    ApprovalSettings, Platform, PricingSettings, Settings, TenantSchema, WarmPoolSettings,
+};
 pub use pool::{
     fill_warm_pool, prune_warm_pool, refill_warm_pools, run_warm_pool_refill, warm_pool_status,
     RefillOutcome, WarmPoolStatus, REFILL_INTERVAL,
 };
 pub use provision::{ProvisionWorkflow, DRY_RUN_PHASES, PROVISION_PHASES};
-pub use submit::{submit_offboard, submit_provision, IdempotencyRequest, Submitted};
+pub use set_plan::{SetPlanRequest, SetPlanWorkflow, SET_PLAN_PHASES};
+pub use submit::{
+    decide_approval, submit_offboard, submit_provision, submit_set_plan, IdempotencyRequest,
+    Submitted,
+};
 pub use worker::{drive, run_workers, JobEventHook, IDLE_POLL, MAX_SWEEP};
 
 use tenantry_core::{Error as CodedError, ErrorCode, JobKind};
@@ -36,6 +49,15 @@ pub async fn run_job(
         .get_job(job_id)
         .await
         .map_err(registry_error)?;
+    if job.status == tenantry_core::JobStatus::AwaitingApproval {
+        return Err(CodedError::new(
+            ErrorCode::Conflict,
+            format!(
+                "job {job_id} is awaiting approval; a PLATFORM_ADMIN other than {} approves it with `tenantry jobs approve {job_id}`",
+                job.actor
+            ),
+        ));
+    }
     let ran = match job.kind {
         JobKind::Provision => {
             runner
@@ -45,6 +67,11 @@ pub async fn run_job(
         JobKind::Offboard => {
             runner
                 .run_job(&OffboardWorkflow::new(platform.clone()), job_id)
+                .await
+        }
+        JobKind::SetPlan => {
+            runner
+                .run_job(&SetPlanWorkflow::new(platform.clone()), job_id)
                 .await
         }
     };

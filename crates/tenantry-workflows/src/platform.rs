@@ -16,6 +16,9 @@ pub struct TenantSchema {
     pub migrations: PathBuf,
     /// A seed SQL file, or a directory holding `<engine>.sql`.
     pub admin_seed: PathBuf,
+    /// A query counting the seeded admins ready for first login (`$1` the admin's email), or a directory holding
+    /// `<engine>.sql`; `None`: the validation suite skips the admin check.
+    pub admin_check: Option<PathBuf>,
 }
 
 impl TenantSchema {
@@ -29,11 +32,22 @@ impl TenantSchema {
     }
 
     pub fn admin_seed_for(&self, engine: EngineKind) -> PathBuf {
-        if self.admin_seed.is_dir() {
-            self.admin_seed.join(format!("{}.sql", engine.as_str()))
-        } else {
-            self.admin_seed.clone()
-        }
+        per_engine_file(&self.admin_seed, engine)
+    }
+
+    pub fn admin_check_for(&self, engine: EngineKind) -> Option<PathBuf> {
+        self.admin_check
+            .as_deref()
+            .map(|path| per_engine_file(path, engine))
+    }
+}
+
+/// `path` itself, or `path/<engine>.sql` when it is a directory.
+fn per_engine_file(path: &Path, engine: EngineKind) -> PathBuf {
+    if path.is_dir() {
+        path.join(format!("{}.sql", engine.as_str()))
+    } else {
+        path.to_path_buf()
     }
 }
 
@@ -50,6 +64,46 @@ pub struct Settings {
     pub warm_pool: WarmPoolSettings,
     /// The least time between two purges (DROP DATABASE) on one server: each forces a checkpoint other tenants feel.
     pub purge_min_interval: std::time::Duration,
+    pub approvals: ApprovalSettings,
+    pub pricing: PricingSettings,
+    /// The registry's PostgreSQL URL, so the validation suite can prove a tenant cannot log in to it (`None`:
+    /// the registry is a SQLite file, which no tenant login reaches).
+    pub registry_postgres_url: Option<SecretString>,
+}
+
+/// When a request waits for a PLATFORM_ADMIN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalSettings {
+    /// Budgets at or above this (whole currency units per month) wait for approval.
+    pub auto_approve_threshold: u64,
+    /// How long a request waits before it lapses (`E_APPROVAL_EXPIRED`).
+    pub ttl: std::time::Duration,
+}
+
+impl Default for ApprovalSettings {
+    fn default() -> Self {
+        ApprovalSettings {
+            auto_approve_threshold: 10_000,
+            ttl: std::time::Duration::from_secs(72 * 3600),
+        }
+    }
+}
+
+/// How a plan's list price becomes a tenant's monthly cost: plan and region multipliers, in one currency.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PricingSettings {
+    pub currency: String,
+    /// Regions missing here cost 1.0×.
+    pub region_multipliers: std::collections::BTreeMap<String, f64>,
+}
+
+impl Default for PricingSettings {
+    fn default() -> Self {
+        PricingSettings {
+            currency: "USD".into(),
+            region_multipliers: std::collections::BTreeMap::new(),
+        }
+    }
 }
 
 /// How many databases each server keeps ready ahead of time (PostgreSQL servers; see `crate::pool`).

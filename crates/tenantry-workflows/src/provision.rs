@@ -1,5 +1,9 @@
 //! The provision workflow: DESIGN.md's phases, each apply beside its undo.
 
+use crate::checks::run_checks;
+use crate::plans::{
+    cost_labels, effective_settings, require_plan, settings_rows, OWNED_SETTING_PREFIXES,
+};
 use crate::platform::{provider_error, read_file, secret_store_error, Platform};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use tenantry_core::{Error as CodedError, ErrorCode, Slug, TenantSpec, TenantStatus};
@@ -11,7 +15,7 @@ use tenantry_registry::{
 };
 
 /// The phases of a provisioning job. Their names are API.
-pub const PROVISION_PHASES: [&str; 9] = [
+pub const PROVISION_PHASES: [&str; 11] = [
     "request_validated",
     "placement_resolved",
     "state_checked",
@@ -20,6 +24,8 @@ pub const PROVISION_PHASES: [&str; 9] = [
     "migrations_applied",
     "master_registered",
     "admin_seeded",
+    "settings_applied",
+    "checks_passed",
     "complete",
 ];
 
@@ -70,18 +76,7 @@ impl ProvisionWorkflow {
     /// Checks a request against the settings: the part of validation that needs more than the types.
     pub fn validate(platform: &Platform, spec: &TenantSpec) -> Result<(), CodedError> {
         let settings = &platform.settings;
-        if settings.plan(&spec.plan).is_none() {
-            let known: Vec<&str> = settings
-                .plans
-                .iter()
-                .map(|plan| plan.name.as_str())
-                .collect();
-            return Err(CodedError::invalid_input(format!(
-                "plan {:?} does not exist; known plans: {}",
-                spec.plan,
-                known.join(", ")
-            )));
-        }
+        require_plan(settings, &spec.plan)?;
         if !settings.regions.contains(&spec.region) {
             return Err(CodedError::invalid_input(format!(
                 "region {:?} does not exist; known regions: {}",
@@ -164,14 +159,37 @@ impl ProvisionWorkflow {
         Ok(url)
     }
 
-    fn labels(&self, spec: &TenantSpec) -> serde_json::Value {
-        let cost_center = self
-            .platform
-            .settings
-            .plan(&spec.plan)
-            .map(|plan| plan.cost_center.clone())
-            .unwrap_or_default();
-        serde_json::json!({ "tenant": spec.slug, "plan": spec.plan, "cost_center": cost_center })
+    fn labels(&self, spec: &TenantSpec) -> Result<serde_json::Value, PhaseError> {
+        let plan = require_plan(&self.platform.settings, &spec.plan).map_err(PhaseError::Fatal)?;
+        Ok(cost_labels(spec.slug.as_str(), plan))
+    }
+
+    /// The tenant's effective settings under its plan (the registry's copy; the database gets them as rows).
+    fn effective_settings(&self, spec: &TenantSpec) -> Result<serde_json::Value, PhaseError> {
+        let settings = &self.platform.settings;
+        let plan = require_plan(settings, &spec.plan).map_err(PhaseError::Fatal)?;
+        Ok(effective_settings(
+            settings,
+            plan,
+            &spec.region,
+            spec.slug.as_str(),
+        ))
+    }
+
+    /// Records the cost labels on a secret this job stored.
+    async fn label_secret(
+        &self,
+        context: &JobContext,
+        spec: &TenantSpec,
+        name: &str,
+    ) -> Result<(), PhaseError> {
+        let labels = self.labels(spec)?;
+        self.platform
+            .secrets
+            .label_for_job(&context.fence, name, &labels)
+            .await
+            .map_err(|error| secret_store_error(&error))?;
+        Ok(())
     }
 
     async fn request_validated(&self, context: &mut JobContext) -> Result<(), PhaseError> {
@@ -333,6 +351,7 @@ impl ProvisionWorkflow {
         let secret_name = spec.slug.secret_name();
         if self.platform.read_secret(&secret_name).await?.is_some() {
             // A previous attempt stored it; keep it so the role and the secret cannot disagree.
+            self.label_secret(context, &spec, &secret_name).await?;
             return context
                 .log("info", &format!("secret {secret_name} already stored"))
                 .await;
@@ -349,6 +368,7 @@ impl ProvisionWorkflow {
             .put_for_job(&context.fence, &secret_name, &url)
             .await
             .map_err(|error| secret_store_error(&error))?;
+        self.label_secret(context, &spec, &secret_name).await?;
         self.memo(context).tenant_url = Some(url);
         context
             .log("info", &format!("stored secret {secret_name}"))
@@ -380,7 +400,7 @@ impl ProvisionWorkflow {
             resource_name: spec.slug.resource_name(),
             connection_limit: plan.connection_limit,
             statement_timeout_ms: plan.statement_timeout_ms,
-            labels: self.labels(&spec),
+            labels: self.labels(&spec)?,
         };
         // With the schema's version, the server can start the database with the schema in it (a warm-pool
         // database or a copy of the schema's template); `migrations_applied` then only confirms it. Migrations
@@ -461,7 +481,8 @@ impl ProvisionWorkflow {
             resource_name: spec.slug.resource_name(),
             secret_ref: spec.slug.secret_name(),
             status: TenantStatus::Provisioning,
-            labels: self.labels(&spec),
+            labels: self.labels(&spec)?,
+            settings: self.effective_settings(&spec)?,
             created_at: 0,
             updated_at: 0,
         };
@@ -528,6 +549,8 @@ impl ProvisionWorkflow {
             )
             .await
             .map_err(|error| secret_store_error(&error))?;
+        self.label_secret(context, &spec, &spec.slug.invitation_secret_name())
+            .await?;
         context.reveal_once("admin_email", spec.admin_email.as_str());
         context.reveal_once("admin_one_time_password", one_time_password.expose());
         context.reveal_once("invitation_url", invitation_url.expose());
@@ -550,6 +573,36 @@ impl ProvisionWorkflow {
             .await
             .map_err(|error| secret_store_error(&error))?;
         Ok(())
+    }
+
+    async fn settings_applied(&self, context: &mut JobContext) -> Result<(), PhaseError> {
+        let spec = Self::spec(context)?;
+        let (_, server) = self.require_server(context).await?;
+        let url = self.tenant_url(context, &spec.slug).await?;
+        let rows = settings_rows(&self.effective_settings(&spec)?);
+        server
+            .write_settings(&url, &rows, &OWNED_SETTING_PREFIXES)
+            .await
+            .map_err(|error| provider_error(ErrorCode::Internal, error))?;
+        context
+            .log(
+                "info",
+                &format!(
+                    "wrote {} settings of plan {} into tenant_settings",
+                    rows.len(),
+                    spec.plan
+                ),
+            )
+            .await
+    }
+
+    async fn checks_passed(&self, context: &mut JobContext) -> Result<(), PhaseError> {
+        let tenant = self
+            .platform
+            .registry
+            .require_tenant(&context.job.tenant_slug)
+            .await?;
+        check_tenant(&self.platform, context, &tenant).await
     }
 
     async fn complete(&self, context: &mut JobContext) -> Result<(), PhaseError> {
@@ -575,6 +628,55 @@ impl ProvisionWorkflow {
     }
 }
 
+/// Runs the validation suite for a job's phase: the results go to the job state, warnings and failures to the
+/// log; a critical failure fails the phase (`E_VALIDATION_FAILED`), so the job rolls back.
+pub(crate) async fn check_tenant(
+    platform: &Platform,
+    context: &mut JobContext,
+    tenant: &TenantRecord,
+) -> Result<(), PhaseError> {
+    let report = run_checks(platform, tenant).await.map_err(|error| {
+        if matches!(
+            error.code,
+            ErrorCode::ProvisioningUnavailable | ErrorCode::AdminConnUnresolved
+        ) {
+            PhaseError::Retryable(error)
+        } else {
+            PhaseError::Fatal(error)
+        }
+    })?;
+    context
+        .set_state("checks", serde_json::json!(report.checks))
+        .await?;
+    for warning in report.warnings() {
+        context
+            .log(
+                "warn",
+                &format!(
+                    "check {} (non-critical) failed: {}",
+                    warning.name, warning.detail
+                ),
+            )
+            .await?;
+    }
+    let failures = report.critical_failures();
+    if failures.is_empty() {
+        return context.log("info", &report.summary()).await;
+    }
+    let described: Vec<String> = failures
+        .iter()
+        .map(|check| format!("{} ({})", check.name, check.detail))
+        .collect();
+    Err(PhaseError::fatal(
+        ErrorCode::ValidationFailed,
+        format!(
+            "{}; critical check(s) failed: {}",
+            report.summary(),
+            described.join("; ")
+        ),
+    ))
+}
+
 fn is_dry_run(job: &JobRecord) -> bool {
     job.params
         .get("dry_run")
@@ -594,6 +696,8 @@ impl Workflow for ProvisionWorkflow {
             "migrations_applied" => self.migrations_applied(context).await,
             "master_registered" => self.master_registered(context).await,
             "admin_seeded" => self.admin_seeded(context).await,
+            "settings_applied" => self.settings_applied(context).await,
+            "checks_passed" => self.checks_passed(context).await,
             "complete" => self.complete(context).await,
             other => Err(PhaseError::fatal(
                 ErrorCode::Internal,

@@ -1,11 +1,15 @@
 //! Submitting jobs, the same for every way in (CLI, API, console): validate, honour an idempotency key, record.
 
 use crate::offboard::{OffboardRequest, OffboardWorkflow, OFFBOARD_PHASES, PURGE_PHASES};
+use crate::plans::{approval_needed, require_plan};
 use crate::provision::{ProvisionWorkflow, DRY_RUN_PHASES, PROVISION_PHASES};
+use crate::set_plan::{SetPlanRequest, SetPlanWorkflow, SET_PLAN_PHASES};
 use crate::{registry_error, Platform};
 use sha2::{Digest, Sha256};
 use tenantry_core::{Error as CodedError, ErrorCode, JobKind, TenantSpec};
-use tenantry_registry::{IdempotencyKey, JobRecord, NewJob};
+use tenantry_registry::{
+    now_millis, ApprovalDecision, ApprovalOutcome, IdempotencyKey, JobRecord, NewJob,
+};
 
 /// A client's idempotency key for a submission: who sent it and the key itself.
 #[derive(Debug, Clone)]
@@ -164,6 +168,19 @@ pub async fn submit_provision(
     } else {
         PROVISION_PHASES.to_vec()
     };
+    // A dry run creates nothing, so it never waits for anyone.
+    let approval = if spec.dry_run {
+        None
+    } else {
+        let plan = require_plan(&platform.settings, &spec.plan)?;
+        approval_needed(
+            &platform.settings,
+            plan,
+            &spec.region,
+            spec.budget,
+            now_millis(),
+        )
+    };
     let job = NewJob {
         id: uuid::Uuid::now_v7().to_string(),
         kind: JobKind::Provision,
@@ -173,6 +190,7 @@ pub async fn submit_provision(
         actor: actor.to_owned(),
         plan: Some(spec.plan.clone()),
         idempotency: None,
+        approval,
     };
     submit(platform, job, idempotency).await
 }
@@ -204,6 +222,84 @@ pub async fn submit_offboard(
         actor: actor.to_owned(),
         plan,
         idempotency: None,
+        approval: None,
     };
     submit(platform, job, None).await
+}
+
+/// Validates a plan change and records its job (waiting for approval when the budget or the plan says so).
+pub async fn submit_set_plan(
+    platform: &Platform,
+    request: &SetPlanRequest,
+    actor: &str,
+) -> Result<Submitted, CodedError> {
+    let tenant = SetPlanWorkflow::validate(platform, request).await?;
+    let plan = require_plan(&platform.settings, &request.plan)?;
+    let request = SetPlanRequest {
+        previous_plan: tenant.plan.clone(),
+        ..request.clone()
+    };
+    let job = NewJob {
+        id: uuid::Uuid::now_v7().to_string(),
+        kind: JobKind::SetPlan,
+        tenant_slug: request.slug.as_str().to_owned(),
+        params: serde_json::to_value(&request)
+            .map_err(|error| CodedError::new(ErrorCode::Internal, error.to_string()))?,
+        phases: SET_PLAN_PHASES.to_vec(),
+        actor: actor.to_owned(),
+        plan: Some(request.plan.clone()),
+        idempotency: None,
+        approval: approval_needed(
+            &platform.settings,
+            plan,
+            &tenant.region,
+            request.budget,
+            now_millis(),
+        ),
+    };
+    submit(platform, job, None).await
+}
+
+/// A PLATFORM_ADMIN's decision on a job waiting for approval. `E_FORBIDDEN` for the requester's own job,
+/// `E_CONFLICT` when the job is not waiting (decided, expired or never needed approval).
+pub async fn decide_approval(
+    platform: &Platform,
+    job_id: &str,
+    actor: &str,
+    approve: bool,
+    reason: &str,
+) -> Result<JobRecord, CodedError> {
+    if reason.chars().count() > 500 || reason.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(CodedError::invalid_input(
+            "the reason must be at most 500 characters of text",
+        ));
+    }
+    let decision = ApprovalDecision {
+        actor: actor.to_owned(),
+        approve,
+        reason: reason.trim().to_owned(),
+    };
+    match platform
+        .registry
+        .decide_approval(job_id, &decision)
+        .await
+        .map_err(registry_error)?
+    {
+        ApprovalOutcome::Decided(job) => Ok(*job),
+        ApprovalOutcome::OwnRequest => Err(CodedError::new(
+            ErrorCode::Forbidden,
+            format!(
+                "{actor} requested job {job_id} and cannot {} it; another PLATFORM_ADMIN must decide",
+                if approve { "approve" } else { "reject" }
+            ),
+        )),
+        ApprovalOutcome::Expired => Err(CodedError::new(
+            ErrorCode::ApprovalExpired,
+            format!("job {job_id} waited too long for approval and was cancelled"),
+        )),
+        ApprovalOutcome::NotAwaiting(status) => Err(CodedError::new(
+            ErrorCode::Conflict,
+            format!("job {job_id} is {status}, not awaiting approval"),
+        )),
+    }
 }

@@ -5,7 +5,7 @@
 //! (a worker that died elsewhere) and, on SQLite, for jobs submitted by other processes. On shutdown it stops
 //! claiming, and the runner hands the jobs in hand back at their next phase boundary.
 
-use crate::{OffboardWorkflow, Platform, ProvisionWorkflow};
+use crate::{OffboardWorkflow, Platform, ProvisionWorkflow, SetPlanWorkflow};
 use std::sync::Arc;
 use std::time::Duration;
 use tenantry_core::JobKind;
@@ -119,6 +119,12 @@ async fn worker_loop(
         match claimed {
             Some(fence) => drive(&platform, &runner, fence).await,
             None => {
+                // One worker per process sweeps for approvals whose window closed.
+                if worker_index == 0 {
+                    if let Err(error) = platform.registry.expire_approvals().await {
+                        tracing::warn!(%error, "could not expire lapsed approvals");
+                    }
+                }
                 tokio::select! {
                     () = wake.notified() => {}
                     () = tokio::time::sleep(sweep) => {}
@@ -175,6 +181,11 @@ pub async fn drive(platform: &Platform, runner: &Runner, fence: Fence) {
         JobKind::Offboard => {
             runner
                 .drive(&OffboardWorkflow::new(platform.clone()), fence)
+                .await
+        }
+        JobKind::SetPlan => {
+            runner
+                .drive(&SetPlanWorkflow::new(platform.clone()), fence)
                 .await
         }
     };

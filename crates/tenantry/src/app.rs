@@ -9,8 +9,11 @@ use tenantry_core::{EngineKind, Error as CodedError, ErrorCode};
 use tenantry_engine::{process_owner_id, Runner};
 use tenantry_providers::credentials::SecretString;
 use tenantry_providers::secrets::{LocalSecretStore, MasterKey, SecretStore};
-use tenantry_registry::{NewServer, Registry};
-use tenantry_workflows::{admin_secret_name, Platform, Settings, TenantSchema, WarmPoolSettings};
+use tenantry_registry::{NewServer, Registry, RegistryLocation};
+use tenantry_workflows::{
+    admin_secret_name, ApprovalSettings, Platform, PricingSettings, Settings, TenantSchema,
+    WarmPoolSettings,
+};
 
 /// The example tenant schema, compiled in so that a fresh clone (or a copied binary) works with no set-up.
 const BUNDLED_SCHEMA: &[(&str, &str)] = &[
@@ -37,6 +40,14 @@ const BUNDLED_SCHEMA: &[(&str, &str)] = &[
     (
         "admin-seed/sqlite.sql",
         include_str!("../../../tenant-schema/admin-seed/sqlite.sql"),
+    ),
+    (
+        "admin-check/postgres.sql",
+        include_str!("../../../tenant-schema/admin-check/postgres.sql"),
+    ),
+    (
+        "admin-check/sqlite.sql",
+        include_str!("../../../tenant-schema/admin-check/sqlite.sql"),
     ),
 ];
 
@@ -97,6 +108,18 @@ impl App {
             warm_pool: WarmPoolSettings {
                 size: config.warm_pool_size,
                 refill_batch: config.warm_pool_refill_batch,
+            },
+            approvals: ApprovalSettings {
+                auto_approve_threshold: config.auto_approve_threshold,
+                ttl: config.approval_ttl,
+            },
+            pricing: PricingSettings {
+                currency: config.currency.clone(),
+                region_multipliers: config.region_multipliers.clone(),
+            },
+            registry_postgres_url: match &config.registry {
+                RegistryLocation::Postgres(url) => Some(SecretString::new(url.clone())),
+                RegistryLocation::Sqlite(_) => None,
             },
         };
         let app = App {
@@ -191,6 +214,13 @@ fn resolve_tenant_schema(config: &Config) -> anyhow::Result<TenantSchema> {
             .admin_seed
             .clone()
             .unwrap_or_else(|| bundled_root.join("admin-seed")),
+        // The bundled check matches the bundled seed; an operator's own seed needs its own check.
+        admin_check: config.admin_check.clone().or_else(|| {
+            config
+                .admin_seed
+                .is_none()
+                .then(|| bundled_root.join("admin-check"))
+        }),
     })
 }
 

@@ -66,6 +66,19 @@ pub enum Command {
     /// Read secrets (local operators only; every read is audited).
     #[command(subcommand)]
     Secrets(SecretsCommand),
+    /// Run the validation suite against a tenant now and print each check.
+    Validate {
+        #[arg(long)]
+        slug: String,
+    },
+    /// Monthly chargeback per tenant, plan, region and cost center.
+    Costs,
+    /// List the configured plans with their quotas, modules, flags and monthly estimate.
+    Plans {
+        /// Price the plans in this region (default: the default region).
+        #[arg(long)]
+        region: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -86,6 +99,10 @@ pub struct ProvisionArgs {
     /// Check everything and list what would be created, creating nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Monthly budget (whole currency units); at or above the auto-approve threshold the job waits for another
+    /// PLATFORM_ADMIN. Default: the plan's monthly estimate.
+    #[arg(long)]
+    pub budget: Option<u64>,
     /// Record the job and return its id without running it.
     #[arg(long)]
     pub no_wait: bool,
@@ -124,6 +141,20 @@ pub enum JobsCommand {
     Retry { job_id: String },
     /// Undo what a failed job applied.
     Rollback { job_id: String },
+    /// Approve a job waiting for approval (not your own), then run it here unless --no-wait.
+    Approve {
+        job_id: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Reject a job waiting for approval (not your own); it ends cancelled.
+    Reject {
+        job_id: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -141,6 +172,17 @@ pub enum TenantsCommand {
     },
     Show {
         slug: String,
+    },
+    /// Move a tenant to another plan: quotas, settings and labels, then the validation suite.
+    SetPlan {
+        slug: String,
+        plan: String,
+        /// Monthly budget for the new plan (see provision-tenant --budget).
+        #[arg(long)]
+        budget: Option<u64>,
+        /// Record the job and return its id without running it.
+        #[arg(long)]
+        no_wait: bool,
     },
 }
 

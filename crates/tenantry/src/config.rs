@@ -3,6 +3,7 @@
 
 use anyhow::{bail, Context as _};
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tenantry_core::Plan;
@@ -30,6 +31,11 @@ struct ConfigFile {
     plans: Option<Vec<Plan>>,
     warm_pool_size: Option<u32>,
     warm_pool_refill_batch: Option<u32>,
+    admin_check: Option<PathBuf>,
+    auto_approve_threshold: Option<u64>,
+    approval_ttl_secs: Option<u64>,
+    currency: Option<String>,
+    region_multipliers: Option<BTreeMap<String, f64>>,
 }
 
 /// The validated configuration.
@@ -55,6 +61,15 @@ pub struct Config {
     pub warm_pool_size: u32,
     /// At most this many pool databases made per server per background refill round.
     pub warm_pool_refill_batch: u32,
+    /// The admin check query of the validation suite (`None` with an operator's own seed: no check).
+    pub admin_check: Option<PathBuf>,
+    /// Budgets at or above this wait for approval (`TENANTRY_AUTO_APPROVE_THRESHOLD`, default 10000).
+    pub auto_approve_threshold: u64,
+    /// How long a request waits for approval before it lapses (`TENANTRY_APPROVAL_TTL_SECS`, default 72 h).
+    pub approval_ttl: Duration,
+    pub currency: String,
+    /// Monthly price multiplier per region (`TENANTRY_REGION_MULTIPLIERS="eu=1.2,us=1"`); others cost 1.0×.
+    pub region_multipliers: BTreeMap<String, f64>,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -114,6 +129,27 @@ impl Config {
             .or(file.default_region)
             .unwrap_or_else(|| regions.first().cloned().unwrap_or_else(|| "local".into()));
         let plans = file.plans.unwrap_or_else(Plan::builtin);
+        for plan in &plans {
+            plan.validate()
+                .map_err(|error| anyhow::anyhow!(error.message))?;
+        }
+        if let Some(duplicate) = plans
+            .iter()
+            .enumerate()
+            .find(|(index, plan)| plans[..*index].iter().any(|other| other.name == plan.name))
+        {
+            bail!("plan {:?} is defined twice", duplicate.1.name);
+        }
+        let region_multipliers = match env("TENANTRY_REGION_MULTIPLIERS") {
+            Some(list) => parse_multipliers(&list)?,
+            None => file.region_multipliers.unwrap_or_default(),
+        };
+        if let Some((region, _)) = region_multipliers
+            .iter()
+            .find(|(_, multiplier)| !multiplier.is_finite() || **multiplier < 0.0)
+        {
+            bail!("the price multiplier of region {region:?} must be a number of at least 0");
+        }
         let default_plan = env("TENANTRY_DEFAULT_PLAN")
             .or(file.default_plan)
             .unwrap_or_else(|| {
@@ -138,6 +174,9 @@ impl Config {
                 .map(Duration::from_secs)
                 .unwrap_or(defaults.max_elapsed),
         };
+        if !plans.iter().any(|plan| plan.name == default_plan) {
+            bail!("the default plan {default_plan:?} is not among the configured plans");
+        }
         let is_embedded = matches!(registry, RegistryLocation::Sqlite(_));
         Ok(Config {
             data_dir,
@@ -172,8 +211,39 @@ impl Config {
                 .or(file.warm_pool_refill_batch)
                 .unwrap_or(2)
                 .max(1),
+            admin_check: env("TENANTRY_ADMIN_CHECK")
+                .map(PathBuf::from)
+                .or(file.admin_check),
+            auto_approve_threshold: env_parsed("TENANTRY_AUTO_APPROVE_THRESHOLD")?
+                .or(file.auto_approve_threshold)
+                .unwrap_or(10_000),
+            approval_ttl: Duration::from_secs(
+                env_parsed("TENANTRY_APPROVAL_TTL_SECS")?
+                    .or(file.approval_ttl_secs)
+                    .unwrap_or(72 * 3600),
+            ),
+            currency: env("TENANTRY_CURRENCY")
+                .or(file.currency)
+                .unwrap_or_else(|| "USD".into()),
+            region_multipliers,
         })
     }
+}
+
+/// `eu=1.2,us=1` as a map.
+fn parse_multipliers(list: &str) -> anyhow::Result<BTreeMap<String, f64>> {
+    list.split(',')
+        .filter(|pair| !pair.trim().is_empty())
+        .map(|pair| {
+            let (region, multiplier) = pair.split_once('=').ok_or_else(|| {
+                anyhow::anyhow!("TENANTRY_REGION_MULTIPLIERS: {pair:?} is not region=multiplier")
+            })?;
+            let multiplier = multiplier.trim().parse::<f64>().map_err(|_| {
+                anyhow::anyhow!("TENANTRY_REGION_MULTIPLIERS: {multiplier:?} is not a number")
+            })?;
+            Ok((region.trim().to_owned(), multiplier))
+        })
+        .collect()
 }
 
 fn read_file(path: &Path) -> anyhow::Result<ConfigFile> {

@@ -6,8 +6,8 @@ mod schema_version;
 mod sqlite;
 
 pub use postgres::{
-    CatalogObject, DatabaseOrigin, FillReport, LockWait, NaiveScript, PostgresServer, PruneReport,
-    PruneScope, WarmPoolInventory,
+    tenant_login_elsewhere, CatalogObject, DatabaseOrigin, FillReport, LockWait, NaiveScript,
+    PostgresServer, PruneReport, PruneScope, WarmPoolInventory,
 };
 pub use schema_version::SchemaVersion;
 pub use sqlite::SqliteServer;
@@ -46,6 +46,30 @@ impl Inventory {
 pub struct TenantResource {
     pub name: String,
     pub kind: &'static str,
+}
+
+/// What the tenant's own credentials see in its database, for the validation suite.
+#[derive(Debug, Clone)]
+pub struct TenantProbe {
+    /// The role the credentials log in as (`None` on engines without logins).
+    pub current_user: Option<String>,
+    pub current_database: String,
+    /// Which of superuser, createdb, createrole, bypassrls the role holds (`None` on engines without roles).
+    pub elevated_privileges: Option<Vec<&'static str>>,
+    /// The latest tenant schema migration applied (`None`: none recorded).
+    pub schema_version: Option<i64>,
+    /// What the admin check query says (`None`: no check configured).
+    pub admin_ready: Option<bool>,
+    /// One round trip of a trivial query on a warmed session.
+    pub query_latency: std::time::Duration,
+}
+
+/// The outcome of a login that isolation requires to fail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginAttempt {
+    Allowed,
+    /// Refused, with the server's words.
+    Refused(String),
 }
 
 /// The first admin to insert into a tenant database, with hashes only.
@@ -250,6 +274,77 @@ impl TenantServer {
         match self {
             TenantServer::Postgres(server) => server.seed_admin(tenant_url, seed).await,
             TenantServer::Sqlite(server) => server.seed_admin(tenant_url, seed).await,
+        }
+    }
+}
+
+impl TenantServer {
+    /// Writes tenantry's keys into the tenant's `tenant_settings` table (its application reads them there); keys
+    /// under `owned_prefixes` that are no longer given are removed.
+    pub async fn write_settings(
+        &self,
+        tenant_url: &SecretString,
+        settings: &[(String, String)],
+        owned_prefixes: &[&str],
+    ) -> Result<()> {
+        match self {
+            TenantServer::Postgres(server) => {
+                server
+                    .write_settings(tenant_url, settings, owned_prefixes)
+                    .await
+            }
+            TenantServer::Sqlite(server) => {
+                server
+                    .write_settings(tenant_url, settings, owned_prefixes)
+                    .await
+            }
+        }
+    }
+
+    /// Applies a plan's quotas and labels to an existing tenant (nothing to do on engines without quotas).
+    pub async fn apply_plan_limits(&self, spec: &TenantDatabaseSpec) -> Result<()> {
+        match self {
+            TenantServer::Postgres(server) => server.apply_plan_limits(spec).await,
+            TenantServer::Sqlite(_) => Ok(()),
+        }
+    }
+
+    /// The cost labels recorded on each of the tenant's resources on this server, by kind.
+    pub async fn resource_labels(
+        &self,
+        resource_name: &str,
+    ) -> Result<Vec<(&'static str, Option<serde_json::Value>)>> {
+        match self {
+            TenantServer::Postgres(server) => server.resource_labels(resource_name).await,
+            TenantServer::Sqlite(server) => server.resource_labels(resource_name).await,
+        }
+    }
+
+    /// Logs in afresh with the tenant's URL and reads identity, privileges, schema version, the admin check
+    /// (`(sql, email)`: a query returning a count, `$1` the admin's email) and a query's latency.
+    pub async fn probe_tenant(
+        &self,
+        tenant_url: &SecretString,
+        admin_check: Option<(&str, &str)>,
+    ) -> Result<TenantProbe> {
+        match self {
+            TenantServer::Postgres(server) => server.probe_tenant(tenant_url, admin_check).await,
+            TenantServer::Sqlite(server) => server.probe_tenant(tenant_url, admin_check).await,
+        }
+    }
+
+    /// Tries to log in to another `database` on this server with the tenant's credentials (`None` on engines
+    /// without logins, where a tenant is a file only tenantry's process can open).
+    pub async fn tenant_login_to(
+        &self,
+        tenant_url: &SecretString,
+        database: &str,
+    ) -> Result<Option<LoginAttempt>> {
+        match self {
+            TenantServer::Postgres(server) => {
+                server.tenant_login_to(tenant_url, database).await.map(Some)
+            }
+            TenantServer::Sqlite(_) => Ok(None),
         }
     }
 }

@@ -6,9 +6,11 @@
 
 mod naive_script;
 mod sessions;
+mod tenant_side;
 mod warm_pool;
 
 pub use naive_script::NaiveScript;
+pub use tenant_side::tenant_login_elsewhere;
 pub use warm_pool::{
     CatalogObject, DatabaseOrigin, FillReport, LockWait, PruneReport, PruneScope, WarmPoolInventory,
 };
@@ -222,6 +224,10 @@ impl PostgresServer {
             format!("GRANT CONNECT ON DATABASE {name} TO {name}"),
             format!(
                 "COMMENT ON DATABASE {name} IS {}",
+                quote_literal(&spec.labels.to_string())
+            ),
+            format!(
+                "COMMENT ON ROLE {name} IS {}",
                 quote_literal(&spec.labels.to_string())
             ),
         ]

@@ -1,7 +1,8 @@
 //! The SQLite engine: one file per tenant, `tenant_<slug>.db`, mode 0600, under the server's directory.
 
 use super::{
-    migration_error, quote_identifier, AdminSeed, Inventory, TenantDatabaseSpec, TenantResource,
+    migration_error, quote_identifier, AdminSeed, Inventory, TenantDatabaseSpec, TenantProbe,
+    TenantResource,
 };
 use crate::credentials::SecretString;
 use crate::{Error, Result};
@@ -166,5 +167,117 @@ impl SqliteServer {
             .map_err(|error| Error::from_server("seeding the first admin", error));
         let _ = connection.close().await;
         seeded.map(|_| ())
+    }
+
+    /// Replaces tenantry's keys in the tenant's `tenant_settings` table in one transaction (see the PostgreSQL
+    /// engine).
+    pub async fn write_settings(
+        &self,
+        tenant_url: &SecretString,
+        settings: &[(String, String)],
+        owned_prefixes: &[&str],
+    ) -> Result<()> {
+        let mut connection = self.tenant_connection(tenant_url).await?;
+        let written = async {
+            let mut transaction = connection.begin().await?;
+            let keys: Vec<&str> = settings.iter().map(|(key, _)| key.as_str()).collect();
+            for prefix in owned_prefixes {
+                let stale: Vec<String> =
+                    sqlx::query_scalar("SELECT key FROM tenant_settings WHERE substr(key, 1, length($1)) = $1")
+                        .bind(*prefix)
+                        .fetch_all(&mut *transaction)
+                        .await?;
+                for key in stale.iter().filter(|key| !keys.contains(&key.as_str())) {
+                    sqlx::query("DELETE FROM tenant_settings WHERE key = $1")
+                        .bind(key)
+                        .execute(&mut *transaction)
+                        .await?;
+                }
+            }
+            for (key, value) in settings {
+                sqlx::query(
+                    "INSERT INTO tenant_settings (key, value, updated_at) VALUES ($1, $2, CURRENT_TIMESTAMP)
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = CURRENT_TIMESTAMP
+                     WHERE tenant_settings.value IS NOT excluded.value",
+                )
+                .bind(key)
+                .bind(value)
+                .execute(&mut *transaction)
+                .await?;
+            }
+            transaction.commit().await
+        }
+        .await;
+        let _ = connection.close().await;
+        written.map_err(|error| Error::from_server("writing the tenant's settings", error))
+    }
+
+    /// SQLite files have nowhere to hold labels but the tenant's own settings table (`label.*` keys).
+    pub async fn resource_labels(
+        &self,
+        resource_name: &str,
+    ) -> Result<Vec<(&'static str, Option<serde_json::Value>)>> {
+        let url = self.tenant_url(resource_name);
+        let mut connection = self.tenant_connection(&url).await?;
+        let rows: std::result::Result<Vec<(String, String)>, sqlx::Error> = sqlx::query_as(
+            "SELECT substr(key, 7), value FROM tenant_settings WHERE substr(key, 1, 6) = 'label.'",
+        )
+        .fetch_all(&mut connection)
+        .await;
+        let _ = connection.close().await;
+        let rows = rows.map_err(|error| Error::from_server("reading the labels", error))?;
+        let labels = (!rows.is_empty()).then(|| {
+            serde_json::Value::Object(
+                rows.into_iter()
+                    .map(|(key, value)| (key, serde_json::Value::String(value)))
+                    .collect(),
+            )
+        });
+        Ok(vec![("database", labels)])
+    }
+
+    /// Opens the tenant's file with its URL and reads what the validation suite judges.
+    pub async fn probe_tenant(
+        &self,
+        tenant_url: &SecretString,
+        admin_check: Option<(&str, &str)>,
+    ) -> Result<TenantProbe> {
+        let mut connection = self.tenant_connection(tenant_url).await?;
+        let probed = async {
+            let schema_version: Option<i64> =
+                sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+                    .fetch_one(&mut connection)
+                    .await
+                    .unwrap_or(None);
+            let admin_ready = match admin_check {
+                Some((sql, email)) => Some(
+                    sqlx::query_scalar::<_, i64>(sql)
+                        .bind(email)
+                        .fetch_one(&mut connection)
+                        .await?
+                        > 0,
+                ),
+                None => None,
+            };
+            let started = std::time::Instant::now();
+            sqlx::query("SELECT 1").execute(&mut connection).await?;
+            Ok::<_, sqlx::Error>(TenantProbe {
+                current_user: None,
+                current_database: tenant_url
+                    .expose()
+                    .rsplit('/')
+                    .next()
+                    .and_then(|file| file.strip_suffix(".db"))
+                    .unwrap_or_default()
+                    .to_owned(),
+                elevated_privileges: None,
+                schema_version,
+                admin_ready,
+                query_latency: started.elapsed(),
+            })
+        }
+        .await;
+        let _ = connection.close().await;
+        probed.map_err(|error| Error::from_server("probing the tenant database", error))
     }
 }

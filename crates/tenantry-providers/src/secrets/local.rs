@@ -236,6 +236,24 @@ impl SecretStore for LocalSecretStore {
     ) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move { Ok(self.registry.delete_secret_fenced(fence, name).await?) })
     }
+
+    fn label_for_job<'a>(
+        &'a self,
+        fence: &'a Fence,
+        name: &'a str,
+        labels: &'a serde_json::Value,
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            Ok(self
+                .registry
+                .set_secret_labels_fenced(fence, name, labels)
+                .await?)
+        })
+    }
+
+    fn labels<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<serde_json::Value>>> {
+        Box::pin(async move { Ok(self.registry.secret_labels(name).await?) })
+    }
 }
 
 #[cfg(test)]

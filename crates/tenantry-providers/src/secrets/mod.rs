@@ -34,4 +34,14 @@ pub trait SecretStore: Send + Sync {
     /// Deletes a secret on behalf of a job; refused once the job's lease was taken over.
     fn delete_for_job<'a>(&'a self, fence: &'a Fence, name: &'a str)
         -> BoxFuture<'a, Result<bool>>;
+    /// Records a secret's cost labels (`{tenant_id, plan, cost_center}`) on behalf of a job; `false` when the
+    /// secret does not exist.
+    fn label_for_job<'a>(
+        &'a self,
+        fence: &'a Fence,
+        name: &'a str,
+        labels: &'a serde_json::Value,
+    ) -> BoxFuture<'a, Result<bool>>;
+    /// A secret's cost labels; `None` when the secret does not exist.
+    fn labels<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<serde_json::Value>>>;
 }

@@ -203,6 +203,7 @@ pub fn new_job(kind: JobKind, tenant_slug: &str) -> NewJob {
         actor: "alice".to_owned(),
         plan: Some("starter".to_owned()),
         idempotency: None,
+        approval: None,
     }
 }
 
@@ -238,6 +239,7 @@ pub fn tenant_record(
         secret_ref: format!("tenants/{slug}/db"),
         status,
         labels: serde_json::json!({ "team": "platform", "tier": 1 }),
+        settings: serde_json::json!({ "plan": "starter", "monthly_cost": 49.0 }),
         created_at: 0,
         updated_at: 0,
     }

@@ -4,6 +4,7 @@
 //! that must reopen the registry also take its `RegistryLocation`). `conformance_tests!` turns each into two tests,
 //! `sqlite::case_xxx` and `postgres::case_xxx`, each on a fresh database that is removed afterwards.
 
+mod approvals;
 mod audit;
 mod harness;
 mod jobs;
@@ -75,6 +76,10 @@ conformance_tests! {
         secrets::case_secrets_put_get_delete_and_list,
         audit::case_audit_lists_newest_first_with_filters,
         audit::case_audit_filters_by_time,
+        approvals::case_approvals_waiting_job_is_not_claimed_until_another_admin_approves,
+        approvals::case_approvals_concurrent_decisions_have_one_winner,
+        approvals::case_approvals_rejection_and_lapse_cancel_with_their_codes,
+        tenants::case_tenants_set_plan_changes_plan_labels_settings_with_audit,
     ],
     with_location: [
         schema::case_schema_migrates_on_open_and_reopen_is_a_noop,

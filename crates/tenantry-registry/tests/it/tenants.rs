@@ -131,6 +131,45 @@ pub async fn case_tenants_set_status_audits_only_changes(registry: Registry) -> 
     Ok(())
 }
 
+pub async fn case_tenants_set_plan_changes_plan_labels_settings_with_audit(
+    registry: Registry,
+) -> anyhow::Result<()> {
+    add_postgres_server(&registry, "pg-a", 10).await?;
+    let (_job, fence) = claimed_provision_job(&registry, "acme").await?;
+    let tenant = tenant_record("acme", "Acme Corp", "pg-a", TenantStatus::Active);
+    registry
+        .register_tenant(
+            &fence,
+            &tenant,
+            &audit_event("worker-1", "TENANT_REGISTERED", Some("acme"), None),
+        )
+        .await?;
+    assert_eq!(
+        registry.require_tenant("acme").await?.settings,
+        tenant.settings
+    );
+    let labels =
+        serde_json::json!({ "tenant_id": "acme", "plan": "enterprise", "cost_center": "ent" });
+    let settings = serde_json::json!({ "plan": "enterprise", "monthly_cost": 147.0 });
+    let change = audit_event("worker-1", "TENANT_PLAN_CHANGED", Some("acme"), None);
+    for _ in 0..2 {
+        registry
+            .set_tenant_plan(&fence, "acme", "enterprise", &labels, &settings, &change)
+            .await?;
+    }
+    let moved = registry.require_tenant("acme").await?;
+    assert_eq!(
+        (moved.plan.as_str(), &moved.labels, &moved.settings),
+        ("enterprise", &labels, &settings)
+    );
+    // Setting what is already there audits nothing more.
+    assert_eq!(
+        count_audit(&registry, "TENANT_PLAN_CHANGED", Some("acme")).await?,
+        1
+    );
+    Ok(())
+}
+
 pub async fn case_tenants_list_search_status_limit_offset(
     registry: Registry,
 ) -> anyhow::Result<()> {

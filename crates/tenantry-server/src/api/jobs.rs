@@ -104,20 +104,101 @@ async fn reopen(
     job_id: &str,
     rollback: bool,
 ) -> ApiResult<(StatusCode, axum::Json<JobAccepted>)> {
-    let job = require_job(&state.platform.registry, job_id).await?;
-    state
+    require_job(&state.platform.registry, job_id).await?;
+    let job = state
         .runner
         .reopen(job_id, &principal.actor(), rollback)
         .await
         .map_err(|error| ApiError::from(tenantry_workflows::engine_error(error)))?;
     state.wake_workers.notify_one();
-    Ok((
-        StatusCode::ACCEPTED,
-        axum::Json(JobAccepted {
-            job_id: job.id,
-            tenant_slug: job.tenant_slug,
-        }),
-    ))
+    Ok((StatusCode::ACCEPTED, axum::Json(JobAccepted::of(&job))))
+}
+
+/// What `POST /platform/jobs/{job_id}/approve` and `/reject` take.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalBody {
+    /// Why, in a few words; kept in the job log and the audit event.
+    #[serde(default)]
+    #[schema(max_length = 500)]
+    pub reason: String,
+}
+
+/// A JSON body that may be left out (an empty body reads as the default).
+fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> ApiResult<T> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body)
+        .map_err(|error| ApiError::bad_request(format!("the body does not fit: {error}")))
+}
+
+/// Records a PLATFORM_ADMIN's decision on a job waiting for approval.
+pub async fn decide(
+    state: &ServerState,
+    principal: &Principal,
+    job_id: &str,
+    approve: bool,
+    reason: &str,
+) -> ApiResult<JobRecord> {
+    require_job(&state.platform.registry, job_id).await?;
+    let job = tenantry_workflows::decide_approval(
+        &state.platform,
+        job_id,
+        &principal.actor(),
+        approve,
+        reason,
+    )
+    .await?;
+    if approve {
+        state.wake_workers.notify_one();
+    }
+    state.job_changed();
+    Ok(job)
+}
+
+/// Approve a job waiting for approval: it becomes `pending` and a worker runs it. The requester cannot.
+#[utoipa::path(post, path = "/platform/jobs/{job_id}/approve", tag = "jobs", params(("job_id" = String, Path)),
+    request_body(content = Option<ApprovalBody>, description = "Optional reason"),
+    responses((status = 200, body = JobView),
+        (status = 400, body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "Not a PLATFORM_ADMIN, or the requester themselves", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "The job is not awaiting approval (or its window closed)", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, body = ProblemDetails, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn approve_job(
+    State(state): State<ServerState>,
+    Extension(principal): Extension<Principal>,
+    Path(job_id): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<axum::Json<JobView>> {
+    let reason = optional_json::<ApprovalBody>(&body)?.reason;
+    let job = decide(&state, &principal, &job_id, true, &reason).await?;
+    Ok(axum::Json(job_view(&state.platform.registry, &job).await?))
+}
+
+/// Reject a job waiting for approval: it ends `cancelled` with `E_APPROVAL_REJECTED`. The requester cannot.
+#[utoipa::path(post, path = "/platform/jobs/{job_id}/reject", tag = "jobs", params(("job_id" = String, Path)),
+    request_body(content = Option<ApprovalBody>, description = "Optional reason"),
+    responses((status = 200, body = JobView),
+        (status = 400, body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "Not a PLATFORM_ADMIN, or the requester themselves", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "The job is not awaiting approval (or its window closed)", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, body = ProblemDetails, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn reject_job(
+    State(state): State<ServerState>,
+    Extension(principal): Extension<Principal>,
+    Path(job_id): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<axum::Json<JobView>> {
+    let reason = optional_json::<ApprovalBody>(&body)?.reason;
+    let job = decide(&state, &principal, &job_id, false, &reason).await?;
+    Ok(axum::Json(job_view(&state.platform.registry, &job).await?))
 }
 
 /// Run a failed or rolled-back job again from the phases not applied.

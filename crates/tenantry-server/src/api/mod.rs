@@ -1,6 +1,7 @@
 //! The REST handlers, grouped by resource, and the request and response bodies they exchange.
 
 pub mod jobs;
+pub mod plans;
 pub mod servers;
 pub mod session;
 pub mod system;
@@ -68,6 +69,19 @@ where
 pub struct JobAccepted {
     pub job_id: String,
     pub tenant_slug: String,
+    /// `pending` (a worker runs it next), or `awaiting_approval` (it waits for a PLATFORM_ADMIN other than the
+    /// requester), or the status of the job an idempotent repeat refers to.
+    pub status: String,
+}
+
+impl JobAccepted {
+    pub fn of(job: &tenantry_registry::JobRecord) -> JobAccepted {
+        JobAccepted {
+            job_id: job.id.clone(),
+            tenant_slug: job.tenant_slug.clone(),
+            status: job.status.as_str().to_owned(),
+        }
+    }
 }
 
 /// Clamps a page size to 1..=500 (default 100).

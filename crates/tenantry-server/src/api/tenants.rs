@@ -35,6 +35,10 @@ pub struct CreateTenantRequest {
     pub server: Option<String>,
     #[serde(default)]
     pub dry_run: bool,
+    /// Monthly budget in whole currency units. At or above the auto-approve threshold, the job waits in
+    /// `awaiting_approval` for a PLATFORM_ADMIN other than the requester. Default: the plan's monthly estimate.
+    #[schema(minimum = 0)]
+    pub budget: Option<u64>,
 }
 
 /// What `POST /platform/tenants/{slug}/offboard` takes.
@@ -75,14 +79,7 @@ fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
 
 fn accepted(submitted: &Submitted) -> Response {
     let job = submitted.job();
-    let mut response = (
-        StatusCode::ACCEPTED,
-        axum::Json(JobAccepted {
-            job_id: job.id.clone(),
-            tenant_slug: job.tenant_slug.clone(),
-        }),
-    )
-        .into_response();
+    let mut response = (StatusCode::ACCEPTED, axum::Json(JobAccepted::of(job))).into_response();
     if matches!(submitted, Submitted::Repeated(_)) {
         response.headers_mut().insert(
             "idempotent-replayed",
@@ -130,6 +127,7 @@ pub async fn create_tenant(
         region: body.region.unwrap_or_else(|| config.default_region.clone()),
         server: body.server.as_deref().map(ServerName::parse).transpose()?,
         dry_run: body.dry_run,
+        budget: body.budget,
     };
     let idempotency = key.map(|key| IdempotencyRequest {
         principal: principal.scope(),

@@ -487,6 +487,7 @@ async fn provision(
             .then(|| ServerName::parse(&form.server))
             .transpose()?,
         dry_run: form.dry_run(),
+        budget: None,
     };
     let idempotency = (!form.idempotency_key.is_empty()).then(|| IdempotencyRequest {
         principal: principal.scope(),

@@ -217,6 +217,8 @@ async fn provision_one(
         region: platform.settings.default_region.clone(),
         server: Some(server.clone()),
         dry_run: false,
+        // Benchmark tenants exist for seconds: no budget to approve.
+        budget: Some(0),
         slug,
     };
     let submitted = submit_provision(platform, &spec, &cli_actor(), None)

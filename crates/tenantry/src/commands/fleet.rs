@@ -50,6 +50,12 @@ pub async fn tenants(app: &App, command: TenantsCommand, json: bool) -> CommandR
                 );
             }
         }
+        TenantsCommand::SetPlan {
+            slug,
+            plan,
+            budget,
+            no_wait,
+        } => return super::plans::set_plan(app, &slug, &plan, budget, no_wait, json).await,
         TenantsCommand::Show { slug } => {
             let tenant = registry
                 .require_tenant(&slug)
@@ -77,6 +83,17 @@ pub async fn tenants(app: &App, command: TenantsCommand, json: bool) -> CommandR
                 println!("secret      {}", tenant.secret_ref);
                 println!("admin       {}", tenant.admin_email);
                 println!("labels      {}", tenant.labels);
+                if let Some(cost) = tenant.settings.get("monthly_cost") {
+                    println!(
+                        "monthly     {cost} {}",
+                        tenant
+                            .settings
+                            .get("currency")
+                            .and_then(serde_json::Value::as_str)
+                            .unwrap_or_default()
+                    );
+                }
+                println!("settings    {}", tenant.settings);
                 println!("created     {}", when(Some(tenant.created_at)));
                 println!("jobs:");
                 for job in jobs {

@@ -7,10 +7,10 @@ use crate::output::{print_json, print_table, when};
 use crate::CommandResult;
 use std::process::ExitCode;
 use std::time::Duration;
-use tenantry_core::JobStatus;
+use tenantry_core::{ErrorCode, JobStatus};
 use tenantry_engine::JobView;
 use tenantry_registry::{EventKind, JobFilter};
-use tenantry_workflows::{engine_error, registry_error};
+use tenantry_workflows::{decide_approval, engine_error, registry_error};
 
 pub async fn run(app: &App, command: JobsCommand, json: bool) -> CommandResult {
     let registry = &app.platform.registry;
@@ -116,6 +116,47 @@ pub async fn run(app: &App, command: JobsCommand, json: bool) -> CommandResult {
                 .await
                 .map_err(engine_error)?;
             run_and_report(app, &job_id, json).await
+        }
+        JobsCommand::Approve {
+            job_id,
+            reason,
+            no_wait,
+        } => {
+            decide_approval(&app.platform, &job_id, &cli_actor(), true, &reason).await?;
+            if no_wait {
+                if !json {
+                    println!("job {job_id} approved; a worker runs it, or run it here with `tenantry jobs resume {job_id}`");
+                } else {
+                    print_json(
+                        &serde_json::json!({ "job_id": job_id, "status": JobStatus::Pending }),
+                    )?;
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            if !json {
+                eprintln!("job {job_id} approved; running it");
+            }
+            match run_and_report(app, &job_id, json).await {
+                // A worker of `tenantry serve` claimed it first: watch it there instead.
+                Err(crate::Failure::Coded(error)) if error.code == ErrorCode::Conflict => {
+                    follow_job(app, &job_id, json).await
+                }
+                other => other,
+            }
+        }
+        JobsCommand::Reject { job_id, reason } => {
+            let job = decide_approval(&app.platform, &job_id, &cli_actor(), false, &reason).await?;
+            if json {
+                print_json(&JobView::build(&job, &[]))?;
+            } else {
+                println!(
+                    "job {} {}: {}",
+                    job.id,
+                    job.status,
+                    job.error_message.unwrap_or_default()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

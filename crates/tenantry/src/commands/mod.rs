@@ -4,6 +4,7 @@ mod bench;
 mod fleet;
 mod inspect;
 mod jobs;
+mod plans;
 mod pool;
 mod provision;
 mod serve;
@@ -50,5 +51,11 @@ pub async fn run(cli: Cli) -> CommandResult {
         Command::Secrets(command) => {
             inspect::secrets(&App::open(config).await?, command, json).await
         }
+        Command::Validate { slug } => {
+            let slug = tenantry_core::Slug::parse(&slug)?;
+            plans::validate(&App::open(config).await?, &slug, json).await
+        }
+        Command::Costs => plans::costs(&App::open(config).await?, json).await,
+        Command::Plans { region } => plans::list(&config, region.as_deref(), json),
     }
 }

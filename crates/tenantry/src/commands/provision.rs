@@ -28,6 +28,7 @@ pub fn parse_spec(config: &Config, args: &ProvisionArgs) -> Result<TenantSpec, C
             .unwrap_or_else(|| config.default_region.clone()),
         server: args.server.as_deref().map(ServerName::parse).transpose()?,
         dry_run: args.dry_run,
+        budget: args.budget,
     })
 }
 
@@ -49,6 +50,9 @@ pub async fn provision(app: &App, spec: TenantSpec, no_wait: bool, json: bool) -
         .map_err(tenantry_workflows::registry_error)?
     {
         if live.kind == JobKind::Provision && live.params == params {
+            if live.status == JobStatus::AwaitingApproval {
+                return report_awaiting_approval(app, &live.id, json).await;
+            }
             if !json {
                 eprintln!("resuming job {} for tenant {}", live.id, spec.slug);
             }
@@ -57,6 +61,9 @@ pub async fn provision(app: &App, spec: TenantSpec, no_wait: bool, json: bool) -
     }
     let submitted = submit_provision(&app.platform, &spec, &cli_actor(), None).await?;
     let job = submitted.job();
+    if job.status == JobStatus::AwaitingApproval {
+        return report_awaiting_approval(app, &job.id, json).await;
+    }
     if no_wait {
         return report_recorded(&job.id, json);
     }
@@ -80,7 +87,40 @@ pub async fn offboard(app: &App, request: OffboardRequest, json: bool) -> Comman
     run_and_report(app, &job.id, json).await
 }
 
-fn report_recorded(job_id: &str, json: bool) -> CommandResult {
+/// A job that waits for approval is recorded, not failed: say who must act and how.
+pub async fn report_awaiting_approval(app: &App, job_id: &str, json: bool) -> CommandResult {
+    let registry = &app.platform.registry;
+    let job = registry
+        .get_job(job_id)
+        .await
+        .map_err(tenantry_workflows::registry_error)?;
+    if json {
+        print_json(&serde_json::json!({
+            "job_id": job.id,
+            "status": job.status,
+            "approval_expires_at": job.approval_expires_at,
+        }))?;
+    } else {
+        let reason = registry
+            .job_events(job_id, 0)
+            .await
+            .map_err(tenantry_workflows::registry_error)?
+            .into_iter()
+            .map(|event| event.message)
+            .find(|message| message.starts_with("waiting for approval"))
+            .unwrap_or_else(|| "waiting for approval".into());
+        println!("job {} is awaiting_approval: {reason}", job.id);
+        println!(
+            "another PLATFORM_ADMIN approves it with `tenantry jobs approve {}` (or rejects it with `tenantry jobs reject {}`), before {}",
+            job.id,
+            job.id,
+            crate::output::when(job.approval_expires_at)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn report_recorded(job_id: &str, json: bool) -> CommandResult {
     if json {
         print_json(&serde_json::json!({ "job_id": job_id, "status": JobStatus::Pending }))?;
     } else {

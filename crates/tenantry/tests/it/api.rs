@@ -3,7 +3,7 @@
 //! tokens, console sessions and CSRF, metrics and audit, secrets never in logs, and a clean SIGTERM.
 
 use crate::for_each_engine;
-use crate::harness::{Engine, Fleet, Server};
+use crate::harness::{Engine, Fleet, Server, PROVISION_PHASES};
 use serde_json::{json, Value};
 use tenantry_core::PlatformRole;
 use tenantry_server::auth::{Access, POLICY};
@@ -81,7 +81,7 @@ async fn provisions_over_http_and_streams_events(engine: Engine) {
         .filter(|(name, data)| name == "phase" && data["status"] == "applied")
         .map(|(_, data)| data["phase"].as_str().unwrap())
         .collect();
-    assert_eq!(applied.len(), 9, "{applied:?}");
+    assert_eq!(applied.len(), PROVISION_PHASES.len(), "{applied:?}");
     assert!(events.iter().any(|(name, _)| name == "log"));
 
     // A client that connects after the end gets the whole story replayed.

@@ -15,7 +15,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::{Mutex, MutexGuard};
 
 /// The provision phases, written out here on purpose: their names are API, and a test must notice a rename.
-pub const PROVISION_PHASES: [&str; 9] = [
+pub const PROVISION_PHASES: [&str; 11] = [
     "request_validated",
     "placement_resolved",
     "state_checked",
@@ -24,6 +24,8 @@ pub const PROVISION_PHASES: [&str; 9] = [
     "migrations_applied",
     "master_registered",
     "admin_seeded",
+    "settings_applied",
+    "checks_passed",
     "complete",
 ];
 

@@ -11,4 +11,5 @@ mod failures;
 mod fast_paths;
 mod harness;
 mod offboard;
+mod plans;
 mod provision;

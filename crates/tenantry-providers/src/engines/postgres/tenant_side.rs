@@ -1,0 +1,229 @@
+//! What tenantry does and checks as the tenant, with the tenant's own credentials: the settings table, the
+//! validation probe (who am I, what may I do, which schema version, how fast), and login attempts that must fail.
+
+use super::{connect, parse_url, sqlstate, PostgresServer};
+use crate::credentials::SecretString;
+use crate::engines::{
+    quote_identifier, quote_literal, LoginAttempt, TenantDatabaseSpec, TenantProbe,
+};
+use crate::{Error, Result};
+use sqlx::{Connection, Executor};
+use std::time::Instant;
+
+/// SQLSTATEs that mean "this login is not allowed": no CONNECT privilege, no pg_hba entry, wrong password or
+/// unknown role, no such database.
+const LOGIN_REFUSED: [&str; 4] = ["42501", "28000", "28P01", "3D000"];
+
+impl PostgresServer {
+    /// Replaces tenantry's keys in the tenant's `tenant_settings` table in one transaction: upserts `settings`
+    /// and removes keys under `owned_prefixes` that are no longer among them.
+    pub async fn write_settings(
+        &self,
+        tenant_url: &SecretString,
+        settings: &[(String, String)],
+        owned_prefixes: &[&str],
+    ) -> Result<()> {
+        let options = parse_url(tenant_url, "tenant's connection URL")?;
+        let mut connection = connect(&options, "tenant database").await?;
+        let written = async {
+            let mut transaction = connection.begin().await?;
+            for (key, value) in settings {
+                sqlx::query(
+                    "INSERT INTO tenant_settings (key, value, updated_at) VALUES ($1, $2, now())
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = now()
+                     WHERE tenant_settings.value IS DISTINCT FROM excluded.value",
+                )
+                .bind(key)
+                .bind(value)
+                .execute(&mut *transaction)
+                .await?;
+            }
+            let keys: Vec<&str> = settings.iter().map(|(key, _)| key.as_str()).collect();
+            for prefix in owned_prefixes {
+                sqlx::query(
+                    "DELETE FROM tenant_settings WHERE starts_with(key, $1) AND NOT (key = ANY($2))",
+                )
+                .bind(*prefix)
+                .bind(&keys)
+                .execute(&mut *transaction)
+                .await?;
+            }
+            transaction.commit().await
+        }
+        .await;
+        let _ = connection.close().await;
+        written.map_err(|error| Error::from_server("writing the tenant's settings", error))
+    }
+
+    /// Applies a plan's quotas and labels to an existing tenant role and database (a plan change).
+    pub async fn apply_plan_limits(&self, spec: &TenantDatabaseSpec) -> Result<()> {
+        let name = quote_identifier(&spec.resource_name)?;
+        let labels = quote_literal(&spec.labels.to_string());
+        let statements = [
+            format!(
+                "ALTER ROLE {name} CONNECTION LIMIT {}",
+                spec.connection_limit
+            ),
+            format!(
+                "ALTER ROLE {name} SET statement_timeout = {}",
+                spec.statement_timeout_ms
+            ),
+            format!(
+                "ALTER DATABASE {name} CONNECTION LIMIT {}",
+                spec.connection_limit
+            ),
+            format!("COMMENT ON DATABASE {name} IS {labels}"),
+            format!("COMMENT ON ROLE {name} IS {labels}"),
+        ];
+        let mut connection = self.admin_connection().await?;
+        for statement in statements {
+            connection
+                .execute(statement.as_str())
+                .await
+                .map_err(|error| {
+                    Error::from_server(
+                        &format!("applying the plan to {}", spec.resource_name),
+                        error,
+                    )
+                })?;
+        }
+        Ok(())
+    }
+
+    /// The labels recorded on the tenant's database and role (`COMMENT ON … IS <json>`).
+    pub async fn resource_labels(
+        &self,
+        resource_name: &str,
+    ) -> Result<Vec<(&'static str, Option<serde_json::Value>)>> {
+        let mut connection = self.admin_connection().await?;
+        let (database, role): (Option<String>, Option<String>) = sqlx::query_as(
+            "SELECT (SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1),
+                    (SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = $1)",
+        )
+        .bind(resource_name)
+        .fetch_one(&mut *connection)
+        .await
+        .map_err(|error| Error::from_server("reading the labels", error))?;
+        let parse = |comment: Option<String>| {
+            comment.and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        };
+        Ok(vec![("database", parse(database)), ("role", parse(role))])
+    }
+
+    /// Connects afresh with the tenant's credentials and reads what the validation suite judges.
+    pub async fn probe_tenant(
+        &self,
+        tenant_url: &SecretString,
+        admin_check: Option<(&str, &str)>,
+    ) -> Result<TenantProbe> {
+        let options = parse_url(tenant_url, "tenant's connection URL")?;
+        let mut connection = connect(&options, "tenant database").await?;
+        let probed = async {
+            let (current_user, current_database, superuser, createdb, createrole, bypassrls): (
+                String,
+                String,
+                bool,
+                bool,
+                bool,
+                bool,
+            ) = sqlx::query_as(
+                "SELECT current_user::text, current_database()::text, rolsuper, rolcreatedb, rolcreaterole, rolbypassrls
+                 FROM pg_roles WHERE rolname = current_user",
+            )
+            .fetch_one(&mut connection)
+            .await?;
+            let elevated: Vec<&'static str> = [
+                ("superuser", superuser),
+                ("createdb", createdb),
+                ("createrole", createrole),
+                ("bypassrls", bypassrls),
+            ]
+            .into_iter()
+            .filter(|(_, granted)| *granted)
+            .map(|(name, _)| name)
+            .collect();
+            let schema_version: Option<i64> = sqlx::query_scalar(
+                "SELECT max(version) FROM _sqlx_migrations WHERE success",
+            )
+            .fetch_one(&mut connection)
+            .await
+            .unwrap_or(None);
+            let admin_ready = match admin_check {
+                Some((sql, email)) => Some(
+                    sqlx::query_scalar::<_, i64>(sql)
+                        .bind(email)
+                        .fetch_one(&mut connection)
+                        .await?
+                        > 0,
+                ),
+                None => None,
+            };
+            // The first round trip after login warms the session; time the next, as an application would see it.
+            connection.execute("SELECT 1").await?;
+            let started = Instant::now();
+            connection.execute("SELECT 1").await?;
+            let query_latency = started.elapsed();
+            Ok::<_, sqlx::Error>(TenantProbe {
+                current_user: Some(current_user),
+                current_database,
+                elevated_privileges: Some(elevated),
+                schema_version,
+                admin_ready,
+                query_latency,
+            })
+        }
+        .await;
+        let _ = connection.close().await;
+        probed.map_err(|error| Error::from_server("probing the tenant database", error))
+    }
+
+    /// Tries to log in to `database` on this server with the tenant's credentials.
+    pub async fn tenant_login_to(
+        &self,
+        tenant_url: &SecretString,
+        database: &str,
+    ) -> Result<LoginAttempt> {
+        let options = parse_url(tenant_url, "tenant's connection URL")?.database(database);
+        login_attempt(&options).await
+    }
+}
+
+/// Tries to log in to the PostgreSQL at `target` (its host, port and database) as the tenant of `tenant_url`.
+pub async fn tenant_login_elsewhere(
+    tenant_url: &SecretString,
+    target: &SecretString,
+) -> Result<LoginAttempt> {
+    let tenant = parse_url(tenant_url, "tenant's connection URL")?;
+    let target = parse_url(target, "target URL")?;
+    let database = target.get_database().unwrap_or("postgres").to_owned();
+    let mut options = target.username(tenant.get_username()).database(&database);
+    if let Some(password) = password_of(tenant_url) {
+        options = options.password(password.expose());
+    }
+    login_attempt(&options).await
+}
+
+fn password_of(url: &SecretString) -> Option<SecretString> {
+    crate::credentials::password_in_url(url)
+}
+
+async fn login_attempt(options: &sqlx::postgres::PgConnectOptions) -> Result<LoginAttempt> {
+    match tokio::time::timeout(
+        super::CONNECT_TIMEOUT,
+        sqlx::postgres::PgConnection::connect_with(options),
+    )
+    .await
+    {
+        Ok(Ok(connection)) => {
+            let _ = connection.close().await;
+            Ok(LoginAttempt::Allowed)
+        }
+        Ok(Err(error)) => match sqlstate(&error) {
+            Some(code) if LOGIN_REFUSED.contains(&code.as_str()) => {
+                Ok(LoginAttempt::Refused(crate::error::describe(&error)))
+            }
+            _ => Err(Error::from_server("trying the login", error)),
+        },
+        Err(_) => Err(Error::Transient("the login attempt timed out".into())),
+    }
+}

@@ -1,0 +1,527 @@
+//! The validation suite: what must be true of a tenant after provisioning (and after a plan change), judged
+//! with the tenant's own credentials. Critical checks fail the job, which then rolls back; the others become
+//! warnings in the job log. `tenantry validate` runs the same suite on demand.
+
+use crate::costs::tenant_metrics_text;
+use crate::plans::cost_labels;
+use crate::platform::Platform;
+use std::time::Instant;
+use tenantry_core::{Error as CodedError, ErrorCode, TenantStatus};
+use tenantry_providers::credentials::SecretString;
+use tenantry_providers::engines::{
+    tenant_login_elsewhere, LoginAttempt, TenantProbe, TenantServer,
+};
+use tenantry_registry::TenantRecord;
+
+/// How many other tenants' databases the isolation check tries to enter.
+const ISOLATION_SAMPLE: usize = 3;
+
+/// How one check came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckStatus {
+    Passed,
+    /// A critical check failed: the tenant is not fit for use.
+    Failed,
+    /// A non-critical check failed.
+    Warning,
+    /// The check does not apply here (the engine has no roles, nothing to compare with, …).
+    Skipped,
+}
+
+impl CheckStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckStatus::Passed => "passed",
+            CheckStatus::Failed => "failed",
+            CheckStatus::Warning => "warning",
+            CheckStatus::Skipped => "skipped",
+        }
+    }
+}
+
+/// One check's result.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CheckResult {
+    pub name: &'static str,
+    pub critical: bool,
+    pub status: CheckStatus,
+    /// What was seen, in words (never a secret).
+    pub detail: String,
+    pub duration_ms: f64,
+}
+
+/// The whole suite's results for one tenant.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CheckReport {
+    pub tenant_slug: String,
+    pub checks: Vec<CheckResult>,
+}
+
+impl CheckReport {
+    pub fn critical_failures(&self) -> Vec<&CheckResult> {
+        self.checks
+            .iter()
+            .filter(|check| check.status == CheckStatus::Failed)
+            .collect()
+    }
+
+    pub fn warnings(&self) -> Vec<&CheckResult> {
+        self.checks
+            .iter()
+            .filter(|check| check.status == CheckStatus::Warning)
+            .collect()
+    }
+
+    /// "9 passed, 1 skipped" and the like.
+    pub fn summary(&self) -> String {
+        let mut parts = Vec::new();
+        for status in [
+            CheckStatus::Passed,
+            CheckStatus::Failed,
+            CheckStatus::Warning,
+            CheckStatus::Skipped,
+        ] {
+            let count = self
+                .checks
+                .iter()
+                .filter(|check| check.status == status)
+                .count();
+            if count > 0 {
+                parts.push(format!("{count} {}", status.as_str()));
+            }
+        }
+        format!("{} checks: {}", self.checks.len(), parts.join(", "))
+    }
+}
+
+/// What a check function returns before timing: its status (pass/fail decided by criticality) and detail.
+enum Verdict {
+    Pass(String),
+    Fail(String),
+    Skip(String),
+}
+
+struct Suite {
+    results: Vec<CheckResult>,
+}
+
+impl Suite {
+    fn record(&mut self, name: &'static str, critical: bool, started: Instant, verdict: Verdict) {
+        let (status, detail) = match verdict {
+            Verdict::Pass(detail) => (CheckStatus::Passed, detail),
+            Verdict::Fail(detail) if critical => (CheckStatus::Failed, detail),
+            Verdict::Fail(detail) => (CheckStatus::Warning, detail),
+            Verdict::Skip(detail) => (CheckStatus::Skipped, detail),
+        };
+        self.results.push(CheckResult {
+            name,
+            critical,
+            status,
+            detail,
+            duration_ms: (started.elapsed().as_secs_f64() * 1000.0 * 100.0).round() / 100.0,
+        });
+    }
+}
+
+/// Runs every check against `tenant`. An error means the suite itself could not run (the registry or the
+/// server's admin connection is unavailable); a check that fails is a result, not an error.
+pub async fn run_checks(
+    platform: &Platform,
+    tenant: &TenantRecord,
+) -> Result<CheckReport, CodedError> {
+    let server_record = platform
+        .registry
+        .get_server(&tenant.server_name)
+        .await
+        .map_err(crate::registry_error)?;
+    let server = platform.tenant_server(&server_record).await?;
+    let mut suite = Suite {
+        results: Vec::new(),
+    };
+
+    let started = Instant::now();
+    let url = match platform.secrets.get(&tenant.secret_ref).await {
+        Ok(Some(url)) => {
+            let verdict = match secret_names_tenant(&url, &server, &tenant.resource_name) {
+                Ok(()) => Verdict::Pass(format!(
+                    "secret {} decrypts to a {} URL for {}",
+                    tenant.secret_ref,
+                    server.engine(),
+                    tenant.resource_name
+                )),
+                Err(why) => Verdict::Fail(why),
+            };
+            suite.record("secret_resolves", true, started, verdict);
+            Some(url)
+        }
+        Ok(None) => {
+            suite.record(
+                "secret_resolves",
+                true,
+                started,
+                Verdict::Fail(format!("secret {} does not exist", tenant.secret_ref)),
+            );
+            None
+        }
+        Err(error) => {
+            suite.record(
+                "secret_resolves",
+                true,
+                started,
+                Verdict::Fail(format!(
+                    "secret {} cannot be read: {error}",
+                    tenant.secret_ref
+                )),
+            );
+            None
+        }
+    };
+
+    let admin_check = admin_check_sql(platform, &server)?;
+    let started = Instant::now();
+    let probe = match &url {
+        Some(url) => {
+            match server
+                .probe_tenant(
+                    url,
+                    admin_check
+                        .as_deref()
+                        .map(|sql| (sql, tenant.admin_email.as_str())),
+                )
+                .await
+            {
+                Ok(probe) => {
+                    let verdict = login_verdict(&probe, tenant);
+                    let usable = matches!(verdict, Verdict::Pass(_));
+                    suite.record("tenant_login", true, started, verdict);
+                    usable.then_some(probe)
+                }
+                Err(error) => {
+                    suite.record(
+                        "tenant_login",
+                        true,
+                        started,
+                        Verdict::Fail(format!(
+                            "cannot log in with the tenant's credentials: {error}"
+                        )),
+                    );
+                    None
+                }
+            }
+        }
+        None => {
+            suite.record(
+                "tenant_login",
+                true,
+                started,
+                Verdict::Fail("no credentials to log in with".into()),
+            );
+            None
+        }
+    };
+
+    let started = Instant::now();
+    let verdict = match probe
+        .as_ref()
+        .map(|probe| probe.elevated_privileges.as_ref())
+    {
+        None => Verdict::Fail("not judged: the tenant could not log in".into()),
+        Some(None) => Verdict::Skip(format!("{} has no roles", server.engine())),
+        Some(Some(elevated)) if elevated.is_empty() => {
+            Verdict::Pass("no superuser, createdb, createrole or bypassrls".into())
+        }
+        Some(Some(elevated)) => {
+            Verdict::Fail(format!("the tenant role holds {}", elevated.join(", ")))
+        }
+    };
+    suite.record("role_privileges", true, started, verdict);
+
+    let started = Instant::now();
+    let verdict = match &url {
+        Some(url) => other_tenants_verdict(platform, &server, tenant, url).await?,
+        None => Verdict::Fail("not judged: no credentials".into()),
+    };
+    suite.record("isolation_other_tenants", true, started, verdict);
+
+    let started = Instant::now();
+    let verdict = match (&url, &platform.settings.registry_postgres_url) {
+        (None, _) => Verdict::Fail("not judged: no credentials".into()),
+        (Some(_), None) => Verdict::Pass(
+            "the registry is a SQLite file of the control plane; no tenant login reaches it".into(),
+        ),
+        (Some(_), Some(_)) if server.engine() != tenantry_core::EngineKind::Postgres => {
+            Verdict::Skip(format!("{} tenants have no database login", server.engine()))
+        }
+        (Some(url), Some(registry_url)) => match tenant_login_elsewhere(url, registry_url).await {
+            Ok(LoginAttempt::Refused(why)) => {
+                Verdict::Pass(format!("login to the registry refused: {why}"))
+            }
+            Ok(LoginAttempt::Allowed) => Verdict::Fail(
+                "the tenant's credentials log in to the registry database; run REVOKE CONNECT ON DATABASE <registry> FROM PUBLIC".into(),
+            ),
+            Err(error) => Verdict::Fail(format!("could not try the registry login: {error}")),
+        },
+    };
+    suite.record("isolation_registry", true, started, verdict);
+
+    let started = Instant::now();
+    let verdict = match &probe {
+        None => Verdict::Fail("not judged: the tenant could not log in".into()),
+        Some(probe) => {
+            let latest = platform.schema_version(server.engine()).await?.latest;
+            match probe.schema_version {
+                Some(version) if version == latest => {
+                    Verdict::Pass(format!("at version {version}, the latest"))
+                }
+                Some(version) => {
+                    Verdict::Fail(format!("at version {version}; the latest is {latest}"))
+                }
+                None => Verdict::Fail(format!("no migration recorded; the latest is {latest}")),
+            }
+        }
+    };
+    suite.record("migrations_latest", true, started, verdict);
+
+    let started = Instant::now();
+    let verdict = match probe.as_ref().map(|probe| probe.admin_ready) {
+        None => Verdict::Fail("not judged: the tenant could not log in".into()),
+        Some(None) => Verdict::Skip("no admin check query is configured".into()),
+        Some(Some(true)) => Verdict::Pass(format!(
+            "admin {} exists and must reset the password",
+            tenant.admin_email
+        )),
+        Some(Some(false)) => Verdict::Fail(format!(
+            "no admin {} with a forced password reset",
+            tenant.admin_email
+        )),
+    };
+    suite.record("admin_seeded", true, started, verdict);
+
+    let started = Instant::now();
+    let sla_ms = query_sla_ms(platform, tenant);
+    let verdict = match &probe {
+        None => Verdict::Fail("not judged: the tenant could not log in".into()),
+        Some(probe) => {
+            let latency_ms = probe.query_latency.as_secs_f64() * 1000.0;
+            if probe.query_latency.as_micros() <= u128::from(sla_ms) * 1000 {
+                Verdict::Pass(format!("{latency_ms:.2} ms, within the {sla_ms} ms SLA"))
+            } else {
+                Verdict::Fail(format!(
+                    "{latency_ms:.2} ms, over the plan's {sla_ms} ms SLA"
+                ))
+            }
+        }
+    };
+    suite.record("query_latency", true, started, verdict);
+
+    let started = Instant::now();
+    let verdict = labels_verdict(platform, &server, tenant).await;
+    suite.record("cost_labels", false, started, verdict);
+
+    let started = Instant::now();
+    let verdict = match tenant_metrics_text(&platform.registry).await {
+        Ok(text) if text.contains(&format!("tenant=\"{}\"", tenant.slug)) => {
+            Verdict::Pass("listed in tenantry_tenant_info on /metrics".into())
+        }
+        Ok(_) => Verdict::Fail("missing from tenantry_tenant_info on /metrics".into()),
+        Err(error) => Verdict::Fail(format!("cannot render the tenant metrics: {error}")),
+    };
+    suite.record("metrics_visible", false, started, verdict);
+
+    Ok(CheckReport {
+        tenant_slug: tenant.slug.clone(),
+        checks: suite.results,
+    })
+}
+
+/// The secret's URL must name this tenant's role and database on this server's engine.
+fn secret_names_tenant(
+    url: &SecretString,
+    server: &TenantServer,
+    resource_name: &str,
+) -> Result<(), String> {
+    let text = url.expose();
+    let scheme = format!("{}://", server.engine());
+    if !text.starts_with(&scheme) && !text.starts_with("postgresql://") {
+        return Err(format!("the secret is not a {} URL", server.engine()));
+    }
+    let parsed = url::Url::parse(text).map_err(|_| "the secret is not a valid URL".to_owned())?;
+    let database = parsed.path().trim_start_matches('/');
+    let database = database.strip_suffix(".db").unwrap_or(database);
+    let database = database.rsplit('/').next().unwrap_or(database);
+    if database != resource_name {
+        return Err(format!(
+            "the secret names database {database:?}, not {resource_name}"
+        ));
+    }
+    if server.uses_passwords() {
+        if parsed.username() != resource_name {
+            return Err(format!(
+                "the secret logs in as {:?}, not {resource_name}",
+                parsed.username()
+            ));
+        }
+        if parsed.password().is_none_or(str::is_empty) {
+            return Err("the secret holds no password".into());
+        }
+    }
+    Ok(())
+}
+
+fn login_verdict(probe: &TenantProbe, tenant: &TenantRecord) -> Verdict {
+    if probe.current_database != tenant.resource_name {
+        return Verdict::Fail(format!(
+            "logged in to {:?}, not {}",
+            probe.current_database, tenant.resource_name
+        ));
+    }
+    match &probe.current_user {
+        Some(user) if user != &tenant.resource_name => Verdict::Fail(format!(
+            "logged in as {user:?}, not {}",
+            tenant.resource_name
+        )),
+        Some(user) => Verdict::Pass(format!("logged in as {user} to {}", probe.current_database)),
+        None => Verdict::Pass(format!("opened {}", probe.current_database)),
+    }
+}
+
+fn admin_check_sql(
+    platform: &Platform,
+    server: &TenantServer,
+) -> Result<Option<String>, CodedError> {
+    let Some(path) = platform
+        .settings
+        .tenant_schema
+        .admin_check_for(server.engine())
+    else {
+        return Ok(None);
+    };
+    std::fs::read_to_string(&path).map(Some).map_err(|error| {
+        CodedError::new(
+            ErrorCode::Internal,
+            format!("cannot read the admin check {}: {error}", path.display()),
+        )
+    })
+}
+
+fn query_sla_ms(platform: &Platform, tenant: &TenantRecord) -> u64 {
+    platform
+        .settings
+        .plan(&tenant.plan)
+        .map(|plan| plan.query_sla_ms)
+        .or_else(|| {
+            tenant
+                .settings
+                .get("query_sla_ms")
+                .and_then(serde_json::Value::as_u64)
+        })
+        .unwrap_or(500)
+}
+
+/// Tries to enter up to [`ISOLATION_SAMPLE`] other tenants' databases on the same server as this tenant.
+async fn other_tenants_verdict(
+    platform: &Platform,
+    server: &TenantServer,
+    tenant: &TenantRecord,
+    url: &SecretString,
+) -> Result<Verdict, CodedError> {
+    let neighbours = platform
+        .registry
+        .tenants_on_server(&tenant.server_name, ISOLATION_SAMPLE as i64 + 1)
+        .await
+        .map_err(crate::registry_error)?;
+    let targets: Vec<&TenantRecord> = neighbours
+        .iter()
+        .filter(|other| other.slug != tenant.slug && other.status != TenantStatus::Offboarded)
+        .take(ISOLATION_SAMPLE)
+        .collect();
+    if targets.is_empty() {
+        return Ok(Verdict::Skip(format!(
+            "no other tenant on server {} to try",
+            tenant.server_name
+        )));
+    }
+    let mut refused = Vec::new();
+    for other in targets {
+        match server.tenant_login_to(url, &other.resource_name).await {
+            Ok(None) => {
+                return Ok(Verdict::Pass(format!(
+                    "{} tenants are files only the control plane opens",
+                    server.engine()
+                )))
+            }
+            Ok(Some(LoginAttempt::Refused(_))) => refused.push(other.resource_name.clone()),
+            Ok(Some(LoginAttempt::Allowed)) => {
+                return Ok(Verdict::Fail(format!(
+                    "the tenant's credentials log in to {}",
+                    other.resource_name
+                )))
+            }
+            Err(error) => {
+                return Ok(Verdict::Fail(format!(
+                    "could not try {}: {error}",
+                    other.resource_name
+                )))
+            }
+        }
+    }
+    Ok(Verdict::Pass(format!(
+        "login refused to {}",
+        refused.join(", ")
+    )))
+}
+
+/// Every resource tenantry made for the tenant carries `{tenant_id, plan, cost_center}` matching the plan.
+async fn labels_verdict(
+    platform: &Platform,
+    server: &TenantServer,
+    tenant: &TenantRecord,
+) -> Verdict {
+    let Some(plan) = platform.settings.plan(&tenant.plan) else {
+        return Verdict::Fail(format!("plan {:?} is no longer configured", tenant.plan));
+    };
+    let expected = cost_labels(&tenant.slug, plan);
+    let mut labelled: Vec<(String, Option<serde_json::Value>)> =
+        vec![("registry row".into(), Some(tenant.labels.clone()))];
+    for secret in [
+        tenant.secret_ref.clone(),
+        tenantry_core::Slug::parse(&tenant.slug)
+            .map(|slug| slug.invitation_secret_name())
+            .unwrap_or_default(),
+    ] {
+        match platform.secrets.labels(&secret).await {
+            Ok(Some(labels)) => labelled.push((format!("secret {secret}"), Some(labels))),
+            // The invitation secret is gone once the mailer sent it; nothing to label then.
+            Ok(None) => {}
+            Err(error) => {
+                return Verdict::Fail(format!("cannot read labels of secret {secret}: {error}"))
+            }
+        }
+    }
+    match server.resource_labels(&tenant.resource_name).await {
+        Ok(resources) => {
+            for (kind, labels) in resources {
+                labelled.push((format!("{kind} {}", tenant.resource_name), labels));
+            }
+        }
+        Err(error) => return Verdict::Fail(format!("cannot read the server's labels: {error}")),
+    }
+    let mut missing = Vec::new();
+    for (what, labels) in &labelled {
+        let complete = ["tenant_id", "plan", "cost_center"]
+            .iter()
+            .all(|key| labels.as_ref().and_then(|labels| labels.get(key)) == expected.get(key));
+        if !complete {
+            missing.push(what.clone());
+        }
+    }
+    if missing.is_empty() {
+        Verdict::Pass(format!(
+            "tenant_id, plan, cost_center on {} resources",
+            labelled.len()
+        ))
+    } else {
+        Verdict::Fail(format!("labels missing or stale on {}", missing.join(", ")))
+    }
+}

@@ -1,0 +1,301 @@
+//! The set-plan workflow: moves a live tenant to another plan. Quotas and labels on the server, the settings in
+//! the tenant's database and the registry row change in that order; the validation suite then judges the tenant
+//! under its new plan. Each step's undo puts the previous plan back, so a failed change leaves the tenant as it was.
+
+use crate::plans::{
+    cost_labels, effective_settings, require_plan, settings_rows, OWNED_SETTING_PREFIXES,
+};
+use crate::platform::{provider_error, Platform};
+use crate::provision::check_tenant;
+use tenantry_core::{Error as CodedError, ErrorCode, Slug, TenantStatus};
+use tenantry_engine::{JobContext, PhaseError, Workflow};
+use tenantry_providers::engines::{TenantDatabaseSpec, TenantServer};
+use tenantry_registry::{JobRecord, NewAuditEvent, TenantRecord};
+
+/// The phases of a plan change. Their names are API.
+pub const SET_PLAN_PHASES: [&str; 6] = [
+    "request_validated",
+    "limits_applied",
+    "settings_applied",
+    "registry_updated",
+    "checks_passed",
+    "complete",
+];
+
+/// The parameters of a set-plan job: the tenant, the plan it moves to, the plan it leaves, and the budget asked.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetPlanRequest {
+    pub slug: Slug,
+    pub plan: String,
+    /// Filled in at submission from the registry: the plan an undo returns to.
+    #[serde(default)]
+    pub previous_plan: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<u64>,
+}
+
+/// Moves one tenant to another plan.
+pub struct SetPlanWorkflow {
+    platform: Platform,
+}
+
+impl SetPlanWorkflow {
+    pub fn new(platform: Platform) -> SetPlanWorkflow {
+        SetPlanWorkflow { platform }
+    }
+
+    /// Checks the request before a job is created: the tenant is active, the plan exists and is another one.
+    pub async fn validate(
+        platform: &Platform,
+        request: &SetPlanRequest,
+    ) -> Result<TenantRecord, CodedError> {
+        require_plan(&platform.settings, &request.plan)?;
+        let tenant = platform
+            .registry
+            .get_tenant(request.slug.as_str())
+            .await
+            .map_err(crate::registry_error)?
+            .ok_or_else(|| {
+                CodedError::new(
+                    ErrorCode::NotFound,
+                    format!("tenant {:?} is not registered", request.slug.as_str()),
+                )
+            })?;
+        if tenant.status != TenantStatus::Active {
+            return Err(CodedError::new(
+                ErrorCode::Conflict,
+                format!(
+                    "tenant {:?} is {}; only an active tenant changes plan",
+                    tenant.slug, tenant.status
+                ),
+            ));
+        }
+        if tenant.plan == request.plan {
+            return Err(CodedError::new(
+                ErrorCode::Conflict,
+                format!(
+                    "tenant {:?} is already on plan {:?}",
+                    tenant.slug, tenant.plan
+                ),
+            ));
+        }
+        Ok(tenant)
+    }
+
+    fn request(context: &JobContext) -> Result<SetPlanRequest, PhaseError> {
+        serde_json::from_value(context.job.params.clone()).map_err(|error| {
+            PhaseError::fatal(
+                ErrorCode::InvalidInput,
+                format!("job parameters are not valid: {error}"),
+            )
+        })
+    }
+
+    async fn tenant(&self, context: &JobContext) -> Result<TenantRecord, PhaseError> {
+        Ok(self
+            .platform
+            .registry
+            .require_tenant(&context.job.tenant_slug)
+            .await?)
+    }
+
+    async fn server(&self, tenant: &TenantRecord) -> Result<TenantServer, PhaseError> {
+        let record = self
+            .platform
+            .registry
+            .get_server(&tenant.server_name)
+            .await?;
+        self.platform
+            .tenant_server(&record)
+            .await
+            .map_err(PhaseError::Fatal)
+    }
+
+    /// The plan a step applies: the new one forward, the previous one on undo.
+    fn plan_name(request: &SetPlanRequest, forward: bool) -> &str {
+        if forward {
+            &request.plan
+        } else {
+            &request.previous_plan
+        }
+    }
+
+    async fn apply_limits(
+        &self,
+        context: &mut JobContext,
+        forward: bool,
+    ) -> Result<(), PhaseError> {
+        let request = Self::request(context)?;
+        let tenant = self.tenant(context).await?;
+        let plan = require_plan(&self.platform.settings, Self::plan_name(&request, forward))
+            .map_err(PhaseError::Fatal)?;
+        let server = self.server(&tenant).await?;
+        server
+            .apply_plan_limits(&TenantDatabaseSpec {
+                resource_name: tenant.resource_name.clone(),
+                connection_limit: plan.connection_limit,
+                statement_timeout_ms: plan.statement_timeout_ms,
+                labels: cost_labels(&tenant.slug, plan),
+            })
+            .await
+            .map_err(|error| provider_error(ErrorCode::AdminConnUnresolved, error))?;
+        for secret in [
+            tenant.secret_ref.clone(),
+            request.slug.invitation_secret_name(),
+        ] {
+            self.platform
+                .secrets
+                .label_for_job(&context.fence, &secret, &cost_labels(&tenant.slug, plan))
+                .await
+                .map_err(|error| crate::platform::secret_store_error(&error))?;
+        }
+        context
+            .log(
+                "info",
+                &format!(
+                    "plan {} quotas on {}: {} connections, statement timeout {} ms",
+                    plan.name,
+                    tenant.resource_name,
+                    plan.connection_limit,
+                    plan.statement_timeout_ms
+                ),
+            )
+            .await
+    }
+
+    async fn apply_settings(
+        &self,
+        context: &mut JobContext,
+        forward: bool,
+    ) -> Result<(), PhaseError> {
+        let request = Self::request(context)?;
+        let tenant = self.tenant(context).await?;
+        let settings = &self.platform.settings;
+        let plan = require_plan(settings, Self::plan_name(&request, forward))
+            .map_err(PhaseError::Fatal)?;
+        let server = self.server(&tenant).await?;
+        let url = self
+            .platform
+            .read_secret(&tenant.secret_ref)
+            .await?
+            .ok_or_else(|| {
+                PhaseError::fatal(
+                    ErrorCode::PartialState,
+                    format!("secret {:?} is missing", tenant.secret_ref),
+                )
+            })?;
+        let rows = settings_rows(&effective_settings(
+            settings,
+            plan,
+            &tenant.region,
+            &tenant.slug,
+        ));
+        server
+            .write_settings(&url, &rows, &OWNED_SETTING_PREFIXES)
+            .await
+            .map_err(|error| provider_error(ErrorCode::Internal, error))
+    }
+
+    async fn update_registry(
+        &self,
+        context: &mut JobContext,
+        forward: bool,
+    ) -> Result<(), PhaseError> {
+        let request = Self::request(context)?;
+        let tenant = self.tenant(context).await?;
+        let settings = &self.platform.settings;
+        let plan = require_plan(settings, Self::plan_name(&request, forward))
+            .map_err(PhaseError::Fatal)?;
+        let audit = NewAuditEvent {
+            actor: context.job.actor.clone(),
+            event_type: if forward {
+                "TENANT_PLAN_CHANGED"
+            } else {
+                "TENANT_PLAN_CHANGE_UNDONE"
+            },
+            tenant_slug: Some(tenant.slug.clone()),
+            job_id: Some(context.job.id.clone()),
+            details: serde_json::json!({ "from": tenant.plan, "to": plan.name }),
+        };
+        Ok(self
+            .platform
+            .registry
+            .set_tenant_plan(
+                &context.fence,
+                &tenant.slug,
+                &plan.name,
+                &cost_labels(&tenant.slug, plan),
+                &effective_settings(settings, plan, &tenant.region, &tenant.slug),
+                &audit,
+            )
+            .await?)
+    }
+}
+
+impl Workflow for SetPlanWorkflow {
+    async fn apply(&self, context: &mut JobContext, phase: &str) -> Result<(), PhaseError> {
+        match phase {
+            "request_validated" => {
+                let request = Self::request(context)?;
+                require_plan(&self.platform.settings, &request.plan).map_err(PhaseError::Fatal)?;
+                require_plan(&self.platform.settings, &request.previous_plan)
+                    .map_err(PhaseError::Fatal)?;
+                Ok(())
+            }
+            "limits_applied" => self.apply_limits(context, true).await,
+            "settings_applied" => self.apply_settings(context, true).await,
+            "registry_updated" => self.update_registry(context, true).await,
+            "checks_passed" => {
+                let tenant = self.tenant(context).await?;
+                check_tenant(&self.platform, context, &tenant).await
+            }
+            "complete" => {
+                let request = Self::request(context)?;
+                context
+                    .log(
+                        "info",
+                        &format!(
+                            "tenant {} is on plan {}",
+                            request.slug.as_str(),
+                            request.plan
+                        ),
+                    )
+                    .await
+            }
+            other => Err(PhaseError::fatal(
+                ErrorCode::Internal,
+                format!("unknown set-plan phase {other:?}"),
+            )),
+        }
+    }
+
+    async fn undo(&self, context: &mut JobContext, phase: &str) -> Result<(), PhaseError> {
+        match phase {
+            "limits_applied" => self.apply_limits(context, false).await,
+            "settings_applied" => self.apply_settings(context, false).await,
+            "registry_updated" => self.update_registry(context, false).await,
+            _ => Ok(()),
+        }
+    }
+
+    fn on_complete(&self, _job: &JobRecord) -> (Option<TenantStatus>, Vec<NewAuditEvent>) {
+        (None, Vec::new())
+    }
+
+    fn on_failure(
+        &self,
+        job: &JobRecord,
+        error: &CodedError,
+    ) -> (Option<TenantStatus>, Vec<NewAuditEvent>) {
+        // The tenant keeps serving on its previous plan: its status does not change.
+        let audit = NewAuditEvent {
+            actor: job.actor.clone(),
+            event_type: "TENANT_PLAN_CHANGE_FAILED",
+            tenant_slug: Some(job.tenant_slug.clone()),
+            job_id: Some(job.id.clone()),
+            details: serde_json::json!({ "error_code": error.code, "error_message": error.message }),
+        };
+        (None, vec![audit])
+    }
+}
