@@ -130,7 +130,9 @@ impl Registry {
             crate::notify::notify(&mut transaction, crate::notify::JOBS_CHANNEL, job_id).await?;
         }
         transaction.commit().await?;
-        Ok(ApprovalOutcome::Decided(Box::new(self.get_job(job_id).await?)))
+        Ok(ApprovalOutcome::Decided(Box::new(
+            self.get_job(job_id).await?,
+        )))
     }
 
     /// Cancels every job whose approval window has closed (`E_APPROVAL_EXPIRED`), each with its log line and

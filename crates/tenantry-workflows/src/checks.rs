@@ -2,10 +2,11 @@
 //! with the tenant's own credentials. Critical checks fail the job, which then rolls back; the others become
 //! warnings in the job log. `tenantry validate` runs the same suite on demand.
 
-use crate::costs::tenant_metrics_text;
+use crate::costs::render_tenant_metrics;
 use crate::plans::cost_labels;
 use crate::platform::Platform;
-use std::time::Instant;
+use std::future::Future;
+use std::time::{Duration, Instant};
 use tenantry_core::{Error as CodedError, ErrorCode, TenantStatus};
 use tenantry_providers::credentials::SecretString;
 use tenantry_providers::engines::{
@@ -107,7 +108,7 @@ struct Suite {
 }
 
 impl Suite {
-    fn record(&mut self, name: &'static str, critical: bool, started: Instant, verdict: Verdict) {
+    fn record(&mut self, name: &'static str, critical: bool, took: Duration, verdict: Verdict) {
         let (status, detail) = match verdict {
             Verdict::Pass(detail) => (CheckStatus::Passed, detail),
             Verdict::Fail(detail) if critical => (CheckStatus::Failed, detail),
@@ -119,7 +120,7 @@ impl Suite {
             critical,
             status,
             detail,
-            duration_ms: (started.elapsed().as_secs_f64() * 1000.0 * 100.0).round() / 100.0,
+            duration_ms: (took.as_secs_f64() * 1000.0 * 100.0).round() / 100.0,
         });
     }
 }
@@ -140,8 +141,8 @@ pub async fn run_checks(
         results: Vec::new(),
     };
 
-    let started = Instant::now();
-    let url = match platform.secrets.get(&tenant.secret_ref).await {
+    let (read, took) = timed(platform.secrets.get(&tenant.secret_ref)).await;
+    let (url, verdict) = match read {
         Ok(Some(url)) => {
             let verdict = match secret_names_tenant(&url, &server, &tenant.resource_name) {
                 Ok(()) => Verdict::Pass(format!(
@@ -152,76 +153,77 @@ pub async fn run_checks(
                 )),
                 Err(why) => Verdict::Fail(why),
             };
-            suite.record("secret_resolves", true, started, verdict);
-            Some(url)
+            (Some(url), verdict)
         }
-        Ok(None) => {
-            suite.record(
-                "secret_resolves",
-                true,
-                started,
-                Verdict::Fail(format!("secret {} does not exist", tenant.secret_ref)),
-            );
-            None
+        Ok(None) => (
+            None,
+            Verdict::Fail(format!("secret {} does not exist", tenant.secret_ref)),
+        ),
+        Err(error) => (
+            None,
+            Verdict::Fail(format!(
+                "secret {} cannot be read: {error}",
+                tenant.secret_ref
+            )),
+        ),
+    };
+    suite.record("secret_resolves", true, took, verdict);
+
+    // Everything below needs at most the URL, so the logins and reads run at once: the suite takes as long as
+    // its slowest check, not their sum.
+    let admin_check = admin_check_sql(platform, &server)?;
+    let admin_check = admin_check
+        .as_deref()
+        .map(|sql| (sql, tenant.admin_email.as_str()));
+    let (probed, other_tenants, registry_login, labels, metrics) = tokio::join!(
+        timed(async {
+            match &url {
+                Some(url) => Some(server.probe_tenant(url, admin_check).await),
+                None => None,
+            }
+        }),
+        timed(async {
+            match &url {
+                Some(url) => other_tenants_verdict(platform, &server, tenant, url).await,
+                None => Ok(Verdict::Fail("not judged: no credentials".into())),
+            }
+        }),
+        timed(registry_verdict(platform, &server, url.as_ref())),
+        timed(labels_verdict(platform, &server, tenant)),
+        timed(metrics_verdict(platform, tenant)),
+    );
+
+    let (probed, probe_took) = probed;
+    let probe = match probed {
+        Some(Ok(probe)) => {
+            let verdict = login_verdict(&probe, tenant);
+            let usable = matches!(verdict, Verdict::Pass(_));
+            suite.record("tenant_login", true, probe_took, verdict);
+            usable.then_some(probe)
         }
-        Err(error) => {
+        Some(Err(error)) => {
             suite.record(
-                "secret_resolves",
+                "tenant_login",
                 true,
-                started,
+                probe_took,
                 Verdict::Fail(format!(
-                    "secret {} cannot be read: {error}",
-                    tenant.secret_ref
+                    "cannot log in with the tenant's credentials: {error}"
                 )),
             );
             None
-        }
-    };
-
-    let admin_check = admin_check_sql(platform, &server)?;
-    let started = Instant::now();
-    let probe = match &url {
-        Some(url) => {
-            match server
-                .probe_tenant(
-                    url,
-                    admin_check
-                        .as_deref()
-                        .map(|sql| (sql, tenant.admin_email.as_str())),
-                )
-                .await
-            {
-                Ok(probe) => {
-                    let verdict = login_verdict(&probe, tenant);
-                    let usable = matches!(verdict, Verdict::Pass(_));
-                    suite.record("tenant_login", true, started, verdict);
-                    usable.then_some(probe)
-                }
-                Err(error) => {
-                    suite.record(
-                        "tenant_login",
-                        true,
-                        started,
-                        Verdict::Fail(format!(
-                            "cannot log in with the tenant's credentials: {error}"
-                        )),
-                    );
-                    None
-                }
-            }
         }
         None => {
             suite.record(
                 "tenant_login",
                 true,
-                started,
+                probe_took,
                 Verdict::Fail("no credentials to log in with".into()),
             );
             None
         }
     };
 
-    let started = Instant::now();
+    // These judge what the probe read; their time is the probe's.
     let verdict = match probe
         .as_ref()
         .map(|probe| probe.elevated_privileges.as_ref())
@@ -235,35 +237,12 @@ pub async fn run_checks(
             Verdict::Fail(format!("the tenant role holds {}", elevated.join(", ")))
         }
     };
-    suite.record("role_privileges", true, started, verdict);
+    suite.record("role_privileges", true, Duration::ZERO, verdict);
 
-    let started = Instant::now();
-    let verdict = match &url {
-        Some(url) => other_tenants_verdict(platform, &server, tenant, url).await?,
-        None => Verdict::Fail("not judged: no credentials".into()),
-    };
-    suite.record("isolation_other_tenants", true, started, verdict);
-
-    let started = Instant::now();
-    let verdict = match (&url, &platform.settings.registry_postgres_url) {
-        (None, _) => Verdict::Fail("not judged: no credentials".into()),
-        (Some(_), None) => Verdict::Pass(
-            "the registry is a SQLite file of the control plane; no tenant login reaches it".into(),
-        ),
-        (Some(_), Some(_)) if server.engine() != tenantry_core::EngineKind::Postgres => {
-            Verdict::Skip(format!("{} tenants have no database login", server.engine()))
-        }
-        (Some(url), Some(registry_url)) => match tenant_login_elsewhere(url, registry_url).await {
-            Ok(LoginAttempt::Refused(why)) => {
-                Verdict::Pass(format!("login to the registry refused: {why}"))
-            }
-            Ok(LoginAttempt::Allowed) => Verdict::Fail(
-                "the tenant's credentials log in to the registry database; run REVOKE CONNECT ON DATABASE <registry> FROM PUBLIC".into(),
-            ),
-            Err(error) => Verdict::Fail(format!("could not try the registry login: {error}")),
-        },
-    };
-    suite.record("isolation_registry", true, started, verdict);
+    let (verdict, took) = other_tenants;
+    suite.record("isolation_other_tenants", true, took, verdict?);
+    let (verdict, took) = registry_login;
+    suite.record("isolation_registry", true, took, verdict);
 
     let started = Instant::now();
     let verdict = match &probe {
@@ -281,9 +260,8 @@ pub async fn run_checks(
             }
         }
     };
-    suite.record("migrations_latest", true, started, verdict);
+    suite.record("migrations_latest", true, started.elapsed(), verdict);
 
-    let started = Instant::now();
     let verdict = match probe.as_ref().map(|probe| probe.admin_ready) {
         None => Verdict::Fail("not judged: the tenant could not log in".into()),
         Some(None) => Verdict::Skip("no admin check query is configured".into()),
@@ -296,43 +274,90 @@ pub async fn run_checks(
             tenant.admin_email
         )),
     };
-    suite.record("admin_seeded", true, started, verdict);
+    suite.record("admin_seeded", true, Duration::ZERO, verdict);
 
-    let started = Instant::now();
     let sla_ms = query_sla_ms(platform, tenant);
-    let verdict = match &probe {
-        None => Verdict::Fail("not judged: the tenant could not log in".into()),
+    let (verdict, took) = match &probe {
+        None => (
+            Verdict::Fail("not judged: the tenant could not log in".into()),
+            Duration::ZERO,
+        ),
         Some(probe) => {
             let latency_ms = probe.query_latency.as_secs_f64() * 1000.0;
-            if probe.query_latency.as_micros() <= u128::from(sla_ms) * 1000 {
+            let verdict = if probe.query_latency.as_micros() <= u128::from(sla_ms) * 1000 {
                 Verdict::Pass(format!("{latency_ms:.2} ms, within the {sla_ms} ms SLA"))
             } else {
                 Verdict::Fail(format!(
                     "{latency_ms:.2} ms, over the plan's {sla_ms} ms SLA"
                 ))
-            }
+            };
+            (verdict, probe.query_latency)
         }
     };
-    suite.record("query_latency", true, started, verdict);
+    suite.record("query_latency", true, took, verdict);
 
-    let started = Instant::now();
-    let verdict = labels_verdict(platform, &server, tenant).await;
-    suite.record("cost_labels", false, started, verdict);
-
-    let started = Instant::now();
-    let verdict = match tenant_metrics_text(&platform.registry).await {
-        Ok(text) if text.contains(&format!("tenant=\"{}\"", tenant.slug)) => {
-            Verdict::Pass("listed in tenantry_tenant_info on /metrics".into())
-        }
-        Ok(_) => Verdict::Fail("missing from tenantry_tenant_info on /metrics".into()),
-        Err(error) => Verdict::Fail(format!("cannot render the tenant metrics: {error}")),
-    };
-    suite.record("metrics_visible", false, started, verdict);
+    let (verdict, took) = labels;
+    suite.record("cost_labels", false, took, verdict);
+    let (verdict, took) = metrics;
+    suite.record("metrics_visible", false, took, verdict);
 
     Ok(CheckReport {
         tenant_slug: tenant.slug.clone(),
         checks: suite.results,
     })
+}
+
+/// Runs `work`, returning what it gave and how long it took.
+async fn timed<T>(work: impl Future<Output = T>) -> (T, Duration) {
+    let started = Instant::now();
+    let output = work.await;
+    (output, started.elapsed())
+}
+
+/// A login to the registry's PostgreSQL database with the tenant's credentials must be refused.
+async fn registry_verdict(
+    platform: &Platform,
+    server: &TenantServer,
+    url: Option<&SecretString>,
+) -> Verdict {
+    match (url, &platform.settings.registry_postgres_url) {
+        (None, _) => Verdict::Fail("not judged: no credentials".into()),
+        (Some(_), None) => Verdict::Pass(
+            "the registry is a SQLite file of the control plane; no tenant login reaches it".into(),
+        ),
+        (Some(_), Some(_)) if server.engine() != tenantry_core::EngineKind::Postgres => {
+            Verdict::Skip(format!("{} tenants have no database login", server.engine()))
+        }
+        (Some(url), Some(registry_url)) => match tenant_login_elsewhere(url, registry_url).await {
+            Ok(LoginAttempt::Refused(why)) => {
+                Verdict::Pass(format!("login to the registry refused: {why}"))
+            }
+            Ok(LoginAttempt::Allowed) => Verdict::Fail(
+                "the tenant's credentials log in to the registry database; run REVOKE CONNECT ON DATABASE <registry> FROM PUBLIC".into(),
+            ),
+            Err(error) => Verdict::Fail(format!("could not try the registry login: {error}")),
+        },
+    }
+}
+
+/// The tenant's registry row, read now, renders into the `/metrics` series with its plan and cost center.
+async fn metrics_verdict(platform: &Platform, tenant: &TenantRecord) -> Verdict {
+    match platform.registry.get_tenant(&tenant.slug).await {
+        Ok(Some(current)) => {
+            let text = render_tenant_metrics(std::slice::from_ref(&current));
+            let series = format!(
+                "tenantry_tenant_info{{tenant=\"{}\",plan=\"{}\"",
+                current.slug, current.plan
+            );
+            if text.contains(&series) && !text.contains("cost_center=\"\"") {
+                Verdict::Pass("listed in tenantry_tenant_info on /metrics".into())
+            } else {
+                Verdict::Fail("its /metrics series lacks the plan or cost center".into())
+            }
+        }
+        Ok(None) => Verdict::Fail("not in the registry, so not on /metrics".into()),
+        Err(error) => Verdict::Fail(format!("cannot read the registry: {error}")),
+    }
 }
 
 /// The secret's URL must name this tenant's role and database on this server's engine.
@@ -428,7 +453,8 @@ async fn other_tenants_verdict(
 ) -> Result<Verdict, CodedError> {
     let neighbours = platform
         .registry
-        .tenants_on_server(&tenant.server_name, ISOLATION_SAMPLE as i64 + 1)
+        // A few more than needed: the tenant itself and offboarded ones are passed over.
+        .tenants_on_server(&tenant.server_name, ISOLATION_SAMPLE as i64 * 4)
         .await
         .map_err(crate::registry_error)?;
     let targets: Vec<&TenantRecord> = neighbours
@@ -442,30 +468,37 @@ async fn other_tenants_verdict(
             tenant.server_name
         )));
     }
-    let mut refused = Vec::new();
+    // Each attempt is a full password exchange on the server: try them all at once.
+    let mut attempts = tokio::task::JoinSet::new();
     for other in targets {
-        match server.tenant_login_to(url, &other.resource_name).await {
+        let (server, url, database) = (server.clone(), url.clone(), other.resource_name.clone());
+        attempts.spawn(async move {
+            let attempt = server.tenant_login_to(&url, &database).await;
+            (database, attempt)
+        });
+    }
+    let mut refused = Vec::new();
+    while let Some(joined) = attempts.join_next().await {
+        let Ok((database, attempt)) = joined else {
+            return Ok(Verdict::Fail("a login attempt was cancelled".into()));
+        };
+        match attempt {
             Ok(None) => {
                 return Ok(Verdict::Pass(format!(
                     "{} tenants are files only the control plane opens",
                     server.engine()
                 )))
             }
-            Ok(Some(LoginAttempt::Refused(_))) => refused.push(other.resource_name.clone()),
+            Ok(Some(LoginAttempt::Refused(_))) => refused.push(database),
             Ok(Some(LoginAttempt::Allowed)) => {
                 return Ok(Verdict::Fail(format!(
-                    "the tenant's credentials log in to {}",
-                    other.resource_name
+                    "the tenant's credentials log in to {database}"
                 )))
             }
-            Err(error) => {
-                return Ok(Verdict::Fail(format!(
-                    "could not try {}: {error}",
-                    other.resource_name
-                )))
-            }
+            Err(error) => return Ok(Verdict::Fail(format!("could not try {database}: {error}"))),
         }
     }
+    refused.sort();
     Ok(Verdict::Pass(format!(
         "login refused to {}",
         refused.join(", ")

@@ -144,10 +144,14 @@ fn escape_label(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// The per-tenant lines of `/metrics`: `tenantry_tenant_info` (one series per tenant with its plan, region,
-/// cost center and status) and `tenantry_tenant_monthly_cost`, read from the registry at scrape time.
+/// The per-tenant lines of `/metrics` for every registered tenant, read from the registry at scrape time.
 pub async fn tenant_metrics_text(registry: &Registry) -> Result<String, tenantry_registry::Error> {
-    let tenants = all_tenants(registry).await?;
+    Ok(render_tenant_metrics(&all_tenants(registry).await?))
+}
+
+/// `tenantry_tenant_info` (one series per tenant with its plan, region, cost center and status) and
+/// `tenantry_tenant_monthly_cost` for billable tenants, in Prometheus text.
+pub fn render_tenant_metrics(tenants: &[TenantRecord]) -> String {
     let mut text = String::new();
     let _ = writeln!(
         text,
@@ -163,7 +167,7 @@ pub async fn tenant_metrics_text(registry: &Registry) -> Result<String, tenantry
             escape_label(&label(tenant, "cost_center"))
         )
     };
-    for tenant in &tenants {
+    for tenant in tenants {
         let _ = writeln!(
             text,
             "tenantry_tenant_info{{{},status=\"{}\"}} 1",
@@ -189,5 +193,5 @@ pub async fn tenant_metrics_text(registry: &Registry) -> Result<String, tenantry
             );
         }
     }
-    Ok(text)
+    text
 }

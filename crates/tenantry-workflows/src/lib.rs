@@ -15,7 +15,9 @@ mod submit;
 mod worker;
 
 pub use checks::{run_checks, CheckReport, CheckResult, CheckStatus};
-pub use costs::{cost_report, tenant_metrics_text, CostReport, CostTotal, TenantCost};
+pub use costs::{
+    cost_report, render_tenant_metrics, tenant_metrics_text, CostReport, CostTotal, TenantCost,
+};
 pub use doctor::{run_doctor, DoctorReport, Finding};
 pub use fleet::{add_server, admin_secret_name, ServerRequest};
 pub use offboard::{OffboardRequest, OffboardWorkflow, OFFBOARD_PHASES, PURGE_PHASES};

@@ -100,6 +100,10 @@ async fn worker_loop(
     sweep: Duration,
 ) {
     let lease_ttl_millis = i64::try_from(runner.lease_ttl().as_millis()).unwrap_or(i64::MAX);
+    // The first sweep runs at once.
+    let mut last_approval_sweep = std::time::Instant::now()
+        .checked_sub(sweep)
+        .unwrap_or_else(std::time::Instant::now);
     loop {
         if *shutdown.borrow() {
             return;
@@ -116,15 +120,16 @@ async fn worker_loop(
                 None
             }
         };
+        // One worker per process sweeps for approvals whose window closed, busy or not.
+        if worker_index == 0 && last_approval_sweep.elapsed() >= sweep {
+            last_approval_sweep = std::time::Instant::now();
+            if let Err(error) = platform.registry.expire_approvals().await {
+                tracing::warn!(%error, "could not expire lapsed approvals");
+            }
+        }
         match claimed {
             Some(fence) => drive(&platform, &runner, fence).await,
             None => {
-                // One worker per process sweeps for approvals whose window closed.
-                if worker_index == 0 {
-                    if let Err(error) = platform.registry.expire_approvals().await {
-                        tracing::warn!(%error, "could not expire lapsed approvals");
-                    }
-                }
                 tokio::select! {
                     () = wake.notified() => {}
                     () = tokio::time::sleep(sweep) => {}

@@ -166,18 +166,19 @@ pub async fn validate(app: &App, slug: &Slug, json: bool) -> CommandResult {
         .map(|check| check.name)
         .collect();
     if failed.is_empty() {
-        Ok(ExitCode::SUCCESS)
-    } else {
-        Err(CodedError::new(
-            ErrorCode::ValidationFailed,
-            format!(
-                "tenant {}: critical check(s) failed: {}",
-                tenant.slug,
-                failed.join(", ")
-            ),
-        )
-        .into())
+        return Ok(ExitCode::SUCCESS);
     }
+    // The report above is the output, in JSON mode too; the verdict goes to stderr like any other error.
+    let error = CodedError::new(
+        ErrorCode::ValidationFailed,
+        format!(
+            "tenant {}: critical check(s) failed: {}",
+            tenant.slug,
+            failed.join(", ")
+        ),
+    );
+    eprintln!("error: {error}");
+    Ok(ExitCode::FAILURE)
 }
 
 pub async fn costs(app: &App, json: bool) -> CommandResult {

@@ -16,6 +16,13 @@ for_each_engine!(
     set_plan_applies_new_limits_and_rolls_back_on_failure,
 );
 
+mod validate_names_what_was_tampered_with {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        super::validate_names_what_was_tampered_with().await;
+    }
+}
+
 /// The validation suite of one tenant, through `tenantry validate --json`.
 async fn validate(fleet: &Fleet, slug: &str) -> (i32, Vec<Value>) {
     let run = fleet.run(&["validate", "--slug", slug, "--json"]).await;
@@ -627,5 +634,75 @@ async fn set_plan_applies_new_limits_and_rolls_back_on_failure(engine: Engine) {
     assert_eq!(check(&checks, "cost_labels")["status"], "passed");
     assert_eq!(fleet.json(&["costs"]).await["total_monthly_cost"], 98.0);
     fleet.assert_doctor_clean().await;
+    fleet.cleanup().await;
+}
+
+/// Each check can fail: break one thing at a time behind tenantry's back and `validate` names it.
+async fn validate_names_what_was_tampered_with() {
+    let fleet = Fleet::new(Engine::Postgres).await;
+    fleet.provision("victim", &[]).await.assert_ok();
+    fleet.provision("intruder", &[]).await.assert_ok();
+    let mut admin = PgConnection::connect(&tenant_cluster_url()).await.unwrap();
+    sqlx::raw_sql(
+        "GRANT CONNECT ON DATABASE tenant_victim TO PUBLIC;
+         ALTER ROLE tenant_intruder CREATEDB;
+         COMMENT ON ROLE tenant_intruder IS NULL",
+    )
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let mut victim_db =
+        PgConnection::connect(&with_database(&tenant_cluster_url(), "tenant_intruder"))
+            .await
+            .unwrap();
+    sqlx::raw_sql("UPDATE users SET must_reset_password = false; DELETE FROM _sqlx_migrations WHERE version = 2")
+        .execute(&mut victim_db)
+        .await
+        .unwrap();
+    drop(victim_db);
+
+    let run = fleet.run(&["validate", "--slug", "intruder"]).await;
+    assert_eq!(
+        run.error_code().as_deref(),
+        Some("E_VALIDATION_FAILED"),
+        "{run:?}"
+    );
+    let (_, checks) = validate(&fleet, "intruder").await;
+    for (name, status) in [
+        ("secret_resolves", "passed"),
+        ("tenant_login", "passed"),
+        ("role_privileges", "failed"),
+        ("isolation_other_tenants", "failed"),
+        ("isolation_registry", "passed"),
+        ("migrations_latest", "failed"),
+        ("admin_seeded", "failed"),
+        ("query_latency", "passed"),
+        ("cost_labels", "warning"),
+        ("metrics_visible", "passed"),
+    ] {
+        assert_eq!(check(&checks, name)["status"], status, "{name}: {checks:?}");
+    }
+    assert!(check(&checks, "role_privileges")["detail"]
+        .as_str()
+        .unwrap()
+        .contains("createdb"));
+    assert!(check(&checks, "isolation_other_tenants")["detail"]
+        .as_str()
+        .unwrap()
+        .contains("tenant_victim"));
+    // A secret that no longer works is caught too; the untouched tenant still passes.
+    let (status, _) = validate(&fleet, "victim").await;
+    assert_eq!(status, 0);
+    sqlx::raw_sql("ALTER ROLE tenant_victim PASSWORD 'changed-behind-our-back'")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let (status, checks) = validate(&fleet, "victim").await;
+    assert_ne!(status, 0);
+    assert_eq!(
+        check(&checks, "tenant_login")["status"],
+        "failed",
+        "{checks:?}"
+    );
     fleet.cleanup().await;
 }
