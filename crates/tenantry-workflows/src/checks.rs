@@ -14,8 +14,11 @@ use tenantry_providers::engines::{
 };
 use tenantry_registry::TenantRecord;
 
-/// How many other tenants' databases the isolation check tries to enter.
-const ISOLATION_SAMPLE: usize = 3;
+/// How many other tenants' databases the isolation check tries to enter: one in a job (every tenant database is
+/// made the same way, and each refused login still costs the server a backend and a password exchange), more when
+/// an operator asks (`tenantry validate`).
+pub const NEIGHBOURS_IN_JOB: usize = 1;
+pub const NEIGHBOURS_ON_DEMAND: usize = 3;
 
 /// How one check came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -130,6 +133,7 @@ impl Suite {
 pub async fn run_checks(
     platform: &Platform,
     tenant: &TenantRecord,
+    neighbours: usize,
 ) -> Result<CheckReport, CodedError> {
     let server_record = platform
         .registry
@@ -184,7 +188,9 @@ pub async fn run_checks(
         }),
         timed(async {
             match &url {
-                Some(url) => other_tenants_verdict(platform, &server, tenant, url).await,
+                Some(url) => {
+                    other_tenants_verdict(platform, &server, tenant, url, neighbours).await
+                }
                 None => Ok(Verdict::Fail("not judged: no credentials".into())),
             }
         }),
@@ -444,23 +450,24 @@ fn query_sla_ms(platform: &Platform, tenant: &TenantRecord) -> u64 {
         .unwrap_or(500)
 }
 
-/// Tries to enter up to [`ISOLATION_SAMPLE`] other tenants' databases on the same server as this tenant.
+/// Tries to enter up to `sample` other tenants' databases on the same server as this tenant.
 async fn other_tenants_verdict(
     platform: &Platform,
     server: &TenantServer,
     tenant: &TenantRecord,
     url: &SecretString,
+    sample: usize,
 ) -> Result<Verdict, CodedError> {
     let neighbours = platform
         .registry
         // A few more than needed: the tenant itself and offboarded ones are passed over.
-        .tenants_on_server(&tenant.server_name, ISOLATION_SAMPLE as i64 * 4)
+        .tenants_on_server(&tenant.server_name, sample as i64 * 4)
         .await
         .map_err(crate::registry_error)?;
     let targets: Vec<&TenantRecord> = neighbours
         .iter()
         .filter(|other| other.slug != tenant.slug && other.status != TenantStatus::Offboarded)
-        .take(ISOLATION_SAMPLE)
+        .take(sample)
         .collect();
     if targets.is_empty() {
         return Ok(Verdict::Skip(format!(

@@ -14,7 +14,9 @@ mod set_plan;
 mod submit;
 mod worker;
 
-pub use checks::{run_checks, CheckReport, CheckResult, CheckStatus};
+pub use checks::{
+    run_checks, CheckReport, CheckResult, CheckStatus, NEIGHBOURS_IN_JOB, NEIGHBOURS_ON_DEMAND,
+};
 pub use costs::{
     cost_report, render_tenant_metrics, tenant_metrics_text, CostReport, CostTotal, TenantCost,
 };

@@ -1,6 +1,6 @@
 //! The provision workflow: DESIGN.md's phases, each apply beside its undo.
 
-use crate::checks::run_checks;
+use crate::checks::{run_checks, NEIGHBOURS_IN_JOB};
 use crate::plans::{
     cost_labels, effective_settings, require_plan, settings_rows, OWNED_SETTING_PREFIXES,
 };
@@ -635,16 +635,18 @@ pub(crate) async fn check_tenant(
     context: &mut JobContext,
     tenant: &TenantRecord,
 ) -> Result<(), PhaseError> {
-    let report = run_checks(platform, tenant).await.map_err(|error| {
-        if matches!(
-            error.code,
-            ErrorCode::ProvisioningUnavailable | ErrorCode::AdminConnUnresolved
-        ) {
-            PhaseError::Retryable(error)
-        } else {
-            PhaseError::Fatal(error)
-        }
-    })?;
+    let report = run_checks(platform, tenant, NEIGHBOURS_IN_JOB)
+        .await
+        .map_err(|error| {
+            if matches!(
+                error.code,
+                ErrorCode::ProvisioningUnavailable | ErrorCode::AdminConnUnresolved
+            ) {
+                PhaseError::Retryable(error)
+            } else {
+                PhaseError::Fatal(error)
+            }
+        })?;
     context
         .set_state("checks", serde_json::json!(report.checks))
         .await?;

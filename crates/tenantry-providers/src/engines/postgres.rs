@@ -360,7 +360,10 @@ impl PostgresServer {
     }
 
     /// A session as the tenant: the one an earlier phase of this job parked, or a new one.
-    async fn tenant_connection(&self, tenant_url: &SecretString) -> Result<PgConnection> {
+    pub(super) async fn tenant_connection(
+        &self,
+        tenant_url: &SecretString,
+    ) -> Result<PgConnection> {
         if let Some(parked) = sessions::take_parked(tenant_url).await {
             return Ok(parked);
         }
@@ -396,7 +399,16 @@ impl PostgresServer {
             .execute(&mut connection)
             .await
             .map_err(|error| Error::from_server("seeding the first admin", error));
-        let _ = connection.close().await;
-        seeded.map(|_| ())
+        match seeded {
+            Ok(_) => {
+                // Provisioning writes the tenant's settings right after seeding: the session waits for it.
+                sessions::park(tenant_url, connection);
+                Ok(())
+            }
+            Err(error) => {
+                let _ = connection.close().await;
+                Err(error)
+            }
+        }
     }
 }

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use tenantry_core::{Error as CodedError, ErrorCode, JobStatus, Slug};
 use tenantry_workflows::{
     cost_report, monthly_estimate, registry_error, run_checks, submit_set_plan, CheckStatus,
-    PricingSettings, SetPlanRequest,
+    PricingSettings, SetPlanRequest, NEIGHBOURS_ON_DEMAND,
 };
 
 pub fn list(config: &Config, region: Option<&str>, json: bool) -> CommandResult {
@@ -134,7 +134,7 @@ pub async fn validate(app: &App, slug: &Slug, json: bool) -> CommandResult {
         .require_tenant(slug.as_str())
         .await
         .map_err(registry_error)?;
-    let report = run_checks(&app.platform, &tenant).await?;
+    let report = run_checks(&app.platform, &tenant, NEIGHBOURS_ON_DEMAND).await?;
     if json {
         print_json(&report)?;
     } else {

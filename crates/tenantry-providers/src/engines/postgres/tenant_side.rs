@@ -15,44 +15,38 @@ use std::time::Instant;
 const LOGIN_REFUSED: [&str; 4] = ["42501", "28000", "28P01", "3D000"];
 
 impl PostgresServer {
-    /// Replaces tenantry's keys in the tenant's `tenant_settings` table in one transaction: upserts `settings`
-    /// and removes keys under `owned_prefixes` that are no longer among them.
+    /// Replaces tenantry's keys in the tenant's `tenant_settings` table: upserts `settings` and removes keys under
+    /// `owned_prefixes` that are no longer among them, in one statement (one round trip) on the session the admin
+    /// seed left parked, or a new one.
     pub async fn write_settings(
         &self,
         tenant_url: &SecretString,
         settings: &[(String, String)],
         owned_prefixes: &[&str],
     ) -> Result<()> {
-        let options = parse_url(tenant_url, "tenant's connection URL")?;
-        let mut connection = connect(&options, "tenant database").await?;
-        let written = async {
-            let mut transaction = connection.begin().await?;
-            for (key, value) in settings {
-                sqlx::query(
-                    "INSERT INTO tenant_settings (key, value, updated_at) VALUES ($1, $2, now())
-                     ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = now()
-                     WHERE tenant_settings.value IS DISTINCT FROM excluded.value",
-                )
-                .bind(key)
-                .bind(value)
-                .execute(&mut *transaction)
-                .await?;
-            }
-            let keys: Vec<&str> = settings.iter().map(|(key, _)| key.as_str()).collect();
-            for prefix in owned_prefixes {
-                sqlx::query(
-                    "DELETE FROM tenant_settings WHERE starts_with(key, $1) AND NOT (key = ANY($2))",
-                )
-                .bind(*prefix)
-                .bind(&keys)
-                .execute(&mut *transaction)
-                .await?;
-            }
-            transaction.commit().await
-        }
+        let mut connection = self.tenant_connection(tenant_url).await?;
+        let keys: Vec<&str> = settings.iter().map(|(key, _)| key.as_str()).collect();
+        let values: Vec<&str> = settings.iter().map(|(_, value)| value.as_str()).collect();
+        let written = sqlx::query(
+            "WITH stale AS (
+                 DELETE FROM tenant_settings
+                 WHERE EXISTS (SELECT 1 FROM unnest($3::text[]) AS owned (prefix) WHERE starts_with(key, prefix))
+                   AND NOT (key = ANY($1))
+             )
+             INSERT INTO tenant_settings (key, value, updated_at)
+             SELECT key, value, now() FROM UNNEST($1::text[], $2::text[]) AS given (key, value)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = now()
+             WHERE tenant_settings.value IS DISTINCT FROM excluded.value",
+        )
+        .bind(&keys)
+        .bind(&values)
+        .bind(owned_prefixes)
+        .execute(&mut connection)
         .await;
         let _ = connection.close().await;
-        written.map_err(|error| Error::from_server("writing the tenant's settings", error))
+        written
+            .map(|_| ())
+            .map_err(|error| Error::from_server("writing the tenant's settings", error))
     }
 
     /// Applies a plan's quotas and labels to an existing tenant role and database (a plan change).
