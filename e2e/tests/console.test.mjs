@@ -1,6 +1,7 @@
 // The console in Debian's Chromium against a real `tenantry serve`: sign-in, the wizard to a complete job, slug
-// errors at the field, a forced failure with Retry, roles, the no-JavaScript path, and every page at 1280 and
-// 390 px wide (screenshots in $TENANTRY_E2E_SCREENSHOTS, no sideways scrolling).
+// errors at the field, a forced failure with Retry, roles, the no-JavaScript path, a request that waits for
+// another admin's approval, the costs page, and every page at 1280 and 390 px wide (screenshots in
+// $TENANTRY_E2E_SCREENSHOTS, no sideways scrolling).
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,15 +12,19 @@ import {
 console.log(`screenshots: ${SCREENSHOTS}`);
 
 const JOB_TIMEOUT = 30_000;
+// Every provisioning phase, request_validated to complete.
+const PROVISION_PHASES = 11;
 const ACTION_TIMEOUT = 15_000;
 // A test that hangs fails instead of holding up the suite.
 const TEST_TIMEOUT = { timeout: 120_000 };
 
 /** Fills step 1 and 2 of the wizard and arrives at the review. */
-async function fillWizard(page, { slug, displayName, email }) {
+async function fillWizard(page, { slug, displayName, email, plan, budget }) {
   await page.getByLabel('Slug').fill(slug);
   await page.getByLabel('Display name').fill(displayName);
   await page.getByLabel('First admin email').fill(email);
+  if (plan) await page.getByLabel('Plan').selectOption(plan);
+  if (budget !== undefined) await page.getByLabel('Monthly budget').fill(budget);
   await page.getByRole('button', { name: 'Next' }).click();
   await page.getByRole('group', { name: 'Infrastructure' }).waitFor();
   await page.getByRole('button', { name: 'Next' }).click();
@@ -81,6 +86,10 @@ describe('the console', () => {
     await signIn(page, server.baseUrl, admin);
     await capture(page, 'tenants-empty');
     await page.getByText('No tenants yet.').waitFor();
+    await page.getByRole('link', { name: 'Costs', exact: true }).click();
+    await page.getByText('No billable tenants yet.').waitFor();
+    await capture(page, 'costs-empty');
+    await page.getByRole('link', { name: 'Tenants', exact: true }).click();
     await page.locator('.page-actions').getByRole('link', { name: 'New tenant' }).click();
     await page.getByRole('heading', { name: 'New tenant' }).waitFor();
     await capture(page, 'wizard-1-details');
@@ -112,8 +121,8 @@ describe('the console', () => {
     assert.equal(await drawer.locator('#drawer-title').textContent(), 'Provisioning acme');
     assert.equal(await drawer.locator('.job-percent').textContent(), '100%');
     const phases = drawer.locator('.timeline > li');
-    assert.equal(await phases.count(), 9);
-    assert.equal(await drawer.locator('.timeline > li.phase-applied').count(), 9);
+    assert.equal(await phases.count(), PROVISION_PHASES);
+    assert.equal(await drawer.locator('.timeline > li.phase-applied').count(), PROVISION_PHASES);
     for (const duration of await drawer.locator('.phase-duration').allTextContents()) {
       assert.match(duration, /^\d+(\.\d)? (ms|s)$|min/, `every phase shows its duration: ${duration}`);
     }
@@ -124,7 +133,7 @@ describe('the console', () => {
     // The job page shows the same timeline.
     await drawer.getByRole('link', { name: "Open the job's page" }).click();
     await page.locator('main .job-live[data-status="complete"]').waitFor();
-    assert.equal(await page.locator('main .timeline > li.phase-applied').count(), 9);
+    assert.equal(await page.locator('main .timeline > li.phase-applied').count(), PROVISION_PHASES);
     await capture(page, 'job-complete');
 
     await page.getByRole('link', { name: 'Tenants', exact: true }).click();
@@ -365,7 +374,7 @@ describe('a failed job', () => {
     await page.getByRole('button', { name: 'Retry' }).click();
     await page.locator('main .job-live[data-status="complete"]').waitFor({ timeout: JOB_TIMEOUT });
     assert.equal(await page.locator('main .job-failure').isHidden(), true);
-    assert.equal(await page.locator('main .timeline > li.phase-applied').count(), 9);
+    assert.equal(await page.locator('main .timeline > li.phase-applied').count(), PROVISION_PHASES);
     await page.getByText('Tenant globex is ready.').waitFor();
 
     const audit = JSON.parse(fleet.cli(['audit', 'list', '--tenant', 'globex', '--json']));
@@ -374,5 +383,223 @@ describe('a failed job', () => {
     assert.ok(types.includes('JOB_RETRIED'), types.join(','));
     assert.ok(types.includes('TENANT_PROVISIONED'), types.join(','));
     await context.close();
+  });
+});
+
+describe('a request that needs approval', () => {
+  const fleet = new Fleet();
+  let server;
+  let browser;
+  let requester;
+  let approver;
+
+  before(async () => {
+    requester = fleet.addUser('alice@example.com', 'PLATFORM_ADMIN');
+    approver = fleet.addUser('bob@example.com', 'PLATFORM_ADMIN');
+    // Low enough that a budget of 500 waits, high enough that the starter plan's estimate (49 USD) alone does not.
+    server = await fleet.serve({ TENANTRY_AUTO_APPROVE_THRESHOLD: '100' });
+    browser = await launchBrowser();
+  });
+
+  after(async () => {
+    await browser?.close();
+    await fleet.cleanup();
+  });
+
+  async function newContext(options = {}) {
+    const context = await browser.newContext({ viewport: WIDE, ...options });
+    context.setDefaultTimeout(ACTION_TIMEOUT);
+    return context;
+  }
+
+  /** Posts a decision as a plain form from `page`'s session would, asking for HTML. */
+  async function postDecision(page, jobPath, decision) {
+    const csrf = await page.locator('meta[name="csrf-token"]').getAttribute('content');
+    return page.request.post(`${server.baseUrl}${jobPath}/${decision}`, {
+      headers: { Accept: 'text/html' },
+      form: { csrf_token: csrf, reason: 'from a test' },
+    });
+  }
+
+  test('A asks with a budget over the threshold and waits; B approves and the job runs to complete', TEST_TIMEOUT, async () => {
+    const requesterContext = await newContext();
+    const page = await requesterContext.newPage();
+    await signIn(page, server.baseUrl, requester);
+    await page.goto(`${server.baseUrl}/platform/tenants/new`);
+    await fillWizard(page, {
+      slug: 'initech', displayName: 'Initech Corp', email: 'admin@initech.example', plan: 'starter', budget: '500',
+    });
+
+    const review = page.getByRole('group', { name: 'Review' });
+    assert.equal(await review.locator('[data-review="estimate"]').textContent(), '49.00 USD per month in local');
+    assert.match(await review.locator('[data-review="quotas"]').textContent(), /^10 connections · 30 s statement timeout · 100 queries \/ min · 500 ms query SLA$/);
+    assert.equal(await review.locator('[data-review="modules"]').textContent(), 'core, bi, context_graph');
+    assert.equal(await review.locator('[data-review="budget"]').textContent(), '500 USD per month');
+    const notice = review.locator('.approval-notice');
+    assert.equal(await notice.isVisible(), true);
+    assert.match(await notice.textContent(), /wait for approval: the budget of 500 USD reaches the auto-approve threshold of 100 USD/);
+    await capture(page, 'wizard-3-review-approval');
+
+    // Without the budget the starter plan's estimate counts, and 49 USD is under the threshold.
+    await page.getByRole('button', { name: 'Back' }).click();
+    await page.getByRole('button', { name: 'Back' }).click();
+    await page.getByLabel('Monthly budget').fill('');
+    await page.getByRole('button', { name: 'Next' }).click();
+    await page.getByRole('button', { name: 'Next' }).click();
+    await review.waitFor();
+    assert.equal(await notice.isVisible(), false);
+    assert.equal(await review.locator('[data-review="budget"]').textContent(), "none: the plan's estimate counts");
+    await page.getByRole('button', { name: 'Back' }).click();
+    await page.getByRole('button', { name: 'Back' }).click();
+    await page.getByLabel('Monthly budget').fill('500');
+    await page.getByRole('button', { name: 'Next' }).click();
+    await page.getByRole('button', { name: 'Next' }).click();
+    await notice.waitFor();
+
+    await page.getByRole('button', { name: 'Provision' }).click();
+    const drawer = page.locator('#job-drawer');
+    await drawer.locator('.job-live[data-status="awaiting_approval"]').waitFor({ timeout: JOB_TIMEOUT });
+    await drawer.locator('.job-status .pill-awaiting_approval').waitFor();
+    const waiting = drawer.locator('.job-approval');
+    await waiting.getByText('Waiting for another platform admin.').waitFor();
+    assert.match(await waiting.textContent(), /Budget 500 USD is at or above the auto-approve threshold of 100 USD/);
+    assert.match(await waiting.textContent(), /Lapses in \d+ (s|min|h|d)/);
+    assert.equal(await drawer.getByRole('button', { name: 'Approve' }).count(), 0);
+    // The drawer may still be sliding in: let its transition finish before the screenshot.
+    await drawer.evaluate((element) => Promise.all(element.getAnimations().map((animation) => animation.finished)));
+    await capture(page, 'wizard-drawer-awaiting-approval');
+    const jobPath = await drawer.getByRole('link', { name: "Open the job's page" }).getAttribute('href');
+
+    // The requester's own view of the job page: the reason and the expiry, and no way to approve it.
+    const jobPage = await requesterContext.newPage();
+    await jobPage.goto(`${server.baseUrl}${jobPath}`);
+    const approval = jobPage.locator('main .job-approval');
+    await approval.getByText('Waiting for another platform admin.').waitFor();
+    await approval.locator('time').waitFor();
+    assert.equal(await jobPage.getByRole('button', { name: 'Approve' }).count(), 0);
+    assert.equal(await jobPage.getByRole('button', { name: 'Reject' }).count(), 0);
+    await capture(jobPage, 'job-awaiting-approval-requester');
+    // The server refuses the requester's own decision even when posted by hand, as a page.
+    const ownDecision = await postDecision(jobPage, jobPath, 'approve');
+    assert.equal(ownDecision.status(), 403);
+    assert.match(await ownDecision.text(), /E_FORBIDDEN/);
+    await jobPage.close();
+
+    const approverContext = await newContext();
+    const approverPage = await approverContext.newPage();
+    await signIn(approverPage, server.baseUrl, approver);
+    await approverPage.goto(`${server.baseUrl}${jobPath}`);
+    const decision = approverPage.locator('main .job-approval');
+    await decision.getByRole('button', { name: 'Approve' }).waitFor();
+    await decision.getByRole('button', { name: 'Reject' }).waitFor();
+    await decision.getByLabel('Reason').fill('within the quarter budget');
+    await capture(approverPage, 'job-awaiting-approval-approver');
+    await decision.getByRole('button', { name: 'Approve' }).click();
+    // Back on the job's page, which follows the run live to the end.
+    const live = approverPage.locator('main .job-live[data-status="complete"]');
+    await live.waitFor({ timeout: JOB_TIMEOUT });
+    assert.equal(approverPage.url(), `${server.baseUrl}${jobPath}`);
+    assert.equal(await live.locator('.timeline > li.phase-applied').count(), PROVISION_PHASES);
+    assert.equal(await live.locator('.job-approval').isHidden(), true);
+    await live.locator('.job-log').getByText(/approved by .*within the quarter budget/).waitFor();
+    const checks = live.locator('.job-checks table');
+    await checks.waitFor();
+    assert.ok((await checks.locator('tbody tr').count()) > 0, 'the validation checks are listed');
+    assert.ok((await checks.locator('.pill-passed').count()) > 0, 'checks that passed say so');
+    await capture(approverPage, 'job-approved-complete');
+
+    // The requester's drawer followed the job from waiting to done.
+    await drawer.locator('.job-live[data-status="complete"]').waitFor({ timeout: JOB_TIMEOUT });
+    await drawer.getByText('Tenant initech is ready.').waitFor();
+    assert.equal(await drawer.locator('.job-approval').isHidden(), true);
+    await drawer.locator('.job-checks tbody tr').first().waitFor();
+
+    // The tenant's page shows what the plan gave it.
+    await approverPage.goto(`${server.baseUrl}/platform/tenants/initech`);
+    const settings = approverPage.locator('.plan-settings');
+    await settings.getByRole('heading', { name: 'Plan settings' }).waitFor();
+    assert.equal(await settings.locator('.monthly-cost').textContent(), '49.00 USD');
+    assert.match(await settings.textContent(), /100 queries \/ min/);
+    await settings.locator('.modules').getByText('core').waitFor();
+    await capture(approverPage, 'tenant-plan-settings');
+    await requesterContext.close();
+    await approverContext.close();
+  });
+
+  test('the costs page lists the tenant with its monthly cost and the totals', TEST_TIMEOUT, async () => {
+    const context = await newContext();
+    const page = await context.newPage();
+    await signIn(page, server.baseUrl, approver);
+    await page.getByRole('link', { name: 'Costs', exact: true }).click();
+    await page.getByRole('heading', { name: 'Costs' }).waitFor();
+    const row = page.locator('table.cost-tenants tbody tr', { hasText: 'initech' });
+    await row.waitFor();
+    assert.match(await row.textContent(), /starter/);
+    assert.match(await row.textContent(), /49\.00 USD/);
+    assert.equal(await page.locator('.cost-summary .cost-total').textContent(), '49.00 USD');
+    await page.getByRole('heading', { name: 'By plan' }).waitFor();
+    await capture(page, 'costs');
+    // The same URL still answers programs with the JSON report.
+    const json = await page.request.get(`${server.baseUrl}/platform/costs`, { headers: { Accept: 'application/json' } });
+    assert.equal(json.status(), 200);
+    assert.ok((await json.json()).tenants.some((line) => line.tenant_slug === 'initech'));
+    await context.close();
+  });
+
+  test('without JavaScript the Review says the request waits, and Reject cancels it with the reason', TEST_TIMEOUT, async () => {
+    const requesterContext = await newContext({ javaScriptEnabled: false });
+    const page = await requesterContext.newPage();
+    await signIn(page, server.baseUrl, requester);
+    await page.goto(`${server.baseUrl}/platform/tenants/new`);
+    await fillWizard(page, {
+      slug: 'hooli', displayName: 'Hooli Inc', email: 'admin@hooli.example', plan: 'professional', budget: '1000',
+    });
+    const review = page.getByRole('group', { name: 'Review' });
+    assert.equal(await review.locator('[data-review="estimate"]').textContent(), '98.00 USD per month in local');
+    // The same texts the script writes (see the test above), rendered by the server.
+    assert.equal(await review.locator('[data-review="quotas"]').textContent(),
+      '50 connections · 60 s statement timeout · 500 queries / min · 500 ms query SLA');
+    assert.equal(await review.locator('[data-review="flags"]').textContent(), 'realtime_indexing');
+    assert.equal(await review.locator('[data-review="budget"]').textContent(), '1000 USD per month');
+    assert.match(await review.locator('.approval-notice').textContent(), /budget of 1000 USD reaches the auto-approve threshold/);
+    await Promise.all([
+      page.waitForURL(/\/platform\/jobs\/[0-9a-f-]+$/),
+      page.getByRole('button', { name: 'Provision' }).click(),
+    ]);
+    const jobPath = new URL(page.url()).pathname;
+    assert.equal(await page.locator('.job-live').getAttribute('data-status'), 'awaiting_approval');
+    await page.getByText('Waiting for another platform admin.').waitFor();
+
+    const approverContext = await newContext({ javaScriptEnabled: false });
+    const approverPage = await approverContext.newPage();
+    await signIn(approverPage, server.baseUrl, approver);
+    await approverPage.goto(`${server.baseUrl}${jobPath}`);
+    await approverPage.getByLabel('Reason').fill('too big for this quarter');
+    await Promise.all([
+      approverPage.waitForURL(`${server.baseUrl}${jobPath}`),
+      approverPage.getByRole('button', { name: 'Reject' }).click(),
+    ]);
+    const live = approverPage.locator('.job-live');
+    assert.equal(await live.getAttribute('data-status'), 'cancelled');
+    const failure = live.locator('.job-failure');
+    await failure.getByText('E_APPROVAL_REJECTED').waitFor();
+    assert.match(await failure.textContent(), /too big for this quarter/);
+    assert.equal(await failure.getByRole('button', { name: 'Retry' }).count(), 0);
+
+    // A second decision on a decided job is a conflict, shown as the console shows errors.
+    const again = await postDecision(approverPage, jobPath, 'approve');
+    assert.equal(again.status(), 409);
+    assert.match(await again.text(), /E_CONFLICT/);
+    await requesterContext.close();
+    await approverContext.close();
+
+    // The screenshots measure the layout with a script, so they are taken with one.
+    const screenshotContext = await newContext();
+    const screenshotPage = await screenshotContext.newPage();
+    await signIn(screenshotPage, server.baseUrl, approver);
+    await screenshotPage.goto(`${server.baseUrl}${jobPath}`);
+    await screenshotPage.locator('main .job-failure').getByText('E_APPROVAL_REJECTED').waitFor();
+    await capture(screenshotPage, 'job-rejected');
+    await screenshotContext.close();
   });
 });

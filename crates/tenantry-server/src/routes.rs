@@ -110,15 +110,17 @@ pub fn api_routes() -> Vec<Route> {
             post(jobs::rollback_job),
             pages::rollback_submit,
         ),
-        route(
+        with_page(
             "POST",
             "/platform/jobs/{job_id}/approve",
             post(jobs::approve_job),
+            pages::approve_submit,
         ),
-        route(
+        with_page(
             "POST",
             "/platform/jobs/{job_id}/reject",
             post(jobs::reject_job),
+            pages::reject_submit,
         ),
         route("GET", "/platform/plans", get(plans::list_plans)),
         route(
@@ -126,7 +128,12 @@ pub fn api_routes() -> Vec<Route> {
             "/platform/tenants/{slug}/plan",
             post(plans::set_plan),
         ),
-        route("GET", "/platform/costs", get(plans::costs)),
+        with_page(
+            "GET",
+            "/platform/costs",
+            get(plans::costs),
+            pages::costs_page,
+        ),
         with_page(
             "GET",
             "/platform/servers",

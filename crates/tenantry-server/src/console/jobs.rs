@@ -1,11 +1,13 @@
 //! Job pages: the list with filters, the detail page with the live timeline (the same component the wizard's
-//! progress drawer shows), and the browser side of Retry and Roll back.
+//! progress drawer shows), the validation checks and the approval of a waiting request, and the browser side of
+//! Retry, Roll back, Approve and Reject.
 
 use super::audit::{actor, actor_names};
 use super::errors::{OrPage, PageError};
 use super::layout::{
-    duration, empty_state, html_response, page_header, parse_rfc3339_millis, pill, query_escape,
-    see_other, select_field, shell, short_id, time_ago_rfc3339, Field, Section, Viewer,
+    duration, empty_state, exact_time, html_response, page_header, parse_rfc3339_millis, pill,
+    query_escape, see_other, select_field, shell, short_id, time_ago, time_ago_rfc3339, Field,
+    Section, Viewer,
 };
 use crate::api::jobs::{self as api_jobs, JobQuery};
 use crate::api::ApiQuery;
@@ -14,12 +16,15 @@ use crate::state::ServerState;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Extension;
+use axum::{Extension, Form};
 use maud::{html, Markup};
 use serde::Deserialize;
 use tenantry_core::{ErrorCode, JobStatus, PhaseStatus};
 use tenantry_engine::JobView;
-use tenantry_registry::now_millis;
+use tenantry_registry::{now_millis, JobRecord};
+
+/// How the first log line of a job that waits for approval begins; the rest says why it waits.
+const WAITING_FOR_APPROVAL: &str = "waiting for approval";
 
 /// The error table as the page script needs it to explain a failure that arrives live: code → [meaning, remedy].
 pub fn error_help_json() -> String {
@@ -57,9 +62,157 @@ fn failed_phase(view: &JobView) -> Option<&str> {
         .or(view.phase_name.as_deref())
 }
 
-/// The live job component: status, progress, times, failure with what to do, the phase timeline and the log.
-/// `console.js` renders the same structure from the job's JSON as it changes, so server and script agree.
-pub fn job_live(view: &JobView, viewer: &Viewer) -> Markup {
+/// One result of the validation suite, as the provisioning job keeps it in its state under `checks`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CheckRow {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    critical: bool,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    detail: String,
+    #[serde(default)]
+    duration_ms: f64,
+}
+
+/// What the job component shows beyond the API's job view, read from the job's record: when a waiting request
+/// lapses, and the validation suite's results.
+#[derive(Debug, Clone, Default)]
+pub struct JobExtras {
+    pub approval_expires_at: Option<i64>,
+    pub checks: Vec<CheckRow>,
+}
+
+impl JobExtras {
+    pub fn of(job: &JobRecord) -> JobExtras {
+        // A malformed entry hides the table rather than the page: the checks are a report, not the job.
+        let checks = job
+            .state
+            .get("checks")
+            .cloned()
+            .and_then(|checks| serde_json::from_value::<Vec<CheckRow>>(checks).ok())
+            .unwrap_or_default();
+        JobExtras {
+            approval_expires_at: job.approval_expires_at,
+            checks,
+        }
+    }
+}
+
+/// Why a job waits for approval, from its first log line, as a sentence.
+fn approval_reason(view: &JobView) -> String {
+    let reason = view
+        .logs
+        .iter()
+        .find_map(|line| line.message.strip_prefix(WAITING_FOR_APPROVAL))
+        .map(|rest| rest.trim_start_matches([':', ' ']))
+        .filter(|rest| !rest.is_empty())
+        .unwrap_or("the request needs a platform admin other than the requester");
+    let mut chars = reason.chars();
+    let mut sentence: String = match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    };
+    if !sentence.ends_with('.') {
+        sentence.push('.');
+    }
+    sentence
+}
+
+/// Whether the job stopped with an error worth explaining: failed, rolled back, or cancelled with a reason
+/// (rejected, or its approval lapsed).
+fn stopped_with_error(view: &JobView) -> bool {
+    match view.status {
+        JobStatus::Failed | JobStatus::RolledBack => true,
+        JobStatus::Cancelled => view.error_code.is_some(),
+        _ => false,
+    }
+}
+
+/// The approval block of a waiting job: why it waits, when it lapses, and what this viewer can do about it.
+fn approval_block(view: &JobView, extras: &JobExtras, viewer: &Viewer) -> Markup {
+    let awaiting = view.status == JobStatus::AwaitingApproval;
+    let reason_field = Field {
+        hint: Some("Optional. Kept in the job log and the audit trail."),
+        autocomplete: Some("off"),
+        ..Field::text("reason", "Reason", "")
+    };
+    html! {
+        div.job-approval hidden[!awaiting] {
+            @if awaiting {
+                h3 { "Waiting for approval" }
+                p.approval-reason { (approval_reason(view)) }
+                @if let Some(expires_at) = extras.approval_expires_at {
+                    p.approval-expiry {
+                        "Lapses " (time_ago(expires_at)) span.muted { " · " (exact_time(expires_at)) }
+                        " unless a platform admin decides before then."
+                    }
+                }
+                @if viewer.can_decide(&view.actor) {
+                    // One form, two answers: Reject posts the same reason to its own path.
+                    form.approval-form method="post" action={ (job_path(&view.job_id)) "/approve" } {
+                        (viewer.csrf_field())
+                        (reason_field.render())
+                        div.job-actions {
+                            button.primary type="submit" { "Approve" }
+                            button.danger type="submit" formaction={ (job_path(&view.job_id)) "/reject" } { "Reject" }
+                        }
+                    }
+                } @else if viewer.actor == view.actor {
+                    p.approval-waiting {
+                        strong { "Waiting for another platform admin." }
+                        " You asked for this job, so someone else must approve or reject it."
+                    }
+                } @else {
+                    p.approval-waiting { "A platform admin other than the requester approves or rejects it." }
+                }
+            }
+        }
+    }
+}
+
+/// The validation suite's results, when the job ran it.
+fn checks_block(extras: &JobExtras) -> Markup {
+    let checks = &extras.checks;
+    let n_passed = checks
+        .iter()
+        .filter(|check| check.status == "passed")
+        .count();
+    html! {
+        div.job-checks hidden[checks.is_empty()] {
+            @if !checks.is_empty() {
+                h3 { "Validation checks " span.muted { (n_passed) " of " (checks.len()) " passed" } }
+                div.table-wrap {
+                    table.checks {
+                        thead { tr { th { "Check" } th { "Status" } th.wide-only { "Detail" } th { "Duration" } } }
+                        tbody {
+                            @for check in checks {
+                                tr title=(check.detail) {
+                                    td {
+                                        code { (check.name) }
+                                        @if check.critical { " " span.muted.critical { "critical" } }
+                                    }
+                                    td { (pill(&check.status)) }
+                                    td.details-cell.wide-only { (check.detail) }
+                                    td.num { (duration(check.duration_ms.round() as i64)) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The live job component: status, progress, times, approval, failure with what to do, the phase timeline, the
+/// validation checks and the log. `console.js` renders the same structure from the job's JSON as it changes (and
+/// takes the approval and checks blocks from this page, which alone knows the expiry and the checks), so server
+/// and script agree.
+pub fn job_live(view: &JobView, extras: &JobExtras, viewer: &Viewer) -> Markup {
+    let stopped = stopped_with_error(view);
     let failed = matches!(view.status, JobStatus::Failed | JobStatus::RolledBack);
     let code = view.error_code.as_deref().map(ErrorCode::from_code);
     let stopped_at = if failed { failed_phase(view) } else { None };
@@ -89,6 +242,7 @@ pub fn job_live(view: &JobView, viewer: &Viewer) -> Markup {
                     div { dt { "Estimated completion" } dd.job-eta { (time_ago_rfc3339(view.estimated_completion.as_deref())) } }
                 }
             }
+            (approval_block(view, extras, viewer))
             div.job-outcome hidden[view.status != JobStatus::Complete] {
                 @if view.status == JobStatus::Complete {
                     p.outcome-ok {
@@ -102,11 +256,15 @@ pub fn job_live(view: &JobView, viewer: &Viewer) -> Markup {
                     }
                 }
             }
-            div.job-failure role="alert" hidden[!failed] {
-                @if failed {
+            div.job-failure role="alert" hidden[!stopped] {
+                @if stopped {
                     h3 {
-                        "Failed"
-                        @if let Some(phase) = failed_phase(view) { " at " code { (phase) } }
+                        @if failed {
+                            "Failed"
+                            @if let Some(phase) = failed_phase(view) { " at " code { (phase) } }
+                        } @else {
+                            "Cancelled"
+                        }
                     }
                     @if let Some(code) = code {
                         p.failure-code { code.error-code { (code.as_str()) } " — " (code.meaning()) }
@@ -118,7 +276,7 @@ pub fn job_live(view: &JobView, viewer: &Viewer) -> Markup {
                     @if view.status == JobStatus::RolledBack {
                         p.muted { "Everything the job had applied was undone." }
                     }
-                    @if viewer.can_operate() {
+                    @if failed && viewer.can_operate() {
                         div.job-actions {
                             form method="post" action={ (job_path(&view.job_id)) "/retry" } data-job-action="retry" {
                                 (viewer.csrf_field())
@@ -148,6 +306,7 @@ pub fn job_live(view: &JobView, viewer: &Viewer) -> Markup {
                     }
                 }
             }
+            (checks_block(extras))
             h3.log-title { "Log" }
             ol.job-log aria-label="Log" {
                 @for line in &view.logs {
@@ -178,9 +337,16 @@ pub async fn job_page(
     Path(job_id): Path<String>,
 ) -> Result<Response, PageError> {
     let viewer = Viewer::new(&principal);
-    let axum::Json(view) = api_jobs::get_job(State(state.clone()), Path(job_id))
+    let axum::Json(view) = api_jobs::get_job(State(state.clone()), Path(job_id.clone()))
         .await
         .or_page(&viewer)?;
+    let record = state
+        .platform
+        .registry
+        .get_job(&job_id)
+        .await
+        .or_page(&viewer)?;
+    let extras = JobExtras::of(&record);
     let names = actor_names(&state.platform.registry, [view.actor.as_str()]).await;
     let short_id = short_id(&view.job_id);
     let title = format!("Job {short_id}");
@@ -193,7 +359,7 @@ pub async fn job_page(
             }),
             html! { a.button href="/platform/jobs" { "All jobs" } },
         ))
-        div.panel { (job_live(&view, &viewer)) }
+        div.panel { (job_live(&view, &extras, &viewer)) }
         dl.details {
             div { dt { "Job id" } dd { code { (view.job_id) } } }
             div { dt { "Kind" } dd { (view.kind) } }
@@ -353,6 +519,52 @@ pub async fn rollback_submit(
     Path(job_id): Path<String>,
 ) -> Response {
     reopen_from_form(state, principal, job_id, true)
+        .await
+        .into_response()
+}
+
+/// The approval form's fields (the CSRF token is checked before the handler runs).
+#[derive(Debug, Default, Deserialize)]
+pub struct DecisionFields {
+    #[serde(default)]
+    reason: String,
+}
+
+async fn decide_from_form(
+    state: ServerState,
+    principal: Principal,
+    job_id: String,
+    approve: bool,
+    reason: String,
+) -> Result<Response, PageError> {
+    let viewer = Viewer::new(&principal);
+    let _decided = api_jobs::decide(&state, &principal, &job_id, approve, &reason)
+        .await
+        .or_page(&viewer)?;
+    // Back to the job: approved, its timeline follows the run live from there; rejected, it says why it stopped.
+    Ok(see_other(&job_path(&job_id)))
+}
+
+/// `POST /platform/jobs/{job_id}/approve` from the approval form.
+pub async fn approve_submit(
+    State(state): State<ServerState>,
+    Extension(principal): Extension<Principal>,
+    Path(job_id): Path<String>,
+    Form(fields): Form<DecisionFields>,
+) -> Response {
+    decide_from_form(state, principal, job_id, true, fields.reason)
+        .await
+        .into_response()
+}
+
+/// `POST /platform/jobs/{job_id}/reject` from the approval form's Reject button.
+pub async fn reject_submit(
+    State(state): State<ServerState>,
+    Extension(principal): Extension<Principal>,
+    Path(job_id): Path<String>,
+    Form(fields): Form<DecisionFields>,
+) -> Response {
+    decide_from_form(state, principal, job_id, false, fields.reason)
         .await
         .into_response()
 }

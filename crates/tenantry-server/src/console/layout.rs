@@ -12,6 +12,8 @@ use tenantry_registry::now_millis;
 #[derive(Debug, Clone)]
 pub struct Viewer {
     pub email: String,
+    /// The audit actor (`user:<id>`), as jobs record who asked for them.
+    pub actor: String,
     pub role: PlatformRole,
     /// The session's CSRF token; empty for a bearer-token caller, whose requests need none.
     pub csrf_token: String,
@@ -25,6 +27,7 @@ impl Viewer {
         };
         Viewer {
             email: principal.email.clone(),
+            actor: principal.actor(),
             role: principal.role,
             csrf_token,
         }
@@ -40,6 +43,12 @@ impl Viewer {
         matches!(self.role, PlatformRole::Admin | PlatformRole::Support)
     }
 
+    /// Approve or reject a job waiting for approval: admins, and never the one who asked for it (the API refuses
+    /// that too; the page just does not offer it).
+    pub fn can_decide(&self, requested_by: &str) -> bool {
+        self.is_admin() && self.actor != requested_by
+    }
+
     /// The hidden field that lets a plain HTML form pass the CSRF check.
     pub fn csrf_field(&self) -> Markup {
         html! { input type="hidden" name=(CSRF_FIELD) value=(self.csrf_token); }
@@ -52,14 +61,16 @@ pub enum Section {
     Tenants,
     Jobs,
     Servers,
+    Costs,
     Audit,
     None,
 }
 
-const SECTIONS: [(Section, &str, &str); 4] = [
+const SECTIONS: [(Section, &str, &str); 5] = [
     (Section::Tenants, "Tenants", "/platform/tenants"),
     (Section::Jobs, "Jobs", "/platform/jobs"),
     (Section::Servers, "Servers", "/platform/servers"),
+    (Section::Costs, "Costs", "/platform/costs"),
     (Section::Audit, "Audit", "/platform/audit"),
 ];
 
@@ -203,6 +214,30 @@ pub fn duration(millis: i64) -> String {
         format!("{:.1} s", millis as f64 / 1000.0)
     } else {
         format!("{} min {:02} s", millis / 60_000, (millis % 60_000) / 1000)
+    }
+}
+
+/// An amount of money as the console shows it everywhere: two decimals and the currency, `98.00 USD`.
+pub fn money(amount: f64, currency: &str) -> String {
+    format!("{amount:.2} {currency}")
+}
+
+/// A named switch (a module or a feature flag) as a chip: on ones plain, off ones muted and struck through, with
+/// the state spelled out for screen readers.
+pub fn switch_chip(name: &str, on: bool) -> Markup {
+    html! {
+        span class={ "label-chip" @if !on { " chip-off" } } title=(if on { "on" } else { "off" }) {
+            (name) span.visually-hidden { (if on { " (on)" } else { " (off)" }) }
+        }
+    }
+}
+
+/// A configured limit in milliseconds as people write it: `30 s` when it is whole seconds, else `500 ms`.
+pub fn limit_millis(millis: u64) -> String {
+    // A match rather than `is_multiple_of`, which is newer than the workspace's rust-version.
+    match (millis / 1000, millis % 1000) {
+        (seconds @ 1.., 0) => format!("{seconds} s"),
+        _ => format!("{millis} ms"),
     }
 }
 
@@ -370,6 +405,15 @@ mod tests {
         assert_eq!(duration(4), "4 ms");
         assert_eq!(duration(1340), "1.3 s");
         assert_eq!(duration(125_000), "2 min 05 s");
+    }
+
+    #[test]
+    fn money_has_two_decimals_and_its_currency() {
+        assert_eq!(money(98.0, "USD"), "98.00 USD");
+        assert_eq!(money(1234.5, "EUR"), "1234.50 EUR");
+        assert_eq!(limit_millis(60_000), "60 s");
+        assert_eq!(limit_millis(500), "500 ms");
+        assert_eq!(limit_millis(1500), "1500 ms");
     }
 
     #[test]

@@ -1,13 +1,14 @@
 //! The web console: server-rendered pages (maud) with a little plain JavaScript and CSS embedded in the binary.
 //!
-//! Pages live at the same paths as the API's GETs (`/platform/tenants`, `/platform/jobs/{job_id}`, …) and are
-//! chosen by content negotiation (`negotiate`); the browser side of the API's writes (offboard, retry, add a
-//! server, …) answers plain HTML forms with 303 redirects. Page-only routes are the sign-in form, the wizard and
-//! the assets. Every route here is in `auth::POLICY` like any other, so the console can do nothing its
-//! operator's role could not do over the API.
+//! Pages live at the same paths as the API's GETs (`/platform/tenants`, `/platform/jobs/{job_id}`,
+//! `/platform/costs`, …) and are chosen by content negotiation (`negotiate`); the browser side of the API's writes
+//! (offboard, retry, approve a waiting job, add a server, …) answers plain HTML forms with 303 redirects.
+//! Page-only routes are the sign-in form, the wizard and the assets. Every route here is in `auth::POLICY` like
+//! any other, so the console can do nothing its operator's role could not do over the API.
 
 mod assets;
 mod audit;
+mod costs;
 mod errors;
 mod jobs;
 mod layout;
@@ -23,7 +24,10 @@ pub use negotiate::{html_or_json, prefers_html};
 /// The console's side of routes the API shares, by what they do.
 pub mod pages {
     pub use super::audit::audit_page;
-    pub use super::jobs::{job_page, jobs_page, retry_submit, rollback_submit};
+    pub use super::costs::costs_page;
+    pub use super::jobs::{
+        approve_submit, job_page, jobs_page, reject_submit, retry_submit, rollback_submit,
+    };
     pub use super::login::login_submit;
     pub use super::servers::{add_server_submit, drain_submit, servers_page};
     pub use super::tenants::{offboard_submit, tenant_page, tenants_page};

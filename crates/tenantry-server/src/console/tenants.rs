@@ -1,12 +1,12 @@
-//! Tenant pages: the list (search, status filter, paging) and one tenant's detail (placement, plan, status, jobs,
-//! audit, and Offboard for admins), plus the browser side of offboarding.
+//! Tenant pages: the list (search, status filter, paging) and one tenant's detail (placement, plan and its
+//! effective settings, status, jobs, audit, and Offboard for admins), plus the browser side of offboarding.
 
 use super::audit::{actor_names, audit_table};
 use super::errors::{OrPage, PageError};
 use super::jobs::jobs_table;
 use super::layout::{
-    empty_state, html_response, page_header, pill, query_escape, see_other, select_field, shell,
-    time_ago, Field, Section, Viewer,
+    empty_state, html_response, limit_millis, money, page_header, pill, query_escape, see_other,
+    select_field, shell, switch_chip, time_ago, Field, Section, Viewer,
 };
 use crate::auth::Principal;
 use crate::error::ApiError;
@@ -177,6 +177,69 @@ fn tenant_details(tenant: &TenantRecord) -> Markup {
     }
 }
 
+/// The switches of a settings object (`modules`, `feature_flags`) as chips: those on first, then those off, each
+/// by name.
+fn switch_chips(switches: Option<&serde_json::Value>) -> Markup {
+    let mut switches: Vec<(&String, bool)> = switches
+        .and_then(serde_json::Value::as_object)
+        .map(|switches| {
+            switches
+                .iter()
+                .map(|(name, on)| (name, on.as_bool().unwrap_or(false)))
+                .collect()
+        })
+        .unwrap_or_default();
+    switches.sort_by(|(name_a, on_a), (name_b, on_b)| on_b.cmp(on_a).then(name_a.cmp(name_b)));
+    html! {
+        @if switches.is_empty() {
+            span.muted { "none" }
+        } @else {
+            @for (name, on) in switches { (switch_chip(name, on)) }
+        }
+    }
+}
+
+/// The plan's effective settings as the tenant was given them (what its own `tenant_settings` table holds), or
+/// nothing for a tenant provisioned before plans carried settings.
+fn plan_settings(tenant: &TenantRecord) -> Option<Markup> {
+    let settings = tenant
+        .settings
+        .as_object()
+        .filter(|settings| !settings.is_empty())?;
+    let whole = |key: &str| settings.get(key).and_then(serde_json::Value::as_u64);
+    let currency = settings
+        .get("currency")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default();
+    let monthly_cost = settings
+        .get("monthly_cost")
+        .and_then(serde_json::Value::as_f64);
+    Some(html! {
+        section.panel.plan-settings aria-labelledby="plan-settings-title" {
+            h2 #plan-settings-title { "Plan settings" }
+            dl.details {
+                @if let Some(cost) = monthly_cost {
+                    div { dt { "Monthly cost" } dd.monthly-cost { (money(cost, currency)) } }
+                }
+                @if let Some(limit) = whole("connection_limit") {
+                    div { dt { "Connections" } dd { (limit) } }
+                }
+                @if let Some(timeout_ms) = whole("statement_timeout_ms") {
+                    div { dt { "Statement timeout" } dd { (limit_millis(timeout_ms)) } }
+                }
+                @if let Some(qpm) = whole("rate_limit_qpm") {
+                    div { dt { "Rate limit" } dd { (qpm) " queries / min" } }
+                }
+                @if let Some(sla_ms) = whole("query_sla_ms") {
+                    div { dt { "Query SLA" } dd { (limit_millis(sla_ms)) } }
+                }
+                div.full-row { dt { "Modules" } dd.modules { (switch_chips(settings.get("modules"))) } }
+                div.full-row { dt { "Feature flags" } dd.feature-flags { (switch_chips(settings.get("feature_flags"))) } }
+            }
+        }
+    })
+}
+
 fn offboard_form(viewer: &Viewer, tenant: &TenantRecord) -> Markup {
     let purge_only = tenant.status == TenantStatus::Offboarded;
     html! {
@@ -256,7 +319,10 @@ pub async fn tenant_page(
             html! { a.button href="/platform/tenants" { "All tenants" } },
         ))
         @match &tenant {
-            Some(tenant) => { div.panel { (tenant_details(tenant)) } }
+            Some(tenant) => {
+                div.panel { (tenant_details(tenant)) }
+                @if let Some(settings) = plan_settings(tenant) { (settings) }
+            }
             None => {
                 (empty_state("Not in the registry yet.", html! {
                     "No tenant row exists for this slug; the jobs below say why (still provisioning, or a failed attempt)."

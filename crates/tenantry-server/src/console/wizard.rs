@@ -1,19 +1,23 @@
-//! The provisioning wizard at `/platform/tenants/new`: 1 Tenant details, 2 Infrastructure, 3 Review, then
-//! Provision. Every field of every step is in one form, and only the current step shows:
+//! The provisioning wizard at `/platform/tenants/new`: 1 Tenant details (with the plan and an optional budget),
+//! 2 Infrastructure, 3 Review (the plan's monthly estimate in the region, its quotas, modules and flags, and
+//! whether the request will wait for approval), then Provision. Every field of every step is in one form, and
+//! only the current step shows:
 //! - without JavaScript, Next/Back/Provision post the form here, and the server checks the step and answers with
 //!   the next one (or the same one with errors at their fields), and Provision answers 303 to the job's page;
 //! - with JavaScript, `console.js` moves between the steps itself, checks the slug rule as you type, posts JSON
-//!   to `POST /platform/tenants`, and opens the progress drawer.
+//!   to `POST /platform/tenants`, and opens the progress drawer. It fills the Review from the plans embedded in
+//!   the form (`data-plans`), by the same rules as `plan_review` here.
 //!
 //! Either way the server stays the authority: its errors come back to the field they concern.
 
 use super::errors::{OrPage, PageError};
 use super::jobs::error_help_json;
 use super::layout::{
-    html_response, page_header, query_escape, see_other, select_field, shell, Field, Section,
-    Viewer,
+    html_response, limit_millis, money, page_header, query_escape, see_other, select_field, shell,
+    Field, Section, Viewer,
 };
 use super::negotiate::prefers_html;
+use crate::api::plans::plan_offers;
 use crate::api::tenants::get_tenant;
 use crate::auth::Principal;
 use crate::error::ApiError;
@@ -24,13 +28,16 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Form};
 use maud::{html, Markup};
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use tenantry_core::{
-    AdminEmail, DisplayName, Error as CodedError, ErrorCode, ServerName, ServerStatus, Slug,
+    AdminEmail, DisplayName, Error as CodedError, ErrorCode, Plan, ServerName, ServerStatus, Slug,
     TenantSpec,
 };
 use tenantry_providers::credentials::random_token;
-use tenantry_registry::ServerRecord;
-use tenantry_workflows::{submit_provision, IdempotencyRequest, Submitted};
+use tenantry_registry::{now_millis, ServerRecord};
+use tenantry_workflows::{
+    approval_needed, monthly_estimate, submit_provision, IdempotencyRequest, Settings, Submitted,
+};
 
 /// The wizard's steps: number, title.
 const STEPS: [(u8, &str); 3] = [(1, "Tenant details"), (2, "Infrastructure"), (3, "Review")];
@@ -50,6 +57,9 @@ pub struct WizardForm {
     admin_email: String,
     #[serde(default)]
     plan: String,
+    /// Whole currency units per month; empty when the operator gives none.
+    #[serde(default)]
+    budget: String,
     #[serde(default)]
     region: String,
     /// Empty for auto-placement.
@@ -68,6 +78,19 @@ impl WizardForm {
     fn dry_run(&self) -> bool {
         self.dry_run.as_deref() == Some("true")
     }
+
+    /// The budget, or `None` when left empty. Messages start with "budget" so they land on its field.
+    fn budget(&self) -> Result<Option<u64>, CodedError> {
+        let budget = self.budget.trim();
+        if budget.is_empty() {
+            return Ok(None);
+        }
+        budget.parse::<u64>().map(Some).map_err(|_| {
+            CodedError::invalid_input(format!(
+                "budget {budget:?} is not a whole number of at least 0; leave it empty to let the plan's estimate count"
+            ))
+        })
+    }
 }
 
 /// Errors by field name (`form` for those no field owns).
@@ -83,7 +106,7 @@ fn error_for<'e>(errors: &'e FieldErrors, field: &str) -> Option<&'e str> {
 /// The step a field lives on.
 fn step_of(field: &str) -> u8 {
     match field {
-        "slug" | "display_name" | "admin_email" | "plan" => 1,
+        "slug" | "display_name" | "admin_email" | "plan" | "budget" => 1,
         "region" | "server" => 2,
         _ => 3,
     }
@@ -103,6 +126,8 @@ pub fn field_for_error(code: ErrorCode, message: &str) -> &'static str {
                 "display_name"
             } else if message.starts_with("admin email") || message.contains("email") {
                 "admin_email"
+            } else if message.starts_with("budget") {
+                "budget"
             } else if message.starts_with("plan") {
                 "plan"
             } else if message.starts_with("region") {
@@ -144,6 +169,9 @@ fn check_step(
         }
         if settings.plan(&form.plan).is_none() {
             errors.push(("plan", format!("plan {:?} does not exist", form.plan)));
+        }
+        if let Err(error) = form.budget() {
+            errors.push(("budget", coded_message(&error)));
         }
     }
     if step == 2 {
@@ -215,6 +243,136 @@ fn server_options(servers: &[ServerRecord]) -> Vec<(String, String, bool)> {
     options
 }
 
+/// What the Review says about the plan in the chosen region: the texts `console.js` writes into the same
+/// `data-review` cells, built by the same rules (keep `planReview` there in step).
+#[derive(Debug, Clone)]
+struct PlanReview {
+    estimate: String,
+    quotas: String,
+    modules: String,
+    flags: String,
+    budget: String,
+    /// Why the request will wait for approval, or `None` when it will run at once.
+    approval_reason: Option<String>,
+}
+
+fn joined_or_none(names: Vec<&str>) -> String {
+    if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names.join(", ")
+    }
+}
+
+fn plan_review(
+    settings: &Settings,
+    plan: &Plan,
+    region: &str,
+    budget: Option<u64>,
+    dry_run: bool,
+) -> PlanReview {
+    let currency = settings.pricing.currency.as_str();
+    let threshold = settings.approvals.auto_approve_threshold;
+    let estimate = monthly_estimate(&settings.pricing, plan, region);
+    // The submit path's own rule decides; the words below only say which part of it applies. A dry run creates
+    // nothing, so it never waits.
+    let waits = !dry_run && approval_needed(settings, plan, region, budget, now_millis()).is_some();
+    let approval_reason = waits.then(|| {
+        if plan.approval_required {
+            format!("plan {} always needs approval.", plan.name)
+        } else if let Some(budget) = budget {
+            format!("the budget of {budget} {currency} reaches the auto-approve threshold of {threshold} {currency}.")
+        } else {
+            format!(
+                "the plan's estimate of {} reaches the auto-approve threshold of {threshold} {currency}.",
+                money(estimate, currency)
+            )
+        }
+    });
+    PlanReview {
+        estimate: format!("{} per month in {region}", money(estimate, currency)),
+        quotas: format!(
+            "{} connections · {} statement timeout · {} queries / min · {} query SLA",
+            plan.connection_limit,
+            limit_millis(plan.statement_timeout_ms),
+            plan.rate_limit_qpm,
+            limit_millis(plan.query_sla_ms)
+        ),
+        modules: joined_or_none(
+            plan.modules
+                .entries()
+                .into_iter()
+                .filter(|(_, on)| *on)
+                .map(|(name, _)| name)
+                .collect(),
+        ),
+        flags: joined_or_none(
+            plan.feature_flags
+                .iter()
+                .filter(|(_, on)| **on)
+                .map(|(name, _)| name.as_str())
+                .collect(),
+        ),
+        budget: match budget {
+            Some(budget) => format!("{budget} {currency} per month"),
+            None => "none: the plan's estimate counts".to_owned(),
+        },
+        approval_reason,
+    }
+}
+
+/// Every plan with its quotas, switches and estimate in every region, plus the threshold: what `console.js` needs
+/// to fill the Review without asking the server.
+fn plans_json(state: &ServerState) -> String {
+    let settings = &state.platform.settings;
+    // Priced as `GET /platform/plans` prices them, one region at a time.
+    let mut estimates: BTreeMap<String, serde_json::Map<String, serde_json::Value>> =
+        BTreeMap::new();
+    for region in &settings.regions {
+        for offer in plan_offers(state, region) {
+            estimates
+                .entry(offer.plan.name)
+                .or_default()
+                .insert(region.clone(), serde_json::json!(offer.monthly_estimate));
+        }
+    }
+    let plans: serde_json::Map<String, serde_json::Value> = settings
+        .plans
+        .iter()
+        .map(|plan| {
+            let switched_on = |switches: Vec<(&str, bool)>| {
+                switches
+                    .into_iter()
+                    .filter(|(_, on)| *on)
+                    .map(|(name, _)| name.to_owned())
+                    .collect::<Vec<_>>()
+            };
+            let flags = plan
+                .feature_flags
+                .iter()
+                .map(|(name, on)| (name.as_str(), *on))
+                .collect();
+            let description = serde_json::json!({
+                "connection_limit": plan.connection_limit,
+                "statement_timeout_ms": plan.statement_timeout_ms,
+                "rate_limit_qpm": plan.rate_limit_qpm,
+                "query_sla_ms": plan.query_sla_ms,
+                "modules": switched_on(plan.modules.entries().to_vec()),
+                "flags": switched_on(flags),
+                "approval_required": plan.approval_required,
+                "estimates": estimates.remove(&plan.name).unwrap_or_default(),
+            });
+            (plan.name.clone(), description)
+        })
+        .collect();
+    serde_json::json!({
+        "currency": settings.pricing.currency,
+        "threshold": settings.approvals.auto_approve_threshold,
+        "plans": plans,
+    })
+    .to_string()
+}
+
 fn review_row(label: &str, field: &str, value: &str) -> Markup {
     html! {
         div { dt { (label) } dd data-review=(field) { (value) } }
@@ -251,6 +409,29 @@ fn wizard_page(
         required: true,
         ..Field::text("admin_email", "First admin email", &form.admin_email)
     };
+    let settings = &state.platform.settings;
+    let currency = settings.pricing.currency.as_str();
+    let budget_hint = format!(
+        "Optional. Whole {currency} per month. At or above {} {currency} (or on a plan that always needs it) the request waits for another platform admin's approval; left empty, the plan's monthly estimate counts.",
+        settings.approvals.auto_approve_threshold
+    );
+    let budget_field = Field {
+        input_type: "number",
+        hint: Some(&budget_hint),
+        error: error_for(errors, "budget"),
+        autocomplete: Some("off"),
+        ..Field::text("budget", "Monthly budget", &form.budget)
+    };
+    // An unknown plan or a budget that does not parse has its error on step 1; the Review shows what it can.
+    let review = settings.plan(&form.plan).map(|plan| {
+        plan_review(
+            settings,
+            plan,
+            &form.region,
+            form.budget().ok().flatten(),
+            form.dry_run(),
+        )
+    });
     let regions: Vec<(String, String, bool)> = state
         .platform
         .settings
@@ -276,7 +457,8 @@ fn wizard_page(
                 }
             }
         }
-        form #wizard.panel.wizard method="post" action="/platform/tenants/new" novalidate data-step=(step) {
+        form #wizard.panel.wizard method="post" action="/platform/tenants/new" novalidate data-step=(step)
+            data-plans=(plans_json(state)) {
             (viewer.csrf_field())
             input type="hidden" name="idempotency_key" value=(form.idempotency_key);
             input type="hidden" name="step" value=(step);
@@ -289,6 +471,7 @@ fn wizard_page(
                 (display_name_field.render())
                 (email_field.render())
                 (select_field("plan", "Plan", &plan_options(state), &form.plan, error_for(errors, "plan")))
+                (budget_field.render())
             }
             fieldset.wizard-step data-step="2" hidden[step != 2] {
                 legend { "Infrastructure" }
@@ -305,6 +488,21 @@ fn wizard_page(
                     (review_row("Plan", "plan", &form.plan))
                     (review_row("Region", "region", &form.region))
                     (review_row("Target db server", "server", server_label))
+                    (review_row("Monthly budget", "budget", review.as_ref().map_or("", |review| review.budget.as_str())))
+                }
+                h3.review-title { "What the plan gives" }
+                dl.details.review.plan-review {
+                    (review_row("Monthly estimate", "estimate", review.as_ref().map_or("", |review| review.estimate.as_str())))
+                    (review_row("Quotas", "quotas", review.as_ref().map_or("", |review| review.quotas.as_str())))
+                    (review_row("Modules", "modules", review.as_ref().map_or("", |review| review.modules.as_str())))
+                    (review_row("Feature flags", "flags", review.as_ref().map_or("", |review| review.flags.as_str())))
+                }
+                @let approval_reason = review.as_ref().and_then(|review| review.approval_reason.as_deref());
+                div.approval-notice role="status" hidden[approval_reason.is_none()] {
+                    strong { "This request will wait for approval: " }
+                    span data-review="approval_reason" { (approval_reason.unwrap_or_default()) }
+                    " Another platform admin (not you) must approve it before anything is created; until then its job waits in "
+                    em { "awaiting approval" } "."
                 }
                 div.checkbox-field {
                     input #field-dry_run type="checkbox" name="dry_run" value="true" checked[form.dry_run()];
@@ -487,7 +685,7 @@ async fn provision(
             .then(|| ServerName::parse(&form.server))
             .transpose()?,
         dry_run: form.dry_run(),
-        budget: None,
+        budget: form.budget()?,
     };
     let idempotency = (!form.idempotency_key.is_empty()).then(|| IdempotencyRequest {
         principal: principal.scope(),
@@ -540,6 +738,14 @@ mod tests {
             ),
             "region"
         );
+        assert_eq!(
+            field_for_error(
+                ErrorCode::InvalidInput,
+                "budget \"lots\" is not a whole number of at least 0"
+            ),
+            "budget"
+        );
+        assert_eq!(step_of("budget"), 1);
         assert_eq!(field_for_error(ErrorCode::RateLimited, ""), "form");
     }
 }

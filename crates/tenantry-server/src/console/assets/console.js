@@ -1,10 +1,12 @@
 /* tenantry console script. It only enhances: every page works without it, except the live updates.
  * - relative times stay current;
  * - a job's timeline follows the job live (Server-Sent Events, with a 1.5 s polling fallback) and Retry /
- *   Roll back act in place;
- * - the wizard moves between its steps here, checks the slug rule as you type, posts JSON to the API and opens
- *   the progress drawer.
- * The job markup built here mirrors console/jobs.rs (`job_live`), so a page looks the same before and after. */
+ *   Roll back act in place; Approve and Reject stay plain form posts that come back to the job's page;
+ * - the wizard moves between its steps here, checks the slug rule as you type, fills the Review (estimate,
+ *   quotas, approval notice) from the plans the page embeds, posts JSON to the API and opens the progress drawer.
+ * The job markup built here mirrors console/jobs.rs (`job_live`), so a page looks the same before and after. The
+ * approval and checks blocks are the exception: only the server knows when a request lapses, who may decide it
+ * and what the checks found, so they are taken from the job's page as the server renders it. */
 (function () {
   'use strict';
 
@@ -113,9 +115,11 @@
         h('progress', { max: '100', value: '0', 'aria-label': 'Progress' }, '0%'),
         h('span', { class: 'job-percent' }, '0%')),
       h('dl', { class: 'job-times' }),
+      h('div', { class: 'job-approval', hidden: true }),
       h('div', { class: 'job-outcome', hidden: true }),
       h('div', { class: 'job-failure', role: 'alert', hidden: true }),
       h('ol', { class: 'timeline', 'aria-label': 'Phases' }),
+      h('div', { class: 'job-checks', hidden: true }),
       h('h3', { class: 'log-title' }, 'Log'),
       h('ol', { class: 'job-log', 'aria-label': 'Log' }, h('li', { class: 'log-empty' }, 'No log lines yet.')));
   }
@@ -138,6 +142,8 @@
     this.again = false;
     this.stopped = true;
     this.failureKey = undefined; // nothing rendered by the script yet
+    // The server-rendered parts (approval, checks) on the page are those of this status.
+    this.serverPartsStatus = section.getAttribute('data-status');
     this.logCount = section.querySelectorAll('.job-log .log-line').length;
     section.addEventListener('submit', this.onAction.bind(this));
   }
@@ -235,15 +241,48 @@
         ? h('div', {}, h('dt', {}, 'Finished'), h('dd', { class: 'job-eta' }, timeAgo(job.finished_at)))
         : h('div', {}, h('dt', {}, 'Estimated completion'), h('dd', { class: 'job-eta' }, timeAgo(job.estimated_completion))));
 
+    this.renderApproval(job);
     this.renderOutcome(job);
     this.renderFailure(job);
     this.renderTimeline(job);
     this.renderLog(job);
+    this.syncServerParts(job);
 
     if (terminal && !this.stopped) {
       this.stop();
       this.onTerminal(job);
     }
+  };
+
+  /* A job that no longer waits has no approval block; one that waits gets it from the server (syncServerParts). */
+  JobLive.prototype.renderApproval = function (job) {
+    var approval = this.section.querySelector('.job-approval');
+    if (approval && job.status !== 'awaiting_approval' && !approval.hidden) {
+      approval.hidden = true;
+      approval.replaceChildren();
+    }
+  };
+
+  /* When the job starts waiting for approval or ends, take the approval and checks blocks from its page as the
+   * server renders them. Once per status, so a reason being typed into the approval form is never clobbered. */
+  JobLive.prototype.syncServerParts = function (job) {
+    var live = this;
+    if (job.status === live.serverPartsStatus) return;
+    live.serverPartsStatus = job.status;
+    if (job.status !== 'awaiting_approval' && TERMINAL.indexOf(job.status) < 0) return;
+    fetch(jobPath(live.jobId), { headers: { Accept: 'text/html' }, credentials: 'same-origin', cache: 'no-store' })
+      .then(function (response) { return response.ok ? response.text() : null; })
+      .then(function (html) {
+        if (html === null || live.serverPartsStatus !== job.status) return;
+        // A parsed document runs no scripts; only the two blocks are taken from it.
+        var page = new DOMParser().parseFromString(html, 'text/html');
+        ['.job-approval', '.job-checks'].forEach(function (selector) {
+          var fresh = page.querySelector('.job-live ' + selector);
+          var current = live.section.querySelector(selector);
+          if (fresh && current) current.replaceWith(document.importNode(fresh, true));
+        });
+      })
+      .catch(function () { /* the blocks stay as they were; the page itself has them */ });
   };
 
   JobLive.prototype.renderOutcome = function (job) {
@@ -266,17 +305,21 @@
   JobLive.prototype.renderFailure = function (job) {
     var failure = this.section.querySelector('.job-failure');
     var failed = job.status === 'failed' || job.status === 'rolled_back';
-    var key = failed ? [job.status, job.error_code, job.error_message, failedPhase(job)].join('|') : null;
+    // A cancelled job with an error was rejected, or its approval lapsed: say so as for a failure.
+    var stopped = failed || (job.status === 'cancelled' && !!job.error_code);
+    var key = stopped ? [job.status, job.error_code, job.error_message, failedPhase(job)].join('|') : null;
     if (key === this.failureKey) return; // unchanged: keep the buttons (and the focus on them)
     this.failureKey = key;
-    if (!failed) {
+    if (!stopped) {
       failure.hidden = true;
       failure.replaceChildren();
       return;
     }
     var help = this.errorHelp[job.error_code] || null;
     var phase = failedPhase(job);
-    var children = [h('h3', {}, 'Failed', phase ? [' at ', h('code', {}, phase)] : [])];
+    var children = [failed
+      ? h('h3', {}, 'Failed', phase ? [' at ', h('code', {}, phase)] : [])
+      : h('h3', {}, 'Cancelled')];
     if (job.error_code) {
       children.push(h('p', { class: 'failure-code' }, h('code', { class: 'error-code' }, job.error_code),
         help ? ' \u2014 ' + help[0] : ''));
@@ -284,7 +327,7 @@
     if (job.error_message) children.push(h('p', { class: 'failure-message' }, job.error_message));
     if (help) children.push(h('p', { class: 'failure-remedy' }, h('strong', {}, 'What to do: '), help[1]));
     if (job.status === 'rolled_back') children.push(h('p', { class: 'muted' }, 'Everything the job had applied was undone.'));
-    if (this.canOperate) {
+    if (failed && this.canOperate) {
       var actions = h('div', { class: 'job-actions' },
         actionForm(job.job_id, 'retry', h('button', { class: 'primary', type: 'submit' }, 'Retry')));
       if (job.status === 'failed') {
@@ -411,6 +454,7 @@
       case 'E_INVALID_INPUT':
         if (message.indexOf('display name') === 0) return 'display_name';
         if (message.indexOf('admin email') === 0 || message.indexOf('email') >= 0) return 'admin_email';
+        if (message.indexOf('budget') === 0) return 'budget';
         if (message.indexOf('plan') === 0) return 'plan';
         if (message.indexOf('region') === 0) return 'region';
         if (message.indexOf('server') === 0) return 'server';
@@ -422,10 +466,54 @@
   }
 
   function stepOf(field) {
-    if (['slug', 'display_name', 'admin_email', 'plan'].indexOf(field) >= 0) return 1;
+    if (['slug', 'display_name', 'admin_email', 'plan', 'budget'].indexOf(field) >= 0) return 1;
     if (['region', 'server'].indexOf(field) >= 0) return 2;
     return 3;
   }
+
+  function money(amount, currency) {
+    return Number(amount).toFixed(2) + ' ' + currency;
+  }
+
+  /* A configured limit in milliseconds: the same rule as layout.rs (`limit_millis`). */
+  function limitMillis(millis) {
+    return millis >= 1000 && millis % 1000 === 0 ? millis / 1000 + ' s' : millis + ' ms';
+  }
+
+  function joinedOrNone(names) {
+    return names.length ? names.join(', ') : 'none';
+  }
+
+  /* What the Review says about a plan in a region: the same texts and rule as wizard.rs (`plan_review`). */
+  function planReview(offers, planName, region, budget, dryRun) {
+    var plan = offers.plans[planName];
+    if (!plan) return null;
+    var currency = offers.currency;
+    var threshold = offers.threshold;
+    var estimate = plan.estimates[region];
+    if (estimate === undefined) return null;
+    var waits = !dryRun && (plan.approval_required || (budget === null ? estimate : budget) >= threshold);
+    var reason = null;
+    if (waits) {
+      if (plan.approval_required) reason = 'plan ' + planName + ' always needs approval.';
+      else if (budget !== null) {
+        reason = 'the budget of ' + budget + ' ' + currency + ' reaches the auto-approve threshold of ' + threshold + ' ' + currency + '.';
+      } else {
+        reason = "the plan's estimate of " + money(estimate, currency) + ' reaches the auto-approve threshold of ' + threshold + ' ' + currency + '.';
+      }
+    }
+    return {
+      estimate: money(estimate, currency) + ' per month in ' + region,
+      quotas: plan.connection_limit + ' connections \u00b7 ' + limitMillis(plan.statement_timeout_ms) + ' statement timeout \u00b7 ' +
+        plan.rate_limit_qpm + ' queries / min \u00b7 ' + limitMillis(plan.query_sla_ms) + ' query SLA',
+      modules: joinedOrNone(plan.modules),
+      flags: joinedOrNone(plan.flags),
+      budget: budget === null ? "none: the plan's estimate counts" : budget + ' ' + currency + ' per month',
+      approval_reason: reason
+    };
+  }
+
+  var BUDGET_RULE = /^\d{1,15}$/;
 
   function randomKey() {
     var bytes = new Uint8Array(16);
@@ -447,6 +535,13 @@
     var drawer = document.getElementById('job-drawer');
     var live = null;
     var step = Number(form.getAttribute('data-step')) || 1;
+    var offers = null;
+    try {
+      offers = JSON.parse(form.getAttribute('data-plans') || 'null');
+    } catch (error) {
+      offers = null; // the Review keeps what the server rendered
+    }
+    var approvalNotice = form.querySelector('.approval-notice');
 
     function input(name) { return form.elements.namedItem(name); }
     function fieldBox(name) { return form.querySelector('[data-field="' + name + '"]'); }
@@ -471,6 +566,11 @@
       return option ? option.textContent : '';
     }
 
+    function budgetValue() {
+      var raw = input('budget').value.trim();
+      return BUDGET_RULE.test(raw) ? Number(raw) : null;
+    }
+
     function fillReview() {
       var values = {
         slug: input('slug').value.trim(),
@@ -480,9 +580,13 @@
         region: input('region').value,
         server: input('server').value ? input('server').value : selectedText('server')
       };
+      var review = offers ? planReview(offers, values.plan, values.region, budgetValue(), input('dry_run').checked) : null;
+      if (!review) return; // without the plans, the server-rendered Review stays
+      Object.keys(review).forEach(function (name) { values[name] = review[name]; });
       form.querySelectorAll('[data-review]').forEach(function (cell) {
         cell.textContent = values[cell.getAttribute('data-review')] || '';
       });
+      approvalNotice.hidden = !review.approval_reason;
     }
 
     function show(number, focusField) {
@@ -514,6 +618,8 @@
         problems.push(['display_name', length < 3 || length > 100 ? 'Use 3 to 100 characters.' : null]);
         problems.push(['admin_email', EMAIL_SHAPE.test(input('admin_email').value.trim()) ? null : 'Enter a valid email address.']);
         problems.push(['plan', input('plan').value ? null : 'Pick a plan.']);
+        var budget = input('budget').value.trim();
+        problems.push(['budget', budget === '' || BUDGET_RULE.test(budget) ? null : 'Enter a whole number, or leave it empty.']);
       }
       if (number === 2) problems.push(['region', input('region').value ? null : 'Pick a region.']);
       var firstInvalid = null;
@@ -529,9 +635,11 @@
       var value = input('slug').value.trim();
       setError('slug', value === '' ? null : slugProblem(value));
     });
-    ['display_name', 'admin_email'].forEach(function (name) {
+    ['display_name', 'admin_email', 'budget'].forEach(function (name) {
       input(name).addEventListener('input', function () { setError(name, null); });
     });
+    // A dry run never waits for approval: the notice follows the checkbox.
+    input('dry_run').addEventListener('change', function () { if (step === 3) fillReview(); });
     input('server').addEventListener('change', function () { setError('server', null); });
 
     function showServerError(problem) {
@@ -558,6 +666,8 @@
         dry_run: input('dry_run').checked
       };
       if (serverName) body.server = serverName;
+      var budget = budgetValue();
+      if (budget !== null) body.budget = budget;
       setFormError(null);
       button.disabled = true;
       fetch('/platform/tenants', {
