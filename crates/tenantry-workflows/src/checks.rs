@@ -14,10 +14,10 @@ use tenantry_providers::engines::{
 };
 use tenantry_registry::TenantRecord;
 
-/// How many other tenants' databases the isolation check tries to enter: one in a job (every tenant database is
-/// made the same way, and each refused login still costs the server a backend and a password exchange), more when
-/// an operator asks (`tenantry validate`).
-pub const NEIGHBOURS_IN_JOB: usize = 1;
+/// How many other tenants' databases the isolation check tries to log in to, beyond reading the server's privileges
+/// for all of them: none in a job (each refused login costs the server a backend and a password exchange, and the
+/// privilege check already covers every database), three when an operator asks (`tenantry validate`).
+pub const NEIGHBOURS_IN_JOB: usize = 0;
 pub const NEIGHBOURS_ON_DEMAND: usize = 3;
 
 /// How one check came out.
@@ -450,7 +450,9 @@ fn query_sla_ms(platform: &Platform, tenant: &TenantRecord) -> u64 {
         .unwrap_or(500)
 }
 
-/// Tries to enter up to `sample` other tenants' databases on the same server as this tenant.
+/// No other tenant database on the server admits the tenant's role: by the server's own privilege rules, for all of
+/// them at once (a role without CONNECT is refused whatever pg_hba says), and by real login attempts with the
+/// tenant's credentials to up to `sample` of them.
 async fn other_tenants_verdict(
     platform: &Platform,
     server: &TenantServer,
@@ -458,6 +460,36 @@ async fn other_tenants_verdict(
     url: &SecretString,
     sample: usize,
 ) -> Result<Verdict, CodedError> {
+    let (open, total) = match server.tenant_databases_open_to(&tenant.resource_name).await {
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            return Ok(Verdict::Pass(format!(
+                "{} tenants are files only the control plane opens",
+                server.engine()
+            )))
+        }
+        Err(error) => {
+            return Ok(Verdict::Fail(format!(
+                "cannot read the server's database privileges: {error}"
+            )))
+        }
+    };
+    if !open.is_empty() {
+        return Ok(Verdict::Fail(format!(
+            "the tenant's role may connect to {}",
+            open.join(", ")
+        )));
+    }
+    if total == 0 {
+        return Ok(Verdict::Skip(format!(
+            "no other tenant on server {} to be isolated from",
+            tenant.server_name
+        )));
+    }
+    let mut detail = format!("none of the {total} other tenant databases grants CONNECT to it");
+    if sample == 0 {
+        return Ok(Verdict::Pass(detail));
+    }
     let neighbours = platform
         .registry
         // A few more than needed: the tenant itself and offboarded ones are passed over.
@@ -469,12 +501,6 @@ async fn other_tenants_verdict(
         .filter(|other| other.slug != tenant.slug && other.status != TenantStatus::Offboarded)
         .take(sample)
         .collect();
-    if targets.is_empty() {
-        return Ok(Verdict::Skip(format!(
-            "no other tenant on server {} to try",
-            tenant.server_name
-        )));
-    }
     // Each attempt is a full password exchange on the server: try them all at once.
     let mut attempts = tokio::task::JoinSet::new();
     for other in targets {
@@ -490,12 +516,7 @@ async fn other_tenants_verdict(
             return Ok(Verdict::Fail("a login attempt was cancelled".into()));
         };
         match attempt {
-            Ok(None) => {
-                return Ok(Verdict::Pass(format!(
-                    "{} tenants are files only the control plane opens",
-                    server.engine()
-                )))
-            }
+            Ok(None) => {}
             Ok(Some(LoginAttempt::Refused(_))) => refused.push(database),
             Ok(Some(LoginAttempt::Allowed)) => {
                 return Ok(Verdict::Fail(format!(
@@ -506,10 +527,10 @@ async fn other_tenants_verdict(
         }
     }
     refused.sort();
-    Ok(Verdict::Pass(format!(
-        "login refused to {}",
-        refused.join(", ")
-    )))
+    if !refused.is_empty() {
+        detail.push_str(&format!("; login refused to {}", refused.join(", ")));
+    }
+    Ok(Verdict::Pass(detail))
 }
 
 /// Every resource tenantry made for the tenant carries `{tenant_id, plan, cost_center}` matching the plan.

@@ -333,6 +333,21 @@ impl TenantServer {
         }
     }
 
+    /// The other tenant databases on this server the tenant's role may connect to, by the server's privilege
+    /// rules, and how many other tenant databases there are (`None` on engines without logins).
+    pub async fn tenant_databases_open_to(
+        &self,
+        resource_name: &str,
+    ) -> Result<Option<(Vec<String>, i64)>> {
+        match self {
+            TenantServer::Postgres(server) => server
+                .tenant_databases_open_to(resource_name)
+                .await
+                .map(Some),
+            TenantServer::Sqlite(_) => Ok(None),
+        }
+    }
+
     /// Tries to log in to another `database` on this server with the tenant's credentials (`None` on engines
     /// without logins, where a tenant is a file only tenantry's process can open).
     pub async fn tenant_login_to(

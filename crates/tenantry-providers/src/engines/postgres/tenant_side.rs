@@ -171,6 +171,30 @@ impl PostgresServer {
         probed.map_err(|error| Error::from_server("probing the tenant database", error))
     }
 
+    /// Every other tenant database on this server that the tenant's role may connect to (by the server's own
+    /// privilege rules: a grant to the role or to PUBLIC), and how many other tenant databases there are.
+    pub async fn tenant_databases_open_to(
+        &self,
+        resource_name: &str,
+    ) -> Result<(Vec<String>, i64)> {
+        let mut connection = self.admin_connection().await?;
+        let rows: Vec<(String, bool)> = sqlx::query_as(
+            "SELECT datname::text, has_database_privilege($1, oid, 'CONNECT') FROM pg_database
+             WHERE datname LIKE 'tenant\\_%' AND datname <> $1 ORDER BY datname",
+        )
+        .bind(resource_name)
+        .fetch_all(&mut *connection)
+        .await
+        .map_err(|error| Error::from_server("reading database privileges", error))?;
+        let total = rows.len() as i64;
+        let open = rows
+            .into_iter()
+            .filter(|(_, may_connect)| *may_connect)
+            .map(|(name, _)| name)
+            .collect();
+        Ok((open, total))
+    }
+
     /// Tries to log in to `database` on this server with the tenant's credentials.
     pub async fn tenant_login_to(
         &self,
