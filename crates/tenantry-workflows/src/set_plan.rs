@@ -7,7 +7,7 @@ use crate::plans::{
 };
 use crate::platform::{provider_error, Platform};
 use crate::provision::check_tenant;
-use tenantry_core::{Error as CodedError, ErrorCode, Slug, TenantStatus};
+use tenantry_core::{Error as CodedError, ErrorCode, Plan, Slug, TenantStatus};
 use tenantry_engine::{JobContext, PhaseError, Workflow};
 use tenantry_providers::engines::{TenantDatabaseSpec, TenantServer};
 use tenantry_registry::{JobRecord, NewAuditEvent, TenantRecord};
@@ -112,13 +112,24 @@ impl SetPlanWorkflow {
             .map_err(PhaseError::Fatal)
     }
 
-    /// The plan a step applies: the new one forward, the previous one on undo.
-    fn plan_name(request: &SetPlanRequest, forward: bool) -> &str {
-        if forward {
+    /// What every step works from: the request, the tenant as registered now, and the plan the step applies
+    /// (the new one forward, the previous one on undo).
+    async fn step(
+        &self,
+        context: &JobContext,
+        forward: bool,
+    ) -> Result<(SetPlanRequest, TenantRecord, Plan), PhaseError> {
+        let request = Self::request(context)?;
+        let tenant = self.tenant(context).await?;
+        let name = if forward {
             &request.plan
         } else {
             &request.previous_plan
-        }
+        };
+        let plan = require_plan(&self.platform.settings, name)
+            .map_err(PhaseError::Fatal)?
+            .clone();
+        Ok((request, tenant, plan))
     }
 
     async fn apply_limits(
@@ -126,17 +137,14 @@ impl SetPlanWorkflow {
         context: &mut JobContext,
         forward: bool,
     ) -> Result<(), PhaseError> {
-        let request = Self::request(context)?;
-        let tenant = self.tenant(context).await?;
-        let plan = require_plan(&self.platform.settings, Self::plan_name(&request, forward))
-            .map_err(PhaseError::Fatal)?;
+        let (request, tenant, plan) = self.step(context, forward).await?;
         let server = self.server(&tenant).await?;
         server
             .apply_plan_limits(&TenantDatabaseSpec {
                 resource_name: tenant.resource_name.clone(),
                 connection_limit: plan.connection_limit,
                 statement_timeout_ms: plan.statement_timeout_ms,
-                labels: cost_labels(&tenant.slug, plan),
+                labels: cost_labels(&tenant.slug, &plan),
             })
             .await
             .map_err(|error| provider_error(ErrorCode::AdminConnUnresolved, error))?;
@@ -146,7 +154,7 @@ impl SetPlanWorkflow {
         ] {
             self.platform
                 .secrets
-                .label_for_job(&context.fence, &secret, &cost_labels(&tenant.slug, plan))
+                .label_for_job(&context.fence, &secret, &cost_labels(&tenant.slug, &plan))
                 .await
                 .map_err(|error| crate::platform::secret_store_error(&error))?;
         }
@@ -169,11 +177,7 @@ impl SetPlanWorkflow {
         context: &mut JobContext,
         forward: bool,
     ) -> Result<(), PhaseError> {
-        let request = Self::request(context)?;
-        let tenant = self.tenant(context).await?;
-        let settings = &self.platform.settings;
-        let plan = require_plan(settings, Self::plan_name(&request, forward))
-            .map_err(PhaseError::Fatal)?;
+        let (_, tenant, plan) = self.step(context, forward).await?;
         let server = self.server(&tenant).await?;
         let url = self
             .platform
@@ -186,8 +190,8 @@ impl SetPlanWorkflow {
                 )
             })?;
         let rows = settings_rows(&effective_settings(
-            settings,
-            plan,
+            &self.platform.settings,
+            &plan,
             &tenant.region,
             &tenant.slug,
         ));
@@ -202,11 +206,7 @@ impl SetPlanWorkflow {
         context: &mut JobContext,
         forward: bool,
     ) -> Result<(), PhaseError> {
-        let request = Self::request(context)?;
-        let tenant = self.tenant(context).await?;
-        let settings = &self.platform.settings;
-        let plan = require_plan(settings, Self::plan_name(&request, forward))
-            .map_err(PhaseError::Fatal)?;
+        let (_, tenant, plan) = self.step(context, forward).await?;
         let audit = NewAuditEvent {
             actor: context.job.actor.clone(),
             event_type: if forward {
@@ -225,8 +225,8 @@ impl SetPlanWorkflow {
                 &context.fence,
                 &tenant.slug,
                 &plan.name,
-                &cost_labels(&tenant.slug, plan),
-                &effective_settings(settings, plan, &tenant.region, &tenant.slug),
+                &cost_labels(&tenant.slug, &plan),
+                &effective_settings(&self.platform.settings, &plan, &tenant.region, &tenant.slug),
                 &audit,
             )
             .await?)

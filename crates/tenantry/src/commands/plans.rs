@@ -1,13 +1,13 @@
 //! `plans`, `tenants set-plan`, `validate` and `costs`: what each plan gives and costs, moving a tenant between
 //! plans, the validation suite on demand, and the monthly chargeback.
 
-use super::provision::{report_awaiting_approval, report_recorded, run_and_report};
+use super::provision::run_submitted;
 use crate::app::{cli_actor, App};
 use crate::config::Config;
 use crate::output::{print_json, print_table};
 use crate::CommandResult;
 use std::process::ExitCode;
-use tenantry_core::{Error as CodedError, ErrorCode, JobStatus, Slug};
+use tenantry_core::{Error as CodedError, ErrorCode, Slug};
 use tenantry_workflows::{
     cost_report, monthly_estimate, registry_error, run_checks, submit_set_plan, CheckStatus,
     PricingSettings, SetPlanRequest, NEIGHBOURS_ON_DEMAND,
@@ -114,17 +114,8 @@ pub async fn set_plan(
         budget,
     };
     let submitted = submit_set_plan(&app.platform, &request, &cli_actor()).await?;
-    let job = submitted.job();
-    if job.status == JobStatus::AwaitingApproval {
-        return report_awaiting_approval(app, &job.id, json).await;
-    }
-    if no_wait {
-        return report_recorded(&job.id, json);
-    }
-    if !json {
-        eprintln!("job {} moving tenant {slug} to plan {plan}", job.id);
-    }
-    run_and_report(app, &job.id, json).await
+    let doing = format!("moving tenant {slug} to plan {plan}");
+    run_submitted(app, submitted.job(), &doing, no_wait, json).await
 }
 
 pub async fn validate(app: &App, slug: &Slug, json: bool) -> CommandResult {

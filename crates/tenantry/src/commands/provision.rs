@@ -60,7 +60,19 @@ pub async fn provision(app: &App, spec: TenantSpec, no_wait: bool, json: bool) -
         }
     }
     let submitted = submit_provision(&app.platform, &spec, &cli_actor(), None).await?;
-    let job = submitted.job();
+    let doing = format!("provisioning tenant {}", spec.slug);
+    run_submitted(app, submitted.job(), &doing, no_wait, json).await
+}
+
+/// After a submission: says who must approve a job that waits, records one the caller will run later, or runs
+/// it here. `doing` completes "job <id> …" on the terminal.
+pub async fn run_submitted(
+    app: &App,
+    job: &tenantry_registry::JobRecord,
+    doing: &str,
+    no_wait: bool,
+    json: bool,
+) -> CommandResult {
     if job.status == JobStatus::AwaitingApproval {
         return report_awaiting_approval(app, &job.id, json).await;
     }
@@ -68,7 +80,7 @@ pub async fn provision(app: &App, spec: TenantSpec, no_wait: bool, json: bool) -
         return report_recorded(&job.id, json);
     }
     if !json {
-        eprintln!("job {} provisioning tenant {}", job.id, spec.slug);
+        eprintln!("job {} {doing}", job.id);
     }
     run_and_report(app, &job.id, json).await
 }
@@ -88,7 +100,7 @@ pub async fn offboard(app: &App, request: OffboardRequest, json: bool) -> Comman
 }
 
 /// A job that waits for approval is recorded, not failed: say who must act and how.
-pub async fn report_awaiting_approval(app: &App, job_id: &str, json: bool) -> CommandResult {
+async fn report_awaiting_approval(app: &App, job_id: &str, json: bool) -> CommandResult {
     let registry = &app.platform.registry;
     let job = registry
         .get_job(job_id)
@@ -120,7 +132,7 @@ pub async fn report_awaiting_approval(app: &App, job_id: &str, json: bool) -> Co
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn report_recorded(job_id: &str, json: bool) -> CommandResult {
+fn report_recorded(job_id: &str, json: bool) -> CommandResult {
     if json {
         print_json(&serde_json::json!({ "job_id": job_id, "status": JobStatus::Pending }))?;
     } else {

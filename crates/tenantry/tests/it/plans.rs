@@ -372,15 +372,31 @@ async fn a_budget_over_the_threshold_waits_for_another_admin(engine: Engine) {
     fleet.cleanup().await;
 }
 
-async fn job(server: &Server, token: &str, job_id: &str) -> Value {
+async fn get_json(server: &Server, path: &str, token: &str) -> Value {
     server
-        .get(&format!("/platform/jobs/{job_id}"), token)
+        .get(path, token)
         .send()
         .await
         .unwrap()
         .json()
         .await
         .unwrap()
+}
+
+async fn post_json(server: &Server, path: &str, token: &str, body: &Value) -> Value {
+    server
+        .post(path, token)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn job(server: &Server, token: &str, job_id: &str) -> Value {
+    get_json(server, &format!("/platform/jobs/{job_id}"), token).await
 }
 
 /// Waits until the job's status is `status` (the server's workers or its expiry sweep act on their own).
@@ -408,28 +424,19 @@ async fn approvals_over_http_refuse_the_requester_and_lapse(engine: Engine) {
         .await;
 
     // Plans come priced, and say when they need approval.
-    let plans: Value = server
-        .get("/platform/plans", &alice)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let plans: Value = get_json(&server, "/platform/plans", &alice).await;
     assert_eq!(plans.as_array().unwrap().len(), 3);
     assert_eq!(plans[2]["plan"]["name"], "enterprise");
     assert_eq!(plans[2]["monthly_estimate"], 147.0);
 
     let request = |slug: &str, budget: u64| json!({ "slug": slug, "display_name": format!("Tenant {slug}"), "admin_email": format!("admin@{slug}.example"), "budget": budget });
-    let accepted: Value = server
-        .post("/platform/tenants", &alice)
-        .json(&request("approved-co", 5000))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let accepted: Value = post_json(
+        &server,
+        "/platform/tenants",
+        &alice,
+        &request("approved-co", 5000),
+    )
+    .await;
     assert_eq!(accepted["status"], "awaiting_approval", "{accepted}");
     let job_id = accepted["job_id"].as_str().unwrap().to_owned();
 
@@ -464,25 +471,21 @@ async fn approvals_over_http_refuse_the_requester_and_lapse(engine: Engine) {
     wait_for_status(&server, &bob, &job_id, "complete").await;
 
     // A rejection cancels the job with its code; nothing was created.
-    let accepted: Value = server
-        .post("/platform/tenants", &alice)
-        .json(&request("rejected-co", 5000))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let accepted: Value = post_json(
+        &server,
+        "/platform/tenants",
+        &alice,
+        &request("rejected-co", 5000),
+    )
+    .await;
     let rejected_id = accepted["job_id"].as_str().unwrap().to_owned();
-    let rejected: Value = server
-        .post(&format!("/platform/jobs/{rejected_id}/reject"), &bob)
-        .json(&json!({ "reason": "over budget" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let rejected: Value = post_json(
+        &server,
+        &format!("/platform/jobs/{rejected_id}/reject"),
+        &bob,
+        &json!({ "reason": "over budget" }),
+    )
+    .await;
     assert_eq!(rejected["status"], "cancelled", "{rejected}");
     assert_eq!(rejected["error_code"], "E_APPROVAL_REJECTED");
     assert_eq!(fleet.server_has("rejected-co").await, (false, false));
@@ -509,15 +512,13 @@ async fn approvals_over_http_refuse_the_requester_and_lapse(engine: Engine) {
             ("TENANTRY_APPROVAL_TTL_SECS", "1"),
         ])
         .await;
-    let accepted: Value = server
-        .post("/platform/tenants", &alice)
-        .json(&request("lapsed-co", 5000))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let accepted: Value = post_json(
+        &server,
+        "/platform/tenants",
+        &alice,
+        &request("lapsed-co", 5000),
+    )
+    .await;
     let lapsed_id = accepted["job_id"].as_str().unwrap().to_owned();
     let lapsed = wait_for_status(&server, &alice, &lapsed_id, "cancelled").await;
     assert_eq!(lapsed["error_code"], "E_APPROVAL_EXPIRED");
@@ -525,14 +526,7 @@ async fn approvals_over_http_refuse_the_requester_and_lapse(engine: Engine) {
     assert!(audit.contains(&"APPROVAL_EXPIRED".to_owned()), "{audit:?}");
 
     // Costs and metrics carry the tenant that was provisioned.
-    let costs: Value = server
-        .get("/platform/costs", &support)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let costs: Value = get_json(&server, "/platform/costs", &support).await;
     assert_eq!(costs["tenants"].as_array().unwrap().len(), 1, "{costs}");
     assert_eq!(costs["tenants"][0]["tenant_slug"], "approved-co");
     let metrics = server

@@ -179,7 +179,7 @@ impl PostgresServer {
     ) -> Result<(Vec<String>, i64)> {
         let mut connection = self.admin_connection().await?;
         let rows: Vec<(String, bool)> = sqlx::query_as(
-            "SELECT datname::text, has_database_privilege($1, oid, 'CONNECT') FROM pg_database
+            "SELECT datname::text, datallowconn AND has_database_privilege($1, oid, 'CONNECT') FROM pg_database
              WHERE datname LIKE 'tenant\\_%' AND datname <> $1 ORDER BY datname",
         )
         .bind(resource_name)

@@ -385,26 +385,36 @@ impl PostgresServer {
     ) -> Result<DatabaseOrigin> {
         let name = quote_identifier(&spec.resource_name)?;
         let context = format!("creating {}", spec.resource_name);
+        // A new database admits PUBLIC, so it is born closed to everyone (ALLOW_CONNECTIONS false) and opened only
+        // once PUBLIC's CONNECT is gone: no moment in which another tenant's role could enter it.
         let plain = format!(
-            "CREATE DATABASE {name} OWNER {name} CONNECTION LIMIT {}",
+            "CREATE DATABASE {name} OWNER {name} CONNECTION LIMIT {} ALLOW_CONNECTIONS false",
             spec.connection_limit
         );
         let Some(schema) = schema else {
             let mut connection = self.admin_connection().await?;
             execute_converging(&mut connection, &[plain], &context).await?;
+            self.open_to_owner_only(&name, &context).await?;
             return Ok(DatabaseOrigin::Plain { why: None });
         };
         let from_template = format!(
-            "CREATE DATABASE {name} TEMPLATE {} OWNER {name} CONNECTION LIMIT {}",
+            "CREATE DATABASE {name} TEMPLATE {} OWNER {name} CONNECTION LIMIT {} ALLOW_CONNECTIONS false",
             quote_identifier(&template_name(&schema.hash))?,
             spec.connection_limit
         );
         for attempt in 0..2 {
             let mut connection = self.admin_connection().await?;
             match connection.execute(from_template.as_str()).await {
-                Ok(_) => return Ok(DatabaseOrigin::Template),
+                Ok(_) => {
+                    drop(connection);
+                    self.open_to_owner_only(&name, &context).await?;
+                    return Ok(DatabaseOrigin::Template);
+                }
                 Err(error) if sqlstate(&error).as_deref() == Some("42P04") => {
-                    return Ok(DatabaseOrigin::Existing)
+                    // An earlier attempt made it, and may have stopped before opening it.
+                    drop(connection);
+                    self.open_to_owner_only(&name, &context).await?;
+                    return Ok(DatabaseOrigin::Existing);
                 }
                 // The template does not exist (yet, or any more): build it, then copy it.
                 Err(error) if sqlstate(&error).as_deref() == Some("3D000") && attempt == 0 => {
@@ -418,6 +428,8 @@ impl PostgresServer {
                         Err(Error::Migration(why) | Error::Refused(why)) => {
                             let mut connection = self.admin_connection().await?;
                             execute_converging(&mut connection, &[plain], &context).await?;
+                            drop(connection);
+                            self.open_to_owner_only(&name, &context).await?;
                             return Ok(DatabaseOrigin::Plain { why: Some(why) });
                         }
                         Err(other) => return Err(other),
@@ -430,6 +442,23 @@ impl PostgresServer {
             "the template for schema {} vanished while {} was being created",
             schema.hash, spec.resource_name
         )))
+    }
+
+    /// Takes PUBLIC's CONNECT and TEMPORARY away from a new tenant database, then lets connections in: one query
+    /// string, which PostgreSQL runs as one implicit transaction (both or neither).
+    async fn open_to_owner_only(&self, quoted_name: &str, context: &str) -> Result<()> {
+        let mut connection = self.admin_connection().await?;
+        connection
+            .execute(
+                format!(
+                    "REVOKE CONNECT, TEMPORARY ON DATABASE {quoted_name} FROM PUBLIC;
+                     ALTER DATABASE {quoted_name} ALLOW_CONNECTIONS true"
+                )
+                .as_str(),
+            )
+            .await
+            .map_err(|error| Error::from_server(context, error))?;
+        Ok(())
     }
 
     /// Gives the tenant role everything in its database that came from the template.
