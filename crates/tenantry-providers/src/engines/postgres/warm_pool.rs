@@ -571,8 +571,9 @@ impl PostgresServer {
                 format!("CREATE ROLE {owner} NOLOGIN"),
                 // A leftover of a build that was interrupted.
                 format!("DROP DATABASE IF EXISTS {build} WITH (FORCE)"),
-                format!("CREATE DATABASE {build}"),
-                format!("REVOKE CONNECT, TEMPORARY ON DATABASE {build} FROM PUBLIC"),
+                // Born closed, opened only together with the revoke: PUBLIC is never admitted.
+                format!("CREATE DATABASE {build} ALLOW_CONNECTIONS false"),
+                format!("REVOKE CONNECT, TEMPORARY ON DATABASE {build} FROM PUBLIC; ALTER DATABASE {build} ALLOW_CONNECTIONS true"),
                 // The owner creates the schema's objects; it needs CREATE only while it does.
                 format!("GRANT CREATE ON DATABASE {build} TO {owner}"),
             ],
@@ -735,11 +736,12 @@ impl PostgresServer {
             &[
                 format!("CREATE ROLE {pool_quoted} NOLOGIN"),
                 format!("DROP DATABASE IF EXISTS {build} WITH (FORCE)"),
+                // Born closed, opened only together with the revoke: PUBLIC is never admitted.
                 format!(
-                    "CREATE DATABASE {build} TEMPLATE {} OWNER {pool_quoted}",
+                    "CREATE DATABASE {build} TEMPLATE {} OWNER {pool_quoted} ALLOW_CONNECTIONS false",
                     quote_identifier(&template_name(&schema.hash))?
                 ),
-                format!("REVOKE CONNECT, TEMPORARY ON DATABASE {build} FROM PUBLIC"),
+                format!("REVOKE CONNECT, TEMPORARY ON DATABASE {build} FROM PUBLIC; ALTER DATABASE {build} ALLOW_CONNECTIONS true"),
             ],
             &context,
         )
