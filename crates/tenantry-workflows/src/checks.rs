@@ -163,6 +163,13 @@ pub async fn run_checks(
             None,
             Verdict::Fail(format!("secret {} does not exist", tenant.secret_ref)),
         ),
+        // An unreachable store says nothing about the tenant: the suite cannot run now (a job retries it).
+        Err(error) if error.is_transient() => {
+            return Err(CodedError::new(
+                ErrorCode::ProvisioningUnavailable,
+                format!("the secret store did not answer: {error}"),
+            ))
+        }
         Err(error) => (
             None,
             Verdict::Fail(format!(
@@ -200,6 +207,15 @@ pub async fn run_checks(
     );
 
     let (probed, probe_took) = probed;
+    if let Some(Err(error)) = &probed {
+        if error.is_transient() {
+            // The server did not answer (or was busy): that is not a verdict on the tenant.
+            return Err(CodedError::new(
+                ErrorCode::ProvisioningUnavailable,
+                format!("the tenant's server did not answer: {error}"),
+            ));
+        }
+    }
     let probe = match probed {
         Some(Ok(probe)) => {
             let verdict = login_verdict(&probe, tenant);
