@@ -32,7 +32,23 @@ impl PlatformUser {
             created_at: get(row, "created_at")?,
         })
     }
+
+    /// The user of a joined row, whose columns are named `user_*` ([`OWNER_COLUMNS`]).
+    fn from_owner_columns(row: &AnyRow) -> Result<PlatformUser> {
+        Ok(PlatformUser {
+            id: get(row, "user_id")?,
+            email: get(row, "user_email")?,
+            role: PlatformRole::parse(&get::<String>(row, "user_role")?)
+                .map_err(|error| Error::Corrupt(error.message))?,
+            password_hash: get(row, "user_password_hash")?,
+            created_at: get(row, "user_created_at")?,
+        })
+    }
 }
+
+/// The owning user's columns in a query that joins `platform_users u`, renamed so they cannot clash.
+const OWNER_COLUMNS: &str = "u.email AS user_email, u.role AS user_role,
+    u.password_hash AS user_password_hash, u.created_at AS user_created_at";
 
 /// An API token as stored: its secret only as a hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -180,14 +196,23 @@ impl Registry {
         Ok(())
     }
 
-    pub async fn get_token(&self, id: &str) -> Result<Option<ApiToken>> {
+    /// A token and the user it belongs to, in one query: what every API request authenticates with.
+    pub async fn get_token_with_owner(&self, id: &str) -> Result<Option<(ApiToken, PlatformUser)>> {
         let row = sqlx::query(&format!(
-            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = $1"
+            "SELECT t.id, t.user_id, t.name, t.secret_hash, t.created_at, t.expires_at, t.revoked_at, {OWNER_COLUMNS}
+             FROM api_tokens t JOIN platform_users u ON u.id = t.user_id WHERE t.id = $1"
         ))
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(ApiToken::from_row).transpose()
+        row.as_ref()
+            .map(|row| {
+                Ok((
+                    ApiToken::from_row(row)?,
+                    PlatformUser::from_owner_columns(row)?,
+                ))
+            })
+            .transpose()
     }
 
     pub async fn list_tokens(&self, user_id: &str) -> Result<Vec<ApiToken>> {
@@ -265,18 +290,27 @@ impl Registry {
     }
 
     /// The unexpired session with this cookie hash.
-    pub async fn get_session(&self, id_hash: &str) -> Result<Option<ConsoleSession>> {
-        let row = sqlx::query("SELECT user_id, csrf_token, expires_at FROM console_sessions WHERE id_hash = $1 AND expires_at > $2")
-            .bind(id_hash)
-            .bind(now_millis())
-            .fetch_optional(&self.pool)
-            .await?;
+    /// A live console session and its user, in one query: what every console request authenticates with.
+    pub async fn get_session_with_user(
+        &self,
+        id_hash: &str,
+    ) -> Result<Option<(ConsoleSession, PlatformUser)>> {
+        let row = sqlx::query(&format!(
+            "SELECT s.user_id, s.csrf_token, s.expires_at, {OWNER_COLUMNS}
+             FROM console_sessions s JOIN platform_users u ON u.id = s.user_id
+             WHERE s.id_hash = $1 AND s.expires_at > $2"
+        ))
+        .bind(id_hash)
+        .bind(now_millis())
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(|row| {
-            Ok(ConsoleSession {
+            let session = ConsoleSession {
                 user_id: get(&row, "user_id")?,
                 csrf_token: get(&row, "csrf_token")?,
                 expires_at: get(&row, "expires_at")?,
-            })
+            };
+            Ok((session, PlatformUser::from_owner_columns(&row)?))
         })
         .transpose()
     }

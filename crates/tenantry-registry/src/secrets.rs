@@ -25,12 +25,22 @@ async fn upsert_secret(connection: &mut AnyConnection, record: &SecretRecord) ->
 }
 
 impl Registry {
-    /// Creates or replaces a secret for the job holding `fence`, in one transaction with the fence check, so a
-    /// worker whose lease was taken over cannot replace a secret the new owner already relies on.
-    pub async fn put_secret_fenced(&self, fence: &Fence, record: &SecretRecord) -> Result<()> {
+    /// Creates or replaces a secret with its cost labels for the job holding `fence`, in one transaction with the
+    /// fence check, so a worker whose lease was taken over cannot replace a secret the new owner already relies on.
+    pub async fn put_secret_fenced(
+        &self,
+        fence: &Fence,
+        record: &SecretRecord,
+        labels: &serde_json::Value,
+    ) -> Result<()> {
         let mut transaction = self.begin_write().await?;
         check_fence(&mut transaction, fence).await?;
         upsert_secret(&mut transaction, record).await?;
+        sqlx::query("UPDATE secrets SET labels = $1 WHERE name = $2")
+            .bind(labels.to_string())
+            .bind(&record.name)
+            .execute(&mut *transaction)
+            .await?;
         transaction.commit().await?;
         Ok(())
     }

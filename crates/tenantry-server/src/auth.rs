@@ -188,8 +188,8 @@ pub async fn authenticate(
             .ok_or_else(ApiError::unauthenticated)?;
         let (token_id, secret) =
             parse_token(presented.trim()).ok_or_else(ApiError::unauthenticated)?;
-        let token = registry
-            .get_token(token_id)
+        let (token, user) = registry
+            .get_token_with_owner(token_id)
             .await?
             .ok_or_else(ApiError::unauthenticated)?;
         let matches: bool = sha256_hex(secret)
@@ -199,10 +199,6 @@ pub async fn authenticate(
         if !matches || !token.is_usable(now_millis()) {
             return Err(ApiError::unauthenticated());
         }
-        let user = registry
-            .get_user(&token.user_id)
-            .await?
-            .ok_or_else(ApiError::unauthenticated)?;
         return Ok(Some(Principal {
             user_id: user.id,
             email: user.email,
@@ -211,13 +207,12 @@ pub async fn authenticate(
         }));
     }
     if let Some(session_value) = cookie_value(headers, SESSION_COOKIE) {
-        let Some(session) = registry.get_session(&sha256_hex(session_value)).await? else {
+        let Some((session, user)) = registry
+            .get_session_with_user(&sha256_hex(session_value))
+            .await?
+        else {
             return Err(ApiError::unauthenticated());
         };
-        let user = registry
-            .get_user(&session.user_id)
-            .await?
-            .ok_or_else(ApiError::unauthenticated)?;
         return Ok(Some(Principal {
             user_id: user.id,
             email: user.email,

@@ -176,22 +176,6 @@ impl ProvisionWorkflow {
         ))
     }
 
-    /// Records the cost labels on a secret this job stored.
-    async fn label_secret(
-        &self,
-        context: &JobContext,
-        spec: &TenantSpec,
-        name: &str,
-    ) -> Result<(), PhaseError> {
-        let labels = self.labels(spec)?;
-        self.platform
-            .secrets
-            .label_for_job(&context.fence, name, &labels)
-            .await
-            .map_err(|error| secret_store_error(&error))?;
-        Ok(())
-    }
-
     async fn request_validated(&self, context: &mut JobContext) -> Result<(), PhaseError> {
         let spec = Self::spec(context)?;
         Self::validate(&self.platform, &spec).map_err(PhaseError::Fatal)
@@ -350,8 +334,7 @@ impl ProvisionWorkflow {
         let spec = Self::spec(context)?;
         let secret_name = spec.slug.secret_name();
         if self.platform.read_secret(&secret_name).await?.is_some() {
-            // A previous attempt stored it; keep it so the role and the secret cannot disagree.
-            self.label_secret(context, &spec, &secret_name).await?;
+            // A previous attempt stored it (with its labels); keep it so the role and the secret cannot disagree.
             return context
                 .log("info", &format!("secret {secret_name} already stored"))
                 .await;
@@ -365,10 +348,9 @@ impl ProvisionWorkflow {
             .map_err(|error| provider_error(ErrorCode::Internal, error))?;
         self.platform
             .secrets
-            .put_for_job(&context.fence, &secret_name, &url)
+            .put_for_job(&context.fence, &secret_name, &url, &self.labels(&spec)?)
             .await
             .map_err(|error| secret_store_error(&error))?;
-        self.label_secret(context, &spec, &secret_name).await?;
         self.memo(context).tenant_url = Some(url);
         context
             .log("info", &format!("stored secret {secret_name}"))
@@ -546,11 +528,10 @@ impl ProvisionWorkflow {
                 &context.fence,
                 &spec.slug.invitation_secret_name(),
                 &invitation_url,
+                &self.labels(&spec)?,
             )
             .await
             .map_err(|error| secret_store_error(&error))?;
-        self.label_secret(context, &spec, &spec.slug.invitation_secret_name())
-            .await?;
         context.reveal_once("admin_email", spec.admin_email.as_str());
         context.reveal_once("admin_one_time_password", one_time_password.expose());
         context.reveal_once("invitation_url", invitation_url.expose());

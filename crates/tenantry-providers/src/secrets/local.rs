@@ -221,10 +221,13 @@ impl SecretStore for LocalSecretStore {
         fence: &'a Fence,
         name: &'a str,
         value: &'a SecretString,
+        labels: &'a serde_json::Value,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             let record = self.encrypt(name, value)?;
-            self.registry.put_secret_fenced(fence, &record).await?;
+            self.registry
+                .put_secret_fenced(fence, &record, labels)
+                .await?;
             Ok(())
         })
     }

@@ -24,18 +24,19 @@ pub trait SecretStore: Send + Sync {
     fn delete<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<bool>>;
     /// Every secret name, sorted.
     fn list_names(&self) -> BoxFuture<'_, Result<Vec<String>>>;
-    /// Creates or replaces a secret on behalf of a job; refused (`Fenced`) once the job's lease was taken over.
+    /// Creates or replaces a secret with its cost labels (`{tenant_id, plan, cost_center}`) on behalf of a job;
+    /// refused (`Fenced`) once the job's lease was taken over.
     fn put_for_job<'a>(
         &'a self,
         fence: &'a Fence,
         name: &'a str,
         value: &'a SecretString,
+        labels: &'a serde_json::Value,
     ) -> BoxFuture<'a, Result<()>>;
     /// Deletes a secret on behalf of a job; refused once the job's lease was taken over.
     fn delete_for_job<'a>(&'a self, fence: &'a Fence, name: &'a str)
         -> BoxFuture<'a, Result<bool>>;
-    /// Records a secret's cost labels (`{tenant_id, plan, cost_center}`) on behalf of a job; `false` when the
-    /// secret does not exist.
+    /// Replaces a secret's cost labels on behalf of a job (a plan change); `false` when the secret does not exist.
     fn label_for_job<'a>(
         &'a self,
         fence: &'a Fence,

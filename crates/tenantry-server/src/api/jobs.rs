@@ -31,7 +31,8 @@ pub struct JobQuery {
     pub limit: Option<i64>,
 }
 
-async fn job_view(registry: &Registry, job: &JobRecord) -> ApiResult<JobView> {
+/// The API's view of a job: its record with its events and, while it runs, an estimate of its completion.
+pub async fn job_view(registry: &Registry, job: &JobRecord) -> ApiResult<JobView> {
     let events = registry.job_events(&job.id, 0).await?;
     let recent = if job.status.is_terminal() {
         Vec::new()
@@ -43,7 +44,8 @@ async fn job_view(registry: &Registry, job: &JobRecord) -> ApiResult<JobView> {
     Ok(JobView::build_with_history(job, &events, &recent))
 }
 
-async fn require_job(registry: &Registry, job_id: &str) -> ApiResult<JobRecord> {
+/// The job, or a 404 that names it.
+pub async fn require_job(registry: &Registry, job_id: &str) -> ApiResult<JobRecord> {
     match registry.get_job(job_id).await {
         Ok(job) => Ok(job),
         Err(tenantry_registry::Error::NotFound { .. }) => {
@@ -141,7 +143,7 @@ pub async fn decide(
     approve: bool,
     reason: &str,
 ) -> ApiResult<JobRecord> {
-    require_job(&state.platform.registry, job_id).await?;
+    // An unknown job is the registry's NotFound, answered as a 404.
     let job = tenantry_workflows::decide_approval(
         &state.platform,
         job_id,

@@ -337,13 +337,12 @@ pub async fn job_page(
     Path(job_id): Path<String>,
 ) -> Result<Response, PageError> {
     let viewer = Viewer::new(&principal);
-    let axum::Json(view) = api_jobs::get_job(State(state.clone()), Path(job_id.clone()))
+    // One read of the job serves both the API's view and what only the page shows.
+    let registry = &state.platform.registry;
+    let record = api_jobs::require_job(registry, &job_id)
         .await
         .or_page(&viewer)?;
-    let record = state
-        .platform
-        .registry
-        .get_job(&job_id)
+    let view = api_jobs::job_view(registry, &record)
         .await
         .or_page(&viewer)?;
     let extras = JobExtras::of(&record);
