@@ -6,7 +6,7 @@ use crate::{owner_is_dead_local_process, Error, Result};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tenantry_core::{Error as CodedError, ErrorCode, JobStatus, PhaseStatus};
-use tenantry_registry::{Fence, JobRecord, PhaseRecord, Registry};
+use tenantry_registry::{Fence, JobRecord, PhaseRecord, PhaseTransition, Registry};
 
 /// Bounded exponential backoff for transient phase errors.
 #[derive(Debug, Clone)]
@@ -216,6 +216,7 @@ impl Runner {
             reveals: Vec::new(),
             progress: self.progress.clone(),
             current_phase: None,
+            pending_logs: Vec::new(),
         };
         let ending = match self.forward(workflow, &mut context).await {
             Ok(ending) => ending,
@@ -293,71 +294,78 @@ impl Runner {
             return Ok(Ending::RolledBack(cause));
         }
         let phases = context.job.phases.clone();
-        for phase in &phases {
-            if matches!(phase.status, PhaseStatus::Applied | PhaseStatus::Skipped) {
-                continue;
-            }
+        let to_apply: Vec<&PhaseRecord> = phases
+            .iter()
+            .filter(|phase| !matches!(phase.status, PhaseStatus::Applied | PhaseStatus::Skipped))
+            .collect();
+        // The phase the previous one's final write already marked running.
+        let mut marked_running = None;
+        for (index, phase) in to_apply.iter().enumerate() {
             if self.stop_requested() {
                 return Ok(Ending::HandedBack);
             }
-            if let Err(error) = self.apply_phase(workflow, context, phase).await {
-                let cause = match error {
-                    PhaseError::Fenced => return Err(PhaseError::Fenced),
-                    // A phase's own transient errors become fatal once its retries run out, so a retryable error
-                    // here means the registry could not record the runner's bookkeeping: stop without judging the
-                    // job; it resumes where its records stand once the lease expires.
-                    retryable @ PhaseError::Retryable(_) => return Err(retryable),
-                    PhaseError::Fatal(cause) => cause,
-                };
-                context
-                    .registry
-                    .set_phase_status(
-                        &context.fence,
-                        phase.position,
-                        PhaseStatus::Failed,
-                        &format!("{}: {}", cause.code, cause.message),
-                    )
-                    .await?;
-                self.emit(Progress::Phase {
-                    name: phase.name.clone(),
-                    status: PhaseStatus::Failed,
-                    elapsed: None,
-                });
-                context
-                    .set_state(
-                        ROLLBACK_KEY,
-                        serde_json::json!({ "code": cause.code, "message": cause.message }),
-                    )
-                    .await?;
-                context.job = context.registry.get_job(&context.fence.job_id).await?;
-                return Ok(Ending::RolledBack(cause));
+            let next = to_apply.get(index + 1).copied();
+            let already_running = marked_running == Some(phase.position);
+            match self
+                .apply_phase(workflow, context, phase, already_running, next)
+                .await
+            {
+                Ok(next_marked) => marked_running = next_marked,
+                Err(error) => {
+                    let cause = match error {
+                        PhaseError::Fenced => return Err(PhaseError::Fenced),
+                        // A phase's own transient errors become fatal once its retries run out, so a retryable
+                        // error here means the registry could not record the runner's bookkeeping: stop without
+                        // judging the job; it resumes where its records stand once the lease expires.
+                        retryable @ PhaseError::Retryable(_) => return Err(retryable),
+                        PhaseError::Fatal(cause) => cause,
+                    };
+                    context
+                        .record(&[PhaseTransition {
+                            position: phase.position,
+                            status: PhaseStatus::Failed,
+                            message: format!("{}: {}", cause.code, cause.message),
+                        }])
+                        .await?;
+                    self.emit(Progress::Phase {
+                        name: phase.name.clone(),
+                        status: PhaseStatus::Failed,
+                        elapsed: None,
+                    });
+                    context
+                        .set_state(
+                            ROLLBACK_KEY,
+                            serde_json::json!({ "code": cause.code, "message": cause.message }),
+                        )
+                        .await?;
+                    context.job = context.registry.get_job(&context.fence.job_id).await?;
+                    return Ok(Ending::RolledBack(cause));
+                }
             }
         }
         Ok(Ending::Complete)
     }
 
+    /// Applies one phase. Its end is one registry write: the phase applied, its log lines, and `next` marked
+    /// running (unless a shutdown was asked for). Returns the position of the phase it marked running.
     async fn apply_phase<W: Workflow>(
         &self,
         workflow: &W,
         context: &mut JobContext,
         phase: &PhaseRecord,
-    ) -> Result<(), PhaseError> {
+        already_running: bool,
+        next: Option<&PhaseRecord>,
+    ) -> Result<Option<i64>, PhaseError> {
         check_failpoint(&phase.name, Boundary::Before).await?;
         context.current_phase = Some(phase.name.clone());
-        context
-            .registry
-            .set_phase_status(
-                &context.fence,
-                phase.position,
-                PhaseStatus::Running,
-                "started",
-            )
-            .await?;
-        self.emit(Progress::Phase {
-            name: phase.name.clone(),
-            status: PhaseStatus::Running,
-            elapsed: None,
-        });
+        if !already_running {
+            context.record(&[running(phase)]).await?;
+            self.emit(Progress::Phase {
+                name: phase.name.clone(),
+                status: PhaseStatus::Running,
+                elapsed: None,
+            });
+        }
         let started = Instant::now();
         self.with_retries(workflow, context, &phase.name, Step::Apply)
             .await?;
@@ -370,22 +378,28 @@ impl Runner {
             "phase" => phase.name.clone()
         )
         .record(elapsed.as_secs_f64());
-        context
-            .registry
-            .set_phase_status(
-                &context.fence,
-                phase.position,
-                PhaseStatus::Applied,
-                &format!("applied in {} ms", elapsed.as_millis()),
-            )
-            .await?;
+        let next = next.filter(|_| !self.stop_requested());
+        let mut transitions = vec![PhaseTransition {
+            position: phase.position,
+            status: PhaseStatus::Applied,
+            message: format!("applied in {} ms", elapsed.as_millis()),
+        }];
+        transitions.extend(next.map(running));
+        context.record(&transitions).await?;
+        context.current_phase = None;
         self.emit(Progress::Phase {
             name: phase.name.clone(),
             status: PhaseStatus::Applied,
             elapsed: Some(elapsed),
         });
-        context.current_phase = None;
-        Ok(())
+        if let Some(next) = next {
+            self.emit(Progress::Phase {
+                name: next.name.clone(),
+                status: PhaseStatus::Running,
+                elapsed: None,
+            });
+        }
+        Ok(next.map(|next| next.position))
     }
 
     /// Undoes, in reverse, every phase that was started and not yet undone.
@@ -408,13 +422,11 @@ impl Runner {
             }
             context.current_phase = Some(phase.name.clone());
             context
-                .registry
-                .set_phase_status(
-                    &context.fence,
-                    phase.position,
-                    PhaseStatus::Undoing,
-                    "undoing",
-                )
+                .record(&[PhaseTransition {
+                    position: phase.position,
+                    status: PhaseStatus::Undoing,
+                    message: "undoing".into(),
+                }])
                 .await?;
             self.emit(Progress::Phase {
                 name: phase.name.clone(),
@@ -434,25 +446,21 @@ impl Runner {
                 Err(PhaseError::Fenced) => return Err(PhaseError::Fenced),
                 Err(PhaseError::Fatal(undo_error) | PhaseError::Retryable(undo_error)) => {
                     context
-                        .registry
-                        .set_phase_status(
-                            &context.fence,
-                            phase.position,
-                            PhaseStatus::Failed,
-                            &format!("undo failed: {}", undo_error.message),
-                        )
+                        .record(&[PhaseTransition {
+                            position: phase.position,
+                            status: PhaseStatus::Failed,
+                            message: format!("undo failed: {}", undo_error.message),
+                        }])
                         .await?;
                     return Ok(Ending::UndoFailed { cause, undo_error });
                 }
             }
             context
-                .registry
-                .set_phase_status(
-                    &context.fence,
-                    phase.position,
-                    PhaseStatus::Undone,
-                    &format!("undone in {} ms", started.elapsed().as_millis()),
-                )
+                .record(&[PhaseTransition {
+                    position: phase.position,
+                    status: PhaseStatus::Undone,
+                    message: format!("undone in {} ms", started.elapsed().as_millis()),
+                }])
                 .await?;
             self.emit(Progress::Phase {
                 name: phase.name.clone(),
@@ -513,6 +521,8 @@ impl Runner {
                             ),
                         )
                         .await?;
+                    // A retry waits a while: the warning goes to the registry now, for whoever watches the job.
+                    context.record(&[]).await?;
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(self.retry.max_delay);
                     attempt += 1;
@@ -530,6 +540,14 @@ impl Runner {
                 Err(other) => return Err(other),
             }
         }
+    }
+}
+
+fn running(phase: &PhaseRecord) -> PhaseTransition {
+    PhaseTransition {
+        position: phase.position,
+        status: PhaseStatus::Running,
+        message: "started".into(),
     }
 }
 

@@ -3,7 +3,7 @@
 use crate::runner::ProgressSink;
 use std::future::Future;
 use tenantry_core::{Error as CodedError, ErrorCode, TenantStatus};
-use tenantry_registry::{Fence, JobRecord, NewAuditEvent, Registry};
+use tenantry_registry::{Fence, JobLogLine, JobRecord, NewAuditEvent, Registry};
 
 /// How a phase failed.
 #[derive(Debug)]
@@ -74,6 +74,10 @@ pub struct JobContext {
     pub(crate) reveals: Vec<(String, String)>,
     pub(crate) progress: Option<ProgressSink>,
     pub(crate) current_phase: Option<String>,
+    /// Log lines not yet in the registry: they go with the run's next write (the phase's end, a state change),
+    /// so logging costs no write of its own. A crash loses only lines of a phase that is not recorded as applied
+    /// and runs again.
+    pub(crate) pending_logs: Vec<JobLogLine>,
 }
 
 impl JobContext {
@@ -82,7 +86,7 @@ impl JobContext {
         self.job.state.get(key).and_then(serde_json::Value::as_str)
     }
 
-    /// Records a non-secret value in the job's state, durably, before returning.
+    /// Records a non-secret value in the job's state, durably (with the log lines so far), before returning.
     pub async fn set_state(
         &mut self,
         key: &str,
@@ -93,23 +97,45 @@ impl JobContext {
             state = serde_json::json!({});
         }
         state[key] = value;
-        self.registry.set_job_state(&self.fence, &state).await?;
+        self.registry
+            .record_progress(&self.fence, &self.pending_logs, &[], Some(&state))
+            .await?;
+        self.pending_logs.clear();
         self.job.state = state;
         Ok(())
     }
 
-    /// Appends a log line to the job's event log (and the process log). Never pass a secret.
+    /// Adds a log line to the job's event log (and the process log). Never pass a secret. The line reaches the
+    /// registry with the run's next write, at the latest when the phase ends.
     pub async fn log(&mut self, level: &str, message: &str) -> Result<(), PhaseError> {
         tracing::info!(job_id = %self.fence.job_id, phase = ?self.current_phase, level, "{message}");
-        self.registry
-            .append_job_log(&self.fence, self.current_phase.as_deref(), level, message)
-            .await?;
+        self.pending_logs.push(JobLogLine {
+            at: tenantry_registry::now_millis(),
+            phase: self.current_phase.clone(),
+            level: level.to_owned(),
+            message: message.to_owned(),
+        });
         if let Some(progress) = &self.progress {
             progress(&crate::runner::Progress::Log {
                 level: level.to_owned(),
                 message: message.to_owned(),
             });
         }
+        Ok(())
+    }
+
+    /// Writes the pending log lines now, with `transitions` (phase status changes) in the same transaction.
+    pub(crate) async fn record(
+        &mut self,
+        transitions: &[tenantry_registry::PhaseTransition],
+    ) -> Result<(), PhaseError> {
+        if self.pending_logs.is_empty() && transitions.is_empty() {
+            return Ok(());
+        }
+        self.registry
+            .record_progress(&self.fence, &self.pending_logs, transitions, None)
+            .await?;
+        self.pending_logs.clear();
         Ok(())
     }
 

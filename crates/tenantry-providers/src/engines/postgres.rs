@@ -377,7 +377,13 @@ impl PostgresServer {
         migrator: &sqlx::migrate::Migrator,
     ) -> Result<()> {
         let mut connection = self.tenant_connection(tenant_url).await?;
-        match migrator.run_direct(&mut connection).await {
+        // A database from the template or the pool is already at the latest version: confirming that is one read,
+        // where the migrator would also take its lock and make sure of its table first.
+        let migrated = match Self::already_migrated(&mut connection, migrator).await {
+            true => Ok(()),
+            false => migrator.run_direct(&mut connection).await,
+        };
+        match migrated {
             Ok(()) => {
                 // Provisioning seeds the first admin right after migrating: the session waits for it.
                 sessions::park(tenant_url, connection);
@@ -388,6 +394,33 @@ impl PostgresServer {
                 Err(migration_error(error))
             }
         }
+    }
+
+    /// Whether the database records exactly the migrator's migrations, each applied with the same checksum. Any
+    /// doubt (no table yet, a failed or missing or changed migration) answers false, and the migrator decides.
+    async fn already_migrated(
+        connection: &mut PgConnection,
+        migrator: &sqlx::migrate::Migrator,
+    ) -> bool {
+        let Ok(applied) = sqlx::query_as::<_, (i64, Vec<u8>, bool)>(
+            "SELECT version, checksum, success FROM _sqlx_migrations ORDER BY version",
+        )
+        .fetch_all(&mut *connection)
+        .await
+        else {
+            return false;
+        };
+        let wanted: Vec<(i64, &[u8])> = migrator
+            .iter()
+            .filter(|migration| !migration.migration_type.is_down_migration())
+            .map(|migration| (migration.version, migration.checksum.as_ref()))
+            .collect();
+        applied.len() == wanted.len()
+            && applied.iter().zip(&wanted).all(
+                |((version, checksum, success), (wanted_version, wanted_checksum))| {
+                    *success && version == wanted_version && checksum.as_slice() == *wanted_checksum
+                },
+            )
     }
 
     pub async fn seed_admin(&self, tenant_url: &SecretString, seed: &AdminSeed<'_>) -> Result<()> {

@@ -1,7 +1,7 @@
 //! What tenantry does and checks as the tenant, with the tenant's own credentials: the settings table, the
 //! validation probe (who am I, what may I do, which schema version, how fast), and login attempts that must fail.
 
-use super::{connect, parse_url, sqlstate, PostgresServer};
+use super::{parse_url, sqlstate, PostgresServer};
 use crate::credentials::SecretString;
 use crate::engines::{
     quote_identifier, quote_literal, LoginAttempt, TenantDatabaseSpec, TenantProbe,
@@ -17,7 +17,7 @@ const LOGIN_REFUSED: [&str; 4] = ["42501", "28000", "28P01", "3D000"];
 impl PostgresServer {
     /// Replaces tenantry's keys in the tenant's `tenant_settings` table: upserts `settings` and removes keys under
     /// `owned_prefixes` that are no longer among them, in one statement (one round trip) on the session the admin
-    /// seed left parked, or a new one.
+    /// seed left parked, or a new one. The session is parked again for the validation suite that follows.
     pub async fn write_settings(
         &self,
         tenant_url: &SecretString,
@@ -43,10 +43,16 @@ impl PostgresServer {
         .bind(owned_prefixes)
         .execute(&mut connection)
         .await;
-        let _ = connection.close().await;
-        written
-            .map(|_| ())
-            .map_err(|error| Error::from_server("writing the tenant's settings", error))
+        match written {
+            Ok(_) => {
+                super::sessions::park(tenant_url, connection);
+                Ok(())
+            }
+            Err(error) => {
+                let _ = connection.close().await;
+                Err(Error::from_server("writing the tenant's settings", error))
+            }
+        }
     }
 
     /// Applies a plan's quotas and labels to an existing tenant role and database (a plan change).
@@ -104,14 +110,15 @@ impl PostgresServer {
         Ok(vec![("database", parse(database)), ("role", parse(role))])
     }
 
-    /// Connects afresh with the tenant's credentials and reads what the validation suite judges.
+    /// Logs in with the tenant's credentials and reads what the validation suite judges. Inside a provisioning
+    /// job, the session this job opened with exactly these credentials (parked under the hash of the URL, so a
+    /// secret that changed meanwhile finds none) is that login; on demand, it is a new one.
     pub async fn probe_tenant(
         &self,
         tenant_url: &SecretString,
         admin_check: Option<(&str, &str)>,
     ) -> Result<TenantProbe> {
-        let options = parse_url(tenant_url, "tenant's connection URL")?;
-        let mut connection = connect(&options, "tenant database").await?;
+        let mut connection = self.tenant_connection(tenant_url).await?;
         let probed = async {
             let (current_user, current_database, superuser, createdb, createrole, bypassrls): (
                 String,
