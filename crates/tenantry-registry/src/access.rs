@@ -1,4 +1,5 @@
-//! Who may use the platform: users, API tokens (stored as hashes), console sessions, and idempotency keys.
+//! Who may use the platform: users, API tokens (stored as hashes), console sessions, idempotency keys, and the
+//! change watch that lets the server keep tokens in memory without delaying a revocation.
 
 use crate::audit::insert_audit;
 use crate::records::NewAuditEvent;
@@ -99,10 +100,80 @@ pub struct IdempotencyRecord {
     pub job_id: String,
 }
 
+/// Tells, cheaply and across processes, whether the registry may have changed since the last look: what lets the
+/// server remember authenticated tokens without letting a revoked one work a moment longer.
+///
+/// On SQLite it is `PRAGMA data_version` on a connection of its own, which never writes. SQLite documents that two
+/// readings on one connection differ when any other connection, in this process or another (`tenantry users
+/// revoke-token`), committed a change in between. A caller that reads the version before reading a token, and reads
+/// it again before trusting what it read, therefore never trusts a token row older than the last commit. The read
+/// is synchronous and local (the WAL index in shared memory): microseconds, where a query through the pool hops to
+/// sqlx's worker thread and back.
+///
+/// PostgreSQL has no such local counter: a revocation's NOTIFY arrives a moment after the revoking command has
+/// returned, and asking the server is a round trip like the token query itself. There [`AccessWatch::version`] is
+/// always `None`, and callers read the registry on every request.
+pub struct AccessWatch {
+    connection: Option<std::sync::Mutex<rusqlite::Connection>>,
+}
+
+impl std::fmt::Debug for AccessWatch {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("AccessWatch")
+            .field("watching", &self.connection.is_some())
+            .finish()
+    }
+}
+
+impl AccessWatch {
+    /// The registry's change counter now. `None` when there is none to read (PostgreSQL), or it could not be read
+    /// this time: then nothing remembered may be trusted, and the caller reads the registry.
+    pub fn version(&self) -> Option<i64> {
+        let connection = self.connection.as_ref()?.lock().ok()?;
+        let mut statement = connection.prepare_cached("PRAGMA data_version").ok()?;
+        statement.query_row([], |row| row.get::<_, i64>(0)).ok()
+    }
+}
+
 const USER_COLUMNS: &str = "id, email, role, password_hash, created_at";
 const TOKEN_COLUMNS: &str = "id, user_id, name, secret_hash, created_at, expires_at, revoked_at";
 
 impl Registry {
+    /// A change watch on this registry (see [`AccessWatch`]). When the SQLite file cannot be opened a second time,
+    /// the watch reports no version and callers read the registry every time.
+    pub fn access_watch(&self) -> AccessWatch {
+        if self.dialect != crate::Dialect::Sqlite {
+            return AccessWatch { connection: None };
+        }
+        let opened = sqlx::sqlite::SqliteConnectOptions::try_from(&*self.pool.connect_options())
+            .map_err(|error| error.to_string())
+            .and_then(|options| {
+                rusqlite::Connection::open_with_flags(
+                    options.get_filename(),
+                    rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+                        | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .map_err(|error| error.to_string())
+            })
+            // Never wait for a lock on a request's path: a busy reading is no reading, and the caller queries.
+            .and_then(|connection| {
+                connection
+                    .busy_timeout(std::time::Duration::ZERO)
+                    .map(|()| connection)
+                    .map_err(|error| error.to_string())
+            });
+        match opened {
+            Ok(connection) => AccessWatch {
+                connection: Some(std::sync::Mutex::new(connection)),
+            },
+            Err(error) => {
+                tracing::warn!(%error, "cannot watch the registry for changes; tokens are read on every request");
+                AccessWatch { connection: None }
+            }
+        }
+    }
+
     /// Adds a user; `Conflict` when the email is taken.
     pub async fn add_user(&self, user: &PlatformUser, actor: &str) -> Result<()> {
         let mut transaction = self.begin_write().await?;

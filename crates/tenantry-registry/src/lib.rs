@@ -17,7 +17,7 @@ mod servers;
 mod store;
 mod tenants;
 
-pub use access::{ApiToken, ConsoleSession, IdempotencyRecord, PlatformUser};
+pub use access::{AccessWatch, ApiToken, ConsoleSession, IdempotencyRecord, PlatformUser};
 pub use approvals::{ApprovalDecision, ApprovalOutcome};
 pub use audit::AuditFilter;
 pub use error::{Error, Result};
