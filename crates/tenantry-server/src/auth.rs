@@ -147,10 +147,14 @@ pub fn access_for(method: &Method, path: &str) -> Option<Access> {
 }
 
 pub fn sha256_hex(value: &str) -> String {
-    Sha256::digest(value.as_bytes())
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+    const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let digest = Sha256::digest(value.as_bytes());
+    let mut hex = String::with_capacity(2 * digest.len());
+    for byte in digest {
+        hex.push(char::from(HEX_DIGITS[usize::from(byte >> 4)]));
+        hex.push(char::from(HEX_DIGITS[usize::from(byte & 0x0f)]));
+    }
+    hex
 }
 
 /// An API token as handed to its owner: `tnt_<id>.<secret>`.
@@ -188,22 +192,27 @@ pub async fn authenticate(
             .ok_or_else(ApiError::unauthenticated)?;
         let (token_id, secret) =
             parse_token(presented.trim()).ok_or_else(ApiError::unauthenticated)?;
-        let (token, user) = registry
-            .get_token_with_owner(token_id)
+        // Remembered tokens are trusted only while the registry has not changed, so a revocation from any process
+        // is refused by the next request (see `cache::TokenCache`).
+        let known = state
+            .tokens
+            .lookup(registry, token_id)
             .await?
             .ok_or_else(ApiError::unauthenticated)?;
         let matches: bool = sha256_hex(secret)
             .as_bytes()
-            .ct_eq(token.secret_hash.as_bytes())
+            .ct_eq(known.secret_hash.as_bytes())
             .into();
-        if !matches || !token.is_usable(now_millis()) {
+        if !matches || !known.is_usable(now_millis()) {
             return Err(ApiError::unauthenticated());
         }
         return Ok(Some(Principal {
-            user_id: user.id,
-            email: user.email,
-            role: user.role,
-            credential: Credential::Token { token_id: token.id },
+            user_id: known.user_id.clone(),
+            email: known.email.clone(),
+            role: known.role,
+            credential: Credential::Token {
+                token_id: known.token_id.clone(),
+            },
         }));
     }
     if let Some(session_value) = cookie_value(headers, SESSION_COOKIE) {

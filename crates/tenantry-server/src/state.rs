@@ -1,6 +1,7 @@
 //! What every request handler shares: the platform, the job wake-up, the change signal for live events,
-//! the rate limiter, the metrics recorder, and the settings of the server.
+//! the rate limiter, the metrics recorder, the caches of finished jobs and of tokens, and the settings of the server.
 
+use crate::cache::{JobViewCache, TokenCache};
 use crate::rate_limit::RateLimiter;
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::sync::Arc;
@@ -42,6 +43,10 @@ pub struct ServerState {
     pub rate_limiter: Arc<RateLimiter>,
     pub metrics: PrometheusHandle,
     pub settings: Arc<ServerSettings>,
+    /// The JSON of complete and cancelled jobs, which never change again.
+    pub job_views: Arc<JobViewCache>,
+    /// Authenticated tokens, trusted only while the registry has not changed (see `cache::TokenCache`).
+    pub tokens: Arc<TokenCache>,
     /// Turns true when the server shuts down; live streams end so connections can close.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -54,6 +59,7 @@ impl ServerState {
         shutdown: watch::Receiver<bool>,
     ) -> ServerState {
         let (job_changes, _) = watch::channel(0);
+        let tokens = Arc::new(TokenCache::new(platform.registry.access_watch()));
         ServerState {
             platform,
             runner,
@@ -62,6 +68,8 @@ impl ServerState {
             rate_limiter: Arc::new(RateLimiter::new(settings.provision_rate_limit)),
             metrics: crate::metrics::recorder_handle(),
             settings: Arc::new(settings),
+            job_views: Arc::new(JobViewCache::default()),
+            tokens,
             shutdown,
         }
     }

@@ -2,11 +2,14 @@
 
 use super::{page_limit, ApiQuery, JobAccepted};
 use crate::auth::Principal;
+use crate::cache::JobViewCache;
 use crate::error::{ApiError, ApiResult, ProblemDetails};
 use crate::state::ServerState;
+use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use futures_util::Stream;
 use serde::Deserialize;
@@ -94,10 +97,36 @@ pub async fn list_jobs(
 pub async fn get_job(
     State(state): State<ServerState>,
     Path(job_id): Path<String>,
-) -> ApiResult<axum::Json<JobView>> {
+) -> ApiResult<Response> {
+    if let Some(body) = state.job_views.get(&job_id) {
+        return Ok(json_body(body));
+    }
     let registry = &state.platform.registry;
     let job = require_job(registry, &job_id).await?;
-    Ok(axum::Json(job_view(registry, &job).await?))
+    let view = job_view(registry, &job).await?;
+    let body = Bytes::from(serde_json::to_vec(&view).map_err(|error| {
+        ApiError::from(tenantry_core::Error::new(
+            tenantry_core::ErrorCode::Internal,
+            format!("cannot write job {job_id:?} as JSON: {error}"),
+        ))
+    })?);
+    // The job's record was read before its events: a job final then had written its last event already.
+    if JobViewCache::is_final(job.status) {
+        state.job_views.insert(&job_id, body.clone());
+    }
+    Ok(json_body(body))
+}
+
+/// A JSON body written already, answered as `axum::Json` would answer it.
+fn json_body(body: Bytes) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
 }
 
 async fn reopen(

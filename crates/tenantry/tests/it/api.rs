@@ -501,7 +501,25 @@ async fn sessions_csrf_revocation_and_logs(engine: Engine) {
     let events = follow_events(&server, &token, accepted["job_id"].as_str().unwrap()).await;
     assert_eq!(events.last().unwrap().1["status"], "complete");
 
-    // A revoked token is refused at once.
+    // A token in use is remembered by the server; revoked by another process (the CLI), it is refused at once, on
+    // the finished job's view (which the server remembers too) as everywhere else.
+    let job_path = format!("/platform/jobs/{}", accepted["job_id"].as_str().unwrap());
+    let mut bodies = Vec::new();
+    for _ in 0..2 {
+        let response = server.get(&job_path, &token).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "application/json");
+        bodies.push(response.text().await.unwrap());
+    }
+    assert_eq!(bodies[0], bodies[1]);
+    let job: Value = serde_json::from_str(&bodies[0]).unwrap();
+    assert_eq!(job["status"], "complete");
+    let before = server
+        .get("/platform/tenants", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(before.status(), 200);
     let token_id = token
         .strip_prefix("tnt_")
         .unwrap()
@@ -518,6 +536,8 @@ async fn sessions_csrf_revocation_and_logs(engine: Engine) {
         .send()
         .await
         .unwrap();
+    assert_eq!(revoked.status(), 401);
+    let revoked = server.get(&job_path, &token).send().await.unwrap();
     assert_eq!(revoked.status(), 401);
 
     let log = server.log();
