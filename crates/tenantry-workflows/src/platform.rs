@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tenantry_core::{EngineKind, Error as CodedError, ErrorCode, Plan};
 use tenantry_engine::PhaseError;
-use tenantry_providers::credentials::SecretString;
+use tenantry_providers::credentials::{SealingKey, SecretString};
 use tenantry_providers::engines::{SchemaVersion, TenantServer};
 use tenantry_providers::secrets::SecretStore;
 use tenantry_registry::{Registry, ServerRecord};
@@ -130,6 +130,9 @@ impl Settings {
     }
 }
 
+/// The secret that holds the key sealing warm-pool role passwords ([`SealingKey`]).
+pub const SEALING_KEY_SECRET: &str = "tenantry-warm-pool-key";
+
 /// Everything a workflow needs. Cheap to clone.
 #[derive(Clone)]
 pub struct Platform {
@@ -173,6 +176,46 @@ impl Platform {
         SchemaVersion::read(&directory)
             .await
             .map_err(|error| CodedError::new(ErrorCode::MigrationsFailed, error.to_string()))
+    }
+
+    /// The key that seals warm-pool role passwords, made and stored on first use. Two processes that make it at
+    /// once both read back the one stored last; a pool database sealed under the other key is still claimed, only
+    /// the old way (with the tenant's own password).
+    pub async fn sealing_key(&self) -> Result<SealingKey, CodedError> {
+        if let Some(key) = self.stored_sealing_key().await? {
+            return Ok(key);
+        }
+        let unavailable = |error: tenantry_providers::Error| {
+            CodedError::new(
+                ErrorCode::ProvisioningUnavailable,
+                format!("secret store: {error}"),
+            )
+        };
+        self.secrets
+            .put(SEALING_KEY_SECRET, &SealingKey::generate().to_secret())
+            .await
+            .map_err(unavailable)?;
+        self.stored_sealing_key().await?.ok_or_else(|| {
+            CodedError::new(
+                ErrorCode::ProvisioningUnavailable,
+                format!("secret {SEALING_KEY_SECRET:?} vanished as it was stored"),
+            )
+        })
+    }
+
+    /// The sealing key if one is stored (`None` also when the stored value is not a key).
+    pub async fn stored_sealing_key(&self) -> Result<Option<SealingKey>, CodedError> {
+        let stored = self
+            .secrets
+            .get(SEALING_KEY_SECRET)
+            .await
+            .map_err(|error| {
+                CodedError::new(
+                    ErrorCode::ProvisioningUnavailable,
+                    format!("secret store: {error}"),
+                )
+            })?;
+        Ok(stored.as_ref().and_then(SealingKey::from_secret))
     }
 
     /// Reads a secret for a phase: an unreachable store is retryable `PROVISIONING_UNAVAILABLE`.

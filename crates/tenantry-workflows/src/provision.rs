@@ -9,7 +9,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use tenantry_core::{Error as CodedError, ErrorCode, Slug, TenantSpec, TenantStatus};
 use tenantry_engine::{JobContext, PhaseError, Workflow};
 use tenantry_providers::credentials::{self, password_in_url, SecretString};
-use tenantry_providers::engines::{AdminSeed, TenantDatabaseSpec, TenantServer};
+use tenantry_providers::engines::{AdminSeed, DatabaseOrigin, TenantDatabaseSpec, TenantServer};
 use tenantry_registry::{
     JobRecord, NewAuditEvent, Placement, PlacementRequest, ServerRecord, TenantRecord,
 };
@@ -387,19 +387,58 @@ impl ProvisionWorkflow {
         // With the schema's version, the server can start the database with the schema in it (a warm-pool
         // database or a copy of the schema's template); `migrations_applied` then only confirms it. Migrations
         // that cannot be read give an empty database, and `migrations_applied` reports why.
-        let schema = if server.has_warm_pool() {
-            self.platform.schema_version(server.engine()).await.ok()
+        let (schema, sealing) = if server.has_warm_pool() {
+            (
+                self.platform.schema_version(server.engine()).await.ok(),
+                self.platform
+                    .stored_sealing_key()
+                    .await
+                    .map_err(PhaseError::Retryable)?,
+            )
         } else {
-            None
+            (None, None)
         };
         let origin = server
             .create_database(
                 &database_spec,
                 password_in_url(&url).as_ref(),
                 schema.as_ref(),
+                sealing.as_ref(),
             )
             .await
             .map_err(|error| provider_error(ErrorCode::AdminConnUnresolved, error))?;
+        if let DatabaseOrigin::WarmPool {
+            kept_password: Some(password),
+            ..
+        } = &origin
+        {
+            // The claimed role kept its pool password, so the secret takes it. A crash before this write leaves the
+            // secret with the password of `secret_set`; the phase then runs again, finds the database, and sets
+            // that password on the role: the two never disagree once the phase is applied.
+            let kept_url = server
+                .tenant_url(&database_spec.resource_name, Some(password))
+                .map_err(|error| provider_error(ErrorCode::Internal, error))?;
+            self.platform
+                .secrets
+                .put_for_job(
+                    &context.fence,
+                    &spec.slug.secret_name(),
+                    &kept_url,
+                    &database_spec.labels,
+                )
+                .await
+                .map_err(|error| secret_store_error(&error))?;
+            self.memo(context).tenant_url = Some(kept_url);
+            context
+                .log(
+                    "info",
+                    &format!(
+                        "kept the pool role's own password; secret {} holds it",
+                        spec.slug.secret_name()
+                    ),
+                )
+                .await?;
+        }
         context
             .log(
                 "info",

@@ -12,7 +12,7 @@ pub use postgres::{
 pub use schema_version::SchemaVersion;
 pub use sqlite::SqliteServer;
 
-use crate::credentials::SecretString;
+use crate::credentials::{SealingKey, SecretString};
 use crate::{Error, Result};
 use std::path::Path;
 use tenantry_core::EngineKind;
@@ -152,10 +152,13 @@ impl TenantServer {
         spec: &TenantDatabaseSpec,
         password: Option<&SecretString>,
         schema: Option<&SchemaVersion>,
+        sealing: Option<&SealingKey>,
     ) -> Result<DatabaseOrigin> {
         match (self, password) {
             (TenantServer::Postgres(server), Some(password)) => {
-                server.create_database(spec, password, schema).await
+                server
+                    .create_database(spec, password, schema, sealing)
+                    .await
             }
             (TenantServer::Postgres(_), None) => {
                 Err(Error::Refused("a postgres tenant needs a password".into()))
@@ -214,11 +217,12 @@ impl TenantServer {
         target: usize,
         max_creations: usize,
         wait: LockWait,
+        sealing: Option<&SealingKey>,
     ) -> Result<FillReport> {
         match self {
             TenantServer::Postgres(server) => {
                 server
-                    .fill_warm_pool(schema, target, max_creations, wait)
+                    .fill_warm_pool(schema, target, max_creations, wait, sealing)
                     .await
             }
             TenantServer::Sqlite(_) => Ok(FillReport::default()),

@@ -19,7 +19,7 @@ use super::{
     migration_error, quote_identifier, quote_literal, AdminSeed, Inventory, TenantDatabaseSpec,
     TenantResource,
 };
-use crate::credentials::{scram_sha256_verifier, SecretString};
+use crate::credentials::{scram_sha256_verifier, SealingKey, SecretString};
 use crate::{Error, Result};
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, Postgres};
@@ -176,18 +176,25 @@ impl PostgresServer {
         Ok(Inventory { database, role })
     }
 
-    /// The tenant role's login, password (as a SCRAM verifier) and quotas, for a role that exists.
+    /// The tenant role's login, password (as a SCRAM verifier; `None` keeps the one it has) and quotas, for a role
+    /// that exists.
     fn role_statements(
         name: &str,
         spec: &TenantDatabaseSpec,
-        password: &SecretString,
+        password: Option<&SecretString>,
     ) -> Vec<String> {
-        let verifier = scram_sha256_verifier(password);
+        let password = password
+            .map(|password| {
+                format!(
+                    " PASSWORD {}",
+                    quote_literal(&scram_sha256_verifier(password))
+                )
+            })
+            .unwrap_or_default();
         vec![
             format!(
-                "ALTER ROLE {name} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS CONNECTION LIMIT {} PASSWORD {}",
+                "ALTER ROLE {name} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS CONNECTION LIMIT {}{password}",
                 spec.connection_limit,
-                quote_literal(&verifier)
             ),
             format!(
                 "ALTER ROLE {name} SET statement_timeout = {}",
@@ -207,7 +214,7 @@ impl PostgresServer {
         let mut connection = self.admin_connection().await?;
         execute_converging(
             &mut connection,
-            &Self::role_statements(name, spec, password),
+            &Self::role_statements(name, spec, Some(password)),
             context,
         )
         .await
@@ -241,13 +248,17 @@ impl PostgresServer {
         spec: &TenantDatabaseSpec,
         password: &SecretString,
         schema: Option<&super::SchemaVersion>,
+        sealing: Option<&SealingKey>,
     ) -> Result<DatabaseOrigin> {
         let name = quote_identifier(&spec.resource_name)?;
         let context = format!("creating {}", spec.resource_name);
         let lookup = self.creation_lookup(&spec.resource_name, schema).await?;
         if !lookup.database && !lookup.role {
-            if let Some(claimed) = self.claim_pool_database(spec, password, &lookup).await? {
-                return Ok(DatabaseOrigin::WarmPool(claimed));
+            if let Some(claimed) = self
+                .claim_pool_database(spec, password, &lookup, sealing)
+                .await?
+            {
+                return Ok(claimed);
             }
         }
         if !lookup.role {
@@ -277,7 +288,7 @@ impl PostgresServer {
             DatabaseOrigin::Template => true,
             // A copy made by an earlier attempt may not have been handed over yet.
             DatabaseOrigin::Existing => lookup.template_owner,
-            DatabaseOrigin::WarmPool(_) | DatabaseOrigin::Plain { .. } => false,
+            DatabaseOrigin::WarmPool { .. } | DatabaseOrigin::Plain { .. } => false,
         };
         if hand_over {
             self.hand_over_template_objects(&spec.resource_name, &name)

@@ -97,7 +97,7 @@ impl MasterKey {
     }
 }
 
-fn seal(key: &[u8; 32], plaintext: &[u8], associated_data: &[u8]) -> Result<String> {
+pub(crate) fn seal(key: &[u8; 32], plaintext: &[u8], associated_data: &[u8]) -> Result<String> {
     let cipher = Aes256Gcm::new(key.into());
     let mut nonce = [0u8; NONCE_LEN];
     rand::rngs::OsRng.fill_bytes(&mut nonce);
@@ -115,7 +115,12 @@ fn seal(key: &[u8; 32], plaintext: &[u8], associated_data: &[u8]) -> Result<Stri
     Ok(STANDARD.encode(combined))
 }
 
-fn open(key: &[u8; 32], sealed: &str, associated_data: &[u8], name: &str) -> Result<Vec<u8>> {
+pub(crate) fn open(
+    key: &[u8; 32],
+    sealed: &str,
+    associated_data: &[u8],
+    name: &str,
+) -> Result<Vec<u8>> {
     let undecryptable = || {
         Error::SecretStore(format!(
             "secret {name:?} cannot be decrypted with this master key"

@@ -1,7 +1,7 @@
 //! The secret store: named credentials, encrypted at rest, never logged. `local` is the built-in backend;
 //! others (Vault KV v2, …) implement the same trait.
 
-mod local;
+pub(crate) mod local;
 
 pub use local::{LocalSecretStore, MasterKey};
 

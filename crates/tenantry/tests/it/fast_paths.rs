@@ -181,6 +181,28 @@ async fn warm_pool_tenant_is_whole_and_the_pool_shrinks_by_one() {
     assert_eq!(filled["n_created"], 2, "{filled}");
     assert_eq!(pool_status(&fleet).await["n_ready"], 2);
     fleet.assert_doctor_clean().await;
+    // Each pool role has a password of its own, cannot log in yet, and its database's comment holds the password
+    // sealed (never in the clear: the comment is readable by every role on the server).
+    let mut admin = PgConnection::connect(&tenant_cluster_url()).await.unwrap();
+    let pool_roles: Vec<(bool, bool, String)> = sqlx::query_as(
+        "SELECT r.rolcanlogin, a.rolpassword LIKE 'SCRAM-SHA-256$4096:%', shobj_description(d.oid, 'pg_database')
+         FROM pg_roles r JOIN pg_authid a ON a.oid = r.oid JOIN pg_database d ON d.datname = r.rolname
+         WHERE r.rolname LIKE 'tenantry\\_pool\\_%'",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(pool_roles.len(), 2, "{pool_roles:?}");
+    for (can_login, has_scram_password, comment) in &pool_roles {
+        assert!(!can_login && *has_scram_password, "{pool_roles:?}");
+        let label: Value = serde_json::from_str(comment).unwrap();
+        assert!(
+            label["sealed_password"]
+                .as_str()
+                .is_some_and(|sealed| sealed.len() > 40),
+            "{label}"
+        );
+    }
 
     fleet.provision("from-pool", &[]).await.assert_ok();
     let origin = database_origin(&fleet, "from-pool").await;
@@ -188,6 +210,24 @@ async fn warm_pool_tenant_is_whole_and_the_pool_shrinks_by_one() {
         origin.contains("claimed warm-pool database tenantry_pool_"),
         "{origin}"
     );
+    // The claim kept the pool role's password (no password change, the costly part of a claim), the secret holds
+    // it (assert_tenant_is_whole logs in with it), and the claim's labels replaced the sealed value.
+    assert!(
+        provision_log(&fleet, "from-pool")
+            .await
+            .iter()
+            .any(|message| message.starts_with("kept the pool role's own password")),
+        "{:?}",
+        provision_log(&fleet, "from-pool").await
+    );
+    let comment: String = sqlx::query_scalar(
+        "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = 'tenant_from_pool'",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert!(!comment.contains("sealed_password"), "{comment}");
+    admin.close().await.unwrap();
     assert_eq!(
         pool_status(&fleet).await["n_ready"],
         1,

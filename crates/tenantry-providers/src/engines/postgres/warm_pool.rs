@@ -8,10 +8,17 @@
 //!   `_sqlx_migrations` and runs later migrations as itself.
 //! - **Warm pool**: databases copied from the template ahead of time, `tenantry_pool_<hash>_<n>`, each owned
 //!   (with everything in it) by a NOLOGIN role of the same name. Claiming one is a single transaction on the admin
-//!   session: rename the database and the role to `tenant_<slug>`, give the role its login and password, set the
-//!   quotas, grants and labels. Ownership follows the role, so nothing inside the database is touched, and no
-//!   session to it is needed. Two jobs cannot claim one database: the second rename waits for the first and then
-//!   finds no database of that name, and its transaction changes nothing.
+//!   session: rename the database and the role to `tenant_<slug>`, give the role its login, set the quotas,
+//!   grants and labels. Ownership follows the role, so nothing inside the database is touched, and no session to
+//!   it is needed. Two jobs cannot claim one database: the second rename waits for the first and then finds no
+//!   database of that name, and its transaction changes nothing.
+//! - **Pool passwords**: setting a role's password costs the server about 4 ms (PostgreSQL checks the SCRAM
+//!   verifier against an empty password, 4096 PBKDF2 rounds), the largest single cost of a claim. So a pool role
+//!   gets its own random password when it is made, sealed with tenantry's [`SealingKey`] into the pool database's
+//!   comment. A claim opens it and keeps it: the role is renamed (a SCRAM verifier survives a rename) and the
+//!   job stores that password as the tenant's secret. The claim's `COMMENT ON DATABASE` replaces the sealed value
+//!   with the tenant's labels in the same transaction. A pool database whose password does not open (made without
+//!   a key, or under another key) is claimed the old way, with the tenant's own password.
 //!
 //! Databases are built under a temporary name, `tenantry_build_<hash>[_<n>]`, and renamed when complete, so a
 //! half-built one is never used. Building, filling and pruning take one advisory lock on the admin database, so
@@ -20,7 +27,9 @@
 
 use super::super::{quote_identifier, quote_literal, SchemaVersion, TenantDatabaseSpec};
 use super::{execute_converging, sqlstate, PostgresServer};
-use crate::credentials::SecretString;
+use crate::credentials::{
+    generate_database_password, scram_sha256_verifier, SealingKey, SecretString,
+};
 use crate::{Error, Result};
 use sqlx::postgres::PgConnection;
 use sqlx::{Connection, Executor};
@@ -108,8 +117,14 @@ fn parse_name(name: &str) -> Option<FastPathName> {
 /// How `create_database` came by the tenant's database.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DatabaseOrigin {
-    /// A warm-pool database, claimed by renaming it (its former name).
-    WarmPool(String),
+    /// A warm-pool database, claimed by renaming it.
+    WarmPool {
+        /// Its former name.
+        database: String,
+        /// The pool role's own password, kept by the claim: the tenant's secret must now hold it. `None` when
+        /// the claim set the tenant's password instead.
+        kept_password: Option<SecretString>,
+    },
     /// A copy of the schema's template database.
     Template,
     /// An empty database; the migrations run as the tenant. `why`: the reason the template was not used.
@@ -121,8 +136,8 @@ pub enum DatabaseOrigin {
 impl std::fmt::Display for DatabaseOrigin {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            DatabaseOrigin::WarmPool(name) => {
-                write!(formatter, "claimed warm-pool database {name}")
+            DatabaseOrigin::WarmPool { database, .. } => {
+                write!(formatter, "claimed warm-pool database {database}")
             }
             DatabaseOrigin::Template => formatter.write_str("copied from the schema template"),
             DatabaseOrigin::Plain { why: None } => formatter.write_str("created empty"),
@@ -284,8 +299,19 @@ pub(super) struct CreationLookup {
     pub database: bool,
     pub role: bool,
     pub template_owner: bool,
-    /// Pool databases of the schema, in random order so that concurrent jobs try different ones first.
-    pub candidates: Vec<String>,
+    /// Pool databases of the schema with their comments, in random order so that concurrent jobs try different
+    /// ones first.
+    pub candidates: Vec<(String, Option<String>)>,
+}
+
+/// The password sealed into a pool database's comment, if `key` opens it.
+fn sealed_pool_password(
+    key: Option<&SealingKey>,
+    database: &str,
+    comment: Option<&str>,
+) -> Option<SecretString> {
+    let comment: serde_json::Value = serde_json::from_str(comment?).ok()?;
+    key?.open(comment.get("sealed_password")?.as_str()?, database)
 }
 
 impl PostgresServer {
@@ -300,7 +326,8 @@ impl PostgresServer {
                 "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1),
                         EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1),
                         EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $2),
-                        ARRAY(SELECT datname::text FROM pg_database WHERE datname LIKE $3 ORDER BY random() LIMIT $4)",
+                        ARRAY(SELECT json_build_array(datname, shobj_description(oid, 'pg_database'))::text
+                              FROM pg_database WHERE datname LIKE $3 ORDER BY random() LIMIT $4)",
             )
             .bind(resource_name)
             .bind(TEMPLATE_OWNER)
@@ -309,6 +336,10 @@ impl PostgresServer {
             .fetch_one(&mut *connection)
             .await
             .map_err(|error| Error::from_server("reading the server catalog", error))?;
+        let candidates = candidates
+            .iter()
+            .filter_map(|pair| serde_json::from_str::<(String, Option<String>)>(pair).ok())
+            .collect();
         Ok(CreationLookup {
             database,
             role,
@@ -317,42 +348,52 @@ impl PostgresServer {
         })
     }
 
-    /// Claims one warm-pool database for the tenant, or returns `None` when none could be had.
+    /// Claims one warm-pool database for the tenant, or returns `None` when none could be had. The role keeps the
+    /// pool password that `sealing` opens (returned, for the tenant's secret), or else gets `password`.
     pub(super) async fn claim_pool_database(
         &self,
         spec: &TenantDatabaseSpec,
         password: &SecretString,
         lookup: &CreationLookup,
-    ) -> Result<Option<String>> {
+        sealing: Option<&SealingKey>,
+    ) -> Result<Option<DatabaseOrigin>> {
         if lookup.candidates.is_empty() {
             return Ok(None);
         }
         let name = quote_identifier(&spec.resource_name)?;
-        let tenant_statements = [
-            Self::role_statements(&name, spec, password),
-            Self::access_statements(&name, spec),
-        ]
-        .concat();
+        let access = Self::access_statements(&name, spec);
         let mut connection = self.admin_connection().await?;
-        for candidate in &lookup.candidates {
+        for (candidate, comment) in &lookup.candidates {
             if !matches!(parse_name(candidate), Some(FastPathName::Pool { .. })) {
                 continue;
             }
+            let kept_password = sealed_pool_password(sealing, candidate, comment.as_deref());
             let pool_database = quote_identifier(candidate)?;
             // One simple-protocol message runs as one implicit transaction: the claim happens whole or not at all.
             let claim = [
                 format!("ALTER DATABASE {pool_database} RENAME TO {name}"),
                 format!("ALTER ROLE {pool_database} RENAME TO {name}"),
             ]
-            .iter()
-            .chain(&tenant_statements)
+            .into_iter()
+            .chain(Self::role_statements(
+                &name,
+                spec,
+                kept_password.is_none().then_some(password),
+            ))
+            .chain(access.iter().cloned())
             .map(|statement| format!("{statement};"))
             .collect::<Vec<_>>()
             .join("\n");
             match connection.execute(claim.as_str()).await {
                 Ok(_) => {
-                    self.log_in_ahead(&spec.resource_name, password);
-                    return Ok(Some(candidate.clone()));
+                    self.log_in_ahead(
+                        &spec.resource_name,
+                        kept_password.as_ref().unwrap_or(password),
+                    );
+                    return Ok(Some(DatabaseOrigin::WarmPool {
+                        database: candidate.clone(),
+                        kept_password,
+                    }));
                 }
                 // Claimed by another job a moment ago (3D000), a session on it (55006), or a leftover without its
                 // role (42704): try the next one.
@@ -647,6 +688,7 @@ impl PostgresServer {
         target: usize,
         max_creations: usize,
         wait: LockWait,
+        sealing: Option<&SealingKey>,
     ) -> Result<FillReport> {
         let Some(mut session) = self.maintenance_session(wait).await? else {
             return Ok(FillReport {
@@ -655,7 +697,7 @@ impl PostgresServer {
             });
         };
         let filled = self
-            .fill_locked(&mut session, schema, target, max_creations)
+            .fill_locked(&mut session, schema, target, max_creations, sealing)
             .await;
         let _ = session.close().await;
         filled
@@ -667,6 +709,7 @@ impl PostgresServer {
         schema: &SchemaVersion,
         target: usize,
         max_creations: usize,
+        sealing: Option<&SealingKey>,
     ) -> Result<FillReport> {
         let mut report = FillReport::default();
         let (ready, used_numbers) = Self::pool_numbers(session, &schema.hash).await?;
@@ -680,7 +723,8 @@ impl PostgresServer {
             let Some(number) = numbers.next() else {
                 break;
             };
-            self.create_pool_database(session, schema, number).await?;
+            self.create_pool_database(session, schema, number, sealing)
+                .await?;
             report.n_created += 1;
             report.n_ready += 1;
         }
@@ -719,12 +763,14 @@ impl PostgresServer {
     }
 
     /// Copies the template into `tenantry_build_<hash>_<n>`, hands its objects to the pool role of the same
-    /// number, and renames it into the pool.
+    /// number (with a password of its own, sealed into the comment, when there is a `sealing` key), and renames
+    /// it into the pool.
     async fn create_pool_database(
         &self,
         session: &mut PgConnection,
         schema: &SchemaVersion,
         number: u64,
+        sealing: Option<&SealingKey>,
     ) -> Result<()> {
         let pool = pool_name(&schema.hash, number);
         let pool_quoted = quote_identifier(&pool)?;
@@ -748,7 +794,22 @@ impl PostgresServer {
         .await?;
         self.hand_over_template_objects(&build_name, &pool_quoted)
             .await?;
-        let label = serde_json::json!({ "tenantry": "warm_pool", "schema": schema.hash });
+        let mut label = serde_json::json!({ "tenantry": "warm_pool", "schema": schema.hash });
+        if let Some(key) = sealing {
+            // The role stays NOLOGIN until a claim: the password is of no use before then.
+            let password = generate_database_password();
+            session
+                .execute(
+                    format!(
+                        "ALTER ROLE {pool_quoted} PASSWORD {}",
+                        quote_literal(&scram_sha256_verifier(&password))
+                    )
+                    .as_str(),
+                )
+                .await
+                .map_err(|error| Error::from_server(&context, error))?;
+            label["sealed_password"] = serde_json::json!(key.seal(&password, &pool)?);
+        }
         let finish = format!(
             "ALTER DATABASE {build} RENAME TO {pool_quoted};\nCOMMENT ON DATABASE {pool_quoted} IS {};",
             quote_literal(&label.to_string())
@@ -934,6 +995,44 @@ mod tests {
                 "{name} is a valid identifier"
             );
         }
+    }
+
+    #[test]
+    fn a_pool_password_opens_only_with_the_key_it_was_sealed_under_for_its_database() {
+        let key = SealingKey::generate();
+        let password = generate_database_password();
+        let database = pool_name(CURRENT, 1);
+        let comment = serde_json::json!({
+            "tenantry": "warm_pool",
+            "sealed_password": key.seal(&password, &database).unwrap(),
+        })
+        .to_string();
+        assert_eq!(
+            sealed_pool_password(Some(&key), &database, Some(&comment)),
+            Some(password)
+        );
+        // Without the key, under another key, for another database, or without a sealed value: the claim sets the
+        // tenant's own password instead.
+        assert_eq!(sealed_pool_password(None, &database, Some(&comment)), None);
+        let other_key = SealingKey::generate();
+        assert_eq!(
+            sealed_pool_password(Some(&other_key), &database, Some(&comment)),
+            None
+        );
+        assert_eq!(
+            sealed_pool_password(Some(&key), &pool_name(CURRENT, 2), Some(&comment)),
+            None
+        );
+        let unsealed = serde_json::json!({ "tenantry": "warm_pool" }).to_string();
+        assert_eq!(
+            sealed_pool_password(Some(&key), &database, Some(&unsealed)),
+            None
+        );
+        assert_eq!(
+            sealed_pool_password(Some(&key), &database, Some("not json")),
+            None
+        );
+        assert_eq!(sealed_pool_password(Some(&key), &database, None), None);
     }
 
     #[test]
