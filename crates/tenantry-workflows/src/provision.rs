@@ -51,6 +51,8 @@ struct RunMemo {
     job_id: String,
     server: Option<(ServerRecord, TenantServer)>,
     tenant_url: Option<SecretString>,
+    /// `state_checked` found no secret for the slug in this run, so `secret_set` need not look again.
+    secret_absent: bool,
 }
 
 impl ProvisionWorkflow {
@@ -289,6 +291,7 @@ impl ProvisionWorkflow {
         if has_secret {
             pieces.push(format!("secret {}", spec.slug.secret_name()));
         }
+        self.memo(context).secret_absent = !has_secret;
         if !pieces.is_empty() {
             return Err(PhaseError::fatal(
                 ErrorCode::PartialState,
@@ -333,7 +336,8 @@ impl ProvisionWorkflow {
     async fn secret_set(&self, context: &mut JobContext) -> Result<(), PhaseError> {
         let spec = Self::spec(context)?;
         let secret_name = spec.slug.secret_name();
-        if self.platform.read_secret(&secret_name).await?.is_some() {
+        let known_absent = std::mem::take(&mut self.memo(context).secret_absent);
+        if !known_absent && self.platform.read_secret(&secret_name).await?.is_some() {
             // A previous attempt stored it (with its labels); keep it so the role and the secret cannot disagree.
             return context
                 .log("info", &format!("secret {secret_name} already stored"))
