@@ -29,6 +29,11 @@ pub enum Dialect {
 pub struct Registry {
     pub(crate) pool: AnyPool,
     pub(crate) dialect: Dialect,
+    /// SQLite only: this process's writers take turns here before `BEGIN IMMEDIATE`. SQLite has one write lock,
+    /// and a connection that finds it taken waits in SQLite's busy handler, which sleeps 1, 2, 5, 10 ms and more
+    /// between tries: two concurrent jobs in one process would spend much of their time asleep. Queued here, the
+    /// next writer starts the moment the lock is free. Other processes still meet at the busy handler.
+    pub(crate) write_turn: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
     /// The PostgreSQL URL, kept to open LISTEN connections (`None` on SQLite).
     pub(crate) postgres_url: Option<std::sync::Arc<str>>,
 }
@@ -107,6 +112,7 @@ impl Registry {
                 let registry = Registry {
                     pool,
                     dialect: Dialect::Postgres,
+                    write_turn: None,
                     postgres_url: Some(url.as_str().into()),
                 };
                 // sqlx's migrator takes a PostgreSQL advisory lock, so concurrent starts are safe.
@@ -147,6 +153,9 @@ impl Registry {
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(30))
+            // A connection to a local file does not go stale the way a network session does; sqlx's ping before
+            // each acquire would double the round trips (each one a hop to the connection's thread) of every query.
+            .test_before_acquire(false)
             .after_connect(|connection, _meta| {
                 Box::pin(async move {
                     connection
@@ -166,6 +175,7 @@ impl Registry {
         let registry = Registry {
             pool,
             dialect: Dialect::Sqlite,
+            write_turn: Some(std::sync::Arc::new(tokio::sync::Mutex::new(()))),
             postgres_url: None,
         };
         // sqlx takes no lock while migrating SQLite, so processes starting together serialise on a lock file.
@@ -234,12 +244,48 @@ impl Registry {
 
     /// Begins a transaction that will write. On SQLite it takes the write lock up front (`BEGIN IMMEDIATE`),
     /// because a deferred transaction that reads and then writes fails at once when another process wrote meanwhile.
-    pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, sqlx::Any>> {
+    pub(crate) async fn begin_write(&self) -> Result<WriteTransaction> {
+        let turn = match &self.write_turn {
+            Some(turn) => Some(turn.clone().lock_owned().await),
+            None => None,
+        };
         let transaction = match self.dialect {
             Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Dialect::Postgres => self.pool.begin().await?,
         };
-        Ok(transaction)
+        Ok(WriteTransaction { transaction, turn })
+    }
+}
+
+/// A write transaction, holding this process's write turn on SQLite until it ends. It derefs to the connection,
+/// like sqlx's `Transaction`.
+pub(crate) struct WriteTransaction {
+    // Declared first, so dropped first: an unfinished transaction goes back to be rolled back before the turn
+    // passes on.
+    transaction: Transaction<'static, sqlx::Any>,
+    turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl WriteTransaction {
+    pub(crate) async fn commit(self) -> std::result::Result<(), sqlx::Error> {
+        let WriteTransaction { transaction, turn } = self;
+        let committed = transaction.commit().await;
+        drop(turn);
+        committed
+    }
+}
+
+impl std::ops::Deref for WriteTransaction {
+    type Target = sqlx::AnyConnection;
+
+    fn deref(&self) -> &sqlx::AnyConnection {
+        &self.transaction
+    }
+}
+
+impl std::ops::DerefMut for WriteTransaction {
+    fn deref_mut(&mut self) -> &mut sqlx::AnyConnection {
+        &mut self.transaction
     }
 }
 
