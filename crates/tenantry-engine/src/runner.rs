@@ -217,6 +217,7 @@ impl Runner {
             progress: self.progress.clone(),
             current_phase: None,
             pending_logs: Vec::new(),
+            state_changed: false,
         };
         let ending = match self.forward(workflow, &mut context).await {
             Ok(ending) => ending,

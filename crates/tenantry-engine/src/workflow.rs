@@ -78,6 +78,8 @@ pub struct JobContext {
     /// so logging costs no write of its own. A crash loses only lines of a phase that is not recorded as applied
     /// and runs again.
     pub(crate) pending_logs: Vec<JobLogLine>,
+    /// The state changed by [`JobContext::set_output`] and not yet written.
+    pub(crate) state_changed: bool,
 }
 
 impl JobContext {
@@ -101,8 +103,20 @@ impl JobContext {
             .record_progress(&self.fence, &self.pending_logs, &[], Some(&state))
             .await?;
         self.pending_logs.clear();
+        self.state_changed = false;
         self.job.state = state;
         Ok(())
+    }
+
+    /// Records a phase's output (a non-secret value later phases or readers of the job want) in the job's state
+    /// with the write that marks the phase applied: no write of its own. Use [`JobContext::set_state`] instead
+    /// when the value must be durable before the phase acts on the world (what an undo needs to find).
+    pub fn set_output(&mut self, key: &str, value: serde_json::Value) {
+        if !self.job.state.is_object() {
+            self.job.state = serde_json::json!({});
+        }
+        self.job.state[key] = value;
+        self.state_changed = true;
     }
 
     /// Adds a log line to the job's event log (and the process log). Never pass a secret. The line reaches the
@@ -129,13 +143,15 @@ impl JobContext {
         &mut self,
         transitions: &[tenantry_registry::PhaseTransition],
     ) -> Result<(), PhaseError> {
-        if self.pending_logs.is_empty() && transitions.is_empty() {
+        if self.pending_logs.is_empty() && transitions.is_empty() && !self.state_changed {
             return Ok(());
         }
+        let state = self.state_changed.then_some(&self.job.state);
         self.registry
-            .record_progress(&self.fence, &self.pending_logs, transitions, None)
+            .record_progress(&self.fence, &self.pending_logs, transitions, state)
             .await?;
         self.pending_logs.clear();
+        self.state_changed = false;
         Ok(())
     }
 

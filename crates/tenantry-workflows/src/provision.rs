@@ -103,12 +103,7 @@ impl ProvisionWorkflow {
         &self,
         context: &JobContext,
     ) -> Result<Option<(ServerRecord, TenantServer)>, PhaseError> {
-        let Some(name) = context
-            .job
-            .placed_server
-            .clone()
-            .or_else(|| context.state_str("server").map(str::to_owned))
-        else {
+        let Some(name) = context.job.placed_server.clone() else {
             return Ok(None);
         };
         let known = self
@@ -230,9 +225,8 @@ impl ProvisionWorkflow {
                 ),
             ));
         }
-        context
-            .set_state("server", serde_json::json!(server.name))
-            .await?;
+        // place_job recorded the placement on the job; the copy in hand follows without another read.
+        context.job.placed_server = Some(server.name.clone());
         context
             .log(
                 "info",
@@ -246,11 +240,12 @@ impl ProvisionWorkflow {
 
     async fn placement_resolved_undo(&self, context: &mut JobContext) -> Result<(), PhaseError> {
         self.memo(context).server = None;
-        Ok(self
-            .platform
+        self.platform
             .registry
             .clear_placement(&context.fence)
-            .await?)
+            .await?;
+        context.job.placed_server = None;
+        Ok(())
     }
 
     async fn state_checked(&self, context: &mut JobContext) -> Result<(), PhaseError> {
@@ -308,7 +303,7 @@ impl ProvisionWorkflow {
 
     async fn dry_run(&self, context: &mut JobContext) -> Result<(), PhaseError> {
         let spec = Self::spec(context)?;
-        let server = context.state_str("server").unwrap_or_default().to_owned();
+        let server = context.job.placed_server.clone().unwrap_or_default();
         let resource_name = spec.slug.resource_name();
         let would_create = serde_json::json!({
             "server": server,
@@ -479,9 +474,7 @@ impl ProvisionWorkflow {
             .run_migrations(&url, &directory)
             .await
             .map_err(|error| provider_error(ErrorCode::MigrationsFailed, error))?;
-        context
-            .set_state("schema_version", serde_json::json!(version))
-            .await?;
+        context.set_output("schema_version", serde_json::json!(version));
         context
             .log(
                 "info",
@@ -671,9 +664,7 @@ pub(crate) async fn check_tenant(
                 PhaseError::Fatal(error)
             }
         })?;
-    context
-        .set_state("checks", serde_json::json!(report.checks))
-        .await?;
+    context.set_output("checks", serde_json::json!(report.checks));
     for warning in report.warnings() {
         context
             .log(
