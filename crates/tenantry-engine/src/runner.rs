@@ -347,8 +347,8 @@ impl Runner {
         Ok(Ending::Complete)
     }
 
-    /// Applies one phase. Its end is one registry write: the phase applied, its log lines, and `next` marked
-    /// running (unless a shutdown was asked for). Returns the position of the phase it marked running.
+    /// Applies one phase. Its end is one registry write: the phase applied, its log lines and outputs, and `next`
+    /// marked running (unless a shutdown was asked for). Returns the position of the phase it marked running.
     async fn apply_phase<W: Workflow>(
         &self,
         workflow: &W,
