@@ -516,46 +516,6 @@ impl Registry {
         Ok(())
     }
 
-    /// Moves one phase to `status` and records the change as a job event, atomically.
-    pub async fn set_phase_status(
-        &self,
-        fence: &Fence,
-        position: i64,
-        status: PhaseStatus,
-        message: &str,
-    ) -> Result<()> {
-        let transition = PhaseTransition {
-            position,
-            status,
-            message: message.to_owned(),
-        };
-        self.record_progress(fence, &[], std::slice::from_ref(&transition), None)
-            .await
-    }
-
-    /// Appends a log line to the job's event log.
-    pub async fn append_job_log(
-        &self,
-        fence: &Fence,
-        phase: Option<&str>,
-        level: &str,
-        message: &str,
-    ) -> Result<()> {
-        let line = JobLogLine {
-            at: now_millis(),
-            phase: phase.map(str::to_owned),
-            level: level.to_owned(),
-            message: message.to_owned(),
-        };
-        self.record_progress(fence, std::slice::from_ref(&line), &[], None)
-            .await
-    }
-
-    /// Replaces the job's state: the non-secret outputs of its phases that later phases read.
-    pub async fn set_job_state(&self, fence: &Fence, state: &serde_json::Value) -> Result<()> {
-        self.record_progress(fence, &[], &[], Some(state)).await
-    }
-
     /// A run's bookkeeping in one transaction: log lines written since the last write (each with the time it was
     /// logged), then the phase transitions in order, then the job's new state. The runner folds "phase N applied"
     /// and "phase N+1 running" into one call, with N's log lines: one registry write per phase instead of three or

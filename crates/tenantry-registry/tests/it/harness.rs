@@ -5,10 +5,10 @@ use sqlx::{Connection, Executor, PgConnection, SqliteConnection};
 use std::future::Future;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use tenantry_core::{EngineKind, JobKind, TenantStatus};
+use tenantry_core::{EngineKind, JobKind, PhaseStatus, TenantStatus};
 use tenantry_registry::{
-    now_millis, Fence, JobRecord, NewAuditEvent, NewJob, NewServer, Registry, RegistryLocation,
-    TenantRecord,
+    now_millis, Fence, JobLogLine, JobRecord, NewAuditEvent, NewJob, NewServer, PhaseTransition,
+    Registry, RegistryLocation, TenantRecord,
 };
 
 /// Enough connections for the concurrent-placement case to have every worker in a transaction at once.
@@ -297,4 +297,69 @@ pub async fn count_audit(
         })
         .await?;
     Ok(events.len())
+}
+
+/// One change at a time, for cases that test a single kind of write: each is a `record_progress` call (the one
+/// write the runner makes) with only that part filled in.
+pub trait ProgressShortcuts {
+    async fn set_phase_status(
+        &self,
+        fence: &Fence,
+        position: i64,
+        status: PhaseStatus,
+        message: &str,
+    ) -> tenantry_registry::Result<()>;
+    async fn append_job_log(
+        &self,
+        fence: &Fence,
+        phase: Option<&str>,
+        level: &str,
+        message: &str,
+    ) -> tenantry_registry::Result<()>;
+    async fn set_job_state(
+        &self,
+        fence: &Fence,
+        state: &serde_json::Value,
+    ) -> tenantry_registry::Result<()>;
+}
+
+impl ProgressShortcuts for Registry {
+    async fn set_phase_status(
+        &self,
+        fence: &Fence,
+        position: i64,
+        status: PhaseStatus,
+        message: &str,
+    ) -> tenantry_registry::Result<()> {
+        let transition = PhaseTransition {
+            position,
+            status,
+            message: message.to_owned(),
+        };
+        self.record_progress(fence, &[], &[transition], None).await
+    }
+
+    async fn append_job_log(
+        &self,
+        fence: &Fence,
+        phase: Option<&str>,
+        level: &str,
+        message: &str,
+    ) -> tenantry_registry::Result<()> {
+        let line = JobLogLine {
+            at: now_millis(),
+            phase: phase.map(str::to_owned),
+            level: level.to_owned(),
+            message: message.to_owned(),
+        };
+        self.record_progress(fence, &[line], &[], None).await
+    }
+
+    async fn set_job_state(
+        &self,
+        fence: &Fence,
+        state: &serde_json::Value,
+    ) -> tenantry_registry::Result<()> {
+        self.record_progress(fence, &[], &[], Some(state)).await
+    }
 }

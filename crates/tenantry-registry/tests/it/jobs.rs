@@ -2,11 +2,13 @@
 
 use crate::harness::{
     add_postgres_server, audit_event, claimed_provision_job, count_audit, new_job,
-    register_tenant_on, wait_until_clock_passes, PHASES,
+    register_tenant_on, wait_until_clock_passes, ProgressShortcuts, PHASES,
 };
 use anyhow::Context;
 use tenantry_core::{JobKind, JobStatus, PhaseStatus, TenantStatus};
-use tenantry_registry::{AuditFilter, Error, EventKind, JobFilter, Registry};
+use tenantry_registry::{
+    AuditFilter, Error, EventKind, JobFilter, JobLogLine, PhaseTransition, Registry,
+};
 
 pub async fn case_jobs_create_records_phases_in_order_and_job_created_audit(
     registry: Registry,
@@ -323,6 +325,98 @@ pub async fn case_jobs_phase_status_and_logs_become_events_in_order(
         "expected NotFound, got {missing_phase:?}"
     );
     assert_eq!(registry.job_events(&job.id, 0).await?.len(), n_events);
+    Ok(())
+}
+
+/// The runner's one write per phase: the phase's log lines (with the times they were logged), then the phase
+/// applied and the next running, then the state, all or nothing, and only under the job's current lease.
+pub async fn case_jobs_record_progress_writes_a_phase_end_in_one_transaction(
+    registry: Registry,
+) -> anyhow::Result<()> {
+    let (job, fence) = claimed_provision_job(&registry, "acme").await?;
+    registry
+        .set_phase_status(&fence, 0, PhaseStatus::Running, "started")
+        .await?;
+    let logged_at = 1_000;
+    let line = JobLogLine {
+        at: logged_at,
+        phase: Some(PHASES[0].to_owned()),
+        level: "info".into(),
+        message: "slug reserved".into(),
+    };
+    let transitions = [
+        PhaseTransition {
+            position: 0,
+            status: PhaseStatus::Applied,
+            message: "applied in 3 ms".into(),
+        },
+        PhaseTransition {
+            position: 1,
+            status: PhaseStatus::Running,
+            message: "started".into(),
+        },
+    ];
+    let state = serde_json::json!({ "checks": [{ "name": "tenant_login", "status": "passed" }] });
+    registry
+        .record_progress(
+            &fence,
+            std::slice::from_ref(&line),
+            &transitions,
+            Some(&state),
+        )
+        .await?;
+
+    let recorded = registry.get_job(&job.id).await?;
+    assert_eq!(recorded.state, state);
+    let statuses: Vec<PhaseStatus> = recorded.phases.iter().map(|phase| phase.status).collect();
+    assert_eq!(
+        statuses[..3],
+        [
+            PhaseStatus::Applied,
+            PhaseStatus::Running,
+            PhaseStatus::Pending
+        ]
+    );
+    assert_eq!(recorded.phases[1].attempts, 1);
+    let events = registry.job_events(&job.id, 0).await?;
+    let tail: Vec<(EventKind, Option<&str>, &str, i64)> = events[events.len() - 3..]
+        .iter()
+        .map(|event| {
+            (
+                event.kind,
+                event.status.as_deref(),
+                event.message.as_str(),
+                event.at,
+            )
+        })
+        .collect();
+    assert_eq!(tail[0], (EventKind::Log, None, "slug reserved", logged_at));
+    assert_eq!(
+        (tail[1].0, tail[1].1, tail[1].2),
+        (EventKind::Phase, Some("applied"), "applied in 3 ms")
+    );
+    assert_eq!(
+        (tail[2].0, tail[2].1, tail[2].2),
+        (EventKind::Phase, Some("running"), "started")
+    );
+
+    // A transition that cannot apply (no such phase) takes the log line and the state down with it.
+    let n_events = events.len();
+    let failed = registry
+        .record_progress(
+            &fence,
+            std::slice::from_ref(&line),
+            &[PhaseTransition {
+                position: 99,
+                status: PhaseStatus::Applied,
+                message: "no such phase".into(),
+            }],
+            Some(&serde_json::json!({ "lost": true })),
+        )
+        .await;
+    assert!(failed.is_err(), "{failed:?}");
+    assert_eq!(registry.job_events(&job.id, 0).await?.len(), n_events);
+    assert_eq!(registry.get_job(&job.id).await?.state, state);
     Ok(())
 }
 

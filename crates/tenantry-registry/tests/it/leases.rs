@@ -1,6 +1,6 @@
 //! Conformance cases for job leases: claiming, takeover after expiry, renewal, release, and fencing stale writers.
 
-use crate::harness::{add_postgres_server, audit_event, new_job, tenant_record};
+use crate::harness::{add_postgres_server, audit_event, new_job, tenant_record, ProgressShortcuts};
 use anyhow::Context;
 use tenantry_core::{EngineKind, JobKind, JobStatus, PhaseStatus, TenantStatus};
 use tenantry_registry::{now_millis, Error, Fence, PlacementRequest, Registry};
