@@ -185,16 +185,10 @@ impl Platform {
         if let Some(key) = self.stored_sealing_key().await? {
             return Ok(key);
         }
-        let unavailable = |error: tenantry_providers::Error| {
-            CodedError::new(
-                ErrorCode::ProvisioningUnavailable,
-                format!("secret store: {error}"),
-            )
-        };
         self.secrets
             .put(SEALING_KEY_SECRET, &SealingKey::generate().to_secret())
             .await
-            .map_err(unavailable)?;
+            .map_err(store_unavailable)?;
         self.stored_sealing_key().await?.ok_or_else(|| {
             CodedError::new(
                 ErrorCode::ProvisioningUnavailable,
@@ -209,12 +203,7 @@ impl Platform {
             .secrets
             .get(SEALING_KEY_SECRET)
             .await
-            .map_err(|error| {
-                CodedError::new(
-                    ErrorCode::ProvisioningUnavailable,
-                    format!("secret store: {error}"),
-                )
-            })?;
+            .map_err(store_unavailable)?;
         Ok(stored.as_ref().and_then(SealingKey::from_secret))
     }
 
@@ -225,6 +214,13 @@ impl Platform {
             .await
             .map_err(|error| secret_store_error(&error))
     }
+}
+
+fn store_unavailable(error: tenantry_providers::Error) -> CodedError {
+    CodedError::new(
+        ErrorCode::ProvisioningUnavailable,
+        format!("secret store: {error}"),
+    )
 }
 
 pub(crate) fn secret_store_error(error: &tenantry_providers::Error) -> PhaseError {
