@@ -185,7 +185,7 @@ async fn warm_pool_tenant_is_whole_and_the_pool_shrinks_by_one() {
     // sealed (never in the clear: the comment is readable by every role on the server).
     let mut admin = PgConnection::connect(&tenant_cluster_url()).await.unwrap();
     let pool_roles: Vec<(bool, bool, String)> = sqlx::query_as(
-        "SELECT r.rolcanlogin, a.rolpassword LIKE 'SCRAM-SHA-256$4096:%', shobj_description(d.oid, 'pg_database')
+        "SELECT r.rolcanlogin, a.rolpassword LIKE 'SCRAM-SHA-256$16:%', shobj_description(d.oid, 'pg_database')
          FROM pg_roles r JOIN pg_authid a ON a.oid = r.oid JOIN pg_database d ON d.datname = r.rolname
          WHERE r.rolname LIKE 'tenantry\\_pool\\_%'",
     )
