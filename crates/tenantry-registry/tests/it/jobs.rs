@@ -420,6 +420,50 @@ pub async fn case_jobs_record_progress_writes_a_phase_end_in_one_transaction(
     Ok(())
 }
 
+/// A phase that logs more lines than one statement carries (the writer splits them): every line is kept, in order,
+/// with its own time, and the phase's transitions come after them.
+pub async fn case_jobs_record_progress_keeps_a_long_log_in_order(
+    registry: Registry,
+) -> anyhow::Result<()> {
+    let (job, fence) = claimed_provision_job(&registry, "acme").await?;
+    let n_before = registry.job_events(&job.id, 0).await?.len();
+    let lines: Vec<JobLogLine> = (0..600)
+        .map(|index| JobLogLine {
+            at: 10_000 + index,
+            phase: Some(PHASES[0].to_owned()),
+            level: "info".into(),
+            message: format!("line {index}"),
+        })
+        .collect();
+    registry
+        .record_progress(
+            &fence,
+            &lines,
+            &[PhaseTransition {
+                position: 0,
+                status: PhaseStatus::Running,
+                message: "started".into(),
+            }],
+            None,
+        )
+        .await?;
+    let events = registry.job_events(&job.id, 0).await?;
+    let written = &events[n_before..];
+    assert_eq!(written.len(), lines.len() + 1);
+    for (event, line) in written.iter().zip(&lines) {
+        assert_eq!(
+            (event.kind, event.message.as_str(), event.at),
+            (EventKind::Log, line.message.as_str(), line.at)
+        );
+    }
+    let last = &written[lines.len()];
+    assert_eq!(
+        (last.kind, last.status.as_deref(), last.phase.as_deref()),
+        (EventKind::Phase, Some("running"), Some(PHASES[0]))
+    );
+    Ok(())
+}
+
 pub async fn case_jobs_state_round_trips_json(registry: Registry) -> anyhow::Result<()> {
     let (job, fence) = claimed_provision_job(&registry, "acme").await?;
     let state = serde_json::json!({

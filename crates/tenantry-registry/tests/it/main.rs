@@ -56,6 +56,7 @@ conformance_tests! {
         jobs::case_jobs_list_newest_first_with_filters,
         jobs::case_jobs_phase_status_and_logs_become_events_in_order,
         jobs::case_jobs_record_progress_writes_a_phase_end_in_one_transaction,
+        jobs::case_jobs_record_progress_keeps_a_long_log_in_order,
         jobs::case_jobs_state_round_trips_json,
         jobs::case_jobs_finish_sets_status_error_tenant_status_and_audit,
         jobs::case_jobs_reopen_only_failed_or_rolled_back,
