@@ -12,8 +12,9 @@
 //!   grants and labels. Ownership follows the role, so nothing inside the database is touched, and no session to
 //!   it is needed. Two jobs cannot claim one database: the second rename waits for the first and then finds no
 //!   database of that name, and its transaction changes nothing.
-//! - **Pool passwords**: setting a role's password costs the server about 4 ms (PostgreSQL checks the SCRAM
-//!   verifier against an empty password, 4096 PBKDF2 rounds), the largest single cost of a claim. So a pool role
+//! - **Pool passwords**: setting a role's password makes PostgreSQL check the SCRAM verifier against an empty
+//!   password, running all its PBKDF2 rounds: 4.5 ms at 4096 rounds, 0.4 ms at the 16 that generated passwords
+//!   get, still a statement and a catalog write in the claim's transaction. So a pool role
 //!   gets its own random password when it is made, sealed with tenantry's [`SealingKey`] into the pool database's
 //!   comment. A claim opens it and keeps it: the role is renamed (a SCRAM verifier survives a rename) and the
 //!   job stores that password as the tenant's secret. The claim's `COMMENT ON DATABASE` replaces the sealed value
