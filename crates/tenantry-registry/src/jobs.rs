@@ -172,7 +172,7 @@ struct NewJobEvent<'a> {
     message: &'a str,
 }
 
-/// Rows per `INSERT` in [`insert_events`]: 7 values each stays far below the bound-parameter limits of both
+/// Rows per `INSERT` in [`insert_events`]: at 6 bound values a row, far below the bound-parameter limits of both
 /// databases (SQLite 32,766, PostgreSQL 65,535).
 const EVENTS_PER_INSERT: usize = 256;
 

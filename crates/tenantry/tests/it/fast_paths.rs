@@ -157,6 +157,23 @@ async fn template_path_makes_a_whole_tenant() {
         "{origin}"
     );
     assert_tenant_is_whole(&fleet, "from-template", 2).await;
+    // The template was compacted before it was copied: `VACUUM (FULL)` gave the tenant's table and the catalogs
+    // new files, where a table keeps the file named after its oid until it is rewritten.
+    let mut admin = PgConnection::connect(&with_database(
+        &tenant_cluster_url(),
+        &resource_name("from-template"),
+    ))
+    .await
+    .unwrap();
+    let rewritten: (bool, bool) = sqlx::query_as(
+        "SELECT pg_relation_filenode('users') <> 'users'::regclass::oid,
+                pg_relation_filenode('pg_proc') <> 'pg_proc'::regclass::oid",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(rewritten, (true, true), "the template was compacted");
+    admin.close().await.unwrap();
     let status = pool_status(&fleet).await;
     assert_eq!(status["template_ready"], true, "{status}");
     assert_eq!(status["n_ready"], 0, "{status}");
