@@ -119,50 +119,22 @@ pub(crate) async fn insert_event(
     level: &str,
     message: &str,
 ) -> Result<()> {
-    insert_event_at(
+    insert_events(
         connection,
         job_id,
-        now_millis(),
-        kind,
-        phase,
-        status,
-        level,
-        message,
+        &[NewJobEvent {
+            at: now_millis(),
+            kind,
+            phase,
+            status,
+            level,
+            message,
+        }],
     )
     .await
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn insert_event_at(
-    connection: &mut AnyConnection,
-    job_id: &str,
-    at: i64,
-    kind: EventKind,
-    phase: Option<&str>,
-    status: Option<&str>,
-    level: &str,
-    message: &str,
-) -> Result<()> {
-    let kind = match kind {
-        EventKind::Phase => "phase",
-        EventKind::Log => "log",
-    };
-    sqlx::query(
-        "INSERT INTO job_events (job_id, at, kind, phase, status, level, message) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(job_id)
-    .bind(at)
-    .bind(kind)
-    .bind(phase)
-    .bind(status)
-    .bind(level)
-    .bind(message)
-    .execute(&mut *connection)
-    .await?;
-    crate::notify::notify(connection, crate::notify::JOB_EVENTS_CHANNEL, job_id).await
-}
-
-/// One row of `job_events`, for [`insert_events`].
+/// One row of `job_events`, for [`insert_events`] (the one writer of that table).
 struct NewJobEvent<'a> {
     at: i64,
     kind: EventKind,
