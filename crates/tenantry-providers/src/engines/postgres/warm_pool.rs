@@ -14,12 +14,12 @@
 //!   database of that name, and its transaction changes nothing.
 //! - **Pool passwords**: setting a role's password makes PostgreSQL check the SCRAM verifier against an empty
 //!   password, running all its PBKDF2 rounds: 4.5 ms at 4096 rounds, 0.4 ms at the 16 that generated passwords
-//!   get, still a statement and a catalog write in the claim's transaction. So a pool role
-//!   gets its own random password when it is made, sealed with tenantry's [`SealingKey`] into the pool database's
-//!   comment. A claim opens it and keeps it: the role is renamed (a SCRAM verifier survives a rename) and the
-//!   job stores that password as the tenant's secret. The claim's `COMMENT ON DATABASE` replaces the sealed value
-//!   with the tenant's labels in the same transaction. A pool database whose password does not open (made without
-//!   a key, or under another key) is claimed the old way, with the tenant's own password.
+//!   get, and still a statement in the claim's transaction. So a pool role gets its own random password when it
+//!   is made, sealed with tenantry's [`SealingKey`] into the pool database's comment. A claim opens it and keeps
+//!   it: the role is renamed (a SCRAM verifier survives a rename) and the job stores that password as the
+//!   tenant's secret. The claim's `COMMENT ON DATABASE` replaces the sealed value with the tenant's labels in the
+//!   same transaction. A pool database whose password does not open (made without a key, or under another key)
+//!   is claimed the old way, with the tenant's own password.
 //!
 //! Databases are built under a temporary name, `tenantry_build_<hash>[_<n>]`, and renamed when complete, so a
 //! half-built one is never used. Building, filling and pruning take one advisory lock on the admin database, so
