@@ -141,10 +141,12 @@ pub fn verify_password(password: &SecretString, phc_hash: &str) -> bool {
 
 /// The SHA-256 of a high-entropy token, hex: enough to look a token up without storing it.
 pub fn hash_token(token: &SecretString) -> String {
-    Sha256::digest(token.expose().as_bytes())
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+    sha256_hex(token.expose())
+}
+
+/// The SHA-256 of `value`, lowercase hex. API tokens, console sessions and asset digests use it on every request.
+pub fn sha256_hex(value: &str) -> String {
+    hex::encode(Sha256::digest(value.as_bytes()))
 }
 
 /// The SCRAM iteration count RFC 7677 asks for: it slows down guessing a password someone chose from a stolen
@@ -260,6 +262,19 @@ mod tests {
         let verifier = scram_sha256_verifier(&SecretString::new("pencil".into()));
         assert!(verifier.starts_with("SCRAM-SHA-256$4096:"));
         assert_eq!(verifier.matches('$').count(), 2);
+    }
+
+    #[test]
+    fn sha256_hex_is_the_lowercase_digest() {
+        // FIPS 180-2's example: tokens and sessions stored before must still match.
+        assert_eq!(
+            sha256_hex("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(
+            hash_token(&SecretString::new("abc".into())),
+            sha256_hex("abc")
+        );
     }
 
     #[test]

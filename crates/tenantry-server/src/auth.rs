@@ -8,9 +8,9 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::Response;
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tenantry_core::PlatformRole;
+pub use tenantry_providers::credentials::sha256_hex;
 use tenantry_registry::now_millis;
 
 /// The name of the console's session cookie.
@@ -144,17 +144,6 @@ pub fn access_for(method: &Method, path: &str) -> Option<Access> {
             *policy_method == method.as_str() && *policy_path == path
         })
         .map(|(_, _, access)| *access)
-}
-
-pub fn sha256_hex(value: &str) -> String {
-    const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let digest = Sha256::digest(value.as_bytes());
-    let mut hex = String::with_capacity(2 * digest.len());
-    for byte in digest {
-        hex.push(char::from(HEX_DIGITS[usize::from(byte >> 4)]));
-        hex.push(char::from(HEX_DIGITS[usize::from(byte & 0x0f)]));
-    }
-    hex
 }
 
 /// An API token as handed to its owner: `tnt_<id>.<secret>`.
