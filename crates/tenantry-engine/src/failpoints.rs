@@ -1,10 +1,17 @@
-//! Test failpoints at phase boundaries, compiled in only with the `failpoints` feature.
+//! Test failpoints at phase boundaries and at named points inside a phase, compiled in only with the `failpoints`
+//! feature.
 //!
-//! `TENANTRY_FAILPOINTS="<phase>.<before|after|undo>=<exit|error|delay>,…"`: `exit` ends the process at once
-//! with no cleanup (as kill -9 would), `error` fails the phase fatally so the job unwinds (at `undo`: the undo
-//! fails, so the job ends `failed` with `E_PARTIAL_STATE`), `delay` holds the phase for two seconds (a slow
-//! phase, so tests can act while a job is in flight).
+//! `TENANTRY_FAILPOINTS="<phase>.<point>=<exit|error|delay>,…"`. The runner checks the points `before`, `after`
+//! and `undo` around every phase. A workflow names the points inside a phase where a crash leaves what no
+//! boundary can (a claimed warm-pool database whose secret is not written yet: `database_created.claimed`), and
+//! checks them with [`check`]. `exit` ends the process at once with no cleanup (as kill -9 would), `error` fails
+//! the phase fatally so the job unwinds (at `undo`: the undo fails, so the job ends `failed` with
+//! `E_PARTIAL_STATE`), `delay` holds the phase for two seconds (a slow phase, so tests can act while a job is in
+//! flight).
 //! `TENANTRY_REPEAT_STEPS=1` runs every apply and every undo twice in a row.
+
+use crate::workflow::PhaseError;
+use tenantry_core::ErrorCode;
 
 /// Where around a phase's apply a failpoint sits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,11 +45,11 @@ pub(crate) enum Action {
 /// How long a `delay` failpoint holds a phase.
 pub(crate) const DELAY: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// The action configured for this phase boundary, if any.
+/// The action configured for this point of the phase, if any.
 #[cfg(feature = "failpoints")]
-pub(crate) fn configured(phase: &str, boundary: Boundary) -> Option<Action> {
+pub(crate) fn configured(phase: &str, point: &str) -> Option<Action> {
     let spec = std::env::var("TENANTRY_FAILPOINTS").ok()?;
-    let wanted = format!("{phase}.{}", boundary.as_str());
+    let wanted = format!("{phase}.{point}");
     spec.split(',').find_map(|entry| {
         let (point, action) = entry.trim().split_once('=')?;
         if point != wanted {
@@ -58,7 +65,7 @@ pub(crate) fn configured(phase: &str, boundary: Boundary) -> Option<Action> {
 }
 
 #[cfg(not(feature = "failpoints"))]
-pub(crate) fn configured(_phase: &str, _boundary: Boundary) -> Option<Action> {
+pub(crate) fn configured(_phase: &str, _point: &str) -> Option<Action> {
     None
 }
 
@@ -75,10 +82,24 @@ pub(crate) fn repeat_steps() -> bool {
 }
 
 /// Ends the process the way a crash would: no destructors, no flushing, no lease release.
-pub(crate) fn crash_now(phase: &str, boundary: Boundary) -> ! {
-    eprintln!(
-        "failpoint: exiting abruptly at {phase}.{}",
-        boundary.as_str()
-    );
+fn crash_now(phase: &str, point: &str) -> ! {
+    eprintln!("failpoint: exiting abruptly at {phase}.{point}");
     std::process::exit(137)
+}
+
+/// Acts on the failpoint configured for `point` of `phase`, if any: ends the process, fails the phase fatally, or
+/// holds it for [`DELAY`]. Without the `failpoints` feature this does nothing.
+pub async fn check(phase: &str, point: &str) -> Result<(), PhaseError> {
+    match configured(phase, point) {
+        Some(Action::Delay) => {
+            tokio::time::sleep(DELAY).await;
+            Ok(())
+        }
+        Some(Action::Exit) => crash_now(phase, point),
+        Some(Action::Error) => Err(PhaseError::fatal(
+            ErrorCode::Failpoint,
+            format!("failpoint {phase}.{point} fired"),
+        )),
+        None => Ok(()),
+    }
 }

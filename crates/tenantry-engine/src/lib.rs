@@ -8,7 +8,7 @@ mod runner;
 mod view;
 mod workflow;
 
-pub use failpoints::Boundary;
+pub use failpoints::{check as failpoint, Boundary};
 pub use runner::{JobOutcome, Progress, ProgressSink, RetryPolicy, Runner};
 pub use view::{format_millis, JobView, LogView, PhaseView};
 pub use workflow::{JobContext, PhaseError, Workflow};

@@ -1,6 +1,6 @@
 //! The runner: claims a job's lease, keeps it alive, drives phases forward or backward, and ends the job.
 
-use crate::failpoints::{self, Action, Boundary};
+use crate::failpoints::{self, Boundary};
 use crate::workflow::{JobContext, PhaseError, Workflow};
 use crate::{owner_is_dead_local_process, Error, Result};
 use std::sync::Arc;
@@ -553,18 +553,7 @@ fn running(phase: &PhaseRecord) -> PhaseTransition {
 }
 
 async fn check_failpoint(phase: &str, boundary: Boundary) -> Result<(), PhaseError> {
-    match failpoints::configured(phase, boundary) {
-        Some(Action::Delay) => {
-            tokio::time::sleep(failpoints::DELAY).await;
-            Ok(())
-        }
-        Some(Action::Exit) => failpoints::crash_now(phase, boundary),
-        Some(Action::Error) => Err(PhaseError::fatal(
-            ErrorCode::Failpoint,
-            format!("failpoint {phase}.{} fired", boundary.as_str()),
-        )),
-        None => Ok(()),
-    }
+    failpoints::check(phase, boundary.as_str()).await
 }
 
 fn rollback_cause(job: &JobRecord) -> Option<CodedError> {

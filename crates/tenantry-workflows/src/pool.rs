@@ -179,8 +179,18 @@ pub async fn refill_warm_pools(platform: &Platform) -> Vec<RefillOutcome> {
             .fill_warm_pool(&schema, target, batch, LockWait::Skip, Some(&sealing))
             .await
             .map_err(|error| error.to_string());
-        if let Err(why) = &result {
-            tracing::warn!(server = %record.name, why, "warm pool refill failed; will try again");
+        match &result {
+            Err(why) => {
+                tracing::warn!(server = %record.name, why, "warm pool refill failed; will try again");
+            }
+            Ok(report) if report.n_created > 0 => tracing::info!(
+                server = %record.name,
+                made = report.n_created,
+                ready = report.n_ready,
+                target,
+                "warm pool refilled"
+            ),
+            Ok(_) => {}
         }
         outcomes.push(RefillOutcome {
             server: record.name,

@@ -411,6 +411,8 @@ impl ProvisionWorkflow {
             ..
         } = &origin
         {
+            // Tests crash here: the database is the tenant's, its role has the pool's password, the secret not yet.
+            tenantry_engine::failpoint("database_created", "claimed").await?;
             // The claimed role kept its pool password, so the secret takes it. A crash before this write leaves the
             // secret with the password of `secret_set`; the phase then runs again, finds the database, and sets
             // that password on the role: the two never disagree once the phase is applied.

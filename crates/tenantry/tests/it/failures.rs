@@ -15,7 +15,7 @@ for_each_engine!(
 );
 
 /// Asserts that nothing of `slug` exists anywhere and doctor agrees.
-async fn assert_nothing_left(fleet: &Fleet, slug: &str) {
+pub(crate) async fn assert_nothing_left(fleet: &Fleet, slug: &str) {
     assert_eq!(
         fleet.server_has(slug).await,
         (false, false),
@@ -44,6 +44,12 @@ async fn assert_nothing_left(fleet: &Fleet, slug: &str) {
 
 async fn error_at_every_phase_unwinds_to_nothing(engine: Engine) {
     let fleet = Fleet::new(engine).await;
+    unwind_at_every_phase(&fleet).await;
+    fleet.cleanup().await;
+}
+
+/// A fatal error before and after each phase, one tenant each: every job rolls back and leaves nothing.
+pub(crate) async fn unwind_at_every_phase(fleet: &Fleet) {
     for (index, phase) in PHASES.iter().enumerate() {
         for boundary in ["before", "after"] {
             let slug = format!("fail-{index}-{boundary}");
@@ -60,18 +66,25 @@ async fn error_at_every_phase_unwinds_to_nothing(engine: Engine) {
             let job = fleet.json(&["jobs", "list", "--tenant", &slug]).await[0].clone();
             assert_eq!(job["status"], "rolled_back", "{failpoint}");
             assert_eq!(job["error_code"], "E_FAILPOINT", "{failpoint}");
-            assert_nothing_left(&fleet, &slug).await;
+            assert_nothing_left(fleet, &slug).await;
             assert!(fleet
                 .audit_types(&slug)
                 .await
                 .contains(&"TENANT_PROVISION_FAILED".to_owned()));
         }
     }
-    fleet.cleanup().await;
 }
 
 async fn crash_at_every_phase_resumes_to_complete(engine: Engine) {
     let fleet = Fleet::new(engine).await;
+    resume_at_every_phase(&fleet).await;
+    fleet.cleanup().await;
+}
+
+/// A crash before and after each phase, one tenant each on a fleet that had none: each job resumes to complete.
+/// Returns the slugs.
+pub(crate) async fn resume_at_every_phase(fleet: &Fleet) -> Vec<String> {
+    let mut slugs = Vec::new();
     for (index, phase) in PHASES.iter().enumerate() {
         for boundary in ["before", "after"] {
             let slug = format!("crash-{index}-{boundary}");
@@ -117,12 +130,13 @@ async fn crash_at_every_phase_resumes_to_complete(engine: Engine) {
             let (database, _) = fleet.server_has(&slug).await;
             assert!(database, "{failpoint}");
             assert!(fleet.secret(&format!("tenant-db-{slug}")).await.is_some());
+            slugs.push(slug);
         }
     }
     assert_eq!(fleet.tenants().await.len(), PHASES.len() * 2);
     assert_eq!(fleet.n_tenant_databases().await, (PHASES.len() * 2) as i64);
     fleet.assert_doctor_clean().await;
-    fleet.cleanup().await;
+    slugs
 }
 
 async fn every_step_run_twice_converges(engine: Engine) {

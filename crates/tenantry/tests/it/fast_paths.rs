@@ -2,7 +2,10 @@
 //! the path, a tenant must come out the same: at the latest migration, everything in its database owned by its
 //! own role (so it can migrate further as itself), its credentials working, and `doctor` clean.
 
-use crate::harness::{tenant_cluster_url, with_database, write_file, Engine, Fleet};
+use crate::failures::{assert_nothing_left, resume_at_every_phase, unwind_at_every_phase};
+use crate::harness::{
+    eventually, tenant_cluster_url, with_database, write_file, Engine, Fleet, PROVISION_PHASES,
+};
 use serde_json::Value;
 use sqlx::{Connection, Executor, PgConnection};
 use std::collections::BTreeSet;
@@ -474,5 +477,220 @@ async fn sqlite_servers_have_no_pool() {
         "{run:?}"
     );
     assert_eq!(fleet.json(&["pool", "status"]).await, serde_json::json!([]));
+    fleet.cleanup().await;
+}
+
+/// Pool databases ready to claim, as `pool status` counts them.
+async fn n_ready(fleet: &Fleet) -> u64 {
+    pool_status(fleet).await["n_ready"].as_u64().unwrap()
+}
+
+/// A PostgreSQL fleet whose server has `size` pool databases ready.
+async fn fleet_with_pool(size: usize) -> Fleet {
+    let fleet = Fleet::new(Engine::Postgres).await;
+    let size = size.to_string();
+    fleet
+        .run(&["pool", "fill", "--server", "pg", "--size", &size])
+        .await
+        .assert_ok();
+    fleet
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_at_every_phase_of_a_pool_claim_resumes_to_complete() {
+    let n_jobs = PROVISION_PHASES.len() * 2;
+    let fleet = fleet_with_pool(n_jobs).await;
+    let slugs = resume_at_every_phase(&fleet).await;
+    // Every job got its database from the pool (a crash after the claim finds it on resume), none from the
+    // template, and each works with the credentials its secret holds.
+    assert_eq!(n_ready(&fleet).await, 0, "each job claimed one");
+    for slug in &slugs {
+        let origin = database_origin(&fleet, slug).await;
+        assert!(
+            !origin.ends_with("copied from the schema template"),
+            "{slug}: {origin}"
+        );
+        assert_tenant_is_whole(&fleet, slug, 2).await;
+    }
+    fleet.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_at_every_phase_of_a_pool_claim_unwinds_to_nothing() {
+    let n_jobs = PROVISION_PHASES.len() * 2;
+    let fleet = fleet_with_pool(n_jobs).await;
+    unwind_at_every_phase(&fleet).await;
+    // The jobs that failed after their claim (from `database_created.after` on) each dropped the database they
+    // claimed; the others left the pool alone.
+    let database_created = PROVISION_PHASES
+        .iter()
+        .position(|phase| *phase == "database_created")
+        .unwrap();
+    let n_claimed = 1 + 2 * (PROVISION_PHASES.len() - database_created - 1);
+    assert_eq!(n_ready(&fleet).await, (n_jobs - n_claimed) as u64);
+    fleet.assert_doctor_clean().await;
+    fleet.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_step_of_a_pool_claim_run_twice_converges() {
+    let fleet = fleet_with_pool(2).await;
+    let twice = [("TENANTRY_REPEAT_STEPS", "1")];
+    fleet.provision("claimed-twice", &twice).await.assert_ok();
+    // The second `database_created` finds the claimed database and keeps the secret and the role in step.
+    assert_tenant_is_whole(&fleet, "claimed-twice", 2).await;
+    assert_eq!(
+        n_ready(&fleet).await,
+        1,
+        "one claim, however often the step ran"
+    );
+    fleet.assert_doctor_clean().await;
+
+    let run = fleet
+        .provision(
+            "unclaimed-twice",
+            &[
+                ("TENANTRY_REPEAT_STEPS", "1"),
+                ("TENANTRY_FAILPOINTS", "complete.after=error"),
+            ],
+        )
+        .await;
+    assert_eq!(run.error_code().as_deref(), Some("E_FAILPOINT"), "{run:?}");
+    assert_nothing_left(&fleet, "unclaimed-twice").await;
+    assert_eq!(n_ready(&fleet).await, 0);
+    fleet.cleanup().await;
+}
+
+/// The one moment a boundary failpoint cannot reach: the pool database is the tenant's and its role has the pool's
+/// password, but the secret still holds the password of `secret_set`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_the_claim_and_the_secret_resumes_with_working_credentials() {
+    let fleet = fleet_with_pool(2).await;
+    let crashed = fleet
+        .provision(
+            "claim-crash",
+            &[("TENANTRY_FAILPOINTS", "database_created.claimed=exit")],
+        )
+        .await;
+    assert_eq!(crashed.status, 137, "{crashed:?}");
+    assert_eq!(fleet.server_has("claim-crash").await, (true, true));
+    let stale_secret = fleet.secret("tenant-db-claim-crash").await.unwrap();
+    assert!(
+        PgConnection::connect(&stale_secret).await.is_err(),
+        "the role has the pool's password, not the secret's"
+    );
+    let doctor = fleet.run(&["doctor", "--json"]).await;
+    assert_eq!(
+        doctor.status, 1,
+        "the interrupted job is reported: {doctor:?}"
+    );
+
+    fleet.provision("claim-crash", &[]).await.assert_ok();
+    let origin = database_origin(&fleet, "claim-crash").await;
+    assert!(
+        origin.ends_with("already there, brought in line"),
+        "{origin}"
+    );
+    assert_tenant_is_whole(&fleet, "claim-crash", 2).await;
+    assert_eq!(n_ready(&fleet).await, 1, "the resumed job claimed no other");
+    fleet.assert_doctor_clean().await;
+
+    // A failure at the same moment unwinds the claim: the database and role are dropped, the secret deleted.
+    let failed = fleet
+        .provision(
+            "claim-fail",
+            &[("TENANTRY_FAILPOINTS", "database_created.claimed=error")],
+        )
+        .await;
+    assert_eq!(
+        failed.error_code().as_deref(),
+        Some("E_FAILPOINT"),
+        "{failed:?}"
+    );
+    assert_nothing_left(&fleet, "claim-fail").await;
+    assert_eq!(
+        n_ready(&fleet).await,
+        0,
+        "the claimed database went with the job"
+    );
+    fleet.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_refills_the_pool_a_batch_per_round() {
+    let fleet = Fleet::new(Engine::Postgres).await;
+    let mut worker = fleet.spawn(
+        &["worker", "--workers", "1"],
+        &[
+            ("TENANTRY_WARM_POOL_SIZE", "2"),
+            ("TENANTRY_WARM_POOL_REFILL_BATCH", "1"),
+            ("RUST_LOG", "tenantry_workflows=info"),
+        ],
+    );
+    let pool_of = |size: u64| {
+        let fleet = &fleet;
+        move || async move { (n_ready(fleet).await == size).then_some(()) }
+    };
+    eventually(
+        60,
+        || format!("a pool of 2; worker log:\n{}", worker.log()),
+        pool_of(2),
+    )
+    .await;
+
+    // A tenant the worker provisions takes one; the next rounds put it back.
+    let recorded = fleet
+        .run(&[
+            "provision-tenant",
+            "--slug",
+            "refilled",
+            "--display-name",
+            "Refilled",
+            "--admin-email",
+            "admin@refilled.example",
+            "--no-wait",
+            "--json",
+        ])
+        .await;
+    recorded.assert_ok();
+    let job_id = recorded.json()["job_id"].as_str().unwrap().to_owned();
+    let job = eventually(
+        60,
+        || format!("job {job_id} completes; worker log:\n{}", worker.log()),
+        || async {
+            let job = fleet.json(&["jobs", "show", &job_id]).await;
+            (job["status"] == "complete").then_some(job)
+        },
+    )
+    .await;
+    assert_eq!(job["status"], "complete");
+    assert!(
+        database_origin(&fleet, "refilled")
+            .await
+            .contains("claimed warm-pool database"),
+        "the worker's job claimed a pool database"
+    );
+    eventually(
+        60,
+        || format!("the pool refilled; worker log:\n{}", worker.log()),
+        pool_of(2),
+    )
+    .await;
+    worker.signal("TERM");
+    assert!(worker.wait(30).await.success(), "{}", worker.log());
+
+    // Three databases made, never more than the batch in one round.
+    let rounds: Vec<u64> = worker
+        .log()
+        .lines()
+        .filter(|line| line.contains("warm pool refilled"))
+        .map(|line| {
+            let made = line.split("made=").nth(1).unwrap();
+            made.split_whitespace().next().unwrap().parse().unwrap()
+        })
+        .collect();
+    assert_eq!(rounds, [1, 1, 1], "{}", worker.log());
+    assert_tenant_is_whole(&fleet, "refilled", 2).await;
+    fleet.assert_doctor_clean().await;
     fleet.cleanup().await;
 }

@@ -575,6 +575,29 @@ pub async fn wipe_tenant_cluster() {
     }
 }
 
+/// Polls `check` every 50 ms until it returns a value: for what another process does in its own time. After
+/// `seconds` it panics with `describe()`, made then, so a log in it is complete.
+pub async fn eventually<T, F, Fut>(
+    seconds: u64,
+    describe: impl FnOnce() -> String,
+    mut check: F,
+) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let reached = tokio::time::timeout(std::time::Duration::from_secs(seconds), async {
+        loop {
+            if let Some(value) = check().await {
+                return value;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    reached.unwrap_or_else(|_| panic!("not within {seconds} s: {}", describe()))
+}
+
 pub fn write_file(path: &Path, contents: &str) {
     std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
     std::fs::write(path, contents).expect("write");

@@ -2,11 +2,12 @@
 //! password-checking PostgreSQL cluster (so that credential checks mean something) and on SQLite.
 
 use crate::for_each_engine;
-use crate::harness::{tenant_cluster_url, with_database, write_file, Engine, Fleet, Server};
+use crate::harness::{
+    eventually, tenant_cluster_url, with_database, write_file, Engine, Fleet, Server,
+};
 use serde_json::{json, Value};
 use sqlx::postgres::PgConnection;
 use sqlx::Connection;
-use std::time::Duration;
 
 for_each_engine!(
     three_plans_pass_every_check_with_labels_settings_and_costs,
@@ -401,17 +402,17 @@ async fn job(server: &Server, token: &str, job_id: &str) -> Value {
 
 /// Waits until the job's status is `status` (the server's workers or its expiry sweep act on their own).
 async fn wait_for_status(server: &Server, token: &str, job_id: &str, status: &str) -> Value {
-    let reached = tokio::time::timeout(Duration::from_secs(60), async {
-        loop {
-            let view = job(server, token, job_id).await;
-            if view["status"] == status {
-                return view;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    let describe = || {
+        format!(
+            "job {job_id} reaches {status}; server log:\n{}",
+            server.log()
+        )
+    };
+    eventually(60, describe, || async {
+        let view = job(server, token, job_id).await;
+        (view["status"] == status).then_some(view)
     })
-    .await;
-    reached.unwrap_or_else(|_| panic!("job {job_id} never reached {status}: {}", server.log()))
+    .await
 }
 
 async fn approvals_over_http_refuse_the_requester_and_lapse(engine: Engine) {
