@@ -694,3 +694,91 @@ async fn a_worker_refills_the_pool_a_batch_per_round() {
     fleet.assert_doctor_clean().await;
     fleet.cleanup().await;
 }
+
+/// How many databases on the tenant cluster match a `LIKE` pattern.
+async fn n_databases_like(pattern: &str) -> i64 {
+    let mut admin = PgConnection::connect(&tenant_cluster_url()).await.unwrap();
+    let count = sqlx::query_scalar("SELECT COUNT(*) FROM pg_database WHERE datname LIKE $1")
+        .bind(pattern)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    admin.close().await.unwrap();
+    count
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fill_killed_midway_leaves_only_what_doctor_names_and_the_next_fill_replaces_it() {
+    let fleet = fleet_with_pool(1).await;
+    let pool_builds = "tenantry\\_build\\_%\\_%";
+    // kill -9 while a pool database is being made (copied, not yet renamed into the pool). The kill can land just
+    // after the rename; then it is tried again, a few times at most.
+    let mut n_left = 0;
+    for _ in 0..5 {
+        let mut filling = fleet.spawn(&["pool", "fill", "--server", "pg", "--size", "60"], &[]);
+        eventually(
+            60,
+            || {
+                format!(
+                    "a pool database under construction; fill log:\n{}",
+                    filling.log()
+                )
+            },
+            || async { (n_databases_like(pool_builds).await > 0).then_some(()) },
+        )
+        .await;
+        filling.signal("KILL");
+        assert!(!filling.wait(10).await.success());
+        // Its admin session ends with it, and with the session the maintenance lock.
+        eventually(
+            30,
+            || "the killed fill's lock released".to_owned(),
+            || async { (pool_status(&fleet).await["build_in_progress"] == false).then_some(()) },
+        )
+        .await;
+        // Whatever the moment of the kill, every finding is a fast-path leftover that prune would clear.
+        let doctor = fleet.run(&["doctor", "--json"]).await;
+        let stale = stale_findings(&fleet).await;
+        assert_eq!(
+            doctor.json()["findings"].as_array().unwrap().len(),
+            stale.len(),
+            "{doctor:?}"
+        );
+        assert!(
+            stale.iter().all(|finding| finding["fix"] == PRUNE_FIX),
+            "{stale:?}"
+        );
+        n_left = n_databases_like(pool_builds).await;
+        if n_left > 0 {
+            assert_eq!(doctor.status, 1, "{doctor:?}");
+            assert!(
+                stale.iter().any(|finding| finding["subject"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("database tenantry_build_")),
+                "{stale:?}"
+            );
+            break;
+        }
+    }
+    assert_eq!(
+        n_left, 1,
+        "five kills never caught a pool database being made"
+    );
+
+    // The next fill takes the abandoned build's number and replaces it.
+    let ready = n_ready(&fleet).await;
+    let size = (ready + 2).to_string();
+    let filled = fleet
+        .json(&["pool", "fill", "--server", "pg", "--size", &size])
+        .await;
+    assert_eq!(filled["n_created"], 2, "{filled}");
+    assert_eq!(n_databases_like(pool_builds).await, 0, "no leftover build");
+    fleet.assert_doctor_clean().await;
+    fleet.provision("after-kill", &[]).await.assert_ok();
+    assert!(database_origin(&fleet, "after-kill")
+        .await
+        .contains("claimed warm-pool database"));
+    assert_tenant_is_whole(&fleet, "after-kill", 2).await;
+    fleet.cleanup().await;
+}

@@ -762,35 +762,27 @@ impl PostgresServer {
         Ok(report)
     }
 
-    /// How many pool databases of `hash` are ready, and the numbers taken by its pool and build databases.
+    /// How many pool databases of `hash` are ready, and the numbers they take. A `tenantry_build_<hash>_<n>` does
+    /// not take its number: under the maintenance lock a build database is what a crashed fill left, and making
+    /// that number again drops it first, so the next fill replaces the leftover.
     async fn pool_numbers(
         session: &mut PgConnection,
         hash: &str,
     ) -> Result<(usize, BTreeSet<u64>)> {
-        let names: Vec<String> = sqlx::query_scalar(
-            "SELECT datname::text FROM pg_database WHERE datname LIKE 'tenantry\\_pool\\_%' OR datname LIKE 'tenantry\\_build\\_%'",
-        )
-        .fetch_all(&mut *session)
-        .await
-        .map_err(|error| Error::from_server("reading the server catalog", error))?;
-        let mut ready = 0;
-        let mut used = BTreeSet::new();
-        for name in &names {
-            match parse_name(name) {
-                Some(FastPathName::Pool { hash: of, number }) if of == hash => {
-                    ready += 1;
-                    used.insert(number);
-                }
-                Some(FastPathName::Build {
-                    hash: of,
-                    number: Some(number),
-                }) if of == hash => {
-                    used.insert(number);
-                }
-                _ => {}
-            }
-        }
-        Ok((ready, used))
+        let names: Vec<String> =
+            sqlx::query_scalar("SELECT datname::text FROM pg_database WHERE datname LIKE $1")
+                .bind(pool_pattern(hash))
+                .fetch_all(&mut *session)
+                .await
+                .map_err(|error| Error::from_server("reading the server catalog", error))?;
+        let used: BTreeSet<u64> = names
+            .iter()
+            .filter_map(|name| match parse_name(name) {
+                Some(FastPathName::Pool { hash: of, number }) if of == hash => Some(number),
+                _ => None,
+            })
+            .collect();
+        Ok((used.len(), used))
     }
 
     /// Copies the template into `tenantry_build_<hash>_<n>`, hands its objects to the pool role of the same
