@@ -23,8 +23,9 @@
 //!
 //! Databases are built under a temporary name, `tenantry_build_<hash>[_<n>]`, and renamed when complete, so a
 //! half-built one is never used. Building, filling and pruning take one advisory lock on the admin database, so
-//! concurrent processes build each template once and never number two pool databases alike. Nothing here is
-//! named `tenant_*`: pool and template databases are not tenants to placement or to `doctor`'s orphan check.
+//! concurrent processes build each template once and never number two pool databases alike, and a build database
+//! that the lock's holder finds is a crash's leftover, which the next fill replaces. Nothing here is named
+//! `tenant_*`: pool and template databases are not tenants to placement or to `doctor`'s orphan check.
 
 use super::super::{quote_identifier, quote_literal, SchemaVersion, TenantDatabaseSpec};
 use super::{execute_converging, sqlstate, PostgresServer};
