@@ -744,9 +744,9 @@ impl PostgresServer {
         sealing: Option<&SealingKey>,
     ) -> Result<FillReport> {
         let mut report = FillReport::default();
-        let (ready, used_numbers) = Self::pool_numbers(session, &schema.hash).await?;
-        report.n_ready = ready;
-        if ready >= target || max_creations == 0 {
+        let used_numbers = Self::pool_numbers(session, &schema.hash).await?;
+        report.n_ready = used_numbers.len();
+        if report.n_ready >= target || max_creations == 0 {
             return Ok(report);
         }
         report.template_built = self.ensure_template_locked(session, schema).await?;
@@ -763,27 +763,23 @@ impl PostgresServer {
         Ok(report)
     }
 
-    /// How many pool databases of `hash` are ready, and the numbers they take. A `tenantry_build_<hash>_<n>` does
-    /// not take its number: under the maintenance lock a build database is what a crashed fill left, and making
-    /// that number again drops it first, so the next fill replaces the leftover.
-    async fn pool_numbers(
-        session: &mut PgConnection,
-        hash: &str,
-    ) -> Result<(usize, BTreeSet<u64>)> {
+    /// The numbers of the pool databases of `hash` that are ready. A `tenantry_build_<hash>_<n>` does not take its
+    /// number: under the maintenance lock a build database is what a crashed fill left, and making that number
+    /// again drops it first, so the next fill replaces the leftover.
+    async fn pool_numbers(session: &mut PgConnection, hash: &str) -> Result<BTreeSet<u64>> {
         let names: Vec<String> =
             sqlx::query_scalar("SELECT datname::text FROM pg_database WHERE datname LIKE $1")
                 .bind(pool_pattern(hash))
                 .fetch_all(&mut *session)
                 .await
                 .map_err(|error| Error::from_server("reading the server catalog", error))?;
-        let used: BTreeSet<u64> = names
+        Ok(names
             .iter()
             .filter_map(|name| match parse_name(name) {
                 Some(FastPathName::Pool { hash: of, number }) if of == hash => Some(number),
                 _ => None,
             })
-            .collect();
-        Ok((used.len(), used))
+            .collect())
     }
 
     /// Copies the template into `tenantry_build_<hash>_<n>`, hands its objects to the pool role of the same
