@@ -48,11 +48,14 @@ pub enum ErrorCode {
     /// Nobody approved the request before its approval window closed.
     #[serde(rename = "E_APPROVAL_EXPIRED")]
     ApprovalExpired,
+    /// The object belongs to another tenantry installation (or carries no installation mark): left untouched.
+    #[serde(rename = "E_FOREIGN_OBJECT")]
+    ForeignObject,
 }
 
 impl ErrorCode {
     /// Every code, in the order of the docs table.
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 20] = [
         ErrorCode::InvalidSlug,
         ErrorCode::InvalidInput,
         ErrorCode::AlreadyProvisioned,
@@ -72,6 +75,7 @@ impl ErrorCode {
         ErrorCode::ValidationFailed,
         ErrorCode::ApprovalRejected,
         ErrorCode::ApprovalExpired,
+        ErrorCode::ForeignObject,
     ];
 
     /// The stored, wire-visible string.
@@ -96,6 +100,7 @@ impl ErrorCode {
             ErrorCode::ValidationFailed => "E_VALIDATION_FAILED",
             ErrorCode::ApprovalRejected => "E_APPROVAL_REJECTED",
             ErrorCode::ApprovalExpired => "E_APPROVAL_EXPIRED",
+            ErrorCode::ForeignObject => "E_FOREIGN_OBJECT",
         }
     }
 
@@ -133,6 +138,9 @@ impl ErrorCode {
             ErrorCode::ValidationFailed => "a critical post-provisioning check failed",
             ErrorCode::ApprovalRejected => "a platform admin rejected the request",
             ErrorCode::ApprovalExpired => "nobody approved the request in time",
+            ErrorCode::ForeignObject => {
+                "the object is not this installation's: another tenantry registry made it, or none is known to"
+            }
         }
     }
 
@@ -158,6 +166,7 @@ impl ErrorCode {
             ErrorCode::ValidationFailed => "Read the failed check in the job log (`tenantry validate` runs the suite alone), fix its cause, then provision again.",
             ErrorCode::ApprovalRejected => "Read the rejection reason in the job log; submit a revised request.",
             ErrorCode::ApprovalExpired => "Submit the request again and ask another PLATFORM_ADMIN to approve it in time.",
+            ErrorCode::ForeignObject => "Leave it to the installation that owns it (`tenantry doctor` lists foreign objects with their installation id); pick another slug or server.",
         }
     }
 }

@@ -18,6 +18,9 @@ pub enum Error {
     /// Anything else the server refused.
     #[error("{0}")]
     Refused(String),
+    /// The object is marked as another installation's, or carries no mark where one is required: not touched.
+    #[error("{0}")]
+    Foreign(String),
     /// The job's lease was taken over by another worker; the write was refused.
     #[error("{0}")]
     Fenced(String),

@@ -9,6 +9,7 @@ mod access;
 mod approvals;
 pub mod audit;
 mod error;
+mod installation;
 mod jobs;
 mod notify;
 mod records;
@@ -21,6 +22,7 @@ pub use access::{AccessWatch, ApiToken, ConsoleSession, IdempotencyRecord, Platf
 pub use approvals::{ApprovalDecision, ApprovalOutcome};
 pub use audit::AuditFilter;
 pub use error::{Error, Result};
+pub use installation::is_installation_id;
 pub use jobs::{
     ApprovalRequest, Fence, IdempotencyKey, JobFilter, JobLogLine, NewJob, PhaseTransition,
     Placement, PlacementRequest,

@@ -36,6 +36,8 @@ pub struct Registry {
     pub(crate) write_turn: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
     /// The PostgreSQL URL, kept to open LISTEN connections (`None` on SQLite).
     pub(crate) postgres_url: Option<std::sync::Arc<str>>,
+    /// This registry's installation id, read once ([`Registry::installation_id`]).
+    pub(crate) installation: std::sync::Arc<tokio::sync::OnceCell<String>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -69,6 +71,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         "plans_approvals_costs",
         include_str!("../migrations/shared/0004_plans_approvals_costs.sql"),
     ),
+    (
+        5,
+        "installation",
+        include_str!("../migrations/shared/0005_installation.sql"),
+    ),
 ];
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -90,6 +97,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         4,
         "plans_approvals_costs",
         include_str!("../migrations/shared/0004_plans_approvals_costs.sql"),
+    ),
+    (
+        5,
+        "installation",
+        include_str!("../migrations/shared/0005_installation.sql"),
     ),
 ];
 
@@ -114,6 +126,7 @@ impl Registry {
                     dialect: Dialect::Postgres,
                     write_turn: None,
                     postgres_url: Some(url.as_str().into()),
+                    installation: Default::default(),
                 };
                 // sqlx's migrator takes a PostgreSQL advisory lock, so concurrent starts are safe.
                 registry
@@ -177,6 +190,7 @@ impl Registry {
             dialect: Dialect::Sqlite,
             write_turn: Some(std::sync::Arc::new(tokio::sync::Mutex::new(()))),
             postgres_url: None,
+            installation: Default::default(),
         };
         // sqlx takes no lock while migrating SQLite, so processes starting together serialise on a lock file.
         let lock_path = path.with_extension("migrate.lock");

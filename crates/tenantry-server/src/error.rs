@@ -78,6 +78,7 @@ pub fn status_for(code: ErrorCode) -> StatusCode {
         ErrorCode::AlreadyProvisioned
         | ErrorCode::PartialState
         | ErrorCode::NoCapacity
+        | ErrorCode::ForeignObject
         | ErrorCode::Conflict => StatusCode::CONFLICT,
         ErrorCode::AdminConnUnresolved | ErrorCode::ProvisioningUnavailable => {
             StatusCode::SERVICE_UNAVAILABLE

@@ -476,7 +476,7 @@ async fn other_tenants_verdict(
     url: &SecretString,
     sample: usize,
 ) -> Result<Verdict, CodedError> {
-    let (open, total) = match server.tenant_databases_open_to(&tenant.resource_name).await {
+    let reachable = match server.tenant_databases_open_to(&tenant.resource_name).await {
         Ok(Some(found)) => found,
         Ok(None) => {
             return Ok(Verdict::Pass(format!(
@@ -490,12 +490,13 @@ async fn other_tenants_verdict(
             )))
         }
     };
-    if !open.is_empty() {
+    if !reachable.granted.is_empty() {
         return Ok(Verdict::Fail(format!(
-            "the tenant's role may connect to {}",
-            open.join(", ")
+            "the tenant's role has been granted CONNECT on {}",
+            reachable.granted.join(", ")
         )));
     }
+    let total = reachable.n_others;
     if total == 0 {
         return Ok(Verdict::Skip(format!(
             "no other tenant on server {} to be isolated from",
@@ -503,6 +504,14 @@ async fn other_tenants_verdict(
         )));
     }
     let mut detail = format!("none of the {total} other tenant databases grants CONNECT to it");
+    // A neighbour that admits PUBLIC opened itself: every role on the server can enter it, this one no more than
+    // any. It is that neighbour's finding (`doctor` names it, with the fix), not a failure of this tenant.
+    if !reachable.open_to_public.is_empty() {
+        detail.push_str(&format!(
+            "; {} admit PUBLIC (their own finding: run `tenantry doctor`)",
+            reachable.open_to_public.join(", ")
+        ));
+    }
     if sample == 0 {
         return Ok(Verdict::Pass(detail));
     }
@@ -515,6 +524,7 @@ async fn other_tenants_verdict(
     let targets: Vec<&TenantRecord> = neighbours
         .iter()
         .filter(|other| other.slug != tenant.slug && other.status != TenantStatus::Offboarded)
+        .filter(|other| !reachable.open_to_public.contains(&other.resource_name))
         .take(sample)
         .collect();
     // Each attempt is a full password exchange on the server: try them all at once.

@@ -7,12 +7,13 @@ use crate::registry_error;
 use std::collections::{BTreeMap, BTreeSet};
 use tenantry_core::{EngineKind, Error as CodedError, JobStatus, TenantStatus};
 use tenantry_engine::owner_is_dead_local_process;
+use tenantry_providers::engines::Ownership;
 use tenantry_registry::{now_millis, JobFilter, JobRecord};
 
 /// One disagreement between the registry, a server and the secret store.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Finding {
-    /// `orphan`, `partial`, `interrupted`, `unreachable` or `stale`.
+    /// `orphan`, `partial`, `drift`, `interrupted`, `unreachable` or `stale`.
     pub kind: &'static str,
     pub subject: String,
     pub detail: String,
@@ -31,6 +32,19 @@ pub struct DoctorReport {
     /// Warm-pool databases on the servers (of any tenant schema version); not tenants.
     pub n_pool_databases: usize,
     pub findings: Vec<Finding>,
+    /// Objects on the servers that are not this installation's: another installation's (by their mark), or
+    /// unmarked ones this registry knows nothing of. Listed, never fixed from here.
+    pub foreign: Vec<ForeignObject>,
+    /// This registry's installation id, which marks what it makes.
+    pub installation: String,
+}
+
+/// An object on a server that belongs to another tenantry installation, or to none this registry knows.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ForeignObject {
+    pub subject: String,
+    /// The installation whose mark it carries (`None`: no mark).
+    pub installation: Option<String>,
 }
 
 impl DoctorReport {
@@ -88,6 +102,23 @@ pub async fn run_doctor(platform: &Platform) -> Result<DoctorReport, CodedError>
         .iter()
         .map(|job| job.tenant_slug.as_str())
         .collect();
+    // Every slug this registry ever worked on: an unmarked object (made before installation ids) of one of these
+    // is this installation's; of any other slug, nobody here can say.
+    let known_slugs: BTreeSet<String> = registry
+        .list_jobs(&JobFilter {
+            tenant_slug: None,
+            status: None,
+            limit: i64::MAX,
+        })
+        .await
+        .map_err(registry_error)?
+        .into_iter()
+        .map(|job| job.tenant_slug)
+        .chain(tenants.iter().map(|tenant| tenant.slug.clone()))
+        .collect();
+    let installation = platform.installation().await?;
+    let mut foreign = Vec::new();
+    let mut drifted: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for job in live_jobs.iter().filter(|job| is_interrupted(job)) {
         findings.push(Finding {
             kind: "interrupted",
@@ -135,6 +166,36 @@ pub async fn run_doctor(platform: &Platform) -> Result<DoctorReport, CodedError>
             let Some(slug) = slug_of_resource(&resource.name) else {
                 continue;
             };
+            let subject = format!(
+                "{} {} on server {}",
+                resource.kind, resource.name, server_record.name
+            );
+            match &resource.ownership {
+                Ownership::Ours => {}
+                Ownership::Unmarked if known_slugs.contains(&slug) => {}
+                Ownership::Foreign(id) => {
+                    foreign.push(ForeignObject {
+                        subject,
+                        installation: Some(id.clone()),
+                    });
+                    continue;
+                }
+                Ownership::Unmarked => {
+                    foreign.push(ForeignObject {
+                        subject,
+                        installation: None,
+                    });
+                    continue;
+                }
+            }
+            if !resource.drift.is_empty() && tenants_by_slug.contains_key(slug.as_str()) {
+                drifted.entry(slug.clone()).or_default().extend(
+                    resource
+                        .drift
+                        .iter()
+                        .map(|drift| format!("{subject}: {drift}")),
+                );
+            }
             seen_on_server.insert((server_record.name.clone(), slug.clone(), resource.kind));
             let registered_here = tenants_by_slug
                 .get(slug.as_str())
@@ -151,6 +212,12 @@ pub async fn run_doctor(platform: &Platform) -> Result<DoctorReport, CodedError>
         if let Ok(server) = &server {
             match server.warm_pool_inventory(schema.as_ref()).await {
                 Ok(Some(inventory)) => {
+                    for object in &inventory.foreign {
+                        foreign.push(ForeignObject {
+                            subject: format!("{object} on server {}", server_record.name),
+                            installation: None,
+                        });
+                    }
                     n_templates += inventory.n_templates;
                     n_pool_databases += inventory.n_pool_databases;
                     for object in inventory.stale {
@@ -263,7 +330,21 @@ pub async fn run_doctor(platform: &Platform) -> Result<DoctorReport, CodedError>
         }
     }
 
+    for (slug, drift) in drifted {
+        if live_slugs.contains(slug.as_str()) {
+            continue;
+        }
+        findings.push(Finding {
+            kind: "drift",
+            subject: format!("tenant {slug}"),
+            detail: drift.join("; "),
+            fix: format!("tenantry reconcile --slug {slug}"),
+        });
+    }
+
     Ok(DoctorReport {
+        installation: installation.id().to_owned(),
+        foreign,
         n_servers: servers.len(),
         n_tenants: tenants.len(),
         n_secrets: secret_names.len(),

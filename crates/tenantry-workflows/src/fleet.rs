@@ -37,8 +37,12 @@ pub async fn add_server(
             platform.settings.regions.join(", ")
         )));
     }
-    let server = TenantServer::from_admin_url(request.engine, &request.admin_url)
-        .map_err(|error| CodedError::invalid_input(error.to_string()))?;
+    let server = TenantServer::from_admin_url(
+        request.engine,
+        &request.admin_url,
+        &platform.installation().await?,
+    )
+    .map_err(|error| CodedError::invalid_input(error.to_string()))?;
     if platform
         .registry
         .get_server(request.name.as_str())
@@ -56,6 +60,7 @@ pub async fn add_server(
             format!("server {}: {error}", request.name),
         )
     })?;
+    refuse_same_cluster_twice(platform, request, &server).await?;
     let secret_ref = admin_secret_name(request.name.as_str());
     platform
         .secrets
@@ -76,4 +81,44 @@ pub async fn add_server(
         )
         .await
         .map_err(registry_error)
+}
+
+/// Two fleet members that are one cluster would double its capacity and make each other's tenants look like
+/// orphans: a server whose identity (PostgreSQL's `system_identifier`, a SQLite directory's real path) matches a
+/// registered server's is refused. A registered server that cannot be reached is passed over.
+async fn refuse_same_cluster_twice(
+    platform: &Platform,
+    request: &ServerRequest,
+    server: &TenantServer,
+) -> Result<(), CodedError> {
+    let identity = server.cluster_identity().await.map_err(|error| {
+        CodedError::new(
+            ErrorCode::AdminConnUnresolved,
+            format!("server {}: {error}", request.name),
+        )
+    })?;
+    for record in platform
+        .registry
+        .list_servers()
+        .await
+        .map_err(registry_error)?
+        .into_iter()
+        .filter(|record| record.engine == request.engine)
+    {
+        let Ok(existing) = platform.tenant_server(&record).await else {
+            continue;
+        };
+        if let Ok(existing_identity) = existing.cluster_identity().await {
+            if existing_identity == identity {
+                return Err(CodedError::new(
+                    ErrorCode::Conflict,
+                    format!(
+                        "server {} is already registered as {} ({identity}); one cluster is one fleet member",
+                        request.name, record.name
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }

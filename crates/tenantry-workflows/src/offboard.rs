@@ -2,10 +2,10 @@
 //! including the leftovers of a slug left in `E_PARTIAL_STATE`.
 
 use crate::platform::{provider_error, secret_store_error, Platform};
-use tenantry_core::{Error as CodedError, ErrorCode, Slug, TenantStatus};
+use tenantry_core::{Error as CodedError, ErrorCode, JobKind, Slug, TenantStatus};
 use tenantry_engine::{JobContext, PhaseError, Workflow};
-use tenantry_providers::engines::TenantServer;
-use tenantry_registry::{JobRecord, NewAuditEvent};
+use tenantry_providers::engines::{Ownership, TenantServer};
+use tenantry_registry::{JobFilter, JobRecord, NewAuditEvent};
 
 /// Offboarding that keeps the data.
 pub const OFFBOARD_PHASES: [&str; 3] = ["request_validated", "login_disabled", "complete"];
@@ -55,13 +55,24 @@ impl OffboardWorkflow {
             )),
             Some(_) => Ok(()),
             None if request.purge => {
-                if Self::servers_holding(platform, &request.slug).await?.is_empty()
-                    && !Self::has_any_secret(platform, &request.slug).await?
-                {
-                    Err(CodedError::new(
-                        ErrorCode::NotFound,
-                        format!("nothing of tenant {:?} exists to purge", request.slug.as_str()),
-                    ))
+                let holding = Self::servers_holding(platform, &request.slug).await?;
+                if holding.is_empty() && !Self::has_any_secret(platform, &request.slug).await? {
+                    let foreign = Self::foreign_pieces(platform, &request.slug).await?;
+                    if foreign.is_empty() {
+                        Err(CodedError::new(
+                            ErrorCode::NotFound,
+                            format!("nothing of tenant {:?} exists to purge", request.slug.as_str()),
+                        ))
+                    } else {
+                        Err(CodedError::new(
+                            ErrorCode::ForeignObject,
+                            format!(
+                                "nothing of tenant {:?} is this installation's to purge; {} left untouched",
+                                request.slug.as_str(),
+                                foreign.join(", ")
+                            ),
+                        ))
+                    }
                 } else {
                     Ok(())
                 }
@@ -91,9 +102,60 @@ impl OffboardWorkflow {
         Ok(false)
     }
 
-    /// Every server that holds a database or role of this slug (for leftovers with no registry row).
+    /// Every server that holds a database or role of this slug that is this installation's (for leftovers with
+    /// no registry row): marked as ours, or unmarked (made before installation ids) of a slug this registry has
+    /// a job for.
     async fn servers_holding(platform: &Platform, slug: &Slug) -> Result<Vec<String>, CodedError> {
-        let mut holding = Vec::new();
+        let known = Self::registry_knows(platform, slug).await?;
+        Ok(Self::pieces_by_owner(platform, slug)
+            .await?
+            .into_iter()
+            .filter(|(_, ownership)| {
+                *ownership == Ownership::Ours || (known && *ownership == Ownership::Unmarked)
+            })
+            .map(|(server, _)| server)
+            .collect())
+    }
+
+    /// The servers holding a piece of this slug that is not this installation's, described.
+    async fn foreign_pieces(platform: &Platform, slug: &Slug) -> Result<Vec<String>, CodedError> {
+        Ok(Self::pieces_by_owner(platform, slug)
+            .await?
+            .into_iter()
+            .filter(|(_, ownership)| *ownership != Ownership::Ours)
+            .map(|(server, ownership)| match ownership {
+                Ownership::Foreign(id) => format!(
+                    "{} on server {server} belongs to installation {id}",
+                    slug.resource_name()
+                ),
+                _ => format!(
+                    "{} on server {server} carries no mark of this installation",
+                    slug.resource_name()
+                ),
+            })
+            .collect())
+    }
+
+    async fn registry_knows(platform: &Platform, slug: &Slug) -> Result<bool, CodedError> {
+        let jobs = platform
+            .registry
+            .list_jobs(&JobFilter {
+                tenant_slug: Some(slug.as_str().to_owned()),
+                status: None,
+                limit: i64::MAX,
+            })
+            .await
+            .map_err(crate::registry_error)?;
+        // A provisioning job of this registry made it; the purge job asking does not count.
+        Ok(jobs.iter().any(|job| job.kind == JobKind::Provision))
+    }
+
+    /// Each server that holds a piece of this slug, with whose the pieces are.
+    async fn pieces_by_owner(
+        platform: &Platform,
+        slug: &Slug,
+    ) -> Result<Vec<(String, Ownership)>, CodedError> {
+        let mut found = Vec::new();
         for record in platform
             .registry
             .list_servers()
@@ -108,10 +170,10 @@ impl OffboardWorkflow {
                     CodedError::new(ErrorCode::AdminConnUnresolved, error.to_string())
                 })?;
             if inventory.any() {
-                holding.push(record.name);
+                found.push((record.name, inventory.ownership));
             }
         }
-        Ok(holding)
+        Ok(found)
     }
 
     fn request(context: &JobContext) -> Result<OffboardRequest, PhaseError> {

@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tenantry_core::{EngineKind, Error as CodedError, ErrorCode, Plan};
 use tenantry_engine::PhaseError;
-use tenantry_providers::credentials::{SealingKey, SecretString};
-use tenantry_providers::engines::{SchemaVersion, TenantServer};
+use tenantry_providers::credentials::SecretString;
+use tenantry_providers::engines::{Installation, SchemaVersion, TenantServer};
 use tenantry_providers::secrets::SecretStore;
 use tenantry_registry::{Registry, ServerRecord};
 
@@ -130,9 +130,6 @@ impl Settings {
     }
 }
 
-/// The secret that holds the key sealing warm-pool role passwords ([`SealingKey`]).
-pub const SEALING_KEY_SECRET: &str = "tenantry-warm-pool-key";
-
 /// Everything a workflow needs. Cheap to clone.
 #[derive(Clone)]
 pub struct Platform {
@@ -166,45 +163,28 @@ impl Platform {
                     server.admin_secret_ref
                 ))
             })?;
-        TenantServer::from_admin_url(server.engine, &admin_url)
+        TenantServer::from_admin_url(server.engine, &admin_url, &self.installation().await?)
             .map_err(|error| unresolved(error.to_string()))
+    }
+
+    /// This registry's installation, which marks everything tenantry makes on a server.
+    pub async fn installation(&self) -> Result<Installation, CodedError> {
+        let id = self
+            .registry
+            .installation_id()
+            .await
+            .map_err(crate::registry_error)?;
+        Installation::new(&id)
+            .map_err(|error| CodedError::new(ErrorCode::Internal, error.to_string()))
     }
 
     /// The version of the tenant schema for `engine`: its migrations, read and hashed.
     pub async fn schema_version(&self, engine: EngineKind) -> Result<SchemaVersion, CodedError> {
         let directory = self.settings.tenant_schema.migrations_for(engine);
-        SchemaVersion::read(&directory)
+        let schema = SchemaVersion::read(&directory)
             .await
-            .map_err(|error| CodedError::new(ErrorCode::MigrationsFailed, error.to_string()))
-    }
-
-    /// The key that seals warm-pool role passwords, made and stored on first use. Two processes that make it at
-    /// once both read back the one stored last; a pool database sealed under the other key is still claimed, only
-    /// the old way (with the tenant's own password).
-    pub async fn sealing_key(&self) -> Result<SealingKey, CodedError> {
-        if let Some(key) = self.stored_sealing_key().await? {
-            return Ok(key);
-        }
-        self.secrets
-            .put(SEALING_KEY_SECRET, &SealingKey::generate().to_secret())
-            .await
-            .map_err(store_unavailable)?;
-        self.stored_sealing_key().await?.ok_or_else(|| {
-            CodedError::new(
-                ErrorCode::ProvisioningUnavailable,
-                format!("secret {SEALING_KEY_SECRET:?} vanished as it was stored"),
-            )
-        })
-    }
-
-    /// The sealing key if one is stored (`None` also when the stored value is not a key).
-    pub async fn stored_sealing_key(&self) -> Result<Option<SealingKey>, CodedError> {
-        let stored = self
-            .secrets
-            .get(SEALING_KEY_SECRET)
-            .await
-            .map_err(store_unavailable)?;
-        Ok(stored.as_ref().and_then(SealingKey::from_secret))
+            .map_err(|error| CodedError::new(ErrorCode::MigrationsFailed, error.to_string()))?;
+        Ok(schema.for_installation(&self.installation().await?))
     }
 
     /// Reads a secret for a phase: an unreachable store is retryable `PROVISIONING_UNAVAILABLE`.
@@ -214,13 +194,6 @@ impl Platform {
             .await
             .map_err(|error| secret_store_error(&error))
     }
-}
-
-fn store_unavailable(error: tenantry_providers::Error) -> CodedError {
-    CodedError::new(
-        ErrorCode::ProvisioningUnavailable,
-        format!("secret store: {error}"),
-    )
 }
 
 pub(crate) fn secret_store_error(error: &tenantry_providers::Error) -> PhaseError {
@@ -249,6 +222,9 @@ pub(crate) fn provider_error(code: ErrorCode, error: tenantry_providers::Error) 
             PhaseError::fatal(ErrorCode::ProvisioningUnavailable, message)
         }
         tenantry_providers::Error::Refused(message) => PhaseError::fatal(code, message),
+        tenantry_providers::Error::Foreign(message) => {
+            PhaseError::fatal(ErrorCode::ForeignObject, message)
+        }
         tenantry_providers::Error::Fenced(_) => PhaseError::Fenced,
     }
 }

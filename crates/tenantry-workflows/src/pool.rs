@@ -121,9 +121,8 @@ pub async fn fill_warm_pool(
     let schema = postgres_schema(platform).await?;
     let target =
         usize::try_from(size.unwrap_or(platform.settings.warm_pool.size)).unwrap_or(usize::MAX);
-    let sealing = platform.sealing_key().await?;
     server
-        .fill_warm_pool(&schema, target, target, LockWait::Wait, Some(&sealing))
+        .fill_warm_pool(&schema, target, target, LockWait::Wait)
         .await
         .map_err(|error| server_error(&record, error))
 }
@@ -152,13 +151,6 @@ pub async fn refill_warm_pools(platform: &Platform) -> Vec<RefillOutcome> {
             return Vec::new();
         }
     };
-    let sealing = match platform.sealing_key().await {
-        Ok(key) => key,
-        Err(error) => {
-            tracing::warn!(error = %error.message, "warm pool refill: cannot read the sealing key");
-            return Vec::new();
-        }
-    };
     let mut outcomes = Vec::new();
     for record in servers
         .into_iter()
@@ -176,7 +168,7 @@ pub async fn refill_warm_pools(platform: &Platform) -> Vec<RefillOutcome> {
             }
         };
         let result = server
-            .fill_warm_pool(&schema, target, batch, LockWait::Skip, Some(&sealing))
+            .fill_warm_pool(&schema, target, batch, LockWait::Skip)
             .await
             .map_err(|error| error.to_string());
         match &result {

@@ -9,7 +9,9 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use tenantry_core::{Error as CodedError, ErrorCode, Slug, TenantSpec, TenantStatus};
 use tenantry_engine::{JobContext, PhaseError, Workflow};
 use tenantry_providers::credentials::{self, password_in_url, SecretString};
-use tenantry_providers::engines::{AdminSeed, DatabaseOrigin, TenantDatabaseSpec, TenantServer};
+use tenantry_providers::engines::{
+    AdminSeed, DatabaseOrigin, Ownership, TenantDatabaseSpec, TenantServer,
+};
 use tenantry_registry::{
     JobRecord, NewAuditEvent, Placement, PlacementRequest, ServerRecord, TenantRecord,
 };
@@ -276,6 +278,18 @@ impl ProvisionWorkflow {
             .read_secret(&spec.slug.secret_name())
             .await?
             .is_some();
+        if inventory.any() && inventory.ownership != Ownership::Ours {
+            let whose = match &inventory.ownership {
+                Ownership::Foreign(id) => format!("another tenantry installation ({id})"),
+                _ => "no tenantry installation known to this registry".to_owned(),
+            };
+            return Err(PhaseError::fatal(
+                ErrorCode::ForeignObject,
+                format!(
+                    "{resource_name} already exists on this server and belongs to {whose}; pick another slug or server"
+                ),
+            ));
+        }
         let mut pieces = Vec::new();
         if inventory.database {
             pieces.push(format!("database {resource_name}"));
@@ -386,59 +400,22 @@ impl ProvisionWorkflow {
         // With the schema's version, the server can start the database with the schema in it (a warm-pool
         // database or a copy of the schema's template); `migrations_applied` then only confirms it. Migrations
         // that cannot be read give an empty database, and `migrations_applied` reports why.
-        let (schema, sealing) = if server.has_warm_pool() {
-            (
-                self.platform.schema_version(server.engine()).await.ok(),
-                self.platform
-                    .stored_sealing_key()
-                    .await
-                    .map_err(PhaseError::Retryable)?,
-            )
+        let schema = if server.has_warm_pool() {
+            self.platform.schema_version(server.engine()).await.ok()
         } else {
-            (None, None)
+            None
         };
         let origin = server
             .create_database(
                 &database_spec,
                 password_in_url(&url).as_ref(),
                 schema.as_ref(),
-                sealing.as_ref(),
             )
             .await
             .map_err(|error| provider_error(ErrorCode::AdminConnUnresolved, error))?;
-        if let DatabaseOrigin::WarmPool {
-            kept_password: Some(password),
-            ..
-        } = &origin
-        {
-            // Tests crash here: the database is the tenant's, its role has the pool's password, the secret not yet.
+        if let DatabaseOrigin::WarmPool { .. } = &origin {
+            // Tests crash here: the database is claimed and renamed, the rest of the phase not yet recorded.
             tenantry_engine::failpoint("database_created", "claimed").await?;
-            // The claimed role kept its pool password, so the secret takes it. A crash before this write leaves the
-            // secret with the password of `secret_set`; the phase then runs again, finds the database, and sets
-            // that password on the role: the two never disagree once the phase is applied.
-            let kept_url = server
-                .tenant_url(&database_spec.resource_name, Some(password))
-                .map_err(|error| provider_error(ErrorCode::Internal, error))?;
-            self.platform
-                .secrets
-                .put_for_job(
-                    &context.fence,
-                    &spec.slug.secret_name(),
-                    &kept_url,
-                    &database_spec.labels,
-                )
-                .await
-                .map_err(|error| secret_store_error(&error))?;
-            self.memo(context).tenant_url = Some(kept_url);
-            context
-                .log(
-                    "info",
-                    &format!(
-                        "kept the pool role's own password; secret {} holds it",
-                        spec.slug.secret_name()
-                    ),
-                )
-                .await?;
         }
         context
             .log(
@@ -457,10 +434,13 @@ impl ProvisionWorkflow {
         let Some((_, server)) = self.placed_server(context).await? else {
             return Ok(());
         };
-        server
-            .drop_database(&spec.slug.resource_name())
-            .await
-            .map_err(|error| provider_error(ErrorCode::AdminConnUnresolved, error))
+        match server.drop_database(&spec.slug.resource_name()).await {
+            // What stands under the tenant's name is another installation's: this job made none of it.
+            Err(tenantry_providers::Error::Foreign(why)) => {
+                context.log("warn", &format!("left in place: {why}")).await
+            }
+            other => other.map_err(|error| provider_error(ErrorCode::AdminConnUnresolved, error)),
+        }
     }
 
     async fn migrations_applied(&self, context: &mut JobContext) -> Result<(), PhaseError> {

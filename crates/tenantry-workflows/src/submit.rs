@@ -249,13 +249,18 @@ pub async fn submit_set_plan(
         actor: actor.to_owned(),
         plan: Some(request.plan.clone()),
         idempotency: None,
-        approval: approval_needed(
-            &platform.settings,
-            plan,
-            &tenant.region,
-            request.budget,
-            now_millis(),
-        ),
+        // A reconcile changes no price: nothing to approve.
+        approval: if request.reconcile {
+            None
+        } else {
+            approval_needed(
+                &platform.settings,
+                plan,
+                &tenant.region,
+                request.budget,
+                now_millis(),
+            )
+        },
     };
     submit(platform, job, None).await
 }

@@ -57,6 +57,12 @@ pub enum Command {
     Audit(AuditCommand),
     /// Compare registry, servers and secret store; name every orphan and partial state with its fix.
     Doctor,
+    /// Converge a tenant (or every active tenant) on its plan and on tenantry's access model, as a job:
+    /// closes a database opened to PUBLIC, hands a database its tenant owns to the installation's owner role.
+    Reconcile {
+        #[arg(long)]
+        slug: Option<String>,
+    },
     /// Template databases and the warm pool of tenant databases made ahead of time (PostgreSQL servers).
     #[command(subcommand)]
     Pool(PoolCommand),

@@ -12,7 +12,7 @@ pub use postgres::{
 pub use schema_version::SchemaVersion;
 pub use sqlite::SqliteServer;
 
-use crate::credentials::{SealingKey, SecretString};
+use crate::credentials::SecretString;
 use crate::{Error, Result};
 use std::path::Path;
 use tenantry_core::EngineKind;
@@ -27,12 +27,92 @@ pub struct TenantDatabaseSpec {
     pub labels: serde_json::Value,
 }
 
-/// Which pieces of a tenant exist on a server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+/// This installation (this registry) as its objects on a server name it. Every database, role and file tenantry
+/// creates carries the id, so two installations sharing a server never take each other's objects for their own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Installation {
+    id: String,
+}
+
+impl Installation {
+    /// `id`: the registry's installation id (16 lowercase hex digits).
+    pub fn new(id: &str) -> Result<Installation> {
+        if !tenantry_registry::is_installation_id(id) {
+            return Err(Error::Refused(format!(
+                "{id:?} is not an installation id (16 hex digits)"
+            )));
+        }
+        Ok(Installation { id: id.to_owned() })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The mark written on what tenantry makes (a PostgreSQL comment, a row in a SQLite file): which installation
+    /// made it, and as what. It is all a tenant can read there: labels live in the registry.
+    pub(crate) fn mark(&self, what: &str) -> serde_json::Value {
+        serde_json::json!({ "tenantry": what, "installation": self.id })
+    }
+
+    /// Whose an object is, from the mark it carries (`None`: no mark, or one that is not tenantry's).
+    pub(crate) fn judge_mark(&self, mark: Option<&str>) -> Ownership {
+        let installation = mark
+            .and_then(|text| serde_json::from_str::<serde_json::Value>(text).ok())
+            .and_then(|value| {
+                value
+                    .get("installation")
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_owned)
+            });
+        self.judge_id(installation.as_deref())
+    }
+
+    pub(crate) fn judge_id(&self, installation: Option<&str>) -> Ownership {
+        match installation {
+            Some(id) if id == self.id => Ownership::Ours,
+            Some(other) => Ownership::Foreign(other.to_owned()),
+            None => Ownership::Unmarked,
+        }
+    }
+}
+
+/// Whose an object on a server is.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "owner", content = "installation")]
+pub enum Ownership {
+    /// Marked as this installation's.
+    Ours,
+    /// Marked as another installation's (its id).
+    Foreign(String),
+    /// No installation mark: made by a tenantry older than installation ids, or by someone else. It is this
+    /// installation's only where the registry knows the slug.
+    Unmarked,
+}
+
+impl Ownership {
+    /// The ownership of a whole made of pieces: foreign if any piece is, ours if any is and none is foreign.
+    pub fn combine(pieces: impl IntoIterator<Item = Ownership>) -> Ownership {
+        let mut combined = Ownership::Unmarked;
+        for piece in pieces {
+            match piece {
+                Ownership::Foreign(_) => return piece,
+                Ownership::Ours => combined = Ownership::Ours,
+                Ownership::Unmarked => {}
+            }
+        }
+        combined
+    }
+}
+
+/// Which pieces of a tenant exist on a server, and whose they are.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Inventory {
     pub database: bool,
     /// Always false on engines without roles.
     pub role: bool,
+    /// Of the pieces that exist (`Unmarked` when none does).
+    pub ownership: Ownership,
 }
 
 impl Inventory {
@@ -46,6 +126,9 @@ impl Inventory {
 pub struct TenantResource {
     pub name: String,
     pub kind: &'static str,
+    pub ownership: Ownership,
+    /// How it differs from what tenantry sets (e.g. a database that admits PUBLIC); empty when it does not.
+    pub drift: Vec<String>,
 }
 
 /// What the tenant's own credentials see in its database, for the validation suite.
@@ -62,6 +145,17 @@ pub struct TenantProbe {
     pub admin_ready: Option<bool>,
     /// One round trip of a trivial query on a warmed session.
     pub query_latency: std::time::Duration,
+}
+
+/// The other tenant databases on a server that a tenant's role can reach.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reachable {
+    /// Through a grant to the tenant's role (or a role it belongs to): the tenant is not isolated.
+    pub granted: Vec<String>,
+    /// Because they admit PUBLIC: those neighbours opened themselves (each is its own finding in `doctor`).
+    pub open_to_public: Vec<String>,
+    /// How many other tenant databases there are.
+    pub n_others: i64,
 }
 
 /// The outcome of a login that isolation requires to fail.
@@ -91,11 +185,17 @@ pub enum TenantServer {
 
 impl TenantServer {
     /// Reads a server's admin connection (a URL from the secret store). Nothing is contacted yet.
-    pub fn from_admin_url(engine: EngineKind, admin_url: &SecretString) -> Result<TenantServer> {
+    pub fn from_admin_url(
+        engine: EngineKind,
+        admin_url: &SecretString,
+        installation: &Installation,
+    ) -> Result<TenantServer> {
         match engine {
-            EngineKind::Postgres => PostgresServer::from_admin_url(admin_url)
+            EngineKind::Postgres => PostgresServer::from_admin_url(admin_url, installation)
                 .map(|server| TenantServer::Postgres(Box::new(server))),
-            EngineKind::Sqlite => SqliteServer::from_admin_url(admin_url).map(TenantServer::Sqlite),
+            EngineKind::Sqlite => {
+                SqliteServer::from_admin_url(admin_url, installation).map(TenantServer::Sqlite)
+            }
         }
     }
 
@@ -116,6 +216,20 @@ impl TenantServer {
         match self {
             TenantServer::Postgres(server) => server.check_admin_connection().await,
             TenantServer::Sqlite(server) => server.check_admin_connection().await,
+        }
+    }
+
+    /// What makes this server one server whatever URL reaches it: PostgreSQL's `system_identifier` (with its
+    /// host's port as a fallback where the admin may not read it), a SQLite directory's canonical path.
+    pub async fn cluster_identity(&self) -> Result<String> {
+        match self {
+            TenantServer::Postgres(server) => server.cluster_identity().await,
+            TenantServer::Sqlite(server) => Ok(format!(
+                "directory {}",
+                std::fs::canonicalize(server.directory())
+                    .unwrap_or_else(|_| server.directory().to_path_buf())
+                    .display()
+            )),
         }
     }
 
@@ -152,13 +266,10 @@ impl TenantServer {
         spec: &TenantDatabaseSpec,
         password: Option<&SecretString>,
         schema: Option<&SchemaVersion>,
-        sealing: Option<&SealingKey>,
     ) -> Result<DatabaseOrigin> {
         match (self, password) {
             (TenantServer::Postgres(server), Some(password)) => {
-                server
-                    .create_database(spec, password, schema, sealing)
-                    .await
+                server.create_database(spec, password, schema).await
             }
             (TenantServer::Postgres(_), None) => {
                 Err(Error::Refused("a postgres tenant needs a password".into()))
@@ -170,7 +281,8 @@ impl TenantServer {
         }
     }
 
-    /// Ends sessions, then drops the database and role. Dropping what is not there is fine.
+    /// Ends sessions, then drops the database and role. Dropping what is not there is fine; a piece marked as
+    /// another installation's is left alone and refused (`Error::Foreign`), before anything is dropped.
     pub async fn drop_database(&self, resource_name: &str) -> Result<()> {
         match self {
             TenantServer::Postgres(server) => server.drop_database(resource_name).await,
@@ -217,12 +329,11 @@ impl TenantServer {
         target: usize,
         max_creations: usize,
         wait: LockWait,
-        sealing: Option<&SealingKey>,
     ) -> Result<FillReport> {
         match self {
             TenantServer::Postgres(server) => {
                 server
-                    .fill_warm_pool(schema, target, max_creations, wait, sealing)
+                    .fill_warm_pool(schema, target, max_creations, wait)
                     .await
             }
             TenantServer::Sqlite(_) => Ok(FillReport::default()),
@@ -305,7 +416,9 @@ impl TenantServer {
         }
     }
 
-    /// Applies a plan's quotas and labels to an existing tenant (nothing to do on engines without quotas).
+    /// Brings an existing tenant's database and role in line with the plan and with tenantry's access model:
+    /// quotas, the installation's ownership of the database, the tenant role's grants, no PUBLIC access (a plan
+    /// change, and `reconcile`). Nothing to do on engines without quotas or privileges.
     pub async fn apply_plan_limits(&self, spec: &TenantDatabaseSpec) -> Result<()> {
         match self {
             TenantServer::Postgres(server) => server.apply_plan_limits(spec).await,
@@ -337,12 +450,9 @@ impl TenantServer {
         }
     }
 
-    /// The other tenant databases on this server the tenant's role may connect to, by the server's privilege
-    /// rules, and how many other tenant databases there are (`None` on engines without logins).
-    pub async fn tenant_databases_open_to(
-        &self,
-        resource_name: &str,
-    ) -> Result<Option<(Vec<String>, i64)>> {
+    /// The other tenant databases on this server the tenant's role can reach, by the server's privilege rules
+    /// (`None` on engines without logins).
+    pub async fn tenant_databases_open_to(&self, resource_name: &str) -> Result<Option<Reachable>> {
         match self {
             TenantServer::Postgres(server) => server
                 .tenant_databases_open_to(resource_name)
@@ -407,4 +517,16 @@ fn migration_error(error: sqlx::migrate::MigrateError) -> Error {
 
 fn is_connection_failure(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut)
+}
+
+/// The refusal to touch `what`, which is not this installation's.
+pub(crate) fn foreign_error(what: &str, ownership: &Ownership) -> Error {
+    match ownership {
+        Ownership::Foreign(id) => Error::Foreign(format!(
+            "{what} belongs to another tenantry installation ({id}); it was left untouched"
+        )),
+        _ => Error::Foreign(format!(
+            "{what} exists but carries no mark of this tenantry installation; it was left untouched"
+        )),
+    }
 }

@@ -15,11 +15,12 @@ pub use warm_pool::{
     CatalogObject, DatabaseOrigin, FillReport, LockWait, PruneReport, PruneScope, WarmPoolInventory,
 };
 
+use super::foreign_error;
 use super::{
-    migration_error, quote_identifier, quote_literal, AdminSeed, Inventory, TenantDatabaseSpec,
-    TenantResource,
+    migration_error, quote_identifier, quote_literal, AdminSeed, Installation, Inventory,
+    Ownership, TenantDatabaseSpec, TenantResource,
 };
-use crate::credentials::{scram_sha256_verifier, SealingKey, SecretString};
+use crate::credentials::{scram_sha256_verifier, SecretString};
 use crate::{Error, Result};
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, Postgres};
@@ -35,6 +36,8 @@ pub struct PostgresServer {
     admin: PgConnectOptions,
     /// The admin URL's hash: which pool of admin sessions this server uses.
     admin_url_key: [u8; 32],
+    /// Whose objects this handle makes, and which it may touch.
+    installation: Installation,
 }
 
 impl std::fmt::Debug for PostgresServer {
@@ -90,6 +93,25 @@ fn sqlstate(error: &sqlx::Error) -> Option<String> {
     }
 }
 
+/// A `tenant_*` object as the catalog shows it: name, kind, the database's owner, the role's mark, and whether
+/// PUBLIC may connect.
+type TenantCatalogRow = (String, String, Option<String>, Option<String>, bool);
+
+/// The NOLOGIN role that owns (at the database level) every database an installation makes on a server: tenant
+/// databases, templates and pool databases. A tenant role is granted CONNECT, CREATE and TEMPORARY on its database
+/// and owns the objects inside it, but not the database itself, so it cannot open it to PUBLIC, lift the plan's
+/// connection limit, or rename or comment on it. The role's name carries the installation id, so the owner of a
+/// database says whose it is from the moment `CREATE DATABASE` makes it.
+pub(crate) fn owner_role(installation: &Installation) -> String {
+    format!("tenantry_owner_{}", installation.id())
+}
+
+/// The installation id in an owner role's name (`None`: not an owner role).
+fn installation_of_owner(role: &str) -> Option<&str> {
+    role.strip_prefix("tenantry_owner_")
+        .filter(|id| tenantry_registry::is_installation_id(id))
+}
+
 /// Runs statements in order, taking "already exists" (a concurrent or earlier attempt made it) as done.
 async fn execute_converging(
     connection: &mut PgConnection,
@@ -107,11 +129,71 @@ async fn execute_converging(
 }
 
 impl PostgresServer {
-    pub fn from_admin_url(admin_url: &SecretString) -> Result<PostgresServer> {
+    pub fn from_admin_url(
+        admin_url: &SecretString,
+        installation: &Installation,
+    ) -> Result<PostgresServer> {
         Ok(PostgresServer {
             admin: parse_url(admin_url, "server's admin URL")?,
             admin_url_key: sessions::url_key(admin_url),
+            installation: installation.clone(),
         })
+    }
+
+    /// Whose a database is, from its owner (`database_owner`) or, for a database its own role owns (made before
+    /// installation ids), from that role's mark.
+    fn judge_database(&self, database_owner: Option<&str>, owner_mark: Option<&str>) -> Ownership {
+        match database_owner.and_then(installation_of_owner) {
+            Some(id) => self.installation.judge_id(Some(id)),
+            None => self.installation.judge_mark(owner_mark),
+        }
+    }
+
+    /// Makes this installation's owner role if it is missing (converging: concurrent makers agree).
+    async fn ensure_owner_role(&self, connection: &mut PgConnection) -> Result<()> {
+        let owner = quote_identifier(&owner_role(&self.installation))?;
+        execute_converging(
+            connection,
+            &[format!(
+                "CREATE ROLE {owner} NOLOGIN; COMMENT ON ROLE {owner} IS {}",
+                quote_literal(&self.installation.mark("owner").to_string())
+            )],
+            "making the installation's owner role",
+        )
+        .await
+    }
+
+    /// Makes the NOLOGIN role `quoted` with this installation's mark, in one transaction. A role of that name made
+    /// meanwhile by someone else is refused, not adopted.
+    async fn create_marked_role(
+        &self,
+        connection: &mut PgConnection,
+        name: &str,
+        what: &str,
+        context: &str,
+    ) -> Result<()> {
+        let quoted = quote_identifier(name)?;
+        execute_converging(
+            connection,
+            &[format!(
+                "CREATE ROLE {quoted} NOLOGIN; COMMENT ON ROLE {quoted} IS {}",
+                quote_literal(&self.installation.mark(what).to_string())
+            )],
+            context,
+        )
+        .await?;
+        let mark: Option<String> = sqlx::query_scalar(
+            "SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = $1",
+        )
+        .bind(name)
+        .fetch_optional(&mut *connection)
+        .await
+        .map_err(|error| Error::from_server("reading the server catalog", error))?
+        .flatten();
+        match self.installation.judge_mark(mark.as_deref()) {
+            Ownership::Ours => Ok(()),
+            other => Err(foreign_error(&format!("role {name}"), &other)),
+        }
     }
 
     fn admin_pool(&self) -> PgPool {
@@ -150,6 +232,23 @@ impl PostgresServer {
         Ok(())
     }
 
+    pub async fn cluster_identity(&self) -> Result<String> {
+        let mut connection = self.admin_connection().await?;
+        let identifier: Option<i64> =
+            sqlx::query_scalar("SELECT system_identifier FROM pg_control_system()")
+                .fetch_one(&mut *connection)
+                .await
+                .ok();
+        Ok(match identifier {
+            Some(identifier) => format!("PostgreSQL system identifier {identifier}"),
+            None => format!(
+                "PostgreSQL at {}:{}",
+                self.admin.get_host(),
+                self.admin.get_port()
+            ),
+        })
+    }
+
     pub fn tenant_url(&self, resource_name: &str, password: &SecretString) -> SecretString {
         let host = self.admin.get_host();
         let host = if host.contains(':') {
@@ -166,14 +265,33 @@ impl PostgresServer {
 
     pub async fn inventory(&self, resource_name: &str) -> Result<Inventory> {
         let mut connection = self.admin_connection().await?;
-        let (database, role): (bool, bool) = sqlx::query_as(
-            "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1), EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)",
+        let (database, database_owner, role, role_mark): (
+            bool,
+            Option<String>,
+            bool,
+            Option<String>,
+        ) = sqlx::query_as(
+            "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1),
+                    (SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = $1),
+                    EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1),
+                    (SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = $1)",
         )
         .bind(resource_name)
         .fetch_one(&mut *connection)
         .await
         .map_err(|error| Error::from_server("reading the server catalog", error))?;
-        Ok(Inventory { database, role })
+        let mut pieces = Vec::new();
+        if database {
+            pieces.push(self.judge_database(database_owner.as_deref(), role_mark.as_deref()));
+        }
+        if role {
+            pieces.push(self.installation.judge_mark(role_mark.as_deref()));
+        }
+        Ok(Inventory {
+            database,
+            role,
+            ownership: Ownership::combine(pieces),
+        })
     }
 
     /// The tenant role's login, password (as a SCRAM verifier; `None` keeps the one it has) and quotas, for a role
@@ -220,56 +338,60 @@ impl PostgresServer {
         .await
     }
 
-    /// Connect rights for the tenant role only, the plan's connection limit, and the labels.
-    fn access_statements(name: &str, spec: &TenantDatabaseSpec) -> Vec<String> {
-        vec![
+    /// The database owned by the installation's owner role, the plan's connection limit, nothing for PUBLIC,
+    /// CONNECT, CREATE and TEMPORARY for the tenant role, and the installation's mark on both (the labels stay
+    /// in the registry: every role on the server can read comments).
+    fn access_statements(&self, name: &str, spec: &TenantDatabaseSpec) -> Result<Vec<String>> {
+        let owner = quote_identifier(&owner_role(&self.installation))?;
+        let mark = quote_literal(&self.installation.mark("tenant").to_string());
+        Ok(vec![
+            format!("ALTER DATABASE {name} OWNER TO {owner}"),
             format!(
                 "ALTER DATABASE {name} CONNECTION LIMIT {}",
                 spec.connection_limit
             ),
-            format!("REVOKE CONNECT, TEMPORARY ON DATABASE {name} FROM PUBLIC"),
-            format!("GRANT CONNECT ON DATABASE {name} TO {name}"),
-            format!(
-                "COMMENT ON DATABASE {name} IS {}",
-                quote_literal(&spec.labels.to_string())
-            ),
-            format!(
-                "COMMENT ON ROLE {name} IS {}",
-                quote_literal(&spec.labels.to_string())
-            ),
-        ]
+            format!("REVOKE ALL ON DATABASE {name} FROM PUBLIC"),
+            format!("GRANT CONNECT, CREATE, TEMPORARY ON DATABASE {name} TO {name}"),
+            format!("COMMENT ON DATABASE {name} IS {mark}"),
+            format!("COMMENT ON ROLE {name} IS {mark}"),
+        ])
     }
 
     /// Creates the tenant's role and database, or brings existing ones in line. With a schema version, the
     /// database is a claimed warm-pool database or a copy of the schema's template, so it already holds the schema
-    /// and belongs to the tenant; without one, it is empty.
+    /// and its objects belong to the tenant; without one, it is empty. A database or role of that name that is not
+    /// this installation's is refused (`Error::Foreign`), never adopted.
     pub async fn create_database(
         &self,
         spec: &TenantDatabaseSpec,
         password: &SecretString,
         schema: Option<&super::SchemaVersion>,
-        sealing: Option<&SealingKey>,
     ) -> Result<DatabaseOrigin> {
         let name = quote_identifier(&spec.resource_name)?;
         let context = format!("creating {}", spec.resource_name);
         let lookup = self.creation_lookup(&spec.resource_name, schema).await?;
+        if matches!(lookup.ownership, Ownership::Foreign(_))
+            || (lookup.ownership == Ownership::Unmarked && (lookup.database || lookup.role))
+        {
+            return Err(foreign_error(
+                &format!("{} on this server", spec.resource_name),
+                &lookup.ownership,
+            ));
+        }
+        if !lookup.owner_role {
+            let mut connection = self.admin_connection().await?;
+            self.ensure_owner_role(&mut connection).await?;
+        }
         if !lookup.database && !lookup.role {
-            if let Some(claimed) = self
-                .claim_pool_database(spec, password, &lookup, sealing)
-                .await?
-            {
+            if let Some(claimed) = self.claim_pool_database(spec, password, &lookup).await? {
                 return Ok(claimed);
             }
         }
         if !lookup.role {
-            // The database needs its owner first; the login and password follow.
+            // The role first, marked in the same transaction; the login and password follow.
             let mut connection = self.admin_connection().await?;
-            execute_converging(
-                &mut connection,
-                &[format!("CREATE ROLE {name} NOLOGIN")],
-                &context,
-            )
-            .await?;
+            self.create_marked_role(&mut connection, &spec.resource_name, "tenant", &context)
+                .await?;
         }
         let origin = if lookup.database {
             self.set_up_role(&name, spec, password, &context).await?;
@@ -284,25 +406,73 @@ impl PostgresServer {
             role?;
             created?
         };
-        let hand_over = match origin {
-            DatabaseOrigin::Template => true,
-            // A copy made by an earlier attempt may not have been handed over yet.
-            DatabaseOrigin::Existing => lookup.template_owner,
-            DatabaseOrigin::WarmPool { .. } | DatabaseOrigin::Plain { .. } => false,
-        };
-        if hand_over {
-            self.hand_over_template_objects(&spec.resource_name, &name)
-                .await?;
+        match origin {
+            DatabaseOrigin::Template => {
+                self.settle_inside(&spec.resource_name, &name, true, false)
+                    .await?
+            }
+            // An earlier attempt may have stopped before handing the template's objects or the public schema over.
+            DatabaseOrigin::Existing => {
+                self.settle_inside(&spec.resource_name, &name, lookup.template_owner, true)
+                    .await?
+            }
+            DatabaseOrigin::Plain { .. } => {
+                self.settle_inside(&spec.resource_name, &name, false, true)
+                    .await?
+            }
+            DatabaseOrigin::WarmPool { .. } => {}
         }
         let mut connection = self.admin_connection().await?;
         execute_converging(
             &mut connection,
-            &Self::access_statements(&name, spec),
+            &self.access_statements(&name, spec)?,
             &context,
         )
         .await?;
         self.log_in_ahead(&spec.resource_name, password);
         Ok(origin)
+    }
+
+    /// Inside the tenant's database, as the admin: the template's objects to the tenant role (`reassign`), and the
+    /// `public` schema to it (`public_schema`), since the database's owner is the installation's role and the
+    /// tenant could not create in `public` otherwise. One session, one round trip.
+    async fn settle_inside(
+        &self,
+        resource_name: &str,
+        quoted_name: &str,
+        reassign: bool,
+        public_schema: bool,
+    ) -> Result<()> {
+        let mut statements = Vec::new();
+        if reassign {
+            statements.push(format!(
+                "REASSIGN OWNED BY {} TO {quoted_name}",
+                quote_identifier(warm_pool::TEMPLATE_OWNER)?
+            ));
+        }
+        if public_schema {
+            // The operator's schema may have dropped `public`.
+            statements.push(format!(
+                "DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'public') THEN
+                     ALTER SCHEMA public OWNER TO {quoted_name};
+                 END IF; END $$"
+            ));
+        }
+        if statements.is_empty() {
+            return Ok(());
+        }
+        let mut connection = self.dedicated_admin_connection(Some(resource_name)).await?;
+        let settled = connection
+            .execute(statements.join(";\n").as_str())
+            .await
+            .map_err(|error| {
+                Error::from_server(
+                    &format!("handing {resource_name}'s objects to its role"),
+                    error,
+                )
+            });
+        let _ = connection.close().await;
+        settled.map(|_| ())
     }
 
     /// The tenant's first session, started now for the migrations that come next.
@@ -315,6 +485,10 @@ impl PostgresServer {
 
     pub async fn drop_database(&self, resource_name: &str) -> Result<()> {
         let name = quote_identifier(resource_name)?;
+        let inventory = self.inventory(resource_name).await?;
+        if let Ownership::Foreign(_) = inventory.ownership {
+            return Err(foreign_error(resource_name, &inventory.ownership));
+        }
         let mut connection = self.admin_connection().await?;
         let statements = [
             format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
@@ -349,23 +523,48 @@ impl PostgresServer {
 
     pub async fn list_tenant_resources(&self) -> Result<Vec<TenantResource>> {
         let mut connection = self.admin_connection().await?;
-        let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT datname::text, 'database' FROM pg_database WHERE datname LIKE 'tenant\\_%'
-             UNION ALL SELECT rolname::text, 'role' FROM pg_roles WHERE rolname LIKE 'tenant\\_%'
+        // Per object: its owner (databases), its role's mark, and whether PUBLIC may connect (databases).
+        let rows: Vec<TenantCatalogRow> = sqlx::query_as(
+            "SELECT d.datname::text, 'database', pg_get_userbyid(d.datdba)::text,
+                    (SELECT shobj_description(r.oid, 'pg_authid') FROM pg_roles r WHERE r.rolname = d.datname),
+                    d.datallowconn AND has_database_privilege('public', d.oid, 'CONNECT')
+             FROM pg_database d WHERE d.datname LIKE 'tenant\\_%'
+             UNION ALL
+             SELECT rolname::text, 'role', NULL, shobj_description(oid, 'pg_authid'), false
+             FROM pg_roles WHERE rolname LIKE 'tenant\\_%'
              ORDER BY 1, 2",
         )
         .fetch_all(&mut *connection)
         .await
         .map_err(|error| Error::from_server("reading the server catalog", error))?;
+        let ours = owner_role(&self.installation);
         Ok(rows
             .into_iter()
-            .map(|(name, kind)| TenantResource {
-                name,
-                kind: if kind == "database" {
-                    "database"
+            .map(|(name, kind, database_owner, role_mark, public_connect)| {
+                let mut drift = Vec::new();
+                let (kind, ownership) = if kind == "database" {
+                    if public_connect {
+                        drift.push("admits PUBLIC (any role on the server may connect)".to_owned());
+                    }
+                    if database_owner.as_deref() != Some(ours.as_str()) {
+                        drift.push(format!(
+                            "owned by {}, not by {ours} (the tenant could change its limits and privileges)",
+                            database_owner.as_deref().unwrap_or("an unknown role")
+                        ));
+                    }
+                    (
+                        "database",
+                        self.judge_database(database_owner.as_deref(), role_mark.as_deref()),
+                    )
                 } else {
-                    "role"
-                },
+                    ("role", self.installation.judge_mark(role_mark.as_deref()))
+                };
+                TenantResource {
+                    name,
+                    kind,
+                    ownership,
+                    drift,
+                }
             })
             .collect())
     }

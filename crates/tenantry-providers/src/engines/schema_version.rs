@@ -69,6 +69,18 @@ impl SchemaVersion {
             migrator: Arc::new(migrator),
         })
     }
+
+    /// The same schema as one installation names it: the hash covers the installation id too, so the templates
+    /// and pool databases of two installations sharing a server never share a name, and neither uses, claims or
+    /// prunes the other's.
+    pub fn for_installation(mut self, installation: &super::Installation) -> SchemaVersion {
+        let mut hasher = Sha256::new();
+        hasher.update(installation.id().as_bytes());
+        hasher.update([0]);
+        hasher.update(self.hash.as_bytes());
+        self.hash = hex::encode(hasher.finalize())[..HASH_HEX_DIGITS].to_owned();
+        self
+    }
 }
 
 #[cfg(test)]

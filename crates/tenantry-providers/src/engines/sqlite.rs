@@ -1,8 +1,8 @@
 //! The SQLite engine: one file per tenant, `tenant_<slug>.db`, mode 0600, under the server's directory.
 
 use super::{
-    migration_error, quote_identifier, AdminSeed, Inventory, TenantDatabaseSpec, TenantProbe,
-    TenantResource,
+    migration_error, quote_identifier, AdminSeed, Installation, Inventory, Ownership,
+    TenantDatabaseSpec, TenantProbe, TenantResource,
 };
 use crate::credentials::SecretString;
 use crate::{Error, Result};
@@ -16,7 +16,12 @@ use std::str::FromStr;
 #[derive(Debug, Clone)]
 pub struct SqliteServer {
     directory: PathBuf,
+    /// Whose files this handle makes, and which it may remove.
+    installation: Installation,
 }
+
+/// The table inside each tenant file that holds the installation's mark, written with the file's creation.
+const MARK_TABLE: &str = "_tenantry_installation";
 
 fn io_error(context: &str, path: &Path, error: std::io::Error) -> Error {
     Error::Refused(format!("{context} {}: {error}", path.display()))
@@ -24,7 +29,10 @@ fn io_error(context: &str, path: &Path, error: std::io::Error) -> Error {
 
 impl SqliteServer {
     /// The admin URL is `sqlite:///absolute/directory`.
-    pub fn from_admin_url(admin_url: &SecretString) -> Result<SqliteServer> {
+    pub fn from_admin_url(
+        admin_url: &SecretString,
+        installation: &Installation,
+    ) -> Result<SqliteServer> {
         let directory = admin_url
             .expose()
             .strip_prefix("sqlite://")
@@ -36,6 +44,7 @@ impl SqliteServer {
             })?;
         Ok(SqliteServer {
             directory: PathBuf::from(directory),
+            installation: installation.clone(),
         })
     }
 
@@ -62,23 +71,83 @@ impl SqliteServer {
     }
 
     pub async fn inventory(&self, resource_name: &str) -> Result<Inventory> {
+        let path = self.file(resource_name)?;
+        let database = path.exists();
+        let ownership = if database {
+            self.ownership_of(&path).await
+        } else {
+            Ownership::Unmarked
+        };
         Ok(Inventory {
-            database: self.file(resource_name)?.exists(),
+            database,
             role: false,
+            ownership,
         })
     }
 
+    /// Whose a tenant file is, from the mark inside it. A file that cannot be read as SQLite, or has no mark, is
+    /// unmarked.
+    async fn ownership_of(&self, path: &Path) -> Ownership {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .read_only(true)
+            .create_if_missing(false)
+            .log_statements(tracing::log::LevelFilter::Off);
+        let Ok(mut connection) = SqliteConnection::connect_with(&options).await else {
+            return Ownership::Unmarked;
+        };
+        let mark: Option<String> =
+            sqlx::query_scalar(&format!("SELECT id FROM {MARK_TABLE} LIMIT 1"))
+                .fetch_optional(&mut connection)
+                .await
+                .ok()
+                .flatten();
+        let _ = connection.close().await;
+        self.installation.judge_id(mark.as_deref())
+    }
+
+    /// Creates the tenant's file with the installation's mark inside: the file is made and marked under a
+    /// temporary name, then renamed into place, so a file of that name is always marked. A file already there is
+    /// this installation's (kept, its permissions set to 0600) or refused.
     pub async fn create_database(&self, spec: &TenantDatabaseSpec) -> Result<()> {
         let path = self.file(&spec.resource_name)?;
         std::fs::create_dir_all(&self.directory)
             .map_err(|error| io_error("cannot create", &self.directory, error))?;
-        std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|error| io_error("cannot create", &path, error))?;
+        if path.exists() {
+            match self.ownership_of(&path).await {
+                Ownership::Ours => {}
+                other => return Err(super::foreign_error(&path.display().to_string(), &other)),
+            }
+        } else {
+            let building = self
+                .directory
+                .join(format!(".{}.db.building", spec.resource_name));
+            let _ = std::fs::remove_file(&building);
+            std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(true)
+                .write(true)
+                .mode(0o600)
+                .open(&building)
+                .map_err(|error| io_error("cannot create", &building, error))?;
+            let options = SqliteConnectOptions::new()
+                .filename(&building)
+                .create_if_missing(false)
+                .log_statements(tracing::log::LevelFilter::Off);
+            let mut connection = SqliteConnection::connect_with(&options)
+                .await
+                .map_err(|error| Error::from_server("cannot open the new tenant file", error))?;
+            let marked = sqlx::query(&format!(
+                "CREATE TABLE {MARK_TABLE} (id TEXT NOT NULL); INSERT INTO {MARK_TABLE} (id) VALUES ('{}')",
+                self.installation.id()
+            ))
+            .execute(&mut connection)
+            .await;
+            let _ = connection.close().await;
+            marked.map_err(|error| Error::from_server("marking the new tenant file", error))?;
+            std::fs::rename(&building, &path)
+                .map_err(|error| io_error("cannot rename into place", &path, error))?;
+        }
         // The file may predate this attempt with other permissions; the contract is 0600.
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
             .map_err(|error| io_error("cannot set permissions on", &path, error))?;
@@ -87,6 +156,14 @@ impl SqliteServer {
 
     pub async fn drop_database(&self, resource_name: &str) -> Result<()> {
         let path = self.file(resource_name)?;
+        if path.exists() {
+            if let ownership @ Ownership::Foreign(_) = self.ownership_of(&path).await {
+                return Err(super::foreign_error(
+                    &path.display().to_string(),
+                    &ownership,
+                ));
+            }
+        }
         for suffix in ["", "-wal", "-shm", "-journal"] {
             let file = PathBuf::from(format!("{}{suffix}", path.display()));
             match std::fs::remove_file(&file) {
@@ -114,20 +191,29 @@ impl SqliteServer {
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(error) => return Err(io_error("cannot list", &self.directory, error)),
         };
-        let mut resources: Vec<TenantResource> = entries
+        let mut names: Vec<String> = entries
             .filter_map(|entry| entry.ok())
             .filter_map(|entry| {
                 let file_name = entry.file_name().to_string_lossy().into_owned();
                 file_name
                     .strip_suffix(".db")
                     .filter(|stem| stem.starts_with("tenant_"))
-                    .map(|stem| TenantResource {
-                        name: stem.to_owned(),
-                        kind: "file",
-                    })
+                    .map(str::to_owned)
             })
             .collect();
-        resources.sort_by(|left, right| left.name.cmp(&right.name));
+        names.sort();
+        let mut resources = Vec::with_capacity(names.len());
+        for name in names {
+            let ownership = self
+                .ownership_of(&self.directory.join(format!("{name}.db")))
+                .await;
+            resources.push(TenantResource {
+                name,
+                kind: "file",
+                ownership,
+                drift: Vec::new(),
+            });
+        }
         Ok(resources)
     }
 

@@ -114,6 +114,7 @@ pub async fn set_plan(
         plan: body.plan,
         previous_plan: String::new(),
         budget: body.budget,
+        reconcile: false,
     };
     let submitted = submit_set_plan(&state.platform, &request, &principal.actor()).await?;
     state.wake_workers.notify_one();

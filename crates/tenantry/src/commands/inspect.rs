@@ -74,6 +74,22 @@ pub async fn doctor(app: &App, json: bool) -> CommandResult {
                 finding.kind, finding.subject, finding.detail, finding.fix
             );
         }
+        if !report.foreign.is_empty() {
+            println!(
+                "not this installation's ({}), left alone: {} object(s)",
+                report.installation,
+                report.foreign.len()
+            );
+            for object in &report.foreign {
+                match &object.installation {
+                    Some(id) => println!("foreign      {} (installation {id})", object.subject),
+                    None => println!(
+                        "foreign      {} (no installation mark; not made by this registry)",
+                        object.subject
+                    ),
+                }
+            }
+        }
     }
     Ok(if report.is_clean() {
         ExitCode::SUCCESS

@@ -112,10 +112,49 @@ pub async fn set_plan(
         plan: plan.to_owned(),
         previous_plan: String::new(),
         budget,
+        reconcile: false,
     };
     let submitted = submit_set_plan(&app.platform, &request, &cli_actor()).await?;
     let doing = format!("moving tenant {slug} to plan {plan}");
     run_submitted(app, submitted.job(), &doing, no_wait, json).await
+}
+
+/// Converges one tenant (or every active tenant) on its plan and on tenantry's access model: a set-plan job to
+/// the plan it is on, audited `TENANT_RECONCILED`. Stops at the first tenant whose job does not complete.
+pub async fn reconcile(app: &App, slug: Option<&str>, json: bool) -> CommandResult {
+    let tenants = match slug {
+        Some(slug) => vec![app
+            .platform
+            .registry
+            .require_tenant(Slug::parse(slug)?.as_str())
+            .await
+            .map_err(registry_error)?],
+        None => app
+            .platform
+            .registry
+            .list_tenants(None, None, i64::MAX, 0)
+            .await
+            .map_err(registry_error)?
+            .into_iter()
+            .filter(|tenant| tenant.status == tenantry_core::TenantStatus::Active)
+            .collect(),
+    };
+    for tenant in tenants {
+        let request = SetPlanRequest {
+            slug: Slug::parse(&tenant.slug)?,
+            plan: tenant.plan.clone(),
+            previous_plan: String::new(),
+            budget: None,
+            reconcile: true,
+        };
+        let submitted = submit_set_plan(&app.platform, &request, &cli_actor()).await?;
+        let doing = format!("reconciling tenant {}", tenant.slug);
+        let exit = run_submitted(app, submitted.job(), &doing, false, json).await?;
+        if exit != ExitCode::SUCCESS {
+            return Ok(exit);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 pub async fn validate(app: &App, slug: &Slug, json: bool) -> CommandResult {

@@ -171,6 +171,48 @@ impl Fleet {
         fleet
     }
 
+    /// A second tenantry installation (its own PostgreSQL registry, so its own installation id) whose server
+    /// `pg` is this fleet's tenant cluster: two installations sharing one server. Shares this fleet's hold on the
+    /// cluster; clean it up before this fleet.
+    pub async fn another_installation(&self) -> Fleet {
+        assert_eq!(self.engine, Engine::Postgres, "a PostgreSQL fleet");
+        let scratch_dir =
+            std::env::temp_dir().join(format!("tenantry-it-{}", uuid::Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&scratch_dir).expect("temp dir");
+        let database = format!("tenantry_it_{}", uuid::Uuid::now_v7().simple());
+        let mut admin = PgConnection::connect(&registry_admin_url())
+            .await
+            .expect("registry PostgreSQL");
+        admin
+            .execute(format!("CREATE DATABASE \"{database}\"").as_str())
+            .await
+            .expect("create registry database");
+        let other = Fleet {
+            engine: Engine::Postgres,
+            data_dir: scratch_dir.join("data"),
+            scratch_dir,
+            registry_database: Some(database),
+            extra_env: self.extra_env.clone(),
+            _cluster_guard: None,
+        };
+        let args = [
+            "servers",
+            "add",
+            "--name",
+            "pg",
+            "--engine",
+            "postgres",
+            "--admin-url-stdin",
+            "--capacity",
+            "100",
+        ];
+        other
+            .run_with_stdin(&args, &tenant_cluster_url())
+            .await
+            .assert_ok();
+        other
+    }
+
     /// An extra environment variable for every later run.
     pub fn set_env(&mut self, name: &str, value: &str) {
         self.extra_env.push((name.to_owned(), value.to_owned()));
@@ -562,7 +604,8 @@ pub async fn wipe_tenant_cluster() {
     }
     let roles: Vec<String> = sqlx::query_scalar(
         "SELECT rolname::text FROM pg_roles WHERE rolname LIKE 'tenant\\_%'
-                OR rolname LIKE 'tenantry\\_pool\\_%' OR rolname = 'tenantry_template_owner'",
+                OR rolname LIKE 'tenantry\\_pool\\_%' OR rolname = 'tenantry_template_owner'
+                OR rolname LIKE 'tenantry\\_owner\\_%'",
     )
     .fetch_all(&mut admin)
     .await

@@ -10,6 +10,7 @@ mod console;
 mod failures;
 mod fast_paths;
 mod harness;
+mod installations;
 mod offboard;
 mod plans;
 mod provision;

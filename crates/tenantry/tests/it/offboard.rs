@@ -9,18 +9,41 @@ for_each_engine!(purge_clears_a_partial_state);
 
 async fn purge_clears_a_partial_state(engine: Engine) {
     let fleet = Fleet::new(engine).await;
-    // Make the registry know the fleet (bootstraps the local server), then leave a database nobody registered.
+    // Make the registry know the fleet (bootstraps the local server), then leave a database nobody registered,
+    // marked as this installation's, as a job's crash would leave it.
     fleet.run(&["servers", "list"]).await.assert_ok();
+    let installation = fleet.json(&["doctor"]).await["installation"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     match engine {
         Engine::Sqlite => {
             std::fs::create_dir_all(fleet.data_path("tenants")).unwrap();
-            std::fs::write(fleet.sqlite_file("ghost"), b"").unwrap();
+            let options = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(fleet.sqlite_file("ghost"))
+                .create_if_missing(true);
+            let mut file = sqlx::SqliteConnection::connect_with(&options)
+                .await
+                .unwrap();
+            sqlx::raw_sql(&format!(
+                "CREATE TABLE _tenantry_installation (id TEXT NOT NULL);
+                 INSERT INTO _tenantry_installation VALUES ('{installation}')"
+            ))
+            .execute(&mut file)
+            .await
+            .unwrap();
+            file.close().await.unwrap();
         }
         Engine::Postgres => {
             let mut admin = sqlx::PgConnection::connect(&tenant_cluster_url())
                 .await
                 .unwrap();
-            admin.execute("CREATE DATABASE tenant_ghost").await.unwrap();
+            for statement in [
+                format!("CREATE ROLE tenantry_owner_{installation} NOLOGIN"),
+                format!("CREATE DATABASE tenant_ghost OWNER tenantry_owner_{installation}"),
+            ] {
+                admin.execute(statement.as_str()).await.unwrap();
+            }
         }
     }
     let doctor = fleet.run(&["doctor"]).await;

@@ -4,7 +4,8 @@
 use super::{parse_url, sqlstate, PostgresServer};
 use crate::credentials::SecretString;
 use crate::engines::{
-    quote_identifier, quote_literal, LoginAttempt, TenantDatabaseSpec, TenantProbe,
+    foreign_error, quote_identifier, LoginAttempt, Ownership, Reachable, TenantDatabaseSpec,
+    TenantProbe,
 };
 use crate::{Error, Result};
 use sqlx::{Connection, Executor};
@@ -55,11 +56,24 @@ impl PostgresServer {
         }
     }
 
-    /// Applies a plan's quotas and labels to an existing tenant role and database (a plan change).
+    /// Brings an existing tenant role and database in line: the plan's quotas, and the access model (the database
+    /// owned by the installation's role, the tenant's grants, nothing for PUBLIC, the `public` schema the
+    /// tenant's, the installation's mark). A plan change runs it, and so does `reconcile`, which converts a tenant
+    /// made before this model (when the tenant role owned its database) and closes a database opened to PUBLIC.
     pub async fn apply_plan_limits(&self, spec: &TenantDatabaseSpec) -> Result<()> {
         let name = quote_identifier(&spec.resource_name)?;
-        let labels = quote_literal(&spec.labels.to_string());
-        let statements = [
+        let context = format!("applying the plan to {}", spec.resource_name);
+        let inventory = self.inventory(&spec.resource_name).await?;
+        if let Ownership::Foreign(_) = inventory.ownership {
+            return Err(foreign_error(&spec.resource_name, &inventory.ownership));
+        }
+        if !inventory.database || !inventory.role {
+            return Err(Error::Refused(format!(
+                "{}: the database or role is missing",
+                spec.resource_name
+            )));
+        }
+        let mut statements = vec![
             format!(
                 "ALTER ROLE {name} CONNECTION LIMIT {}",
                 spec.connection_limit
@@ -68,46 +82,28 @@ impl PostgresServer {
                 "ALTER ROLE {name} SET statement_timeout = {}",
                 spec.statement_timeout_ms
             ),
-            format!(
-                "ALTER DATABASE {name} CONNECTION LIMIT {}",
-                spec.connection_limit
-            ),
-            format!("COMMENT ON DATABASE {name} IS {labels}"),
-            format!("COMMENT ON ROLE {name} IS {labels}"),
         ];
+        statements.extend(self.access_statements(&name, spec)?);
         let mut connection = self.admin_connection().await?;
+        self.ensure_owner_role(&mut connection).await?;
         for statement in statements {
             connection
                 .execute(statement.as_str())
                 .await
-                .map_err(|error| {
-                    Error::from_server(
-                        &format!("applying the plan to {}", spec.resource_name),
-                        error,
-                    )
-                })?;
+                .map_err(|error| Error::from_server(&context, error))?;
         }
-        Ok(())
+        drop(connection);
+        self.settle_inside(&spec.resource_name, &name, false, true)
+            .await
     }
 
-    /// The labels recorded on the tenant's database and role (`COMMENT ON … IS <json>`).
+    /// PostgreSQL keeps no labels on the server: every role can read comments, so they live in the registry and
+    /// the database and role carry only the installation's mark.
     pub async fn resource_labels(
         &self,
-        resource_name: &str,
+        _resource_name: &str,
     ) -> Result<Vec<(&'static str, Option<serde_json::Value>)>> {
-        let mut connection = self.admin_connection().await?;
-        let (database, role): (Option<String>, Option<String>) = sqlx::query_as(
-            "SELECT (SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1),
-                    (SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = $1)",
-        )
-        .bind(resource_name)
-        .fetch_one(&mut *connection)
-        .await
-        .map_err(|error| Error::from_server("reading the labels", error))?;
-        let parse = |comment: Option<String>| {
-            comment.and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
-        };
-        Ok(vec![("database", parse(database)), ("role", parse(role))])
+        Ok(Vec::new())
     }
 
     /// Logs in with the tenant's credentials and reads what the validation suite judges. Inside a provisioning
@@ -178,28 +174,34 @@ impl PostgresServer {
         probed.map_err(|error| Error::from_server("probing the tenant database", error))
     }
 
-    /// Every other tenant database on this server that the tenant's role may connect to (by the server's own
-    /// privilege rules: a grant to the role or to PUBLIC), and how many other tenant databases there are.
-    pub async fn tenant_databases_open_to(
-        &self,
-        resource_name: &str,
-    ) -> Result<(Vec<String>, i64)> {
+    /// What the tenant's role can reach among the other tenant databases on this server, by the server's own
+    /// privilege rules: those it may connect to through a grant of its own (to it or a role it belongs to), and,
+    /// separately, those that admit PUBLIC (the neighbour opened itself: its finding, not this tenant's).
+    pub async fn tenant_databases_open_to(&self, resource_name: &str) -> Result<Reachable> {
         let mut connection = self.admin_connection().await?;
-        let rows: Vec<(String, bool)> = sqlx::query_as(
-            "SELECT datname::text, datallowconn AND has_database_privilege($1, oid, 'CONNECT') FROM pg_database
-             WHERE datname LIKE 'tenant\\_%' AND datname <> $1 ORDER BY datname",
+        let rows: Vec<(String, bool, bool)> = sqlx::query_as(
+            "SELECT d.datname::text,
+                    d.datallowconn AND has_database_privilege('public', d.oid, 'CONNECT'),
+                    d.datallowconn AND has_database_privilege($1, d.oid, 'CONNECT')
+             FROM pg_database d
+             WHERE d.datname LIKE 'tenant\\_%' AND d.datname <> $1 ORDER BY d.datname",
         )
         .bind(resource_name)
         .fetch_all(&mut *connection)
         .await
         .map_err(|error| Error::from_server("reading database privileges", error))?;
-        let total = rows.len() as i64;
-        let open = rows
-            .into_iter()
-            .filter(|(_, may_connect)| *may_connect)
-            .map(|(name, _)| name)
-            .collect();
-        Ok((open, total))
+        let mut reachable = Reachable {
+            n_others: rows.len() as i64,
+            ..Reachable::default()
+        };
+        for (name, public, may_connect) in rows {
+            if public {
+                reachable.open_to_public.push(name);
+            } else if may_connect {
+                reachable.granted.push(name);
+            }
+        }
+        Ok(reachable)
     }
 
     /// Tries to log in to `database` on this server with the tenant's credentials.

@@ -12,14 +12,12 @@
 //!   grants and labels. Ownership follows the role, so nothing inside the database is touched, and no session to
 //!   it is needed. Two jobs cannot claim one database: the second rename waits for the first and then finds no
 //!   database of that name, and its transaction changes nothing.
-//! - **Pool passwords**: setting a role's password makes PostgreSQL check the SCRAM verifier against an empty
-//!   password, running all its PBKDF2 rounds: 4.5 ms at 4096 rounds, 0.4 ms at the 16 that generated passwords
-//!   get, and still a statement in the claim's transaction. So a pool role gets its own random password when it
-//!   is made, sealed with tenantry's [`SealingKey`] into the pool database's comment. A claim opens it and keeps
-//!   it: the role is renamed (a SCRAM verifier survives a rename) and the job stores that password as the
-//!   tenant's secret. The claim's `COMMENT ON DATABASE` replaces the sealed value with the tenant's labels in the
-//!   same transaction. A pool database whose password does not open (made without a key, or under another key)
-//!   is claimed the old way, with the tenant's own password.
+//! - **Ownership**: every template, pool and tenant database is owned (at the database level) by the
+//!   installation's NOLOGIN owner role, `tenantry_owner_<installation>`, so whose a database is can be read from
+//!   its owner, and a tenant owns what is inside its database but not the database. Pool roles carry the
+//!   installation's mark in their comment. Nothing a tenant can read on the server holds a secret or a label.
+//!   Template and pool names carry a hash of the installation and the schema, so two installations sharing a
+//!   server never use, claim or prune each other's.
 //!
 //! Databases are built under a temporary name, `tenantry_build_<hash>[_<n>]`, and renamed when complete, so a
 //! half-built one is never used. Building, filling and pruning take one advisory lock on the admin database, so
@@ -28,10 +26,8 @@
 //! `tenant_*`: pool and template databases are not tenants to placement or to `doctor`'s orphan check.
 
 use super::super::{quote_identifier, quote_literal, SchemaVersion, TenantDatabaseSpec};
-use super::{execute_converging, sqlstate, PostgresServer};
-use crate::credentials::{
-    generate_database_password, scram_sha256_verifier, SealingKey, SecretString,
-};
+use super::{execute_converging, owner_role, sqlstate, PostgresServer};
+use crate::credentials::SecretString;
 use crate::{Error, Result};
 use sqlx::postgres::PgConnection;
 use sqlx::{Connection, Executor};
@@ -123,9 +119,6 @@ pub enum DatabaseOrigin {
     WarmPool {
         /// Its former name.
         database: String,
-        /// The pool role's own password, kept by the claim: the tenant's secret must now hold it. `None` when
-        /// the claim set the tenant's password instead.
-        kept_password: Option<SecretString>,
     },
     /// A copy of the schema's template database.
     Template,
@@ -138,7 +131,7 @@ pub enum DatabaseOrigin {
 impl std::fmt::Display for DatabaseOrigin {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            DatabaseOrigin::WarmPool { database, .. } => {
+            DatabaseOrigin::WarmPool { database } => {
                 write!(formatter, "claimed warm-pool database {database}")
             }
             DatabaseOrigin::Template => formatter.write_str("copied from the schema template"),
@@ -236,6 +229,9 @@ pub struct WarmPoolInventory {
     pub n_pool_databases: usize,
     /// Databases and roles a prune would remove: other schema versions, and leftovers of an interrupted build.
     pub stale: Vec<CatalogObject>,
+    /// Templates, pool and build databases and pool roles of other installations (or with no installation's
+    /// mark): never used, claimed or pruned here.
+    pub foreign: Vec<CatalogObject>,
     /// Whether a process holds the maintenance lock (building, filling or pruning) right now.
     pub build_in_progress: bool,
 }
@@ -296,24 +292,29 @@ impl WarmPoolInventory {
     }
 }
 
+/// The fast-path objects on a server, split by whose they are.
+#[derive(Default)]
+struct FastPathCatalog {
+    /// This installation's template, pool and build databases.
+    databases: Vec<String>,
+    /// This installation's pool roles.
+    pool_roles: Vec<String>,
+    /// Everyone else's.
+    foreign: Vec<CatalogObject>,
+}
+
 /// What `create_database` needs to know before it starts, in one round trip.
 pub(super) struct CreationLookup {
     pub database: bool,
     pub role: bool,
+    /// Of the tenant's database and role, where they exist.
+    pub ownership: super::Ownership,
     pub template_owner: bool,
-    /// Pool databases of the schema with their comments, in random order so that concurrent jobs try different
+    /// Whether the installation's owner role exists.
+    pub owner_role: bool,
+    /// This installation's pool databases of the schema, in random order so that concurrent jobs try different
     /// ones first.
-    pub candidates: Vec<(String, Option<String>)>,
-}
-
-/// The password sealed into a pool database's comment, if `key` opens it.
-fn sealed_pool_password(
-    key: Option<&SealingKey>,
-    database: &str,
-    comment: Option<&str>,
-) -> Option<SecretString> {
-    let comment: serde_json::Value = serde_json::from_str(comment?).ok()?;
-    key?.open(comment.get("sealed_password")?.as_str()?, database)
+    pub candidates: Vec<String>,
 }
 
 impl PostgresServer {
@@ -323,53 +324,69 @@ impl PostgresServer {
         schema: Option<&SchemaVersion>,
     ) -> Result<CreationLookup> {
         let mut connection = self.admin_connection().await?;
-        let (database, role, template_owner, candidates): (bool, bool, bool, Vec<String>) =
-            sqlx::query_as(
-                "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1),
-                        EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1),
-                        EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $2),
-                        ARRAY(SELECT json_build_array(datname, shobj_description(oid, 'pg_database'))::text
-                              FROM pg_database WHERE datname LIKE $3 ORDER BY random() LIMIT $4)",
-            )
-            .bind(resource_name)
-            .bind(TEMPLATE_OWNER)
-            .bind(schema.map(|schema| pool_pattern(&schema.hash)))
-            .bind(CLAIM_CANDIDATES)
-            .fetch_one(&mut *connection)
-            .await
-            .map_err(|error| Error::from_server("reading the server catalog", error))?;
-        let candidates = candidates
-            .iter()
-            .filter_map(|pair| serde_json::from_str::<(String, Option<String>)>(pair).ok())
-            .collect();
+        let owner = owner_role(&self.installation);
+        let (database, database_owner, role, role_mark, template_owner, owner_exists, candidates): (
+            bool,
+            Option<String>,
+            bool,
+            Option<String>,
+            bool,
+            bool,
+            Vec<String>,
+        ) = sqlx::query_as(
+            "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1),
+                    (SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = $1),
+                    EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1),
+                    (SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = $1),
+                    EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $2),
+                    EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $5),
+                    ARRAY(SELECT datname::text FROM pg_database
+                          WHERE datname LIKE $3 AND pg_get_userbyid(datdba) = $5
+                          ORDER BY random() LIMIT $4)",
+        )
+        .bind(resource_name)
+        .bind(TEMPLATE_OWNER)
+        .bind(schema.map(|schema| pool_pattern(&schema.hash)))
+        .bind(CLAIM_CANDIDATES)
+        .bind(&owner)
+        .fetch_one(&mut *connection)
+        .await
+        .map_err(|error| Error::from_server("reading the server catalog", error))?;
+        let mut pieces = Vec::new();
+        if database {
+            pieces.push(self.judge_database(database_owner.as_deref(), role_mark.as_deref()));
+        }
+        if role {
+            pieces.push(self.installation.judge_mark(role_mark.as_deref()));
+        }
         Ok(CreationLookup {
             database,
             role,
+            ownership: super::Ownership::combine(pieces),
             template_owner,
+            owner_role: owner_exists,
             candidates,
         })
     }
 
-    /// Claims one warm-pool database for the tenant, or returns `None` when none could be had. The role keeps the
-    /// pool password that `sealing` opens (returned, for the tenant's secret), or else gets `password`.
+    /// Claims one warm-pool database for the tenant, or returns `None` when none could be had. The role gets
+    /// `password`.
     pub(super) async fn claim_pool_database(
         &self,
         spec: &TenantDatabaseSpec,
         password: &SecretString,
         lookup: &CreationLookup,
-        sealing: Option<&SealingKey>,
     ) -> Result<Option<DatabaseOrigin>> {
         if lookup.candidates.is_empty() {
             return Ok(None);
         }
         let name = quote_identifier(&spec.resource_name)?;
-        let access = Self::access_statements(&name, spec);
+        let access = self.access_statements(&name, spec)?;
         let mut connection = self.admin_connection().await?;
-        for (candidate, comment) in &lookup.candidates {
+        for candidate in &lookup.candidates {
             if !matches!(parse_name(candidate), Some(FastPathName::Pool { .. })) {
                 continue;
             }
-            let kept_password = sealed_pool_password(sealing, candidate, comment.as_deref());
             let pool_database = quote_identifier(candidate)?;
             // One simple-protocol message runs as one implicit transaction: the claim happens whole or not at all.
             let claim = [
@@ -377,24 +394,16 @@ impl PostgresServer {
                 format!("ALTER ROLE {pool_database} RENAME TO {name}"),
             ]
             .into_iter()
-            .chain(Self::role_statements(
-                &name,
-                spec,
-                kept_password.is_none().then_some(password),
-            ))
+            .chain(Self::role_statements(&name, spec, Some(password)))
             .chain(access.iter().cloned())
             .map(|statement| format!("{statement};"))
             .collect::<Vec<_>>()
             .join("\n");
             match connection.execute(claim.as_str()).await {
                 Ok(_) => {
-                    self.log_in_ahead(
-                        &spec.resource_name,
-                        kept_password.as_ref().unwrap_or(password),
-                    );
+                    self.log_in_ahead(&spec.resource_name, password);
                     return Ok(Some(DatabaseOrigin::WarmPool {
                         database: candidate.clone(),
-                        kept_password,
                     }));
                 }
                 // Claimed by another job a moment ago (3D000), a session on it (55006), or a leftover without its
@@ -430,8 +439,9 @@ impl PostgresServer {
         let context = format!("creating {}", spec.resource_name);
         // A new database admits PUBLIC, so it is born closed to everyone (ALLOW_CONNECTIONS false) and opened only
         // once PUBLIC's CONNECT is gone: no moment in which another tenant's role could enter it.
+        let owner = quote_identifier(&owner_role(&self.installation))?;
         let plain = format!(
-            "CREATE DATABASE {name} OWNER {name} CONNECTION LIMIT {} ALLOW_CONNECTIONS false",
+            "CREATE DATABASE {name} OWNER {owner} CONNECTION LIMIT {} ALLOW_CONNECTIONS false",
             spec.connection_limit
         );
         let Some(schema) = schema else {
@@ -441,7 +451,7 @@ impl PostgresServer {
             return Ok(DatabaseOrigin::Plain { why: None });
         };
         let from_template = format!(
-            "CREATE DATABASE {name} TEMPLATE {} OWNER {name} CONNECTION LIMIT {} ALLOW_CONNECTIONS false",
+            "CREATE DATABASE {name} TEMPLATE {} OWNER {owner} CONNECTION LIMIT {} ALLOW_CONNECTIONS false",
             quote_identifier(&template_name(&schema.hash))?,
             spec.connection_limit
         );
@@ -487,7 +497,7 @@ impl PostgresServer {
         )))
     }
 
-    /// Takes PUBLIC's CONNECT and TEMPORARY away from a new tenant database, then lets connections in: one query
+    /// Takes PUBLIC's CONNECT and TEMPORARY away from a new database, then lets connections in: one query
     /// string, which PostgreSQL runs as one implicit transaction (both or neither).
     async fn open_to_owner_only(&self, quoted_name: &str, context: &str) -> Result<()> {
         let mut connection = self.admin_connection().await?;
@@ -607,7 +617,9 @@ impl PostgresServer {
         }
         let build = quote_identifier(&template_build_name(&schema.hash))?;
         let owner = quote_identifier(TEMPLATE_OWNER)?;
+        let database_owner = quote_identifier(&owner_role(&self.installation))?;
         let context = format!("building template {template}");
+        self.ensure_owner_role(session).await?;
         execute_converging(
             session,
             &[
@@ -615,7 +627,7 @@ impl PostgresServer {
                 // A leftover of a build that was interrupted.
                 format!("DROP DATABASE IF EXISTS {build} WITH (FORCE)"),
                 // Born closed, opened only together with the revoke: PUBLIC is never admitted.
-                format!("CREATE DATABASE {build} ALLOW_CONNECTIONS false"),
+                format!("CREATE DATABASE {build} OWNER {database_owner} ALLOW_CONNECTIONS false"),
                 format!("REVOKE CONNECT, TEMPORARY ON DATABASE {build} FROM PUBLIC; ALTER DATABASE {build} ALLOW_CONNECTIONS true"),
                 // The owner creates the schema's objects; it needs CREATE only while it does.
                 format!("GRANT CREATE ON DATABASE {build} TO {owner}"),
@@ -638,7 +650,9 @@ impl PostgresServer {
             return Err(error);
         }
         let template_quoted = quote_identifier(&template)?;
-        let label = serde_json::json!({ "tenantry": "template", "schema": schema.hash, "latest_migration": schema.latest });
+        let mut label = self.installation.mark("template");
+        label["schema"] = serde_json::json!(schema.hash);
+        label["latest_migration"] = serde_json::json!(schema.latest);
         let finish = [
             format!("REVOKE CREATE ON DATABASE {build} FROM {owner}"),
             format!("ALTER DATABASE {build} RENAME TO {template_quoted}"),
@@ -692,8 +706,10 @@ impl PostgresServer {
         owner: &str,
     ) -> Result<()> {
         let context = "preparing the template";
+        // The template owner owns `public`, so every copy hands it, with the schema's objects, to its tenant role
+        // (the database's own owner is the installation's role, which a tenant is not).
         connection
-            .execute(format!("GRANT CREATE ON SCHEMA public TO {owner}").as_str())
+            .execute(format!("ALTER SCHEMA public OWNER TO {owner}").as_str())
             .await
             .map_err(|error| Error::from_server(context, error))?;
         connection
@@ -706,7 +722,7 @@ impl PostgresServer {
             .await
             .map_err(super::super::migration_error)?;
         connection
-            .execute(format!("RESET ROLE; REVOKE CREATE ON SCHEMA public FROM {owner}").as_str())
+            .execute("RESET ROLE")
             .await
             .map_err(|error| Error::from_server(context, error))?;
         Ok(())
@@ -720,7 +736,6 @@ impl PostgresServer {
         target: usize,
         max_creations: usize,
         wait: LockWait,
-        sealing: Option<&SealingKey>,
     ) -> Result<FillReport> {
         let Some(mut session) = self.maintenance_session(wait).await? else {
             return Ok(FillReport {
@@ -729,7 +744,7 @@ impl PostgresServer {
             });
         };
         let filled = self
-            .fill_locked(&mut session, schema, target, max_creations, sealing)
+            .fill_locked(&mut session, schema, target, max_creations)
             .await;
         let _ = session.close().await;
         filled
@@ -741,7 +756,6 @@ impl PostgresServer {
         schema: &SchemaVersion,
         target: usize,
         max_creations: usize,
-        sealing: Option<&SealingKey>,
     ) -> Result<FillReport> {
         let mut report = FillReport::default();
         let used_numbers = Self::pool_numbers(session, &schema.hash).await?;
@@ -755,8 +769,7 @@ impl PostgresServer {
             let Some(number) = numbers.next() else {
                 break;
             };
-            self.create_pool_database(session, schema, number, sealing)
-                .await?;
+            self.create_pool_database(session, schema, number).await?;
             report.n_created += 1;
             report.n_ready += 1;
         }
@@ -783,28 +796,29 @@ impl PostgresServer {
     }
 
     /// Copies the template into `tenantry_build_<hash>_<n>`, hands its objects to the pool role of the same
-    /// number (with a password of its own, sealed into the comment, when there is a `sealing` key), and renames
-    /// it into the pool.
+    /// number (NOLOGIN, marked as this installation's, in the same transaction that makes it), and renames it into
+    /// the pool.
     async fn create_pool_database(
         &self,
         session: &mut PgConnection,
         schema: &SchemaVersion,
         number: u64,
-        sealing: Option<&SealingKey>,
     ) -> Result<()> {
         let pool = pool_name(&schema.hash, number);
         let pool_quoted = quote_identifier(&pool)?;
         let build_name = pool_build_name(&schema.hash, number);
         let build = quote_identifier(&build_name)?;
+        let database_owner = quote_identifier(&owner_role(&self.installation))?;
         let context = format!("making warm-pool database {pool}");
+        self.create_marked_role(session, &pool, "warm_pool", &context)
+            .await?;
         execute_converging(
             session,
             &[
-                format!("CREATE ROLE {pool_quoted} NOLOGIN"),
                 format!("DROP DATABASE IF EXISTS {build} WITH (FORCE)"),
                 // Born closed, opened only together with the revoke: PUBLIC is never admitted.
                 format!(
-                    "CREATE DATABASE {build} TEMPLATE {} OWNER {pool_quoted} ALLOW_CONNECTIONS false",
+                    "CREATE DATABASE {build} TEMPLATE {} OWNER {database_owner} ALLOW_CONNECTIONS false",
                     quote_identifier(&template_name(&schema.hash))?
                 ),
                 format!("REVOKE CONNECT, TEMPORARY ON DATABASE {build} FROM PUBLIC; ALTER DATABASE {build} ALLOW_CONNECTIONS true"),
@@ -814,22 +828,8 @@ impl PostgresServer {
         .await?;
         self.hand_over_template_objects(&build_name, &pool_quoted)
             .await?;
-        let mut label = serde_json::json!({ "tenantry": "warm_pool", "schema": schema.hash });
-        if let Some(key) = sealing {
-            // The role stays NOLOGIN until a claim: the password is of no use before then.
-            let password = generate_database_password();
-            session
-                .execute(
-                    format!(
-                        "ALTER ROLE {pool_quoted} PASSWORD {}",
-                        quote_literal(&scram_sha256_verifier(&password))
-                    )
-                    .as_str(),
-                )
-                .await
-                .map_err(|error| Error::from_server(&context, error))?;
-            label["sealed_password"] = serde_json::json!(key.seal(&password, &pool)?);
-        }
+        let mut label = self.installation.mark("warm_pool");
+        label["schema"] = serde_json::json!(schema.hash);
         let finish = format!(
             "ALTER DATABASE {build} RENAME TO {pool_quoted};\nCOMMENT ON DATABASE {pool_quoted} IS {};",
             quote_literal(&label.to_string())
@@ -847,28 +847,60 @@ impl PostgresServer {
         schema: Option<&SchemaVersion>,
     ) -> Result<WarmPoolInventory> {
         let mut connection = self.admin_connection().await?;
-        Self::inventory_of(&mut connection, schema, None).await
+        self.inventory_of(&mut connection, schema, None).await
+    }
+
+    /// The fast-path databases and pool roles on the server: this installation's (databases its owner role owns,
+    /// roles with its mark), and everyone else's.
+    async fn fast_path_catalog(&self, connection: &mut PgConnection) -> Result<FastPathCatalog> {
+        let catalog = |error| Error::from_server("reading the server catalog", error);
+        let databases: Vec<(String, Option<String>)> = sqlx::query_as(
+            "SELECT datname::text, pg_get_userbyid(datdba)::text FROM pg_database
+             WHERE datname LIKE 'tenantry\\_%' ORDER BY 1",
+        )
+        .fetch_all(&mut *connection)
+        .await
+        .map_err(catalog)?;
+        let pool_roles: Vec<(String, Option<String>)> = sqlx::query_as(
+            "SELECT rolname::text, shobj_description(oid, 'pg_authid') FROM pg_roles
+             WHERE rolname LIKE 'tenantry\\_pool\\_%' ORDER BY 1",
+        )
+        .fetch_all(&mut *connection)
+        .await
+        .map_err(catalog)?;
+        let ours = owner_role(&self.installation);
+        let mut found = FastPathCatalog::default();
+        for (name, owner) in databases {
+            if parse_name(&name).is_none() {
+                continue;
+            }
+            if owner.as_deref() == Some(ours.as_str()) {
+                found.databases.push(name);
+            } else {
+                found.foreign.push(CatalogObject::database(&name));
+            }
+        }
+        for (name, mark) in pool_roles {
+            if parse_name(&name).is_none() {
+                continue;
+            }
+            match self.installation.judge_mark(mark.as_deref()) {
+                super::Ownership::Ours => found.pool_roles.push(name),
+                _ => found.foreign.push(CatalogObject::role(&name)),
+            }
+        }
+        Ok(found)
     }
 
     /// `build_in_progress`: `None` to look at the lock, `Some` when the caller knows (it holds the lock itself).
     async fn inventory_of(
+        &self,
         connection: &mut PgConnection,
         schema: Option<&SchemaVersion>,
         build_in_progress: Option<bool>,
     ) -> Result<WarmPoolInventory> {
         let catalog = |error| Error::from_server("reading the server catalog", error);
-        let databases: Vec<String> = sqlx::query_scalar(
-            "SELECT datname::text FROM pg_database WHERE datname LIKE 'tenantry\\_%' ORDER BY 1",
-        )
-        .fetch_all(&mut *connection)
-        .await
-        .map_err(catalog)?;
-        let pool_roles: Vec<String> = sqlx::query_scalar(
-            "SELECT rolname::text FROM pg_roles WHERE rolname LIKE 'tenantry\\_pool\\_%' ORDER BY 1",
-        )
-        .fetch_all(&mut *connection)
-        .await
-        .map_err(catalog)?;
+        let found = self.fast_path_catalog(connection).await?;
         let build_in_progress = match build_in_progress {
             Some(known) => known,
             None => sqlx::query_scalar(
@@ -882,12 +914,14 @@ impl PostgresServer {
             .await
             .map_err(catalog)?,
         };
-        Ok(WarmPoolInventory::from_catalog(
-            &databases,
-            &pool_roles,
+        let mut inventory = WarmPoolInventory::from_catalog(
+            &found.databases,
+            &found.pool_roles,
             schema.map(|schema| schema.hash.as_str()),
             build_in_progress,
-        ))
+        );
+        inventory.foreign = found.foreign;
+        Ok(inventory)
     }
 
     /// Drops what `scope` names, waiting for any build in progress to end first.
@@ -901,24 +935,21 @@ impl PostgresServer {
                 "the template lock is held elsewhere".into(),
             ));
         };
-        let pruned = Self::prune_locked(&mut session, schema, scope).await;
+        let pruned = self.prune_locked(&mut session, schema, scope).await;
         let _ = session.close().await;
         pruned
     }
 
+    /// Only this installation's databases and roles are dropped; others' are never looked at twice.
     async fn prune_locked(
+        &self,
         session: &mut PgConnection,
         schema: Option<&SchemaVersion>,
         scope: PruneScope,
     ) -> Result<PruneReport> {
-        let inventory = Self::inventory_of(session, schema, Some(false)).await?;
-        let catalog = |error| Error::from_server("reading the server catalog", error);
-        let databases: Vec<String> = sqlx::query_scalar(
-            "SELECT datname::text FROM pg_database WHERE datname LIKE 'tenantry\\_%' ORDER BY 1",
-        )
-        .fetch_all(&mut *session)
-        .await
-        .map_err(catalog)?;
+        let inventory = self.inventory_of(session, schema, Some(false)).await?;
+        let found = self.fast_path_catalog(session).await?;
+        let databases = found.databases;
         let mut doomed: BTreeSet<String> = inventory
             .stale
             .iter()
@@ -950,24 +981,25 @@ impl PostgresServer {
                 )),
             }
         }
-        let roles: Vec<String> = sqlx::query_scalar(
-            "SELECT rolname::text FROM pg_roles r WHERE rolname LIKE 'tenantry\\_pool\\_%'
-                AND NOT EXISTS (SELECT 1 FROM pg_database d WHERE d.datname = r.rolname) ORDER BY 1",
-        )
-        .fetch_all(&mut *session)
-        .await
-        .map_err(catalog)?;
-        let mut roles: Vec<String> = roles
+        // A pool role whose database is gone (dropped above, or never made).
+        let remaining = self.fast_path_catalog(session).await?.databases;
+        let mut roles: Vec<String> = found
+            .pool_roles
             .into_iter()
             .filter(|role| matches!(parse_name(role), Some(FastPathName::Pool { .. })))
+            .filter(|role| !remaining.contains(role))
             .collect();
         if scope == PruneScope::Everything {
+            // Shared by every installation on the server: it goes only once it owns nothing anywhere.
             roles.push(TEMPLATE_OWNER.to_owned());
         }
         for role in roles {
             let statement = format!("DROP ROLE IF EXISTS {}", quote_identifier(&role)?);
             match session.execute(statement.as_str()).await {
                 Ok(_) => report.dropped.push(format!("role {role}")),
+                // Another installation's templates still use it.
+                Err(error)
+                    if role == TEMPLATE_OWNER && sqlstate(&error).as_deref() == Some("2BP01") => {}
                 Err(error) => report
                     .kept
                     .push(format!("role {role}: {}", crate::error::describe(&error))),
@@ -1015,44 +1047,6 @@ mod tests {
                 "{name} is a valid identifier"
             );
         }
-    }
-
-    #[test]
-    fn a_pool_password_opens_only_with_the_key_it_was_sealed_under_for_its_database() {
-        let key = SealingKey::generate();
-        let password = generate_database_password();
-        let database = pool_name(CURRENT, 1);
-        let comment = serde_json::json!({
-            "tenantry": "warm_pool",
-            "sealed_password": key.seal(&password, &database).unwrap(),
-        })
-        .to_string();
-        assert_eq!(
-            sealed_pool_password(Some(&key), &database, Some(&comment)),
-            Some(password)
-        );
-        // Without the key, under another key, for another database, or without a sealed value: the claim sets the
-        // tenant's own password instead.
-        assert_eq!(sealed_pool_password(None, &database, Some(&comment)), None);
-        let other_key = SealingKey::generate();
-        assert_eq!(
-            sealed_pool_password(Some(&other_key), &database, Some(&comment)),
-            None
-        );
-        assert_eq!(
-            sealed_pool_password(Some(&key), &pool_name(CURRENT, 2), Some(&comment)),
-            None
-        );
-        let unsealed = serde_json::json!({ "tenantry": "warm_pool" }).to_string();
-        assert_eq!(
-            sealed_pool_password(Some(&key), &database, Some(&unsealed)),
-            None
-        );
-        assert_eq!(
-            sealed_pool_password(Some(&key), &database, Some("not json")),
-            None
-        );
-        assert_eq!(sealed_pool_password(Some(&key), &database, None), None);
     }
 
     #[test]
