@@ -828,6 +828,31 @@ async fn nul_bytes_in_paths_queries_and_bodies_are_invalid_input(engine: Engine)
         response.status()
     );
     assert!(fleet.jobs().await.is_empty(), "bad input changes nothing");
+    // In the reason for a decision, which is kept in the job's error message.
+    let other_admin = fleet.token_for("ops2@example.com", "PLATFORM_ADMIN").await;
+    let mut waiting = tenant_body("waits-for-nul");
+    waiting["budget"] = json!(2_000_000);
+    let accepted: Value = server
+        .post("/platform/tenants", &token)
+        .json(&waiting)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let job_id = accepted["job_id"].as_str().unwrap().to_owned();
+    let rejected = server
+        .post(&format!("/platform/jobs/{job_id}/reject"), &other_admin)
+        .json(&json!({ "reason": "over\u{0}budget" }))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(rejected, 422, "E_INVALID_INPUT", "a NUL in the reason").await;
+    assert_eq!(
+        fleet.json(&["jobs", "show", &job_id]).await["status"],
+        "awaiting_approval"
+    );
     assert!(
         !server.log().contains("request failed"),
         "no request failed on the server: {}",
