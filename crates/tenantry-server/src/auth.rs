@@ -22,8 +22,14 @@ pub const CSRF_FIELD: &str = "csrf_token";
 /// How a caller proved who they are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credential {
-    Token { token_id: String },
-    Session { csrf_token: String },
+    Token {
+        token_id: String,
+    },
+    /// `session_hash` is the SHA-256 of the cookie's value, the session's key in the registry.
+    Session {
+        csrf_token: String,
+        session_hash: String,
+    },
 }
 
 /// An authenticated caller, available to handlers as a request extension.
@@ -46,6 +52,14 @@ impl Principal {
         match &self.credential {
             Credential::Token { token_id } => format!("token:{token_id}"),
             Credential::Session { .. } => format!("user:{}", self.user_id),
+        }
+    }
+
+    /// The credential itself: the token, or this one session (what a live stream lasts only as long as).
+    pub fn credential_key(&self) -> String {
+        match &self.credential {
+            Credential::Token { token_id } => format!("token:{token_id}"),
+            Credential::Session { session_hash, .. } => format!("session:{session_hash}"),
         }
     }
 }
@@ -155,6 +169,15 @@ fn parse_token(presented: &str) -> Option<(&str, &str)> {
     presented.strip_prefix("tnt_")?.split_once('.')
 }
 
+/// The credentials of an `Authorization: Bearer …` header. The scheme is case-insensitive (RFC 9110 §11.1), so
+/// `bearer` and `BEARER` count too.
+fn bearer_credentials(authorization: &str) -> Option<&str> {
+    let (scheme, credentials) = authorization.trim_start().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(credentials.trim())
+}
+
 fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers
         .get_all(header::COOKIE)
@@ -177,7 +200,7 @@ pub async fn authenticate(
         let presented = authorization
             .to_str()
             .ok()
-            .and_then(|value| value.strip_prefix("Bearer "))
+            .and_then(bearer_credentials)
             .ok_or_else(ApiError::unauthenticated)?;
         let (token_id, secret) =
             parse_token(presented.trim()).ok_or_else(ApiError::unauthenticated)?;
@@ -205,10 +228,8 @@ pub async fn authenticate(
         }));
     }
     if let Some(session_value) = cookie_value(headers, SESSION_COOKIE) {
-        let Some((session, user)) = registry
-            .get_session_with_user(&sha256_hex(session_value))
-            .await?
-        else {
+        let session_hash = sha256_hex(session_value);
+        let Some((session, user)) = registry.get_session_with_user(&session_hash).await? else {
             return Err(ApiError::unauthenticated());
         };
         return Ok(Some(Principal {
@@ -217,6 +238,7 @@ pub async fn authenticate(
             role: user.role,
             credential: Credential::Session {
                 csrf_token: session.csrf_token,
+                session_hash,
             },
         }));
     }
@@ -280,7 +302,7 @@ async fn authorize(state: &ServerState, request: Request) -> Result<Request, Api
     };
     let mut request = request;
     if let Some(principal) = &principal {
-        if let Credential::Session { csrf_token } = &principal.credential {
+        if let Credential::Session { csrf_token, .. } = &principal.credential {
             if !matches!(
                 *request.method(),
                 Method::GET | Method::HEAD | Method::OPTIONS
@@ -342,4 +364,18 @@ fn form_field(body: &[u8], name: &str) -> Option<String> {
         .into_iter()
         .find(|(key, _)| key == name)
         .map(|(_, value)| value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_credentials;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for header in ["Bearer tnt_a.b", "bearer tnt_a.b", "BEARER  tnt_a.b "] {
+            assert_eq!(bearer_credentials(header), Some("tnt_a.b"), "{header}");
+        }
+        assert_eq!(bearer_credentials("Basic dXNlcjpwYXNz"), None);
+        assert_eq!(bearer_credentials("Bearertnt_a.b"), None);
+    }
 }

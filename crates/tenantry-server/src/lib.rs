@@ -3,9 +3,12 @@
 
 pub mod api;
 pub mod auth;
+pub mod boundary;
 pub mod cache;
+pub mod client;
 pub mod console;
 pub mod error;
+pub mod live;
 pub mod metrics;
 pub mod openapi;
 pub mod rate_limit;
@@ -16,8 +19,9 @@ pub use state::{ServerSettings, ServerState};
 
 use axum::Router;
 
-/// The whole router: every route, each behind the policy check. Browsers get errors as pages (and a sign-in
-/// redirect instead of a 401); everyone else gets problem+json.
+/// The whole router: every route, each behind the policy check, all behind the boundary checks (URI length,
+/// body size, NUL bytes). Browsers get errors as pages (and a sign-in redirect instead of a 401); everyone else
+/// gets problem+json.
 pub fn router(state: ServerState) -> Router {
     let mut router = Router::new();
     for route in routes::all_routes() {
@@ -29,6 +33,7 @@ pub fn router(state: ServerState) -> Router {
             auth::enforce_policy,
         ))
         .fallback(|| async { error::ApiError::not_found("this path") })
+        .layer(axum::middleware::from_fn(boundary::refuse_malformed))
         .layer(axum::middleware::from_fn(console::render_html_errors))
         .with_state(state)
 }

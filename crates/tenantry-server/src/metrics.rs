@@ -1,5 +1,7 @@
 //! `/metrics` in Prometheus text: phase durations recorded in this process (by the runner), and counts and
 //! per-tenant info and cost read from the registry at scrape time, so every replica reports the same numbers.
+//! The per-tenant series name customers (slug, plan, cost center, cost), so they are rendered only for a caller
+//! with a platform role ([`Scope::WithTenants`]); the public scrape carries no customer name.
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::fmt::Write as _;
@@ -36,10 +38,20 @@ fn escape_label(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// The whole scrape: recorded metrics, then registry counts.
+/// What a scrape may see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Anyone: the platform's own series.
+    Public,
+    /// A caller with a platform role: also one series per tenant.
+    WithTenants,
+}
+
+/// The whole scrape: recorded metrics, then registry counts, then (for [`Scope::WithTenants`]) the tenants.
 pub async fn render(
     handle: &PrometheusHandle,
     registry: &Registry,
+    scope: Scope,
 ) -> Result<String, tenantry_registry::Error> {
     let mut text = handle.render();
     let job_counts = registry.job_counts().await?;
@@ -80,6 +92,8 @@ pub async fn render(
     let _ = writeln!(text, "# TYPE tenantry_job_queue_depth gauge");
     let _ = writeln!(text, "tenantry_job_queue_depth {queue_depth}");
     // The validation suite's `metrics_visible` check reads the same lines.
-    text.push_str(&tenantry_workflows::tenant_metrics_text(registry).await?);
+    if scope == Scope::WithTenants {
+        text.push_str(&tenantry_workflows::tenant_metrics_text(registry).await?);
+    }
     Ok(text)
 }

@@ -1,8 +1,10 @@
-//! What every request handler shares: the platform, the job wake-up, the change signal for live events,
-//! the rate limiter, the metrics recorder, the caches of finished jobs and of tokens, and the settings of the server.
+//! What every request handler shares: the platform, the job wake-up, the change signal for live events, the rate
+//! limiters, the open live streams, the metrics recorder, the caches of finished jobs and of tokens, and the
+//! settings of the server.
 
 use crate::cache::{JobViewCache, TokenCache};
-use crate::rate_limit::RateLimiter;
+use crate::live::LiveStreams;
+use crate::rate_limit::{RateLimiter, SignInThrottle};
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::sync::Arc;
 use tenantry_engine::Runner;
@@ -16,8 +18,13 @@ pub struct ServerSettings {
     pub provision_rate_limit: u32,
     /// Mark the session cookie `Secure` (set when served over HTTPS).
     pub secure_cookies: bool,
+    /// Believe a proxy's `X-Forwarded-For` (last entry) and `X-Forwarded-Proto` (set when behind one).
+    pub trust_proxy: bool,
     /// How long a console session lasts.
     pub session_ttl_secs: i64,
+    /// Live job streams (SSE) open at once, in all and per credential.
+    pub max_live_streams: usize,
+    pub max_live_streams_per_credential: usize,
 }
 
 impl Default for ServerSettings {
@@ -25,7 +32,10 @@ impl Default for ServerSettings {
         ServerSettings {
             provision_rate_limit: 600,
             secure_cookies: false,
+            trust_proxy: false,
             session_ttl_secs: 12 * 3600,
+            max_live_streams: 1000,
+            max_live_streams_per_credential: 20,
         }
     }
 }
@@ -41,6 +51,10 @@ pub struct ServerState {
     /// Bumped whenever a job in this process records an event, so live streams look at once.
     pub job_changes: watch::Sender<u64>,
     pub rate_limiter: Arc<RateLimiter>,
+    /// Counts failed sign-ins per account and per client address.
+    pub sign_in_throttle: Arc<SignInThrottle>,
+    /// The open live streams, by credential: their caps, and their end when the credential ends.
+    pub live_streams: Arc<LiveStreams>,
     pub metrics: PrometheusHandle,
     pub settings: Arc<ServerSettings>,
     /// The JSON of complete and cancelled jobs, which never change again.
@@ -66,6 +80,11 @@ impl ServerState {
             wake_workers: Arc::new(Notify::new()),
             job_changes,
             rate_limiter: Arc::new(RateLimiter::new(settings.provision_rate_limit)),
+            sign_in_throttle: Arc::new(SignInThrottle::default()),
+            live_streams: Arc::new(LiveStreams::new(
+                settings.max_live_streams,
+                settings.max_live_streams_per_credential,
+            )),
             metrics: crate::metrics::recorder_handle(),
             settings: Arc::new(settings),
             job_views: Arc::new(JobViewCache::default()),

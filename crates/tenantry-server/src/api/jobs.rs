@@ -1,9 +1,10 @@
 //! `/platform/jobs`: read jobs, follow one live (Server-Sent Events), retry or roll back a failed one.
 
-use super::{page_limit, ApiQuery, JobAccepted};
+use super::{page_limit, ApiBytes, ApiQuery, JobAccepted};
 use crate::auth::Principal;
 use crate::cache::JobViewCache;
 use crate::error::{ApiError, ApiResult, ProblemDetails};
+use crate::live::StreamTicket;
 use crate::state::ServerState;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -15,7 +16,6 @@ use futures_util::Stream;
 use serde::Deserialize;
 use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::time::Duration;
 use tenantry_core::JobStatus;
 use tenantry_engine::JobView;
 use tenantry_registry::{EventKind, JobFilter, JobRecord, Registry};
@@ -23,10 +23,11 @@ use tokio::sync::watch;
 
 /// How many recent completed jobs of the same plan the estimate of a job's completion looks at.
 const ESTIMATE_SAMPLE_JOBS: i64 = 20;
-/// How long a live stream waits for a change signal before looking anyway (jobs run by other processes).
-const STREAM_POLL: Duration = Duration::from_millis(500);
+/// How long a live stream whose registry read failed waits before reading again.
+const STREAM_RETRY_AFTER_ERROR: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct JobQuery {
     pub tenant: Option<String>,
@@ -203,7 +204,7 @@ pub async fn approve_job(
     State(state): State<ServerState>,
     Extension(principal): Extension<Principal>,
     Path(job_id): Path<String>,
-    body: axum::body::Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> ApiResult<axum::Json<JobView>> {
     let reason = optional_json::<ApprovalBody>(&body)?.reason;
     let job = decide(&state, &principal, &job_id, true, &reason).await?;
@@ -225,7 +226,7 @@ pub async fn reject_job(
     State(state): State<ServerState>,
     Extension(principal): Extension<Principal>,
     Path(job_id): Path<String>,
-    body: axum::body::Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> ApiResult<axum::Json<JobView>> {
     let reason = optional_json::<ApprovalBody>(&body)?.reason;
     let job = decide(&state, &principal, &job_id, false, &reason).await?;
@@ -283,11 +284,14 @@ struct StreamCursor {
     finished: bool,
     changes: watch::Receiver<u64>,
     shutdown: watch::Receiver<bool>,
+    /// Its place under the caps; `ticket.ended` turns true when the caller's credential stops being valid.
+    ticket: StreamTicket,
 }
 
 impl StreamCursor {
     /// Queues the events recorded since the last one sent; after the job ends, a final `done` event.
     async fn fill(&mut self) -> Result<(), tenantry_registry::Error> {
+        metrics::counter!("tenantry_live_stream_reads_total").increment(1);
         // Read the status first: if the job had ended, every one of its events is already recorded.
         let job = self.registry.get_job(&self.job_id).await?;
         for event in self
@@ -324,19 +328,25 @@ impl StreamCursor {
 }
 
 /// Follow a job live: it first replays what happened (after `Last-Event-ID`, if sent), then sends `phase` and `log`
-/// events as they are recorded, and ends with a `done` event at the job's terminal status.
+/// events as they are recorded, and ends with a `done` event at the job's terminal status. The stream also ends
+/// when the caller's token is revoked or expires, or their session ends. Streams are capped per token or
+/// session and in all (503 with `Retry-After`).
 #[utoipa::path(get, path = "/platform/jobs/{job_id}/events", tag = "jobs", params(("job_id" = String, Path)),
     responses((status = 200, description = "An event stream; each event is described by the schema", content_type = "text/event-stream", body = StreamEvent),
         (status = 401, body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 404, body = ProblemDetails, content_type = "application/problem+json")),
+        (status = 404, body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 503, description = "Too many live streams for this token or session, or in all", body = ProblemDetails, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn job_events(
     State(state): State<ServerState>,
+    Extension(principal): Extension<Principal>,
     Path(job_id): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     let registry = state.platform.registry.clone();
     require_job(&registry, &job_id).await?;
+    let ticket = state.live_streams.open(&principal)?;
+    state.live_streams.start_watcher(&state);
     let last_event_id = headers
         .get("last-event-id")
         .and_then(|value| value.to_str().ok())
@@ -350,9 +360,13 @@ pub async fn job_events(
         finished: false,
         changes: state.job_changes.subscribe(),
         shutdown: state.shutdown.clone(),
+        ticket,
     };
     let stream = futures_util::stream::unfold(cursor, |mut cursor| async move {
         loop {
+            if *cursor.ticket.ended.borrow() {
+                return None;
+            }
             if let Some(event) = cursor.pending.pop_front() {
                 return Some((Ok(event), cursor));
             }
@@ -360,13 +374,24 @@ pub async fn job_events(
                 return None;
             }
             cursor.changes.mark_unchanged();
-            if let Err(error) = cursor.fill().await {
-                tracing::warn!(job_id = cursor.job_id, %error, "live job stream could not read the registry");
-            }
+            let read_failed = match cursor.fill().await {
+                Ok(()) => false,
+                Err(error) => {
+                    tracing::warn!(job_id = cursor.job_id, %error, "live job stream could not read the registry");
+                    true
+                }
+            };
             if cursor.pending.is_empty() {
-                tokio::select! {
-                    _ = tokio::time::timeout(STREAM_POLL, cursor.changes.changed()) => {}
-                    _ = cursor.shutdown.changed() => {}
+                // Nothing new: sleep until something changes. No timer unless a read failed: an idle stream
+                // costs nothing.
+                let woken = tokio::select! {
+                    () = tokio::time::sleep(STREAM_RETRY_AFTER_ERROR), if read_failed => true,
+                    changed = cursor.changes.changed() => changed.is_ok(),
+                    changed = cursor.shutdown.changed() => changed.is_ok(),
+                    changed = cursor.ticket.ended.changed() => changed.is_ok(),
+                };
+                if !woken {
+                    return None;
                 }
             }
         }

@@ -7,14 +7,19 @@ pub mod session;
 pub mod system;
 pub mod tenants;
 
+use crate::boundary::body_too_large;
 use crate::error::ApiError;
+use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
+use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tenantry_core::ErrorCode;
 
-/// A JSON body whose errors (malformed JSON, unknown or missing fields, wrong types) are problem+json 400s.
+/// A JSON body whose errors (malformed JSON, unknown or missing fields, wrong types) are problem+json 400s; a
+/// body over the size limit is a 413, and one that is not JSON a 415.
 pub struct ApiJson<T>(pub T);
 
 impl<S, T> FromRequest<S> for ApiJson<T>
@@ -27,6 +32,9 @@ where
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
         match axum::Json::<T>::from_request(request, state).await {
             Ok(axum::Json(value)) => Ok(ApiJson(value)),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(body_too_large())
+            }
             Err(rejection) => Err(ApiError::bad_request(match rejection {
                 JsonRejection::JsonDataError(error) => {
                     format!("the body does not fit: {}", error.body_text())
@@ -39,6 +47,53 @@ where
                 }
                 other => other.body_text(),
             })),
+        }
+    }
+}
+
+/// A form body (`application/x-www-form-urlencoded`) whose errors are problem+json: 415 for another content type
+/// (JSON to the sign-in form, say), 413 over the size limit, 400 for fields that do not fit.
+pub struct ApiForm<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiForm<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Form::<T>::from_request(request, state).await {
+            Ok(axum::Form(value)) => Ok(ApiForm(value)),
+            Err(rejection) => Err(match rejection.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => body_too_large(),
+                StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    ErrorCode::InvalidInput,
+                    "send this as a form (application/x-www-form-urlencoded); API clients use a bearer token",
+                ),
+                _ => ApiError::bad_request(format!(
+                    "the form does not fit: {}",
+                    rejection.body_text()
+                )),
+            }),
+        }
+    }
+}
+
+/// A raw body whose only error, being over the size limit, is a problem+json 413.
+pub struct ApiBytes(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for ApiBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Bytes::from_request(request, state).await {
+            Ok(bytes) => Ok(ApiBytes(bytes)),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(body_too_large())
+            }
+            Err(rejection) => Err(ApiError::bad_request(rejection.body_text())),
         }
     }
 }
@@ -81,6 +136,19 @@ impl JobAccepted {
             tenant_slug: job.tenant_slug.clone(),
             status: job.status.as_str().to_owned(),
         }
+    }
+}
+
+/// The largest budget: the API document declares budgets as int64, and clients that believe it cannot hold more.
+pub const MAX_BUDGET: u64 = i64::MAX as u64;
+
+/// A budget as the document declares it (an int64 of at least 0), or `E_INVALID_INPUT`.
+pub fn checked_budget(budget: Option<u64>) -> Result<Option<u64>, tenantry_core::Error> {
+    match budget {
+        Some(budget) if budget > MAX_BUDGET => Err(tenantry_core::Error::invalid_input(format!(
+            "budget {budget} is above the largest allowed, {MAX_BUDGET}"
+        ))),
+        budget => Ok(budget),
     }
 }
 

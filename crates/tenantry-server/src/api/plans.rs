@@ -1,7 +1,7 @@
 //! Plans and money: the configured plans with their monthly estimate, moving a tenant to another plan, and the
 //! monthly chargeback per tenant, plan, region and cost center.
 
-use super::{ApiJson, ApiQuery, JobAccepted};
+use super::{checked_budget, ApiJson, ApiQuery, JobAccepted};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ProblemDetails};
 use crate::state::ServerState;
@@ -15,6 +15,7 @@ use tenantry_workflows::{
 };
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PlanQuery {
     /// Price the plans in this region (default: the default region).
@@ -88,7 +89,7 @@ pub async fn list_plans(
 pub struct SetPlanBody {
     pub plan: String,
     /// Monthly budget for the new plan (see `POST /platform/tenants`).
-    #[schema(minimum = 0)]
+    #[schema(minimum = 0, maximum = 9_223_372_036_854_775_807_u64)]
     pub budget: Option<u64>,
 }
 
@@ -113,7 +114,7 @@ pub async fn set_plan(
         slug: Slug::parse(&slug)?,
         plan: body.plan,
         previous_plan: String::new(),
-        budget: body.budget,
+        budget: checked_budget(body.budget)?,
         reconcile: false,
     };
     let submitted = submit_set_plan(&state.platform, &request, &principal.actor()).await?;

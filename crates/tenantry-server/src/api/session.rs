@@ -1,12 +1,16 @@
-//! Console sign-in and sign-out: a session cookie (HttpOnly, SameSite=Strict) and its CSRF token.
+//! Console sign-in and sign-out: a session cookie (HttpOnly, SameSite=Strict, and Secure over HTTPS) and its CSRF
+//! token. Password guessing is throttled per account and per client address (`rate_limit::SignInThrottle`).
 
+use super::ApiForm;
 use crate::auth::{sha256_hex, Principal, SESSION_COOKIE};
+use crate::client::ClientContext;
 use crate::error::{ApiError, ApiResult, ProblemDetails};
+use crate::rate_limit::SignInKey;
 use crate::state::ServerState;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Form};
+use axum::Extension;
 use serde::Deserialize;
 use tenantry_providers::credentials::{hash_password, random_token, verify_password, SecretString};
 use tenantry_registry::now_millis;
@@ -25,13 +29,23 @@ fn unknown_user_hash() -> String {
         .clone()
 }
 
-fn session_cookie(state: &ServerState, value: &str, max_age_secs: i64) -> String {
-    let secure = if state.settings.secure_cookies {
-        "; Secure"
-    } else {
-        ""
-    };
+fn session_cookie(value: &str, max_age_secs: i64, secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
     format!("{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_secs}{secure}")
+}
+
+/// Where to go after signing in: a console path of visible ASCII characters, or the tenants list. Anything else
+/// (another site, `//host`, a backslash, CR/LF that would split the `Location` header) is replaced, not refused:
+/// the person signed in all the same.
+pub fn safe_next(next: Option<&str>) -> &str {
+    next.filter(|next| {
+        next.starts_with("/platform/")
+            && !next.starts_with("//")
+            && next
+                .bytes()
+                .all(|byte| byte.is_ascii_graphic() && byte != b'\\')
+    })
+    .unwrap_or("/platform/tenants")
 }
 
 fn redirect(location: &str, cookie: Option<String>) -> Response {
@@ -50,10 +64,14 @@ fn redirect(location: &str, cookie: Option<String>) -> Response {
     request_body(content = LoginForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 303, description = "Signed in; the cookie is set"),
         (status = 400, body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 401, body = ProblemDetails, content_type = "application/problem+json")))]
+        (status = 401, body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 413, body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 415, description = "Not a form", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed sign-ins for the account or the address", body = ProblemDetails, content_type = "application/problem+json")))]
 pub async fn login(
     State(state): State<ServerState>,
-    Form(form): Form<LoginForm>,
+    client: ClientContext,
+    ApiForm(form): ApiForm<LoginForm>,
 ) -> ApiResult<Response> {
     let refused = || {
         ApiError::new(
@@ -62,11 +80,33 @@ pub async fn login(
             "wrong email or password",
         )
     };
-    let user = state
-        .platform
-        .registry
-        .get_user_by_email(&form.email.trim().to_ascii_lowercase())
-        .await?;
+    let email = form.email.trim().to_ascii_lowercase();
+    let throttle_keys = [
+        SignInKey::Account(email.clone()),
+        SignInKey::Address(
+            client
+                .address
+                .map_or_else(|| "unknown".to_owned(), |address| address.to_string()),
+        ),
+    ];
+    if let Err(retry_after) = state
+        .sign_in_throttle
+        .begin(&throttle_keys, std::time::Instant::now())
+    {
+        let mut error = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            tenantry_core::ErrorCode::RateLimited,
+            format!("too many failed sign-ins for this account or address; try again in {retry_after} s"),
+        );
+        error.retry_after = Some(retry_after);
+        return Err(error);
+    }
+    // No email holds a NUL, and PostgreSQL refuses one in text: such an email is simply unknown.
+    let user = if email.contains('\0') {
+        None
+    } else {
+        state.platform.registry.get_user_by_email(&email).await?
+    };
     // Verify against a real hash even for an unknown email, so the answer takes as long either way.
     let stored_hash = match &user {
         Some(user) => user.password_hash.clone(),
@@ -79,6 +119,7 @@ pub async fn login(
     let Some(user) = user.filter(|_| verified) else {
         return Err(refused());
     };
+    state.sign_in_throttle.succeeded(&throttle_keys);
     let session_value = random_token(32);
     let csrf_token = random_token(24);
     let ttl = state.settings.session_ttl_secs;
@@ -92,13 +133,10 @@ pub async fn login(
             now_millis() + ttl * 1000,
         )
         .await?;
-    let next = form
-        .next
-        .filter(|next| next.starts_with("/platform/") && !next.starts_with("//"))
-        .unwrap_or_else(|| "/platform/tenants".into());
+    let next = safe_next(form.next.as_deref());
     Ok(redirect(
-        &next,
-        Some(session_cookie(&state, session_value.expose(), ttl)),
+        next,
+        Some(session_cookie(session_value.expose(), ttl, client.https)),
     ))
 }
 
@@ -110,6 +148,7 @@ pub async fn login(
 pub async fn logout(
     State(state): State<ServerState>,
     Extension(_principal): Extension<Principal>,
+    client: ClientContext,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     if let Some(value) = headers
@@ -129,6 +168,6 @@ pub async fn logout(
     }
     Ok(redirect(
         "/platform/login",
-        Some(session_cookie(&state, "", 0)),
+        Some(session_cookie("", 0, client.https)),
     ))
 }

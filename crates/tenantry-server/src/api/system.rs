@@ -32,12 +32,23 @@ pub async fn readyz(State(state): State<ServerState>) -> ApiResult<&'static str>
     Ok("ready")
 }
 
-/// Prometheus metrics.
+/// Prometheus metrics. Anyone gets the platform's own series (jobs, phases, queue, live streams), which name no
+/// customer; the per-tenant series (`tenantry_tenant_info`, `tenantry_tenant_monthly_cost`: slug, plan, cost
+/// center, cost) come only with a platform role's credentials.
 #[utoipa::path(get, path = "/metrics", tag = "system", responses(
     (status = 200, body = String, content_type = "text/plain"),
-    (status = 503, body = ProblemDetails, content_type = "application/problem+json")))]
-pub async fn metrics(State(state): State<ServerState>) -> ApiResult<Response> {
-    let text = crate::metrics::render(&state.metrics, &state.platform.registry).await?;
+    (status = 503, body = ProblemDetails, content_type = "application/problem+json")),
+    security((), ("bearer" = [])))]
+pub async fn metrics(
+    State(state): State<ServerState>,
+    principal: Option<Extension<Principal>>,
+) -> ApiResult<Response> {
+    let scope = if principal.is_some() {
+        crate::metrics::Scope::WithTenants
+    } else {
+        crate::metrics::Scope::Public
+    };
+    let text = crate::metrics::render(&state.metrics, &state.platform.registry, scope).await?;
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
@@ -48,6 +59,7 @@ pub async fn openapi() -> axum::Json<utoipa::openapi::OpenApi> {
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     pub tenant: Option<String>,

@@ -1,6 +1,6 @@
 //! `/platform/tenants`: submit provisioning and offboarding, list and read tenants.
 
-use super::{page_limit, ApiJson, ApiQuery, JobAccepted};
+use super::{checked_budget, page_limit, ApiJson, ApiQuery, JobAccepted};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ProblemDetails};
 use crate::state::ServerState;
@@ -37,7 +37,7 @@ pub struct CreateTenantRequest {
     pub dry_run: bool,
     /// Monthly budget in whole currency units. At or above the auto-approve threshold, the job waits in
     /// `awaiting_approval` for a PLATFORM_ADMIN other than the requester. Default: the plan's monthly estimate.
-    #[schema(minimum = 0)]
+    #[schema(minimum = 0, maximum = 9_223_372_036_854_775_807_u64)]
     pub budget: Option<u64>,
 }
 
@@ -51,6 +51,7 @@ pub struct OffboardBody {
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct TenantQuery {
     /// Matches slug or display name.
@@ -127,7 +128,7 @@ pub async fn create_tenant(
         region: body.region.unwrap_or_else(|| config.default_region.clone()),
         server: body.server.as_deref().map(ServerName::parse).transpose()?,
         dry_run: body.dry_run,
-        budget: body.budget,
+        budget: checked_budget(body.budget)?,
     };
     let idempotency = key.map(|key| IdempotencyRequest {
         principal: principal.scope(),

@@ -10,13 +10,14 @@ use super::layout::{
     Section, Viewer,
 };
 use crate::api::jobs::{self as api_jobs, JobQuery};
+use crate::api::ApiForm;
 use crate::api::ApiQuery;
 use crate::auth::Principal;
 use crate::state::ServerState;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Form};
+use axum::Extension;
 use maud::{html, Markup};
 use serde::Deserialize;
 use tenantry_core::{ErrorCode, JobStatus, PhaseStatus};
@@ -549,7 +550,7 @@ pub async fn approve_submit(
     State(state): State<ServerState>,
     Extension(principal): Extension<Principal>,
     Path(job_id): Path<String>,
-    Form(fields): Form<DecisionFields>,
+    ApiForm(fields): ApiForm<DecisionFields>,
 ) -> Response {
     decide_from_form(state, principal, job_id, true, fields.reason)
         .await
@@ -561,7 +562,7 @@ pub async fn reject_submit(
     State(state): State<ServerState>,
     Extension(principal): Extension<Principal>,
     Path(job_id): Path<String>,
-    Form(fields): Form<DecisionFields>,
+    ApiForm(fields): ApiForm<DecisionFields>,
 ) -> Response {
     decide_from_form(state, principal, job_id, false, fields.reason)
         .await

@@ -22,7 +22,7 @@ pub struct Viewer {
 impl Viewer {
     pub fn new(principal: &Principal) -> Viewer {
         let csrf_token = match &principal.credential {
-            Credential::Session { csrf_token } => csrf_token.clone(),
+            Credential::Session { csrf_token, .. } => csrf_token.clone(),
             Credential::Token { .. } => String::new(),
         };
         Viewer {

@@ -3,26 +3,22 @@
 
 use super::errors::PageError;
 use super::layout::{html_response, shell, Field, Section, Viewer};
-use crate::api::session::{self, LoginForm};
+use crate::api::session::{self, safe_next, LoginForm};
+use crate::api::ApiForm;
 use crate::auth::Principal;
+use crate::client::ClientContext;
 use crate::error::ApiError;
 use crate::state::ServerState;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Form};
+use axum::Extension;
 use maud::{html, Markup};
 use serde::Deserialize;
 
 #[derive(Debug, Default, Deserialize)]
 pub struct LoginQuery {
     next: Option<String>,
-}
-
-/// Where to go after signing in: a console path, or the tenants list.
-fn safe_next(next: Option<&str>) -> &str {
-    next.filter(|next| next.starts_with("/platform/") && !next.starts_with("//"))
-        .unwrap_or("/platform/tenants")
 }
 
 fn login_page(
@@ -98,7 +94,8 @@ pub struct LoginFields {
 pub async fn login_submit(
     State(state): State<ServerState>,
     principal: Option<Extension<Principal>>,
-    Form(fields): Form<LoginFields>,
+    client: ClientContext,
+    ApiForm(fields): ApiForm<LoginFields>,
 ) -> Response {
     let principal = principal.map(|Extension(principal)| principal);
     let email = fields.email.clone();
@@ -108,7 +105,7 @@ pub async fn login_submit(
         password: fields.password,
         next: Some(next.clone()),
     };
-    match session::login(State(state), Form(form)).await {
+    match session::login(State(state), client, ApiForm(form)).await {
         Ok(response) => response,
         Err(ApiError { status, .. }) if status == StatusCode::UNAUTHORIZED => html_response(
             StatusCode::UNAUTHORIZED,
@@ -119,6 +116,22 @@ pub async fn login_submit(
                 Some("Wrong email or password."),
             ),
         ),
+        Err(ApiError {
+            status,
+            retry_after: Some(retry_after),
+            ..
+        }) if status == StatusCode::TOO_MANY_REQUESTS => {
+            let refusal =
+                format!("Too many failed sign-ins. Wait {retry_after} s, then try again.");
+            let mut response = html_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                login_page(principal.as_ref(), &next, &email, Some(&refusal)),
+            );
+            if let Ok(value) = HeaderValue::from_str(&retry_after.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            response
+        }
         Err(error) => PageError::anonymous(error).into_response(),
     }
 }

@@ -6,12 +6,13 @@ use super::layout::{
     empty_state, html_response, page_header, pill, query_escape, see_other, select_field, shell,
     Field, Section, Viewer,
 };
+use crate::api::ApiForm;
 use crate::auth::Principal;
 use crate::state::ServerState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Form};
+use axum::Extension;
 use maud::{html, Markup};
 use serde::Deserialize;
 use tenantry_core::{EngineKind, ErrorCode, ServerName, ServerStatus};
@@ -206,7 +207,7 @@ fn field_for(code: ErrorCode, message: &str) -> &'static str {
 pub async fn add_server_submit(
     State(state): State<ServerState>,
     Extension(principal): Extension<Principal>,
-    Form(fields): Form<AddServerFields>,
+    ApiForm(fields): ApiForm<AddServerFields>,
 ) -> Response {
     let viewer = Viewer::new(&principal);
     let mut form = AddForm {

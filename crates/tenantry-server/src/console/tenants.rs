@@ -8,13 +8,14 @@ use super::layout::{
     empty_state, html_response, limit_millis, money, page_header, pill, query_escape, see_other,
     select_field, shell, switch_chip, time_ago, Field, Section, Viewer,
 };
+use crate::api::ApiForm;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::state::ServerState;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Form};
+use axum::Extension;
 use maud::{html, Markup};
 use serde::Deserialize;
 use tenantry_core::{Slug, TenantStatus};
@@ -363,7 +364,7 @@ pub async fn offboard_submit(
     State(state): State<ServerState>,
     Extension(principal): Extension<Principal>,
     Path(slug): Path<String>,
-    Form(fields): Form<OffboardFields>,
+    ApiForm(fields): ApiForm<OffboardFields>,
 ) -> Response {
     let viewer = Viewer::new(&principal);
     let submitted = async {

@@ -19,13 +19,14 @@ use super::layout::{
 use super::negotiate::prefers_html;
 use crate::api::plans::plan_offers;
 use crate::api::tenants::get_tenant;
+use crate::api::ApiForm;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::state::ServerState;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Form};
+use axum::Extension;
 use maud::{html, Markup};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -85,11 +86,12 @@ impl WizardForm {
         if budget.is_empty() {
             return Ok(None);
         }
-        budget.parse::<u64>().map(Some).map_err(|_| {
+        let parsed = budget.parse::<u64>().map_err(|_| {
             CodedError::invalid_input(format!(
                 "budget {budget:?} is not a whole number of at least 0; leave it empty to let the plan's estimate count"
             ))
-        })
+        })?;
+        crate::api::checked_budget(Some(parsed))
     }
 }
 
@@ -585,7 +587,7 @@ pub async fn wizard_start(
 pub async fn wizard_step(
     State(state): State<ServerState>,
     Extension(principal): Extension<Principal>,
-    Form(mut form): Form<WizardForm>,
+    ApiForm(mut form): ApiForm<WizardForm>,
 ) -> Response {
     let viewer = Viewer::new(&principal);
     form.slug = form.slug.trim().to_owned();

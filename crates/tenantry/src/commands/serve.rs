@@ -9,20 +9,40 @@ use tenantry_server::{ServerSettings, ServerState};
 use tenantry_workflows::run_workers;
 use tokio::sync::watch;
 
+/// A `TENANTRY_*` count from the environment, or the default.
+fn env_count<T: std::str::FromStr>(name: &str, default: T, what: &str) -> anyhow::Result<T> {
+    match std::env::var(name) {
+        Ok(raw) if !raw.is_empty() => raw
+            .parse()
+            .map_err(|_| anyhow::anyhow!("{name}={raw:?} is not a number of {what}")),
+        _ => Ok(default),
+    }
+}
+
+fn env_flag(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|value| value == "1" || value == "true")
+}
+
 fn server_settings() -> anyhow::Result<ServerSettings> {
     let defaults = ServerSettings::default();
-    let provision_rate_limit = match std::env::var("TENANTRY_PROVISION_RATE_LIMIT") {
-        Ok(raw) if !raw.is_empty() => raw.parse().map_err(|_| {
-            anyhow::anyhow!(
-                "TENANTRY_PROVISION_RATE_LIMIT={raw:?} is not a number of requests per minute"
-            )
-        })?,
-        _ => defaults.provision_rate_limit,
-    };
     Ok(ServerSettings {
-        provision_rate_limit,
-        secure_cookies: std::env::var("TENANTRY_COOKIE_SECURE")
-            .is_ok_and(|value| value == "1" || value == "true"),
+        provision_rate_limit: env_count(
+            "TENANTRY_PROVISION_RATE_LIMIT",
+            defaults.provision_rate_limit,
+            "requests per minute",
+        )?,
+        secure_cookies: env_flag("TENANTRY_COOKIE_SECURE"),
+        trust_proxy: env_flag("TENANTRY_TRUST_PROXY"),
+        max_live_streams: env_count(
+            "TENANTRY_SSE_MAX_STREAMS",
+            defaults.max_live_streams,
+            "live streams",
+        )?,
+        max_live_streams_per_credential: env_count(
+            "TENANTRY_SSE_MAX_STREAMS_PER_CREDENTIAL",
+            defaults.max_live_streams_per_credential,
+            "live streams",
+        )?,
         ..defaults
     })
 }
@@ -105,7 +125,10 @@ pub async fn serve(app: App, listen: &str, n_workers: usize) -> CommandResult {
     println!("tenantry listening on http://{address}");
     print_bootstrap_hint(&app).await?;
     let mut shutdown_for_http = shutdown.clone();
-    axum::serve(listener, tenantry_server::router(state))
+    // The peer's address is what sign-in throttling counts (unless a trusted proxy names the client).
+    let service = tenantry_server::router(state)
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service)
         .with_graceful_shutdown(async move {
             let _ = shutdown_for_http.wait_for(|stopping| *stopping).await;
         })

@@ -84,6 +84,12 @@ pub async fn run(app: &App, command: UsersCommand, json: bool) -> CommandResult 
             name,
             expires_in_days,
         } => {
+            if expires_in_days == Some(0) {
+                return Err(CodedError::invalid_input(
+                    "--expires-in-days 0 would make a token that has already expired; give 1 or more, or leave it out for a token that does not expire",
+                )
+                .into());
+            }
             let user = registry
                 .get_user_by_email(&email.trim().to_ascii_lowercase())
                 .await

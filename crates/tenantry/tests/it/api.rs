@@ -14,6 +14,10 @@ for_each_engine!(
     idempotency_rate_limit_and_problem_details,
     sessions_csrf_revocation_and_logs,
     sigterm_hands_back_the_job_in_hand,
+    nul_bytes_in_paths_queries_and_bodies_are_invalid_input,
+    http_details_answer_with_problems,
+    live_streams_end_with_their_credential_and_are_capped,
+    sign_in_is_throttled_per_account_and_address,
 );
 
 fn tenant_body(slug: &str) -> Value {
@@ -186,6 +190,32 @@ async fn provisions_over_http_and_streams_events(engine: Engine) {
         "{metrics}"
     );
     assert!(metrics.contains("tenantry_job_queue_depth 0"));
+    // The public part names no customer; per-tenant series need a platform role's token.
+    assert!(
+        !metrics.contains("via-http") && !metrics.contains("tenantry_tenant_"),
+        "anonymous /metrics names a tenant: {metrics}"
+    );
+    let with_token = server
+        .get("/metrics", &token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        with_token.contains("tenantry_tenant_info{") && with_token.contains("via-http"),
+        "{with_token}"
+    );
+    let bad_token = server
+        .get("/metrics", "tnt_nope.nope")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!bad_token.contains("via-http"), "{bad_token}");
     assert_eq!(
         server
             .http
@@ -690,6 +720,608 @@ async fn readyz_fails_while_the_registry_is_unreachable() {
     })
     .await;
     assert!(ready_again.is_ok(), "ready again once the registry answers");
+    server.terminate().await;
+    fleet.cleanup().await;
+}
+
+/// Adds a user with a chosen password and returns an API token for it.
+async fn user_with_password(fleet: &Fleet, email: &str, role: &str, password: &str) -> String {
+    fleet
+        .run_with_stdin(
+            &[
+                "users",
+                "add",
+                "--email",
+                email,
+                "--role",
+                role,
+                "--password-stdin",
+            ],
+            password,
+        )
+        .await
+        .assert_ok();
+    let token = fleet.run(&["users", "token", "--email", email]).await;
+    token.assert_ok();
+    token.stdout.trim().to_owned()
+}
+
+/// Asserts a problem+json answer with this status and code.
+async fn assert_problem(response: reqwest::Response, status: u16, code: &str, what: &str) {
+    assert_eq!(response.status(), status, "{what}");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json",
+        "{what}"
+    );
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["error_code"], code, "{what}: {problem}");
+}
+
+/// A NUL byte reached PostgreSQL as text and came back as a 500 on nine routes. It is bad input wherever it is.
+async fn nul_bytes_in_paths_queries_and_bodies_are_invalid_input(engine: Engine) {
+    let fleet = Fleet::new(engine).await;
+    let token = fleet.token_for("ops@example.com", "PLATFORM_ADMIN").await;
+    let server = fleet.serve(&[]).await;
+    let get_paths = [
+        "/platform/tenants?search=a%00b",
+        "/platform/tenants?status=active%00",
+        "/platform/tenants/a%00b",
+        "/platform/jobs?tenant=a%00b",
+        "/platform/jobs?status=%00",
+        "/platform/jobs/a%00b",
+        "/platform/jobs/a%00b/events",
+        "/platform/audit?tenant=a%00b",
+        "/platform/audit?event_type=a%00b",
+        "/platform/audit?actor=a%00b",
+        "/platform/plans?region=a%00b",
+    ];
+    for path in get_paths {
+        let response = server.get(path, &token).send().await.unwrap();
+        assert_problem(response, 400, "E_INVALID_INPUT", path).await;
+    }
+    let post_paths = [
+        "/platform/servers/a%00b/drain",
+        "/platform/tenants/a%00b/offboard",
+        "/platform/tenants/a%00b/plan",
+        "/platform/jobs/a%00b/retry",
+        "/platform/jobs/a%00b/rollback",
+        "/platform/jobs/a%00b/approve",
+    ];
+    for path in post_paths {
+        let response = server
+            .post(path, &token)
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_problem(response, 400, "E_INVALID_INPUT", path).await;
+    }
+    // In bodies: a sign-in and a provisioning request.
+    let sign_in = server
+        .http
+        .post(server.url("/platform/login"))
+        .form(&[
+            ("email", "a\u{0}b@example.com"),
+            ("password", "whatever it is"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        sign_in.status().is_client_error(),
+        "a NUL in the email: {}",
+        sign_in.status()
+    );
+    let mut body = tenant_body("nul-body");
+    body["plan"] = json!("starter\u{0}");
+    let response = server
+        .post("/platform/tenants", &token)
+        .header("Idempotency-Key", "nul-body")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.status().is_client_error(),
+        "a NUL in the plan: {}",
+        response.status()
+    );
+    assert!(fleet.jobs().await.is_empty(), "bad input changes nothing");
+    // In the reason for a decision, which is kept in the job's error message.
+    let other_admin = fleet.token_for("ops2@example.com", "PLATFORM_ADMIN").await;
+    let mut waiting = tenant_body("waits-for-nul");
+    waiting["budget"] = json!(2_000_000);
+    let accepted: Value = server
+        .post("/platform/tenants", &token)
+        .json(&waiting)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let job_id = accepted["job_id"].as_str().unwrap().to_owned();
+    let rejected = server
+        .post(&format!("/platform/jobs/{job_id}/reject"), &other_admin)
+        .json(&json!({ "reason": "over\u{0}budget" }))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(rejected, 422, "E_INVALID_INPUT", "a NUL in the reason").await;
+    assert_eq!(
+        fleet.json(&["jobs", "show", &job_id]).await["status"],
+        "awaiting_approval"
+    );
+    assert!(
+        !server.log().contains("request failed"),
+        "no request failed on the server: {}",
+        server.log()
+    );
+    server.terminate().await;
+    fleet.cleanup().await;
+}
+
+/// The smaller HTTP findings: a header-splitting `next=`, problem+json for 413/414/415, the bearer scheme in any
+/// case, a budget above int64, and a token that expires in 0 days.
+async fn http_details_answer_with_problems(engine: Engine) {
+    let fleet = Fleet::new(engine).await;
+    let token = user_with_password(
+        &fleet,
+        "ops@example.com",
+        "PLATFORM_ADMIN",
+        "correct horse battery",
+    )
+    .await;
+    let server = fleet.serve(&[]).await;
+
+    // `next=` with CR/LF: still a redirect, to a safe local path.
+    for accept in ["application/json", "text/html"] {
+        let signed_in = server
+            .http
+            .post(server.url("/platform/login"))
+            .header("accept", accept)
+            .form(&[
+                ("email", "ops@example.com"),
+                ("password", "correct horse battery"),
+                ("next", "/platform/jobs\r\nSet-Cookie: evil=1"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(signed_in.status(), 303, "{accept}");
+        assert_eq!(
+            signed_in
+                .headers()
+                .get("location")
+                .map(|value| value.to_str().unwrap()),
+            Some("/platform/tenants"),
+            "{accept}"
+        );
+    }
+    // JSON to the sign-in form.
+    let json_sign_in = server
+        .http
+        .post(server.url("/platform/login"))
+        .json(&json!({ "email": "ops@example.com", "password": "correct horse battery" }))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(
+        json_sign_in,
+        415,
+        "E_INVALID_INPUT",
+        "JSON to /platform/login",
+    )
+    .await;
+    // A URI past the limit.
+    let long = format!("/platform/tenants?search={}", "a".repeat(20_000));
+    let response = server.get(&long, &token).send().await.unwrap();
+    assert_problem(response, 414, "E_INVALID_INPUT", "a 20 kB URI").await;
+    // A body past the limit, declared and chunked. The server answers before reading it all and then closes the
+    // connection, so these go on connections of their own, which no later request reuses.
+    let huge = vec![b' '; 3 * 1024 * 1024];
+    let unpooled = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let response = unpooled
+        .post(server.url("/platform/tenants"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(huge.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_problem(response, 413, "E_INVALID_INPUT", "a 3 MB body").await;
+    let chunks = futures_util::stream::iter(
+        huge.chunks(64 * 1024)
+            .map(|chunk| Ok::<_, std::io::Error>(chunk.to_vec()))
+            .collect::<Vec<_>>(),
+    );
+    let response = unpooled
+        .post(server.url("/platform/jobs/no-such-job/approve"))
+        .bearer_auth(&token)
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(response, 413, "E_INVALID_INPUT", "a 3 MB chunked body").await;
+    // The bearer scheme in any case.
+    for scheme in ["bearer", "BEARER", "Bearer"] {
+        let response = server
+            .http
+            .get(server.url("/platform/me"))
+            .header("authorization", format!("{scheme} {token}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "scheme {scheme}");
+    }
+    // A budget above int64 (what the document promises).
+    let mut body = tenant_body("big-budget");
+    body["budget"] = json!(9_223_372_036_854_775_808_u64);
+    let response = server
+        .post("/platform/tenants", &token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(response, 422, "E_INVALID_INPUT", "budget 2^63").await;
+    let response = server
+        .post("/platform/tenants/no-such-tenant/plan", &token)
+        .json(&json!({ "plan": "professional", "budget": 18_446_744_073_709_551_615_u64 }))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(response, 422, "E_INVALID_INPUT", "set-plan budget 2^64-1").await;
+    assert!(fleet.jobs().await.is_empty(), "bad input changes nothing");
+    // A token that expires in 0 days would be dead on arrival.
+    let zero_days = fleet
+        .run(&[
+            "users",
+            "token",
+            "--email",
+            "ops@example.com",
+            "--expires-in-days",
+            "0",
+        ])
+        .await;
+    assert_ne!(zero_days.status, 0, "{zero_days:?}");
+    assert_eq!(
+        zero_days.error_code().as_deref(),
+        Some("E_INVALID_INPUT"),
+        "{zero_days:?}"
+    );
+    assert_eq!(
+        fleet
+            .json(&["users", "list"])
+            .await
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "one user, and no token was added"
+    );
+    server.terminate().await;
+    fleet.cleanup().await;
+}
+
+/// Opens a live stream of a job; asserts it is open.
+async fn open_stream(request: reqwest::RequestBuilder) -> reqwest::Response {
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    response
+}
+
+/// Reads a live stream until it ends; panics if it does not within `seconds`.
+async fn stream_ends_within(response: reqwest::Response, seconds: u64, what: &str) {
+    use futures_util::StreamExt;
+    let mut body = response.bytes_stream();
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(seconds), async {
+        while let Some(chunk) = body.next().await {
+            if chunk.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "{what}: the stream was still open after {seconds} s"
+    );
+}
+
+/// A sample of `/metrics` without labels, read with a token.
+async fn metric(server: &Server, token: &str, name: &str) -> Option<f64> {
+    let text = server
+        .get("/metrics", token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// The CSRF token of a session, as the console's pages carry it.
+async fn csrf_token_of(server: &Server, session: &str) -> String {
+    let page = server
+        .http
+        .get(server.url("/platform/tenants"))
+        .header("accept", "text/html")
+        .header("cookie", session)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    page.split("name=\"csrf-token\" content=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no CSRF meta element: {page}"))
+        .to_owned()
+}
+
+/// Live streams: capped per credential and in all (503 with Retry-After), idle ones read nothing, and each ends
+/// within seconds once its token is revoked or its session ends.
+async fn live_streams_end_with_their_credential_and_are_capped(engine: Engine) {
+    let fleet = Fleet::new(engine).await;
+    let admin = fleet.token_for("admin@example.com", "PLATFORM_ADMIN").await;
+    let reader = user_with_password(
+        &fleet,
+        "reader@example.com",
+        "PLATFORM_READONLY",
+        "correct horse battery",
+    )
+    .await;
+    let server = fleet
+        .serve(&[
+            ("TENANTRY_SSE_MAX_STREAMS", "3"),
+            ("TENANTRY_SSE_MAX_STREAMS_PER_CREDENTIAL", "2"),
+        ])
+        .await;
+    // A job that waits for approval: its stream stays open with nothing to say.
+    let mut body = tenant_body("waiting");
+    body["budget"] = json!(2_000_000);
+    let accepted: Value = server
+        .post("/platform/tenants", &admin)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(accepted["status"], "awaiting_approval");
+    let events = format!(
+        "/platform/jobs/{}/events",
+        accepted["job_id"].as_str().unwrap()
+    );
+
+    let admin_streams = vec![
+        open_stream(server.get(&events, &admin)).await,
+        open_stream(server.get(&events, &admin)).await,
+    ];
+    let over_token = server.get(&events, &admin).send().await.unwrap();
+    assert!(over_token.headers().contains_key("retry-after"));
+    assert_problem(
+        over_token,
+        503,
+        "E_RATE_LIMITED",
+        "a third stream for one token",
+    )
+    .await;
+    let reader_stream = open_stream(server.get(&events, &reader)).await;
+    let over_all = server.get(&events, &reader).send().await.unwrap();
+    assert!(over_all.headers().contains_key("retry-after"));
+    assert_problem(over_all, 503, "E_RATE_LIMITED", "a fourth stream in all").await;
+
+    // Idle streams cost nothing: no registry read while nothing changes. (A window, not a wait for a condition:
+    // the old streams polled every 500 ms, so 3 of them read 12 times in 2 s.)
+    assert_eq!(
+        metric(&server, &admin, "tenantry_live_streams").await,
+        Some(3.0)
+    );
+    let reads_before = metric(&server, &admin, "tenantry_live_stream_reads_total").await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let reads_after = metric(&server, &admin, "tenantry_live_stream_reads_total").await;
+    assert_eq!(reads_before, reads_after, "idle streams read the registry");
+
+    // Revoking the admin's token ends its streams; the reader's stays.
+    let token_id = admin
+        .strip_prefix("tnt_")
+        .unwrap()
+        .split('.')
+        .next()
+        .unwrap()
+        .to_owned();
+    fleet
+        .run(&["users", "revoke-token", &token_id])
+        .await
+        .assert_ok();
+    for stream in admin_streams {
+        stream_ends_within(stream, 10, "a revoked token's stream").await;
+    }
+    crate::harness::eventually(
+        10,
+        || "one stream left".into(),
+        || async {
+            (metric(&server, &reader, "tenantry_live_streams").await == Some(1.0)).then_some(())
+        },
+    )
+    .await;
+
+    // A session's stream ends when the session does.
+    let signed_in = server
+        .http
+        .post(server.url("/platform/login"))
+        .form(&[
+            ("email", "reader@example.com"),
+            ("password", "correct horse battery"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), 303);
+    let session = signed_in.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let session_stream = open_stream(
+        server
+            .http
+            .get(server.url(&events))
+            .header("cookie", &session),
+    )
+    .await;
+    let csrf = csrf_token_of(&server, &session).await;
+    let signed_out = server
+        .http
+        .post(server.url("/platform/logout"))
+        .header("cookie", &session)
+        .header("x-csrf-token", csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_out.status(), 303);
+    stream_ends_within(session_stream, 10, "an ended session's stream").await;
+    // With room again, the reader may open a second stream.
+    let second = open_stream(server.get(&events, &reader)).await;
+    drop((second, reader_stream));
+    server.terminate().await;
+    fleet.cleanup().await;
+}
+
+async fn sign_in(server: &Server, email: &str, password: &str, address: &str) -> reqwest::Response {
+    server
+        .http
+        .post(server.url("/platform/login"))
+        .header("x-forwarded-for", format!("192.0.2.77, {address}"))
+        .form(&[("email", email), ("password", password)])
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Guessing passwords is throttled per account and per client address (429 with Retry-After), for a bounded
+/// time, and a successful sign-in clears the account's count. Behind a trusted proxy the cookie is `Secure` when
+/// the proxy says the client used HTTPS, and the client address is the proxy's last `X-Forwarded-For` entry.
+async fn sign_in_is_throttled_per_account_and_address(engine: Engine) {
+    let fleet = Fleet::new(engine).await;
+    user_with_password(
+        &fleet,
+        "ops@example.com",
+        "PLATFORM_ADMIN",
+        "correct horse battery",
+    )
+    .await;
+    let server = fleet.serve(&[("TENANTRY_TRUST_PROXY", "true")]).await;
+
+    for attempt in 1..=5 {
+        let wrong = sign_in(&server, "ops@example.com", "wrong password", "10.0.0.1").await;
+        assert_eq!(wrong.status(), 401, "wrong password {attempt}");
+    }
+    let throttled = sign_in(&server, "ops@example.com", "wrong password", "10.0.0.1").await;
+    assert!(throttled.headers().contains_key("retry-after"));
+    assert_problem(throttled, 429, "E_RATE_LIMITED", "the sixth guess").await;
+    // Throttled per account: the right password from elsewhere waits too, for a short while.
+    let right_too = sign_in(
+        &server,
+        "ops@example.com",
+        "correct horse battery",
+        "10.0.0.2",
+    )
+    .await;
+    assert_problem(
+        right_too,
+        429,
+        "E_RATE_LIMITED",
+        "the right password while throttled",
+    )
+    .await;
+    let signed_in = crate::harness::eventually(
+        10,
+        || "the block ends".into(),
+        || async {
+            let response = server
+                .http
+                .post(server.url("/platform/login"))
+                .header("x-forwarded-for", "10.0.0.2")
+                .header("x-forwarded-proto", "https")
+                .form(&[
+                    ("email", "ops@example.com"),
+                    ("password", "correct horse battery"),
+                ])
+                .send()
+                .await
+                .unwrap();
+            (response.status() != 429).then_some(response)
+        },
+    )
+    .await;
+    assert_eq!(signed_in.status(), 303);
+    let cookie = signed_in.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        cookie.contains("; Secure"),
+        "behind a proxy that says https: {cookie}"
+    );
+    // The success cleared the account's count: a wrong password is a plain 401 again.
+    let wrong = sign_in(&server, "ops@example.com", "wrong password", "10.0.0.3").await;
+    assert_eq!(wrong.status(), 401);
+    let plain = sign_in(
+        &server,
+        "ops@example.com",
+        "correct horse battery",
+        "10.0.0.3",
+    )
+    .await;
+    assert_eq!(plain.status(), 303);
+    let cookie = plain.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(!cookie.contains("Secure"), "plain HTTP: {cookie}");
+
+    // Per address: guesses spread over many accounts from one address.
+    for index in 0..20 {
+        let email = format!("nobody{index}@example.com");
+        let wrong = sign_in(&server, &email, "wrong password", "10.0.0.9").await;
+        assert_eq!(wrong.status(), 401, "guess {index} from one address");
+    }
+    let from_there = sign_in(
+        &server,
+        "ops@example.com",
+        "correct horse battery",
+        "10.0.0.9",
+    )
+    .await;
+    assert!(from_there.headers().contains_key("retry-after"));
+    assert_problem(
+        from_there,
+        429,
+        "E_RATE_LIMITED",
+        "the address after 20 guesses",
+    )
+    .await;
+    let from_elsewhere = sign_in(
+        &server,
+        "ops@example.com",
+        "correct horse battery",
+        "10.0.0.10",
+    )
+    .await;
+    assert_eq!(
+        from_elsewhere.status(),
+        303,
+        "other addresses are not throttled"
+    );
     server.terminate().await;
     fleet.cleanup().await;
 }

@@ -528,13 +528,12 @@ async fn approvals_over_http_refuse_the_requester_and_lapse(engine: Engine) {
     let audit = fleet.audit_types("lapsed-co").await;
     assert!(audit.contains(&"APPROVAL_EXPIRED".to_owned()), "{audit:?}");
 
-    // Costs and metrics carry the tenant that was provisioned.
+    // Costs and metrics carry the tenant that was provisioned (per-tenant series need a platform role).
     let costs: Value = get_json(&server, "/platform/costs", &support).await;
     assert_eq!(costs["tenants"].as_array().unwrap().len(), 1, "{costs}");
     assert_eq!(costs["tenants"][0]["tenant_slug"], "approved-co");
     let metrics = server
-        .http
-        .get(server.url("/metrics"))
+        .get("/metrics", &support)
         .send()
         .await
         .unwrap()

@@ -1,0 +1,122 @@
+//! What every request must satisfy before any handler sees it, answered as problem+json like every other error:
+//! a URI of bounded length (414), a declared body of bounded size (413), and no NUL byte in the path or the query
+//! (400). A NUL is valid in a URI as `%00`, but no name, slug, id or filter of tenantry can hold one, and
+//! PostgreSQL refuses it in text, which made it a 500 on every route that passed it to the registry.
+
+use crate::error::ApiError;
+use axum::extract::Request;
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tenantry_core::ErrorCode;
+
+/// The longest path and query accepted. Filters and ids are short; this leaves room for any real one.
+/// (hyper itself answers a URI over 64 KiB with an empty 414 before the router sees it.)
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+/// The largest request body accepted: axum's default limit for the extractors, checked here on the declared
+/// length so the answer comes before the body is read.
+pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+
+/// The problem for a body over [`MAX_BODY_BYTES`].
+pub fn body_too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::InvalidInput,
+        format!(
+            "the request body is larger than {} MiB",
+            MAX_BODY_BYTES / (1024 * 1024)
+        ),
+    )
+}
+
+/// Whether a percent-encoded URI part holds a NUL byte. A NUL can only arrive encoded (`%00`): a raw one is
+/// refused by the HTTP parser.
+fn holds_nul(encoded: &str) -> bool {
+    encoded
+        .as_bytes()
+        .windows(3)
+        .any(|window| window[0] == b'%' && window[1] == b'0' && window[2] == b'0')
+        || encoded.contains('\0')
+}
+
+/// The checks, in the order a reader would expect: length, body size, content.
+pub fn check(request: &Request) -> Result<(), ApiError> {
+    let uri = request.uri();
+    let path = uri.path();
+    let query = uri.query().unwrap_or_default();
+    if path.len() + query.len() > MAX_URI_BYTES {
+        return Err(ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            ErrorCode::InvalidInput,
+            format!("the path and query are longer than {MAX_URI_BYTES} bytes"),
+        ));
+    }
+    let declared_length = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared_length.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
+        return Err(body_too_large());
+    }
+    if holds_nul(path) || holds_nul(query) {
+        return Err(ApiError::bad_request(
+            "the path or query holds a NUL byte (%00), which no name, id or filter can contain",
+        ));
+    }
+    Ok(())
+}
+
+/// Middleware around every route (and the fallback): refuses what [`check`] refuses.
+pub async fn refuse_malformed(request: Request, next: Next) -> Response {
+    match check(&request) {
+        Ok(()) => next.run(request).await,
+        Err(error) => error.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(uri: &str) -> Request {
+        Request::builder()
+            .uri(uri)
+            .body(axum::body::Body::empty())
+            .unwrap()
+    }
+
+    #[test]
+    fn refuses_nul_anywhere_in_path_or_query() {
+        for uri in [
+            "/platform/tenants/%00",
+            "/platform/jobs?tenant=a%00b",
+            "/platform/audit?actor=x&event_type=%00",
+        ] {
+            let error = check(&request(uri)).unwrap_err();
+            assert_eq!(error.status, StatusCode::BAD_REQUEST, "{uri}");
+            assert_eq!(error.error.code, ErrorCode::InvalidInput);
+        }
+        // `%2500` is a literal "%00" of three characters, not a NUL.
+        assert!(check(&request("/platform/tenants?search=%2500")).is_ok());
+        assert!(check(&request("/platform/tenants?search=a%20b")).is_ok());
+    }
+
+    #[test]
+    fn refuses_long_uris_and_large_declared_bodies() {
+        let long = format!("/platform/tenants?search={}", "a".repeat(MAX_URI_BYTES));
+        assert_eq!(
+            check(&request(&long)).unwrap_err().status,
+            StatusCode::URI_TOO_LONG
+        );
+        let large = Request::builder()
+            .uri("/platform/tenants")
+            .header(header::CONTENT_LENGTH, (MAX_BODY_BYTES + 1).to_string())
+            .body(axum::body::Body::empty())
+            .unwrap();
+        assert_eq!(
+            check(&large).unwrap_err().status,
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+    }
+}
