@@ -47,52 +47,6 @@ pub fn generate_database_password() -> SecretString {
     random_token(32)
 }
 
-/// A key that seals values only tenantry can open again (AES-256-GCM; the context, such as a role's name, is the
-/// associated data, so a sealed value copied elsewhere does not open). It seals the passwords of warm-pool roles,
-/// which wait in the pool database's comment until a tenant claims the database; the key itself lives in the
-/// secret store.
-#[derive(Clone)]
-pub struct SealingKey([u8; 32]);
-
-impl std::fmt::Debug for SealingKey {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.write_str("SealingKey(***)")
-    }
-}
-
-impl SealingKey {
-    pub fn generate() -> SealingKey {
-        let mut key = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut key);
-        SealingKey(key)
-    }
-
-    /// The key as stored in the secret store (base64); `None` when the value is not a key.
-    pub fn from_secret(value: &SecretString) -> Option<SealingKey> {
-        STANDARD
-            .decode(value.expose())
-            .ok()?
-            .try_into()
-            .ok()
-            .map(SealingKey)
-    }
-
-    pub fn to_secret(&self) -> SecretString {
-        SecretString(STANDARD.encode(self.0))
-    }
-
-    pub fn seal(&self, value: &SecretString, context: &str) -> crate::Result<String> {
-        crate::secrets::local::seal(&self.0, value.expose().as_bytes(), context.as_bytes())
-    }
-
-    /// The sealed value, or `None` when it was sealed with another key or for another context.
-    pub fn open(&self, sealed: &str, context: &str) -> Option<SecretString> {
-        let plain =
-            crate::secrets::local::open(&self.0, sealed, context.as_bytes(), context).ok()?;
-        String::from_utf8(plain).ok().map(SecretString)
-    }
-}
-
 /// The argon2id hash (PHC string) of a password, for the tenant's own users table.
 pub fn hash_password(password: &SecretString) -> Result<String, String> {
     use argon2::password_hash::{PasswordHasher, SaltString};
@@ -238,23 +192,6 @@ mod tests {
             .verify_password(b"something else", &parsed)
             .is_err());
         assert!(hash_generated_password(&SecretString::new("short".into())).is_err());
-    }
-
-    #[test]
-    fn sealed_values_open_only_with_their_key_and_context() {
-        let key = SealingKey::generate();
-        let password = generate_database_password();
-        let sealed = key.seal(&password, "tenantry_pool_x_1").unwrap();
-        assert!(!sealed.contains(password.expose()));
-        assert_eq!(key.open(&sealed, "tenantry_pool_x_1"), Some(password));
-        assert_eq!(key.open(&sealed, "tenantry_pool_x_2"), None);
-        assert_eq!(
-            SealingKey::generate().open(&sealed, "tenantry_pool_x_1"),
-            None
-        );
-        let stored = SealingKey::from_secret(&key.to_secret()).unwrap();
-        assert!(stored.open(&sealed, "tenantry_pool_x_1").is_some());
-        assert!(SealingKey::from_secret(&SecretString::new("short".into())).is_none());
     }
 
     #[test]

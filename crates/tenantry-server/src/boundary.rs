@@ -67,12 +67,61 @@ pub fn check(request: &Request) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Middleware around every route (and the fallback): refuses what [`check`] refuses.
+/// How much of a refused body is read and thrown away before the refusal is sent, and for how long. A client
+/// still writing when the server closes the connection gets a broken pipe instead of the answer; reading what it
+/// sends (up to these bounds) lets it read the 413.
+const DRAIN_MAX_BYTES: usize = 16 * 1024 * 1024;
+const DRAIN_MAX_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Reads and discards what is left of a refused body, within [`DRAIN_MAX_BYTES`] and [`DRAIN_MAX_TIME`].
+async fn drain(stream: impl futures_util::Stream<Item = Result<axum::body::Bytes, axum::Error>>) {
+    use futures_util::StreamExt;
+    let mut stream = std::pin::pin!(stream);
+    let mut drained = 0usize;
+    let _ = tokio::time::timeout(DRAIN_MAX_TIME, async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            drained += chunk.len();
+            if drained > DRAIN_MAX_BYTES {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// Middleware around every route (and the fallback): refuses what [`check`] refuses. A body of no declared
+/// length (chunked) is read here, within [`MAX_BODY_BYTES`], so one that is too large is refused like a declared
+/// one, and a refused body is drained so the client can read the answer.
 pub async fn refuse_malformed(request: Request, next: Next) -> Response {
-    match check(&request) {
-        Ok(()) => next.run(request).await,
-        Err(error) => error.into_response(),
+    if let Err(error) = check(&request) {
+        if error.status == StatusCode::PAYLOAD_TOO_LARGE {
+            drain(request.into_body().into_data_stream()).await;
+        }
+        return error.into_response();
     }
+    let chunked = !request.headers().contains_key(header::CONTENT_LENGTH)
+        && request.headers().contains_key(header::TRANSFER_ENCODING);
+    if !chunked {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let mut stream = std::pin::pin!(body.into_data_stream());
+    let mut buffered = Vec::new();
+    {
+        use futures_util::StreamExt;
+        while let Some(chunk) = stream.next().await {
+            let Ok(chunk) = chunk else {
+                return ApiError::bad_request("the request body could not be read").into_response();
+            };
+            buffered.extend_from_slice(&chunk);
+            if buffered.len() > MAX_BODY_BYTES {
+                drain(stream).await;
+                return body_too_large().into_response();
+            }
+        }
+    }
+    next.run(Request::from_parts(parts, axum::body::Body::from(buffered)))
+        .await
 }
 
 #[cfg(test)]
