@@ -48,11 +48,17 @@ pub enum ErrorCode {
     /// Nobody approved the request before its approval window closed.
     #[serde(rename = "E_APPROVAL_EXPIRED")]
     ApprovalExpired,
+    /// The configured admin seed or admin check names what the tenant schema does not have.
+    #[serde(rename = "E_TENANT_SCHEMA_MISMATCH")]
+    TenantSchemaMismatch,
+    /// The admin seed fits the tenant schema, but the tenant database refused to run it.
+    #[serde(rename = "E_ADMIN_SEED_FAILED")]
+    AdminSeedFailed,
 }
 
 impl ErrorCode {
     /// Every code, in the order of the docs table.
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 21] = [
         ErrorCode::InvalidSlug,
         ErrorCode::InvalidInput,
         ErrorCode::AlreadyProvisioned,
@@ -72,6 +78,8 @@ impl ErrorCode {
         ErrorCode::ValidationFailed,
         ErrorCode::ApprovalRejected,
         ErrorCode::ApprovalExpired,
+        ErrorCode::TenantSchemaMismatch,
+        ErrorCode::AdminSeedFailed,
     ];
 
     /// The stored, wire-visible string.
@@ -96,6 +104,8 @@ impl ErrorCode {
             ErrorCode::ValidationFailed => "E_VALIDATION_FAILED",
             ErrorCode::ApprovalRejected => "E_APPROVAL_REJECTED",
             ErrorCode::ApprovalExpired => "E_APPROVAL_EXPIRED",
+            ErrorCode::TenantSchemaMismatch => "E_TENANT_SCHEMA_MISMATCH",
+            ErrorCode::AdminSeedFailed => "E_ADMIN_SEED_FAILED",
         }
     }
 
@@ -133,6 +143,10 @@ impl ErrorCode {
             ErrorCode::ValidationFailed => "a critical post-provisioning check failed",
             ErrorCode::ApprovalRejected => "a platform admin rejected the request",
             ErrorCode::ApprovalExpired => "nobody approved the request in time",
+            ErrorCode::TenantSchemaMismatch => {
+                "the configured admin seed or admin check does not fit the tenant schema"
+            }
+            ErrorCode::AdminSeedFailed => "the tenant database refused the configured admin seed",
         }
     }
 
@@ -158,6 +172,8 @@ impl ErrorCode {
             ErrorCode::ValidationFailed => "Read the failed check in the job log (`tenantry validate` runs the suite alone), fix its cause, then provision again.",
             ErrorCode::ApprovalRejected => "Read the rejection reason in the job log; submit a revised request.",
             ErrorCode::ApprovalExpired => "Submit the request again and ask another PLATFORM_ADMIN to approve it in time.",
+            ErrorCode::TenantSchemaMismatch => "Adapt admin_seed / admin_check (TENANTRY_ADMIN_SEED, TENANTRY_ADMIN_CHECK) to the tables and columns of your tenant migrations; the message names the statement and the database's error.",
+            ErrorCode::AdminSeedFailed => "Read the database's error in the message and fix the admin seed (TENANTRY_ADMIN_SEED): it must be one upsert that fills every required column, with $1 email, $2 password hash, $3 invitation token hash.",
         }
     }
 }

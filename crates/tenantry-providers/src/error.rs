@@ -18,6 +18,13 @@ pub enum Error {
     /// Anything else the server refused.
     #[error("{0}")]
     Refused(String),
+    /// A statement from the operator's configuration (the admin seed, the admin check) does not fit the tenant
+    /// schema: the database could not even prepare it.
+    #[error("{0}")]
+    SchemaMismatch(String),
+    /// The admin seed was prepared but the tenant database refused to run it (a constraint, say).
+    #[error("{0}")]
+    SeedFailed(String),
     /// The job's lease was taken over by another worker; the write was refused.
     #[error("{0}")]
     Fenced(String),

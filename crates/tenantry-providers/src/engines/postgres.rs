@@ -16,8 +16,8 @@ pub use warm_pool::{
 };
 
 use super::{
-    migration_error, quote_identifier, quote_literal, AdminSeed, Inventory, TenantDatabaseSpec,
-    TenantResource,
+    migration_error, quote_identifier, quote_literal, seed_error, AdminSeed, Inventory,
+    TenantDatabaseSpec, TenantResource,
 };
 use crate::credentials::{scram_sha256_verifier, SealingKey, SecretString};
 use crate::{Error, Result};
@@ -442,7 +442,7 @@ impl PostgresServer {
             .bind(seed.invitation_token_hash)
             .execute(&mut connection)
             .await
-            .map_err(|error| Error::from_server("seeding the first admin", error));
+            .map_err(|error| seed_error(Error::from_server("seeding the first admin", error)));
         match seeded {
             Ok(_) => {
                 // Provisioning writes the tenant's settings right after seeding: the session waits for it.

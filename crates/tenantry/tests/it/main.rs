@@ -11,5 +11,6 @@ mod failures;
 mod fast_paths;
 mod harness;
 mod offboard;
+mod own_schema;
 mod plans;
 mod provision;
