@@ -5,15 +5,16 @@
 
 use crate::{registry_error, Platform};
 use sha2::{Digest, Sha256};
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex, PoisonError};
 use tenantry_core::{EngineKind, Error as CodedError, ErrorCode, ServerStatus, TenantSpec};
 use tenantry_providers::engines::{check_statements_in_scratch, SchemaVersion, ScratchVerdict};
 
-/// Schema-and-statements combinations this process has seen fit, by hash: a judgement is a few milliseconds of
-/// migrating in memory, and the files rarely change while a process runs.
-static KNOWN_TO_FIT: LazyLock<Mutex<HashSet<[u8; 32]>>> =
-    LazyLock::new(|| Mutex::new(HashSet::new()));
+/// Verdicts this process has reached, by the hash of the migrations and statements judged (`None`: nothing to
+/// refuse). A judgement is a few milliseconds of migrating in memory, and the files rarely change while a process
+/// runs, so a submission usually costs reading and hashing them.
+static VERDICTS: LazyLock<Mutex<HashMap<[u8; 32], Option<CodedError>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
 
 /// Refuses a provisioning request whose admin seed or admin check does not fit the tenant schema of an engine
 /// the request may be placed on (`E_TENANT_SCHEMA_MISMATCH`, naming the statement and the database's error).
@@ -21,10 +22,11 @@ pub async fn refuse_misfit_statements(
     platform: &Platform,
     spec: &TenantSpec,
 ) -> Result<(), CodedError> {
-    if may_be_placed_on(platform, spec, EngineKind::Sqlite).await? {
-        check_sqlite_fit(platform).await?;
+    // The registry is asked where the request may go only when there is something to refuse.
+    match sqlite_misfit(platform).await? {
+        Some(misfit) if may_be_placed_on(platform, spec, EngineKind::Sqlite).await? => Err(misfit),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// Whether placement could choose a server of `engine` for this request: the server it names, else the plan's
@@ -61,12 +63,14 @@ async fn may_be_placed_on(
     }))
 }
 
-async fn check_sqlite_fit(platform: &Platform) -> Result<(), CodedError> {
+/// What a scratch SQLite database migrated with the configured migrations says of the seed and check: the
+/// refusal if one does not fit, `None` if they fit or the migrations do not run there (the job reports those).
+async fn sqlite_misfit(platform: &Platform) -> Result<Option<CodedError>, CodedError> {
     let schema = &platform.settings.tenant_schema;
     let statements = schema.operator_statements(EngineKind::Sqlite)?;
     // Migrations that cannot be read are reported by the job (E_MIGRATIONS_FAILED), as before.
     let Ok(version) = SchemaVersion::read(&schema.migrations_for(EngineKind::Sqlite)).await else {
-        return Ok(());
+        return Ok(None);
     };
     let mut hasher = Sha256::new();
     hasher.update(version.hash.as_bytes());
@@ -75,34 +79,33 @@ async fn check_sqlite_fit(platform: &Platform) -> Result<(), CodedError> {
         hasher.update(statement.sql.as_bytes());
     }
     let key: [u8; 32] = hasher.finalize().into();
-    if KNOWN_TO_FIT
+    if let Some(verdict) = VERDICTS
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .contains(&key)
+        .get(&key)
     {
-        return Ok(());
+        return Ok(verdict.clone());
     }
     let configured: Vec<_> = statements
         .iter()
         .map(|statement| statement.as_configured())
         .collect();
-    match check_statements_in_scratch(&version.directory, &configured).await {
-        Ok(ScratchVerdict::Fits) => {
-            KNOWN_TO_FIT
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(key);
-            Ok(())
-        }
-        // Migrations that fail here fail in the job too, which reports them as E_MIGRATIONS_FAILED.
-        Ok(ScratchVerdict::Unjudged(_)) => Ok(()),
-        Err(tenantry_providers::Error::SchemaMismatch(message)) => Err(CodedError::new(
+    let verdict = match check_statements_in_scratch(&version.directory, &configured).await {
+        Ok(ScratchVerdict::Fits | ScratchVerdict::Unjudged(_)) => None,
+        Err(tenantry_providers::Error::SchemaMismatch(message)) => Some(CodedError::new(
             ErrorCode::TenantSchemaMismatch,
             format!("{message}; nothing was created"),
         )),
-        Err(error) => Err(CodedError::new(
-            ErrorCode::Internal,
-            format!("cannot judge the admin seed and check in a scratch database: {error}"),
-        )),
-    }
+        Err(error) => {
+            return Err(CodedError::new(
+                ErrorCode::Internal,
+                format!("cannot judge the admin seed and check in a scratch database: {error}"),
+            ))
+        }
+    };
+    VERDICTS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(key, verdict.clone());
+    Ok(verdict)
 }

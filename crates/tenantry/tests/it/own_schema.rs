@@ -208,6 +208,27 @@ async fn an_operators_own_schema_provisions_validates_changes_plan_and_offboards
     assert!(refused.stderr.contains("admin check"), "{refused:?}");
     assert_untouched(&fleet, "misfit").await;
 
+    // A seed that fits but that the database refuses to run (it leaves `pwd_hash` NULL): E_ADMIN_SEED_FAILED
+    // with the database's words, and the job rolls back.
+    let refusing_seed = own.join("refusing-seed.sql");
+    write_file(
+        &refusing_seed,
+        "INSERT INTO users (email, pwd_hash, invite_token_hash) VALUES ($1, NULLIF($2, $2), $3)",
+    );
+    let refused = fleet
+        .provision(
+            "misfit",
+            &[("TENANTRY_ADMIN_SEED", refusing_seed.to_str().unwrap())],
+        )
+        .await;
+    assert_eq!(
+        refused.error_code().as_deref(),
+        Some("E_ADMIN_SEED_FAILED"),
+        "{refused:?}"
+    );
+    assert!(refused.stderr.contains("pwd_hash"), "{refused:?}");
+    assert_untouched(&fleet, "misfit").await;
+
     // Their seed and their check: the whole life of a tenant.
     fleet.set_env("TENANTRY_ADMIN_SEED", seed);
     fleet.set_env("TENANTRY_ADMIN_CHECK", own.join("check").to_str().unwrap());
