@@ -51,11 +51,17 @@ pub enum ErrorCode {
     /// The object belongs to another tenantry installation (or carries no installation mark): left untouched.
     #[serde(rename = "E_FOREIGN_OBJECT")]
     ForeignObject,
+    /// The configured admin seed or admin check names what the tenant schema does not have.
+    #[serde(rename = "E_TENANT_SCHEMA_MISMATCH")]
+    TenantSchemaMismatch,
+    /// The admin seed fits the tenant schema, but the tenant database refused to run it.
+    #[serde(rename = "E_ADMIN_SEED_FAILED")]
+    AdminSeedFailed,
 }
 
 impl ErrorCode {
     /// Every code, in the order of the docs table.
-    pub const ALL: [ErrorCode; 20] = [
+    pub const ALL: [ErrorCode; 22] = [
         ErrorCode::InvalidSlug,
         ErrorCode::InvalidInput,
         ErrorCode::AlreadyProvisioned,
@@ -76,6 +82,8 @@ impl ErrorCode {
         ErrorCode::ApprovalRejected,
         ErrorCode::ApprovalExpired,
         ErrorCode::ForeignObject,
+        ErrorCode::TenantSchemaMismatch,
+        ErrorCode::AdminSeedFailed,
     ];
 
     /// The stored, wire-visible string.
@@ -101,6 +109,8 @@ impl ErrorCode {
             ErrorCode::ApprovalRejected => "E_APPROVAL_REJECTED",
             ErrorCode::ApprovalExpired => "E_APPROVAL_EXPIRED",
             ErrorCode::ForeignObject => "E_FOREIGN_OBJECT",
+            ErrorCode::TenantSchemaMismatch => "E_TENANT_SCHEMA_MISMATCH",
+            ErrorCode::AdminSeedFailed => "E_ADMIN_SEED_FAILED",
         }
     }
 
@@ -141,6 +151,10 @@ impl ErrorCode {
             ErrorCode::ForeignObject => {
                 "the object is not this installation's: another tenantry registry made it, or none is known to"
             }
+            ErrorCode::TenantSchemaMismatch => {
+                "the configured admin seed or admin check does not fit the tenant schema"
+            }
+            ErrorCode::AdminSeedFailed => "the tenant database refused the configured admin seed",
         }
     }
 
@@ -167,6 +181,8 @@ impl ErrorCode {
             ErrorCode::ApprovalRejected => "Read the rejection reason in the job log; submit a revised request.",
             ErrorCode::ApprovalExpired => "Submit the request again and ask another PLATFORM_ADMIN to approve it in time.",
             ErrorCode::ForeignObject => "Leave it to the installation that owns it (`tenantry doctor` lists foreign objects with their installation id); pick another slug or server.",
+            ErrorCode::TenantSchemaMismatch => "Adapt admin_seed / admin_check (TENANTRY_ADMIN_SEED, TENANTRY_ADMIN_CHECK) to the tables and columns of your tenant migrations; the message names the statement and the database's error.",
+            ErrorCode::AdminSeedFailed => "Read the database's error in the message and fix the admin seed (TENANTRY_ADMIN_SEED): it must be one upsert that fills every required column, with $1 email, $2 password hash, $3 invitation token hash.",
         }
     }
 }

@@ -21,6 +21,13 @@ pub enum Error {
     /// The object is marked as another installation's, or carries no mark where one is required: not touched.
     #[error("{0}")]
     Foreign(String),
+    /// A statement from the operator's configuration (the admin seed, the admin check) does not fit the tenant
+    /// schema: the database could not even prepare it.
+    #[error("{0}")]
+    SchemaMismatch(String),
+    /// The admin seed was prepared but the tenant database refused to run it (a constraint, say).
+    #[error("{0}")]
+    SeedFailed(String),
     /// The job's lease was taken over by another worker; the write was refused.
     #[error("{0}")]
     Fenced(String),

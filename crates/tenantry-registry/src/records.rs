@@ -75,7 +75,7 @@ pub struct TenantRecord {
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub labels: serde_json::Value,
     /// The effective settings of the tenant's plan (limits, modules, flags, monthly cost), as written into its
-    /// database's `tenant_settings` table.
+    /// database's `tenantry.settings` table (`tenantry_settings` on SQLite).
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub settings: serde_json::Value,
     pub created_at: i64,

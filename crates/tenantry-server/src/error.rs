@@ -90,6 +90,8 @@ pub fn status_for(code: ErrorCode) -> StatusCode {
         // Outcomes of jobs rather than of requests; a request meets them only when it acts on such a job.
         ErrorCode::ApprovalExpired | ErrorCode::ApprovalRejected => StatusCode::CONFLICT,
         ErrorCode::MigrationsFailed
+        | ErrorCode::TenantSchemaMismatch
+        | ErrorCode::AdminSeedFailed
         | ErrorCode::Internal
         | ErrorCode::Failpoint
         | ErrorCode::ValidationFailed => StatusCode::INTERNAL_SERVER_ERROR,

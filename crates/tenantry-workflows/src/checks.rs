@@ -284,14 +284,17 @@ pub async fn run_checks(
     };
     suite.record("migrations_latest", true, started.elapsed(), verdict);
 
-    let verdict = match probe.as_ref().map(|probe| probe.admin_ready) {
+    let verdict = match probe.as_ref().map(|probe| probe.admin_ready.clone()) {
         None => Verdict::Fail("not judged: the tenant could not log in".into()),
         Some(None) => Verdict::Skip("no admin check query is configured".into()),
-        Some(Some(true)) => Verdict::Pass(format!(
+        Some(Some(Ok(true))) => Verdict::Pass(format!(
             "admin {} exists and must reset the password",
             tenant.admin_email
         )),
-        Some(Some(false)) => Verdict::Fail(format!(
+        Some(Some(Err(why))) => Verdict::Fail(format!(
+            "the admin check query failed: {why} (the admin check must fit the tenant schema)"
+        )),
+        Some(Some(Ok(false))) => Verdict::Fail(format!(
             "no admin {} with a forced password reset",
             tenant.admin_email
         )),

@@ -10,6 +10,7 @@ mod plans;
 mod platform;
 mod pool;
 mod provision;
+mod schema_fit;
 mod set_plan;
 mod submit;
 mod worker;

@@ -1,11 +1,12 @@
 //! What a plan means for one tenant: its monthly cost, its effective settings (the registry's copy and the rows
-//! of the tenant's `tenant_settings` table), its cost labels, and whether a request for it waits for approval.
+//! of tenantry's settings table in the tenant database), its cost labels, and whether a request for it waits for
+//! approval.
 
 use crate::platform::{PricingSettings, Settings};
 use tenantry_core::{Error as CodedError, Plan};
 use tenantry_registry::ApprovalRequest;
 
-/// Keys tenantry owns in a tenant's `tenant_settings` table beyond its fixed ones: stale ones are removed when
+/// Keys tenantry owns in its settings table in a tenant database beyond its fixed ones: stale ones are removed when
 /// the plan changes.
 pub const OWNED_SETTING_PREFIXES: [&str; 3] = ["module.", "feature.", "label."];
 
@@ -58,7 +59,8 @@ pub fn effective_settings(
     })
 }
 
-/// The same settings as rows of the tenant's `tenant_settings` table, the flat form an application reads.
+/// The same settings as rows of tenantry's settings table in the tenant database, the flat form an application
+/// reads.
 pub fn settings_rows(effective: &serde_json::Value) -> Vec<(String, String)> {
     let mut rows = Vec::new();
     let Some(object) = effective.as_object() else {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tenantry_core::{EngineKind, Error as CodedError, ErrorCode, Plan};
 use tenantry_engine::PhaseError;
 use tenantry_providers::credentials::SecretString;
-use tenantry_providers::engines::{Installation, SchemaVersion, TenantServer};
+use tenantry_providers::engines::{ConfiguredStatement, Installation, SchemaVersion, TenantServer};
 use tenantry_providers::secrets::SecretStore;
 use tenantry_registry::{Registry, ServerRecord};
 
@@ -40,6 +40,57 @@ impl TenantSchema {
             .as_deref()
             .map(|path| per_engine_file(path, engine))
     }
+
+    /// The operator's statements that run inside a tenant database on `engine`, read from their files: the
+    /// admin seed (`$1` email, `$2` password hash, `$3` invitation token hash), then the admin check (`$1` email)
+    /// if one is configured.
+    pub fn operator_statements(
+        &self,
+        engine: EngineKind,
+    ) -> Result<Vec<OperatorStatement>, CodedError> {
+        let seed_path = self.admin_seed_for(engine);
+        let mut statements = vec![OperatorStatement {
+            name: format!("admin seed {}", seed_path.display()),
+            sql: read_configured_file(&seed_path, "admin seed")?,
+            n_parameters: 3,
+        }];
+        if let Some(check_path) = self.admin_check_for(engine) {
+            statements.push(OperatorStatement {
+                name: format!("admin check {}", check_path.display()),
+                sql: read_configured_file(&check_path, "admin check")?,
+                n_parameters: 1,
+            });
+        }
+        Ok(statements)
+    }
+}
+
+/// One statement of the operator's tenant schema configuration, read from its file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorStatement {
+    /// What it is and which file it came from, for messages.
+    pub name: String,
+    pub sql: String,
+    pub n_parameters: usize,
+}
+
+impl OperatorStatement {
+    pub fn as_configured(&self) -> ConfiguredStatement<'_> {
+        ConfiguredStatement {
+            name: &self.name,
+            sql: &self.sql,
+            n_parameters: self.n_parameters,
+        }
+    }
+}
+
+fn read_configured_file(path: &Path, what: &str) -> Result<String, CodedError> {
+    std::fs::read_to_string(path).map_err(|error| {
+        CodedError::new(
+            ErrorCode::Internal,
+            format!("cannot read the {what} {}: {error}", path.display()),
+        )
+    })
 }
 
 /// `path` itself, or `path/<engine>.sql` when it is a directory.
@@ -225,15 +276,12 @@ pub(crate) fn provider_error(code: ErrorCode, error: tenantry_providers::Error) 
         tenantry_providers::Error::Foreign(message) => {
             PhaseError::fatal(ErrorCode::ForeignObject, message)
         }
+        tenantry_providers::Error::SchemaMismatch(message) => {
+            PhaseError::fatal(ErrorCode::TenantSchemaMismatch, message)
+        }
+        tenantry_providers::Error::SeedFailed(message) => {
+            PhaseError::fatal(ErrorCode::AdminSeedFailed, message)
+        }
         tenantry_providers::Error::Fenced(_) => PhaseError::Fenced,
     }
-}
-
-pub(crate) fn read_file(path: &Path, what: &str) -> Result<String, PhaseError> {
-    std::fs::read_to_string(path).map_err(|error| {
-        PhaseError::fatal(
-            ErrorCode::Internal,
-            format!("cannot read the {what} {}: {error}", path.display()),
-        )
-    })
 }

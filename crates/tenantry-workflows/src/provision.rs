@@ -4,7 +4,7 @@ use crate::checks::{run_checks, NEIGHBOURS_IN_JOB};
 use crate::plans::{
     cost_labels, effective_settings, require_plan, settings_rows, OWNED_SETTING_PREFIXES,
 };
-use crate::platform::{provider_error, read_file, secret_store_error, Platform};
+use crate::platform::{provider_error, secret_store_error, OperatorStatement, Platform};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use tenantry_core::{Error as CodedError, ErrorCode, Slug, TenantSpec, TenantStatus};
 use tenantry_engine::{JobContext, PhaseError, Workflow};
@@ -512,12 +512,24 @@ impl ProvisionWorkflow {
         let spec = Self::spec(context)?;
         let (_, server) = self.require_server(context).await?;
         let url = self.tenant_url(context, &spec.slug).await?;
-        let seed_path = self
+        // The seed and the check are the operator's, written for the operator's schema: prepared first, so one
+        // that names a table or column the schema lacks is E_TENANT_SCHEMA_MISMATCH with the database's words,
+        // before the seed changes anything (a refused seed is E_ADMIN_SEED_FAILED). Submission already refused
+        // them where a scratch database could judge them (SQLite); here they meet the tenant's real schema.
+        let statements = self
             .platform
             .settings
             .tenant_schema
-            .admin_seed_for(server.engine());
-        let seed_sql = read_file(&seed_path, "admin seed")?;
+            .operator_statements(server.engine())
+            .map_err(PhaseError::Fatal)?;
+        let configured: Vec<_> = statements
+            .iter()
+            .map(OperatorStatement::as_configured)
+            .collect();
+        server
+            .check_statements_fit(&url, &configured)
+            .await
+            .map_err(|error| provider_error(ErrorCode::Internal, error))?;
         let one_time_password = credentials::random_token(18);
         let invitation_token = credentials::random_token(32);
         let password_hash = credentials::hash_generated_password(&one_time_password)
@@ -526,7 +538,7 @@ impl ProvisionWorkflow {
             .seed_admin(
                 &url,
                 &AdminSeed {
-                    sql: &seed_sql,
+                    sql: &statements[0].sql,
                     email: spec.admin_email.as_str(),
                     password_hash: &password_hash,
                     invitation_token_hash: &credentials::hash_token(&invitation_token),
@@ -587,7 +599,7 @@ impl ProvisionWorkflow {
             .log(
                 "info",
                 &format!(
-                    "wrote {} settings of plan {} into tenant_settings",
+                    "wrote {} settings of plan {} into tenantry's settings table",
                     rows.len(),
                     spec.plan
                 ),

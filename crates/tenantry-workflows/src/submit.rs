@@ -3,6 +3,7 @@
 use crate::offboard::{OffboardRequest, OffboardWorkflow, OFFBOARD_PHASES, PURGE_PHASES};
 use crate::plans::{approval_needed, require_plan};
 use crate::provision::{ProvisionWorkflow, DRY_RUN_PHASES, PROVISION_PHASES};
+use crate::schema_fit::refuse_misfit_statements;
 use crate::set_plan::{SetPlanRequest, SetPlanWorkflow, SET_PLAN_PHASES};
 use crate::{registry_error, Platform};
 use sha2::{Digest, Sha256};
@@ -163,6 +164,9 @@ pub async fn submit_provision(
             ));
         }
     }
+    // The operator's seed and check are judged against the tenant schema before any job exists, where that
+    // can be done without a tenant database.
+    refuse_misfit_statements(platform, spec).await?;
     let phases = if spec.dry_run {
         DRY_RUN_PHASES.to_vec()
     } else {

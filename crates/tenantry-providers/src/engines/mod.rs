@@ -10,7 +10,7 @@ pub use postgres::{
     PostgresServer, PruneReport, PruneScope, WarmPoolInventory,
 };
 pub use schema_version::SchemaVersion;
-pub use sqlite::SqliteServer;
+pub use sqlite::{check_statements_in_scratch, SqliteServer};
 
 use crate::credentials::SecretString;
 use crate::{Error, Result};
@@ -141,8 +141,9 @@ pub struct TenantProbe {
     pub elevated_privileges: Option<Vec<&'static str>>,
     /// The latest tenant schema migration applied (`None`: none recorded).
     pub schema_version: Option<i64>,
-    /// What the admin check query says (`None`: no check configured).
-    pub admin_ready: Option<bool>,
+    /// What the admin check query says (`None`: no check configured; `Some(Err(why))`: the database refused
+    /// the query, the operator's check does not fit the schema).
+    pub admin_ready: Option<std::result::Result<bool, String>>,
     /// One round trip of a trivial query on a warmed session.
     pub query_latency: std::time::Duration,
 }
@@ -173,6 +174,45 @@ pub struct AdminSeed<'a> {
     pub email: &'a str,
     pub password_hash: &'a str,
     pub invitation_token_hash: &'a str,
+}
+
+/// A statement from the operator's configuration that runs inside a tenant database (the admin seed, the admin
+/// check), with what it is called in messages and how many text parameters (`$1`…) it is given.
+#[derive(Debug, Clone, Copy)]
+pub struct ConfiguredStatement<'a> {
+    /// What it is and where it comes from, e.g. `admin seed /etc/tenantry/seed.sql`.
+    pub name: &'a str,
+    pub sql: &'a str,
+    pub n_parameters: usize,
+}
+
+/// Whether a scratch database could judge the configured statements.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScratchVerdict {
+    /// Every statement was prepared against the migrated schema.
+    Fits,
+    /// The migrations do not run in the scratch database, so nothing was judged (the job reports them).
+    Unjudged(String),
+}
+
+/// The database's refusal to prepare `statement` as the operator's configuration error (a lost connection stays
+/// transient).
+pub(crate) fn statement_misfit(statement: &ConfiguredStatement<'_>, error: sqlx::Error) -> Error {
+    match Error::from_server(&format!("preparing the {}", statement.name), error) {
+        Error::Refused(message) => Error::SchemaMismatch(format!(
+            "{message} (the statement does not fit the tenant schema)"
+        )),
+        other => other,
+    }
+}
+
+/// The database's refusal to run the admin seed as the operator's configuration error (a lost connection stays
+/// transient).
+pub(crate) fn seed_error(error: Error) -> Error {
+    match error {
+        Error::Refused(message) => Error::SeedFailed(message),
+        other => other,
+    }
 }
 
 /// A server that hosts tenant databases.
@@ -383,6 +423,23 @@ impl TenantServer {
         Ok(latest)
     }
 
+    /// Prepares each statement as the tenant, without running it: a statement naming a table or column the
+    /// tenant schema does not have is refused with [`Error::SchemaMismatch`], before it can change anything.
+    pub async fn check_statements_fit(
+        &self,
+        tenant_url: &SecretString,
+        statements: &[ConfiguredStatement<'_>],
+    ) -> Result<()> {
+        match self {
+            TenantServer::Postgres(server) => {
+                server.check_statements_fit(tenant_url, statements).await
+            }
+            TenantServer::Sqlite(server) => {
+                server.check_statements_fit(tenant_url, statements).await
+            }
+        }
+    }
+
     /// Runs the admin seed statement as the tenant with bound parameters `$1` email, `$2` password hash,
     /// `$3` invitation token hash. The statement must be an upsert, so running it twice converges.
     pub async fn seed_admin(&self, tenant_url: &SecretString, seed: &AdminSeed<'_>) -> Result<()> {
@@ -394,8 +451,10 @@ impl TenantServer {
 }
 
 impl TenantServer {
-    /// Writes tenantry's keys into the tenant's `tenant_settings` table (its application reads them there); keys
-    /// under `owned_prefixes` that are no longer given are removed.
+    /// Writes tenantry's keys into tenantry's own settings table in the tenant database (`tenantry.settings` on
+    /// PostgreSQL, `tenantry_settings` on SQLite; made on first write, so no tenant schema needs to provide it, and
+    /// the tenant's application reads them there); keys under `owned_prefixes` that are no longer given are
+    /// removed.
     pub async fn write_settings(
         &self,
         tenant_url: &SecretString,

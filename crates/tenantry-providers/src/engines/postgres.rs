@@ -17,8 +17,8 @@ pub use warm_pool::{
 
 use super::foreign_error;
 use super::{
-    migration_error, quote_identifier, quote_literal, AdminSeed, Installation, Inventory,
-    Ownership, TenantDatabaseSpec, TenantResource,
+    migration_error, quote_identifier, quote_literal, seed_error, AdminSeed, Installation,
+    Inventory, Ownership, TenantDatabaseSpec, TenantResource,
 };
 use crate::credentials::{scram_sha256_verifier, SecretString};
 use crate::{Error, Result};
@@ -641,7 +641,7 @@ impl PostgresServer {
             .bind(seed.invitation_token_hash)
             .execute(&mut connection)
             .await
-            .map_err(|error| Error::from_server("seeding the first admin", error));
+            .map_err(|error| seed_error(Error::from_server("seeding the first admin", error)));
         match seeded {
             Ok(_) => {
                 // Provisioning writes the tenant's settings right after seeding: the session waits for it.

@@ -1,16 +1,66 @@
 //! The SQLite engine: one file per tenant, `tenant_<slug>.db`, mode 0600, under the server's directory.
 
 use super::{
-    migration_error, quote_identifier, AdminSeed, Installation, Inventory, Ownership,
-    TenantDatabaseSpec, TenantProbe, TenantResource,
+    migration_error, quote_identifier, seed_error, statement_misfit, AdminSeed,
+    ConfiguredStatement, Installation, Inventory, Ownership, ScratchVerdict, TenantDatabaseSpec,
+    TenantProbe, TenantResource,
 };
 use crate::credentials::SecretString;
 use crate::{Error, Result};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
-use sqlx::{ConnectOptions, Connection};
+use sqlx::{ConnectOptions, Connection, Executor};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+
+/// tenantry's own table in a tenant file, named so it cannot be taken for one of the operator's schema: made on
+/// first write, so no tenant schema needs to provide it, also in files made by an older tenantry that kept its
+/// settings in the example schema's `tenant_settings` table.
+const ENSURE_SETTINGS_TABLE: &str = "CREATE TABLE IF NOT EXISTS tenantry_settings (
+    key         TEXT PRIMARY KEY,
+    value       TEXT NOT NULL,
+    updated_at  TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP
+)";
+
+/// Prepares each statement on `connection` without running it (SQLite compiles it, so a missing table or column
+/// is found).
+async fn prepare_each(
+    connection: &mut SqliteConnection,
+    statements: &[ConfiguredStatement<'_>],
+) -> Result<()> {
+    for statement in statements {
+        if let Err(error) = (&mut *connection).prepare(statement.sql).await {
+            return Err(statement_misfit(statement, error));
+        }
+    }
+    Ok(())
+}
+
+/// Migrates a scratch in-memory database with the migrations in `directory` and prepares each statement against
+/// it: the operator's seed and check judged before any job, with nothing written anywhere.
+pub async fn check_statements_in_scratch(
+    directory: &Path,
+    statements: &[ConfiguredStatement<'_>],
+) -> Result<ScratchVerdict> {
+    let migrator = match sqlx::migrate::Migrator::new(directory).await {
+        Ok(migrator) => migrator,
+        Err(error) => return Ok(ScratchVerdict::Unjudged(error.to_string())),
+    };
+    let options = SqliteConnectOptions::from_str("sqlite::memory:")
+        .map_err(|error| Error::Refused(format!("cannot open a scratch database: {error}")))?
+        .log_statements(tracing::log::LevelFilter::Off);
+    let mut connection = SqliteConnection::connect_with(&options)
+        .await
+        .map_err(|error| Error::from_server("cannot open a scratch database", error))?;
+    let verdict = match migrator.run_direct(&mut connection).await {
+        Ok(()) => prepare_each(&mut connection, statements)
+            .await
+            .map(|()| ScratchVerdict::Fits),
+        Err(error) => Ok(ScratchVerdict::Unjudged(migration_error(error).to_string())),
+    };
+    let _ = connection.close().await;
+    verdict
+}
 
 /// A directory that holds tenant SQLite files.
 #[derive(Debug, Clone)]
@@ -250,13 +300,25 @@ impl SqliteServer {
             .bind(seed.invitation_token_hash)
             .execute(&mut connection)
             .await
-            .map_err(|error| Error::from_server("seeding the first admin", error));
+            .map_err(|error| seed_error(Error::from_server("seeding the first admin", error)));
         let _ = connection.close().await;
         seeded.map(|_| ())
     }
 
-    /// Replaces tenantry's keys in the tenant's `tenant_settings` table in one transaction (see the PostgreSQL
-    /// engine).
+    /// Prepares each statement in the tenant's file without running it (see the PostgreSQL engine).
+    pub async fn check_statements_fit(
+        &self,
+        tenant_url: &SecretString,
+        statements: &[ConfiguredStatement<'_>],
+    ) -> Result<()> {
+        let mut connection = self.tenant_connection(tenant_url).await?;
+        let fits = prepare_each(&mut connection, statements).await;
+        let _ = connection.close().await;
+        fits
+    }
+
+    /// Replaces tenantry's keys in `tenantry_settings` in one transaction, making the table first if it is
+    /// missing (see the PostgreSQL engine).
     pub async fn write_settings(
         &self,
         tenant_url: &SecretString,
@@ -266,15 +328,18 @@ impl SqliteServer {
         let mut connection = self.tenant_connection(tenant_url).await?;
         let written = async {
             let mut transaction = connection.begin().await?;
+            sqlx::query(ENSURE_SETTINGS_TABLE)
+                .execute(&mut *transaction)
+                .await?;
             let keys: Vec<&str> = settings.iter().map(|(key, _)| key.as_str()).collect();
             for prefix in owned_prefixes {
                 let stale: Vec<String> =
-                    sqlx::query_scalar("SELECT key FROM tenant_settings WHERE substr(key, 1, length($1)) = $1")
+                    sqlx::query_scalar("SELECT key FROM tenantry_settings WHERE substr(key, 1, length($1)) = $1")
                         .bind(*prefix)
                         .fetch_all(&mut *transaction)
                         .await?;
                 for key in stale.iter().filter(|key| !keys.contains(&key.as_str())) {
-                    sqlx::query("DELETE FROM tenant_settings WHERE key = $1")
+                    sqlx::query("DELETE FROM tenantry_settings WHERE key = $1")
                         .bind(key)
                         .execute(&mut *transaction)
                         .await?;
@@ -282,9 +347,9 @@ impl SqliteServer {
             }
             for (key, value) in settings {
                 sqlx::query(
-                    "INSERT INTO tenant_settings (key, value, updated_at) VALUES ($1, $2, CURRENT_TIMESTAMP)
+                    "INSERT INTO tenantry_settings (key, value, updated_at) VALUES ($1, $2, CURRENT_TIMESTAMP)
                      ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = CURRENT_TIMESTAMP
-                     WHERE tenant_settings.value IS NOT excluded.value",
+                     WHERE tenantry_settings.value IS NOT excluded.value",
                 )
                 .bind(key)
                 .bind(value)
@@ -298,20 +363,36 @@ impl SqliteServer {
         written.map_err(|error| Error::from_server("writing the tenant's settings", error))
     }
 
-    /// SQLite files have nowhere to hold labels but the tenant's own settings table (`label.*` keys).
+    /// SQLite files have nowhere to hold labels but tenantry's settings table (`label.*` keys). A file an older
+    /// tenantry made, not written since, has them in the example schema's `tenant_settings` table instead.
     pub async fn resource_labels(
         &self,
         resource_name: &str,
     ) -> Result<Vec<(&'static str, Option<serde_json::Value>)>> {
         let url = self.tenant_url(resource_name);
         let mut connection = self.tenant_connection(&url).await?;
-        let rows: std::result::Result<Vec<(String, String)>, sqlx::Error> = sqlx::query_as(
-            "SELECT substr(key, 7), value FROM tenant_settings WHERE substr(key, 1, 6) = 'label.'",
-        )
-        .fetch_all(&mut connection)
+        let rows = async {
+            let table: Option<String> = sqlx::query_scalar(
+                "SELECT name FROM sqlite_master
+                 WHERE type = 'table' AND name IN ('tenantry_settings', 'tenant_settings')
+                 ORDER BY name = 'tenantry_settings' DESC LIMIT 1",
+            )
+            .fetch_optional(&mut connection)
+            .await?;
+            let Some(table) = table else {
+                return Ok(Vec::new());
+            };
+            // `table` is one of the two literal names above.
+            sqlx::query_as::<_, (String, String)>(&format!(
+                "SELECT substr(key, 7), value FROM {table} WHERE substr(key, 1, 6) = 'label.'"
+            ))
+            .fetch_all(&mut connection)
+            .await
+        }
         .await;
         let _ = connection.close().await;
-        let rows = rows.map_err(|error| Error::from_server("reading the labels", error))?;
+        let rows =
+            rows.map_err(|error: sqlx::Error| Error::from_server("reading the labels", error))?;
         let labels = (!rows.is_empty()).then(|| {
             serde_json::Value::Object(
                 rows.into_iter()
@@ -335,13 +416,17 @@ impl SqliteServer {
                     .fetch_one(&mut connection)
                     .await
                     .unwrap_or(None);
+            // A refusal by the database is the check's verdict (the operator's check does not fit the schema).
             let admin_ready = match admin_check {
                 Some((sql, email)) => Some(
-                    sqlx::query_scalar::<_, i64>(sql)
+                    match sqlx::query_scalar::<_, i64>(sql)
                         .bind(email)
                         .fetch_one(&mut connection)
-                        .await?
-                        > 0,
+                        .await
+                    {
+                        Ok(count) => Ok(count > 0),
+                        Err(error) => Err(crate::error::describe(&error)),
+                    },
                 ),
                 None => None,
             };

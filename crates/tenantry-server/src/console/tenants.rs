@@ -200,7 +200,7 @@ fn switch_chips(switches: Option<&serde_json::Value>) -> Markup {
     }
 }
 
-/// The plan's effective settings as the tenant was given them (what its own `tenant_settings` table holds), or
+/// The plan's effective settings as the tenant was given them (what tenantry's settings table in its database holds), or
 /// nothing for a tenant provisioned before plans carried settings.
 fn plan_settings(tenant: &TenantRecord) -> Option<Markup> {
     let settings = tenant

@@ -229,6 +229,7 @@ impl Fleet {
             .env_remove("TENANTRY_CONFIG")
             .env_remove("TENANTRY_TENANT_MIGRATIONS")
             .env_remove("TENANTRY_ADMIN_SEED")
+            .env_remove("TENANTRY_ADMIN_CHECK")
             .env_remove("TENANTRY_WARM_POOL_SIZE")
             .env_remove("TENANTRY_WARM_POOL_REFILL_BATCH")
             .env("USER", "tester")

@@ -12,5 +12,6 @@ mod fast_paths;
 mod harness;
 mod installations;
 mod offboard;
+mod own_schema;
 mod plans;
 mod provision;

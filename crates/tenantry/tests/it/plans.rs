@@ -41,7 +41,7 @@ fn check<'a>(checks: &'a [Value], name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no check {name} in {checks:?}"))
 }
 
-/// What the tenant's database holds in `tenant_settings`, and its role's connection limit and labels
+/// What the tenant's database holds in tenantry's settings table, and its role's connection limit and labels
 /// (PostgreSQL), read as the cluster's admin.
 async fn pg_tenant_facts(slug: &str) -> (Vec<(String, String)>, i32, Value, Value) {
     let resource = format!("tenant_{}", slug.replace('-', "_"));
@@ -57,7 +57,7 @@ async fn pg_tenant_facts(slug: &str) -> (Vec<(String, String)>, i32, Value, Valu
     let mut tenant_db = PgConnection::connect(&with_database(&tenant_cluster_url(), &resource))
         .await
         .unwrap();
-    let settings = sqlx::query_as("SELECT key, value FROM tenant_settings ORDER BY key")
+    let settings = sqlx::query_as("SELECT key, value FROM tenantry.settings ORDER BY key")
         .fetch_all(&mut tenant_db)
         .await
         .unwrap();
@@ -72,7 +72,7 @@ async fn pg_tenant_facts(slug: &str) -> (Vec<(String, String)>, i32, Value, Valu
 async fn sqlite_tenant_settings(fleet: &Fleet, slug: &str) -> Vec<(String, String)> {
     let url = format!("sqlite://{}", fleet.sqlite_file(slug).display());
     let mut connection = sqlx::sqlite::SqliteConnection::connect(&url).await.unwrap();
-    sqlx::query_as("SELECT key, value FROM tenant_settings ORDER BY key")
+    sqlx::query_as("SELECT key, value FROM tenantry_settings ORDER BY key")
         .fetch_all(&mut connection)
         .await
         .unwrap()

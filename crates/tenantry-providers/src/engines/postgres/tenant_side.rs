@@ -1,11 +1,12 @@
-//! What tenantry does and checks as the tenant, with the tenant's own credentials: the settings table, the
-//! validation probe (who am I, what may I do, which schema version, how fast), and login attempts that must fail.
+//! What tenantry does and checks as the tenant, with the tenant's own credentials: tenantry's settings table, the
+//! fit of the operator's seed and check, the validation probe (who am I, what may I do, which schema version, how
+//! fast), and login attempts that must fail.
 
 use super::{parse_url, sqlstate, PostgresServer};
 use crate::credentials::SecretString;
 use crate::engines::{
-    foreign_error, quote_identifier, LoginAttempt, Ownership, Reachable, TenantDatabaseSpec,
-    TenantProbe,
+    foreign_error, quote_identifier, statement_misfit, ConfiguredStatement, LoginAttempt,
+    Ownership, Reachable, TenantDatabaseSpec, TenantProbe,
 };
 use crate::{Error, Result};
 use sqlx::{Connection, Executor};
@@ -15,10 +16,21 @@ use std::time::Instant;
 /// unknown role, no such database.
 const LOGIN_REFUSED: [&str; 4] = ["42501", "28000", "28P01", "3D000"];
 
+/// tenantry's own place in a tenant database: a schema of its own, so it needs nothing from the operator's tenant
+/// schema. Made by the tenant's role over its own session, so the tenant owns it (whoever owns the database) and
+/// its application can read it. `IF NOT EXISTS` makes it on first write, also in databases made by an older
+/// tenantry that kept its settings in the example schema's `tenant_settings` table.
+const ENSURE_SETTINGS_TABLE: &str = "CREATE SCHEMA IF NOT EXISTS tenantry;
+     CREATE TABLE IF NOT EXISTS tenantry.settings (
+         key         TEXT PRIMARY KEY,
+         value       TEXT NOT NULL,
+         updated_at  TIMESTAMPTZ NOT NULL DEFAULT now()
+     )";
+
 impl PostgresServer {
-    /// Replaces tenantry's keys in the tenant's `tenant_settings` table: upserts `settings` and removes keys under
-    /// `owned_prefixes` that are no longer among them, in one statement (one round trip) on the session the admin
-    /// seed left parked, or a new one. The session is parked again for the validation suite that follows.
+    /// Replaces tenantry's keys in `tenantry.settings`: makes the table if it is missing, then upserts `settings`
+    /// and removes keys under `owned_prefixes` that are no longer among them in one statement, on the session the
+    /// admin seed left parked, or a new one. The session is parked again for the validation suite that follows.
     pub async fn write_settings(
         &self,
         tenant_url: &SecretString,
@@ -28,21 +40,26 @@ impl PostgresServer {
         let mut connection = self.tenant_connection(tenant_url).await?;
         let keys: Vec<&str> = settings.iter().map(|(key, _)| key.as_str()).collect();
         let values: Vec<&str> = settings.iter().map(|(_, value)| value.as_str()).collect();
-        let written = sqlx::query(
-            "WITH stale AS (
-                 DELETE FROM tenant_settings
-                 WHERE EXISTS (SELECT 1 FROM unnest($3::text[]) AS owned (prefix) WHERE starts_with(key, prefix))
-                   AND NOT (key = ANY($1))
-             )
-             INSERT INTO tenant_settings (key, value, updated_at)
-             SELECT key, value, now() FROM UNNEST($1::text[], $2::text[]) AS given (key, value)
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = now()
-             WHERE tenant_settings.value IS DISTINCT FROM excluded.value",
-        )
-        .bind(&keys)
-        .bind(&values)
-        .bind(owned_prefixes)
-        .execute(&mut connection)
+        let written = async {
+            // One round trip for both statements (the simple query protocol takes several).
+            connection.execute(ENSURE_SETTINGS_TABLE).await?;
+            sqlx::query(
+                "WITH stale AS (
+                     DELETE FROM tenantry.settings
+                     WHERE EXISTS (SELECT 1 FROM unnest($3::text[]) AS owned (prefix) WHERE starts_with(key, prefix))
+                       AND NOT (key = ANY($1))
+                 )
+                 INSERT INTO tenantry.settings AS stored (key, value, updated_at)
+                 SELECT key, value, now() FROM UNNEST($1::text[], $2::text[]) AS given (key, value)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = now()
+                 WHERE stored.value IS DISTINCT FROM excluded.value",
+            )
+            .bind(&keys)
+            .bind(&values)
+            .bind(owned_prefixes)
+            .execute(&mut connection)
+            .await
+        }
         .await;
         match written {
             Ok(_) => {
@@ -52,6 +69,39 @@ impl PostgresServer {
             Err(error) => {
                 let _ = connection.close().await;
                 Err(Error::from_server("writing the tenant's settings", error))
+            }
+        }
+    }
+
+    /// Prepares each statement on the tenant's session (parse and describe, nothing runs), with its parameters
+    /// typed as the text they will be bound as. The prepared statements stay in the session's cache, so the seed
+    /// that follows on the parked session runs without being parsed again.
+    pub async fn check_statements_fit(
+        &self,
+        tenant_url: &SecretString,
+        statements: &[ConfiguredStatement<'_>],
+    ) -> Result<()> {
+        let mut connection = self.tenant_connection(tenant_url).await?;
+        let text = <&str as sqlx::Type<sqlx::Postgres>>::type_info();
+        let mut outcome = Ok(());
+        for statement in statements {
+            let parameter_types = vec![text.clone(); statement.n_parameters];
+            if let Err(error) = connection
+                .prepare_with(statement.sql, &parameter_types)
+                .await
+            {
+                outcome = Err(statement_misfit(statement, error));
+                break;
+            }
+        }
+        match outcome {
+            Err(Error::Transient(message)) => {
+                let _ = connection.close().await;
+                Err(Error::Transient(message))
+            }
+            outcome => {
+                super::sessions::park(tenant_url, connection);
+                outcome
             }
         }
     }
@@ -146,13 +196,7 @@ impl PostgresServer {
             .await
             .unwrap_or(None);
             let admin_ready = match admin_check {
-                Some((sql, email)) => Some(
-                    sqlx::query_scalar::<_, i64>(sql)
-                        .bind(email)
-                        .fetch_one(&mut connection)
-                        .await?
-                        > 0,
-                ),
+                Some((sql, email)) => Some(run_admin_check(&mut connection, sql, email).await?),
                 None => None,
             };
             // The first round trip after login warms the session; time the next, as an application would see it.
@@ -212,6 +256,26 @@ impl PostgresServer {
     ) -> Result<LoginAttempt> {
         let options = parse_url(tenant_url, "tenant's connection URL")?.database(database);
         login_attempt(&options).await
+    }
+}
+
+/// Runs the operator's admin check. A refusal by the database (a column the schema lacks, a result that is not a
+/// count) is the check's verdict, named; a lost connection fails the probe.
+async fn run_admin_check(
+    connection: &mut sqlx::PgConnection,
+    sql: &str,
+    email: &str,
+) -> std::result::Result<std::result::Result<bool, String>, sqlx::Error> {
+    match sqlx::query_scalar::<_, i64>(sql)
+        .bind(email)
+        .fetch_one(&mut *connection)
+        .await
+    {
+        Ok(count) => Ok(Ok(count > 0)),
+        Err(error @ (sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_))) => {
+            Err(error)
+        }
+        Err(error) => Ok(Err(crate::error::describe(&error))),
     }
 }
 
