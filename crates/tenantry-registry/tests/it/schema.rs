@@ -4,7 +4,7 @@ use crate::harness::{add_postgres_server, applied_migration_versions};
 use tenantry_registry::{Registry, RegistryLocation};
 
 /// Every registry migration, in order; a new migration must be added here (and is then checked on both backends).
-const LATEST_MIGRATIONS: [i64; 4] = [1, 2, 3, 4];
+const LATEST_MIGRATIONS: [i64; 5] = [1, 2, 3, 4, 5];
 
 pub async fn case_schema_migrates_on_open_and_reopen_is_a_noop(
     registry: Registry,
@@ -22,6 +22,15 @@ pub async fn case_schema_migrates_on_open_and_reopen_is_a_noop(
     let (first_reopened, second_reopened) =
         tokio::join!(Registry::open(&location, 2), Registry::open(&location, 2));
     let (first_reopened, second_reopened) = (first_reopened?, second_reopened?);
+    // The installation id is made once: processes that ask at the same time get the same one, and it stays.
+    let (first_id, second_id) = tokio::join!(
+        first_reopened.installation_id(),
+        second_reopened.installation_id()
+    );
+    let first_id = first_id?;
+    assert_eq!(first_id, second_id?);
+    assert!(tenantry_registry::is_installation_id(&first_id), "{first_id}");
+    assert_eq!(registry.installation_id().await?, first_id);
     for reopened in [&first_reopened, &second_reopened] {
         let names: Vec<String> = reopened
             .list_servers()
