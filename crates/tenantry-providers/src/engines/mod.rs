@@ -273,6 +273,23 @@ impl TenantServer {
         }
     }
 
+    /// The databases on this server, not tenants' nor tenantry's, that any role may connect to (`None` on engines
+    /// without logins).
+    pub async fn databases_open_to_public(&self) -> Result<Option<Vec<String>>> {
+        match self {
+            TenantServer::Postgres(server) => server.databases_open_to_public().await.map(Some),
+            TenantServer::Sqlite(_) => Ok(None),
+        }
+    }
+
+    /// Closes `database` (one `databases_open_to_public` named) to PUBLIC.
+    pub async fn revoke_public_connect(&self, database: &str) -> Result<()> {
+        match self {
+            TenantServer::Postgres(server) => server.revoke_public_connect(database).await,
+            TenantServer::Sqlite(_) => Ok(()),
+        }
+    }
+
     /// The tenant's connection URL: what the secret `tenant-db-<slug>` holds.
     pub fn tenant_url(
         &self,

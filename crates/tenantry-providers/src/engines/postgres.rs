@@ -232,6 +232,33 @@ impl PostgresServer {
         Ok(())
     }
 
+    /// The server's databases that are neither tenants' nor tenantry's and still admit PUBLIC (PostgreSQL's
+    /// default for `postgres` and `template1`): any tenant role can log in to them and read the shared catalogs.
+    pub async fn databases_open_to_public(&self) -> Result<Vec<String>> {
+        let mut connection = self.admin_connection().await?;
+        sqlx::query_scalar(
+            "SELECT datname::text FROM pg_database
+             WHERE datallowconn AND has_database_privilege('public', oid, 'CONNECT')
+               AND datname NOT LIKE 'tenant\\_%' AND datname NOT LIKE 'tenantry\\_%'
+             ORDER BY 1",
+        )
+        .fetch_all(&mut *connection)
+        .await
+        .map_err(|error| Error::from_server("reading database privileges", error))
+    }
+
+    /// Takes CONNECT and TEMPORARY on `database` away from PUBLIC. Roles granted CONNECT by name, the owner and
+    /// superusers keep their way in.
+    pub async fn revoke_public_connect(&self, database: &str) -> Result<()> {
+        let mut connection = self.admin_connection().await?;
+        let quoted = format!("\"{}\"", database.replace('"', "\"\""));
+        connection
+            .execute(format!("REVOKE CONNECT, TEMPORARY ON DATABASE {quoted} FROM PUBLIC").as_str())
+            .await
+            .map_err(|error| Error::from_server(&format!("closing {database} to PUBLIC"), error))?;
+        Ok(())
+    }
+
     pub async fn cluster_identity(&self) -> Result<String> {
         let mut connection = self.admin_connection().await?;
         let identifier: Option<i64> =
