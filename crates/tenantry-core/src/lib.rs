@@ -1,9 +1,10 @@
 //! Domain types and rules of tenantry: validated names, tenant specs, plans, statuses and the error-code table.
 //!
-//! Nothing here does IO. Every other crate speaks in these types, so a value that made it into one of them
-//! has already passed the rules of DESIGN.md.
+//! Nothing here does IO, except the test failpoints, which act only with the `failpoints` feature. Every other
+//! crate speaks in these types, so a value that made it into one of them has already passed the rules of DESIGN.md.
 
 mod error;
+pub mod failpoints;
 mod plan;
 mod slug;
 mod status;

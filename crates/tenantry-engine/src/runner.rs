@@ -321,6 +321,9 @@ impl Runner {
                         retryable @ PhaseError::Retryable(_) => return Err(retryable),
                         PhaseError::Fatal(cause) => cause,
                     };
+                    // Fenced like every write: a worker whose lease was taken over while the phase ran (stopped,
+                    // then woken) gets `Fenced` here and stops, undoing nothing; its failure may only be the
+                    // race with the worker that took over, which carries on.
                     context
                         .record(&[PhaseTransition {
                             position: phase.position,

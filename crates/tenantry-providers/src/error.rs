@@ -31,6 +31,9 @@ pub enum Error {
     /// The job's lease was taken over by another worker; the write was refused.
     #[error("{0}")]
     Fenced(String),
+    /// A test failpoint set to `error` fired between two statements (failpoints builds only).
+    #[error("{0}")]
+    Failpoint(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -44,10 +47,17 @@ impl Error {
     pub(crate) fn from_server(context: &str, error: sqlx::Error) -> Error {
         let transient = match &error {
             sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) => true,
-            sqlx::Error::Database(database_error) => matches!(
-                database_error.code().as_deref(),
-                Some("40001" | "40P01" | "57P01" | "57P03" | "53300" | "55006" | "5" | "6")
-            ),
+            sqlx::Error::Database(database_error) => {
+                matches!(
+                    database_error.code().as_deref(),
+                    Some("40001" | "40P01" | "57P01" | "57P03" | "53300" | "55006" | "5" | "6")
+                )
+                    // Two sessions changed one catalog row at once (two runners of one phase granting, altering or
+                    // commenting on the same database or role): PostgreSQL reports an internal error, and the
+                    // same statement passes when tried again.
+                    || (database_error.code().as_deref() == Some("XX000")
+                        && database_error.message() == "tuple concurrently updated")
+            }
             _ => false,
         };
         let message = format!("{context}: {}", describe(&error));

@@ -7,3 +7,11 @@ mod error;
 pub mod secrets;
 
 pub use error::{Error, Result};
+
+/// A test failpoint between two statements of a provider operation (`tenantry_core::failpoints`; it acts only in
+/// a `failpoints` build). One set to `error` fails the operation with [`Error::Failpoint`].
+pub(crate) async fn failpoint(phase: &str, point: &str) -> Result<()> {
+    tenantry_core::failpoints::check(phase, point)
+        .await
+        .map_err(|fired| Error::Failpoint(fired.to_string()))
+}

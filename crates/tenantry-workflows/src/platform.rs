@@ -283,5 +283,8 @@ pub(crate) fn provider_error(code: ErrorCode, error: tenantry_providers::Error) 
             PhaseError::fatal(ErrorCode::AdminSeedFailed, message)
         }
         tenantry_providers::Error::Fenced(_) => PhaseError::Fenced,
+        tenantry_providers::Error::Failpoint(message) => {
+            PhaseError::fatal(ErrorCode::Failpoint, message)
+        }
     }
 }

@@ -21,7 +21,7 @@ use super::{
     Inventory, Ownership, TenantDatabaseSpec, TenantResource,
 };
 use crate::credentials::{scram_sha256_verifier, SecretString};
-use crate::{Error, Result};
+use crate::{failpoint, Error, Result};
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, Postgres};
 use sqlx::{ConnectOptions, Connection, Executor};
@@ -112,6 +112,29 @@ fn installation_of_owner(role: &str) -> Option<&str> {
         .filter(|id| tenantry_registry::is_installation_id(id))
 }
 
+/// The phase whose apply `create_database` is: its failpoints are named `database_created.<point>`.
+const CREATE_PHASE: &str = "database_created";
+/// The failpoints inside `drop_database` (the undo of `database_created`, and the purge's `database_dropped`).
+const DROP_OPERATION: &str = "drop_database";
+
+/// Whether a `CREATE DATABASE` or `CREATE ROLE` (or a rename to that name) failed because the name is taken: by
+/// an earlier attempt (42P04, 42710), or by another runner of the same phase at the same moment, whose catalog row
+/// was not committed when this statement checked the name (PostgreSQL then reports the unique index instead,
+/// 23505). The caller adopts what is there, if it is this installation's.
+fn already_exists(error: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(database_error) = error else {
+        return false;
+    };
+    match database_error.code().as_deref() {
+        Some("42P04" | "42710") => true,
+        Some("23505") => matches!(
+            database_error.constraint(),
+            Some("pg_database_datname_index" | "pg_authid_rolname_index")
+        ),
+        _ => false,
+    }
+}
+
 /// Runs statements in order, taking "already exists" (a concurrent or earlier attempt made it) as done.
 async fn execute_converging(
     connection: &mut PgConnection,
@@ -121,7 +144,7 @@ async fn execute_converging(
     for statement in statements {
         match connection.execute(statement.as_str()).await {
             Ok(_) => {}
-            Err(error) if matches!(sqlstate(&error).as_deref(), Some("42P04" | "42710")) => {}
+            Err(error) if already_exists(&error) => {}
             Err(error) => return Err(Error::from_server(context, error)),
         }
     }
@@ -146,6 +169,23 @@ impl PostgresServer {
         match database_owner.and_then(installation_of_owner) {
             Some(id) => self.installation.judge_id(Some(id)),
             None => self.installation.judge_mark(owner_mark),
+        }
+    }
+
+    /// Takes the database `resource_name`, which a `CREATE DATABASE` found already there, as this job's: only if it
+    /// is this installation's (`Error::Foreign` otherwise).
+    async fn adopt_database(&self, resource_name: &str) -> Result<()> {
+        let inventory = self.inventory(resource_name).await?;
+        match inventory.ownership {
+            Ownership::Ours => Ok(()),
+            // Gone again meanwhile (a concurrent undo): the phase runs again and makes it.
+            _ if !inventory.database => Err(Error::Transient(format!(
+                "{resource_name} was dropped while it was being created"
+            ))),
+            other => Err(foreign_error(
+                &format!("{resource_name} on this server"),
+                &other,
+            )),
         }
     }
 
@@ -396,6 +436,7 @@ impl PostgresServer {
     ) -> Result<DatabaseOrigin> {
         let name = quote_identifier(&spec.resource_name)?;
         let context = format!("creating {}", spec.resource_name);
+        failpoint(CREATE_PHASE, "started").await?;
         let lookup = self.creation_lookup(&spec.resource_name, schema).await?;
         if matches!(lookup.ownership, Ownership::Foreign(_))
             || (lookup.ownership == Ownership::Unmarked && (lookup.database || lookup.role))
@@ -409,18 +450,25 @@ impl PostgresServer {
             let mut connection = self.admin_connection().await?;
             self.ensure_owner_role(&mut connection).await?;
         }
+        failpoint(CREATE_PHASE, "looked_up").await?;
         if !lookup.database && !lookup.role {
             if let Some(claimed) = self.claim_pool_database(spec, password, &lookup).await? {
                 return Ok(claimed);
             }
         }
         if !lookup.role {
-            // The role first, marked in the same transaction; the login and password follow.
+            // The role first, marked in the same transaction; the login and password follow. A role another runner
+            // of this phase made meanwhile is adopted if it carries this installation's mark.
             let mut connection = self.admin_connection().await?;
             self.create_marked_role(&mut connection, &spec.resource_name, "tenant", &context)
                 .await?;
+            drop(connection);
+            failpoint(CREATE_PHASE, "role_created").await?;
         }
         let origin = if lookup.database {
+            // Made by an earlier attempt (this installation's: checked above), which may have stopped before
+            // opening it: nothing can connect to it, to settle it or to migrate, until it is open.
+            self.open_to_owner_only(&name, &context).await?;
             self.set_up_role(&name, spec, password, &context).await?;
             DatabaseOrigin::Existing
         } else {
@@ -449,6 +497,7 @@ impl PostgresServer {
             }
             DatabaseOrigin::WarmPool { .. } => {}
         }
+        failpoint(CREATE_PHASE, "settled").await?;
         let mut connection = self.admin_connection().await?;
         execute_converging(
             &mut connection,
@@ -517,16 +566,16 @@ impl PostgresServer {
             return Err(foreign_error(resource_name, &inventory.ownership));
         }
         let mut connection = self.admin_connection().await?;
-        let statements = [
-            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-            format!("DROP ROLE IF EXISTS {name}"),
-        ];
-        for statement in statements {
-            connection
-                .execute(statement.as_str())
-                .await
-                .map_err(|error| Error::from_server(&format!("dropping {resource_name}"), error))?;
-        }
+        let context = format!("dropping {resource_name}");
+        connection
+            .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+            .await
+            .map_err(|error| Error::from_server(&context, error))?;
+        failpoint(DROP_OPERATION, "database_dropped").await?;
+        connection
+            .execute(format!("DROP ROLE IF EXISTS {name}").as_str())
+            .await
+            .map_err(|error| Error::from_server(&context, error))?;
         Ok(())
     }
 

@@ -6,7 +6,7 @@ use super::{
     TenantProbe, TenantResource,
 };
 use crate::credentials::SecretString;
-use crate::{Error, Result};
+use crate::{failpoint, Error, Result};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{ConnectOptions, Connection, Executor};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -73,6 +73,9 @@ pub struct SqliteServer {
 /// The table inside each tenant file that holds the installation's mark, written with the file's creation.
 const MARK_TABLE: &str = "_tenantry_installation";
 
+/// The phase whose apply `create_database` is: its failpoints are named `database_created.<point>`.
+const CREATE_PHASE: &str = "database_created";
+
 fn io_error(context: &str, path: &Path, error: std::io::Error) -> Error {
     Error::Refused(format!("{context} {}: {error}", path.display()))
 }
@@ -105,6 +108,12 @@ impl SqliteServer {
     fn file(&self, resource_name: &str) -> Result<PathBuf> {
         quote_identifier(resource_name)?;
         Ok(self.directory.join(format!("{resource_name}.db")))
+    }
+
+    /// Where a tenant file is made and marked before it is renamed into place.
+    fn building_file(&self, resource_name: &str) -> Result<PathBuf> {
+        quote_identifier(resource_name)?;
+        Ok(self.directory.join(format!(".{resource_name}.db.building")))
     }
 
     pub async fn check_admin_connection(&self) -> Result<()> {
@@ -169,9 +178,8 @@ impl SqliteServer {
                 other => return Err(super::foreign_error(&path.display().to_string(), &other)),
             }
         } else {
-            let building = self
-                .directory
-                .join(format!(".{}.db.building", spec.resource_name));
+            // A file left here by an attempt that stopped before its rename is made again from the start.
+            let building = self.building_file(&spec.resource_name)?;
             let _ = std::fs::remove_file(&building);
             std::fs::OpenOptions::new()
                 .create(true)
@@ -180,6 +188,7 @@ impl SqliteServer {
                 .mode(0o600)
                 .open(&building)
                 .map_err(|error| io_error("cannot create", &building, error))?;
+            failpoint(CREATE_PHASE, "file_made").await?;
             let options = SqliteConnectOptions::new()
                 .filename(&building)
                 .create_if_missing(false)
@@ -195,8 +204,10 @@ impl SqliteServer {
             .await;
             let _ = connection.close().await;
             marked.map_err(|error| Error::from_server("marking the new tenant file", error))?;
+            failpoint(CREATE_PHASE, "marked").await?;
             std::fs::rename(&building, &path)
                 .map_err(|error| io_error("cannot rename into place", &path, error))?;
+            failpoint(CREATE_PHASE, "renamed").await?;
         }
         // The file may predate this attempt with other permissions; the contract is 0600.
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
@@ -214,12 +225,21 @@ impl SqliteServer {
                 ));
             }
         }
-        for suffix in ["", "-wal", "-shm", "-journal"] {
-            let file = PathBuf::from(format!("{}{suffix}", path.display()));
-            match std::fs::remove_file(&file) {
+        // The file first: once it is gone the tenant is gone, and what follows only tidies up.
+        let mut leftovers = vec![path.clone()];
+        for suffix in ["-wal", "-shm", "-journal"] {
+            leftovers.push(PathBuf::from(format!("{}{suffix}", path.display())));
+        }
+        // What a creation that stopped before its rename left (a job unwound from there).
+        leftovers.push(self.building_file(resource_name)?);
+        for (index, file) in leftovers.iter().enumerate() {
+            match std::fs::remove_file(file) {
                 Ok(()) => {}
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-                Err(error) => return Err(io_error("cannot remove", &file, error)),
+                Err(error) => return Err(io_error("cannot remove", file, error)),
+            }
+            if index == 0 {
+                failpoint("drop_database", "database_dropped").await?;
             }
         }
         Ok(())

@@ -176,7 +176,7 @@ async fn every_step_run_twice_converges(engine: Engine) {
     fleet.cleanup().await;
 }
 
-async fn count_users(engine: Engine, url: &str) -> i64 {
+pub(crate) async fn count_users(engine: Engine, url: &str) -> i64 {
     use sqlx::Connection;
     match engine {
         Engine::Postgres => {

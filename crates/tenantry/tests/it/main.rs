@@ -7,6 +7,7 @@
 mod api;
 mod concurrency;
 mod console;
+mod crash_points;
 mod failures;
 mod fast_paths;
 mod harness;

@@ -26,9 +26,11 @@
 //! `tenant_*`: pool and template databases are not tenants to placement or to `doctor`'s orphan check.
 
 use super::super::{quote_identifier, quote_literal, SchemaVersion, TenantDatabaseSpec};
-use super::{execute_converging, owner_role, sqlstate, PostgresServer};
+use super::{
+    already_exists, execute_converging, owner_role, sqlstate, PostgresServer, CREATE_PHASE,
+};
 use crate::credentials::SecretString;
-use crate::{Error, Result};
+use crate::{failpoint, Error, Result};
 use sqlx::postgres::PgConnection;
 use sqlx::{Connection, Executor};
 use std::collections::BTreeSet;
@@ -382,6 +384,7 @@ impl PostgresServer {
         }
         let name = quote_identifier(&spec.resource_name)?;
         let access = self.access_statements(&name, spec)?;
+        failpoint(CREATE_PHASE, "claiming").await?;
         let mut connection = self.admin_connection().await?;
         for candidate in &lookup.candidates {
             if !matches!(parse_name(candidate), Some(FastPathName::Pool { .. })) {
@@ -413,10 +416,9 @@ impl PostgresServer {
                         sqlstate(&error).as_deref(),
                         Some("3D000" | "55006" | "42704")
                     ) => {}
-                // The tenant's own database or role appeared meanwhile: not a pool matter any more.
-                Err(error) if matches!(sqlstate(&error).as_deref(), Some("42P04" | "42710")) => {
-                    return Ok(None)
-                }
+                // The tenant's own database or role appeared meanwhile (made, or being made, by another runner of
+                // this phase): not a pool matter any more; the caller adopts what is there.
+                Err(error) if already_exists(&error) => return Ok(None),
                 Err(error) => {
                     return Err(Error::from_server(
                         &format!("claiming a warm-pool database for {}", spec.resource_name),
@@ -445,10 +447,10 @@ impl PostgresServer {
             spec.connection_limit
         );
         let Some(schema) = schema else {
-            let mut connection = self.admin_connection().await?;
-            execute_converging(&mut connection, &[plain], &context).await?;
-            self.open_to_owner_only(&name, &context).await?;
-            return Ok(DatabaseOrigin::Plain { why: None });
+            let origin = self
+                .create_plain(&spec.resource_name, &plain, &context, None)
+                .await?;
+            return Ok(origin);
         };
         let from_template = format!(
             "CREATE DATABASE {name} TEMPLATE {} OWNER {owner} CONNECTION LIMIT {} ALLOW_CONNECTIONS false",
@@ -460,12 +462,16 @@ impl PostgresServer {
             match connection.execute(from_template.as_str()).await {
                 Ok(_) => {
                     drop(connection);
+                    failpoint(CREATE_PHASE, "database_created").await?;
                     self.open_to_owner_only(&name, &context).await?;
+                    failpoint(CREATE_PHASE, "opened").await?;
                     return Ok(DatabaseOrigin::Template);
                 }
-                Err(error) if sqlstate(&error).as_deref() == Some("42P04") => {
-                    // An earlier attempt made it, and may have stopped before opening it.
+                Err(error) if already_exists(&error) => {
+                    // An earlier attempt, or another runner of this phase right now, made it, and may not have
+                    // opened it yet.
                     drop(connection);
+                    self.adopt_database(&spec.resource_name).await?;
                     self.open_to_owner_only(&name, &context).await?;
                     return Ok(DatabaseOrigin::Existing);
                 }
@@ -479,11 +485,9 @@ impl PostgresServer {
                         // runs the migrations as the tenant and reports any failure where it belongs, and the
                         // job log says why the template was not used.
                         Err(Error::Migration(why) | Error::Refused(why)) => {
-                            let mut connection = self.admin_connection().await?;
-                            execute_converging(&mut connection, &[plain], &context).await?;
-                            drop(connection);
-                            self.open_to_owner_only(&name, &context).await?;
-                            return Ok(DatabaseOrigin::Plain { why: Some(why) });
+                            return self
+                                .create_plain(&spec.resource_name, &plain, &context, Some(why))
+                                .await;
                         }
                         Err(other) => return Err(other),
                     }
@@ -497,9 +501,36 @@ impl PostgresServer {
         )))
     }
 
+    /// Creates the empty tenant database with `statement` and opens it, or adopts and opens one that is there
+    /// already (`Existing`).
+    async fn create_plain(
+        &self,
+        resource_name: &str,
+        statement: &str,
+        context: &str,
+        why: Option<String>,
+    ) -> Result<DatabaseOrigin> {
+        let name = quote_identifier(resource_name)?;
+        let mut connection = self.admin_connection().await?;
+        let origin = match connection.execute(statement).await {
+            Ok(_) => DatabaseOrigin::Plain { why },
+            Err(error) if already_exists(&error) => {
+                drop(connection);
+                self.adopt_database(resource_name).await?;
+                DatabaseOrigin::Existing
+            }
+            Err(error) => return Err(Error::from_server(context, error)),
+        };
+        failpoint(CREATE_PHASE, "database_created").await?;
+        self.open_to_owner_only(&name, context).await?;
+        failpoint(CREATE_PHASE, "opened").await?;
+        Ok(origin)
+    }
+
     /// Takes PUBLIC's CONNECT and TEMPORARY away from a new database, then lets connections in: one query
-    /// string, which PostgreSQL runs as one implicit transaction (both or neither).
-    async fn open_to_owner_only(&self, quoted_name: &str, context: &str) -> Result<()> {
+    /// string, which PostgreSQL runs as one implicit transaction (both or neither). Opening an open database
+    /// changes nothing, so this is also how a resumed or concurrent runner makes sure of it.
+    pub(super) async fn open_to_owner_only(&self, quoted_name: &str, context: &str) -> Result<()> {
         let mut connection = self.admin_connection().await?;
         connection
             .execute(
@@ -635,6 +666,7 @@ impl PostgresServer {
             &context,
         )
         .await?;
+        failpoint(CREATE_PHASE, "template_created").await?;
         let mut connection = self
             .dedicated_admin_connection(Some(&template_build_name(&schema.hash)))
             .await?;
@@ -643,6 +675,9 @@ impl PostgresServer {
             Self::compact_template(&mut connection, &template).await;
         }
         let _ = connection.close().await;
+        if migrated.is_ok() {
+            failpoint(CREATE_PHASE, "template_migrated").await?;
+        }
         if let Err(error) = migrated {
             let _ = session
                 .execute(format!("DROP DATABASE IF EXISTS {build} WITH (FORCE)").as_str())
