@@ -29,7 +29,10 @@ pub async fn case_schema_migrates_on_open_and_reopen_is_a_noop(
     );
     let first_id = first_id?;
     assert_eq!(first_id, second_id?);
-    assert!(tenantry_registry::is_installation_id(&first_id), "{first_id}");
+    assert!(
+        tenantry_registry::is_installation_id(&first_id),
+        "{first_id}"
+    );
     assert_eq!(registry.installation_id().await?, first_id);
     for reopened in [&first_reopened, &second_reopened] {
         let names: Vec<String> = reopened
