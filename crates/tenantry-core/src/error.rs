@@ -48,11 +48,20 @@ pub enum ErrorCode {
     /// Nobody approved the request before its approval window closed.
     #[serde(rename = "E_APPROVAL_EXPIRED")]
     ApprovalExpired,
+    /// An existing registry file cannot be read as a registry (empty, truncated, not SQLite); it was left as it is.
+    #[serde(rename = "E_REGISTRY_UNREADABLE")]
+    RegistryUnreadable,
+    /// The master key does not open this registry's secrets.
+    #[serde(rename = "E_MASTER_KEY_MISMATCH")]
+    MasterKeyMismatch,
+    /// `audit verify` found audit events changed, deleted or added behind tenantry's back.
+    #[serde(rename = "E_AUDIT_CHAIN_BROKEN")]
+    AuditChainBroken,
 }
 
 impl ErrorCode {
     /// Every code, in the order of the docs table.
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 22] = [
         ErrorCode::InvalidSlug,
         ErrorCode::InvalidInput,
         ErrorCode::AlreadyProvisioned,
@@ -72,6 +81,9 @@ impl ErrorCode {
         ErrorCode::ValidationFailed,
         ErrorCode::ApprovalRejected,
         ErrorCode::ApprovalExpired,
+        ErrorCode::RegistryUnreadable,
+        ErrorCode::MasterKeyMismatch,
+        ErrorCode::AuditChainBroken,
     ];
 
     /// The stored, wire-visible string.
@@ -96,6 +108,9 @@ impl ErrorCode {
             ErrorCode::ValidationFailed => "E_VALIDATION_FAILED",
             ErrorCode::ApprovalRejected => "E_APPROVAL_REJECTED",
             ErrorCode::ApprovalExpired => "E_APPROVAL_EXPIRED",
+            ErrorCode::RegistryUnreadable => "E_REGISTRY_UNREADABLE",
+            ErrorCode::MasterKeyMismatch => "E_MASTER_KEY_MISMATCH",
+            ErrorCode::AuditChainBroken => "E_AUDIT_CHAIN_BROKEN",
         }
     }
 
@@ -133,6 +148,11 @@ impl ErrorCode {
             ErrorCode::ValidationFailed => "a critical post-provisioning check failed",
             ErrorCode::ApprovalRejected => "a platform admin rejected the request",
             ErrorCode::ApprovalExpired => "nobody approved the request in time",
+            ErrorCode::RegistryUnreadable => "the registry file cannot be read as a registry",
+            ErrorCode::MasterKeyMismatch => "the master key does not open this registry's secrets",
+            ErrorCode::AuditChainBroken => {
+                "audit events were changed, deleted or added outside tenantry"
+            }
         }
     }
 
@@ -158,6 +178,9 @@ impl ErrorCode {
             ErrorCode::ValidationFailed => "Read the failed check in the job log (`tenantry validate` runs the suite alone), fix its cause, then provision again.",
             ErrorCode::ApprovalRejected => "Read the rejection reason in the job log; submit a revised request.",
             ErrorCode::ApprovalExpired => "Submit the request again and ask another PLATFORM_ADMIN to approve it in time.",
+            ErrorCode::RegistryUnreadable => "Restore the registry file from a backup, or move it away to start an empty registry.",
+            ErrorCode::MasterKeyMismatch => "Set TENANTRY_MASTER_KEY (or master.key in the data directory) to the key this registry's secrets were written with.",
+            ErrorCode::AuditChainBroken => "Treat the named events as tampered with: compare them with a backup of the registry and find who had write access.",
         }
     }
 }

@@ -13,3 +13,4 @@ mod harness;
 mod offboard;
 mod plans;
 mod provision;
+mod registry_safety;
