@@ -57,11 +57,20 @@ pub enum ErrorCode {
     /// The admin seed fits the tenant schema, but the tenant database refused to run it.
     #[serde(rename = "E_ADMIN_SEED_FAILED")]
     AdminSeedFailed,
+    /// An existing registry file cannot be read as a registry (empty, truncated, not SQLite); it was left as it is.
+    #[serde(rename = "E_REGISTRY_UNREADABLE")]
+    RegistryUnreadable,
+    /// The master key does not open this registry's secrets.
+    #[serde(rename = "E_MASTER_KEY_MISMATCH")]
+    MasterKeyMismatch,
+    /// `audit verify` found audit events changed, deleted or added behind tenantry's back.
+    #[serde(rename = "E_AUDIT_CHAIN_BROKEN")]
+    AuditChainBroken,
 }
 
 impl ErrorCode {
     /// Every code, in the order of the docs table.
-    pub const ALL: [ErrorCode; 22] = [
+    pub const ALL: [ErrorCode; 25] = [
         ErrorCode::InvalidSlug,
         ErrorCode::InvalidInput,
         ErrorCode::AlreadyProvisioned,
@@ -84,6 +93,9 @@ impl ErrorCode {
         ErrorCode::ForeignObject,
         ErrorCode::TenantSchemaMismatch,
         ErrorCode::AdminSeedFailed,
+        ErrorCode::RegistryUnreadable,
+        ErrorCode::MasterKeyMismatch,
+        ErrorCode::AuditChainBroken,
     ];
 
     /// The stored, wire-visible string.
@@ -111,6 +123,9 @@ impl ErrorCode {
             ErrorCode::ForeignObject => "E_FOREIGN_OBJECT",
             ErrorCode::TenantSchemaMismatch => "E_TENANT_SCHEMA_MISMATCH",
             ErrorCode::AdminSeedFailed => "E_ADMIN_SEED_FAILED",
+            ErrorCode::RegistryUnreadable => "E_REGISTRY_UNREADABLE",
+            ErrorCode::MasterKeyMismatch => "E_MASTER_KEY_MISMATCH",
+            ErrorCode::AuditChainBroken => "E_AUDIT_CHAIN_BROKEN",
         }
     }
 
@@ -155,6 +170,11 @@ impl ErrorCode {
                 "the configured admin seed or admin check does not fit the tenant schema"
             }
             ErrorCode::AdminSeedFailed => "the tenant database refused the configured admin seed",
+            ErrorCode::RegistryUnreadable => "the registry file cannot be read as a registry",
+            ErrorCode::MasterKeyMismatch => "the master key does not open this registry's secrets",
+            ErrorCode::AuditChainBroken => {
+                "audit events were changed, deleted or added outside tenantry"
+            }
         }
     }
 
@@ -183,6 +203,9 @@ impl ErrorCode {
             ErrorCode::ForeignObject => "Leave it to the installation that owns it (`tenantry doctor` lists foreign objects with their installation id); pick another slug or server.",
             ErrorCode::TenantSchemaMismatch => "Adapt admin_seed / admin_check (TENANTRY_ADMIN_SEED, TENANTRY_ADMIN_CHECK) to the tables and columns of your tenant migrations; the message names the statement and the database's error.",
             ErrorCode::AdminSeedFailed => "Read the database's error in the message and fix the admin seed (TENANTRY_ADMIN_SEED): it must be one upsert that fills every required column, with $1 email, $2 password hash, $3 invitation token hash.",
+            ErrorCode::RegistryUnreadable => "Restore the registry file from a backup, or move it away to start an empty registry.",
+            ErrorCode::MasterKeyMismatch => "Set TENANTRY_MASTER_KEY (or master.key in the data directory) to the key this registry's secrets were written with.",
+            ErrorCode::AuditChainBroken => "Treat the named events as tampered with: compare them with a backup of the registry and find who had write access.",
         }
     }
 }

@@ -16,6 +16,10 @@ pub enum Error {
     Fenced { job_id: String },
     #[error("registry data is not valid: {0}")]
     Corrupt(String),
+    /// An existing registry file that cannot be read as a registry (empty, truncated, not SQLite, another
+    /// program's database). It is left as it is.
+    #[error("{0}")]
+    NotARegistry(String),
     #[error("registry error: {0}")]
     Database(String),
 }

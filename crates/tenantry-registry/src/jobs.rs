@@ -4,7 +4,7 @@
 //! got when it claimed the job. A write whose token is no longer current changes nothing and fails with
 //! [`Error::Fenced`], so a worker whose lease was taken over cannot disturb the new owner.
 
-use crate::audit::insert_audit;
+use crate::audit::{insert_audit, insert_audits};
 use crate::records::{EventKind, JobEvent, JobRecord, NewAuditEvent, PhaseRecord, ServerRecord};
 use crate::store::now_millis;
 use crate::{Error, Registry, Result};
@@ -673,9 +673,7 @@ impl Registry {
             &message,
         )
         .await?;
-        for event in audit_events {
-            insert_audit(&mut transaction, event).await?;
-        }
+        insert_audits(&mut transaction, audit_events).await?;
         transaction.commit().await?;
         Ok(())
     }

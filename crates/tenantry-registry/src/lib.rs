@@ -15,12 +15,13 @@ mod notify;
 mod records;
 mod secrets;
 mod servers;
+mod sqlite_file;
 mod store;
 mod tenants;
 
 pub use access::{AccessWatch, ApiToken, ConsoleSession, IdempotencyRecord, PlatformUser};
 pub use approvals::{ApprovalDecision, ApprovalOutcome};
-pub use audit::AuditFilter;
+pub use audit::{AuditChainFault, AuditChainFinding, AuditChainReport, AuditFilter};
 pub use error::{Error, Result};
 pub use installation::is_installation_id;
 pub use jobs::{

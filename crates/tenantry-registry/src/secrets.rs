@@ -63,6 +63,22 @@ impl Registry {
         upsert_secret(&mut connection, record).await
     }
 
+    /// Stores a secret record unless one of that name exists; `false` when one did (it is left as it was).
+    pub async fn put_secret_if_absent(&self, record: &SecretRecord) -> Result<bool> {
+        let inserted = sqlx::query(
+            "INSERT INTO secrets (name, key_id, wrapped_key, ciphertext, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(&record.name)
+        .bind(&record.key_id)
+        .bind(&record.wrapped_key)
+        .bind(&record.ciphertext)
+        .bind(now_millis())
+        .execute(&self.pool)
+        .await?;
+        Ok(inserted.rows_affected() == 1)
+    }
+
     pub async fn get_secret(&self, name: &str) -> Result<Option<SecretRecord>> {
         let row = sqlx::query(
             "SELECT name, key_id, wrapped_key, ciphertext, created_at, updated_at FROM secrets WHERE name = $1",

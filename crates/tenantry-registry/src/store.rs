@@ -1,6 +1,6 @@
 //! Opening the registry: the backend's connection pool, its schema migration, and the transaction opener.
 
-use crate::{Error, Result};
+use crate::{sqlite_file, Error, Result};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Executor, Transaction};
@@ -76,6 +76,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         "installation",
         include_str!("../migrations/shared/0005_installation.sql"),
     ),
+    (
+        6,
+        "audit_chain",
+        include_str!("../migrations/shared/0006_audit_chain.sql"),
+    ),
 ];
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -102,6 +107,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         5,
         "installation",
         include_str!("../migrations/shared/0005_installation.sql"),
+    ),
+    (
+        6,
+        "audit_chain",
+        include_str!("../migrations/shared/0006_audit_chain.sql"),
     ),
 ];
 
@@ -134,6 +144,7 @@ impl Registry {
                     .run(&registry.pool)
                     .await?;
                 registry.admit_only_owner().await;
+                registry.chain_legacy_audit_events().await?;
                 Ok(registry)
             }
         }
@@ -162,7 +173,34 @@ impl Registry {
                 Error::Unavailable(format!("cannot create {}: {error}", parent.display()))
             })?;
         }
-        let url = format!("sqlite://{}?mode=rwc", path.display());
+        // sqlx takes no lock while migrating SQLite, so processes starting together serialise on a lock file. It is
+        // held from before the file is looked at, so of several first starts one creates the registry and the
+        // others find it made.
+        let lock_path = path.with_extension("migrate.lock");
+        let lock_file = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .mode(0o600)
+                .open(&lock_path)
+                .map_err(|error| {
+                    Error::Unavailable(format!("cannot open {}: {error}", lock_path.display()))
+                })?
+        };
+        let lock_file = tokio::task::spawn_blocking(move || lock_file.lock().map(|()| lock_file))
+            .await
+            .map_err(|error| Error::Unavailable(error.to_string()))?
+            .map_err(|error| {
+                Error::Unavailable(format!("cannot lock {}: {error}", lock_path.display()))
+            })?;
+        let registry_file = path.to_owned();
+        tokio::task::spawn_blocking(move || sqlite_file::prepare(&registry_file))
+            .await
+            .map_err(|error| Error::Unavailable(error.to_string()))??;
+        // `mode=rw`: the file exists now, and SQLite must never make a new, empty one in its place.
+        let url = format!("sqlite://{}?mode=rw", path.display());
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(30))
@@ -192,22 +230,6 @@ impl Registry {
             postgres_url: None,
             installation: Default::default(),
         };
-        // sqlx takes no lock while migrating SQLite, so processes starting together serialise on a lock file.
-        let lock_path = path.with_extension("migrate.lock");
-        let lock_file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|error| {
-                Error::Unavailable(format!("cannot open {}: {error}", lock_path.display()))
-            })?;
-        let lock_file = tokio::task::spawn_blocking(move || lock_file.lock().map(|()| lock_file))
-            .await
-            .map_err(|error| Error::Unavailable(error.to_string()))?
-            .map_err(|error| {
-                Error::Unavailable(format!("cannot lock {}: {error}", lock_path.display()))
-            })?;
         sqlx::query("PRAGMA journal_mode = WAL")
             .execute(&registry.pool)
             .await?;
@@ -217,6 +239,7 @@ impl Registry {
             .await;
         drop(lock_file);
         migrated?;
+        registry.chain_legacy_audit_events().await?;
         Ok(registry)
     }
 

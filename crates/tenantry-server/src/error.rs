@@ -80,9 +80,10 @@ pub fn status_for(code: ErrorCode) -> StatusCode {
         | ErrorCode::NoCapacity
         | ErrorCode::ForeignObject
         | ErrorCode::Conflict => StatusCode::CONFLICT,
-        ErrorCode::AdminConnUnresolved | ErrorCode::ProvisioningUnavailable => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
+        ErrorCode::AdminConnUnresolved
+        | ErrorCode::ProvisioningUnavailable
+        | ErrorCode::RegistryUnreadable
+        | ErrorCode::MasterKeyMismatch => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
         ErrorCode::Forbidden => StatusCode::FORBIDDEN,
         ErrorCode::NotFound => StatusCode::NOT_FOUND,
@@ -94,7 +95,8 @@ pub fn status_for(code: ErrorCode) -> StatusCode {
         | ErrorCode::AdminSeedFailed
         | ErrorCode::Internal
         | ErrorCode::Failpoint
-        | ErrorCode::ValidationFailed => StatusCode::INTERNAL_SERVER_ERROR,
+        | ErrorCode::ValidationFailed
+        | ErrorCode::AuditChainBroken => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tenantry_core::{EngineKind, Error as CodedError, ErrorCode};
 use tenantry_engine::{process_owner_id, Runner};
 use tenantry_providers::credentials::SecretString;
-use tenantry_providers::secrets::{LocalSecretStore, MasterKey, SecretStore};
+use tenantry_providers::secrets::{LocalSecretStore, MasterKey, MasterKeyCheck, SecretStore};
 use tenantry_registry::{NewServer, Registry, RegistryLocation};
 use tenantry_workflows::{
     admin_secret_name, ApprovalSettings, Platform, PricingSettings, Settings, TenantSchema,
@@ -51,16 +51,22 @@ const BUNDLED_SCHEMA: &[(&str, &str)] = &[
     ),
 ];
 
-/// Who the CLI acts as: `os:<user>`.
+/// Who the CLI acts as: `os:<user>`. The user is `USER` (or `LOGNAME`), as the shell says; without either (cron,
+/// systemd units, containers), the name the OS user database gives the effective uid; `uid-<n>` only when it has none.
 pub fn cli_actor() -> String {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .ok()
         .filter(|user| !user.is_empty())
         .or_else(|| {
+            whoami::fallible::username()
+                .ok()
+                .filter(|user| !user.is_empty())
+        })
+        .or_else(|| {
             let status = std::fs::read_to_string("/proc/self/status").ok()?;
             let uid = status.lines().find_map(|line| line.strip_prefix("Uid:"))?;
-            Some(format!("uid-{}", uid.split_whitespace().next()?))
+            Some(format!("uid-{}", uid.split_whitespace().nth(1)?))
         })
         .unwrap_or_else(|| "unknown".into());
     format!("os:{user}")
@@ -84,7 +90,12 @@ impl App {
         })?;
         let registry = Registry::open(&config.registry, 8)
             .await
-            .map_err(|error| unavailable(format!("cannot open the registry: {error}")))?;
+            .map_err(|error| match error {
+                tenantry_registry::Error::NotARegistry(message) => {
+                    CodedError::new(ErrorCode::RegistryUnreadable, message)
+                }
+                other => unavailable(format!("cannot open the registry: {other}")),
+            })?;
         let master_key = match std::env::var("TENANTRY_MASTER_KEY")
             .ok()
             .filter(|key| !key.is_empty())
@@ -93,8 +104,19 @@ impl App {
             None => MasterKey::load_or_create(&config.data_dir.join("master.key")),
         }
         .map_err(|error| unavailable(format!("cannot load the master key: {error}")))?;
-        let secrets: Arc<dyn SecretStore> =
-            Arc::new(LocalSecretStore::new(registry.clone(), master_key));
+        let local_secrets = LocalSecretStore::new(registry.clone(), master_key);
+        // A wrong key would otherwise be found only by a job, half-way, as an admin connection it cannot read.
+        match local_secrets
+            .check_master_key()
+            .await
+            .map_err(|error| unavailable(format!("cannot check the master key: {error}")))?
+        {
+            MasterKeyCheck::Opens => {}
+            MasterKeyCheck::DoesNotOpen(detail) => {
+                return Err(CodedError::new(ErrorCode::MasterKeyMismatch, detail))
+            }
+        }
+        let secrets: Arc<dyn SecretStore> = Arc::new(local_secrets);
         let tenant_schema =
             resolve_tenant_schema(&config).map_err(|error| unavailable(format!("{error:#}")))?;
         let settings = Settings {

@@ -220,6 +220,8 @@ pub enum ServersCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
+    /// Recompute the audit chain; exits non-zero and names every event changed, deleted or added by hand.
+    Verify,
     List {
         #[arg(long)]
         tenant: Option<String>,

@@ -142,6 +142,20 @@ pub(crate) fn open(
         .map_err(|_| undecryptable())
 }
 
+/// The secret that says which master key this registry's secrets are sealed with: its value is fixed and not
+/// secret; that it decrypts (AES-GCM authenticates) proves the key.
+pub const KEY_CHECK_SECRET: &str = "tenantry-master-key-check";
+const KEY_CHECK_VALUE: &str =
+    "this registry's secrets are sealed with the master key that opens this";
+
+/// Whether a master key opens this registry's secrets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MasterKeyCheck {
+    Opens,
+    /// It does not; the text says which key it is and which key the registry wants (by their non-secret ids).
+    DoesNotOpen(String),
+}
+
 /// Secrets encrypted in the registry's `secrets` table.
 #[derive(Clone)]
 pub struct LocalSecretStore {
@@ -192,6 +206,52 @@ impl LocalSecretStore {
         String::from_utf8(plaintext)
             .map(SecretString::new)
             .map_err(|_| Error::SecretStore(format!("secret {:?} is not text", record.name)))
+    }
+}
+
+impl LocalSecretStore {
+    /// Checks, before anything is written with it, that the master key opens this registry's secrets. The check
+    /// value is written with the first secret or at the first start; a registry from before it existed is checked
+    /// against one of its secrets first, then gets the value.
+    pub async fn check_master_key(&self) -> Result<MasterKeyCheck> {
+        if let Some(check) = self.registry.get_secret(KEY_CHECK_SECRET).await? {
+            return Ok(self.judge(&check));
+        }
+        let existing = self
+            .registry
+            .list_secret_names()
+            .await?
+            .into_iter()
+            .find(|name| name != KEY_CHECK_SECRET);
+        if let Some(name) = existing {
+            if let Some(record) = self.registry.get_secret(&name).await? {
+                let verdict = self.judge(&record);
+                if verdict != MasterKeyCheck::Opens {
+                    return Ok(verdict);
+                }
+            }
+        }
+        let check = self.encrypt(KEY_CHECK_SECRET, &SecretString::new(KEY_CHECK_VALUE.into()))?;
+        if self.registry.put_secret_if_absent(&check).await? {
+            return Ok(MasterKeyCheck::Opens);
+        }
+        // Another process wrote the check value first, perhaps with another key: that one decides.
+        match self.registry.get_secret(KEY_CHECK_SECRET).await? {
+            Some(check) => Ok(self.judge(&check)),
+            None => Ok(MasterKeyCheck::Opens),
+        }
+    }
+
+    fn judge(&self, record: &SecretRecord) -> MasterKeyCheck {
+        match self.decrypt(record) {
+            Ok(_) => MasterKeyCheck::Opens,
+            Err(_) => MasterKeyCheck::DoesNotOpen(format!(
+                "the master key (key id {}) does not open this registry's secrets, which were sealed with key \
+                 id {}",
+                self.master_key.key_id(),
+                record.key_id
+            )),
+        }
     }
 }
 

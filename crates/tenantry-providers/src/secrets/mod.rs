@@ -3,7 +3,7 @@
 
 pub(crate) mod local;
 
-pub use local::{LocalSecretStore, MasterKey};
+pub use local::{LocalSecretStore, MasterKey, MasterKeyCheck, KEY_CHECK_SECRET};
 
 use crate::credentials::SecretString;
 use crate::Result;

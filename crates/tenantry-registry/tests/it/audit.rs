@@ -1,8 +1,12 @@
-//! Conformance cases for the audit log: newest first, narrowed by tenant, event type, actor, time and limit.
+//! Conformance cases for the audit log: newest first, narrowed by tenant, event type, actor, time and limit; and
+//! its chain: one valid chain under concurrent writers, and every change made behind tenantry's back named.
 
-use crate::harness::wait_until_clock_passes;
+use crate::harness::{execute_behind_tenantry, new_job, wait_until_clock_passes};
 use anyhow::Context;
-use tenantry_registry::{AuditEvent, AuditFilter, NewAuditEvent, Registry};
+use tenantry_core::JobKind;
+use tenantry_registry::{
+    AuditChainFault, AuditEvent, AuditFilter, NewAuditEvent, Registry, RegistryLocation,
+};
 
 fn event(actor: &str, event_type: &'static str, tenant_slug: Option<&str>) -> NewAuditEvent {
     NewAuditEvent {
@@ -149,3 +153,207 @@ pub async fn case_audit_filters_by_time(registry: Registry) -> anyhow::Result<()
     assert_eq!(list(None, None).await?.len(), 4);
     Ok(())
 }
+
+/// Writers on many connections at once (single events, and jobs whose creation writes one inside a larger
+/// transaction) still make one chain with no gap, no fork and every link valid.
+pub async fn case_audit_chain_concurrent_writers_make_one_valid_chain(
+    registry: Registry,
+) -> anyhow::Result<()> {
+    const N_WRITERS: usize = 8;
+    const EVENTS_PER_WRITER: usize = 12;
+    let mut writers = tokio::task::JoinSet::new();
+    for writer in 0..N_WRITERS {
+        let registry = registry.clone();
+        writers.spawn(async move {
+            for index in 0..EVENTS_PER_WRITER {
+                if index % 3 == 0 {
+                    let slug = format!("chain-{writer}-{index}");
+                    registry
+                        .create_job(&new_job(JobKind::Provision, &slug))
+                        .await?;
+                } else {
+                    let actor = format!("writer-{writer}");
+                    registry
+                        .record_audit(&event(&actor, "SECRET_READ", Some("acme")))
+                        .await?;
+                }
+            }
+            anyhow::Ok(())
+        });
+    }
+    while let Some(joined) = writers.join_next().await {
+        joined??;
+    }
+    let report = registry.verify_audit_chain().await?;
+    let n_events = i64::try_from(N_WRITERS * EVENTS_PER_WRITER)?;
+    assert_eq!(report.findings, []);
+    assert!(report.intact);
+    assert_eq!(
+        (report.n_events, report.head_chain_seq),
+        (n_events, n_events)
+    );
+    assert_eq!(report.head_hash.len(), 64);
+    assert_eq!(
+        registry
+            .list_audit(&AuditFilter {
+                limit: 1000,
+                ..Default::default()
+            })
+            .await?
+            .len(),
+        N_WRITERS * EVENTS_PER_WRITER
+    );
+    Ok(())
+}
+
+/// The ids of five recorded events, oldest first.
+async fn five_events(registry: &Registry) -> anyhow::Result<Vec<i64>> {
+    for index in 0..5 {
+        registry
+            .record_audit(&event(
+                &format!("actor-{index}"),
+                "SECRET_READ",
+                Some("acme"),
+            ))
+            .await?;
+    }
+    let mut recorded = ids(&registry.list_audit(&AuditFilter::default()).await?);
+    recorded.reverse();
+    Ok(recorded)
+}
+
+/// An edited row and a deleted row, changed by hand in the registry, are both named; so is a row inserted by hand.
+pub async fn case_audit_chain_names_edited_deleted_and_forged_events(
+    registry: Registry,
+    location: RegistryLocation,
+) -> anyhow::Result<()> {
+    let recorded = five_events(&registry).await?;
+    let clean = registry.verify_audit_chain().await?;
+    assert!(clean.intact, "{clean:?}");
+    assert_eq!((clean.n_events, clean.head_chain_seq), (5, 5));
+
+    let [_, second, third, fourth, _] = recorded.as_slice() else {
+        anyhow::bail!("expected five events, got {recorded:?}");
+    };
+    let edited = execute_behind_tenantry(
+        &location,
+        &format!("UPDATE audit_events SET actor = 'mallory' WHERE id = {second}"),
+    )
+    .await?;
+    let deleted = execute_behind_tenantry(
+        &location,
+        &format!("DELETE FROM audit_events WHERE id = {fourth}"),
+    )
+    .await?;
+    assert_eq!((edited, deleted), (1, 1));
+    let report = registry.verify_audit_chain().await?;
+    assert!(!report.intact);
+    let faults: Vec<_> = report
+        .findings
+        .iter()
+        .map(|finding| (finding.fault, finding.event_id, finding.chain_seq))
+        .collect();
+    assert_eq!(
+        faults,
+        [
+            (AuditChainFault::Altered, Some(*second), Some(2)),
+            (AuditChainFault::Missing, None, Some(4)),
+        ],
+        "{report:?}"
+    );
+    assert!(
+        report.findings[1]
+            .detail
+            .contains(&format!("after event id {third}")),
+        "{report:?}"
+    );
+
+    // A row inserted by hand has no place in the chain.
+    execute_behind_tenantry(
+        &location,
+        "INSERT INTO audit_events (at, actor, event_type, details) VALUES (1, 'mallory', 'FORGED', '{}')",
+    )
+    .await?;
+    let report = registry.verify_audit_chain().await?;
+    let last = report
+        .findings
+        .last()
+        .context("a finding for the forged row")?;
+    assert_eq!(last.fault, AuditChainFault::Unchained, "{report:?}");
+    Ok(())
+}
+
+/// Deleting the newest events is seen even though no later event links to them: the chain head remembers.
+pub async fn case_audit_chain_names_deleted_newest_events(
+    registry: Registry,
+    location: RegistryLocation,
+) -> anyhow::Result<()> {
+    let recorded = five_events(&registry).await?;
+    execute_behind_tenantry(
+        &location,
+        &format!("DELETE FROM audit_events WHERE id >= {}", recorded[3]),
+    )
+    .await?;
+    let report = registry.verify_audit_chain().await?;
+    let faults: Vec<_> = report
+        .findings
+        .iter()
+        .map(|finding| (finding.fault, finding.chain_seq))
+        .collect();
+    assert_eq!(faults, [(AuditChainFault::Missing, Some(4))], "{report:?}");
+    assert!(report.findings[0].detail.contains("events #4 to #5"));
+    Ok(())
+}
+
+/// A registry from before the chain: its events are chained, in id order, the first time it is opened; a row
+/// added by hand afterwards is not.
+pub async fn case_audit_chain_chains_events_written_before_it_existed(
+    registry: Registry,
+    location: RegistryLocation,
+) -> anyhow::Result<()> {
+    five_events(&registry).await?;
+    // The state migration 6 leaves in a registry whose events were written by an older version.
+    execute_behind_tenantry(
+        &location,
+        "UPDATE audit_events SET chain_seq = NULL, prev_hash = NULL, hash = NULL",
+    )
+    .await?;
+    execute_behind_tenantry(
+        &location,
+        &format!(
+            "UPDATE audit_chain_head SET chain_seq = 0, hash = '{GENESIS}',
+                 legacy_up_to_id = (SELECT MAX(id) FROM audit_events)"
+        ),
+    )
+    .await?;
+    let before = registry.verify_audit_chain().await?;
+    assert_eq!(before.n_events, 0);
+    assert_eq!(before.findings.len(), 5, "{before:?}");
+
+    let reopened = Registry::open(&location, 2).await?;
+    reopened
+        .record_audit(&event("alice", "AFTER_UPGRADE", None))
+        .await?;
+    let report = reopened.verify_audit_chain().await?;
+    assert_eq!(report.findings, []);
+    assert_eq!((report.n_events, report.head_chain_seq), (6, 6));
+
+    execute_behind_tenantry(
+        &location,
+        "INSERT INTO audit_events (at, actor, event_type, details) VALUES (1, 'mallory', 'FORGED', '{}')",
+    )
+    .await?;
+    let again = Registry::open(&location, 2).await?;
+    let report = again.verify_audit_chain().await?;
+    let faults: Vec<_> = report
+        .findings
+        .iter()
+        .map(|finding| finding.fault)
+        .collect();
+    assert_eq!(faults, [AuditChainFault::Unchained], "{report:?}");
+    reopened.close().await;
+    again.close().await;
+    Ok(())
+}
+
+const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";

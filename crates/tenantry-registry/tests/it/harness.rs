@@ -363,3 +363,27 @@ impl ProgressShortcuts for Registry {
         self.record_progress(fence, &[], &[], Some(state)).await
     }
 }
+
+/// Runs SQL on the registry behind tenantry's back, with a connection of the backend's own driver, as someone
+/// with write access to the registry could. Returns the rows it changed.
+pub async fn execute_behind_tenantry(
+    location: &RegistryLocation,
+    statement: &str,
+) -> anyhow::Result<u64> {
+    let rows_affected = match location {
+        RegistryLocation::Sqlite(path) => {
+            let mut connection =
+                SqliteConnection::connect(&format!("sqlite://{}", path.display())).await?;
+            let done = connection.execute(statement).await?;
+            connection.close().await?;
+            done.rows_affected()
+        }
+        RegistryLocation::Postgres(url) => {
+            let mut connection = PgConnection::connect(url).await?;
+            let done = connection.execute(statement).await?;
+            connection.close().await?;
+            done.rows_affected()
+        }
+    };
+    Ok(rows_affected)
+}

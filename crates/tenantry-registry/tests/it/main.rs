@@ -78,6 +78,7 @@ conformance_tests! {
         secrets::case_secrets_put_get_delete_and_list,
         audit::case_audit_lists_newest_first_with_filters,
         audit::case_audit_filters_by_time,
+        audit::case_audit_chain_concurrent_writers_make_one_valid_chain,
         approvals::case_approvals_waiting_job_is_not_claimed_until_another_admin_approves,
         approvals::case_approvals_concurrent_decisions_have_one_winner,
         approvals::case_approvals_rejection_and_lapse_cancel_with_their_codes,
@@ -85,5 +86,8 @@ conformance_tests! {
     ],
     with_location: [
         schema::case_schema_migrates_on_open_and_reopen_is_a_noop,
+        audit::case_audit_chain_names_edited_deleted_and_forged_events,
+        audit::case_audit_chain_names_deleted_newest_events,
+        audit::case_audit_chain_chains_events_written_before_it_existed,
     ],
 }

@@ -10,12 +10,15 @@ use tenantry_registry::{AuditFilter, NewAuditEvent};
 use tenantry_workflows::{registry_error, run_doctor};
 
 pub async fn audit(app: &App, command: AuditCommand, json: bool) -> CommandResult {
-    let AuditCommand::List {
-        tenant,
-        event_type,
-        actor,
-        limit,
-    } = command;
+    let (tenant, event_type, actor, limit) = match command {
+        AuditCommand::Verify => return verify_audit(app, json).await,
+        AuditCommand::List {
+            tenant,
+            event_type,
+            actor,
+            limit,
+        } => (tenant, event_type, actor, limit),
+    };
     let events = app
         .platform
         .registry
@@ -48,6 +51,58 @@ pub async fn audit(app: &App, command: AuditCommand, json: bool) -> CommandResul
         print_table(&["AT", "EVENT", "ACTOR", "TENANT", "JOB", "DETAILS"], &rows);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `audit verify`: the chain recomputed. Intact: exit 0. Otherwise every finding, then `E_AUDIT_CHAIN_BROKEN`
+/// naming the first (with `--json`, the report alone, its `error_code` set), and a non-zero exit.
+async fn verify_audit(app: &App, json: bool) -> CommandResult {
+    let report = app
+        .platform
+        .registry
+        .verify_audit_chain()
+        .await
+        .map_err(registry_error)?;
+    let first_finding = report
+        .findings
+        .first()
+        .map(|finding| finding.detail.clone());
+    if json {
+        let mut body = serde_json::to_value(&report).map_err(anyhow::Error::from)?;
+        if !report.intact {
+            body["error_code"] = ErrorCode::AuditChainBroken.as_str().into();
+        }
+        print_json(&body)?;
+        return Ok(if report.intact {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
+    println!(
+        "checked {} audit event(s); chain head #{} {}",
+        report.n_events, report.head_chain_seq, report.head_hash
+    );
+    for finding in &report.findings {
+        println!(
+            "{:<10} {}",
+            format!("{:?}", finding.fault).to_lowercase(),
+            finding.detail
+        );
+    }
+    match first_finding {
+        None => {
+            println!("the audit chain is intact");
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(first) => Err(CodedError::new(
+            ErrorCode::AuditChainBroken,
+            format!(
+                "{} broken or missing link(s) in the audit chain; the first: {first}",
+                report.findings.len()
+            ),
+        )
+        .into()),
+    }
 }
 
 pub async fn doctor(app: &App, json: bool) -> CommandResult {

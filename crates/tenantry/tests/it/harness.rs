@@ -270,6 +270,36 @@ impl Fleet {
         Run::from_output(command.output().await.expect("spawn tenantry"))
     }
 
+    /// Runs with these variables removed from the environment the harness gives every run.
+    pub async fn run_without_env(&self, args: &[&str], removed: &[&str]) -> Run {
+        let mut command = self.command(args);
+        for name in removed {
+            command.env_remove(name);
+        }
+        Run::from_output(command.output().await.expect("spawn tenantry"))
+    }
+
+    /// Runs SQL on this fleet's registry behind tenantry's back, as anyone with write access to it could.
+    pub async fn registry_sql(&self, statement: &str) -> u64 {
+        match &self.registry_database {
+            Some(database) => {
+                let url = with_database(&registry_admin_url(), database);
+                let mut connection = PgConnection::connect(&url).await.expect("registry");
+                let done = connection.execute(statement).await.expect(statement);
+                done.rows_affected()
+            }
+            None => {
+                let url = format!("sqlite://{}", self.data_path("registry.db").display());
+                let mut connection = sqlx::sqlite::SqliteConnection::connect(&url)
+                    .await
+                    .expect("registry");
+                let done = connection.execute(statement).await.expect(statement);
+                connection.close().await.expect("close");
+                done.rows_affected()
+            }
+        }
+    }
+
     pub async fn run_with_stdin(&self, args: &[&str], input: &str) -> Run {
         let mut command = self.command(args);
         command.stdin(Stdio::piped());

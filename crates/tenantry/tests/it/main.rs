@@ -16,3 +16,4 @@ mod offboard;
 mod own_schema;
 mod plans;
 mod provision;
+mod registry_safety;
