@@ -189,6 +189,19 @@ impl PostgresServer {
         }
     }
 
+    /// Whose a tenant's pieces are, together: `database` is the owner of its database (`None`: no database),
+    /// `role` its role's mark (`None`: no role).
+    pub(super) fn judge_tenant(
+        &self,
+        database: Option<Option<&str>>,
+        role: Option<Option<&str>>,
+    ) -> Ownership {
+        let role_mark = role.flatten();
+        let database = database.map(|owner| self.judge_database(owner, role_mark));
+        let role = role.map(|mark| self.installation.judge_mark(mark));
+        Ownership::combine(database.into_iter().chain(role))
+    }
+
     /// Makes this installation's owner role if it is missing (converging: concurrent makers agree).
     async fn ensure_owner_role(&self, connection: &mut PgConnection) -> Result<()> {
         let owner = quote_identifier(&owner_role(&self.installation))?;
@@ -347,17 +360,13 @@ impl PostgresServer {
         .fetch_one(&mut *connection)
         .await
         .map_err(|error| Error::from_server("reading the server catalog", error))?;
-        let mut pieces = Vec::new();
-        if database {
-            pieces.push(self.judge_database(database_owner.as_deref(), role_mark.as_deref()));
-        }
-        if role {
-            pieces.push(self.installation.judge_mark(role_mark.as_deref()));
-        }
         Ok(Inventory {
             database,
             role,
-            ownership: Ownership::combine(pieces),
+            ownership: self.judge_tenant(
+                database.then_some(database_owner.as_deref()),
+                role.then_some(role_mark.as_deref()),
+            ),
         })
     }
 

@@ -354,17 +354,13 @@ impl PostgresServer {
         .fetch_one(&mut *connection)
         .await
         .map_err(|error| Error::from_server("reading the server catalog", error))?;
-        let mut pieces = Vec::new();
-        if database {
-            pieces.push(self.judge_database(database_owner.as_deref(), role_mark.as_deref()));
-        }
-        if role {
-            pieces.push(self.installation.judge_mark(role_mark.as_deref()));
-        }
         Ok(CreationLookup {
             database,
             role,
-            ownership: super::Ownership::combine(pieces),
+            ownership: self.judge_tenant(
+                database.then_some(database_owner.as_deref()),
+                role.then_some(role_mark.as_deref()),
+            ),
             template_owner,
             owner_role: owner_exists,
             candidates,
