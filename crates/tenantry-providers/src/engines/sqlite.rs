@@ -71,7 +71,7 @@ pub struct SqliteServer {
 }
 
 /// The table inside each tenant file that holds the installation's mark, written with the file's creation.
-const MARK_TABLE: &str = "_tenantry_installation";
+const MARK_TABLE: &str = "tenantry_installation";
 
 /// The phase whose apply `create_database` is: its failpoints are named `database_created.<point>`.
 const CREATE_PHASE: &str = "database_created";

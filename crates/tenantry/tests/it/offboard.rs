@@ -26,8 +26,8 @@ async fn purge_clears_a_partial_state(engine: Engine) {
                 .await
                 .unwrap();
             sqlx::raw_sql(&format!(
-                "CREATE TABLE _tenantry_installation (id TEXT NOT NULL);
-                 INSERT INTO _tenantry_installation VALUES ('{installation}')"
+                "CREATE TABLE tenantry_installation (id TEXT NOT NULL);
+                 INSERT INTO tenantry_installation VALUES ('{installation}')"
             ))
             .execute(&mut file)
             .await

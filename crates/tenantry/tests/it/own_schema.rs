@@ -241,10 +241,17 @@ async fn an_operators_own_schema_provisions_validates_changes_plan_and_offboards
     let tables = schema_tables(&fleet, "own-co").await;
     let expected: Vec<&str> = match engine {
         Engine::Postgres => vec!["_sqlx_migrations", "projects", "users"],
-        // SQLite has no schemas: tenantry's table sits beside the operator's, under its own prefix.
-        Engine::Sqlite => vec!["_sqlx_migrations", "projects", "tenantry_settings", "users"],
+        // SQLite has no schemas: tenantry's tables (its installation's mark, its settings) sit beside the
+        // operator's, under their own prefix.
+        Engine::Sqlite => vec![
+            "_sqlx_migrations",
+            "projects",
+            "tenantry_installation",
+            "tenantry_settings",
+            "users",
+        ],
     };
-    assert_eq!(tables, expected, "tenantry adds only its own table");
+    assert_eq!(tables, expected, "tenantry adds only its own tables");
     let settings = tenantry_settings(&fleet, "own-co").await;
     assert_eq!(setting(&settings, "plan"), Some("starter"), "{settings:?}");
     assert_eq!(setting(&settings, "label.tenant_id"), Some("own-co"));
