@@ -22,8 +22,8 @@ pub use approvals::{ApprovalDecision, ApprovalOutcome};
 pub use audit::AuditFilter;
 pub use error::{Error, Result};
 pub use jobs::{
-    ApprovalRequest, Fence, IdempotencyKey, JobFilter, JobLogLine, NewJob, PhaseTransition,
-    Placement, PlacementRequest,
+    ApprovalRequest, Fence, IdempotencyKey, JobFilter, JobLogLine, NewJob, NewLease,
+    PhaseTransition, Placement, PlacementRequest,
 };
 pub use notify::{JobListener, JobNotification, JOBS_CHANNEL, JOB_EVENTS_CHANNEL};
 pub use records::{

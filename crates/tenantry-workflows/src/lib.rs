@@ -34,7 +34,8 @@ pub use pool::{
 pub use provision::{ProvisionWorkflow, DRY_RUN_PHASES, PROVISION_PHASES};
 pub use set_plan::{SetPlanRequest, SetPlanWorkflow, SET_PLAN_PHASES};
 pub use submit::{
-    decide_approval, submit_offboard, submit_provision, submit_set_plan, IdempotencyRequest,
+    decide_approval, submit_offboard, submit_offboard_to_run, submit_provision,
+    submit_provision_to_run, submit_set_plan, submit_set_plan_to_run, IdempotencyRequest,
     Submitted,
 };
 pub use worker::{drive, run_workers, JobEventHook, IDLE_POLL, MAX_SWEEP};
@@ -80,6 +81,37 @@ pub async fn run_job(
         }
     };
     ran.map_err(engine_error)
+}
+
+/// Runs a job whose lease the caller holds (a job it created leased, `submit_*_to_run`) to its end.
+pub async fn drive_job(
+    platform: &Platform,
+    runner: &Runner,
+    fence: tenantry_registry::Fence,
+) -> Result<JobOutcome, CodedError> {
+    let job = platform
+        .registry
+        .get_job(&fence.job_id)
+        .await
+        .map_err(registry_error)?;
+    let driven = match job.kind {
+        JobKind::Provision => {
+            runner
+                .drive(&ProvisionWorkflow::new(platform.clone()), fence)
+                .await
+        }
+        JobKind::Offboard => {
+            runner
+                .drive(&OffboardWorkflow::new(platform.clone()), fence)
+                .await
+        }
+        JobKind::SetPlan => {
+            runner
+                .drive(&SetPlanWorkflow::new(platform.clone()), fence)
+                .await
+        }
+    };
+    driven.map_err(engine_error)
 }
 
 /// A registry failure as a coded error for the caller.

@@ -1,7 +1,7 @@
 //! `plans`, `tenants set-plan`, `validate` and `costs`: what each plan gives and costs, moving a tenant between
 //! plans, the validation suite on demand, and the monthly chargeback.
 
-use super::provision::run_submitted;
+use super::provision::{lease_for, run_submitted};
 use crate::app::{cli_actor, App};
 use crate::config::Config;
 use crate::output::{print_json, print_table};
@@ -9,8 +9,8 @@ use crate::CommandResult;
 use std::process::ExitCode;
 use tenantry_core::{Error as CodedError, ErrorCode, Slug};
 use tenantry_workflows::{
-    cost_report, monthly_estimate, registry_error, run_checks, submit_set_plan, CheckStatus,
-    PricingSettings, SetPlanRequest, NEIGHBOURS_ON_DEMAND,
+    cost_report, monthly_estimate, registry_error, run_checks, submit_set_plan,
+    submit_set_plan_to_run, CheckStatus, PricingSettings, SetPlanRequest, NEIGHBOURS_ON_DEMAND,
 };
 
 pub fn list(config: &Config, region: Option<&str>, json: bool) -> CommandResult {
@@ -113,9 +113,14 @@ pub async fn set_plan(
         previous_plan: String::new(),
         budget,
     };
-    let submitted = submit_set_plan(&app.platform, &request, &cli_actor()).await?;
+    let runner = app.runner();
+    let submitted = if no_wait {
+        submit_set_plan(&app.platform, &request, &cli_actor()).await?
+    } else {
+        submit_set_plan_to_run(&app.platform, &request, &cli_actor(), lease_for(&runner)).await?
+    };
     let doing = format!("moving tenant {slug} to plan {plan}");
-    run_submitted(app, submitted.job(), &doing, no_wait, json).await
+    run_submitted(app, runner, submitted.job(), &doing, no_wait, json).await
 }
 
 pub async fn validate(app: &App, slug: &Slug, json: bool) -> CommandResult {

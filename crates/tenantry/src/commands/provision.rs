@@ -10,8 +10,12 @@ use tenantry_core::{
     AdminEmail, DisplayName, Error as CodedError, ErrorCode, JobKind, JobStatus, ServerName, Slug,
     TenantSpec,
 };
-use tenantry_engine::JobView;
-use tenantry_workflows::{run_job, submit_offboard, submit_provision, OffboardRequest};
+use tenantry_engine::{JobOutcome, JobView, Runner};
+use tenantry_registry::{Fence, JobRecord, NewLease};
+use tenantry_workflows::{
+    drive_job, run_job, submit_offboard_to_run, submit_provision, submit_provision_to_run,
+    OffboardRequest,
+};
 
 pub fn parse_spec(config: &Config, args: &ProvisionArgs) -> Result<TenantSpec, CodedError> {
     Ok(TenantSpec {
@@ -59,16 +63,41 @@ pub async fn provision(app: &App, spec: TenantSpec, no_wait: bool, json: bool) -
             return run_and_report(app, &live.id, json).await;
         }
     }
-    let submitted = submit_provision(&app.platform, &spec, &cli_actor(), None).await?;
+    // A job this command will run is created holding this process's lease: a `serve` or `worker` on the same
+    // registry cannot claim it in between, so its outcome and one-time secrets come back here.
+    let runner = app.runner();
+    let submitted = if no_wait {
+        submit_provision(&app.platform, &spec, &cli_actor(), None).await?
+    } else {
+        submit_provision_to_run(&app.platform, &spec, &cli_actor(), lease_for(&runner)).await?
+    };
     let doing = format!("provisioning tenant {}", spec.slug);
-    run_submitted(app, submitted.job(), &doing, no_wait, json).await
+    run_submitted(app, runner, submitted.job(), &doing, no_wait, json).await
+}
+
+/// The lease a job this process will run is created with.
+pub fn lease_for(runner: &Runner) -> NewLease {
+    NewLease {
+        owner: runner.owner().to_owned(),
+        ttl_millis: i64::try_from(runner.lease_ttl().as_millis()).unwrap_or(i64::MAX),
+    }
+}
+
+/// The fence of a job created leased to `runner`, if it was.
+fn own_fence(runner: &Runner, job: &JobRecord) -> Option<Fence> {
+    (job.status == JobStatus::InProgress && job.lease_owner.as_deref() == Some(runner.owner()))
+        .then(|| Fence {
+            job_id: job.id.clone(),
+            token: job.lease_token,
+        })
 }
 
 /// After a submission: says who must approve a job that waits, records one the caller will run later, or runs
-/// it here. `doing` completes "job <id> …" on the terminal.
+/// it here (with the lease it was created with). `doing` completes "job <id> …" on the terminal.
 pub async fn run_submitted(
     app: &App,
-    job: &tenantry_registry::JobRecord,
+    runner: Runner,
+    job: &JobRecord,
     doing: &str,
     no_wait: bool,
     json: bool,
@@ -82,11 +111,16 @@ pub async fn run_submitted(
     if !json {
         eprintln!("job {} {doing}", job.id);
     }
-    run_and_report(app, &job.id, json).await
+    match own_fence(&runner, job) {
+        Some(fence) => report(app, runner, Run::Leased(fence), json).await,
+        None => report(app, runner, Run::Claim(&job.id), json).await,
+    }
 }
 
 pub async fn offboard(app: &App, request: OffboardRequest, json: bool) -> CommandResult {
-    let submitted = submit_offboard(&app.platform, &request, &cli_actor()).await?;
+    let runner = app.runner();
+    let submitted =
+        submit_offboard_to_run(&app.platform, &request, &cli_actor(), lease_for(&runner)).await?;
     let job = submitted.job();
     if !json {
         eprintln!(
@@ -96,7 +130,10 @@ pub async fn offboard(app: &App, request: OffboardRequest, json: bool) -> Comman
             if request.purge { " (purge)" } else { "" }
         );
     }
-    run_and_report(app, &job.id, json).await
+    match own_fence(&runner, job) {
+        Some(fence) => report(app, runner, Run::Leased(fence), json).await,
+        None => report(app, runner, Run::Claim(&job.id), json).await,
+    }
 }
 
 /// A job that waits for approval is recorded, not failed: say who must act and how.
@@ -141,14 +178,29 @@ fn report_recorded(job_id: &str, json: bool) -> CommandResult {
     Ok(ExitCode::SUCCESS)
 }
 
+/// How this process comes to run a job.
+enum Run<'a> {
+    /// It claims the job (an existing one: resumed, retried, approved).
+    Claim(&'a str),
+    /// It created the job holding the lease.
+    Leased(Fence),
+}
+
 /// Runs a job in this process with live progress, then prints its outcome. Exit status 0 only for `complete`.
 pub async fn run_and_report(app: &App, job_id: &str, json: bool) -> CommandResult {
-    let mut runner = app.runner();
+    report(app, app.runner(), Run::Claim(job_id), json).await
+}
+
+async fn report(app: &App, runner: Runner, run: Run<'_>, json: bool) -> CommandResult {
+    let mut runner = runner;
     let display = progress_display(json);
     if let Some((sink, _)) = &display {
         runner = runner.with_progress(sink.clone());
     }
-    let outcome = run_job(&app.platform, &runner, job_id).await;
+    let outcome: Result<JobOutcome, CodedError> = match run {
+        Run::Claim(job_id) => run_job(&app.platform, &runner, job_id).await,
+        Run::Leased(fence) => drive_job(&app.platform, &runner, fence).await,
+    };
     if let Some((_, bar)) = display {
         bar.finish_and_clear();
     }
