@@ -43,12 +43,36 @@ pub use worker::{drive, run_workers, JobEventHook, IDLE_POLL, MAX_SWEEP};
 use tenantry_core::{Error as CodedError, ErrorCode, JobKind};
 use tenantry_engine::{JobOutcome, Runner};
 
-/// Runs a job of any kind with the workflow its kind names.
+/// How an attempt to run a job in this process ended.
+#[derive(Debug)]
+pub enum RunHere {
+    /// This process ran it (or found it already ended).
+    Ran(Box<JobOutcome>),
+    /// Another live process holds its lease and is running it.
+    HeldElsewhere { owner: String },
+}
+
+/// Runs a job of any kind with the workflow its kind names; `E_CONFLICT` when another process holds it.
 pub async fn run_job(
     platform: &Platform,
     runner: &Runner,
     job_id: &str,
 ) -> Result<JobOutcome, CodedError> {
+    match try_run_job(platform, runner, job_id).await? {
+        RunHere::Ran(outcome) => Ok(*outcome),
+        RunHere::HeldElsewhere { owner } => Err(engine_error(tenantry_engine::Error::Busy {
+            job_id: job_id.to_owned(),
+            owner,
+        })),
+    }
+}
+
+/// Runs a job here if nobody else is running it (taking it over from a process on this host that has exited).
+pub async fn try_run_job(
+    platform: &Platform,
+    runner: &Runner,
+    job_id: &str,
+) -> Result<RunHere, CodedError> {
     let job = platform
         .registry
         .get_job(job_id)
@@ -80,7 +104,11 @@ pub async fn run_job(
                 .await
         }
     };
-    ran.map_err(engine_error)
+    match ran {
+        Ok(outcome) => Ok(RunHere::Ran(Box::new(outcome))),
+        Err(tenantry_engine::Error::Busy { owner, .. }) => Ok(RunHere::HeldElsewhere { owner }),
+        Err(error) => Err(engine_error(error)),
+    }
 }
 
 /// Runs a job whose lease the caller holds (a job it created leased, `submit_*_to_run`) to its end.

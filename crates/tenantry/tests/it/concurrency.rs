@@ -7,7 +7,8 @@ use crate::harness::{eventually, Engine, Fleet};
 for_each_engine!(
     eight_processes_one_slug_make_one_tenant,
     eight_jobs_never_overbook_capacity_three,
-    provision_beside_a_running_worker_is_run_and_reported_by_the_cli
+    provision_beside_a_running_worker_is_run_and_reported_by_the_cli,
+    resuming_a_job_a_worker_runs_follows_it_to_its_end
 );
 
 async fn eight_processes_one_slug_make_one_tenant(engine: Engine) {
@@ -107,6 +108,52 @@ async fn provision_beside_a_running_worker_is_run_and_reported_by_the_cli(engine
     assert!(
         jobs.iter().all(|job| job["status"] == "complete"),
         "{jobs:#?}"
+    );
+    worker.signal("TERM");
+    worker.wait(30).await;
+    fleet.assert_doctor_clean().await;
+    fleet.cleanup().await;
+}
+
+/// `jobs resume` of a job a live worker is running (and, the same way, a `jobs approve` that a worker beat to
+/// the claim) used to exit 1 with `E_CONFLICT: … is held by …`. It now
+/// follows the job to its end, with its phases, outcome and exit status, and says where the invitation waits.
+async fn resuming_a_job_a_worker_runs_follows_it_to_its_end(engine: Engine) {
+    let fleet = Fleet::new(engine).await;
+    let mut args = Fleet::provision_args("followed");
+    args.extend(["--no-wait".to_owned(), "--json".to_owned()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let submitted = fleet.run(&args).await;
+    submitted.assert_ok();
+    let job_id = submitted.json()["job_id"].as_str().unwrap().to_owned();
+    // The worker holds `secret_set` for two seconds: long enough for the resume to find it busy.
+    let mut worker = fleet.spawn(
+        &["worker", "--workers", "1"],
+        &[("TENANTRY_FAILPOINTS", "secret_set.before=delay")],
+    );
+    eventually(
+        30,
+        || format!("the worker did not claim {job_id}: {}", worker.log()),
+        || async {
+            let job = fleet.json(&["jobs", "show", &job_id]).await;
+            (job["status"] == "in_progress").then_some(())
+        },
+    )
+    .await;
+    let resumed = fleet.run(&["jobs", "resume", &job_id]).await;
+    assert_eq!(resumed.status, 0, "{resumed:?}");
+    assert!(
+        resumed.stderr.contains("following it to its end"),
+        "{resumed:?}"
+    );
+    assert!(resumed.stderr.contains("✓ complete"), "{resumed:?}");
+    assert!(
+        resumed.stdout.contains(&format!("job {job_id} complete")),
+        "{resumed:?}"
+    );
+    assert!(
+        resumed.stdout.contains("tenant-invite-followed"),
+        "{resumed:?}"
     );
     worker.signal("TERM");
     worker.wait(30).await;
