@@ -271,7 +271,8 @@ describe('the console', () => {
     await page.goto(`${server.baseUrl}/platform/servers`);
     await page.getByLabel('Name', { exact: true }).fill('spare');
     await page.getByLabel('Engine').selectOption('sqlite');
-    await page.getByLabel('Admin URL').fill(`sqlite://${fleet.scratchDir}/spare`);
+    // Under the data directory: a SQLite server anywhere else is refused (sqlite_server_roots).
+    await page.getByLabel('Admin URL').fill(`sqlite://${fleet.dataDir}/spare`);
     await page.getByLabel('Capacity', { exact: true }).fill('5');
     await page.getByRole('button', { name: 'Add server' }).click();
     const spare = page.getByRole('row', { name: /spare/ });

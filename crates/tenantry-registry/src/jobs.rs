@@ -33,6 +33,17 @@ pub struct NewJob {
     pub idempotency: Option<IdempotencyKey>,
     /// Set when the job must wait for a PLATFORM_ADMIN before any phase runs.
     pub approval: Option<ApprovalRequest>,
+    /// Set when the process that records the job will run it: the job is created holding this lease, so no
+    /// worker can claim it first. Ignored for a job that waits for approval (nobody may run it yet).
+    pub lease: Option<NewLease>,
+}
+
+/// The lease a job is created with, for the process that will run it.
+#[derive(Debug, Clone)]
+pub struct NewLease {
+    /// The runner's owner id (`host:pid:start-time`).
+    pub owner: String,
+    pub ttl_millis: i64,
 }
 
 /// Why a new job waits for approval, and until when.
@@ -242,14 +253,20 @@ impl Registry {
                 Err(other) => return Err(other),
             }
         }
+        // A job created leased is claimed in the same transaction, exactly as `claim_job` would claim it: in
+        // progress, started, lease token 1. Until its lease expires no worker's claim matches it.
+        let lease = job.lease.as_ref().filter(|_| job.approval.is_none());
         let status = if job.approval.is_some() {
             JobStatus::AwaitingApproval
+        } else if lease.is_some() {
+            JobStatus::InProgress
         } else {
             JobStatus::Pending
         };
         sqlx::query(
-            "INSERT INTO jobs (id, kind, tenant_slug, status, params, state, actor, plan, approval_expires_at, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, '{}', $6, $7, $8, $9, $9)",
+            "INSERT INTO jobs (id, kind, tenant_slug, status, params, state, actor, plan, approval_expires_at,
+                               lease_owner, lease_token, lease_expires_at, started_at, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, '{}', $6, $7, $8, $9, $10, $11, $12, $13, $13)",
         )
         .bind(&job.id)
         .bind(job.kind.as_str())
@@ -259,6 +276,10 @@ impl Registry {
         .bind(&job.actor)
         .bind(&job.plan)
         .bind(job.approval.as_ref().map(|approval| approval.expires_at))
+        .bind(lease.map(|lease| lease.owner.clone()))
+        .bind(if lease.is_some() { 1_i64 } else { 0 })
+        .bind(lease.map(|lease| now + lease.ttl_millis))
+        .bind(lease.map(|_| now))
         .bind(now)
         .execute(&mut *transaction)
         .await?;

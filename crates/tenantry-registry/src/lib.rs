@@ -25,8 +25,8 @@ pub use audit::{AuditChainFault, AuditChainFinding, AuditChainReport, AuditFilte
 pub use error::{Error, Result};
 pub use installation::is_installation_id;
 pub use jobs::{
-    ApprovalRequest, Fence, IdempotencyKey, JobFilter, JobLogLine, NewJob, PhaseTransition,
-    Placement, PlacementRequest,
+    ApprovalRequest, Fence, IdempotencyKey, JobFilter, JobLogLine, NewJob, NewLease,
+    PhaseTransition, Placement, PlacementRequest,
 };
 pub use notify::{JobListener, JobNotification, JOBS_CHANNEL, JOB_EVENTS_CHANNEL};
 pub use records::{

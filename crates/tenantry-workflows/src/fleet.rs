@@ -1,6 +1,7 @@
 //! Fleet changes shared by every way in: registering a server (its admin URL goes to the secret store).
 
 use crate::{registry_error, Platform};
+use std::path::{Component, Path, PathBuf};
 use tenantry_core::{EngineKind, Error as CodedError, ErrorCode, ServerName};
 use tenantry_providers::credentials::SecretString;
 use tenantry_providers::engines::TenantServer;
@@ -19,6 +20,58 @@ pub struct ServerRequest {
 /// The name of the secret holding a server's admin connection.
 pub fn admin_secret_name(server_name: &str) -> String {
     format!("server-admin-{server_name}")
+}
+
+/// Refuses a SQLite server directory outside every allowed root (`sqlite_server_roots`), before anything is
+/// created: registering a server creates its directory, and tenant files are written there. Symbolic links
+/// are resolved for the part of the path that exists, so a link inside a root cannot lead outside it.
+fn require_under_roots(directory: &Path, roots: &[PathBuf]) -> Result<(), CodedError> {
+    let shown = directory.display();
+    if directory
+        .components()
+        .any(|component| matches!(component, Component::ParentDir | Component::CurDir))
+    {
+        return Err(CodedError::invalid_input(format!(
+            "the SQLite server directory {shown} may not contain `.` or `..`"
+        )));
+    }
+    let resolved = resolve_existing_prefix(directory);
+    if roots
+        .iter()
+        .any(|root| resolved.starts_with(resolve_existing_prefix(root)))
+    {
+        return Ok(());
+    }
+    let allowed: Vec<String> = roots
+        .iter()
+        .map(|root| root.display().to_string())
+        .collect();
+    Err(CodedError::invalid_input(format!(
+        "the SQLite server directory {shown} is not under an allowed directory ({}); allow more with the \
+         setting sqlite_server_roots (TENANTRY_SQLITE_SERVER_ROOTS)",
+        allowed.join(", ")
+    )))
+}
+
+/// The path with its longest existing ancestor replaced by that ancestor's canonical form.
+fn resolve_existing_prefix(path: &Path) -> PathBuf {
+    let mut existing = path;
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(canonical) = existing.canonicalize() {
+            return rest
+                .iter()
+                .rev()
+                .fold(canonical, |resolved, part| resolved.join(part));
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_owned());
+                existing = parent;
+            }
+            _ => return path.to_path_buf(),
+        }
+    }
 }
 
 /// Checks the request, checks the admin connection works, stores it as a secret, and registers the server.
@@ -43,6 +96,9 @@ pub async fn add_server(
         &platform.installation().await?,
     )
     .map_err(|error| CodedError::invalid_input(error.to_string()))?;
+    if let TenantServer::Sqlite(sqlite) = &server {
+        require_under_roots(sqlite.directory(), &platform.settings.sqlite_server_roots)?;
+    }
     if platform
         .registry
         .get_server(request.name.as_str())

@@ -35,7 +35,8 @@ pub use pool::{
 pub use provision::{ProvisionWorkflow, DRY_RUN_PHASES, PROVISION_PHASES};
 pub use set_plan::{SetPlanRequest, SetPlanWorkflow, SET_PLAN_PHASES};
 pub use submit::{
-    decide_approval, submit_offboard, submit_provision, submit_set_plan, IdempotencyRequest,
+    decide_approval, submit_offboard, submit_offboard_to_run, submit_provision,
+    submit_provision_to_run, submit_set_plan, submit_set_plan_to_run, IdempotencyRequest,
     Submitted,
 };
 pub use worker::{drive, run_workers, JobEventHook, IDLE_POLL, MAX_SWEEP};
@@ -43,12 +44,36 @@ pub use worker::{drive, run_workers, JobEventHook, IDLE_POLL, MAX_SWEEP};
 use tenantry_core::{Error as CodedError, ErrorCode, JobKind};
 use tenantry_engine::{JobOutcome, Runner};
 
-/// Runs a job of any kind with the workflow its kind names.
+/// How an attempt to run a job in this process ended.
+#[derive(Debug)]
+pub enum RunHere {
+    /// This process ran it (or found it already ended).
+    Ran(Box<JobOutcome>),
+    /// Another live process holds its lease and is running it.
+    HeldElsewhere { owner: String },
+}
+
+/// Runs a job of any kind with the workflow its kind names; `E_CONFLICT` when another process holds it.
 pub async fn run_job(
     platform: &Platform,
     runner: &Runner,
     job_id: &str,
 ) -> Result<JobOutcome, CodedError> {
+    match try_run_job(platform, runner, job_id).await? {
+        RunHere::Ran(outcome) => Ok(*outcome),
+        RunHere::HeldElsewhere { owner } => Err(engine_error(tenantry_engine::Error::Busy {
+            job_id: job_id.to_owned(),
+            owner,
+        })),
+    }
+}
+
+/// Runs a job here if nobody else is running it (taking it over from a process on this host that has exited).
+pub async fn try_run_job(
+    platform: &Platform,
+    runner: &Runner,
+    job_id: &str,
+) -> Result<RunHere, CodedError> {
     let job = platform
         .registry
         .get_job(job_id)
@@ -80,7 +105,42 @@ pub async fn run_job(
                 .await
         }
     };
-    ran.map_err(engine_error)
+    match ran {
+        Ok(outcome) => Ok(RunHere::Ran(Box::new(outcome))),
+        Err(tenantry_engine::Error::Busy { owner, .. }) => Ok(RunHere::HeldElsewhere { owner }),
+        Err(error) => Err(engine_error(error)),
+    }
+}
+
+/// Runs a job whose lease the caller holds (a job it created leased, `submit_*_to_run`) to its end.
+pub async fn drive_job(
+    platform: &Platform,
+    runner: &Runner,
+    fence: tenantry_registry::Fence,
+) -> Result<JobOutcome, CodedError> {
+    let job = platform
+        .registry
+        .get_job(&fence.job_id)
+        .await
+        .map_err(registry_error)?;
+    let driven = match job.kind {
+        JobKind::Provision => {
+            runner
+                .drive(&ProvisionWorkflow::new(platform.clone()), fence)
+                .await
+        }
+        JobKind::Offboard => {
+            runner
+                .drive(&OffboardWorkflow::new(platform.clone()), fence)
+                .await
+        }
+        JobKind::SetPlan => {
+            runner
+                .drive(&SetPlanWorkflow::new(platform.clone()), fence)
+                .await
+        }
+    };
+    driven.map_err(engine_error)
 }
 
 /// A registry failure as a coded error for the caller.

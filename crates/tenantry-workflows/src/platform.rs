@@ -120,6 +120,9 @@ pub struct Settings {
     /// The registry's PostgreSQL URL, so the validation suite can prove a tenant cannot log in to it (`None`:
     /// the registry is a SQLite file, which no tenant login reaches).
     pub registry_postgres_url: Option<SecretString>,
+    /// The directories under which a SQLite server's directory may lie (absolute; by default the data
+    /// directory), so that registering a server cannot make tenantry create or write files anywhere else.
+    pub sqlite_server_roots: Vec<std::path::PathBuf>,
 }
 
 /// When a request waits for a PLATFORM_ADMIN.

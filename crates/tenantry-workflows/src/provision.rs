@@ -568,9 +568,15 @@ impl ProvisionWorkflow {
         context
             .log(
                 "info",
+                // Said in the job log because a job run by a worker (API, console) shows its one-time password
+                // to nobody: the invitation is what reaches the admin, and this says where it waits.
                 &format!(
-                    "first admin {} seeded (password reset forced); invitation queued",
-                    spec.admin_email.as_str()
+                    "first admin {} seeded (password reset forced); the invitation link waits in the secret \
+                     store as {} (`tenantry secrets show {}`) until it is sent; the one-time password is \
+                     shown only by a CLI that runs the job itself",
+                    spec.admin_email.as_str(),
+                    spec.slug.invitation_secret_name(),
+                    spec.slug.invitation_secret_name()
                 ),
             )
             .await

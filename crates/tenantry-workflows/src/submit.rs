@@ -9,7 +9,7 @@ use crate::{registry_error, Platform};
 use sha2::{Digest, Sha256};
 use tenantry_core::{Error as CodedError, ErrorCode, JobKind, TenantSpec};
 use tenantry_registry::{
-    now_millis, ApprovalDecision, ApprovalOutcome, IdempotencyKey, JobRecord, NewJob,
+    now_millis, ApprovalDecision, ApprovalOutcome, IdempotencyKey, JobRecord, NewJob, NewLease,
 };
 
 /// A client's idempotency key for a submission: who sent it and the key itself.
@@ -127,12 +127,34 @@ async fn submit(
     }
 }
 
-/// Validates a provisioning request and records its job.
+/// Validates a provisioning request and records its job, for a worker to run.
 pub async fn submit_provision(
     platform: &Platform,
     spec: &TenantSpec,
     actor: &str,
     idempotency: Option<IdempotencyRequest>,
+) -> Result<Submitted, CodedError> {
+    submit_provision_with(platform, spec, actor, idempotency, None).await
+}
+
+/// Validates a provisioning request and records its job already leased to the caller's runner (unless it waits
+/// for approval), so the caller runs it and no worker can claim it first. The CLI runs its jobs this way, so the
+/// one-time secrets reach the person who typed the command even while `serve` or `worker` runs on the registry.
+pub async fn submit_provision_to_run(
+    platform: &Platform,
+    spec: &TenantSpec,
+    actor: &str,
+    lease: NewLease,
+) -> Result<Submitted, CodedError> {
+    submit_provision_with(platform, spec, actor, None, Some(lease)).await
+}
+
+async fn submit_provision_with(
+    platform: &Platform,
+    spec: &TenantSpec,
+    actor: &str,
+    idempotency: Option<IdempotencyRequest>,
+    lease: Option<NewLease>,
 ) -> Result<Submitted, CodedError> {
     ProvisionWorkflow::validate(platform, spec)?;
     let params = serde_json::to_value(spec)
@@ -195,15 +217,35 @@ pub async fn submit_provision(
         plan: Some(spec.plan.clone()),
         idempotency: None,
         approval,
+        lease,
     };
     submit(platform, job, idempotency).await
 }
 
-/// Validates an offboarding request and records its job.
+/// Validates an offboarding request and records its job, for a worker to run.
 pub async fn submit_offboard(
     platform: &Platform,
     request: &OffboardRequest,
     actor: &str,
+) -> Result<Submitted, CodedError> {
+    submit_offboard_with(platform, request, actor, None).await
+}
+
+/// Validates an offboarding request and records its job already leased to the caller's runner.
+pub async fn submit_offboard_to_run(
+    platform: &Platform,
+    request: &OffboardRequest,
+    actor: &str,
+    lease: NewLease,
+) -> Result<Submitted, CodedError> {
+    submit_offboard_with(platform, request, actor, Some(lease)).await
+}
+
+async fn submit_offboard_with(
+    platform: &Platform,
+    request: &OffboardRequest,
+    actor: &str,
+    lease: Option<NewLease>,
 ) -> Result<Submitted, CodedError> {
     OffboardWorkflow::validate(platform, request).await?;
     let plan = platform
@@ -227,6 +269,7 @@ pub async fn submit_offboard(
         plan,
         idempotency: None,
         approval: None,
+        lease,
     };
     submit(platform, job, None).await
 }
@@ -236,6 +279,26 @@ pub async fn submit_set_plan(
     platform: &Platform,
     request: &SetPlanRequest,
     actor: &str,
+) -> Result<Submitted, CodedError> {
+    submit_set_plan_with(platform, request, actor, None).await
+}
+
+/// Validates a plan change and records its job already leased to the caller's runner (unless it waits for
+/// approval).
+pub async fn submit_set_plan_to_run(
+    platform: &Platform,
+    request: &SetPlanRequest,
+    actor: &str,
+    lease: NewLease,
+) -> Result<Submitted, CodedError> {
+    submit_set_plan_with(platform, request, actor, Some(lease)).await
+}
+
+async fn submit_set_plan_with(
+    platform: &Platform,
+    request: &SetPlanRequest,
+    actor: &str,
+    lease: Option<NewLease>,
 ) -> Result<Submitted, CodedError> {
     let tenant = SetPlanWorkflow::validate(platform, request).await?;
     let plan = require_plan(&platform.settings, &request.plan)?;
@@ -265,6 +328,7 @@ pub async fn submit_set_plan(
                 now_millis(),
             )
         },
+        lease,
     };
     submit(platform, job, None).await
 }

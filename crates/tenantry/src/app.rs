@@ -143,6 +143,7 @@ impl App {
                 RegistryLocation::Postgres(url) => Some(SecretString::new(url.clone())),
                 RegistryLocation::Sqlite(_) => None,
             },
+            sqlite_server_roots: config.sqlite_server_roots.clone(),
         };
         let app = App {
             platform: Platform {

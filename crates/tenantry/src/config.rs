@@ -36,6 +36,7 @@ struct ConfigFile {
     approval_ttl_secs: Option<u64>,
     currency: Option<String>,
     region_multipliers: Option<BTreeMap<String, f64>>,
+    sqlite_server_roots: Option<Vec<PathBuf>>,
 }
 
 /// The validated configuration.
@@ -68,6 +69,9 @@ pub struct Config {
     /// How long a request waits for approval before it lapses (`TENANTRY_APPROVAL_TTL_SECS`, default 72 h).
     pub approval_ttl: Duration,
     pub currency: String,
+    /// Directories a SQLite server's directory must lie under (`TENANTRY_SQLITE_SERVER_ROOTS`, comma-separated;
+    /// default: the data directory).
+    pub sqlite_server_roots: Vec<PathBuf>,
     /// Monthly price multiplier per region (`TENANTRY_REGION_MULTIPLIERS="eu=1.2,us=1"`); others cost 1.0×.
     pub region_multipliers: BTreeMap<String, f64>,
 }
@@ -178,6 +182,25 @@ impl Config {
             bail!("the default plan {default_plan:?} is not among the configured plans");
         }
         let is_embedded = matches!(registry, RegistryLocation::Sqlite(_));
+        let sqlite_server_roots = match env("TENANTRY_SQLITE_SERVER_ROOTS") {
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|root| !root.is_empty())
+                .map(PathBuf::from)
+                .collect(),
+            None => file
+                .sqlite_server_roots
+                .unwrap_or_else(|| vec![data_dir.clone()]),
+        };
+        let sqlite_server_roots = sqlite_server_roots
+            .iter()
+            .map(|root| {
+                std::path::absolute(root).with_context(|| {
+                    format!("sqlite_server_roots: {} is not usable", root.display())
+                })
+            })
+            .collect::<anyhow::Result<Vec<PathBuf>>>()?;
         Ok(Config {
             data_dir,
             registry,
@@ -226,6 +249,7 @@ impl Config {
                 .or(file.currency)
                 .unwrap_or_else(|| "USD".into()),
             region_multipliers,
+            sqlite_server_roots,
         })
     }
 }

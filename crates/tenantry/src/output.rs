@@ -39,19 +39,9 @@ pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
     }
 }
 
-/// A live display of a job's phases on stderr when it is a terminal (and text output was asked for).
-pub fn progress_display(json: bool) -> Option<(ProgressSink, ProgressBar)> {
-    if json || !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let bar = ProgressBar::new_spinner();
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-    );
-    bar.enable_steady_tick(Duration::from_millis(80));
-    let shown = bar.clone();
-    let sink: ProgressSink = Arc::new(move |progress: &Progress| match progress {
+/// The line a finished phase (or a warning) leaves in the live display; `None` for what only the spinner shows.
+fn progress_line(progress: &Progress) -> Option<String> {
+    match progress {
         Progress::Phase {
             name,
             status,
@@ -61,18 +51,52 @@ pub fn progress_display(json: bool) -> Option<(ProgressSink, ProgressBar)> {
                 .map(|elapsed| format!(" {:>5} ms", elapsed.as_millis()))
                 .unwrap_or_default();
             match status {
-                PhaseStatus::Running => shown.set_message(format!("{name}…")),
-                PhaseStatus::Undoing => shown.set_message(format!("undoing {name}…")),
-                PhaseStatus::Applied => shown.println(format!("  ✓ {name:<20}{millis}")),
-                PhaseStatus::Undone => shown.println(format!("  ↺ {name:<20}{millis} undone")),
-                PhaseStatus::Failed => shown.println(format!("  ✗ {name}")),
-                _ => {}
+                PhaseStatus::Applied => Some(format!("  ✓ {name:<20}{millis}")),
+                PhaseStatus::Undone => Some(format!("  ↺ {name:<20}{millis} undone")),
+                PhaseStatus::Failed => Some(format!("  ✗ {name}")),
+                _ => None,
             }
         }
         Progress::Log { level, message } if level != "info" => {
-            shown.println(format!("    {level}: {message}"))
+            Some(format!("    {level}: {message}"))
         }
-        Progress::Log { .. } => {}
+        Progress::Log { .. } => None,
+    }
+}
+
+/// A live display of a job's phases on stderr (for text output): on a terminal a spinner names the running phase
+/// and each finished phase leaves a line; elsewhere (a pipe, a log file, CI) the same lines are printed, one per
+/// phase, as each phase ends.
+pub fn progress_display(json: bool) -> Option<(ProgressSink, ProgressBar)> {
+    if json {
+        return None;
+    }
+    if !std::io::stderr().is_terminal() {
+        let sink: ProgressSink = Arc::new(|progress: &Progress| {
+            if let Some(line) = progress_line(progress) {
+                eprintln!("{line}");
+            }
+        });
+        return Some((sink, ProgressBar::hidden()));
+    }
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(80));
+    let shown = bar.clone();
+    let sink: ProgressSink = Arc::new(move |progress: &Progress| {
+        if let Progress::Phase { name, status, .. } = progress {
+            match status {
+                PhaseStatus::Running => shown.set_message(format!("{name}…")),
+                PhaseStatus::Undoing => shown.set_message(format!("undoing {name}…")),
+                _ => {}
+            }
+        }
+        if let Some(line) = progress_line(progress) {
+            shown.println(line);
+        }
     });
     Some((sink, bar))
 }

@@ -204,6 +204,7 @@ pub fn new_job(kind: JobKind, tenant_slug: &str) -> NewJob {
         plan: Some("starter".to_owned()),
         idempotency: None,
         approval: None,
+        lease: None,
     }
 }
 

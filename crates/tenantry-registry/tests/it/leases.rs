@@ -3,7 +3,7 @@
 use crate::harness::{add_postgres_server, audit_event, new_job, tenant_record, ProgressShortcuts};
 use anyhow::Context;
 use tenantry_core::{EngineKind, JobKind, JobStatus, PhaseStatus, TenantStatus};
-use tenantry_registry::{now_millis, Error, Fence, PlacementRequest, Registry};
+use tenantry_registry::{now_millis, Error, Fence, NewLease, PlacementRequest, Registry};
 
 /// A lease time-to-live that has already run out when it is granted, so a takeover needs no waiting.
 const EXPIRED_TTL_MILLIS: i64 = -1_000;
@@ -266,5 +266,63 @@ pub async fn case_leases_stale_fence_is_refused_and_changes_nothing(
         .await?;
     registry.register_tenant(&current, &tenant, &audit).await?;
     assert!(registry.get_tenant("acme").await?.is_some());
+    Ok(())
+}
+
+/// A job created with a lease is its creator's from the first moment: no worker claims it from the queue or by
+/// id, and the creator's fence (token 1) writes. Without this a worker claimed the CLI's job before the CLI did.
+pub async fn case_leases_job_created_leased_is_never_claimed_by_another(
+    registry: Registry,
+) -> anyhow::Result<()> {
+    let before_creation = now_millis();
+    let job = registry
+        .create_job(&tenantry_registry::NewJob {
+            lease: Some(NewLease {
+                owner: "cli-1".into(),
+                ttl_millis: MINUTE_MILLIS,
+            }),
+            ..new_job(JobKind::Provision, "acme")
+        })
+        .await?;
+    assert_eq!(job.status, JobStatus::InProgress);
+    assert_eq!(job.lease_owner.as_deref(), Some("cli-1"));
+    assert_eq!(job.lease_token, 1);
+    assert!(job
+        .lease_expires_at
+        .is_some_and(|expires_at| expires_at >= before_creation + MINUTE_MILLIS));
+    assert!(job.started_at.is_some());
+    assert_eq!(
+        registry.claim_next_job("worker-a", MINUTE_MILLIS).await?,
+        None
+    );
+    assert_eq!(
+        registry
+            .claim_job(&job.id, "worker-a", MINUTE_MILLIS, None)
+            .await?,
+        None
+    );
+    let fence = Fence {
+        job_id: job.id.clone(),
+        token: job.lease_token,
+    };
+    registry.renew_lease(&fence, MINUTE_MILLIS).await?;
+
+    // A job that waits for approval is nobody's yet, lease or not.
+    let waiting = registry
+        .create_job(&tenantry_registry::NewJob {
+            lease: Some(NewLease {
+                owner: "cli-1".into(),
+                ttl_millis: MINUTE_MILLIS,
+            }),
+            approval: Some(tenantry_registry::ApprovalRequest {
+                expires_at: now_millis() + MINUTE_MILLIS,
+                details: serde_json::json!({}),
+                reason: "waiting for approval: test".into(),
+            }),
+            ..new_job(JobKind::Provision, "globex")
+        })
+        .await?;
+    assert_eq!(waiting.status, JobStatus::AwaitingApproval);
+    assert_eq!(waiting.lease_owner, None);
     Ok(())
 }

@@ -65,6 +65,7 @@ conformance_tests! {
         leases::case_leases_renewal_keeps_lease,
         leases::case_leases_release_lets_another_worker_claim_at_once,
         leases::case_leases_stale_fence_is_refused_and_changes_nothing,
+        leases::case_leases_job_created_leased_is_never_claimed_by_another,
         placement::case_placement_auto_picks_most_free_room_ties_by_name,
         placement::case_placement_counts_tenants_and_live_placed_provision_jobs,
         placement::case_placement_named_server_rules,

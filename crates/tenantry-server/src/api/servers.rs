@@ -22,7 +22,7 @@ pub struct AddServerRequest {
     /// `postgres` or `sqlite`.
     #[schema(pattern = "^(postgres|sqlite)$")]
     pub engine: String,
-    /// `postgres://user:password@host:port/db` or `sqlite:///absolute/directory`.
+    /// `postgres://user:password@host:port/db` or `sqlite:///absolute/directory` (under the data directory unless `sqlite_server_roots` allows more).
     pub admin_url: String,
     #[schema(minimum = 1)]
     pub capacity: i64,

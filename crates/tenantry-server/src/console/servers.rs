@@ -71,7 +71,7 @@ fn add_server_form(viewer: &Viewer, regions: &[String], form: &AddForm) -> Marku
     };
     let url_field = Field {
         input_type: "password",
-        hint: Some("postgres://user:password@host:5432/postgres, or sqlite:///absolute/directory. Kept in the secret store, never shown again."),
+        hint: Some("postgres://user:password@host:5432/postgres, or sqlite:///absolute/directory under the data directory. Kept in the secret store, never shown again."),
         error: form.error("admin_url"),
         autocomplete: Some("off"),
         ..Field::text("admin_url", "Admin URL", "")

@@ -1,7 +1,7 @@
 //! `plans`, `tenants set-plan`, `validate` and `costs`: what each plan gives and costs, moving a tenant between
 //! plans, the validation suite on demand, and the monthly chargeback.
 
-use super::provision::run_submitted;
+use super::provision::{lease_for, run_submitted};
 use crate::app::{cli_actor, App};
 use crate::config::Config;
 use crate::output::{print_json, print_table};
@@ -9,8 +9,8 @@ use crate::CommandResult;
 use std::process::ExitCode;
 use tenantry_core::{Error as CodedError, ErrorCode, Slug};
 use tenantry_workflows::{
-    cost_report, monthly_estimate, registry_error, run_checks, submit_set_plan, CheckStatus,
-    PricingSettings, SetPlanRequest, NEIGHBOURS_ON_DEMAND,
+    cost_report, monthly_estimate, registry_error, run_checks, submit_set_plan,
+    submit_set_plan_to_run, CheckStatus, PricingSettings, SetPlanRequest, NEIGHBOURS_ON_DEMAND,
 };
 
 pub fn list(config: &Config, region: Option<&str>, json: bool) -> CommandResult {
@@ -114,9 +114,14 @@ pub async fn set_plan(
         budget,
         reconcile: false,
     };
-    let submitted = submit_set_plan(&app.platform, &request, &cli_actor()).await?;
+    let runner = app.runner();
+    let submitted = if no_wait {
+        submit_set_plan(&app.platform, &request, &cli_actor()).await?
+    } else {
+        submit_set_plan_to_run(&app.platform, &request, &cli_actor(), lease_for(&runner)).await?
+    };
     let doing = format!("moving tenant {slug} to plan {plan}");
-    run_submitted(app, submitted.job(), &doing, no_wait, json).await
+    run_submitted(app, runner, submitted.job(), &doing, no_wait, json).await
 }
 
 /// Converges one tenant (or every active tenant) on its plan and on tenantry's access model: a set-plan job to
@@ -147,9 +152,12 @@ pub async fn reconcile(app: &App, slug: Option<&str>, json: bool) -> CommandResu
             budget: None,
             reconcile: true,
         };
-        let submitted = submit_set_plan(&app.platform, &request, &cli_actor()).await?;
+        let runner = app.runner();
+        let submitted =
+            submit_set_plan_to_run(&app.platform, &request, &cli_actor(), lease_for(&runner))
+                .await?;
         let doing = format!("reconciling tenant {}", tenant.slug);
-        let exit = run_submitted(app, submitted.job(), &doing, false, json).await?;
+        let exit = run_submitted(app, runner, submitted.job(), &doing, false, json).await?;
         if exit != ExitCode::SUCCESS {
             return Ok(exit);
         }

@@ -5,13 +5,23 @@ use crate::cli::{OffboardArgs, ProvisionArgs};
 use crate::config::Config;
 use crate::output::{print_json, progress_display};
 use crate::{CommandResult, Failure};
+use std::collections::HashMap;
 use std::process::ExitCode;
+use std::time::Duration;
+use tenantry_core::PhaseStatus;
 use tenantry_core::{
     AdminEmail, DisplayName, Error as CodedError, ErrorCode, JobKind, JobStatus, ServerName, Slug,
     TenantSpec,
 };
-use tenantry_engine::JobView;
-use tenantry_workflows::{run_job, submit_offboard, submit_provision, OffboardRequest};
+use tenantry_engine::{JobOutcome, JobView, Progress, ProgressSink, Runner};
+use tenantry_registry::{Fence, JobRecord, NewLease};
+use tenantry_workflows::{
+    drive_job, registry_error, run_job, submit_offboard_to_run, submit_provision,
+    submit_provision_to_run, try_run_job, OffboardRequest, RunHere,
+};
+
+/// How often a job another process runs is looked at while this command follows it.
+const FOLLOW_POLL: Duration = Duration::from_millis(250);
 
 pub fn parse_spec(config: &Config, args: &ProvisionArgs) -> Result<TenantSpec, CodedError> {
     Ok(TenantSpec {
@@ -56,19 +66,46 @@ pub async fn provision(app: &App, spec: TenantSpec, no_wait: bool, json: bool) -
             if !json {
                 eprintln!("resuming job {} for tenant {}", live.id, spec.slug);
             }
-            return run_and_report(app, &live.id, json).await;
+            // Only an interrupted job is resumed: one that a live process runs is another request's, and this
+            // one is refused (`E_CONFLICT`, naming the holder), as any second request for the slug is.
+            return report(app, app.runner(), Run::Claim(&live.id), json).await;
         }
     }
-    let submitted = submit_provision(&app.platform, &spec, &cli_actor(), None).await?;
+    // A job this command will run is created holding this process's lease: a `serve` or `worker` on the same
+    // registry cannot claim it in between, so its outcome and one-time secrets come back here.
+    let runner = app.runner();
+    let submitted = if no_wait {
+        submit_provision(&app.platform, &spec, &cli_actor(), None).await?
+    } else {
+        submit_provision_to_run(&app.platform, &spec, &cli_actor(), lease_for(&runner)).await?
+    };
     let doing = format!("provisioning tenant {}", spec.slug);
-    run_submitted(app, submitted.job(), &doing, no_wait, json).await
+    run_submitted(app, runner, submitted.job(), &doing, no_wait, json).await
+}
+
+/// The lease a job this process will run is created with.
+pub fn lease_for(runner: &Runner) -> NewLease {
+    NewLease {
+        owner: runner.owner().to_owned(),
+        ttl_millis: i64::try_from(runner.lease_ttl().as_millis()).unwrap_or(i64::MAX),
+    }
+}
+
+/// The fence of a job created leased to `runner`, if it was.
+fn own_fence(runner: &Runner, job: &JobRecord) -> Option<Fence> {
+    (job.status == JobStatus::InProgress && job.lease_owner.as_deref() == Some(runner.owner()))
+        .then(|| Fence {
+            job_id: job.id.clone(),
+            token: job.lease_token,
+        })
 }
 
 /// After a submission: says who must approve a job that waits, records one the caller will run later, or runs
-/// it here. `doing` completes "job <id> …" on the terminal.
+/// it here (with the lease it was created with). `doing` completes "job <id> …" on the terminal.
 pub async fn run_submitted(
     app: &App,
-    job: &tenantry_registry::JobRecord,
+    runner: Runner,
+    job: &JobRecord,
     doing: &str,
     no_wait: bool,
     json: bool,
@@ -82,11 +119,16 @@ pub async fn run_submitted(
     if !json {
         eprintln!("job {} {doing}", job.id);
     }
-    run_and_report(app, &job.id, json).await
+    match own_fence(&runner, job) {
+        Some(fence) => report(app, runner, Run::Leased(fence), json).await,
+        None => report(app, runner, Run::Claim(&job.id), json).await,
+    }
 }
 
 pub async fn offboard(app: &App, request: OffboardRequest, json: bool) -> CommandResult {
-    let submitted = submit_offboard(&app.platform, &request, &cli_actor()).await?;
+    let runner = app.runner();
+    let submitted =
+        submit_offboard_to_run(&app.platform, &request, &cli_actor(), lease_for(&runner)).await?;
     let job = submitted.job();
     if !json {
         eprintln!(
@@ -96,7 +138,10 @@ pub async fn offboard(app: &App, request: OffboardRequest, json: bool) -> Comman
             if request.purge { " (purge)" } else { "" }
         );
     }
-    run_and_report(app, &job.id, json).await
+    match own_fence(&runner, job) {
+        Some(fence) => report(app, runner, Run::Leased(fence), json).await,
+        None => report(app, runner, Run::Claim(&job.id), json).await,
+    }
 }
 
 /// A job that waits for approval is recorded, not failed: say who must act and how.
@@ -141,14 +186,34 @@ fn report_recorded(job_id: &str, json: bool) -> CommandResult {
     Ok(ExitCode::SUCCESS)
 }
 
+/// How this process comes to run a job.
+enum Run<'a> {
+    /// It claims an existing job; `E_CONFLICT` while another live process runs it.
+    Claim(&'a str),
+    /// It claims an existing job (resumed, retried, approved), or follows it while another process runs it.
+    ClaimOrFollow(&'a str),
+    /// It created the job holding the lease.
+    Leased(Fence),
+}
+
 /// Runs a job in this process with live progress, then prints its outcome. Exit status 0 only for `complete`.
+/// While another process runs it, follows it to its end instead.
 pub async fn run_and_report(app: &App, job_id: &str, json: bool) -> CommandResult {
-    let mut runner = app.runner();
+    report(app, app.runner(), Run::ClaimOrFollow(job_id), json).await
+}
+
+async fn report(app: &App, runner: Runner, run: Run<'_>, json: bool) -> CommandResult {
+    let mut runner = runner;
     let display = progress_display(json);
     if let Some((sink, _)) = &display {
         runner = runner.with_progress(sink.clone());
     }
-    let outcome = run_job(&app.platform, &runner, job_id).await;
+    let sink = display.as_ref().map(|(sink, _)| sink.clone());
+    let outcome: Result<JobOutcome, CodedError> = match run {
+        Run::Claim(job_id) => run_job(&app.platform, &runner, job_id).await,
+        Run::ClaimOrFollow(job_id) => run_or_follow(app, &runner, job_id, sink, json).await,
+        Run::Leased(fence) => drive_job(&app.platform, &runner, fence).await,
+    };
     if let Some((_, bar)) = display {
         bar.finish_and_clear();
     }
@@ -167,7 +232,13 @@ pub async fn run_and_report(app: &App, job_id: &str, json: bool) -> CommandResul
             .iter()
             .map(|(label, value)| (label.clone(), serde_json::Value::String(value.clone())))
             .collect();
-        print_json(&serde_json::json!({ "job": view, "one_time": one_time }))?;
+        let mut printed = serde_json::json!({ "job": view, "one_time": one_time });
+        if outcome.reveals.is_empty() {
+            if let Some(secret) = invitation_secret(job) {
+                printed["invitation_secret"] = serde_json::Value::String(secret);
+            }
+        }
+        print_json(&printed)?;
     } else {
         let total_ms: i64 = view
             .phases
@@ -185,6 +256,11 @@ pub async fn run_and_report(app: &App, job_id: &str, json: bool) -> CommandResul
             }
             if !outcome.reveals.is_empty() {
                 println!("(the one-time password and invitation link are shown only now)");
+            } else if let Some(secret) = invitation_secret(job) {
+                println!(
+                    "another process ran this job, so its one-time password was shown to nobody; the invitation \
+                     link waits in the secret store as {secret} (`tenantry secrets show {secret}`)"
+                );
             }
         }
     }
@@ -209,6 +285,81 @@ pub async fn run_and_report(app: &App, job_id: &str, json: bool) -> CommandResul
         )
         .into())
     }
+}
+
+/// Runs the job here, or, while another live process runs it (a `serve` or `worker` claimed it first), follows
+/// it to its end: its phases are shown as they end, its outcome and exit status are this command's, and the job
+/// is taken over here if its runner goes away. The one-time secrets are then not this command's to show;
+/// `print_completion` says where the invitation waits.
+async fn run_or_follow(
+    app: &App,
+    runner: &Runner,
+    job_id: &str,
+    sink: Option<ProgressSink>,
+    json: bool,
+) -> Result<JobOutcome, CodedError> {
+    let mut shown: HashMap<String, PhaseStatus> = HashMap::new();
+    let mut announced = false;
+    loop {
+        match try_run_job(&app.platform, runner, job_id).await? {
+            RunHere::Ran(outcome) => {
+                if announced {
+                    show_new_phases(&outcome.job, &mut shown, sink.as_ref());
+                }
+                return Ok(*outcome);
+            }
+            RunHere::HeldElsewhere { owner } => {
+                if !announced && !json {
+                    eprintln!("job {job_id} is being run by {owner}; following it to its end");
+                }
+                announced = true;
+                let job = app
+                    .platform
+                    .registry
+                    .get_job(job_id)
+                    .await
+                    .map_err(registry_error)?;
+                show_new_phases(&job, &mut shown, sink.as_ref());
+            }
+        }
+        tokio::time::sleep(FOLLOW_POLL).await;
+    }
+}
+
+/// Sends the phases that ended since the last look to the live display.
+fn show_new_phases(
+    job: &JobRecord,
+    shown: &mut HashMap<String, PhaseStatus>,
+    sink: Option<&ProgressSink>,
+) {
+    for phase in &job.phases {
+        if shown.get(&phase.name) == Some(&phase.status) {
+            continue;
+        }
+        shown.insert(phase.name.clone(), phase.status);
+        if let Some(sink) = sink {
+            let elapsed = phase
+                .started_at
+                .zip(phase.finished_at)
+                .and_then(|(started, finished)| u64::try_from(finished - started).ok())
+                .map(Duration::from_millis);
+            sink(&Progress::Phase {
+                name: phase.name.clone(),
+                status: phase.status,
+                elapsed,
+            });
+        }
+    }
+}
+
+/// The secret where a completed provisioning's invitation waits (`None` for other jobs and dry runs).
+fn invitation_secret(job: &JobRecord) -> Option<String> {
+    (job.kind == JobKind::Provision
+        && job.status == JobStatus::Complete
+        && job.state.get("would_create").is_none())
+    .then(|| Slug::parse(&job.tenant_slug).ok())
+    .flatten()
+    .map(|slug| slug.invitation_secret_name())
 }
 
 async fn print_completion(app: &App, job: &tenantry_registry::JobRecord) -> Result<(), Failure> {

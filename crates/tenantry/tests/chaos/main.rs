@@ -1,8 +1,11 @@
 //! The chaos suite: several workers on one PostgreSQL registry, under crashes, stalls, restarts and a tenant
 //! server that stops answering. It prints a table of scenario × outcome and exits non-zero on any violation.
 //! Every scenario ends by checking that `doctor` finds a clean fleet and that every job's end has its audit event.
+//! What the scenarios break (restarts, a blackholed link) is the suite's own cluster from `scripts/test-services`
+//! (`TENANTRY_TEST_CHAOS_PG_URL`); a bystander on the machine's PostgreSQL checks that it is left alone.
 //! Run by `scripts/test` (through `cargo test`); alone: `cargo test -p tenantry --features failpoints --test chaos`.
 
+mod bystander;
 #[allow(dead_code, unused_macros)]
 #[path = "../it/harness.rs"]
 mod harness;
@@ -16,12 +19,25 @@ pub type Outcome = Result<String, String>;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    if std::env::var("TENANTRY_TEST_SCRAM_URL").is_err() {
-        eprintln!("chaos: TENANTRY_TEST_SCRAM_URL is not set; run through scripts/test (it starts the services)");
-        std::process::exit(2);
+    for variable in [
+        "TENANTRY_TEST_SCRAM_URL",
+        "TENANTRY_TEST_CHAOS_PG_URL",
+        "TENANTRY_TEST_CHAOS_PG_CTL",
+    ] {
+        if std::env::var(variable).is_err() {
+            eprintln!("chaos: {variable} is not set; run through scripts/test, or eval \"$(scripts/test-services)\" first");
+            std::process::exit(2);
+        }
     }
     let started = Instant::now();
     let mut rows: Vec<(String, Outcome, f64)> = Vec::new();
+    let bystander = match bystander::Bystander::arrive().await {
+        Ok(bystander) => bystander,
+        Err(error) => {
+            eprintln!("chaos: {error}");
+            std::process::exit(2);
+        }
+    };
     macro_rules! run {
         ($name:expr, $scenario:expr) => {{
             let scenario_started = Instant::now();
@@ -63,6 +79,10 @@ async fn main() {
     run!(
         "4 concurrent purges on one server",
         scenarios::purges_are_paced(4)
+    );
+    run!(
+        "another installation's tenant on the machine's PostgreSQL",
+        bystander.leave()
     );
 
     let n_violations = rows

@@ -1,5 +1,6 @@
-//! The chaos scenarios. Each builds its own fleet (a fresh PostgreSQL registry and the password-checking tenant
-//! cluster), runs real `tenantry` processes against it, breaks something, and checks what must still hold.
+//! The chaos scenarios. Each builds its own fleet (a fresh PostgreSQL registry on the suite's chaos cluster and
+//! the suite's password-checking tenant cluster), runs real `tenantry` processes against it, breaks something,
+//! and checks what must still hold. Only those two clusters, both made by `scripts/test-services`, are touched.
 
 use crate::harness::{Engine, Fleet, Process, PROVISION_PHASES};
 use crate::proxy::BlackholeProxy;
@@ -27,9 +28,26 @@ fn now_millis() -> i64 {
         .unwrap_or(0)
 }
 
+/// The admin URL of the suite's own trust-auth cluster, which the scenarios may restart and blackhole.
+fn chaos_cluster_url() -> String {
+    std::env::var("TENANTRY_TEST_CHAOS_PG_URL").expect("checked in main")
+}
+
+/// `host:port` of the chaos cluster, for the proxy in front of it.
+fn chaos_cluster_address() -> Result<String, String> {
+    let url = chaos_cluster_url();
+    // postgres://user@host:port/database
+    url.rsplit_once('@')
+        .and_then(|(_, rest)| rest.split_once('/'))
+        .map(|(address, _)| address.to_owned())
+        .filter(|address| address.contains(':'))
+        .ok_or_else(|| format!("TENANTRY_TEST_CHAOS_PG_URL has no host:port: {url}"))
+}
+
 async fn chaos_fleet() -> Fleet {
     // Room for the largest scenario: capacity is not what these scenarios test.
-    let mut fleet = Fleet::with_capacity(Engine::Postgres, Some(1000)).await;
+    let mut fleet =
+        Fleet::with_registry_cluster(Engine::Postgres, Some(1000), chaos_cluster_url()).await;
     fleet.set_env("TENANTRY_LEASE_TTL_SECS", LEASE_TTL_SECS);
     fleet.set_env("TENANTRY_RETRY_INITIAL_DELAY_MS", "50");
     fleet
@@ -399,26 +417,13 @@ pub async fn registry_restart_mid_run(n_jobs: usize) -> Outcome {
                 >= 3)
         })
         .await?;
-        let version = std::fs::read_dir("/etc/postgresql")
-            .map_err(|error| error.to_string())?
-            .filter_map(|entry| {
-                entry
-                    .ok()
-                    .map(|entry| entry.file_name().to_string_lossy().into_owned())
-            })
-            .max()
-            .ok_or("no PostgreSQL cluster")?;
-        let restarted = std::process::Command::new("pg_ctlcluster")
-            .args([
-                "--skip-systemctl-redirect",
-                &version,
-                "main",
-                "restart",
-                "-m",
-                "immediate",
-            ])
-            .output()
-            .map_err(|error| error.to_string())?;
+        // The suite's own cluster, through the pg_ctl wrapper scripts/test-services wrote for it.
+        let restarted = std::process::Command::new(
+            std::env::var("TENANTRY_TEST_CHAOS_PG_CTL").map_err(|error| error.to_string())?,
+        )
+        .args(["restart", "-m", "immediate"])
+        .output()
+        .map_err(|error| error.to_string())?;
         ensure(restarted.status.success(), || {
             format!(
                 "restart failed: {}",
@@ -464,8 +469,8 @@ pub async fn registry_restart_mid_run(n_jobs: usize) -> Outcome {
 /// and a job on another server carries on meanwhile.
 pub async fn blackholed_tenant_server() -> Outcome {
     let fleet = chaos_fleet().await;
-    let proxy = BlackholeProxy::start("127.0.0.1:5432").await;
     let outcome = async {
+        let proxy = BlackholeProxy::start(&chaos_cluster_address()?).await;
         let admin_url = format!("postgres://postgres@127.0.0.1:{}/postgres", proxy.port);
         let added = fleet
             .run(&["servers", "add", "--name", "proxied", "--engine", "postgres", "--admin-url", &admin_url, "--capacity", "10"])
@@ -489,10 +494,10 @@ pub async fn blackholed_tenant_server() -> Outcome {
         check_fleet(&fleet).await?;
         workers.signal("TERM");
         workers.wait(60).await;
+        drop(proxy);
         Ok(format!("{code} after {retries} retries in {gave_up_after:.1} s, rolled back; the other job completed"))
     }
     .await;
-    drop(proxy);
     fleet.cleanup().await;
     outcome
 }

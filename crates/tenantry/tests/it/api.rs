@@ -130,6 +130,9 @@ async fn provisions_over_http_and_streams_events(engine: Engine) {
     );
     assert_eq!(job["status"], "complete");
     assert_eq!(job["progress_percentage"], 100);
+    // A worker ran the job, so no one saw the one-time password: the log says where the invitation waits.
+    let logs = job["logs"].to_string();
+    assert!(logs.contains("tenant-invite-via-http"), "{logs}");
     let mut phase_keys: Vec<&str> = job["phases"][0]
         .as_object()
         .unwrap()
@@ -1323,5 +1326,99 @@ async fn sign_in_is_throttled_per_account_and_address(engine: Engine) {
         "other addresses are not throttled"
     );
     server.terminate().await;
+    fleet.cleanup().await;
+}
+
+/// A SQLite server's directory must lie under the data directory (or a configured `sqlite_server_roots`):
+/// registering one used to accept `sqlite:///etc/…` and create the missing directories, over the API and the CLI.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_server_outside_the_allowed_roots_is_refused_and_nothing_is_created() {
+    let fleet = Fleet::new(Engine::Sqlite).await;
+    let add = |name: &str, directory: &std::path::Path| {
+        vec![
+            "servers".to_owned(),
+            "add".into(),
+            "--name".into(),
+            name.into(),
+            "--engine".into(),
+            "sqlite".into(),
+            "--admin-url".into(),
+            format!("sqlite://{}", directory.display()),
+            "--capacity".into(),
+            "5".into(),
+        ]
+    };
+    let run_add = |args: Vec<String>| {
+        let fleet = &fleet;
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            fleet.run(&args).await
+        }
+    };
+    // Outside the data directory, and the same by `..` and by a symbolic link inside it.
+    let outside = fleet.scratch_dir.join("outside").join("tenants");
+    let by_parent = fleet.data_dir.join("..").join("by-parent");
+    let linked_target = fleet.scratch_dir.join("linked-target");
+    std::fs::create_dir_all(&linked_target).unwrap();
+    std::fs::create_dir_all(&fleet.data_dir).unwrap();
+    std::os::unix::fs::symlink(&linked_target, fleet.data_dir.join("link")).unwrap();
+    let by_link = fleet.data_dir.join("link").join("tenants");
+    for (name, directory) in [
+        ("outside", &outside),
+        ("by-parent", &by_parent),
+        ("by-link", &by_link),
+    ] {
+        let run = run_add(add(name, directory)).await;
+        assert_eq!(
+            run.error_code().as_deref(),
+            Some("E_INVALID_INPUT"),
+            "{run:?}"
+        );
+        assert!(!directory.exists(), "{} was created", directory.display());
+    }
+    assert!(!fleet.scratch_dir.join("by-parent").exists());
+
+    let server = fleet.serve(&[]).await;
+    let token = fleet.token_for("ops@example.com", "PLATFORM_ADMIN").await;
+    let etc_directory = format!("/etc/tenantry-test-{}", uuid::Uuid::now_v7().simple());
+    let response = server
+        .post("/platform/servers", &token)
+        .json(&json!({ "name": "etc", "engine": "sqlite", "admin_url": format!("sqlite://{etc_directory}"), "capacity": 5 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 422);
+    assert_eq!(
+        response.json::<Value>().await.unwrap()["error_code"],
+        "E_INVALID_INPUT"
+    );
+    assert!(!std::path::Path::new(&etc_directory).exists());
+    server.terminate().await;
+    let servers = fleet.json(&["servers", "list"]).await;
+    assert_eq!(servers.as_array().unwrap().len(), 1, "{servers}");
+
+    // Inside the data directory it is accepted; a configured root allows a directory elsewhere.
+    fleet
+        .run_env(
+            &add("inside", &fleet.data_dir.join("more-tenants"))
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+            &[],
+        )
+        .await
+        .assert_ok();
+    let roots = fleet.scratch_dir.join("outside");
+    fleet
+        .run_env(
+            &add("outside", &outside)
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+            &[("TENANTRY_SQLITE_SERVER_ROOTS", roots.to_str().unwrap())],
+        )
+        .await
+        .assert_ok();
+    assert!(outside.is_dir());
     fleet.cleanup().await;
 }

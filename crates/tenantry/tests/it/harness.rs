@@ -61,6 +61,8 @@ pub struct Fleet {
     pub data_dir: PathBuf,
     /// The PostgreSQL registry database of this fleet, when the registry is on PostgreSQL.
     pub registry_database: Option<String>,
+    /// The admin URL of the PostgreSQL cluster that holds the registry database.
+    registry_admin: String,
     extra_env: Vec<(String, String)>,
     _cluster_guard: Option<MutexGuard<'static, ()>>,
 }
@@ -110,6 +112,16 @@ impl Fleet {
 
     /// A fleet whose one tenant server takes `capacity` tenants (`None`: the defaults, 1000 or 100).
     pub async fn with_capacity(engine: Engine, capacity: Option<u32>) -> Fleet {
+        Fleet::with_registry_cluster(engine, capacity, registry_admin_url()).await
+    }
+
+    /// Like `with_capacity`, with a PostgreSQL registry on the cluster of `registry_admin` (an admin URL): the
+    /// chaos suite keeps its registries on a cluster of its own, because it restarts that cluster.
+    pub async fn with_registry_cluster(
+        engine: Engine,
+        capacity: Option<u32>,
+        registry_admin: String,
+    ) -> Fleet {
         let scratch_dir =
             std::env::temp_dir().join(format!("tenantry-it-{}", uuid::Uuid::now_v7().simple()));
         std::fs::create_dir_all(&scratch_dir).expect("temp dir");
@@ -118,6 +130,7 @@ impl Fleet {
             data_dir: scratch_dir.join("data"),
             scratch_dir,
             registry_database: None,
+            registry_admin,
             extra_env: Vec::new(),
             _cluster_guard: None,
         };
@@ -125,7 +138,7 @@ impl Fleet {
             fleet._cluster_guard = Some(TENANT_CLUSTER.lock().await);
             wipe_tenant_cluster().await;
             let database = format!("tenantry_it_{}", uuid::Uuid::now_v7().simple());
-            let mut admin = PgConnection::connect(&registry_admin_url())
+            let mut admin = PgConnection::connect(&fleet.registry_admin)
                 .await
                 .expect("registry PostgreSQL");
             admin
@@ -180,7 +193,7 @@ impl Fleet {
             std::env::temp_dir().join(format!("tenantry-it-{}", uuid::Uuid::now_v7().simple()));
         std::fs::create_dir_all(&scratch_dir).expect("temp dir");
         let database = format!("tenantry_it_{}", uuid::Uuid::now_v7().simple());
-        let mut admin = PgConnection::connect(&registry_admin_url())
+        let mut admin = PgConnection::connect(&self.registry_admin)
             .await
             .expect("registry PostgreSQL");
         admin
@@ -192,6 +205,7 @@ impl Fleet {
             data_dir: scratch_dir.join("data"),
             scratch_dir,
             registry_database: Some(database),
+            registry_admin: self.registry_admin.clone(),
             extra_env: self.extra_env.clone(),
             _cluster_guard: None,
         };
@@ -244,7 +258,7 @@ impl Fleet {
                 command
                     .env(
                         "TENANTRY_REGISTRY_URL",
-                        with_database(&registry_admin_url(), database),
+                        with_database(&self.registry_admin, database),
                     )
                     .env("TENANTRY_BOOTSTRAP_LOCAL_SERVER", "false");
             }
@@ -438,7 +452,7 @@ impl Fleet {
     /// Removes everything the test made.
     pub async fn cleanup(mut self) {
         if let Some(database) = self.registry_database.take() {
-            let mut admin = PgConnection::connect(&registry_admin_url())
+            let mut admin = PgConnection::connect(&self.registry_admin)
                 .await
                 .expect("registry PostgreSQL");
             admin
@@ -520,7 +534,7 @@ impl Fleet {
     pub fn registry_url(&self) -> Option<String> {
         self.registry_database
             .as_ref()
-            .map(|database| with_database(&registry_admin_url(), database))
+            .map(|database| with_database(&self.registry_admin, database))
     }
 
     /// Adds a user with `role` and returns an API token for it.
