@@ -178,3 +178,79 @@ async fn refuse_same_cluster_twice(
     }
     Ok(())
 }
+
+/// What `harden_server` found and did on one server.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Hardening {
+    pub server: String,
+    /// Databases, not tenants' nor tenantry's, that still admit PUBLIC.
+    pub open_to_public: Vec<String>,
+    /// Those this call closed to PUBLIC.
+    pub closed: Vec<String>,
+    /// Those left open on purpose or that could not be closed, with why.
+    pub kept: Vec<String>,
+}
+
+/// Names the server's databases that are not tenants' yet admit PUBLIC (on PostgreSQL, `postgres` and `template1`
+/// by default: every tenant role could log in to them) and, with `apply`, takes CONNECT and TEMPORARY on them away
+/// from PUBLIC, audited `SERVER_HARDENED`. The admin URL's own database is left open: tenantry connects to it, and
+/// the admin may need PUBLIC's CONNECT there.
+pub async fn harden_server(
+    platform: &Platform,
+    server_name: &str,
+    apply: bool,
+    actor: &str,
+) -> Result<Hardening, CodedError> {
+    let record = platform
+        .registry
+        .get_server(server_name)
+        .await
+        .map_err(registry_error)?;
+    let server = platform.tenant_server(&record).await?;
+    let unreachable = |error: tenantry_providers::Error| {
+        CodedError::new(
+            ErrorCode::AdminConnUnresolved,
+            format!("server {server_name}: {error}"),
+        )
+    };
+    let mut hardening = Hardening {
+        server: record.name.clone(),
+        ..Hardening::default()
+    };
+    let Some(open) = server
+        .databases_open_to_public()
+        .await
+        .map_err(unreachable)?
+    else {
+        return Ok(hardening);
+    };
+    let admin_database = server.admin_database();
+    for database in open {
+        if !apply {
+            hardening.open_to_public.push(database);
+        } else if admin_database.as_deref() == Some(database.as_str()) {
+            hardening
+                .kept
+                .push(format!("{database} (the admin connection's own database)"));
+        } else {
+            match server.revoke_public_connect(&database).await {
+                Ok(()) => hardening.closed.push(database),
+                Err(error) => hardening.kept.push(format!("{database}: {error}")),
+            }
+        }
+    }
+    if !hardening.closed.is_empty() {
+        platform
+            .registry
+            .record_audit(&tenantry_registry::NewAuditEvent {
+                actor: actor.to_owned(),
+                event_type: "SERVER_HARDENED",
+                tenant_slug: None,
+                job_id: None,
+                details: serde_json::json!({ "server": record.name, "closed_to_public": hardening.closed }),
+            })
+            .await
+            .map_err(registry_error)?;
+    }
+    Ok(hardening)
+}

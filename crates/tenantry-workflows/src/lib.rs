@@ -22,7 +22,7 @@ pub use costs::{
     cost_report, render_tenant_metrics, tenant_metrics_text, CostReport, CostTotal, TenantCost,
 };
 pub use doctor::{run_doctor, DoctorReport, Finding};
-pub use fleet::{add_server, admin_secret_name, ServerRequest};
+pub use fleet::{add_server, admin_secret_name, harden_server, Hardening, ServerRequest};
 pub use offboard::{OffboardRequest, OffboardWorkflow, OFFBOARD_PHASES, PURGE_PHASES};
 pub use plans::{approval_needed, effective_settings, monthly_estimate};
 pub use platform::{

@@ -210,11 +210,21 @@ pub enum ServersCommand {
         capacity: i64,
         #[arg(long)]
         region: Option<String>,
+        /// Also close the server's other databases to PUBLIC (see `servers harden`).
+        #[arg(long)]
+        harden: bool,
     },
     List,
     /// Stop placing new tenants on a server.
     Drain {
         name: String,
+    },
+    /// Name the server's databases that are not tenants' yet admit PUBLIC (every tenant role can log in to them),
+    /// and with --apply take CONNECT and TEMPORARY on them away from PUBLIC (the admin URL's own database stays).
+    Harden {
+        name: String,
+        #[arg(long)]
+        apply: bool,
     },
 }
 

@@ -282,6 +282,14 @@ impl TenantServer {
         }
     }
 
+    /// The database the admin URL connects to (`None` on engines without one).
+    pub fn admin_database(&self) -> Option<String> {
+        match self {
+            TenantServer::Postgres(server) => Some(server.admin_database()),
+            TenantServer::Sqlite(_) => None,
+        }
+    }
+
     /// Closes `database` (one `databases_open_to_public` named) to PUBLIC.
     pub async fn revoke_public_connect(&self, database: &str) -> Result<()> {
         match self {

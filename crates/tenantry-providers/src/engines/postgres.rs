@@ -312,6 +312,14 @@ impl PostgresServer {
         Ok(())
     }
 
+    /// The database the admin URL names (PostgreSQL's default: the user's name).
+    pub fn admin_database(&self) -> String {
+        self.admin
+            .get_database()
+            .unwrap_or(self.admin.get_username())
+            .to_owned()
+    }
+
     pub async fn cluster_identity(&self) -> Result<String> {
         let mut connection = self.admin_connection().await?;
         let identifier: Option<i64> =

@@ -10,7 +10,7 @@ use tenantry_core::{EngineKind, Error as CodedError, ServerName, ServerStatus, T
 use tenantry_engine::JobView;
 use tenantry_providers::credentials::{password_in_url, SecretString};
 use tenantry_registry::JobFilter;
-use tenantry_workflows::{add_server, registry_error, ServerRequest};
+use tenantry_workflows::{add_server, harden_server, registry_error, Hardening, ServerRequest};
 
 pub async fn tenants(app: &App, command: TenantsCommand, json: bool) -> CommandResult {
     let registry = &app.platform.registry;
@@ -142,6 +142,7 @@ pub async fn servers(app: &App, command: ServersCommand, json: bool) -> CommandR
             admin_url_stdin,
             capacity,
             region,
+            harden,
         } => {
             let request = ServerRequest {
                 name: ServerName::parse(&name)?,
@@ -151,6 +152,8 @@ pub async fn servers(app: &App, command: ServersCommand, json: bool) -> CommandR
                 region: region.unwrap_or_else(|| app.config.default_region.clone()),
             };
             let record = add_server(&app.platform, &request, &cli_actor()).await?;
+            let hardening =
+                harden_server(&app.platform, &record.name, harden, &cli_actor()).await?;
             if json {
                 print_json(&record)?;
             } else {
@@ -158,6 +161,15 @@ pub async fn servers(app: &App, command: ServersCommand, json: bool) -> CommandR
                     "server {} added ({}, region {}, capacity {})",
                     record.name, record.engine, record.region, record.capacity_hint
                 );
+                print_hardening(&hardening);
+            }
+        }
+        ServersCommand::Harden { name, apply } => {
+            let hardening = harden_server(&app.platform, &name, apply, &cli_actor()).await?;
+            if json {
+                print_json(&hardening)?;
+            } else {
+                print_hardening(&hardening);
             }
         }
         ServersCommand::List => {
@@ -207,4 +219,35 @@ pub async fn servers(app: &App, command: ServersCommand, json: bool) -> CommandR
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `servers add` and `servers harden` say about the server's databases that admit PUBLIC.
+fn print_hardening(hardening: &Hardening) {
+    if !hardening.closed.is_empty() {
+        println!(
+            "closed to PUBLIC on server {}: {}",
+            hardening.server,
+            hardening.closed.join(", ")
+        );
+    }
+    for kept in &hardening.kept {
+        println!("left open on server {}: {kept}", hardening.server);
+    }
+    if !hardening.open_to_public.is_empty() {
+        println!(
+            "warning: on server {}, {} admit PUBLIC: every tenant role can log in to them and read what they hold.\n\
+             tenantry leaves them open unless told, since other users of the server may rely on it. To close them\n\
+             (REVOKE CONNECT, TEMPORARY ON DATABASE … FROM PUBLIC; grant CONNECT by name to roles that need them first):\n\
+             tenantry servers harden {} --apply",
+            hardening.server,
+            hardening.open_to_public.join(", "),
+            hardening.server
+        );
+    }
+    if hardening.open_to_public.is_empty() && hardening.kept.is_empty() {
+        println!(
+            "server {}: no database but tenants' admits PUBLIC",
+            hardening.server
+        );
+    }
 }

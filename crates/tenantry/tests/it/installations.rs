@@ -299,3 +299,56 @@ async fn a_fresh_registry_beside_existing_sqlite_tenants_takes_none_of_them() {
     fleet.assert_doctor_clean().await;
     fleet.cleanup().await;
 }
+
+/// Before: a tenant could log in to the server's `postgres` and `template1` databases, and `servers add` said
+/// nothing. Now it names them, and `servers harden --apply` closes them (the admin URL's own database stays open).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_harden_names_and_closes_the_databases_that_admit_public() {
+    let fleet = Fleet::new(Engine::Postgres).await;
+    let mut admin = cluster_admin().await;
+    // The suite's own cluster, as initdb made it (a run before this one closed template1 and reopened it).
+    admin
+        .execute("GRANT CONNECT ON DATABASE template1 TO PUBLIC")
+        .await
+        .unwrap();
+    let report = fleet.json(&["servers", "harden", "pg"]).await;
+    let open = report["open_to_public"].to_string();
+    assert!(
+        open.contains("\"postgres\"") && open.contains("\"template1\""),
+        "{report}"
+    );
+    assert!(
+        public_may_connect(&mut admin, "template1").await,
+        "a report changes nothing"
+    );
+
+    let applied = fleet.json(&["servers", "harden", "pg", "--apply"]).await;
+    assert_eq!(
+        applied["closed"],
+        serde_json::json!(["template1"]),
+        "{applied}"
+    );
+    assert!(
+        applied["kept"]
+            .to_string()
+            .contains("postgres (the admin connection's own database)"),
+        "{applied}"
+    );
+    assert!(!public_may_connect(&mut admin, "template1").await);
+    assert!(fleet
+        .run(&["audit", "list", "--json"])
+        .await
+        .stdout
+        .contains("SERVER_HARDENED"));
+    // Tenants are provisioned and validated as before.
+    fleet.provision("after-harden", &[]).await.assert_ok();
+    fleet
+        .run(&["validate", "--slug", "after-harden"])
+        .await
+        .assert_ok();
+    admin
+        .execute("GRANT CONNECT ON DATABASE template1 TO PUBLIC")
+        .await
+        .unwrap();
+    fleet.cleanup().await;
+}
