@@ -234,6 +234,20 @@ impl Plan {
     }
 }
 
+/// The largest budget: the API document declares budgets as int64, and clients that believe it cannot hold more.
+pub const MAX_BUDGET: u64 = i64::MAX as u64;
+
+/// A budget as the API document declares it (an int64 of at least 0), or `E_INVALID_INPUT`; the CLI takes budgets
+/// by the same rule.
+pub fn checked_budget(budget: Option<u64>) -> crate::Result<Option<u64>> {
+    match budget {
+        Some(budget) if budget > MAX_BUDGET => Err(crate::Error::invalid_input(format!(
+            "budget {budget} is above the largest allowed, {MAX_BUDGET}"
+        ))),
+        budget => Ok(budget),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

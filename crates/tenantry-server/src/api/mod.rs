@@ -139,18 +139,7 @@ impl JobAccepted {
     }
 }
 
-/// The largest budget: the API document declares budgets as int64, and clients that believe it cannot hold more.
-pub const MAX_BUDGET: u64 = i64::MAX as u64;
-
-/// A budget as the document declares it (an int64 of at least 0), or `E_INVALID_INPUT`.
-pub fn checked_budget(budget: Option<u64>) -> Result<Option<u64>, tenantry_core::Error> {
-    match budget {
-        Some(budget) if budget > MAX_BUDGET => Err(tenantry_core::Error::invalid_input(format!(
-            "budget {budget} is above the largest allowed, {MAX_BUDGET}"
-        ))),
-        budget => Ok(budget),
-    }
-}
+pub use tenantry_core::{checked_budget, MAX_BUDGET};
 
 /// Clamps a page size to 1..=500 (default 100).
 pub fn page_limit(limit: Option<i64>) -> i64 {

@@ -111,7 +111,7 @@ pub async fn set_plan(
         slug: Slug::parse(slug)?,
         plan: plan.to_owned(),
         previous_plan: String::new(),
-        budget,
+        budget: tenantry_core::checked_budget(budget)?,
         reconcile: false,
     };
     let runner = app.runner();

@@ -38,7 +38,7 @@ pub fn parse_spec(config: &Config, args: &ProvisionArgs) -> Result<TenantSpec, C
             .unwrap_or_else(|| config.default_region.clone()),
         server: args.server.as_deref().map(ServerName::parse).transpose()?,
         dry_run: args.dry_run,
-        budget: args.budget,
+        budget: tenantry_core::checked_budget(args.budget)?,
     })
 }
 
