@@ -8,6 +8,7 @@ use crate::Outcome;
 use serde_json::Value;
 use sqlx::{Connection, PgConnection};
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// The lease TTL the suite runs with, short so that takeovers happen within the test's patience.
@@ -330,12 +331,13 @@ pub async fn stalled_worker_is_fenced() -> Outcome {
     let fleet = chaos_fleet().await;
     let outcome = async {
         let job_id = submit(&fleet, "stalled", &[]).await?;
-        // The first worker lingers two seconds before `secret_set`: long enough to stop it there.
-        let mut stalled = fleet.spawn(&["worker", "--workers", "1"], &[("TENANTRY_FAILPOINTS", "secret_set.before=delay")]);
-        wait_until(30, "the first worker to pass state_checked", || async {
-            Ok(job(&fleet, &job_id).await?["phases"][2]["status"] == "applied")
-        })
-        .await?;
+        // The first worker stalls right before `secret_set` until the release file exists: it is stopped there,
+        // at that exact point, every run.
+        let release = fleet.scratch_dir.join("release-stalled-worker");
+        let failpoint = format!("secret_set.before=stall:{}", release.display());
+        let mut stalled = fleet.spawn(&["worker", "--workers", "1"], &[("TENANTRY_FAILPOINTS", failpoint.as_str())]);
+        let reached = PathBuf::from(format!("{}.reached", release.display()));
+        wait_until(30, "the first worker to stall before secret_set", || async { Ok(reached.exists()) }).await?;
         stalled.signal("STOP");
         let mut connection = registry(&fleet).await?;
         wait_until(30, "the stopped worker's lease to expire", || async {
@@ -362,6 +364,7 @@ pub async fn stalled_worker_is_fenced() -> Outcome {
             .fetch_one(&mut connection)
             .await
             .map_err(|error| error.to_string())?;
+        std::fs::write(&release, b"").map_err(|error| error.to_string())?;
         stalled.signal("CONT");
         wait_until(30, "the resumed worker to notice it lost the lease", || async {
             Ok(stalled.log().contains("taken over"))
