@@ -2,6 +2,7 @@
 
 use crate::api::{jobs, plans, servers, session, system, tenants, JobAccepted};
 use crate::error::ProblemDetails;
+use tenantry_core::EngineKind;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -47,11 +48,80 @@ impl Modify for BearerAuth {
 )]
 struct ApiDoc;
 
-/// The document served at `/platform/openapi.json`.
+/// The document from the annotations alone: every constraint that does not depend on the configuration.
 pub fn document() -> utoipa::openapi::OpenApi {
     let mut document = ApiDoc::openapi();
     document.info.version = env!("CARGO_PKG_VERSION").to_owned();
     document
+}
+
+/// The document served at `/platform/openapi.json`: the annotations' document with what only the configuration
+/// knows stated as constraints (the plan names and the regions, as enums), so a client can tell a request the
+/// API will take from the document alone. A server's admin URL stays a plain string: which PostgreSQL clusters
+/// are reachable no pattern can say, and the SQLite roots are paths on this host, not for an anonymous reader.
+pub fn document_for<'a>(
+    plans: impl IntoIterator<Item = &'a str>,
+    regions: impl IntoIterator<Item = &'a str>,
+) -> serde_json::Value {
+    let mut document = serde_json::to_value(document()).unwrap_or_default();
+    let plans = string_enum(plans);
+    let regions = string_enum(regions);
+    let engines = string_enum([EngineKind::Postgres, EngineKind::Sqlite].map(EngineKind::as_str));
+    let schemas = &mut document["components"]["schemas"];
+    constrain(
+        &mut schemas["CreateTenantRequest"]["properties"]["plan"],
+        &plans,
+    );
+    constrain(
+        &mut schemas["CreateTenantRequest"]["properties"]["region"],
+        &regions,
+    );
+    constrain(&mut schemas["SetPlanBody"]["properties"]["plan"], &plans);
+    constrain(
+        &mut schemas["AddServerRequest"]["properties"]["region"],
+        &regions,
+    );
+    constrain(
+        &mut schemas["AddServerRequest"]["properties"]["engine"],
+        &engines,
+    );
+    for decision in ["approve", "reject"] {
+        // The decision's body may be left out (it reads as no reason); utoipa marks a non-`Option` body
+        // required, and an `Option` one as `oneOf: [null, …]`, which the API refuses.
+        let path = format!("/platform/jobs/{{job_id}}/{decision}");
+        document["paths"][path.as_str()]["post"]["requestBody"]["required"] = false.into();
+    }
+    if let Some(parameters) =
+        document["paths"]["/platform/plans"]["get"]["parameters"].as_array_mut()
+    {
+        for parameter in parameters
+            .iter_mut()
+            .filter(|parameter| parameter["name"] == "region")
+        {
+            constrain(&mut parameter["schema"], &regions);
+        }
+    }
+    document
+}
+
+/// `["a", "b"]` as JSON, for an `enum`.
+fn string_enum<'a>(values: impl IntoIterator<Item = &'a str>) -> Vec<serde_json::Value> {
+    values
+        .into_iter()
+        .map(|value| serde_json::Value::String(value.to_owned()))
+        .collect()
+}
+
+/// Adds an `enum` to a string schema; a nullable one (`"type": ["string", "null"]`) keeps `null` allowed.
+fn constrain(schema: &mut serde_json::Value, values: &[serde_json::Value]) {
+    let mut allowed = values.to_vec();
+    let nullable = schema["type"]
+        .as_array()
+        .is_some_and(|types| types.iter().any(|kind| kind == "null"));
+    if nullable {
+        allowed.push(serde_json::Value::Null);
+    }
+    schema["enum"] = serde_json::Value::Array(allowed);
 }
 
 #[cfg(test)]
@@ -126,6 +196,83 @@ mod tests {
                 .find(|parameter| parameter["name"] == name)
                 .unwrap_or_else(|| panic!("{path} has no parameter {name}"));
             assert_eq!(parameter["in"], "query", "{path} {name}");
+        }
+    }
+
+    /// Schemathesis had most of its generated requests refused for six operations: the document left out the
+    /// constraints the API enforces (the slug and name rules, the configured plans and regions, the engines,
+    /// the header and reason rules, the job id's form, and a `null` approval body the API does not take).
+    #[test]
+    fn document_states_the_constraints_the_api_enforces() {
+        use serde_json::json;
+        let document = super::document_for(["starter", "enterprise"], ["local", "eu"]);
+        let schemas = &document["components"]["schemas"];
+        let tenant = &schemas["CreateTenantRequest"]["properties"];
+        assert_eq!(tenant["slug"]["pattern"], "^[a-z][a-z0-9-]{2,39}$");
+        assert_eq!(tenant["display_name"]["minLength"], 3);
+        assert_eq!(tenant["display_name"]["maxLength"], 100);
+        assert!(tenant["display_name"]["pattern"].is_string());
+        assert_eq!(tenant["admin_email"]["format"], "email");
+        assert!(tenant["admin_email"]["pattern"].is_string());
+        assert_eq!(tenant["server"]["pattern"], "^[a-z][a-z0-9-]{0,62}$");
+        assert_eq!(
+            tenant["plan"]["enum"],
+            json!(["starter", "enterprise", null])
+        );
+        assert_eq!(tenant["region"]["enum"], json!(["local", "eu", null]));
+        assert_eq!(tenant["budget"]["minimum"], 0);
+        assert_eq!(tenant["budget"]["maximum"], i64::MAX);
+        assert_eq!(
+            schemas["SetPlanBody"]["properties"]["plan"]["enum"],
+            json!(["starter", "enterprise"])
+        );
+
+        let server = &schemas["AddServerRequest"]["properties"];
+        assert_eq!(server["name"]["pattern"], "^[a-z][a-z0-9-]{0,62}$");
+        assert_eq!(server["engine"]["enum"], json!(["postgres", "sqlite"]));
+        for engine in ["postgres", "sqlite"] {
+            assert!(tenantry_core::EngineKind::parse(engine).is_ok(), "{engine}");
+        }
+        assert_eq!(server["capacity"]["minimum"], 1);
+        assert_eq!(server["region"]["enum"], json!(["local", "eu", null]));
+        assert_eq!(
+            schemas["ApprovalBody"]["properties"]["reason"]["maxLength"],
+            500
+        );
+
+        let parameter = |path: &str, method: &str, name: &str| {
+            document["paths"][path][method]["parameters"]
+                .as_array()
+                .and_then(|parameters| {
+                    parameters
+                        .iter()
+                        .find(|parameter| parameter["name"] == name)
+                })
+                .map(|parameter| parameter["schema"].clone())
+                .unwrap_or_else(|| panic!("{method} {path} has no parameter {name}"))
+        };
+        assert_eq!(
+            parameter("/platform/plans", "get", "region")["enum"],
+            json!(["local", "eu"])
+        );
+        assert_eq!(
+            parameter("/platform/tenants/{slug}/plan", "post", "slug")["pattern"],
+            "^[a-z][a-z0-9-]{2,39}$"
+        );
+        assert!(parameter("/platform/tenants", "post", "Idempotency-Key")["pattern"].is_string());
+        for decision in ["approve", "reject"] {
+            let path = format!("/platform/jobs/{{job_id}}/{decision}");
+            assert!(
+                parameter(&path, "post", "job_id")["pattern"].is_string(),
+                "{path}"
+            );
+            let body = &document["paths"][path.as_str()]["post"]["requestBody"];
+            assert_eq!(
+                body["content"]["application/json"]["schema"]["$ref"],
+                "#/components/schemas/ApprovalBody",
+                "{path}: a JSON null is refused, so the body is the object or nothing"
+            );
+            assert_ne!(body["required"], true, "{path}: an empty body is taken");
         }
     }
 }

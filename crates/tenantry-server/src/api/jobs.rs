@@ -90,7 +90,7 @@ pub async fn list_jobs(
 }
 
 /// Read a job: phases, progress, log, error and estimated completion.
-#[utoipa::path(get, path = "/platform/jobs/{job_id}", tag = "jobs", params(("job_id" = String, Path)),
+#[utoipa::path(get, path = "/platform/jobs/{job_id}", tag = "jobs", params(("job_id" = String, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")),
     responses((status = 200, body = JobView),
         (status = 401, body = ProblemDetails, content_type = "application/problem+json"),
         (status = 404, body = ProblemDetails, content_type = "application/problem+json")),
@@ -152,7 +152,7 @@ async fn reopen(
 pub struct ApprovalBody {
     /// Why, in a few words; kept in the job log and the audit event.
     #[serde(default)]
-    #[schema(max_length = 500)]
+    #[schema(max_length = 500, pattern = r"^[^\x00-\x09\x0b-\x1f\x7f-\x9f]*$")]
     pub reason: String,
 }
 
@@ -190,8 +190,8 @@ pub async fn decide(
 }
 
 /// Approve a job waiting for approval: it becomes `pending` and a worker runs it. The requester cannot.
-#[utoipa::path(post, path = "/platform/jobs/{job_id}/approve", tag = "jobs", params(("job_id" = String, Path)),
-    request_body(content = Option<ApprovalBody>, description = "Optional reason"),
+#[utoipa::path(post, path = "/platform/jobs/{job_id}/approve", tag = "jobs", params(("job_id" = String, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")),
+    request_body(content = ApprovalBody, description = "Optional: an empty body has no reason"),
     responses((status = 200, body = JobView),
         (status = 400, body = ProblemDetails, content_type = "application/problem+json"),
         (status = 401, body = ProblemDetails, content_type = "application/problem+json"),
@@ -212,8 +212,8 @@ pub async fn approve_job(
 }
 
 /// Reject a job waiting for approval: it ends `cancelled` with `E_APPROVAL_REJECTED`. The requester cannot.
-#[utoipa::path(post, path = "/platform/jobs/{job_id}/reject", tag = "jobs", params(("job_id" = String, Path)),
-    request_body(content = Option<ApprovalBody>, description = "Optional reason"),
+#[utoipa::path(post, path = "/platform/jobs/{job_id}/reject", tag = "jobs", params(("job_id" = String, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")),
+    request_body(content = ApprovalBody, description = "Optional: an empty body has no reason"),
     responses((status = 200, body = JobView),
         (status = 400, body = ProblemDetails, content_type = "application/problem+json"),
         (status = 401, body = ProblemDetails, content_type = "application/problem+json"),
@@ -234,7 +234,7 @@ pub async fn reject_job(
 }
 
 /// Run a failed or rolled-back job again from the phases not applied.
-#[utoipa::path(post, path = "/platform/jobs/{job_id}/retry", tag = "jobs", params(("job_id" = String, Path)),
+#[utoipa::path(post, path = "/platform/jobs/{job_id}/retry", tag = "jobs", params(("job_id" = String, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")),
     responses((status = 202, body = JobAccepted),
         (status = 401, body = ProblemDetails, content_type = "application/problem+json"),
         (status = 403, body = ProblemDetails, content_type = "application/problem+json"),
@@ -250,7 +250,7 @@ pub async fn retry_job(
 }
 
 /// Undo what a failed job applied.
-#[utoipa::path(post, path = "/platform/jobs/{job_id}/rollback", tag = "jobs", params(("job_id" = String, Path)),
+#[utoipa::path(post, path = "/platform/jobs/{job_id}/rollback", tag = "jobs", params(("job_id" = String, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")),
     responses((status = 202, body = JobAccepted),
         (status = 401, body = ProblemDetails, content_type = "application/problem+json"),
         (status = 403, body = ProblemDetails, content_type = "application/problem+json"),
@@ -331,7 +331,7 @@ impl StreamCursor {
 /// events as they are recorded, and ends with a `done` event at the job's terminal status. The stream also ends
 /// when the caller's token is revoked or expires, or their session ends. Streams are capped per token or
 /// session and in all (503 with `Retry-After`).
-#[utoipa::path(get, path = "/platform/jobs/{job_id}/events", tag = "jobs", params(("job_id" = String, Path)),
+#[utoipa::path(get, path = "/platform/jobs/{job_id}/events", tag = "jobs", params(("job_id" = String, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")),
     responses((status = 200, description = "An event stream; each event is described by the schema", content_type = "text/event-stream", body = StreamEvent),
         (status = 401, body = ProblemDetails, content_type = "application/problem+json"),
         (status = 404, body = ProblemDetails, content_type = "application/problem+json"),

@@ -94,7 +94,7 @@ pub struct SetPlanBody {
 }
 
 /// Move a tenant to another plan: quotas, settings and labels, then the validation suite.
-#[utoipa::path(post, path = "/platform/tenants/{slug}/plan", tag = "tenants", params(("slug" = String, Path)),
+#[utoipa::path(post, path = "/platform/tenants/{slug}/plan", tag = "tenants", params(("slug" = String, Path, pattern = "^[a-z][a-z0-9-]{2,39}$")),
     request_body = SetPlanBody,
     responses((status = 202, body = JobAccepted),
         (status = 400, body = ProblemDetails, content_type = "application/problem+json"),

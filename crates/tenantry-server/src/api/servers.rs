@@ -17,15 +17,16 @@ use tenantry_workflows::{add_server, ServerRequest};
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddServerRequest {
-    #[schema(pattern = "^[a-z][a-z0-9-]{0,62}$")]
+    #[schema(pattern = "^[a-z][a-z0-9-]{0,62}$", min_length = 1, max_length = 63)]
     pub name: String,
-    /// `postgres` or `sqlite`.
-    #[schema(pattern = "^(postgres|sqlite)$")]
+    /// `postgres` or `sqlite` (an enum in the served document).
     pub engine: String,
-    /// `postgres://user:password@host:port/db` or `sqlite:///absolute/directory` (under the data directory unless `sqlite_server_roots` allows more).
+    /// `postgres://user:password@host:port/db` or `sqlite:///absolute/directory` (under the data directory unless
+    /// `sqlite_server_roots` allows more).
     pub admin_url: String,
     #[schema(minimum = 1)]
     pub capacity: i64,
+    /// One of the configured regions (default: the default region).
     pub region: Option<String>,
 }
 
@@ -69,7 +70,7 @@ pub async fn create_server(
 }
 
 /// Stop placing new tenants on a server.
-#[utoipa::path(post, path = "/platform/servers/{name}/drain", tag = "servers", params(("name" = String, Path)),
+#[utoipa::path(post, path = "/platform/servers/{name}/drain", tag = "servers", params(("name" = String, Path, pattern = "^[a-z][a-z0-9-]{0,62}$")),
     responses((status = 200, body = ServerRecord),
         (status = 401, body = ProblemDetails, content_type = "application/problem+json"),
         (status = 403, body = ProblemDetails, content_type = "application/problem+json"),

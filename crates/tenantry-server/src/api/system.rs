@@ -52,10 +52,14 @@ pub async fn metrics(
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
-/// The OpenAPI 3.1 description of this API.
+/// The OpenAPI 3.1 description of this API, with the configured plans and regions as enums.
 #[utoipa::path(get, path = "/platform/openapi.json", tag = "system", responses((status = 200, body = Object)))]
-pub async fn openapi() -> axum::Json<utoipa::openapi::OpenApi> {
-    axum::Json(crate::openapi::document())
+pub async fn openapi(State(state): State<ServerState>) -> axum::Json<serde_json::Value> {
+    let settings = &state.platform.settings;
+    axum::Json(crate::openapi::document_for(
+        settings.plans.iter().map(|plan| plan.name.as_str()),
+        settings.regions.iter().map(String::as_str),
+    ))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -24,14 +24,27 @@ pub struct CreateTenantRequest {
     /// `^[a-z][a-z0-9-]{2,39}$`
     #[schema(pattern = "^[a-z][a-z0-9-]{2,39}$", min_length = 3, max_length = 40)]
     pub slug: String,
-    /// 3 to 100 characters.
-    #[schema(min_length = 3, max_length = 100)]
+    /// 3 to 100 characters after trimming, none a control character.
+    #[schema(
+        min_length = 3,
+        max_length = 100,
+        pattern = r"^[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]{1,98}[^\s\x00-\x1f\x7f-\x9f]$"
+    )]
     pub display_name: String,
-    #[schema(format = "email", max_length = 254)]
+    /// One `@`, a local part of at most 64 characters, a dotted domain of letters, digits and hyphens. (The API
+    /// also takes a local part with non-ASCII letters; the pattern states the ASCII ones.)
+    #[schema(
+        format = "email",
+        max_length = 254,
+        pattern = r"^[!-?A-~]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$"
+    )]
     pub admin_email: String,
+    /// One of the configured plans (default: the default plan).
     pub plan: Option<String>,
+    /// One of the configured regions (default: the default region).
     pub region: Option<String>,
     /// A server name; omitted for auto-placement.
+    #[schema(pattern = "^[a-z][a-z0-9-]{0,62}$", min_length = 1, max_length = 63)]
     pub server: Option<String>,
     #[serde(default)]
     pub dry_run: bool,
@@ -92,7 +105,8 @@ fn accepted(submitted: &Submitted) -> Response {
 
 /// Submit a provisioning job.
 #[utoipa::path(post, path = "/platform/tenants", tag = "tenants", request_body = CreateTenantRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Same key and body: the same job")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255,
+        pattern = "^[!-~]([ -~]{0,253}[!-~])?$", description = "Same key and body: the same job")),
     responses(
         (status = 202, description = "Job accepted", body = JobAccepted),
         (status = 400, description = "Malformed body", body = ProblemDetails, content_type = "application/problem+json"),
@@ -172,7 +186,7 @@ pub async fn list_tenants(
 }
 
 /// Read one tenant.
-#[utoipa::path(get, path = "/platform/tenants/{slug}", tag = "tenants", params(("slug" = String, Path)),
+#[utoipa::path(get, path = "/platform/tenants/{slug}", tag = "tenants", params(("slug" = String, Path, pattern = "^[a-z][a-z0-9-]{2,39}$")),
     responses((status = 200, body = TenantRecord),
         (status = 401, body = ProblemDetails, content_type = "application/problem+json"),
         (status = 404, body = ProblemDetails, content_type = "application/problem+json")),
@@ -191,7 +205,7 @@ pub async fn get_tenant(
 }
 
 /// Submit an offboarding job.
-#[utoipa::path(post, path = "/platform/tenants/{slug}/offboard", tag = "tenants", params(("slug" = String, Path)),
+#[utoipa::path(post, path = "/platform/tenants/{slug}/offboard", tag = "tenants", params(("slug" = String, Path, pattern = "^[a-z][a-z0-9-]{2,39}$")),
     request_body = OffboardBody,
     responses((status = 202, body = JobAccepted),
         (status = 400, body = ProblemDetails, content_type = "application/problem+json"),
