@@ -52,6 +52,15 @@ impl std::fmt::Debug for PostgresServer {
 }
 
 fn parse_url(url: &SecretString, what: &str) -> Result<PgConnectOptions> {
+    // sqlx reads any scheme as PostgreSQL (a `sqlite:///dir` URL became a database named "dir" on localhost).
+    let scheme_is_postgres = ["postgres://", "postgresql://"]
+        .iter()
+        .any(|scheme| url.expose().starts_with(scheme));
+    if !scheme_is_postgres {
+        return Err(Error::AdminConnection(format!(
+            "the {what} must start with postgres:// or postgresql://"
+        )));
+    }
     PgConnectOptions::from_str(url.expose())
         // Statements can carry a password verifier: never log them, slow ones included.
         .map(|options| {

@@ -1393,6 +1393,19 @@ async fn sqlite_server_outside_the_allowed_roots_is_refused_and_nothing_is_creat
         "E_INVALID_INPUT"
     );
     assert!(!std::path::Path::new(&etc_directory).exists());
+    // A URL of another scheme for a PostgreSQL server was read as PostgreSQL on localhost (a 503 from the
+    // machine's server); it is bad input.
+    let response = server
+        .post("/platform/servers", &token)
+        .json(&json!({ "name": "mixed", "engine": "postgres", "admin_url": "sqlite:///tmp/somewhere", "capacity": 5 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 422);
+    assert_eq!(
+        response.json::<Value>().await.unwrap()["error_code"],
+        "E_INVALID_INPUT"
+    );
     server.terminate().await;
     let servers = fleet.json(&["servers", "list"]).await;
     assert_eq!(servers.as_array().unwrap().len(), 1, "{servers}");
