@@ -123,7 +123,19 @@ pub async fn drive_job(
         .get_job(&fence.job_id)
         .await
         .map_err(registry_error)?;
-    let driven = match job.kind {
+    drive_by_kind(platform, runner, job.kind, fence)
+        .await
+        .map_err(engine_error)
+}
+
+/// Drives a job whose lease `fence` holds with the workflow its kind names.
+pub(crate) async fn drive_by_kind(
+    platform: &Platform,
+    runner: &Runner,
+    kind: JobKind,
+    fence: tenantry_registry::Fence,
+) -> Result<JobOutcome, tenantry_engine::Error> {
+    match kind {
         JobKind::Provision => {
             runner
                 .drive(&ProvisionWorkflow::new(platform.clone()), fence)
@@ -139,8 +151,7 @@ pub async fn drive_job(
                 .drive(&SetPlanWorkflow::new(platform.clone()), fence)
                 .await
         }
-    };
-    driven.map_err(engine_error)
+    }
 }
 
 /// A registry failure as a coded error for the caller.

@@ -5,10 +5,9 @@
 //! (a worker that died elsewhere) and, on SQLite, for jobs submitted by other processes. On shutdown it stops
 //! claiming, and the runner hands the jobs in hand back at their next phase boundary.
 
-use crate::{OffboardWorkflow, Platform, ProvisionWorkflow, SetPlanWorkflow};
+use crate::Platform;
 use std::sync::Arc;
 use std::time::Duration;
-use tenantry_core::JobKind;
 use tenantry_engine::{owner_is_dead_local_process, Runner};
 use tenantry_registry::{Fence, JobNotification};
 use tokio::sync::{watch, Notify};
@@ -177,23 +176,7 @@ pub async fn drive(platform: &Platform, runner: &Runner, fence: Fence) {
             return;
         }
     };
-    let outcome = match kind {
-        JobKind::Provision => {
-            runner
-                .drive(&ProvisionWorkflow::new(platform.clone()), fence)
-                .await
-        }
-        JobKind::Offboard => {
-            runner
-                .drive(&OffboardWorkflow::new(platform.clone()), fence)
-                .await
-        }
-        JobKind::SetPlan => {
-            runner
-                .drive(&SetPlanWorkflow::new(platform.clone()), fence)
-                .await
-        }
-    };
+    let outcome = crate::drive_by_kind(platform, runner, kind, fence).await;
     match outcome {
         Ok(outcome) => tracing::info!(job_id, status = %outcome.job.status, "job ended"),
         Err(tenantry_engine::Error::HandedBack { .. }) => {}
