@@ -22,7 +22,7 @@ async fn main() {
     for variable in [
         "TENANTRY_TEST_SCRAM_URL",
         "TENANTRY_TEST_CHAOS_PG_URL",
-        "TENANTRY_TEST_CHAOS_PG_CTL",
+        "TENANTRY_TEST_CHAOS_CRASH",
     ] {
         if std::env::var(variable).is_err() {
             eprintln!("chaos: {variable} is not set; run through scripts/test, or eval \"$(scripts/test-services)\" first");

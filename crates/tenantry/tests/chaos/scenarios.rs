@@ -420,11 +420,10 @@ pub async fn registry_restart_mid_run(n_jobs: usize) -> Outcome {
                 >= 3)
         })
         .await?;
-        // The suite's own cluster, through the pg_ctl wrapper scripts/test-services wrote for it.
+        // A crash of the suite's own cluster, through the one script scripts/test-services wrote for it.
         let restarted = std::process::Command::new(
-            std::env::var("TENANTRY_TEST_CHAOS_PG_CTL").map_err(|error| error.to_string())?,
+            std::env::var("TENANTRY_TEST_CHAOS_CRASH").map_err(|error| error.to_string())?,
         )
-        .args(["restart", "-m", "immediate"])
         .output()
         .map_err(|error| error.to_string())?;
         ensure(restarted.status.success(), || {

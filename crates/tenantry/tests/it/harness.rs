@@ -122,46 +122,11 @@ impl Fleet {
         capacity: Option<u32>,
         registry_admin: String,
     ) -> Fleet {
-        let scratch_dir =
-            std::env::temp_dir().join(format!("tenantry-it-{}", uuid::Uuid::now_v7().simple()));
-        std::fs::create_dir_all(&scratch_dir).expect("temp dir");
-        let mut fleet = Fleet {
-            engine,
-            data_dir: scratch_dir.join("data"),
-            scratch_dir,
-            registry_database: None,
-            registry_admin,
-            extra_env: Vec::new(),
-            _cluster_guard: None,
-        };
+        let mut fleet = Fleet::bare(engine, registry_admin);
         if engine == Engine::Postgres {
             fleet._cluster_guard = Some(TENANT_CLUSTER.lock().await);
             wipe_tenant_cluster().await;
-            let database = format!("tenantry_it_{}", uuid::Uuid::now_v7().simple());
-            let mut admin = PgConnection::connect(&fleet.registry_admin)
-                .await
-                .expect("registry PostgreSQL");
-            admin
-                .execute(format!("CREATE DATABASE \"{database}\"").as_str())
-                .await
-                .expect("create registry database");
-            fleet.registry_database = Some(database);
-            let capacity = capacity.unwrap_or(100).to_string();
-            let args = [
-                "servers",
-                "add",
-                "--name",
-                "pg",
-                "--engine",
-                "postgres",
-                "--admin-url-stdin",
-                "--capacity",
-                &capacity,
-            ];
-            fleet
-                .run_with_stdin(&args, &tenant_cluster_url())
-                .await
-                .assert_ok();
+            fleet.add_postgres_registry(capacity.unwrap_or(100)).await;
         } else if let Some(capacity) = capacity {
             // Instead of the bundled `local` server (capacity 1000), one SQLite server in the same directory.
             fleet.set_env("TENANTRY_BOOTSTRAP_LOCAL_SERVER", "false");
@@ -189,9 +154,30 @@ impl Fleet {
     /// cluster; clean it up before this fleet.
     pub async fn another_installation(&self) -> Fleet {
         assert_eq!(self.engine, Engine::Postgres, "a PostgreSQL fleet");
+        let mut other = Fleet::bare(Engine::Postgres, self.registry_admin.clone());
+        other.extra_env = self.extra_env.clone();
+        other.add_postgres_registry(100).await;
+        other
+    }
+
+    /// A fleet with its own scratch and data directories, and nothing registered yet.
+    fn bare(engine: Engine, registry_admin: String) -> Fleet {
         let scratch_dir =
             std::env::temp_dir().join(format!("tenantry-it-{}", uuid::Uuid::now_v7().simple()));
         std::fs::create_dir_all(&scratch_dir).expect("temp dir");
+        Fleet {
+            engine,
+            data_dir: scratch_dir.join("data"),
+            scratch_dir,
+            registry_database: None,
+            registry_admin,
+            extra_env: Vec::new(),
+            _cluster_guard: None,
+        }
+    }
+
+    /// A fresh PostgreSQL registry database for this fleet, and the tenant cluster registered in it as `pg`.
+    async fn add_postgres_registry(&mut self, capacity: u32) {
         let database = format!("tenantry_it_{}", uuid::Uuid::now_v7().simple());
         let mut admin = PgConnection::connect(&self.registry_admin)
             .await
@@ -200,15 +186,8 @@ impl Fleet {
             .execute(format!("CREATE DATABASE \"{database}\"").as_str())
             .await
             .expect("create registry database");
-        let other = Fleet {
-            engine: Engine::Postgres,
-            data_dir: scratch_dir.join("data"),
-            scratch_dir,
-            registry_database: Some(database),
-            registry_admin: self.registry_admin.clone(),
-            extra_env: self.extra_env.clone(),
-            _cluster_guard: None,
-        };
+        self.registry_database = Some(database);
+        let capacity = capacity.to_string();
         let args = [
             "servers",
             "add",
@@ -218,13 +197,11 @@ impl Fleet {
             "postgres",
             "--admin-url-stdin",
             "--capacity",
-            "100",
+            &capacity,
         ];
-        other
-            .run_with_stdin(&args, &tenant_cluster_url())
+        self.run_with_stdin(&args, &tenant_cluster_url())
             .await
             .assert_ok();
-        other
     }
 
     /// An extra environment variable for every later run.

@@ -301,24 +301,20 @@ async fn bad_input_gets_its_code_and_creates_nothing() {
             "a message a person understands: {message}"
         );
     }
-    // A budget above int64, which the API document promises, is refused by the CLI as by the API.
-    let mut args = Fleet::provision_args("acme");
-    args.extend(["--budget".to_owned(), (i64::MAX as u64 + 1).to_string()]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let run = fleet.run(&args).await;
-    assert_eq!(
-        run.error_code().as_deref(),
-        Some("E_INVALID_INPUT"),
-        "{run:?}"
-    );
     // Validation happens before anything is opened: not even the data directory's registry exists.
     assert!(
         !fleet.data_path("registry.db").exists(),
         "bad input created the registry"
     );
 
-    // Input that needs the settings (plan, region) is refused before any job is recorded.
-    for (flag, value) in [("--plan", "platinum"), ("--region", "mars")] {
+    // Input that needs the settings (plan, region) is refused before any job is recorded, and so is a budget
+    // above int64 (the API document's promise; the CLI takes budgets by the same rule as the API).
+    let over_int64 = (i64::MAX as u64 + 1).to_string();
+    for (flag, value) in [
+        ("--plan", "platinum"),
+        ("--region", "mars"),
+        ("--budget", over_int64.as_str()),
+    ] {
         let mut args = Fleet::provision_args("acme");
         args.extend([flag.to_owned(), value.to_owned()]);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
