@@ -4,12 +4,14 @@ use crate::Error;
 use std::collections::BTreeMap;
 use std::fmt;
 
-/// The kind of server that hosts a tenant's database.
+/// The kind of server: one that hosts tenant databases (`postgres`, `sqlite`) or another kind's resources.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EngineKind {
     Postgres,
     Sqlite,
+    Redis,
+    Rabbitmq,
 }
 
 impl EngineKind {
@@ -17,8 +19,10 @@ impl EngineKind {
         match raw {
             "postgres" => Ok(EngineKind::Postgres),
             "sqlite" => Ok(EngineKind::Sqlite),
+            "redis" => Ok(EngineKind::Redis),
+            "rabbitmq" => Ok(EngineKind::Rabbitmq),
             other => Err(Error::invalid_input(format!(
-                "engine {other:?} is not supported; use postgres or sqlite"
+                "engine {other:?} is not supported; use postgres, sqlite, redis or rabbitmq"
             ))),
         }
     }
@@ -27,7 +31,14 @@ impl EngineKind {
         match self {
             EngineKind::Postgres => "postgres",
             EngineKind::Sqlite => "sqlite",
+            EngineKind::Redis => "redis",
+            EngineKind::Rabbitmq => "rabbitmq",
         }
+    }
+
+    /// Whether a tenant's database (the `database` resource) can live on this engine.
+    pub fn hosts_databases(self) -> bool {
+        matches!(self, EngineKind::Postgres | EngineKind::Sqlite)
     }
 }
 

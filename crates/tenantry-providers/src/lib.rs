@@ -4,6 +4,7 @@
 pub mod credentials;
 pub mod engines;
 mod error;
+pub mod resources;
 pub mod secrets;
 
 pub use error::{Error, Result};

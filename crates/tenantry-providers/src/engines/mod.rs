@@ -236,6 +236,9 @@ impl TenantServer {
             EngineKind::Sqlite => {
                 SqliteServer::from_admin_url(admin_url, installation).map(TenantServer::Sqlite)
             }
+            other => Err(Error::Refused(format!(
+                "a {other} server hosts no tenant databases"
+            ))),
         }
     }
 

@@ -1,0 +1,207 @@
+//! Resources beyond the tenant's database: one [`ResourceProvider`] per kind (a Redis cache user, a RabbitMQ
+//! vhost, …), observe-first like Crossplane's external client. Adding a kind is one module here and one line in
+//! [`Providers::standard`]; workflows, doctor, validation and offboarding iterate the tenant's resources and name
+//! no kind.
+
+use crate::credentials::SecretString;
+use crate::engines::{Installation, Ownership};
+use crate::{Error, Result};
+use std::sync::Arc;
+use tenantry_core::{EngineKind, Slug};
+
+/// One server of a resource's kind, as a provider reaches it.
+#[derive(Clone)]
+pub struct ResourceServer {
+    pub name: String,
+    pub engine: EngineKind,
+    /// The admin URL from the secret store (never logged, never in an error).
+    pub admin_url: SecretString,
+    /// Where tenants connect, when it differs from the admin URL's host (RabbitMQ: the AMQP URL).
+    pub public_url: Option<String>,
+    /// This registry's installation: the mark on everything the provider makes.
+    pub installation: Installation,
+}
+
+/// The state a tenant's resource should have.
+#[derive(Debug, Clone)]
+pub struct WantedResource {
+    pub slug: Slug,
+    /// `tenant_<slug_>` for every kind so far.
+    pub name: String,
+    /// The plan's quotas for this kind (`[plans.quotas.<kind>]`), as configured; the provider reads its own keys.
+    pub quotas: serde_json::Value,
+    /// False while the tenant is suspended or offboarded without purge: the credentials must not work.
+    pub enabled: bool,
+}
+
+impl WantedResource {
+    pub fn new(slug: &Slug, quotas: serde_json::Value) -> WantedResource {
+        WantedResource {
+            slug: slug.clone(),
+            name: slug.resource_name(),
+            quotas,
+            enabled: true,
+        }
+    }
+}
+
+/// What `observe` found on the server for one resource.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum Observed {
+    Absent,
+    Present {
+        ownership: Ownership,
+        /// How it differs from the wanted state, one sentence each; empty when it matches.
+        differences: Vec<String>,
+    },
+}
+
+impl Observed {
+    pub fn matches(&self) -> bool {
+        matches!(self, Observed::Present { differences, ownership } if differences.is_empty() && *ownership == Ownership::Ours)
+    }
+}
+
+/// One object on a server that looks like a tenant's, for `doctor`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct InventoryItem {
+    /// `tenant_<slug_>`.
+    pub name: String,
+    pub ownership: Ownership,
+}
+
+/// One validation check a provider made with the tenant's own credentials.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Verification {
+    /// Stable name, prefixed with the kind (`cache_prefix_confined`).
+    pub name: String,
+    pub passed: bool,
+    pub detail: String,
+}
+
+/// The contract every kind implements. Every operation is idempotent; none logs or returns a secret.
+#[async_trait::async_trait]
+pub trait ResourceProvider: Send + Sync {
+    /// The kind's name in plans, phases (`<kind>_created`), the registry and the API.
+    fn kind(&self) -> &'static str;
+
+    /// The server engines that host this kind.
+    fn engines(&self) -> &'static [EngineKind];
+
+    /// The secret holding the tenant's credentials for this resource (`tenant-<kind>-<slug>`).
+    fn secret_name(&self, slug: &Slug) -> String {
+        format!("tenant-{}-{}", self.kind(), slug.as_str())
+    }
+
+    /// Checks a server before `servers add` records it: reachable with admin rights. The strings are
+    /// warnings a person should read (e.g. Redis's `default` user enabled without a password).
+    async fn check_server(&self, server: &ResourceServer) -> Result<Vec<String>>;
+
+    /// Fresh credentials for a resource on `server`: the URL a tenant connects with, with a new password.
+    fn new_credentials(
+        &self,
+        server: &ResourceServer,
+        wanted: &WantedResource,
+    ) -> Result<SecretString>;
+
+    /// What exists for this resource on the server, and how it differs from `wanted` (with `credentials`, the
+    /// URL in the secret store, where the server lets the password be compared).
+    async fn observe(
+        &self,
+        server: &ResourceServer,
+        wanted: &WantedResource,
+        credentials: Option<&SecretString>,
+    ) -> Result<Observed>;
+
+    /// Creates the resource or converges it to `wanted` with `credentials`. Refuses another installation's
+    /// object of the same name ([`Error::Foreign`]).
+    async fn ensure(
+        &self,
+        server: &ResourceServer,
+        wanted: &WantedResource,
+        credentials: &SecretString,
+    ) -> Result<()>;
+
+    /// Deletes the resource and what it holds; removing what is absent succeeds. Refuses a foreign one.
+    async fn remove(&self, server: &ResourceServer, name: &str) -> Result<()>;
+
+    /// The credentials stop working (and open sessions end); the data stays.
+    async fn disable(&self, server: &ResourceServer, name: &str) -> Result<()>;
+
+    /// Undoes [`ResourceProvider::disable`].
+    async fn enable(&self, server: &ResourceServer, name: &str) -> Result<()>;
+
+    /// New credentials with no failed login for a client that re-reads the secret.
+    async fn rotate(
+        &self,
+        _server: &ResourceServer,
+        _wanted: &WantedResource,
+        _new_credentials: &SecretString,
+    ) -> Result<()> {
+        Err(Error::Refused(format!(
+            "rotating {} credentials is not supported yet",
+            self.kind()
+        )))
+    }
+
+    /// The kind's validation checks, made with the tenant's own credentials: the tenant gets in, and is
+    /// refused at `neighbour`'s namespace (another tenant's, real or not).
+    async fn verify(
+        &self,
+        server: &ResourceServer,
+        wanted: &WantedResource,
+        credentials: &SecretString,
+        neighbour: &WantedResource,
+    ) -> Result<Vec<Verification>>;
+
+    /// Every object on the server that looks like a tenant's of this kind.
+    async fn inventory(&self, server: &ResourceServer) -> Result<Vec<InventoryItem>>;
+}
+
+/// The registered kinds, owned by the platform.
+#[derive(Clone)]
+pub struct Providers {
+    providers: Vec<Arc<dyn ResourceProvider>>,
+}
+
+impl Providers {
+    /// Every kind tenantry ships. Registering a kind is one line here.
+    pub fn standard() -> Providers {
+        Providers { providers: vec![] }
+    }
+
+    pub fn get(&self, kind: &str) -> Option<&Arc<dyn ResourceProvider>> {
+        self.providers
+            .iter()
+            .find(|provider| provider.kind() == kind)
+    }
+
+    pub fn require(&self, kind: &str) -> Result<&Arc<dyn ResourceProvider>> {
+        self.get(kind).ok_or_else(|| {
+            Error::Refused(format!(
+                "no provider for resource kind {kind:?}; known kinds: {}",
+                self.kinds().join(", ")
+            ))
+        })
+    }
+
+    /// The kinds' names, in registration order.
+    pub fn kinds(&self) -> Vec<&'static str> {
+        self.providers
+            .iter()
+            .map(|provider| provider.kind())
+            .collect()
+    }
+
+    /// The provider whose servers run `engine`.
+    pub fn for_engine(&self, engine: EngineKind) -> Option<&Arc<dyn ResourceProvider>> {
+        self.providers
+            .iter()
+            .find(|provider| provider.engines().contains(&engine))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn ResourceProvider>> {
+        self.providers.iter()
+    }
+}
