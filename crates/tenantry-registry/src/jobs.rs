@@ -101,7 +101,7 @@ const JOB_COLUMNS: &str =
     "id, kind, tenant_slug, status, params, state, placed_server, error_code, error_message, actor, plan,
     lease_owner, lease_token, lease_expires_at, approval_expires_at, created_at, started_at, finished_at, updated_at";
 
-const LIVE_STATUSES: &str = "('pending', 'awaiting_approval', 'in_progress')";
+pub(crate) const LIVE_STATUSES: &str = "('pending', 'awaiting_approval', 'in_progress')";
 
 /// Checks, inside a transaction, that the fence still holds the job's lease. On PostgreSQL the update also
 /// locks the job row until commit, so no takeover can slip in between this check and the transaction's writes.
@@ -790,8 +790,8 @@ impl Registry {
             crate::Dialect::Postgres => " FOR UPDATE",
             crate::Dialect::Sqlite => "",
         };
-        let candidate_names: Vec<String> = sqlx::query_scalar(&format!(
-            "SELECT name FROM servers
+        let candidates: Vec<(String, String)> = sqlx::query_as(&format!(
+            "SELECT name, engine FROM servers
              WHERE status = $1 AND (CAST($2 AS TEXT) IS NULL OR name = $2)
                AND (CAST($3 AS TEXT) IS NULL OR engine = $3) AND (CAST($4 AS TEXT) IS NULL OR region = $4)
              ORDER BY name{lock_clause}"
@@ -802,6 +802,15 @@ impl Registry {
         .bind(region)
         .fetch_all(&mut *transaction)
         .await?;
+        // Auto-placement of a database looks only at servers that host databases (a named server of another
+        // engine is the workflow's to refuse, with its name).
+        let candidate_names: Vec<String> = candidates
+            .into_iter()
+            .filter(|(_, engine)| {
+                named.is_some() || EngineKind::parse(engine).is_ok_and(EngineKind::hosts_databases)
+            })
+            .map(|(name, _)| name)
+            .collect();
         if candidate_names.is_empty() {
             transaction.commit().await?;
             return Ok(match request {

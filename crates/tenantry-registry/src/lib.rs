@@ -13,11 +13,13 @@ mod installation;
 mod jobs;
 mod notify;
 mod records;
+mod resources;
 mod secrets;
 mod servers;
 mod sqlite_file;
 mod store;
 mod tenants;
+pub use tenants::DATABASE_KIND;
 
 pub use access::{AccessWatch, ApiToken, ConsoleSession, IdempotencyRecord, PlatformUser};
 pub use approvals::{ApprovalDecision, ApprovalOutcome};
@@ -31,6 +33,7 @@ pub use jobs::{
 pub use notify::{JobListener, JobNotification, JOBS_CHANNEL, JOB_EVENTS_CHANNEL};
 pub use records::{
     AuditEvent, EventKind, JobEvent, JobRecord, NewAuditEvent, NewServer, PhaseRecord,
-    SecretRecord, ServerRecord, TenantRecord,
+    SecretRecord, ServerRecord, TenantRecord, TenantResourceRecord,
 };
+pub use resources::{RESOURCE_ACTIVE, RESOURCE_DISABLED};
 pub use store::{now_millis, Dialect, Registry, RegistryLocation};

@@ -22,7 +22,10 @@ pub struct ServerRecord {
     pub capacity_hint: i64,
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub status: ServerStatus,
+    /// How many tenant resources it holds (tenants' databases on a database server).
     pub tenant_count: i64,
+    /// Where tenants connect when it is not the admin URL's host (RabbitMQ's AMQP URL).
+    pub public_url: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -37,6 +40,7 @@ impl ServerRecord {
             capacity_hint: get(row, "capacity_hint")?,
             status: parse_column(ServerStatus::parse(&get::<String>(row, "status")?))?,
             tenant_count: get(row, "tenant_count")?,
+            public_url: get(row, "public_url")?,
             created_at: get(row, "created_at")?,
             updated_at: get(row, "updated_at")?,
         })
@@ -56,6 +60,27 @@ pub struct NewServer {
     pub region: String,
     pub admin_secret_ref: String,
     pub capacity_hint: i64,
+    pub public_url: Option<String>,
+}
+
+/// One of a tenant's resources: a kind on a server, its name there and the secret with its credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TenantResourceRecord {
+    pub tenant_slug: String,
+    /// `database`, `cache`, `queue`, …
+    pub kind: String,
+    pub server_name: String,
+    /// Its name on the server (`tenant_<slug_>`).
+    pub name: String,
+    /// The secret with the tenant's credentials for it (never its value).
+    pub secret_name: Option<String>,
+    /// `active` or `disabled`.
+    pub status: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub labels: serde_json::Value,
+    pub created_at: i64,
+    pub updated_at: i64,
 }
 
 /// A tenant as the registry knows it.

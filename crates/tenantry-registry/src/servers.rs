@@ -7,9 +7,9 @@ use crate::{Error, Registry, Result};
 use tenantry_core::ServerStatus;
 
 const SELECT_SERVERS: &str =
-    "SELECT s.name, s.engine, s.region, s.admin_secret_ref, s.capacity_hint, s.status,
+    "SELECT s.name, s.engine, s.region, s.admin_secret_ref, s.capacity_hint, s.status, s.public_url,
         s.created_at, s.updated_at,
-        (SELECT COUNT(*) FROM tenants t WHERE t.server_name = s.name) AS tenant_count
+        (SELECT COUNT(*) FROM tenant_resources r WHERE r.server_name = s.name) AS tenant_count
     FROM servers s";
 
 impl Registry {
@@ -18,8 +18,9 @@ impl Registry {
         let mut transaction = self.begin_write().await?;
         let now = now_millis();
         sqlx::query(
-            "INSERT INTO servers (name, engine, region, admin_secret_ref, capacity_hint, status, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+            "INSERT INTO servers (name, engine, region, admin_secret_ref, capacity_hint, status, public_url,
+                                  created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $8, $7, $7)",
         )
         .bind(&server.name)
         .bind(server.engine.as_str())
@@ -28,6 +29,7 @@ impl Registry {
         .bind(server.capacity_hint)
         .bind(ServerStatus::Active.as_str())
         .bind(now)
+        .bind(&server.public_url)
         .execute(&mut *transaction)
         .await?;
         insert_audit(

@@ -81,6 +81,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         "audit_chain",
         include_str!("../migrations/shared/0006_audit_chain.sql"),
     ),
+    (
+        7,
+        "tenant_resources",
+        include_str!("../migrations/shared/0007_tenant_resources.sql"),
+    ),
 ];
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -112,6 +117,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         6,
         "audit_chain",
         include_str!("../migrations/shared/0006_audit_chain.sql"),
+    ),
+    (
+        7,
+        "tenant_resources",
+        include_str!("../migrations/shared/0007_tenant_resources.sql"),
     ),
 ];
 

@@ -2,21 +2,27 @@
 
 use crate::audit::insert_audit;
 use crate::jobs::{check_fence, Fence};
-use crate::records::{NewAuditEvent, TenantRecord};
+use crate::records::{NewAuditEvent, TenantRecord, TenantResourceRecord};
+use crate::resources::{insert_resources, RESOURCE_ACTIVE};
 use crate::store::now_millis;
 use crate::{Error, Registry, Result};
 use tenantry_core::TenantStatus;
+
+/// The kind of the resource every tenant has, which the tenant row describes too.
+pub const DATABASE_KIND: &str = "database";
 
 const TENANT_COLUMNS: &str =
     "slug, display_name, admin_email, plan, region, server_name, resource_name, secret_ref,
     status, labels, settings, created_at, updated_at";
 
 impl Registry {
-    /// Registers a tenant for the job that holds `fence`. Registering the same slug again is a no-op.
+    /// Registers a tenant for the job that holds `fence`, with its resources: its database (from the tenant
+    /// row) and `others`. Registering the same slug again is a no-op.
     pub async fn register_tenant(
         &self,
         fence: &Fence,
         tenant: &TenantRecord,
+        others: &[TenantResourceRecord],
         audit: &NewAuditEvent,
     ) -> Result<()> {
         let mut transaction = self.begin_write().await?;
@@ -41,6 +47,19 @@ impl Registry {
         .execute(&mut *transaction)
         .await?;
         if inserted.rows_affected() == 1 {
+            let database = TenantResourceRecord {
+                tenant_slug: tenant.slug.clone(),
+                kind: DATABASE_KIND.to_owned(),
+                server_name: tenant.server_name.clone(),
+                name: tenant.resource_name.clone(),
+                secret_name: Some(tenant.secret_ref.clone()),
+                status: RESOURCE_ACTIVE.to_owned(),
+                labels: tenant.labels.clone(),
+                created_at: now,
+                updated_at: now,
+            };
+            insert_resources(&mut transaction, &[database]).await?;
+            insert_resources(&mut transaction, others).await?;
             insert_audit(&mut transaction, audit).await?;
         }
         transaction.commit().await?;
@@ -57,6 +76,10 @@ impl Registry {
         let mut transaction = self.begin_write().await?;
         check_fence(&mut transaction, fence).await?;
         let deleted = sqlx::query("DELETE FROM tenants WHERE slug = $1")
+            .bind(slug)
+            .execute(&mut *transaction)
+            .await?;
+        sqlx::query("DELETE FROM tenant_resources WHERE tenant_slug = $1")
             .bind(slug)
             .execute(&mut *transaction)
             .await?;
@@ -117,6 +140,11 @@ impl Registry {
         .execute(&mut *transaction)
         .await?;
         if updated.rows_affected() == 1 {
+            sqlx::query("UPDATE tenant_resources SET labels = $1 WHERE tenant_slug = $2")
+                .bind(labels.to_string())
+                .bind(slug)
+                .execute(&mut *transaction)
+                .await?;
             insert_audit(&mut transaction, audit).await?;
         }
         transaction.commit().await?;

@@ -175,6 +175,7 @@ pub fn new_server(name: &str, engine: EngineKind, region: &str, capacity_hint: i
         region: region.to_owned(),
         admin_secret_ref: format!("servers/{name}/admin"),
         capacity_hint,
+        public_url: None,
     }
 }
 
@@ -272,6 +273,7 @@ pub async fn register_tenant_on(
         .register_tenant(
             fence,
             &tenant_record(slug, slug, server_name, TenantStatus::Provisioning),
+            &[],
             &audit_event(
                 "worker-1",
                 "TENANT_REGISTERED",

@@ -226,7 +226,7 @@ pub async fn case_leases_stale_fence_is_refused_and_changes_nothing(
     let audit = audit_event("worker-a", "TENANT_REGISTERED", Some("acme"), Some(&job.id));
     assert_fenced(
         "register_tenant",
-        registry.register_tenant(&stale, &tenant, &audit).await,
+        registry.register_tenant(&stale, &tenant, &[], &audit).await,
     );
     assert_fenced(
         "set_tenant_status",
@@ -264,7 +264,9 @@ pub async fn case_leases_stale_fence_is_refused_and_changes_nothing(
     registry
         .set_phase_status(&current, 0, PhaseStatus::Running, "current")
         .await?;
-    registry.register_tenant(&current, &tenant, &audit).await?;
+    registry
+        .register_tenant(&current, &tenant, &[], &audit)
+        .await?;
     assert!(registry.get_tenant("acme").await?.is_some());
     Ok(())
 }

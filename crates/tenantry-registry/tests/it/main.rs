@@ -10,6 +10,7 @@ mod harness;
 mod jobs;
 mod leases;
 mod placement;
+mod resources;
 mod schema;
 mod secrets;
 mod servers;
@@ -84,6 +85,9 @@ conformance_tests! {
         approvals::case_approvals_concurrent_decisions_have_one_winner,
         approvals::case_approvals_rejection_and_lapse_cancel_with_their_codes,
         tenants::case_tenants_set_plan_changes_plan_labels_settings_with_audit,
+        resources::case_resources_registered_with_the_tenant_and_forgotten_with_it,
+        resources::case_resources_placement_by_engine_and_region_and_twice_is_the_same,
+        resources::case_resources_concurrent_placements_never_overbook,
     ],
     with_location: [
         schema::case_schema_migrates_on_open_and_reopen_is_a_noop,

@@ -12,7 +12,9 @@ pub async fn case_tenants_register_is_idempotent(registry: Registry) -> anyhow::
     let tenant = tenant_record("acme", "Acme Corp", "pg-a", TenantStatus::Provisioning);
     let audit = audit_event("worker-1", "TENANT_REGISTERED", Some("acme"), Some(&job.id));
     let before = tenantry_registry::now_millis();
-    registry.register_tenant(&fence, &tenant, &audit).await?;
+    registry
+        .register_tenant(&fence, &tenant, &[], &audit)
+        .await?;
 
     let stored = registry.require_tenant("acme").await?;
     assert_eq!(
@@ -31,7 +33,9 @@ pub async fn case_tenants_register_is_idempotent(registry: Registry) -> anyhow::
     assert_eq!(registry.get_server("pg-a").await?.tenant_count, 1);
 
     let changed = tenant_record("acme", "Someone Else", "pg-a", TenantStatus::Active);
-    registry.register_tenant(&fence, &changed, &audit).await?;
+    registry
+        .register_tenant(&fence, &changed, &[], &audit)
+        .await?;
     assert_eq!(registry.require_tenant("acme").await?, stored);
     assert_eq!(
         count_audit(&registry, "TENANT_REGISTERED", Some("acme")).await?,
@@ -47,7 +51,7 @@ pub async fn case_tenants_register_on_unknown_server_is_conflict(
     let (job, fence) = claimed_provision_job(&registry, "acme").await?;
     let tenant = tenant_record("acme", "Acme Corp", "ghost", TenantStatus::Provisioning);
     let audit = audit_event("worker-1", "TENANT_REGISTERED", Some("acme"), Some(&job.id));
-    let registered = registry.register_tenant(&fence, &tenant, &audit).await;
+    let registered = registry.register_tenant(&fence, &tenant, &[], &audit).await;
     assert!(
         matches!(registered, Err(Error::Conflict { .. })),
         "expected Conflict, got {registered:?}"
@@ -65,6 +69,7 @@ pub async fn case_tenants_remove_twice_is_fine(registry: Registry) -> anyhow::Re
         .register_tenant(
             &fence,
             &tenant,
+            &[],
             &audit_event("worker-1", "TENANT_REGISTERED", Some("acme"), None),
         )
         .await?;
@@ -102,6 +107,7 @@ pub async fn case_tenants_set_status_audits_only_changes(registry: Registry) -> 
         .register_tenant(
             &fence,
             &tenant,
+            &[],
             &audit_event("worker-1", "TENANT_REGISTERED", Some("acme"), None),
         )
         .await?;
@@ -141,6 +147,7 @@ pub async fn case_tenants_set_plan_changes_plan_labels_settings_with_audit(
         .register_tenant(
             &fence,
             &tenant,
+            &[],
             &audit_event("worker-1", "TENANT_REGISTERED", Some("acme"), None),
         )
         .await?;
@@ -186,6 +193,7 @@ pub async fn case_tenants_list_search_status_limit_offset(
             .register_tenant(
                 &fence,
                 &tenant,
+                &[],
                 &audit_event("worker-1", "TENANT_REGISTERED", Some(slug), None),
             )
             .await?;
