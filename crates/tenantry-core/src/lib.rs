@@ -11,7 +11,7 @@ mod status;
 mod tenant;
 
 pub use error::{Error, ErrorCode, Result};
-pub use plan::{checked_budget, EngineKind, Modules, Plan, MAX_BUDGET};
+pub use plan::{checked_budget, EngineKind, Modules, Plan, DATABASE_RESOURCE, MAX_BUDGET};
 pub use slug::Slug;
 pub use status::{JobKind, JobStatus, PhaseStatus, PlatformRole, ServerStatus, TenantStatus};
 pub use tenant::{AdminEmail, DisplayName, ServerName, TenantSpec};

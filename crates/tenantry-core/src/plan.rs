@@ -15,6 +15,13 @@ pub enum EngineKind {
 }
 
 impl EngineKind {
+    pub const ALL: [EngineKind; 4] = [
+        EngineKind::Postgres,
+        EngineKind::Sqlite,
+        EngineKind::Redis,
+        EngineKind::Rabbitmq,
+    ];
+
     pub fn parse(raw: &str) -> Result<EngineKind, Error> {
         match raw {
             "postgres" => Ok(EngineKind::Postgres),
@@ -116,6 +123,21 @@ pub struct Plan {
     pub approval_required: bool,
     #[serde(default)]
     pub cost_center: String,
+    /// The kinds of resource a tenant of this plan gets: `database` always, then others (`cache`, `queue`, …)
+    /// in the order they are made.
+    #[serde(default = "default_resources")]
+    pub resources: Vec<String>,
+    /// Each kind's quotas, read by that kind's provider (`[plans.quotas.queue] max_connections = 20`). The
+    /// database's quotas are the fields above.
+    #[serde(default)]
+    pub quotas: BTreeMap<String, serde_json::Value>,
+}
+
+/// The kind of resource every tenant has.
+pub const DATABASE_RESOURCE: &str = "database";
+
+fn default_resources() -> Vec<String> {
+    vec![DATABASE_RESOURCE.to_owned()]
 }
 
 fn default_rate_limit_qpm() -> u32 {
@@ -159,6 +181,23 @@ impl Plan {
                 return invalid(format!("{field} must be a number of at least 0"));
             }
         }
+        if !self.resources.iter().any(|kind| kind == DATABASE_RESOURCE) {
+            return invalid(format!(
+                "resources must include {DATABASE_RESOURCE:?} (every tenant has its database)"
+            ));
+        }
+        for (index, kind) in self.resources.iter().enumerate() {
+            if self.resources[..index].contains(kind) {
+                return invalid(format!("resource {kind:?} is listed twice"));
+            }
+        }
+        for kind in self.quotas.keys() {
+            if !self.resources.contains(kind) {
+                return invalid(format!(
+                    "quotas are given for {kind:?}, which is not among its resources"
+                ));
+            }
+        }
         for flag in self.feature_flags.keys() {
             let flag_ok = (1..=64).contains(&flag.len())
                 && flag
@@ -196,6 +235,8 @@ impl Plan {
                     ("realtime_indexing", false),
                     ("custom_models", false),
                 ]),
+                resources: default_resources(),
+                quotas: BTreeMap::new(),
                 base_monthly_price: 49.0,
                 price_multiplier: 1.0,
                 approval_required: false,
@@ -214,6 +255,8 @@ impl Plan {
                     ("realtime_indexing", true),
                     ("custom_models", false),
                 ]),
+                resources: default_resources(),
+                quotas: BTreeMap::new(),
                 base_monthly_price: 49.0,
                 price_multiplier: 2.0,
                 approval_required: false,
@@ -236,6 +279,8 @@ impl Plan {
                     ("realtime_indexing", true),
                     ("custom_models", true),
                 ]),
+                resources: default_resources(),
+                quotas: BTreeMap::new(),
                 base_monthly_price: 49.0,
                 price_multiplier: 3.0,
                 approval_required: false,

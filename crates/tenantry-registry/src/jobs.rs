@@ -25,7 +25,7 @@ pub struct NewJob {
     pub kind: JobKind,
     pub tenant_slug: String,
     pub params: serde_json::Value,
-    pub phases: Vec<&'static str>,
+    pub phases: Vec<String>,
     pub actor: String,
     /// The plan the job works for, so estimates can use recent jobs of the same plan.
     pub plan: Option<String>,
@@ -296,7 +296,7 @@ impl Registry {
             .bind(&job.id)
             .bind(PhaseStatus::Pending.as_str());
         for name in &job.phases {
-            insert_phases = insert_phases.bind(*name);
+            insert_phases = insert_phases.bind(name);
         }
         if !job.phases.is_empty() {
             insert_phases.execute(&mut *transaction).await?;

@@ -19,7 +19,6 @@ mod servers;
 mod sqlite_file;
 mod store;
 mod tenants;
-pub use tenants::DATABASE_KIND;
 
 pub use access::{AccessWatch, ApiToken, ConsoleSession, IdempotencyRecord, PlatformUser};
 pub use approvals::{ApprovalDecision, ApprovalOutcome};

@@ -8,9 +8,6 @@ use crate::store::now_millis;
 use crate::{Error, Registry, Result};
 use tenantry_core::TenantStatus;
 
-/// The kind of the resource every tenant has, which the tenant row describes too.
-pub const DATABASE_KIND: &str = "database";
-
 const TENANT_COLUMNS: &str =
     "slug, display_name, admin_email, plan, region, server_name, resource_name, secret_ref,
     status, labels, settings, created_at, updated_at";
@@ -49,7 +46,7 @@ impl Registry {
         if inserted.rows_affected() == 1 {
             let database = TenantResourceRecord {
                 tenant_slug: tenant.slug.clone(),
-                kind: DATABASE_KIND.to_owned(),
+                kind: tenantry_core::DATABASE_RESOURCE.to_owned(),
                 server_name: tenant.server_name.clone(),
                 name: tenant.resource_name.clone(),
                 secret_name: Some(tenant.secret_ref.clone()),

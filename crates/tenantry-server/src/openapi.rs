@@ -66,7 +66,7 @@ pub fn document_for<'a>(
     let mut document = serde_json::to_value(document()).unwrap_or_default();
     let plans = string_enum(plans);
     let regions = string_enum(regions);
-    let engines = string_enum([EngineKind::Postgres, EngineKind::Sqlite].map(EngineKind::as_str));
+    let engines = string_enum(EngineKind::ALL.map(EngineKind::as_str));
     let schemas = &mut document["components"]["schemas"];
     constrain(
         &mut schemas["CreateTenantRequest"]["properties"]["plan"],
@@ -229,8 +229,11 @@ mod tests {
 
         let server = &schemas["AddServerRequest"]["properties"];
         assert_eq!(server["name"]["pattern"], "^[a-z][a-z0-9-]{0,62}$");
-        assert_eq!(server["engine"]["enum"], json!(["postgres", "sqlite"]));
-        for engine in ["postgres", "sqlite"] {
+        assert_eq!(
+            server["engine"]["enum"],
+            json!(["postgres", "sqlite", "redis", "rabbitmq"])
+        );
+        for engine in ["postgres", "sqlite", "redis", "rabbitmq"] {
             assert!(tenantry_core::EngineKind::parse(engine).is_ok(), "{engine}");
         }
         assert_eq!(server["capacity"]["minimum"], 1);

@@ -15,6 +15,16 @@ pub struct ServerRequest {
     pub admin_url: SecretString,
     pub capacity: i64,
     pub region: String,
+    /// Where tenants connect when it is not the admin URL's host (RabbitMQ: `amqp://host:5672`).
+    pub public_url: Option<String>,
+}
+
+/// A server just registered, and what a person should know about it.
+#[derive(Debug, Clone)]
+pub struct AddedServer {
+    pub server: ServerRecord,
+    /// Weaknesses found while checking it (e.g. a Redis whose `default` user needs no password).
+    pub warnings: Vec<String>,
 }
 
 /// The name of the secret holding a server's admin connection.
@@ -79,7 +89,7 @@ pub async fn add_server(
     platform: &Platform,
     request: &ServerRequest,
     actor: &str,
-) -> Result<ServerRecord, CodedError> {
+) -> Result<AddedServer, CodedError> {
     if request.capacity < 1 {
         return Err(CodedError::invalid_input("capacity must be at least 1"));
     }
@@ -89,6 +99,19 @@ pub async fn add_server(
             request.region,
             platform.settings.regions.join(", ")
         )));
+    }
+    if let Some(public_url) = &request.public_url {
+        let parsed = url::Url::parse(public_url).map_err(|_| {
+            CodedError::invalid_input(format!("the public URL {public_url:?} is not a URL"))
+        })?;
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err(CodedError::invalid_input(
+                "the public URL may not hold credentials: every tenant gets its own",
+            ));
+        }
+    }
+    if !request.engine.hosts_databases() {
+        return add_resource_server(platform, request, actor).await;
     }
     let server = TenantServer::from_admin_url(
         request.engine,
@@ -117,13 +140,23 @@ pub async fn add_server(
         )
     })?;
     refuse_same_cluster_twice(platform, request, &server).await?;
+    record_server(platform, request, actor, Vec::new()).await
+}
+
+/// Stores the admin URL and records the server.
+async fn record_server(
+    platform: &Platform,
+    request: &ServerRequest,
+    actor: &str,
+    warnings: Vec<String>,
+) -> Result<AddedServer, CodedError> {
     let secret_ref = admin_secret_name(request.name.as_str());
     platform
         .secrets
         .put(&secret_ref, &request.admin_url)
         .await
         .map_err(|error| CodedError::new(ErrorCode::ProvisioningUnavailable, error.to_string()))?;
-    platform
+    let server = platform
         .registry
         .add_server(
             &NewServer {
@@ -132,11 +165,52 @@ pub async fn add_server(
                 region: request.region.clone(),
                 admin_secret_ref: secret_ref,
                 capacity_hint: request.capacity,
+                public_url: request.public_url.clone(),
             },
             actor,
         )
         .await
-        .map_err(registry_error)
+        .map_err(registry_error)?;
+    Ok(AddedServer { server, warnings })
+}
+
+/// Registers a server of a resource kind other than the database: its kind's provider checks it first.
+async fn add_resource_server(
+    platform: &Platform,
+    request: &ServerRequest,
+    actor: &str,
+) -> Result<AddedServer, CodedError> {
+    let provider = platform.providers.for_engine(request.engine).ok_or_else(|| {
+        CodedError::invalid_input(format!(
+            "no resource kind is served by {} servers in this build",
+            request.engine
+        ))
+    })?;
+    if platform
+        .registry
+        .get_server(request.name.as_str())
+        .await
+        .is_ok()
+    {
+        return Err(CodedError::new(
+            ErrorCode::Conflict,
+            format!("server {} already exists", request.name),
+        ));
+    }
+    let server = tenantry_providers::resources::ResourceServer {
+        name: request.name.as_str().to_owned(),
+        engine: request.engine,
+        admin_url: request.admin_url.clone(),
+        public_url: request.public_url.clone(),
+        installation: platform.installation().await?,
+    };
+    let warnings = provider.check_server(&server).await.map_err(|error| {
+        CodedError::new(
+            ErrorCode::AdminConnUnresolved,
+            format!("server {}: {error}", request.name),
+        )
+    })?;
+    record_server(platform, request, actor, warnings).await
 }
 
 /// Two fleet members that are one cluster would double its capacity and make each other's tenants look like
@@ -206,6 +280,13 @@ pub async fn harden_server(
         .get_server(server_name)
         .await
         .map_err(registry_error)?;
+    if !record.engine.hosts_databases() {
+        // Hardening closes databases to PUBLIC; a server of another kind has none.
+        return Ok(Hardening {
+            server: record.name.clone(),
+            ..Hardening::default()
+        });
+    }
     let server = platform.tenant_server(&record).await?;
     let unreachable = |error: tenantry_providers::Error| {
         CodedError::new(

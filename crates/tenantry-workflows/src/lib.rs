@@ -10,6 +10,7 @@ mod plans;
 mod platform;
 mod pool;
 mod provision;
+mod resources;
 mod schema_fit;
 mod set_plan;
 mod submit;
@@ -22,7 +23,9 @@ pub use costs::{
     cost_report, render_tenant_metrics, tenant_metrics_text, CostReport, CostTotal, TenantCost,
 };
 pub use doctor::{run_doctor, DoctorReport, Finding};
-pub use fleet::{add_server, admin_secret_name, harden_server, Hardening, ServerRequest};
+pub use fleet::{
+    add_server, admin_secret_name, harden_server, AddedServer, Hardening, ServerRequest,
+};
 pub use offboard::{OffboardRequest, OffboardWorkflow, OFFBOARD_PHASES, PURGE_PHASES};
 pub use plans::{approval_needed, effective_settings, monthly_estimate};
 pub use platform::{
@@ -32,7 +35,8 @@ pub use pool::{
     fill_warm_pool, prune_warm_pool, refill_warm_pools, run_warm_pool_refill, warm_pool_status,
     RefillOutcome, WarmPoolStatus, REFILL_INTERVAL,
 };
-pub use provision::{ProvisionWorkflow, DRY_RUN_PHASES, PROVISION_PHASES};
+pub use provision::{provision_phases, ProvisionWorkflow, DRY_RUN_PHASES, PROVISION_PHASES};
+pub use resources::{extra_kinds, resource_server};
 pub use set_plan::{SetPlanRequest, SetPlanWorkflow, SET_PLAN_PHASES};
 pub use submit::{
     decide_approval, submit_offboard, submit_offboard_to_run, submit_provision,

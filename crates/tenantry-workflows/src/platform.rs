@@ -6,6 +6,7 @@ use tenantry_core::{EngineKind, Error as CodedError, ErrorCode, Plan};
 use tenantry_engine::PhaseError;
 use tenantry_providers::credentials::SecretString;
 use tenantry_providers::engines::{ConfiguredStatement, Installation, SchemaVersion, TenantServer};
+use tenantry_providers::resources::Providers;
 use tenantry_providers::secrets::SecretStore;
 use tenantry_registry::{Registry, ServerRecord};
 
@@ -190,11 +191,26 @@ pub struct Platform {
     pub registry: Registry,
     pub secrets: Arc<dyn SecretStore>,
     pub settings: Arc<Settings>,
+    /// The resource kinds beyond the database, each served by its provider.
+    pub providers: Providers,
 }
 
 impl Platform {
     /// The server's admin connection from the secret store (`E_ADMIN_CONN_UNRESOLVED` when it cannot be had).
     pub async fn tenant_server(&self, server: &ServerRecord) -> Result<TenantServer, CodedError> {
+        let admin_url = self.admin_url(server).await?;
+        TenantServer::from_admin_url(server.engine, &admin_url, &self.installation().await?).map_err(
+            |error| {
+                CodedError::new(
+                    ErrorCode::AdminConnUnresolved,
+                    format!("server {:?}: {error}", server.name),
+                )
+            },
+        )
+    }
+
+    /// A server's admin URL from the secret store (`E_ADMIN_CONN_UNRESOLVED` when it cannot be read).
+    pub async fn admin_url(&self, server: &ServerRecord) -> Result<SecretString, CodedError> {
         let unresolved = |why: String| {
             CodedError::new(
                 ErrorCode::AdminConnUnresolved,
@@ -217,8 +233,7 @@ impl Platform {
                     server.admin_secret_ref
                 ))
             })?;
-        TenantServer::from_admin_url(server.engine, &admin_url, &self.installation().await?)
-            .map_err(|error| unresolved(error.to_string()))
+        Ok(admin_url)
     }
 
     /// This registry's installation, which marks everything tenantry makes on a server.

@@ -5,8 +5,12 @@ use crate::plans::{
     cost_labels, effective_settings, require_plan, settings_rows, OWNED_SETTING_PREFIXES,
 };
 use crate::platform::{provider_error, secret_store_error, OperatorStatement, Platform};
+use crate::resources::{
+    create_resource, created_phase, extra_kinds, kind_of_phase, placed_resources,
+    require_provider, undo_create_resource,
+};
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use tenantry_core::{Error as CodedError, ErrorCode, Slug, TenantSpec, TenantStatus};
+use tenantry_core::{Error as CodedError, ErrorCode, Plan, Slug, TenantSpec, TenantStatus};
 use tenantry_engine::{JobContext, PhaseError, Workflow};
 use tenantry_providers::credentials::{self, password_in_url, SecretString};
 use tenantry_providers::engines::{
@@ -30,6 +34,19 @@ pub const PROVISION_PHASES: [&str; 11] = [
     "checks_passed",
     "complete",
 ];
+
+/// The phases of a provisioning job for `plan`: DESIGN's, with `<kind>_created` for each of the plan's other
+/// resources after `database_created`.
+pub fn provision_phases(plan: &Plan) -> Vec<String> {
+    let mut phases = Vec::with_capacity(PROVISION_PHASES.len() + plan.resources.len());
+    for phase in PROVISION_PHASES {
+        phases.push(phase.to_owned());
+        if phase == "database_created" {
+            phases.extend(extra_kinds(plan).map(created_phase));
+        }
+    }
+    phases
+}
 
 /// The phases of a dry run: it stops after the state check and lists what would be created.
 pub const DRY_RUN_PHASES: [&str; 4] = [
@@ -214,6 +231,20 @@ impl ProvisionWorkflow {
                 ))
             }
         };
+        if !server.engine.hosts_databases() {
+            self.platform
+                .registry
+                .clear_placement(&context.fence)
+                .await?;
+            return Err(PhaseError::fatal(
+                ErrorCode::InvalidInput,
+                format!(
+                    "server {:?} runs {}, which hosts no tenant databases; --server names the database's server \
+                     (the plan's other resources are placed in the tenant's region)",
+                    server.name, server.engine
+                ),
+            ));
+        }
         if plan_engine.is_some_and(|engine| engine != server.engine) {
             self.platform
                 .registry
@@ -300,6 +331,14 @@ impl ProvisionWorkflow {
         if has_secret {
             pieces.push(format!("secret {}", spec.slug.secret_name()));
         }
+        let plan = require_plan(&self.platform.settings, &spec.plan).map_err(PhaseError::Fatal)?;
+        for kind in extra_kinds(plan) {
+            let provider = require_provider(&self.platform, kind).map_err(PhaseError::Fatal)?;
+            let secret_name = provider.secret_name(&spec.slug);
+            if self.platform.read_secret(&secret_name).await?.is_some() {
+                pieces.push(format!("secret {secret_name}"));
+            }
+        }
         self.memo(context).secret_absent = !has_secret;
         if !pieces.is_empty() {
             return Err(PhaseError::fatal(
@@ -319,6 +358,17 @@ impl ProvisionWorkflow {
         let spec = Self::spec(context)?;
         let server = context.job.placed_server.clone().unwrap_or_default();
         let resource_name = spec.slug.resource_name();
+        let plan = require_plan(&self.platform.settings, &spec.plan).map_err(PhaseError::Fatal)?;
+        let others: Vec<serde_json::Value> = extra_kinds(plan)
+            .map(|kind| {
+                let secret = self
+                    .platform
+                    .providers
+                    .get(kind)
+                    .map(|provider| provider.secret_name(&spec.slug));
+                serde_json::json!({ "kind": kind, "name": resource_name, "secret": secret })
+            })
+            .collect();
         let would_create = serde_json::json!({
             "server": server,
             "database": resource_name,
@@ -326,6 +376,7 @@ impl ProvisionWorkflow {
             "secret": spec.slug.secret_name(),
             "tenant": spec.slug,
             "admin_email": spec.admin_email,
+            "resources": others,
         });
         context
             .log(
@@ -443,6 +494,24 @@ impl ProvisionWorkflow {
         }
     }
 
+    /// `<kind>_created`: the tenant's resource of that kind, on a server of its kind in the tenant's region.
+    async fn resource_created(&self, context: &mut JobContext, phase: &str) -> Result<(), PhaseError> {
+        let spec = Self::spec(context)?;
+        let kind = kind_of_phase(&self.platform, phase).unwrap_or_default();
+        let plan = require_plan(&self.platform.settings, &spec.plan).map_err(PhaseError::Fatal)?;
+        create_resource(&self.platform, context, &spec.slug, plan, &spec.region, kind).await
+    }
+
+    async fn resource_created_undo(
+        &self,
+        context: &mut JobContext,
+        phase: &str,
+    ) -> Result<(), PhaseError> {
+        let slug = Slug::parse(&context.job.tenant_slug).map_err(PhaseError::Fatal)?;
+        let kind = kind_of_phase(&self.platform, phase).unwrap_or_default();
+        undo_create_resource(&self.platform, context, &slug, kind).await
+    }
+
     async fn migrations_applied(&self, context: &mut JobContext) -> Result<(), PhaseError> {
         let spec = Self::spec(context)?;
         let (_, server) = self.require_server(context).await?;
@@ -486,15 +555,22 @@ impl ProvisionWorkflow {
             created_at: 0,
             updated_at: 0,
         };
+        let plan = require_plan(&self.platform.settings, &spec.plan).map_err(PhaseError::Fatal)?;
+        let others = placed_resources(&self.platform, context, &spec.slug, plan).await?;
         let audit = self.audit(
             context,
             "TENANT_REGISTERED",
-            serde_json::json!({ "server": server_record.name }),
+            serde_json::json!({
+                "server": server_record.name,
+                "resources": others.iter().map(|resource| serde_json::json!({
+                    "kind": resource.kind, "server": resource.server_name,
+                })).collect::<Vec<_>>(),
+            }),
         );
         Ok(self
             .platform
             .registry
-            .register_tenant(&context.fence, &tenant, &audit)
+            .register_tenant(&context.fence, &tenant, &others, &audit)
             .await?)
     }
 
@@ -716,6 +792,9 @@ impl Workflow for ProvisionWorkflow {
             "settings_applied" => self.settings_applied(context).await,
             "checks_passed" => self.checks_passed(context).await,
             "complete" => self.complete(context).await,
+            other if kind_of_phase(&self.platform, other).is_some() => {
+                self.resource_created(context, other).await
+            }
             other => Err(PhaseError::fatal(
                 ErrorCode::Internal,
                 format!("unknown provision phase {other:?}"),
@@ -730,6 +809,9 @@ impl Workflow for ProvisionWorkflow {
             "database_created" => self.database_created_undo(context).await,
             "master_registered" => self.master_registered_undo(context).await,
             "admin_seeded" => self.admin_seeded_undo(context).await,
+            other if kind_of_phase(&self.platform, other).is_some() => {
+                self.resource_created_undo(context, other).await
+            }
             // The rest change nothing outside the job record (migrations live in the database, dropped above).
             _ => Ok(()),
         }

@@ -2,7 +2,7 @@
 
 use crate::offboard::{OffboardRequest, OffboardWorkflow, OFFBOARD_PHASES, PURGE_PHASES};
 use crate::plans::{approval_needed, require_plan};
-use crate::provision::{ProvisionWorkflow, DRY_RUN_PHASES, PROVISION_PHASES};
+use crate::provision::{provision_phases, ProvisionWorkflow, DRY_RUN_PHASES};
 use crate::schema_fit::refuse_misfit_statements;
 use crate::set_plan::{SetPlanRequest, SetPlanWorkflow, SET_PLAN_PHASES};
 use crate::{registry_error, Platform};
@@ -190,9 +190,9 @@ async fn submit_provision_with(
     // can be done without a tenant database.
     refuse_misfit_statements(platform, spec).await?;
     let phases = if spec.dry_run {
-        DRY_RUN_PHASES.to_vec()
+        DRY_RUN_PHASES.map(str::to_owned).to_vec()
     } else {
-        PROVISION_PHASES.to_vec()
+        provision_phases(require_plan(&platform.settings, &spec.plan)?)
     };
     // A dry run creates nothing, so it never waits for anyone.
     let approval = if spec.dry_run {
@@ -261,9 +261,9 @@ async fn submit_offboard_with(
         params: serde_json::to_value(request)
             .map_err(|error| CodedError::new(ErrorCode::Internal, error.to_string()))?,
         phases: if request.purge {
-            PURGE_PHASES.to_vec()
+            PURGE_PHASES.map(str::to_owned).to_vec()
         } else {
-            OFFBOARD_PHASES.to_vec()
+            OFFBOARD_PHASES.map(str::to_owned).to_vec()
         },
         actor: actor.to_owned(),
         plan,
@@ -312,7 +312,7 @@ async fn submit_set_plan_with(
         tenant_slug: request.slug.as_str().to_owned(),
         params: serde_json::to_value(&request)
             .map_err(|error| CodedError::new(ErrorCode::Internal, error.to_string()))?,
-        phases: SET_PLAN_PHASES.to_vec(),
+        phases: SET_PLAN_PHASES.map(str::to_owned).to_vec(),
         actor: actor.to_owned(),
         plan: Some(request.plan.clone()),
         idempotency: None,

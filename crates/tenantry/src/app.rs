@@ -150,6 +150,7 @@ impl App {
                 registry,
                 secrets,
                 settings: Arc::new(settings),
+                providers: tenantry_providers::resources::Providers::standard(),
             },
             config,
         };
@@ -195,6 +196,7 @@ impl App {
                     region: self.config.default_region.clone(),
                     admin_secret_ref: admin_secret_name("local"),
                     capacity_hint: 1000,
+                    public_url: None,
                 },
                 "system:bootstrap",
             )

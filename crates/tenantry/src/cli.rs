@@ -198,9 +198,12 @@ pub enum ServersCommand {
     Add {
         #[arg(long)]
         name: String,
+        /// postgres, sqlite (tenant databases), redis (caches) or rabbitmq (queues).
         #[arg(long)]
         engine: String,
-        /// Admin connection URL without a password (postgres://user@host:port/db or sqlite:///dir).
+        /// Admin connection URL without a password (postgres://user@host:port/db, sqlite:///dir,
+        /// redis://host:6379, or RabbitMQ's management API http://host:15672); a URL with a password belongs
+        /// on standard input.
         #[arg(long, conflicts_with = "admin_url_stdin")]
         admin_url: Option<String>,
         /// Read the admin connection URL from standard input.
@@ -210,6 +213,9 @@ pub enum ServersCommand {
         capacity: i64,
         #[arg(long)]
         region: Option<String>,
+        /// Where tenants connect when it is not the admin URL's host (RabbitMQ: amqp://host:5672).
+        #[arg(long)]
+        public_url: Option<String>,
         /// Also close the server's other databases to PUBLIC (see `servers harden`).
         #[arg(long)]
         harden: bool,

@@ -133,9 +133,22 @@ impl Config {
             .or(file.default_region)
             .unwrap_or_else(|| regions.first().cloned().unwrap_or_else(|| "local".into()));
         let plans = file.plans.unwrap_or_else(Plan::builtin);
+        let kinds = tenantry_providers::resources::Providers::standard().kinds();
         for plan in &plans {
             plan.validate()
                 .map_err(|error| anyhow::anyhow!(error.message))?;
+            if let Some(unknown) = plan.resources.iter().find(|kind| {
+                *kind != tenantry_core::DATABASE_RESOURCE && !kinds.contains(&kind.as_str())
+            }) {
+                bail!(
+                    "plan {:?}: resource kind {unknown:?} is unknown; known kinds: {}",
+                    plan.name,
+                    std::iter::once(tenantry_core::DATABASE_RESOURCE)
+                        .chain(kinds.iter().copied())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
         }
         if let Some(duplicate) = plans
             .iter()

@@ -200,7 +200,7 @@ pub fn new_job(kind: JobKind, tenant_slug: &str) -> NewJob {
         kind,
         tenant_slug: tenant_slug.to_owned(),
         params: serde_json::json!({ "slug": tenant_slug, "plan": "starter" }),
-        phases: PHASES.to_vec(),
+        phases: PHASES.iter().map(|phase| (*phase).to_owned()).collect(),
         actor: "alice".to_owned(),
         plan: Some("starter".to_owned()),
         idempotency: None,

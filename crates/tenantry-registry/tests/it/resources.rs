@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use std::sync::Arc;
 use tenantry_core::{EngineKind, TenantStatus};
 use tenantry_registry::{
-    Placement, Registry, TenantResourceRecord, DATABASE_KIND, RESOURCE_ACTIVE, RESOURCE_DISABLED,
+    Placement, Registry, TenantResourceRecord, RESOURCE_ACTIVE, RESOURCE_DISABLED,
 };
 
 fn cache_of(slug: &str, server: &str) -> TenantResourceRecord {
@@ -61,7 +61,7 @@ pub async fn case_resources_registered_with_the_tenant_and_forgotten_with_it(
         .iter()
         .map(|resource| resource.kind.as_str())
         .collect();
-    assert_eq!(kinds, [DATABASE_KIND, "cache"]);
+    assert_eq!(kinds, [tenantry_core::DATABASE_RESOURCE, "cache"]);
     let database = &resources[0];
     assert_eq!(
         (

@@ -19,15 +19,18 @@ use tenantry_workflows::{add_server, ServerRequest};
 pub struct AddServerRequest {
     #[schema(pattern = "^[a-z][a-z0-9-]{0,62}$", min_length = 1, max_length = 63)]
     pub name: String,
-    /// `postgres` or `sqlite` (an enum in the served document).
+    /// `postgres`, `sqlite`, `redis` or `rabbitmq` (an enum in the served document).
     pub engine: String,
-    /// `postgres://user:password@host:port/db` or `sqlite:///absolute/directory` (under the data directory unless
-    /// `sqlite_server_roots` allows more).
+    /// `postgres://user:password@host:port/db`, `sqlite:///absolute/directory` (under the data directory unless
+    /// `sqlite_server_roots` allows more), `redis://user:password@host:6379`, or RabbitMQ's management API
+    /// `http://user:password@host:15672`.
     pub admin_url: String,
     #[schema(minimum = 1)]
     pub capacity: i64,
     /// One of the configured regions (default: the default region).
     pub region: Option<String>,
+    /// Where tenants connect when it is not the admin URL's host (RabbitMQ: `amqp://host:5672`); no credentials.
+    pub public_url: Option<String>,
 }
 
 /// List servers with their load.
@@ -64,9 +67,13 @@ pub async fn create_server(
         region: body
             .region
             .unwrap_or_else(|| state.platform.settings.default_region.clone()),
+        public_url: body.public_url,
     };
-    let record = add_server(&state.platform, &request, &principal.actor()).await?;
-    Ok((StatusCode::CREATED, axum::Json(record)))
+    let added = add_server(&state.platform, &request, &principal.actor()).await?;
+    for warning in &added.warnings {
+        tracing::warn!(server = %added.server.name, "{warning}");
+    }
+    Ok((StatusCode::CREATED, axum::Json(added.server)))
 }
 
 /// Stop placing new tenants on a server.

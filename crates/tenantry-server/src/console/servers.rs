@@ -247,6 +247,7 @@ pub async fn add_server_submit(
             admin_url: SecretString::new(fields.admin_url.trim().to_owned()),
             capacity,
             region: form.region.clone(),
+            public_url: None,
         };
         match add_server(&state.platform, &request, &principal.actor()).await {
             Ok(_) => return see_other("/platform/servers"),

@@ -142,6 +142,7 @@ pub async fn servers(app: &App, command: ServersCommand, json: bool) -> CommandR
             admin_url_stdin,
             capacity,
             region,
+            public_url,
             harden,
         } => {
             let request = ServerRequest {
@@ -150,8 +151,13 @@ pub async fn servers(app: &App, command: ServersCommand, json: bool) -> CommandR
                 admin_url: read_admin_url(admin_url, admin_url_stdin)?,
                 capacity,
                 region: region.unwrap_or_else(|| app.config.default_region.clone()),
+                public_url,
             };
-            let record = add_server(&app.platform, &request, &cli_actor()).await?;
+            let added = add_server(&app.platform, &request, &cli_actor()).await?;
+            for warning in &added.warnings {
+                eprintln!("warning: {warning}");
+            }
+            let record = added.server;
             let hardening =
                 harden_server(&app.platform, &record.name, harden, &cli_actor()).await?;
             if json {

@@ -1,0 +1,242 @@
+//! A tenant's resources beyond its database, as the workflows use them: reaching a resource's server, what a
+//! plan wants of each kind, and the phases (`<kind>_created`) and steps every workflow shares. Nothing here
+//! names a kind: the plan lists them and [`Providers`] serves them.
+
+use crate::plans::cost_labels;
+use crate::platform::{provider_error, secret_store_error, Platform};
+use std::sync::Arc;
+use tenantry_core::{Error as CodedError, ErrorCode, Plan, Slug, DATABASE_RESOURCE};
+use tenantry_engine::{JobContext, PhaseError};
+use tenantry_providers::resources::{
+    Observed, ResourceProvider, ResourceServer, WantedResource,
+};
+use tenantry_registry::{Placement, ServerRecord, TenantResourceRecord, RESOURCE_ACTIVE};
+
+/// The suffix of the provisioning phase that makes a resource of one kind: `cache_created`.
+pub const CREATED_SUFFIX: &str = "_created";
+
+/// The kinds `plan` gives a tenant besides its database, in the order they are made.
+pub fn extra_kinds(plan: &Plan) -> impl Iterator<Item = &str> {
+    plan.resources
+        .iter()
+        .map(String::as_str)
+        .filter(|kind| *kind != DATABASE_RESOURCE)
+}
+
+/// The phase that makes `kind`'s resource.
+pub fn created_phase(kind: &str) -> String {
+    format!("{kind}{CREATED_SUFFIX}")
+}
+
+/// The kind a `<kind>_created` phase makes, if `phase` is one for a registered kind.
+pub fn kind_of_phase<'p>(platform: &Platform, phase: &'p str) -> Option<&'p str> {
+    phase
+        .strip_suffix(CREATED_SUFFIX)
+        .filter(|kind| platform.providers.get(kind).is_some())
+}
+
+/// What the tenant's resource of `kind` should be under `plan`.
+pub fn wanted(slug: &Slug, plan: &Plan, kind: &str, enabled: bool) -> WantedResource {
+    let mut wanted = WantedResource::new(
+        slug,
+        plan.quotas
+            .get(kind)
+            .cloned()
+            .unwrap_or_else(|| serde_json::json!({})),
+    );
+    wanted.enabled = enabled;
+    wanted
+}
+
+/// A resource's labels: the tenant's cost labels and the installation that made it.
+pub fn labels(slug: &Slug, plan: &Plan, installation_id: &str) -> serde_json::Value {
+    let mut labels = cost_labels(slug.as_str(), plan);
+    labels["installation"] = serde_json::json!(installation_id);
+    labels
+}
+
+pub(crate) fn require_provider<'p>(
+    platform: &'p Platform,
+    kind: &str,
+) -> Result<&'p Arc<dyn ResourceProvider>, CodedError> {
+    platform
+        .providers
+        .require(kind)
+        .map_err(|error| CodedError::new(ErrorCode::InvalidInput, error.to_string()))
+}
+
+/// Reaches a resource's server as its provider does.
+pub async fn resource_server(
+    platform: &Platform,
+    record: &ServerRecord,
+) -> Result<ResourceServer, CodedError> {
+    let admin_url = platform.admin_url(record).await?;
+    Ok(ResourceServer {
+        name: record.name.clone(),
+        engine: record.engine,
+        admin_url,
+        public_url: record.public_url.clone(),
+        installation: platform.installation().await?,
+    })
+}
+
+/// The steps of `<kind>_created`: place the resource on a server of its kind in the tenant's region, store its
+/// credentials, and ensure it. Every step converges when run again after a crash.
+pub(crate) async fn create_resource(
+    platform: &Platform,
+    context: &mut JobContext,
+    slug: &Slug,
+    plan: &Plan,
+    region: &str,
+    kind: &str,
+) -> Result<(), PhaseError> {
+    let provider = require_provider(platform, kind).map_err(PhaseError::Fatal)?;
+    let placement = platform
+        .registry
+        .place_resource(&context.fence, kind, provider.engines(), region)
+        .await?;
+    let record = match placement {
+        Placement::Placed(record) => record,
+        Placement::ServerUnavailable | Placement::NoCapacity { .. } => {
+            let engines: Vec<&str> = provider.engines().iter().map(|engine| engine.as_str()).collect();
+            return Err(PhaseError::fatal(
+                ErrorCode::NoCapacity,
+                format!(
+                    "no room for the tenant's {kind}: no active {} server in region {region:?} has room",
+                    engines.join(" or ")
+                ),
+            ));
+        }
+    };
+    let server = resource_server(platform, &record)
+        .await
+        .map_err(PhaseError::Fatal)?;
+    let wanted = wanted(slug, plan, kind, true);
+    let secret_name = provider.secret_name(slug);
+    let credentials = match platform.read_secret(&secret_name).await? {
+        // An earlier run of this phase stored it (state_checked found none before the job began).
+        Some(credentials) => credentials,
+        None => {
+            // No credentials yet, so nothing of this job's stands on the server: what does is a leftover.
+            if let Observed::Present { .. } = provider
+                .observe(&server, &wanted, None)
+                .await
+                .map_err(|error| provider_error(ErrorCode::AdminConnUnresolved, error))?
+            {
+                return Err(PhaseError::fatal(
+                    ErrorCode::PartialState,
+                    format!(
+                        "{kind} {} already exists on server {} without a registry row; clear it with \
+                         `tenantry offboard-tenant --slug {} --purge`",
+                        wanted.name,
+                        record.name,
+                        slug.as_str()
+                    ),
+                ));
+            }
+            let credentials = provider
+                .new_credentials(&server, &wanted)
+                .map_err(|error| provider_error(ErrorCode::Internal, error))?;
+            let installation_id = server.installation.id().to_owned();
+            platform
+                .secrets
+                .put_for_job(
+                    &context.fence,
+                    &secret_name,
+                    &credentials,
+                    &labels(slug, plan, &installation_id),
+                )
+                .await
+                .map_err(|error| secret_store_error(&error))?;
+            credentials
+        }
+    };
+    tenantry_engine::failpoint(&created_phase(kind), "credentials_stored").await?;
+    provider
+        .ensure(&server, &wanted, &credentials)
+        .await
+        .map_err(|error| provider_error(ErrorCode::AdminConnUnresolved, error))?;
+    context
+        .log(
+            "info",
+            &format!(
+                "{kind} {} ready on server {} ({}); credentials in secret {secret_name}",
+                wanted.name, record.name, record.engine
+            ),
+        )
+        .await
+}
+
+/// The undo of `<kind>_created`: remove the resource and its secret, and free its room.
+pub(crate) async fn undo_create_resource(
+    platform: &Platform,
+    context: &mut JobContext,
+    slug: &Slug,
+    kind: &str,
+) -> Result<(), PhaseError> {
+    let provider = require_provider(platform, kind).map_err(PhaseError::Fatal)?;
+    if let Some(server_name) = platform
+        .registry
+        .resource_placement(&context.fence.job_id, kind)
+        .await?
+    {
+        let record = platform.registry.get_server(&server_name).await?;
+        let server = resource_server(platform, &record)
+            .await
+            .map_err(PhaseError::Fatal)?;
+        match provider.remove(&server, &slug.resource_name()).await {
+            Err(tenantry_providers::Error::Foreign(why)) => {
+                context.log("warn", &format!("left in place: {why}")).await?
+            }
+            other => {
+                other.map_err(|error| provider_error(ErrorCode::AdminConnUnresolved, error))?
+            }
+        }
+    }
+    platform
+        .secrets
+        .delete_for_job(&context.fence, &provider.secret_name(slug))
+        .await
+        .map_err(|error| secret_store_error(&error))?;
+    platform
+        .registry
+        .clear_resource_placement(&context.fence, kind)
+        .await?;
+    Ok(())
+}
+
+/// The registry rows of the resources a provisioning job made besides the database.
+pub(crate) async fn placed_resources(
+    platform: &Platform,
+    context: &JobContext,
+    slug: &Slug,
+    plan: &Plan,
+) -> Result<Vec<TenantResourceRecord>, PhaseError> {
+    let installation = platform.installation().await.map_err(PhaseError::Fatal)?;
+    let mut records = Vec::new();
+    for kind in extra_kinds(plan) {
+        let provider = require_provider(platform, kind).map_err(PhaseError::Fatal)?;
+        let server_name = platform
+            .registry
+            .resource_placement(&context.fence.job_id, kind)
+            .await?
+            .ok_or_else(|| {
+                PhaseError::fatal(
+                    ErrorCode::Internal,
+                    format!("the job placed no {kind} before registering the tenant"),
+                )
+            })?;
+        records.push(TenantResourceRecord {
+            tenant_slug: slug.as_str().to_owned(),
+            kind: kind.to_owned(),
+            server_name,
+            name: slug.resource_name(),
+            secret_name: Some(provider.secret_name(slug)),
+            status: RESOURCE_ACTIVE.to_owned(),
+            labels: labels(slug, plan, installation.id()),
+            created_at: 0,
+            updated_at: 0,
+        });
+    }
+    Ok(records)
+}
