@@ -47,7 +47,8 @@ impl CheckStatus {
 /// One check's result.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct CheckResult {
-    pub name: &'static str,
+    /// Stable: the database's checks by their own names, another resource's prefixed with its kind.
+    pub name: String,
     pub critical: bool,
     pub status: CheckStatus,
     /// What was seen, in words (never a secret).
@@ -99,6 +100,120 @@ impl CheckReport {
     }
 }
 
+/// Each of the tenant's other resources judged by its provider's `verify`, with the tenant's own credentials:
+/// every check is critical. A server that does not answer is no verdict on the tenant (a job retries).
+async fn verify_other_resources(
+    platform: &Platform,
+    tenant: &TenantRecord,
+    suite: &mut Suite,
+) -> Result<(), CodedError> {
+    let slug = tenantry_core::Slug::parse(&tenant.slug)?;
+    let plan = platform.settings.plan(&tenant.plan);
+    for resource in platform
+        .registry
+        .tenant_resources(&tenant.slug)
+        .await
+        .map_err(crate::registry_error)?
+    {
+        let Some(provider) = platform.providers.get(&resource.kind) else {
+            continue;
+        };
+        let started = Instant::now();
+        let failed = |why: String| Verdict::Fail(why);
+        let check_name = format!("{}_verified", resource.kind);
+        let Some(plan) = plan else {
+            suite.record(
+                check_name,
+                true,
+                started.elapsed(),
+                failed(format!("plan {:?} no longer exists", tenant.plan)),
+            );
+            continue;
+        };
+        let enabled = resource.status == tenantry_registry::RESOURCE_ACTIVE;
+        let wanted = crate::resources::wanted(&slug, plan, &resource.kind, enabled);
+        let credentials = match platform.secrets.get(&provider.secret_name(&slug)).await {
+            Ok(Some(credentials)) => credentials,
+            Ok(None) => {
+                suite.record(
+                    check_name,
+                    true,
+                    started.elapsed(),
+                    failed(format!(
+                        "secret {} does not exist",
+                        provider.secret_name(&slug)
+                    )),
+                );
+                continue;
+            }
+            Err(error) => {
+                return Err(CodedError::new(
+                    ErrorCode::ProvisioningUnavailable,
+                    format!("the secret store did not answer: {error}"),
+                ))
+            }
+        };
+        let record = platform
+            .registry
+            .get_server(&resource.server_name)
+            .await
+            .map_err(crate::registry_error)?;
+        let server = crate::resources::resource_server(platform, &record).await?;
+        let neighbour = neighbour_of(platform, &resource).await?;
+        let neighbour = crate::resources::wanted(&neighbour, plan, &resource.kind, true);
+        match provider
+            .verify(&server, &wanted, &credentials, &neighbour)
+            .await
+        {
+            Ok(verifications) => {
+                let took = started.elapsed();
+                for verification in verifications {
+                    let verdict = if verification.passed {
+                        Verdict::Pass(verification.detail)
+                    } else {
+                        Verdict::Fail(verification.detail)
+                    };
+                    suite.record(verification.name, true, took, verdict);
+                }
+            }
+            Err(error) if error.is_transient() => {
+                return Err(CodedError::new(
+                    ErrorCode::ProvisioningUnavailable,
+                    format!("server {} did not answer: {error}", record.name),
+                ))
+            }
+            Err(error) => suite.record(
+                check_name,
+                true,
+                started.elapsed(),
+                failed(error.to_string()),
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// Another tenant whose resource of the same kind shares the server, to be refused at its namespace; when there
+/// is none, a slug no tenant can have here (the refusal then shows the confinement, not a neighbour's lock).
+async fn neighbour_of(
+    platform: &Platform,
+    resource: &tenantry_registry::TenantResourceRecord,
+) -> Result<tenantry_core::Slug, CodedError> {
+    let others = platform
+        .registry
+        .list_resources(Some(&resource.kind))
+        .await
+        .map_err(crate::registry_error)?;
+    let neighbour = others
+        .iter()
+        .find(|other| {
+            other.server_name == resource.server_name && other.tenant_slug != resource.tenant_slug
+        })
+        .map(|other| other.tenant_slug.as_str())
+        .unwrap_or("tenantry-no-such-tenant");
+    tenantry_core::Slug::parse(neighbour)
+}
+
 /// What a check function returns before timing: its status (pass/fail decided by criticality) and detail.
 enum Verdict {
     Pass(String),
@@ -111,7 +226,13 @@ struct Suite {
 }
 
 impl Suite {
-    fn record(&mut self, name: &'static str, critical: bool, took: Duration, verdict: Verdict) {
+    fn record(
+        &mut self,
+        name: impl Into<String>,
+        critical: bool,
+        took: Duration,
+        verdict: Verdict,
+    ) {
         let (status, detail) = match verdict {
             Verdict::Pass(detail) => (CheckStatus::Passed, detail),
             Verdict::Fail(detail) if critical => (CheckStatus::Failed, detail),
@@ -119,7 +240,7 @@ impl Suite {
             Verdict::Skip(detail) => (CheckStatus::Skipped, detail),
         };
         self.results.push(CheckResult {
-            name,
+            name: name.into(),
             critical,
             status,
             detail,
@@ -325,6 +446,8 @@ pub async fn run_checks(
     suite.record("cost_labels", false, took, verdict);
     let (verdict, took) = metrics;
     suite.record("metrics_visible", false, took, verdict);
+
+    verify_other_resources(platform, tenant, &mut suite).await?;
 
     Ok(CheckReport {
         tenant_slug: tenant.slug.clone(),

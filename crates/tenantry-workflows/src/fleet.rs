@@ -180,12 +180,15 @@ async fn add_resource_server(
     request: &ServerRequest,
     actor: &str,
 ) -> Result<AddedServer, CodedError> {
-    let provider = platform.providers.for_engine(request.engine).ok_or_else(|| {
-        CodedError::invalid_input(format!(
-            "no resource kind is served by {} servers in this build",
-            request.engine
-        ))
-    })?;
+    let provider = platform
+        .providers
+        .for_engine(request.engine)
+        .ok_or_else(|| {
+            CodedError::invalid_input(format!(
+                "no resource kind is served by {} servers in this build",
+                request.engine
+            ))
+        })?;
     if platform
         .registry
         .get_server(request.name.as_str())

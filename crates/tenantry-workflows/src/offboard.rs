@@ -2,19 +2,22 @@
 //! including the leftovers of a slug left in `E_PARTIAL_STATE`.
 
 use crate::platform::{provider_error, secret_store_error, Platform};
+use crate::resources::{require_provider, resource_server};
 use tenantry_core::{Error as CodedError, ErrorCode, JobKind, Slug, TenantStatus};
 use tenantry_engine::{JobContext, PhaseError, Workflow};
 use tenantry_providers::engines::{Ownership, TenantServer};
-use tenantry_registry::{JobFilter, JobRecord, NewAuditEvent};
+use tenantry_providers::resources::{Observed, ResourceProvider, ResourceServer, WantedResource};
+use tenantry_registry::{JobFilter, JobRecord, NewAuditEvent, RESOURCE_DISABLED};
 
 /// Offboarding that keeps the data.
 pub const OFFBOARD_PHASES: [&str; 3] = ["request_validated", "login_disabled", "complete"];
 
 /// Offboarding that removes everything.
-pub const PURGE_PHASES: [&str; 6] = [
+pub const PURGE_PHASES: [&str; 7] = [
     "request_validated",
     "login_disabled",
     "database_dropped",
+    "resources_removed",
     "secret_deleted",
     "registry_cleared",
     "complete",
@@ -88,7 +91,14 @@ impl OffboardWorkflow {
     }
 
     async fn has_any_secret(platform: &Platform, slug: &Slug) -> Result<bool, CodedError> {
-        for name in [slug.secret_name(), slug.invitation_secret_name()] {
+        let others = platform
+            .providers
+            .iter()
+            .map(|provider| provider.secret_name(slug));
+        for name in [slug.secret_name(), slug.invitation_secret_name()]
+            .into_iter()
+            .chain(others)
+        {
             let found = platform.secrets.get(&name).await.map_err(|error| {
                 CodedError::new(
                     ErrorCode::ProvisioningUnavailable,
@@ -161,6 +171,8 @@ impl OffboardWorkflow {
             .list_servers()
             .await
             .map_err(crate::registry_error)?
+            .into_iter()
+            .filter(|record| record.engine.hosts_databases())
         {
             let server = platform.tenant_server(&record).await?;
             let inventory = server
@@ -226,6 +238,26 @@ impl OffboardWorkflow {
         context
             .set_state("servers", serde_json::json!(servers))
             .await?;
+        let others = match &tenant {
+            Some(_) => self
+                .platform
+                .registry
+                .tenant_resources(request.slug.as_str())
+                .await?
+                .into_iter()
+                .filter(|resource| self.platform.providers.get(&resource.kind).is_some())
+                .map(|resource| OtherResource {
+                    kind: resource.kind,
+                    server: resource.server_name,
+                })
+                .collect(),
+            None => leftover_resources(&self.platform, &request.slug)
+                .await
+                .map_err(PhaseError::Fatal)?,
+        };
+        context
+            .set_state("resources", serde_json::json!(others))
+            .await?;
         if let Some(tenant) = tenant {
             context
                 .set_state("previous_status", serde_json::json!(tenant.status))
@@ -274,9 +306,106 @@ impl OffboardWorkflow {
                 .await
                 .map_err(|error| provider_error(ErrorCode::AdminConnUnresolved, error))?;
         }
+        let registered = self
+            .platform
+            .registry
+            .get_tenant(request.slug.as_str())
+            .await?
+            .is_some();
+        for resource in other_resources(context) {
+            let (provider, server) = self.reach(&resource).await?;
+            match provider
+                .disable(&server, &request.slug.resource_name())
+                .await
+            {
+                Err(tenantry_providers::Error::Foreign(why)) => {
+                    context
+                        .log("warn", &format!("left in place: {why}"))
+                        .await?;
+                    continue;
+                }
+                other => {
+                    other.map_err(|error| provider_error(ErrorCode::AdminConnUnresolved, error))?
+                }
+            }
+            if registered {
+                self.platform
+                    .registry
+                    .set_resource_status(
+                        &context.fence,
+                        request.slug.as_str(),
+                        &resource.kind,
+                        RESOURCE_DISABLED,
+                    )
+                    .await?;
+            }
+            context
+                .log(
+                    "info",
+                    &format!(
+                        "{} credentials disabled on server {}",
+                        resource.kind, resource.server
+                    ),
+                )
+                .await?;
+        }
         context
             .log("info", "login disabled and sessions ended")
             .await
+    }
+
+    /// A resource's provider and its server, as recorded by `request_validated`.
+    async fn reach(
+        &self,
+        resource: &OtherResource,
+    ) -> Result<(std::sync::Arc<dyn ResourceProvider>, ResourceServer), PhaseError> {
+        let provider = require_provider(&self.platform, &resource.kind)
+            .map_err(PhaseError::Fatal)?
+            .clone();
+        let record = self.platform.registry.get_server(&resource.server).await?;
+        let server = resource_server(&self.platform, &record)
+            .await
+            .map_err(PhaseError::Fatal)?;
+        Ok((provider, server))
+    }
+
+    /// Removes the tenant's other resources and their secrets (purge).
+    async fn resources_removed(&self, context: &mut JobContext) -> Result<(), PhaseError> {
+        let request = Self::request(context)?;
+        for resource in other_resources(context) {
+            let (provider, server) = self.reach(&resource).await?;
+            match provider
+                .remove(&server, &request.slug.resource_name())
+                .await
+            {
+                Err(tenantry_providers::Error::Foreign(why)) => {
+                    context
+                        .log("warn", &format!("left in place: {why}"))
+                        .await?;
+                    continue;
+                }
+                other => {
+                    other.map_err(|error| provider_error(ErrorCode::AdminConnUnresolved, error))?
+                }
+            }
+            self.platform
+                .secrets
+                .delete_for_job(&context.fence, &provider.secret_name(&request.slug))
+                .await
+                .map_err(|error| secret_store_error(&error))?;
+            context
+                .log(
+                    "info",
+                    &format!(
+                        "removed {} {} from server {}",
+                        resource.kind,
+                        request.slug.resource_name(),
+                        resource.server
+                    ),
+                )
+                .await?;
+        }
+        Ok(())
     }
 
     async fn login_disabled_undo(&self, context: &mut JobContext) -> Result<(), PhaseError> {
@@ -388,6 +517,68 @@ impl OffboardWorkflow {
     }
 }
 
+/// One of the tenant's resources besides its database, as an offboard job records it before acting.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct OtherResource {
+    kind: String,
+    server: String,
+}
+
+/// The other resources an offboard job works on, recorded in its state by `request_validated`.
+fn other_resources(context: &JobContext) -> Vec<OtherResource> {
+    context
+        .job
+        .state
+        .get("resources")
+        .and_then(|resources| serde_json::from_value(resources.clone()).ok())
+        .unwrap_or_default()
+}
+
+/// The other resources of an unregistered slug (what a failed provisioning left) that are this installation's:
+/// every server of every kind is asked.
+async fn leftover_resources(
+    platform: &Platform,
+    slug: &Slug,
+) -> Result<Vec<OtherResource>, CodedError> {
+    let mut found = Vec::new();
+    let servers = platform
+        .registry
+        .list_servers()
+        .await
+        .map_err(crate::registry_error)?;
+    for provider in platform.providers.iter() {
+        let wanted = WantedResource::new(slug, serde_json::json!({}));
+        for record in servers
+            .iter()
+            .filter(|record| provider.engines().contains(&record.engine))
+        {
+            let server = resource_server(platform, record).await?;
+            let observed = provider
+                .observe(&server, &wanted, None)
+                .await
+                .map_err(|error| {
+                    CodedError::new(
+                        ErrorCode::AdminConnUnresolved,
+                        format!("server {}: {error}", record.name),
+                    )
+                })?;
+            if matches!(
+                observed,
+                Observed::Present {
+                    ownership: Ownership::Ours,
+                    ..
+                }
+            ) {
+                found.push(OtherResource {
+                    kind: provider.kind().to_owned(),
+                    server: record.name.clone(),
+                });
+            }
+        }
+    }
+    Ok(found)
+}
+
 fn is_purge(job: &JobRecord) -> bool {
     job.params
         .get("purge")
@@ -401,6 +592,7 @@ impl Workflow for OffboardWorkflow {
             "request_validated" => self.request_validated(context).await,
             "login_disabled" => self.login_disabled(context).await,
             "database_dropped" => self.database_dropped(context).await,
+            "resources_removed" => self.resources_removed(context).await,
             "secret_deleted" => self.secret_deleted(context).await,
             "registry_cleared" => self.registry_cleared(context).await,
             "complete" => Ok(()),

@@ -199,14 +199,13 @@ impl Platform {
     /// The server's admin connection from the secret store (`E_ADMIN_CONN_UNRESOLVED` when it cannot be had).
     pub async fn tenant_server(&self, server: &ServerRecord) -> Result<TenantServer, CodedError> {
         let admin_url = self.admin_url(server).await?;
-        TenantServer::from_admin_url(server.engine, &admin_url, &self.installation().await?).map_err(
-            |error| {
+        TenantServer::from_admin_url(server.engine, &admin_url, &self.installation().await?)
+            .map_err(|error| {
                 CodedError::new(
                     ErrorCode::AdminConnUnresolved,
                     format!("server {:?}: {error}", server.name),
                 )
-            },
-        )
+            })
     }
 
     /// A server's admin URL from the secret store (`E_ADMIN_CONN_UNRESOLVED` when it cannot be read).

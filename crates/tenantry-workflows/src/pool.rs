@@ -84,6 +84,8 @@ pub async fn warm_pool_status(
                 .list_servers()
                 .await
                 .map_err(registry_error)?
+                .into_iter()
+                .filter(|record| record.engine.hosts_databases())
             {
                 let server = platform.tenant_server(&record).await?;
                 if server.has_warm_pool() {
@@ -154,7 +156,7 @@ pub async fn refill_warm_pools(platform: &Platform) -> Vec<RefillOutcome> {
     let mut outcomes = Vec::new();
     for record in servers
         .into_iter()
-        .filter(|record| record.status == ServerStatus::Active)
+        .filter(|record| record.status == ServerStatus::Active && record.engine.hosts_databases())
     {
         let server = match platform.tenant_server(&record).await {
             Ok(server) if server.has_warm_pool() => server,

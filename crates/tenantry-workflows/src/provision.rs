@@ -6,8 +6,8 @@ use crate::plans::{
 };
 use crate::platform::{provider_error, secret_store_error, OperatorStatement, Platform};
 use crate::resources::{
-    create_resource, created_phase, extra_kinds, kind_of_phase, placed_resources,
-    require_provider, undo_create_resource,
+    create_resource, created_phase, extra_kinds, kind_of_phase, placed_resources, require_provider,
+    undo_create_resource,
 };
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use tenantry_core::{Error as CodedError, ErrorCode, Plan, Slug, TenantSpec, TenantStatus};
@@ -495,11 +495,23 @@ impl ProvisionWorkflow {
     }
 
     /// `<kind>_created`: the tenant's resource of that kind, on a server of its kind in the tenant's region.
-    async fn resource_created(&self, context: &mut JobContext, phase: &str) -> Result<(), PhaseError> {
+    async fn resource_created(
+        &self,
+        context: &mut JobContext,
+        phase: &str,
+    ) -> Result<(), PhaseError> {
         let spec = Self::spec(context)?;
         let kind = kind_of_phase(&self.platform, phase).unwrap_or_default();
         let plan = require_plan(&self.platform.settings, &spec.plan).map_err(PhaseError::Fatal)?;
-        create_resource(&self.platform, context, &spec.slug, plan, &spec.region, kind).await
+        create_resource(
+            &self.platform,
+            context,
+            &spec.slug,
+            plan,
+            &spec.region,
+            kind,
+        )
+        .await
     }
 
     async fn resource_created_undo(

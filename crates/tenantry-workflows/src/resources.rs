@@ -7,9 +7,7 @@ use crate::platform::{provider_error, secret_store_error, Platform};
 use std::sync::Arc;
 use tenantry_core::{Error as CodedError, ErrorCode, Plan, Slug, DATABASE_RESOURCE};
 use tenantry_engine::{JobContext, PhaseError};
-use tenantry_providers::resources::{
-    Observed, ResourceProvider, ResourceServer, WantedResource,
-};
+use tenantry_providers::resources::{Observed, ResourceProvider, ResourceServer, WantedResource};
 use tenantry_registry::{Placement, ServerRecord, TenantResourceRecord, RESOURCE_ACTIVE};
 
 /// The suffix of the provisioning phase that makes a resource of one kind: `cache_created`.
@@ -98,7 +96,11 @@ pub(crate) async fn create_resource(
     let record = match placement {
         Placement::Placed(record) => record,
         Placement::ServerUnavailable | Placement::NoCapacity { .. } => {
-            let engines: Vec<&str> = provider.engines().iter().map(|engine| engine.as_str()).collect();
+            let engines: Vec<&str> = provider
+                .engines()
+                .iter()
+                .map(|engine| engine.as_str())
+                .collect();
             return Err(PhaseError::fatal(
                 ErrorCode::NoCapacity,
                 format!(
@@ -186,7 +188,9 @@ pub(crate) async fn undo_create_resource(
             .map_err(PhaseError::Fatal)?;
         match provider.remove(&server, &slug.resource_name()).await {
             Err(tenantry_providers::Error::Foreign(why)) => {
-                context.log("warn", &format!("left in place: {why}")).await?
+                context
+                    .log("warn", &format!("left in place: {why}"))
+                    .await?
             }
             other => {
                 other.map_err(|error| provider_error(ErrorCode::AdminConnUnresolved, error))?

@@ -544,7 +544,10 @@ async fn render(
         .registry
         .list_servers()
         .await
-        .or_page(viewer)?;
+        .or_page(viewer)?
+        .into_iter()
+        .filter(|server| server.engine.hosts_databases())
+        .collect::<Vec<_>>();
     let markup = wizard_page(state, viewer, &servers, form, step, errors);
     Ok(html_response(
         status,
@@ -611,7 +614,10 @@ async fn advance(
         .registry
         .list_servers()
         .await
-        .or_page(viewer)?;
+        .or_page(viewer)?
+        .into_iter()
+        .filter(|server| server.engine.hosts_databases())
+        .collect::<Vec<_>>();
     let invalid = StatusCode::UNPROCESSABLE_ENTITY;
     match form.action.as_str() {
         "back" => {

@@ -201,7 +201,7 @@ pub async fn validate(app: &App, slug: &Slug, json: bool) -> CommandResult {
         .checks
         .iter()
         .filter(|check| check.status == CheckStatus::Failed)
-        .map(|check| check.name)
+        .map(|check| check.name.as_str())
         .collect();
     if failed.is_empty() {
         return Ok(ExitCode::SUCCESS);
