@@ -66,6 +66,7 @@ string_enum!(
         Provision => "provision",
         Offboard => "offboard",
         SetPlan => "set_plan",
+        Reconcile => "reconcile",
     }
 );
 

@@ -10,6 +10,7 @@ mod plans;
 mod platform;
 mod pool;
 mod provision;
+mod reconcile;
 mod resources;
 mod schema_fit;
 mod set_plan;
@@ -36,12 +37,13 @@ pub use pool::{
     RefillOutcome, WarmPoolStatus, REFILL_INTERVAL,
 };
 pub use provision::{provision_phases, ProvisionWorkflow, DRY_RUN_PHASES, PROVISION_PHASES};
+pub use reconcile::{ReconcileRequest, ReconcileWorkflow, FLEET_SUBJECT, RECONCILE_PHASES};
 pub use resources::{extra_kinds, resource_server};
 pub use set_plan::{SetPlanRequest, SetPlanWorkflow, SET_PLAN_PHASES};
 pub use submit::{
     decide_approval, submit_offboard, submit_offboard_to_run, submit_provision,
-    submit_provision_to_run, submit_set_plan, submit_set_plan_to_run, IdempotencyRequest,
-    Submitted,
+    submit_provision_to_run, submit_reconcile_to_run, submit_set_plan, submit_set_plan_to_run,
+    IdempotencyRequest, Submitted,
 };
 pub use worker::{drive, run_workers, JobEventHook, IDLE_POLL, MAX_SWEEP};
 
@@ -108,6 +110,11 @@ pub async fn try_run_job(
                 .run_job(&SetPlanWorkflow::new(platform.clone()), job_id)
                 .await
         }
+        JobKind::Reconcile => {
+            runner
+                .run_job(&ReconcileWorkflow::new(platform.clone()), job_id)
+                .await
+        }
     };
     match ran {
         Ok(outcome) => Ok(RunHere::Ran(Box::new(outcome))),
@@ -153,6 +160,11 @@ pub(crate) async fn drive_by_kind(
         JobKind::SetPlan => {
             runner
                 .drive(&SetPlanWorkflow::new(platform.clone()), fence)
+                .await
+        }
+        JobKind::Reconcile => {
+            runner
+                .drive(&ReconcileWorkflow::new(platform.clone()), fence)
                 .await
         }
     }

@@ -3,6 +3,7 @@
 use crate::offboard::{OffboardRequest, OffboardWorkflow, OFFBOARD_PHASES, PURGE_PHASES};
 use crate::plans::{approval_needed, require_plan};
 use crate::provision::{provision_phases, ProvisionWorkflow, DRY_RUN_PHASES};
+use crate::reconcile::{validate_kind, ReconcileRequest, FLEET_SUBJECT, RECONCILE_PHASES};
 use crate::schema_fit::refuse_misfit_statements;
 use crate::set_plan::{SetPlanRequest, SetPlanWorkflow, SET_PLAN_PHASES};
 use crate::{registry_error, Platform};
@@ -328,6 +329,31 @@ async fn submit_set_plan_with(
                 now_millis(),
             )
         },
+        lease,
+    };
+    submit(platform, job, None).await
+}
+
+/// Validates a fleet reconcile and records its job already leased to the caller's runner (`E_CONFLICT` while
+/// another fleet reconcile runs).
+pub async fn submit_reconcile_to_run(
+    platform: &Platform,
+    request: &ReconcileRequest,
+    actor: &str,
+    lease: Option<NewLease>,
+) -> Result<Submitted, CodedError> {
+    validate_kind(platform, request.kind.as_deref())?;
+    let job = NewJob {
+        id: uuid::Uuid::now_v7().to_string(),
+        kind: JobKind::Reconcile,
+        tenant_slug: FLEET_SUBJECT.to_owned(),
+        params: serde_json::to_value(request)
+            .map_err(|error| CodedError::new(ErrorCode::Internal, error.to_string()))?,
+        phases: RECONCILE_PHASES.map(str::to_owned).to_vec(),
+        actor: actor.to_owned(),
+        plan: None,
+        idempotency: None,
+        approval: None,
         lease,
     };
     submit(platform, job, None).await
