@@ -3,6 +3,8 @@
 //! [`Providers::standard`]; workflows, doctor, validation and offboarding iterate the tenant's resources and name
 //! no kind.
 
+mod queue;
+
 use crate::credentials::SecretString;
 use crate::engines::{Installation, Ownership};
 use crate::{Error, Result};
@@ -168,7 +170,9 @@ pub struct Providers {
 impl Providers {
     /// Every kind tenantry ships. Registering a kind is one line here.
     pub fn standard() -> Providers {
-        Providers { providers: vec![] }
+        Providers {
+            providers: vec![Arc::new(queue::RabbitQueue::new())],
+        }
     }
 
     pub fn get(&self, kind: &str) -> Option<&Arc<dyn ResourceProvider>> {
