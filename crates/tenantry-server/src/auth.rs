@@ -132,6 +132,11 @@ pub const POLICY: &[(&str, &str, Access)] = &[
         "/platform/tenants/{slug}/plan",
         Access::Roles(ADMINS),
     ),
+    (
+        "POST",
+        "/platform/tenants/{slug}/reconcile",
+        Access::Roles(ADMINS),
+    ),
     ("GET", "/platform/costs", Access::Roles(ALL_ROLES)),
     ("GET", "/platform/servers", Access::Roles(ALL_ROLES)),
     ("POST", "/platform/servers", Access::Roles(ADMINS)),

@@ -128,6 +128,11 @@ pub fn api_routes() -> Vec<Route> {
             "/platform/tenants/{slug}/plan",
             post(plans::set_plan),
         ),
+        route(
+            "POST",
+            "/platform/tenants/{slug}/reconcile",
+            post(plans::reconcile),
+        ),
         with_page(
             "GET",
             "/platform/costs",

@@ -13,7 +13,7 @@ use tenantry_registry::{now_millis, JobFilter, JobRecord};
 /// One disagreement between the registry, a server and the secret store.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Finding {
-    /// `orphan`, `partial`, `drift`, `interrupted`, `unreachable` or `stale`.
+    /// `orphan`, `partial`, `missing`, `drift`, `interrupted`, `unreachable`, `stale` or `insecure`.
     pub kind: &'static str,
     pub subject: String,
     pub detail: String,
@@ -138,7 +138,10 @@ pub async fn run_doctor(platform: &Platform) -> Result<DoctorReport, CodedError>
     let schema = platform.schema_version(EngineKind::Postgres).await.ok();
     let mut n_templates = 0;
     let mut n_pool_databases = 0;
-    for server_record in &servers {
+    for server_record in servers
+        .iter()
+        .filter(|record| record.engine.hosts_databases())
+    {
         let server = platform.tenant_server(server_record).await;
         let resources = match &server {
             Ok(server) => server
@@ -250,10 +253,19 @@ pub async fn run_doctor(platform: &Platform) -> Result<DoctorReport, CodedError>
         )
     })?;
     let secret_set: BTreeSet<&str> = secret_names.iter().map(String::as_str).collect();
+    let secret_prefixes: Vec<String> = ["tenant-db-".to_owned(), "tenant-invite-".to_owned()]
+        .into_iter()
+        .chain(
+            platform
+                .providers
+                .iter()
+                .map(|provider| format!("tenant-{}-", provider.kind())),
+        )
+        .collect();
     for name in &secret_names {
-        let slug = name
-            .strip_prefix("tenant-db-")
-            .or_else(|| name.strip_prefix("tenant-invite-"));
+        let slug = secret_prefixes
+            .iter()
+            .find_map(|prefix| name.strip_prefix(prefix.as_str()));
         if let Some(slug) = slug {
             if !tenants_by_slug.contains_key(slug) && !live_slugs.contains(slug) {
                 findings.push(Finding {
@@ -330,6 +342,17 @@ pub async fn run_doctor(platform: &Platform) -> Result<DoctorReport, CodedError>
         }
     }
 
+    check_other_resources(
+        platform,
+        &servers,
+        &tenants_by_slug,
+        &live_slugs,
+        &known_slugs,
+        &mut findings,
+        &mut foreign,
+    )
+    .await?;
+
     for (slug, drift) in drifted {
         if live_slugs.contains(slug.as_str()) {
             continue;
@@ -353,4 +376,209 @@ pub async fn run_doctor(platform: &Platform) -> Result<DoctorReport, CodedError>
         n_pool_databases,
         findings,
     })
+}
+
+/// How many resources doctor observes at once.
+const OBSERVE_CONCURRENCY: usize = 32;
+
+/// The resources beyond the databases: each server of each kind is checked (its own weaknesses) and listed
+/// (orphans, other installations' objects), and each registered resource is observed: `missing` (a Redis that
+/// restarted without its ACL users, a vhost deleted by hand) or `drift` (a user widened by hand), each with the
+/// reconcile that repairs it.
+#[allow(clippy::too_many_arguments)]
+async fn check_other_resources(
+    platform: &Platform,
+    servers: &[tenantry_registry::ServerRecord],
+    tenants_by_slug: &BTreeMap<&str, &tenantry_registry::TenantRecord>,
+    live_slugs: &BTreeSet<&str>,
+    known_slugs: &BTreeSet<String>,
+    findings: &mut Vec<Finding>,
+    foreign: &mut Vec<ForeignObject>,
+) -> Result<(), CodedError> {
+    use futures_util::stream::{self, StreamExt};
+    use tenantry_providers::resources::Observed;
+
+    let registered = platform
+        .registry
+        .list_resources(None)
+        .await
+        .map_err(registry_error)?;
+    for provider in platform.providers.iter() {
+        let kind = provider.kind();
+        for record in servers
+            .iter()
+            .filter(|record| provider.engines().contains(&record.engine))
+        {
+            let unreachable = |why: String| Finding {
+                kind: "unreachable",
+                subject: format!("server {}", record.name),
+                detail: format!("its {kind} resources could not be read: {why}"),
+                fix: format!(
+                    "check the admin connection of server {} and run doctor again",
+                    record.name
+                ),
+            };
+            let server = match crate::resources::resource_server(platform, record).await {
+                Ok(server) => server,
+                Err(error) => {
+                    findings.push(unreachable(error.message));
+                    continue;
+                }
+            };
+            match provider.check_server(&server).await {
+                Ok(warnings) => findings.extend(warnings.into_iter().map(|warning| Finding {
+                    kind: "insecure",
+                    subject: format!("server {}", record.name),
+                    detail: warning,
+                    fix: format!(
+                        "change the settings of server {} as the detail says",
+                        record.name
+                    ),
+                })),
+                Err(error) => {
+                    findings.push(unreachable(error.to_string()));
+                    continue;
+                }
+            }
+            let inventory = match provider.inventory(&server).await {
+                Ok(inventory) => inventory,
+                Err(error) => {
+                    findings.push(unreachable(error.to_string()));
+                    continue;
+                }
+            };
+            let here: Vec<&tenantry_registry::TenantResourceRecord> = registered
+                .iter()
+                .filter(|resource| resource.kind == kind && resource.server_name == record.name)
+                .collect();
+            for item in &inventory {
+                let Some(slug) = slug_of_resource(&item.name) else {
+                    continue;
+                };
+                let subject = format!("{kind} {} on server {}", item.name, record.name);
+                match &item.ownership {
+                    Ownership::Ours => {}
+                    Ownership::Unmarked if known_slugs.contains(&slug) => {}
+                    Ownership::Foreign(id) => {
+                        foreign.push(ForeignObject {
+                            subject,
+                            installation: Some(id.clone()),
+                        });
+                        continue;
+                    }
+                    Ownership::Unmarked => {
+                        foreign.push(ForeignObject {
+                            subject,
+                            installation: None,
+                        });
+                        continue;
+                    }
+                }
+                let is_registered = here.iter().any(|resource| resource.name == item.name);
+                if !is_registered && !live_slugs.contains(slug.as_str()) {
+                    findings.push(Finding {
+                        kind: "orphan",
+                        subject,
+                        detail: format!(
+                            "no tenant {slug:?} has a {kind} on this server and no job is working on it"
+                        ),
+                        fix: purge_fix(&slug),
+                    });
+                }
+            }
+            let observed: Vec<(String, Result<Observed, String>)> = stream::iter(here)
+                .filter(|resource| {
+                    std::future::ready(!live_slugs.contains(resource.tenant_slug.as_str()))
+                })
+                .map(|resource| {
+                    let server = &server;
+                    async move {
+                        let outcome = observe_registered(
+                            platform,
+                            provider.as_ref(),
+                            server,
+                            tenants_by_slug,
+                            resource,
+                        )
+                        .await;
+                        (resource.tenant_slug.clone(), outcome)
+                    }
+                })
+                .buffer_unordered(OBSERVE_CONCURRENCY)
+                .collect()
+                .await;
+            let mut observed = observed;
+            observed.sort_by(|(left, _), (right, _)| left.cmp(right));
+            for (slug, outcome) in observed {
+                let subject = format!(
+                    "{kind} tenant_{} on server {}",
+                    slug.replace('-', "_"),
+                    record.name
+                );
+                let fix = format!("tenantry reconcile --slug {slug} --kind {kind}");
+                match outcome {
+                    Ok(Observed::Absent) => findings.push(Finding {
+                        kind: "missing",
+                        subject,
+                        detail: format!("tenant {slug}'s {kind} is registered but not on the server"),
+                        fix,
+                    }),
+                    Ok(Observed::Present { ownership, .. }) if ownership != Ownership::Ours => {
+                        findings.push(Finding {
+                            kind: "drift",
+                            subject,
+                            detail: format!("it is not this installation's any more ({ownership:?})"),
+                            fix: "rename or remove the other installation's object by hand, then reconcile".into(),
+                        })
+                    }
+                    Ok(Observed::Present { differences, .. }) if !differences.is_empty() => {
+                        findings.push(Finding {
+                            kind: "drift",
+                            subject,
+                            detail: differences.join("; "),
+                            fix,
+                        })
+                    }
+                    Ok(Observed::Present { .. }) => {}
+                    Err(why) => findings.push(Finding {
+                        kind: "unreachable",
+                        subject,
+                        detail: why,
+                        fix: format!("check server {} and run doctor again", record.name),
+                    }),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Observes one registered resource against its tenant's plan and status.
+async fn observe_registered(
+    platform: &Platform,
+    provider: &dyn tenantry_providers::resources::ResourceProvider,
+    server: &tenantry_providers::resources::ResourceServer,
+    tenants_by_slug: &BTreeMap<&str, &tenantry_registry::TenantRecord>,
+    resource: &tenantry_registry::TenantResourceRecord,
+) -> Result<tenantry_providers::resources::Observed, String> {
+    let slug = tenantry_core::Slug::parse(&resource.tenant_slug).map_err(|error| error.message)?;
+    let plan = tenants_by_slug
+        .get(resource.tenant_slug.as_str())
+        .and_then(|tenant| platform.settings.plan(&tenant.plan))
+        .ok_or_else(|| format!("tenant {slug}'s plan is not configured"))?;
+    let wanted = crate::resources::wanted(
+        &slug,
+        plan,
+        &resource.kind,
+        resource.status == tenantry_registry::RESOURCE_ACTIVE,
+    );
+    let credentials = platform
+        .secrets
+        .get(&provider.secret_name(&slug))
+        .await
+        .map_err(|error| error.to_string())?;
+    provider
+        .observe(server, &wanted, credentials.as_ref())
+        .await
+        .map_err(|error| error.to_string())
 }

@@ -37,7 +37,10 @@ pub use pool::{
     RefillOutcome, WarmPoolStatus, REFILL_INTERVAL,
 };
 pub use provision::{provision_phases, ProvisionWorkflow, DRY_RUN_PHASES, PROVISION_PHASES};
-pub use reconcile::{ReconcileRequest, ReconcileWorkflow, FLEET_SUBJECT, RECONCILE_PHASES};
+pub use reconcile::{
+    validate_kind as validate_reconcile_kind, ReconcileRequest, ReconcileWorkflow, FLEET_SUBJECT,
+    RECONCILE_PHASES,
+};
 pub use resources::{extra_kinds, resource_server};
 pub use set_plan::{SetPlanRequest, SetPlanWorkflow, SET_PLAN_PHASES};
 pub use submit::{

@@ -45,14 +45,14 @@ pub struct Repair {
 
 /// Observes each of `resources` and ensures those missing or different. Returns what was repaired; another
 /// installation's object under a tenant's name is left alone and reported in the log.
+/// Each resource comes with the plan whose quotas it should have.
 pub(crate) async fn ensure_resources(
     platform: &Platform,
     context: &mut JobContext,
-    resources: Vec<TenantResourceRecord>,
+    resources: Vec<(TenantResourceRecord, String)>,
 ) -> Result<Vec<Repair>, PhaseError> {
     let mut servers: BTreeMap<String, ResourceServer> = BTreeMap::new();
-    let mut tenants = BTreeMap::new();
-    for resource in &resources {
+    for (resource, _) in &resources {
         if !servers.contains_key(&resource.server_name) {
             let record = platform.registry.get_server(&resource.server_name).await?;
             let server = resource_server(platform, &record)
@@ -60,19 +60,11 @@ pub(crate) async fn ensure_resources(
                 .map_err(PhaseError::Fatal)?;
             servers.insert(resource.server_name.clone(), server);
         }
-        if !tenants.contains_key(&resource.tenant_slug) {
-            let tenant = platform
-                .registry
-                .require_tenant(&resource.tenant_slug)
-                .await?;
-            tenants.insert(resource.tenant_slug.clone(), tenant.plan);
-        }
     }
     let outcomes: Vec<Result<Option<Repair>, String>> = stream::iter(resources)
-        .map(|resource| {
+        .map(|(resource, plan_name)| {
             let server = &servers[&resource.server_name];
-            let plan_name = &tenants[&resource.tenant_slug];
-            async move { ensure_one(platform, server, plan_name, &resource).await }
+            async move { ensure_one(platform, server, &plan_name, &resource).await }
         })
         .buffer_unordered(CONCURRENCY)
         .try_collect::<Vec<_>>()
@@ -150,44 +142,44 @@ async fn ensure_one(
     })))
 }
 
-/// The resources a reconcile works on: every registered tenant's resources of a provided kind (or of `kind`),
-/// except tenants a job is changing (provisioning, offboarding) or that failed.
+/// The resources a reconcile works on, each with its tenant's plan: every registered tenant's resources of a
+/// provided kind (or of `kind`), except tenants a job is changing (provisioning, offboarding) or that failed.
 pub(crate) async fn reconcilable(
     platform: &Platform,
     slug: Option<&str>,
     kind: Option<&str>,
-) -> Result<Vec<TenantResourceRecord>, PhaseError> {
+) -> Result<Vec<(TenantResourceRecord, String)>, PhaseError> {
     let resources = match slug {
         Some(slug) => platform.registry.tenant_resources(slug).await?,
         None => platform.registry.list_resources(kind).await?,
     };
-    let statuses: BTreeMap<String, TenantStatus> = match slug {
+    let tenants: BTreeMap<String, (TenantStatus, String)> = match slug {
         Some(slug) => platform
             .registry
             .get_tenant(slug)
             .await?
             .into_iter()
-            .map(|tenant| (tenant.slug, tenant.status))
+            .map(|tenant| (tenant.slug, (tenant.status, tenant.plan)))
             .collect(),
         None => platform
             .registry
             .list_tenants(None, None, i64::MAX, 0)
             .await?
             .into_iter()
-            .map(|tenant| (tenant.slug, tenant.status))
+            .map(|tenant| (tenant.slug, (tenant.status, tenant.plan)))
             .collect(),
     };
     Ok(resources
         .into_iter()
         .filter(|resource| platform.providers.get(&resource.kind).is_some())
         .filter(|resource| kind.is_none_or(|kind| resource.kind == kind))
-        .filter(|resource| {
-            statuses.get(&resource.tenant_slug).is_some_and(|status| {
-                matches!(
-                    status,
-                    TenantStatus::Active | TenantStatus::Suspended | TenantStatus::Offboarded
-                )
-            })
+        .filter_map(|resource| {
+            let (status, plan) = tenants.get(&resource.tenant_slug)?;
+            matches!(
+                status,
+                TenantStatus::Active | TenantStatus::Suspended | TenantStatus::Offboarded
+            )
+            .then(|| (resource, plan.clone()))
         })
         .collect())
 }

@@ -216,9 +216,22 @@ pub(crate) async fn placed_resources(
     slug: &Slug,
     plan: &Plan,
 ) -> Result<Vec<TenantResourceRecord>, PhaseError> {
+    let kinds: Vec<String> = extra_kinds(plan).map(str::to_owned).collect();
+    placed_resources_of(platform, context, slug, plan, &kinds).await
+}
+
+/// The registry rows of the resources of `kinds` a job placed and made.
+pub(crate) async fn placed_resources_of(
+    platform: &Platform,
+    context: &JobContext,
+    slug: &Slug,
+    plan: &Plan,
+    kinds: &[String],
+) -> Result<Vec<TenantResourceRecord>, PhaseError> {
     let installation = platform.installation().await.map_err(PhaseError::Fatal)?;
     let mut records = Vec::new();
-    for kind in extra_kinds(plan) {
+    for kind in kinds {
+        let kind = kind.as_str();
         let provider = require_provider(platform, kind).map_err(PhaseError::Fatal)?;
         let server_name = platform
             .registry

@@ -7,15 +7,18 @@ use crate::plans::{
 };
 use crate::platform::{provider_error, Platform};
 use crate::provision::check_tenant;
+use crate::reconcile::{ensure_resources, validate_kind};
+use crate::resources::{create_resource, extra_kinds, placed_resources_of, undo_create_resource};
 use tenantry_core::{Error as CodedError, ErrorCode, Plan, Slug, TenantStatus};
 use tenantry_engine::{JobContext, PhaseError, Workflow};
 use tenantry_providers::engines::{TenantDatabaseSpec, TenantServer};
 use tenantry_registry::{JobRecord, NewAuditEvent, TenantRecord};
 
 /// The phases of a plan change. Their names are API.
-pub const SET_PLAN_PHASES: [&str; 6] = [
+pub const SET_PLAN_PHASES: [&str; 7] = [
     "request_validated",
     "limits_applied",
+    "resources_ensured",
     "settings_applied",
     "registry_updated",
     "checks_passed",
@@ -38,6 +41,9 @@ pub struct SetPlanRequest {
     /// installation's owner role, the settings are rewritten), then the validation suite runs.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub reconcile: bool,
+    /// With `reconcile`: only this kind of resource (`database` for the database alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
 }
 
 /// Moves one tenant to another plan.
@@ -80,6 +86,29 @@ impl SetPlanWorkflow {
             return Err(CodedError::invalid_input(format!(
                 "a reconcile keeps tenant {:?} on its plan {:?}",
                 tenant.slug, tenant.plan
+            )));
+        }
+        if request.kind.is_some() && !request.reconcile {
+            return Err(CodedError::invalid_input(
+                "a kind narrows a reconcile; a plan change applies to every resource",
+            ));
+        }
+        validate_kind(platform, request.kind.as_deref())?;
+        let plan = require_plan(&platform.settings, &request.plan)?;
+        let kinds: Vec<&str> = extra_kinds(plan).collect();
+        let resources = platform
+            .registry
+            .tenant_resources(&tenant.slug)
+            .await
+            .map_err(crate::registry_error)?;
+        if let Some(dropped) = resources.iter().find(|resource| {
+            platform.providers.get(&resource.kind).is_some()
+                && !kinds.contains(&resource.kind.as_str())
+        }) {
+            return Err(CodedError::invalid_input(format!(
+                "plan {:?} has no {} resource, and tenant {:?} has one with data in it; moving to that plan \
+                 would delete it, which a plan change does not do",
+                request.plan, dropped.kind, tenant.slug
             )));
         }
         if tenant.plan == request.plan && !request.reconcile {
@@ -149,6 +178,9 @@ impl SetPlanWorkflow {
         forward: bool,
     ) -> Result<(), PhaseError> {
         let (request, tenant, plan) = self.step(context, forward).await?;
+        if !includes_database(&request) {
+            return Ok(());
+        }
         let server = self.server(&tenant).await?;
         server
             .apply_plan_limits(&TenantDatabaseSpec {
@@ -188,7 +220,10 @@ impl SetPlanWorkflow {
         context: &mut JobContext,
         forward: bool,
     ) -> Result<(), PhaseError> {
-        let (_, tenant, plan) = self.step(context, forward).await?;
+        let (request, tenant, plan) = self.step(context, forward).await?;
+        if !includes_database(&request) {
+            return Ok(());
+        }
         let server = self.server(&tenant).await?;
         let url = self
             .platform
@@ -210,6 +245,79 @@ impl SetPlanWorkflow {
             .write_settings(&url, &rows, &OWNED_SETTING_PREFIXES)
             .await
             .map_err(|error| provider_error(ErrorCode::Internal, error))
+    }
+
+    /// `resources_ensured`: every resource of the plan's other kinds converged on its quotas (repaired if it
+    /// was lost or changed by hand), and the kinds the tenant lacks made. The kinds made are noted before they
+    /// are made, so an undo removes exactly those and puts the previous plan's quotas back on the rest.
+    async fn ensure_resources(
+        &self,
+        context: &mut JobContext,
+        forward: bool,
+    ) -> Result<(), PhaseError> {
+        let (request, tenant, plan) = self.step(context, forward).await?;
+        let slug = Slug::parse(&tenant.slug).map_err(PhaseError::Fatal)?;
+        let made_by_this_job: Vec<String> = context
+            .job
+            .state
+            .get("resources_made")
+            .and_then(|made| serde_json::from_value(made.clone()).ok())
+            .unwrap_or_default();
+        if !forward {
+            for kind in &made_by_this_job {
+                undo_create_resource(&self.platform, context, &slug, kind).await?;
+                self.platform
+                    .registry
+                    .remove_tenant_resource(&context.fence, &tenant.slug, kind)
+                    .await?;
+            }
+        }
+        let registered = self
+            .platform
+            .registry
+            .tenant_resources(&tenant.slug)
+            .await?;
+        let wanted_kinds: Vec<String> = extra_kinds(&plan)
+            .filter(|kind| request.kind.as_deref().is_none_or(|only| only == *kind))
+            .map(str::to_owned)
+            .collect();
+        let existing: Vec<(tenantry_registry::TenantResourceRecord, String)> = registered
+            .into_iter()
+            .filter(|resource| wanted_kinds.contains(&resource.kind))
+            .map(|resource| (resource, plan.name.clone()))
+            .collect();
+        let repairs = ensure_resources(&self.platform, context, existing.clone()).await?;
+        if !repairs.is_empty() {
+            context.set_output("repaired", serde_json::json!(repairs));
+        }
+        if !forward {
+            return Ok(());
+        }
+        let missing: Vec<&String> = wanted_kinds
+            .iter()
+            .filter(|kind| !existing.iter().any(|(resource, _)| &resource.kind == *kind))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let mut made = made_by_this_job;
+        for kind in missing {
+            if !made.contains(kind) {
+                made.push(kind.clone());
+                context
+                    .set_state("resources_made", serde_json::json!(made))
+                    .await?;
+            }
+            create_resource(&self.platform, context, &slug, &plan, &tenant.region, kind).await?;
+        }
+        let records = placed_resources_of(&self.platform, context, &slug, &plan, &made).await?;
+        for record in records {
+            self.platform
+                .registry
+                .add_tenant_resource(&context.fence, &record)
+                .await?;
+        }
+        Ok(())
     }
 
     async fn update_registry(
@@ -244,6 +352,14 @@ impl SetPlanWorkflow {
     }
 }
 
+/// Whether a (reconcile) request touches the database: always, unless it names another kind.
+fn includes_database(request: &SetPlanRequest) -> bool {
+    request
+        .kind
+        .as_deref()
+        .is_none_or(|kind| kind == tenantry_core::DATABASE_RESOURCE)
+}
+
 impl Workflow for SetPlanWorkflow {
     async fn apply(&self, context: &mut JobContext, phase: &str) -> Result<(), PhaseError> {
         match phase {
@@ -255,6 +371,7 @@ impl Workflow for SetPlanWorkflow {
                 Ok(())
             }
             "limits_applied" => self.apply_limits(context, true).await,
+            "resources_ensured" => self.ensure_resources(context, true).await,
             "settings_applied" => self.apply_settings(context, true).await,
             "registry_updated" => self.update_registry(context, true).await,
             "checks_passed" => {
@@ -284,6 +401,7 @@ impl Workflow for SetPlanWorkflow {
     async fn undo(&self, context: &mut JobContext, phase: &str) -> Result<(), PhaseError> {
         match phase {
             "limits_applied" => self.apply_limits(context, false).await,
+            "resources_ensured" => self.ensure_resources(context, false).await,
             "settings_applied" => self.apply_settings(context, false).await,
             "registry_updated" => self.update_registry(context, false).await,
             _ => Ok(()),

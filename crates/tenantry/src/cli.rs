@@ -57,11 +57,15 @@ pub enum Command {
     Audit(AuditCommand),
     /// Compare registry, servers and secret store; name every orphan and partial state with its fix.
     Doctor,
-    /// Converge a tenant (or every active tenant) on its plan and on tenantry's access model, as a job:
-    /// closes a database opened to PUBLIC, hands a database its tenant owns to the installation's owner role.
+    /// Converge a tenant (or every tenant) on its plan and on tenantry's access model, as jobs: every resource
+    /// missing or changed by hand is ensured again (one fleet job for all tenants' caches, queues, …), a database
+    /// opened to PUBLIC is closed, a database its tenant owns is handed to the installation's owner role.
     Reconcile {
         #[arg(long)]
         slug: Option<String>,
+        /// Only this kind of resource (database, cache, queue, …).
+        #[arg(long)]
+        kind: Option<String>,
     },
     /// Template databases and the warm pool of tenant databases made ahead of time (PostgreSQL servers).
     #[command(subcommand)]

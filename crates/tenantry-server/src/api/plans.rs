@@ -116,6 +116,7 @@ pub async fn set_plan(
         previous_plan: String::new(),
         budget: checked_budget(body.budget)?,
         reconcile: false,
+        kind: None,
     };
     let submitted = submit_set_plan(&state.platform, &request, &principal.actor()).await?;
     state.wake_workers.notify_one();
@@ -133,5 +134,60 @@ pub async fn set_plan(
 pub async fn costs(State(state): State<ServerState>) -> ApiResult<axum::Json<CostReport>> {
     Ok(axum::Json(
         cost_report(&state.platform).await.map_err(ApiError::from)?,
+    ))
+}
+
+/// What `POST /platform/tenants/{slug}/reconcile` takes.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReconcileBody {
+    /// Only this kind of resource (`database`, `cache`, `queue`, …); every kind when absent.
+    #[schema(pattern = "^[a-z][a-z0-9_]{0,39}$")]
+    pub kind: Option<String>,
+}
+
+/// Converge a tenant on its plan: every resource missing or changed by hand is ensured again, audited
+/// `TENANT_RECONCILED`.
+#[utoipa::path(post, path = "/platform/tenants/{slug}/reconcile", tag = "tenants", params(("slug" = String, Path, pattern = "^[a-z][a-z0-9-]{2,39}$")),
+    request_body = ReconcileBody,
+    responses((status = 202, body = JobAccepted),
+        (status = 400, body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "Not active, or a job holds the slug", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid slug or unknown kind", body = ProblemDetails, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn reconcile(
+    State(state): State<ServerState>,
+    Extension(principal): Extension<Principal>,
+    Path(slug): Path<String>,
+    ApiJson(body): ApiJson<ReconcileBody>,
+) -> ApiResult<(StatusCode, axum::Json<JobAccepted>)> {
+    let slug = Slug::parse(&slug)?;
+    let tenant = state
+        .platform
+        .registry
+        .get_tenant(slug.as_str())
+        .await?
+        .ok_or_else(|| {
+            tenantry_core::Error::new(
+                tenantry_core::ErrorCode::NotFound,
+                format!("tenant {:?} is not registered", slug.as_str()),
+            )
+        })?;
+    let request = SetPlanRequest {
+        slug,
+        plan: tenant.plan,
+        previous_plan: String::new(),
+        budget: None,
+        reconcile: true,
+        kind: body.kind,
+    };
+    let submitted = submit_set_plan(&state.platform, &request, &principal.actor()).await?;
+    state.wake_workers.notify_one();
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(JobAccepted::of(submitted.job())),
     ))
 }

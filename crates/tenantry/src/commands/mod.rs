@@ -40,8 +40,14 @@ pub async fn run(cli: Cli) -> CommandResult {
         Command::Servers(command) => fleet::servers(&App::open(config).await?, command, json).await,
         Command::Audit(command) => inspect::audit(&App::open(config).await?, command, json).await,
         Command::Doctor => inspect::doctor(&App::open(config).await?, json).await,
-        Command::Reconcile { slug } => {
-            plans::reconcile(&App::open(config).await?, slug.as_deref(), json).await
+        Command::Reconcile { slug, kind } => {
+            plans::reconcile(
+                &App::open(config).await?,
+                slug.as_deref(),
+                kind.as_deref(),
+                json,
+            )
+            .await
         }
         Command::Pool(command) => {
             let request = pool::parse(command)?;

@@ -9,8 +9,9 @@ use crate::CommandResult;
 use std::process::ExitCode;
 use tenantry_core::{Error as CodedError, ErrorCode, Slug};
 use tenantry_workflows::{
-    cost_report, monthly_estimate, registry_error, run_checks, submit_set_plan,
-    submit_set_plan_to_run, CheckStatus, PricingSettings, SetPlanRequest, NEIGHBOURS_ON_DEMAND,
+    cost_report, monthly_estimate, registry_error, run_checks, submit_reconcile_to_run,
+    submit_set_plan, submit_set_plan_to_run, CheckStatus, PricingSettings, ReconcileRequest,
+    SetPlanRequest, NEIGHBOURS_ON_DEMAND,
 };
 
 pub fn list(config: &Config, region: Option<&str>, json: bool) -> CommandResult {
@@ -113,6 +114,7 @@ pub async fn set_plan(
         previous_plan: String::new(),
         budget: tenantry_core::checked_budget(budget)?,
         reconcile: false,
+        kind: None,
     };
     let runner = app.runner();
     let submitted = if no_wait {
@@ -124,9 +126,39 @@ pub async fn set_plan(
     run_submitted(app, runner, submitted.job(), &doing, no_wait, json).await
 }
 
-/// Converges one tenant (or every active tenant) on its plan and on tenantry's access model: a set-plan job to
-/// the plan it is on, audited `TENANT_RECONCILED`. Stops at the first tenant whose job does not complete.
-pub async fn reconcile(app: &App, slug: Option<&str>, json: bool) -> CommandResult {
+/// Converges one tenant (or every tenant) on its plan and on tenantry's access model, audited
+/// `TENANT_RECONCILED`. For one tenant: a set-plan job to the plan it is on (of `kind` alone if given). For
+/// the fleet: one reconcile job for every tenant's other resources (those of `kind` if given), then a set-plan
+/// job per active tenant for its database. Stops at the first job that does not complete.
+pub async fn reconcile(
+    app: &App,
+    slug: Option<&str>,
+    kind: Option<&str>,
+    json: bool,
+) -> CommandResult {
+    tenantry_workflows::validate_reconcile_kind(&app.platform, kind)?;
+    let database_only = Some(tenantry_core::DATABASE_RESOURCE);
+    if slug.is_none() && kind != database_only {
+        let request = ReconcileRequest {
+            kind: kind.map(str::to_owned),
+        };
+        let runner = app.runner();
+        let submitted = submit_reconcile_to_run(
+            &app.platform,
+            &request,
+            &cli_actor(),
+            Some(lease_for(&runner)),
+        )
+        .await?;
+        let doing = match kind {
+            Some(kind) => format!("reconciling every tenant's {kind}"),
+            None => "reconciling every tenant's resources beyond its database".to_owned(),
+        };
+        let exit = run_submitted(app, runner, submitted.job(), &doing, false, json).await?;
+        if exit != ExitCode::SUCCESS || kind.is_some() {
+            return Ok(exit);
+        }
+    }
     let tenants = match slug {
         Some(slug) => vec![app
             .platform
@@ -151,6 +183,11 @@ pub async fn reconcile(app: &App, slug: Option<&str>, json: bool) -> CommandResu
             previous_plan: String::new(),
             budget: None,
             reconcile: true,
+            // The fleet job above did the other resources.
+            kind: match slug {
+                Some(_) => kind.map(str::to_owned),
+                None => database_only.map(str::to_owned),
+            },
         };
         let runner = app.runner();
         let submitted =
