@@ -3,6 +3,10 @@
 //! [`Providers::standard`]; workflows, doctor, validation and offboarding iterate the tenant's resources and name
 //! no kind.
 
+mod cache;
+
+pub use cache::RedisCache;
+
 use crate::credentials::SecretString;
 use crate::engines::{Installation, Ownership};
 use crate::{Error, Result};
@@ -168,7 +172,9 @@ pub struct Providers {
 impl Providers {
     /// Every kind tenantry ships. Registering a kind is one line here.
     pub fn standard() -> Providers {
-        Providers { providers: vec![] }
+        Providers {
+            providers: vec![Arc::new(RedisCache::new())],
+        }
     }
 
     pub fn get(&self, kind: &str) -> Option<&Arc<dyn ResourceProvider>> {
