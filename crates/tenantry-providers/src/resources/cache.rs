@@ -257,6 +257,8 @@ impl RedisCache {
                 .await
                 .map_err(failure(format!("deleting the Redis user {name}")))?;
         }
+        // Redis 7's DELUSER ends the user's sessions itself; the explicit kill states the promise (no session
+        // outlives its user) rather than leaning on that.
         kill_clients(&mut connection, name).await?;
         let pattern = key_pattern(slug).trim_start_matches('~').to_owned();
         let mut cursor: u64 = 0;
