@@ -711,3 +711,56 @@ async fn disable_ends_the_sessions_already_open() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn after_a_redis_restart_the_same_provider_reconnects_and_recreates_the_lost_user() {
+    // The suite's own Redis, the one server it may restart (scripts/test-services starts it and writes the
+    // restart script).
+    let own_redis_url = std::env::var("TENANTRY_TEST_OWN_REDIS_URL")
+        .expect("TENANTRY_TEST_OWN_REDIS_URL is set by scripts/test-services");
+    let restart = std::env::var("TENANTRY_TEST_REDIS_RESTART")
+        .expect("TENANTRY_TEST_REDIS_RESTART is set by scripts/test-services");
+    let server = ResourceServer {
+        name: "test-own-redis".into(),
+        admin_url: SecretString::new(own_redis_url),
+        ..server(new_installation())
+    };
+    let provider = cache_provider();
+    let wanted = WantedResource::new(&unique_slug("restart"), serde_json::json!({}));
+    let neighbour = WantedResource::new(&unique_slug("nb"), serde_json::json!({}));
+    let credentials = provider.new_credentials(&server, &wanted).unwrap();
+    provider
+        .ensure(&server, &wanted, &credentials)
+        .await
+        .unwrap();
+    assert!(provider
+        .observe(&server, &wanted, Some(&credentials))
+        .await
+        .unwrap()
+        .matches());
+
+    let restarted = tokio::process::Command::new(&restart)
+        .status()
+        .await
+        .expect("running the restart script");
+    assert!(restarted.success(), "{restart}: {restarted}");
+
+    // The cached admin connection died with the server: the provider opens a new one rather than failing.
+    assert_eq!(
+        provider
+            .observe(&server, &wanted, Some(&credentials))
+            .await
+            .expect("observe after the restart"),
+        Observed::Absent
+    );
+    provider
+        .ensure(&server, &wanted, &credentials)
+        .await
+        .unwrap();
+    let checks = provider
+        .verify(&server, &wanted, &credentials, &neighbour)
+        .await
+        .unwrap();
+    assert!(checks.iter().all(|check| check.passed), "{checks:?}");
+    provider.remove(&server, &wanted.name).await.unwrap();
+}
