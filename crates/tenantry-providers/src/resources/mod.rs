@@ -3,7 +3,11 @@
 //! [`Providers::standard`]; workflows, doctor, validation and offboarding iterate the tenant's resources and name
 //! no kind.
 
+mod cache;
 mod queue;
+
+pub use cache::RedisCache;
+pub use queue::RabbitQueue;
 
 use crate::credentials::SecretString;
 use crate::engines::{Installation, Ownership};
@@ -171,7 +175,10 @@ impl Providers {
     /// Every kind tenantry ships. Registering a kind is one line here.
     pub fn standard() -> Providers {
         Providers {
-            providers: vec![Arc::new(queue::RabbitQueue::new())],
+            providers: vec![
+                Arc::new(RedisCache::new()),
+                Arc::new(RabbitQueue::new()),
+            ],
         }
     }
 

@@ -1,4 +1,6 @@
-//! The provider conformance suite: every resource kind passes the same cases against a real server.
+//! The provider conformance suite, which every resource kind passes against a real server, and each kind's own
+//! tests.
 
+mod cache;
 mod conformance;
 mod queue;
