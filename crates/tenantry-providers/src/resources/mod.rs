@@ -175,10 +175,7 @@ impl Providers {
     /// Every kind tenantry ships. Registering a kind is one line here.
     pub fn standard() -> Providers {
         Providers {
-            providers: vec![
-                Arc::new(RedisCache::new()),
-                Arc::new(RabbitQueue::new()),
-            ],
+            providers: vec![Arc::new(RedisCache::new()), Arc::new(RabbitQueue::new())],
         }
     }
 

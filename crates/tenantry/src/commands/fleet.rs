@@ -69,9 +69,15 @@ pub async fn tenants(app: &App, command: TenantsCommand, json: bool) -> CommandR
                 })
                 .await
                 .map_err(registry_error)?;
+            let resources = registry
+                .tenant_resources(&slug)
+                .await
+                .map_err(registry_error)?;
             if json {
                 let jobs: Vec<JobView> = jobs.iter().map(|job| JobView::build(job, &[])).collect();
-                print_json(&serde_json::json!({ "tenant": tenant, "jobs": jobs }))?;
+                print_json(
+                    &serde_json::json!({ "tenant": tenant, "resources": resources, "jobs": jobs }),
+                )?;
             } else {
                 println!("tenant      {}", tenant.slug);
                 println!("name        {}", tenant.display_name);
@@ -94,6 +100,17 @@ pub async fn tenants(app: &App, command: TenantsCommand, json: bool) -> CommandR
                     );
                 }
                 println!("settings    {}", tenant.settings);
+                println!("resources:");
+                for resource in &resources {
+                    println!(
+                        "  {:<10} {} on {} ({}), secret {}",
+                        resource.kind,
+                        resource.name,
+                        resource.server_name,
+                        resource.status,
+                        resource.secret_name.as_deref().unwrap_or("-")
+                    );
+                }
                 println!("created     {}", when(Some(tenant.created_at)));
                 println!("jobs:");
                 for job in jobs {

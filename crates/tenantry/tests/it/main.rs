@@ -17,3 +17,4 @@ mod own_schema;
 mod plans;
 mod provision;
 mod registry_safety;
+mod resources;
