@@ -6,8 +6,8 @@ mod schema_version;
 mod sqlite;
 
 pub use postgres::{
-    tenant_login_elsewhere, CatalogObject, DatabaseOrigin, FillReport, LockWait, NaiveScript,
-    PostgresServer, PruneReport, PruneScope, WarmPoolInventory,
+    tenant_login_elsewhere, CatalogObject, DatabaseOrigin, FillReport, LockWait, PostgresServer,
+    PruneReport, PruneScope, WarmPoolInventory,
 };
 pub use schema_version::SchemaVersion;
 pub use sqlite::{check_statements_in_scratch, SqliteServer};

@@ -4,12 +4,10 @@
 //! ([`warm_pool`]), or, faster still, is a copy made ahead of time and claimed by renaming it. Admin sessions are
 //! pooled per server ([`sessions`]).
 
-mod naive_script;
 mod sessions;
 mod tenant_side;
 mod warm_pool;
 
-pub use naive_script::NaiveScript;
 pub use tenant_side::tenant_login_elsewhere;
 pub use warm_pool::{
     CatalogObject, DatabaseOrigin, FillReport, LockWait, PruneReport, PruneScope, WarmPoolInventory,

@@ -10,10 +10,13 @@
 //! script's first command to its last). Afterwards every bench tenant is purged through offboard jobs, the
 //! baseline's databases are dropped, the pool is emptied, and `doctor` must find the fleet clean.
 
+mod naive_script;
+
 use crate::app::{cli_actor, App};
 use crate::cli::BenchArgs;
 use crate::output::{print_json, print_table};
 use crate::CommandResult;
+use naive_script::NaiveScript;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -24,9 +27,7 @@ use tenantry_core::{
 };
 use tenantry_engine::Runner;
 use tenantry_providers::credentials;
-use tenantry_providers::engines::{
-    AdminSeed, NaiveScript, PruneScope, SchemaVersion, TenantServer,
-};
+use tenantry_providers::engines::{AdminSeed, PruneScope, SchemaVersion, TenantServer};
 use tenantry_workflows::{
     fill_warm_pool, prune_warm_pool, registry_error, run_doctor, run_job, submit_offboard,
     submit_provision, OffboardRequest, Platform, ProvisionWorkflow,

@@ -5,17 +5,17 @@
 //! The admin password reaches the processes as `PGPASSWORD` in their environment, never as an argument, and the
 //! admin insert goes through standard input, so nothing but host, port, user and database names shows in `ps`.
 
-use super::super::{quote_identifier, quote_literal, AdminSeed};
-use crate::credentials::SecretString;
-use crate::{Error, Result};
+use anyhow::{anyhow, Result};
 use percent_encoding::percent_decode_str;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use tenantry_providers::credentials::SecretString;
+use tenantry_providers::engines::AdminSeed;
 use tokio::io::AsyncWriteExt;
 
 /// How to reach a server with PostgreSQL's own client programs.
 #[derive(Clone)]
-pub struct NaiveScript {
+pub(super) struct NaiveScript {
     host: String,
     port: u16,
     user: String,
@@ -33,15 +33,31 @@ fn decoded(text: &str) -> Result<String> {
     percent_decode_str(text)
         .decode_utf8()
         .map(|decoded| decoded.into_owned())
-        .map_err(|_| Error::AdminConnection("the admin URL is not valid UTF-8".into()))
+        .map_err(|_| anyhow!("the admin URL is not valid UTF-8"))
+}
+
+/// Refuses a database name that is not a plain lowercase identifier, as the engines do before they quote one.
+fn check_identifier(name: &str) -> Result<()> {
+    let safe = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !safe {
+        return Err(anyhow!("{name:?} is not a valid tenant identifier"));
+    }
+    Ok(())
+}
+
+/// `text` as a single-quoted SQL literal.
+fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
 }
 
 impl NaiveScript {
     /// Reads host, port, user, password and database from a server's `postgres://` admin URL.
-    pub fn from_admin_url(admin_url: &SecretString) -> Result<NaiveScript> {
-        let invalid = || {
-            Error::AdminConnection("the server's admin URL is not a valid postgres:// URL".into())
-        };
+    pub(super) fn from_admin_url(admin_url: &SecretString) -> Result<NaiveScript> {
+        let invalid = || anyhow!("the server's admin URL is not a valid postgres:// URL");
         let url = url::Url::parse(admin_url.expose()).map_err(|_| invalid())?;
         if !matches!(url.scheme(), "postgres" | "postgresql") {
             return Err(invalid());
@@ -98,32 +114,31 @@ impl NaiveScript {
         }
         let mut child = command
             .spawn()
-            .map_err(|error| Error::Refused(format!("cannot start {what}: {error}")))?;
+            .map_err(|error| anyhow!("cannot start {what}: {error}"))?;
         if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-            pipe.write_all(text.as_bytes()).await.map_err(|error| {
-                Error::Refused(format!("{what}: cannot write its input: {error}"))
-            })?;
+            pipe.write_all(text.as_bytes())
+                .await
+                .map_err(|error| anyhow!("{what}: cannot write its input: {error}"))?;
         }
         let output = child
             .wait_with_output()
             .await
-            .map_err(|error| Error::Refused(format!("{what}: {error}")))?;
+            .map_err(|error| anyhow!("{what}: {error}"))?;
         if output.status.success() {
             Ok(())
         } else {
             let stderr = String::from_utf8_lossy(&output.stderr);
-            Err(Error::Refused(format!(
+            Err(anyhow!(
                 "{what} failed: {}",
                 stderr.lines().next().unwrap_or("no message")
-            )))
+            ))
         }
     }
 
     /// The migration files a script would loop over: `*.sql` in name order, without down migrations.
     fn migration_files(directory: &Path) -> Result<Vec<PathBuf>> {
-        let entries = std::fs::read_dir(directory).map_err(|error| {
-            Error::Migration(format!("cannot read {}: {error}", directory.display()))
-        })?;
+        let entries = std::fs::read_dir(directory)
+            .map_err(|error| anyhow!("cannot read {}: {error}", directory.display()))?;
         let mut files: Vec<PathBuf> = entries
             .filter_map(|entry| entry.ok().map(|entry| entry.path()))
             .filter(|path| {
@@ -140,13 +155,13 @@ impl NaiveScript {
 
     /// Makes one tenant database the naive way: `createdb`, `psql -f` per migration, `psql` for the admin insert
     /// (the seed statement with its parameters written in as literals).
-    pub async fn provision(
+    pub(super) async fn provision(
         &self,
         database: &str,
         migrations: &Path,
         seed: &AdminSeed<'_>,
     ) -> Result<()> {
-        quote_identifier(database)?;
+        check_identifier(database)?;
         let mut createdb = self.command("createdb");
         createdb
             .arg("--maintenance-db")
