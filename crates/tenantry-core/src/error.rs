@@ -212,6 +212,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     #[test]
     fn codes_round_trip_through_their_strings() {
@@ -252,5 +253,71 @@ mod tests {
             ErrorCode::ProvisioningUnavailable.as_str(),
             "PROVISIONING_UNAVAILABLE"
         );
+    }
+
+    /// The README's `## Error codes` table as code → (meaning, what to do), or why it cannot be read.
+    fn readme_error_table(
+        readme: &str,
+    ) -> std::result::Result<BTreeMap<String, (String, String)>, String> {
+        let section = readme
+            .split("\n## Error codes\n")
+            .nth(1)
+            .ok_or("README.md has no `## Error codes` section")?;
+        let section = section.split("\n## ").next().unwrap_or(section);
+        let mut rows = BTreeMap::new();
+        // Backticks are markdown, not text: `tenantry doctor` in the README is tenantry doctor in the table.
+        let plain = |cell: &str| cell.trim().replace('`', "");
+        for line in section.lines().filter(|line| line.starts_with('|')).skip(2) {
+            let cells: Vec<&str> = line.trim().trim_matches('|').split('|').collect();
+            let [code, meaning, remedy] = cells[..] else {
+                return Err(format!("a row without exactly three cells: {line}"));
+            };
+            if rows
+                .insert(plain(code), (plain(meaning), plain(remedy)))
+                .is_some()
+            {
+                return Err(format!("a code listed twice: {line}"));
+            }
+        }
+        Ok(rows)
+    }
+
+    fn expected_readme_rows() -> String {
+        ErrorCode::ALL
+            .into_iter()
+            .map(|code| format!("| `{code}` | {} | {} |\n", code.meaning(), code.remedy()))
+            .collect()
+    }
+
+    #[test]
+    fn the_readme_lists_every_code_with_its_meaning_and_remedy() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md");
+        let readme = std::fs::read_to_string(path).unwrap();
+        let rows = readme_error_table(&readme).unwrap();
+        let hint = format!(
+            "the rows the table should have:\n{}",
+            expected_readme_rows()
+        );
+        for code in ErrorCode::ALL {
+            let Some((meaning, remedy)) = rows.get(code.as_str()) else {
+                panic!("the README's error table lacks {code}; {hint}");
+            };
+            assert_eq!(
+                meaning,
+                &code.meaning().replace('`', ""),
+                "meaning of {code}; {hint}"
+            );
+            assert_eq!(
+                remedy,
+                &code.remedy().replace('`', ""),
+                "remedy of {code}; {hint}"
+            );
+        }
+        for listed in rows.keys() {
+            assert!(
+                ErrorCode::parse(listed).is_ok(),
+                "the README's error table lists {listed}, which is no code; {hint}"
+            );
+        }
     }
 }
