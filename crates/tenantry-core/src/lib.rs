@@ -10,7 +10,7 @@ mod slug;
 mod status;
 mod tenant;
 
-pub use error::{Error, ErrorCode, Result};
+pub use error::{Error, ErrorCode, Result, UnknownErrorCode};
 pub use plan::{checked_budget, EngineKind, Modules, Plan, DATABASE_RESOURCE, MAX_BUDGET};
 pub use slug::Slug;
 pub use status::{JobKind, JobStatus, PhaseStatus, PlatformRole, ServerStatus, TenantStatus};

@@ -561,12 +561,23 @@ async fn check_failpoint(phase: &str, boundary: Boundary) -> Result<(), PhaseErr
 
 fn rollback_cause(job: &JobRecord) -> Option<CodedError> {
     let rollback = job.state.get(ROLLBACK_KEY)?;
-    let code = ErrorCode::from_code(rollback.get("code")?.as_str()?);
+    let stored_code = rollback.get("code")?.as_str()?;
     let message = rollback
         .get("message")
         .and_then(|message| message.as_str())
         .unwrap_or_default();
-    Some(CodedError::new(code, message))
+    match ErrorCode::parse(stored_code) {
+        Ok(code) => Some(CodedError::new(code, message)),
+        // A code this version does not know (a newer worker began the rollback): the rollback still runs, and
+        // the job's error says which code it was rather than passing for an ordinary internal error.
+        Err(unknown) => {
+            tracing::warn!(job_id = %job.id, %unknown, "rolling back a job whose cause has an unknown code");
+            Some(CodedError::new(
+                ErrorCode::Internal,
+                format!("{unknown}: {message}"),
+            ))
+        }
+    }
 }
 
 /// Why driving a job stopped before its end: its lease was taken over, or the registry could not record it.

@@ -45,23 +45,9 @@ impl Error {
 
     /// Classifies a driver error met while working on a tenant server.
     pub(crate) fn from_server(context: &str, error: sqlx::Error) -> Error {
-        let transient = match &error {
-            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) => true,
-            sqlx::Error::Database(database_error) => {
-                matches!(
-                    database_error.code().as_deref(),
-                    Some("40001" | "40P01" | "57P01" | "57P03" | "53300" | "55006" | "5" | "6")
-                )
-                    // Two sessions changed one catalog row at once (two runners of one phase granting, altering or
-                    // commenting on the same database or role): PostgreSQL reports an internal error, and the
-                    // same statement passes when tried again.
-                    || (database_error.code().as_deref() == Some("XX000")
-                        && database_error.message() == "tuple concurrently updated")
-            }
-            _ => false,
-        };
         let message = format!("{context}: {}", describe(&error));
-        if transient {
+        // The registry's classifier: one list of what may pass on retry, for the registry and tenant servers.
+        if tenantry_registry::is_transient_sqlx_error(&error) {
             Error::Transient(message)
         } else {
             Error::Refused(message)

@@ -23,7 +23,7 @@ mod tenants;
 pub use access::{AccessWatch, ApiToken, ConsoleSession, IdempotencyRecord, PlatformUser};
 pub use approvals::{ApprovalDecision, ApprovalOutcome};
 pub use audit::{AuditChainFault, AuditChainFinding, AuditChainReport, AuditFilter};
-pub use error::{Error, Result};
+pub use error::{is_transient_sqlx_error, Error, Result};
 pub use installation::is_installation_id;
 pub use jobs::{
     ApprovalRequest, Fence, IdempotencyKey, JobFilter, JobLogLine, NewJob, NewLease,

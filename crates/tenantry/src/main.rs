@@ -11,7 +11,8 @@ use clap::Parser;
 use std::process::ExitCode;
 use tenantry_core::{Error as CodedError, ErrorCode};
 
-/// How a command failed: with a stable code, or in a way only the binary sees (bad config, IO).
+/// How a command failed: with a stable code, or in a way only the binary sees (IO, serialization), which is
+/// reported as `E_INTERNAL` unless classified where it happens (`Failure::bad_input`).
 #[derive(Debug)]
 pub enum Failure {
     Coded(CodedError),
@@ -27,6 +28,23 @@ impl From<CodedError> for Failure {
 impl From<anyhow::Error> for Failure {
     fn from(error: anyhow::Error) -> Self {
         Failure::Other(error)
+    }
+}
+
+impl Failure {
+    /// An error in what the operator gave (the configuration file, a variable): `E_INVALID_INPUT`, said so where
+    /// it happens, because any error not classified is `E_INTERNAL`.
+    pub fn bad_input(error: anyhow::Error) -> Failure {
+        Failure::Coded(CodedError::invalid_input(format!("{error:#}")))
+    }
+
+    /// The code and message to print. An error nobody classified is unexpected: `E_INTERNAL`, never bad input
+    /// (which would send the operator to correct input that was fine).
+    fn into_coded(self) -> CodedError {
+        match self {
+            Failure::Coded(error) => error,
+            Failure::Other(error) => CodedError::new(ErrorCode::Internal, format!("{error:#}")),
+        }
     }
 }
 
@@ -57,12 +75,7 @@ fn main() -> ExitCode {
     match runtime.block_on(commands::run(cli)) {
         Ok(code) => code,
         Err(failure) => {
-            let error = match failure {
-                Failure::Coded(error) => error,
-                Failure::Other(error) => {
-                    CodedError::new(ErrorCode::InvalidInput, format!("{error:#}"))
-                }
-            };
+            let error = failure.into_coded();
             let message = error.message.replace('\n', " ");
             eprintln!("error: {}: {message}", error.code);
             if json {
@@ -71,5 +84,22 @@ fn main() -> ExitCode {
             }
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unclassified_error_is_internal_and_bad_input_stays_bad_input() {
+        let unexpected = Failure::from(anyhow::anyhow!("disk full")).into_coded();
+        assert_eq!(unexpected.code, ErrorCode::Internal);
+        assert_eq!(unexpected.message, "disk full");
+        let bad_config =
+            Failure::bad_input(anyhow::anyhow!("the lease TTL must be at least one second"));
+        assert_eq!(bad_config.into_coded().code, ErrorCode::InvalidInput);
+        let coded = Failure::from(CodedError::new(ErrorCode::NoCapacity, "full")).into_coded();
+        assert_eq!(coded.code, ErrorCode::NoCapacity);
     }
 }

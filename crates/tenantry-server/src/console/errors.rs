@@ -52,9 +52,18 @@ pub async fn render_html_errors(request: Request, next: Next) -> Response {
         .await
         .unwrap_or_default();
     let problem: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-    let code = ErrorCode::from_code(problem["error_code"].as_str().unwrap_or_default());
     let detail = problem["detail"].as_str().unwrap_or_default();
-    error_page(None, status, code, detail)
+    // The body came from this server's own API, so its code is known; if it is not, the page says so in the
+    // detail rather than passing the code off as another one. A body without a code is an internal error.
+    match ErrorCode::parse(problem["error_code"].as_str().unwrap_or("E_INTERNAL")) {
+        Ok(code) => error_page(None, status, code, detail),
+        Err(unknown) => error_page(
+            None,
+            status,
+            ErrorCode::Internal,
+            &format!("{unknown}. {detail}"),
+        ),
+    }
 }
 
 /// An error page: the status, the code with its meaning, the detail, and what to do.

@@ -215,7 +215,9 @@ fn checks_block(extras: &JobExtras) -> Markup {
 pub fn job_live(view: &JobView, extras: &JobExtras, viewer: &Viewer) -> Markup {
     let stopped = stopped_with_error(view);
     let failed = matches!(view.status, JobStatus::Failed | JobStatus::RolledBack);
-    let code = view.error_code.as_deref().map(ErrorCode::from_code);
+    // A stored code this version does not know (a newer process ended the job) is shown as it is, said to be
+    // unknown, with no remedy: never as another code's meaning.
+    let code = view.error_code.as_deref().map(ErrorCode::parse);
     let stopped_at = if failed { failed_phase(view) } else { None };
     html! {
         section.job-live data-job-id=(view.job_id) data-status=(view.status.as_str())
@@ -267,11 +269,17 @@ pub fn job_live(view: &JobView, extras: &JobExtras, viewer: &Viewer) -> Markup {
                             "Cancelled"
                         }
                     }
-                    @if let Some(code) = code {
-                        p.failure-code { code.error-code { (code.as_str()) } " — " (code.meaning()) }
+                    @match &code {
+                        Some(Ok(code)) => {
+                            p.failure-code { code.error-code { (code.as_str()) } " — " (code.meaning()) }
+                        }
+                        Some(Err(unknown)) => {
+                            p.failure-code { code.error-code { (unknown.code) } " — " "an error code this version of tenantry does not know" }
+                        }
+                        None => {}
                     }
                     @if let Some(message) = &view.error_message { p.failure-message { (message) } }
-                    @if let Some(code) = code {
+                    @if let Some(Ok(code)) = code {
                         p.failure-remedy { strong { "What to do: " } (code.remedy()) }
                     }
                     @if view.status == JobStatus::RolledBack {

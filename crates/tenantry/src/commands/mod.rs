@@ -13,10 +13,11 @@ mod users;
 use crate::app::App;
 use crate::cli::{Cli, Command};
 use crate::config::Config;
-use crate::CommandResult;
+use crate::{CommandResult, Failure};
 
 pub async fn run(cli: Cli) -> CommandResult {
-    let config = Config::load(cli.config.as_deref())?;
+    // The configuration is the operator's input: what stops it loading is for them to correct.
+    let config = Config::load(cli.config.as_deref()).map_err(Failure::bad_input)?;
     let json = cli.json;
     match cli.command {
         Command::Serve { listen, workers } => {

@@ -267,23 +267,22 @@ async fn report(app: &App, runner: Runner, run: Run<'_>, json: bool) -> CommandR
     if job.status == JobStatus::Complete {
         Ok(ExitCode::SUCCESS)
     } else {
-        let code = job
-            .error_code
-            .as_deref()
-            .map(ErrorCode::from_code)
-            .unwrap_or(ErrorCode::Internal);
-        Err(CodedError::new(
-            code,
-            format!(
-                "job {} {}: {}",
-                job.id,
-                job.status,
-                job.error_message
-                    .clone()
-                    .unwrap_or_else(|| code.meaning().to_owned())
-            ),
-        )
-        .into())
+        // A stored code this version does not know (a newer process ended the job) exits as `E_INTERNAL`, and
+        // the message names the stored code so that it is not taken for an ordinary internal error.
+        let (code, unknown) = match job.error_code.as_deref().map(ErrorCode::parse) {
+            Some(Ok(code)) => (code, None),
+            Some(Err(unknown)) => (ErrorCode::Internal, Some(unknown)),
+            None => (ErrorCode::Internal, None),
+        };
+        let message = job
+            .error_message
+            .clone()
+            .unwrap_or_else(|| code.meaning().to_owned());
+        let message = match unknown {
+            Some(unknown) => format!("job {} {}: {unknown}: {message}", job.id, job.status),
+            None => format!("job {} {}: {message}", job.id, job.status),
+        };
+        Err(CodedError::new(code, message).into())
     }
 }
 

@@ -99,7 +99,8 @@ pub async fn serve(app: App, listen: &str, n_workers: usize) -> CommandResult {
     let state = ServerState::new(
         app.platform.clone(),
         app.runner(),
-        server_settings()?,
+        // Its variables are the operator's input.
+        server_settings().map_err(Failure::bad_input)?,
         shutdown.clone(),
     );
     // Events of jobs run by other processes wake this server's live streams too.
