@@ -324,4 +324,8 @@ pub struct BenchArgs {
     /// Jobs (or scripts) running at once.
     #[arg(long, default_value_t = 2)]
     pub concurrency: usize,
+    /// Also provision the tenants with this plan, whose resources go beyond the database (e.g. database, cache
+    /// and queue), through the warm pool, to compare with the database-only warm-pool path.
+    #[arg(long)]
+    pub resources_plan: Option<String>,
 }

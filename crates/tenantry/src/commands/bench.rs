@@ -3,6 +3,8 @@
 //! - `warm_pool`: real provisioning jobs (the same `submit_provision`, `Runner` and `ProvisionWorkflow` as every
 //!   other way in), with the pool filled beforehand (untimed);
 //! - `template`: the same jobs with the pool empty, so each database is a copy of the schema's template;
+//! - `resources` (with `--resources-plan`): the warm-pool path with a plan whose resources go beyond the
+//!   database (a cache, a queue, …), so the cost of those resources shows beside the database-only path;
 //! - `baseline`: what a shell script does — `createdb`, `psql -f` per migration file, `psql` for the admin insert,
 //!   one process per step — with no registry, secret or role at all.
 //!
@@ -39,6 +41,8 @@ pub struct BenchRequest {
     server: ServerName,
     n_tenants: usize,
     concurrency: usize,
+    /// A plan with resources beyond the database, for the `resources` path.
+    resources_plan: Option<String>,
 }
 
 /// More tenants than this per path would hold the registry and the server for a long time: split the run.
@@ -48,7 +52,17 @@ const MAX_CONCURRENCY: usize = 64;
 /// `DROP DATABASE` waits for a checkpoint, and drops waiting together share one.
 const CLEANUP_CONCURRENCY: usize = 8;
 
-pub fn parse(args: &BenchArgs) -> Result<BenchRequest, CodedError> {
+pub fn parse(args: &BenchArgs, platform: &Platform) -> Result<BenchRequest, CodedError> {
+    if let Some(name) = &args.resources_plan {
+        let plan = platform.settings.plan(name).ok_or_else(|| {
+            CodedError::invalid_input(format!("--resources-plan: plan {name:?} does not exist"))
+        })?;
+        if tenantry_workflows::extra_kinds(plan).next().is_none() {
+            return Err(CodedError::invalid_input(format!(
+                "--resources-plan: plan {name:?} has no resource beyond the database"
+            )));
+        }
+    }
     if !(1..=MAX_TENANTS).contains(&args.tenants) {
         return Err(CodedError::invalid_input(format!(
             "--tenants must be between 1 and {MAX_TENANTS}"
@@ -63,6 +77,7 @@ pub fn parse(args: &BenchArgs) -> Result<BenchRequest, CodedError> {
         server: ServerName::parse(&args.server)?,
         n_tenants: args.tenants,
         concurrency: args.concurrency,
+        resources_plan: args.resources_plan.clone(),
     })
 }
 
@@ -71,6 +86,7 @@ pub fn parse(args: &BenchArgs) -> Result<BenchRequest, CodedError> {
 #[serde(rename_all = "snake_case")]
 enum BenchPath {
     WarmPool,
+    Resources,
     Template,
     Baseline,
 }
@@ -79,6 +95,7 @@ impl BenchPath {
     fn as_str(self) -> &'static str {
         match self {
             BenchPath::WarmPool => "warm_pool",
+            BenchPath::Resources => "resources",
             BenchPath::Template => "template",
             BenchPath::Baseline => "baseline",
         }
@@ -88,6 +105,7 @@ impl BenchPath {
     fn slug_letter(self) -> char {
         match self {
             BenchPath::WarmPool => 'p',
+            BenchPath::Resources => 'r',
             BenchPath::Template => 't',
             BenchPath::Baseline => 'b',
         }
@@ -208,13 +226,14 @@ async fn provision_one(
     runner: &Runner,
     server: &ServerName,
     slug: Slug,
+    plan: &str,
 ) -> Result<(), String> {
     let spec = TenantSpec {
         display_name: DisplayName::parse(&format!("Bench {slug}"))
             .map_err(|error| error.message)?,
         admin_email: AdminEmail::parse(&format!("admin@{slug}.example"))
             .map_err(|error| error.message)?,
-        plan: platform.settings.default_plan.clone(),
+        plan: plan.to_owned(),
         region: platform.settings.default_region.clone(),
         server: Some(server.clone()),
         dry_run: false,
@@ -295,6 +314,9 @@ struct BenchReport {
     paths: Vec<PathResult>,
     /// Each path's throughput divided by the baseline's.
     throughput_vs_baseline: serde_json::Map<String, serde_json::Value>,
+    /// The `resources` path's p50 divided by the database-only warm-pool path's (target: at most 1.5).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resources_p50_vs_database: Option<f64>,
     cleanup: CleanupReport,
 }
 
@@ -321,7 +343,12 @@ pub async fn run(app: &App, request: BenchRequest, json: bool) -> CommandResult 
         ))
         .into());
     }
-    let n_jobs = i64::try_from(2 * request.n_tenants).unwrap_or(i64::MAX);
+    let n_paths = if request.resources_plan.is_some() {
+        3
+    } else {
+        2
+    };
+    let n_jobs = i64::try_from(n_paths * request.n_tenants).unwrap_or(i64::MAX);
     if record.free_room() < n_jobs {
         return Err(CodedError::new(
             ErrorCode::NoCapacity,
@@ -385,10 +412,26 @@ pub async fn run(app: &App, request: BenchRequest, json: bool) -> CommandResult 
 
     let runner = app.runner();
     let mut paths = Vec::new();
-    for path in [BenchPath::WarmPool, BenchPath::Template] {
+    let with_resources = request.resources_plan.is_some();
+    for path in [
+        BenchPath::WarmPool,
+        BenchPath::Resources,
+        BenchPath::Template,
+    ] {
+        if path == BenchPath::Resources && !with_resources {
+            continue;
+        }
+        if path == BenchPath::Resources {
+            progress("refilling the warm pool (untimed)");
+            fill_warm_pool(platform, request.server.as_str(), Some(pool_size)).await?;
+        }
         if path == BenchPath::Template {
             prune_warm_pool(platform, request.server.as_str(), PruneScope::Pool).await?;
         }
+        let plan = match path {
+            BenchPath::Resources => request.resources_plan.clone().unwrap_or_default(),
+            _ => platform.settings.default_plan.clone(),
+        };
         let ready_before = n_ready_in_pool(&server, &schema).await?;
         progress(&format!(
             "{}: {} tenants at concurrency {}",
@@ -400,20 +443,21 @@ pub async fn run(app: &App, request: BenchRequest, json: bool) -> CommandResult 
         let (server_name, run) = (request.server.clone(), run_id.clone());
         let (results, wall) =
             timed_concurrently(request.n_tenants, request.concurrency, move |index| {
-                let (platform, runner, server_name) = (
+                let (platform, runner, server_name, plan) = (
                     platform_for_jobs.clone(),
                     runner_for_jobs.clone(),
                     server_name.clone(),
+                    plan.clone(),
                 );
                 let slug = bench_slug(&run, path, index);
                 async move {
                     let slug = slug.map_err(|error| error.message)?;
-                    provision_one(&platform, &runner, &server_name, slug).await
+                    provision_one(&platform, &runner, &server_name, slug, &plan).await
                 }
             })
             .await;
         let mut result = summarise(path, results, wall);
-        if path == BenchPath::WarmPool {
+        if path != BenchPath::Template {
             let ready_after = n_ready_in_pool(&server, &schema).await?;
             result.n_from_pool = Some(ready_before.saturating_sub(ready_after));
         }
@@ -457,7 +501,21 @@ pub async fn run(app: &App, request: BenchRequest, json: bool) -> CommandResult 
             )
         })
         .collect();
+    let p50_of = |wanted: BenchPath| {
+        paths
+            .iter()
+            .find(|result| result.path == wanted && result.n_failed == 0)
+            .map(|result| result.p50_ms)
+    };
+    let resources_p50_vs_database =
+        match (p50_of(BenchPath::Resources), p50_of(BenchPath::WarmPool)) {
+            (Some(resources), Some(database)) if database > 0.0 => {
+                Some((resources / database * 100.0).round() / 100.0)
+            }
+            _ => None,
+        };
     let report = BenchReport {
+        resources_p50_vs_database,
         server: record.name.clone(),
         n_tenants: request.n_tenants,
         concurrency: request.concurrency,
@@ -530,6 +588,11 @@ fn print_report(report: &BenchReport) {
         for failure in &result.failures {
             println!("{} failure: {failure}", result.path.as_str());
         }
+    }
+    if let Some(ratio) = report.resources_p50_vs_database {
+        println!(
+            "resources: p50 is {ratio}× the database-only warm-pool p50 (target: at most 1.5×)"
+        );
     }
     let cleanup = &report.cleanup;
     println!(

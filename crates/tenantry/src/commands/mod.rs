@@ -55,8 +55,9 @@ pub async fn run(cli: Cli) -> CommandResult {
             pool::run(&App::open(config).await?, request, json).await
         }
         Command::Bench(args) => {
-            let request = bench::parse(&args)?;
-            bench::run(&App::open(config).await?, request, json).await
+            let app = App::open(config).await?;
+            let request = bench::parse(&args, &app.platform)?;
+            bench::run(&app, request, json).await
         }
         Command::Secrets(command) => {
             inspect::secrets(&App::open(config).await?, command, json).await
