@@ -20,7 +20,7 @@ use maud::{html, Markup};
 use serde::Deserialize;
 use tenantry_core::{Slug, TenantStatus};
 use tenantry_engine::JobView;
-use tenantry_registry::{AuditFilter, JobFilter, TenantRecord};
+use tenantry_registry::{AuditFilter, JobFilter, TenantRecord, TenantResourceRecord};
 use tenantry_workflows::{submit_offboard, OffboardRequest};
 
 /// Tenants per page of the list.
@@ -180,6 +180,30 @@ fn tenant_details(tenant: &TenantRecord) -> Markup {
 
 /// The switches of a settings object (`modules`, `feature_flags`) as chips: those on first, then those off, each
 /// by name.
+/// The tenant's resources, one row per kind: where it lives, its name there, its secret and whether it is on.
+fn resources_table(resources: &[TenantResourceRecord]) -> Markup {
+    html! {
+        div.table-wrap {
+            table.resources {
+                thead { tr {
+                    th { "Kind" } th { "Server" } th.wide-only { "Name" } th.wide-only { "Secret" } th { "Status" }
+                } }
+                tbody {
+                    @for resource in resources {
+                        tr {
+                            td { (resource.kind) }
+                            td { a href="/platform/servers" { (resource.server_name) } }
+                            td.wide-only { code { (resource.name) } }
+                            td.wide-only { @if let Some(secret) = &resource.secret_name { code { (secret) } } @else { "-" } }
+                            td { (pill(&resource.status)) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 fn switch_chips(switches: Option<&serde_json::Value>) -> Markup {
     let mut switches: Vec<(&String, bool)> = switches
         .and_then(serde_json::Value::as_object)
@@ -302,6 +326,7 @@ pub async fn tenant_page(
         })
         .await
         .or_page(&viewer)?;
+    let resources = registry.tenant_resources(&slug).await.or_page(&viewer)?;
     let job_views: Vec<JobView> = jobs.iter().map(|job| JobView::build(job, &[])).collect();
     let names = actor_names(registry, audit.iter().map(|event| event.actor.as_str())).await;
     let can_offboard = tenant.as_ref().is_some_and(|tenant| {
@@ -322,6 +347,10 @@ pub async fn tenant_page(
         @match &tenant {
             Some(tenant) => {
                 div.panel { (tenant_details(tenant)) }
+                @if !resources.is_empty() {
+                    h2 { "Resources" }
+                    (resources_table(&resources))
+                }
                 @if let Some(settings) = plan_settings(tenant) { (settings) }
             }
             None => {

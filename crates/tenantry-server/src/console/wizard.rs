@@ -215,8 +215,9 @@ fn plan_options(state: &ServerState) -> Vec<(String, String, bool)> {
                 .map(|engine| format!(", {engine}"))
                 .unwrap_or_default();
             let text = format!(
-                "{} — {} connections, {} s statement timeout{engine}",
+                "{} — {}; {} connections, {} s statement timeout{engine}",
                 plan.name,
+                plan.resources.join(" + "),
                 plan.connection_limit,
                 plan.statement_timeout_ms / 1000
             );
@@ -250,6 +251,8 @@ fn server_options(servers: &[ServerRecord]) -> Vec<(String, String, bool)> {
 #[derive(Debug, Clone)]
 struct PlanReview {
     estimate: String,
+    /// The kinds of resource the plan gives (`database + cache + queue`).
+    resources: String,
     quotas: String,
     modules: String,
     flags: String,
@@ -293,6 +296,7 @@ fn plan_review(
     });
     PlanReview {
         estimate: format!("{} per month in {region}", money(estimate, currency)),
+        resources: plan.resources.join(" + "),
         quotas: format!(
             "{} connections · {} statement timeout · {} queries / min · {} query SLA",
             plan.connection_limit,
@@ -355,6 +359,7 @@ fn plans_json(state: &ServerState) -> String {
                 .map(|(name, on)| (name.as_str(), *on))
                 .collect();
             let description = serde_json::json!({
+                "resources": plan.resources,
                 "connection_limit": plan.connection_limit,
                 "statement_timeout_ms": plan.statement_timeout_ms,
                 "rate_limit_qpm": plan.rate_limit_qpm,
@@ -495,6 +500,7 @@ fn wizard_page(
                 h3.review-title { "What the plan gives" }
                 dl.details.review.plan-review {
                     (review_row("Monthly estimate", "estimate", review.as_ref().map_or("", |review| review.estimate.as_str())))
+                    (review_row("Resources", "resources", review.as_ref().map_or("", |review| review.resources.as_str())))
                     (review_row("Quotas", "quotas", review.as_ref().map_or("", |review| review.quotas.as_str())))
                     (review_row("Modules", "modules", review.as_ref().map_or("", |review| review.modules.as_str())))
                     (review_row("Feature flags", "flags", review.as_ref().map_or("", |review| review.flags.as_str())))

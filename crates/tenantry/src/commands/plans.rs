@@ -61,6 +61,7 @@ pub fn list(config: &Config, region: Option<&str>, json: bool) -> CommandResult 
                 .collect();
             vec![
                 plan.name.clone(),
+                plan.resources.join("+"),
                 plan.connection_limit.to_string(),
                 format!("{} ms", plan.statement_timeout_ms),
                 format!("{}/min", plan.rate_limit_qpm),
@@ -83,6 +84,7 @@ pub fn list(config: &Config, region: Option<&str>, json: bool) -> CommandResult 
     print_table(
         &[
             "PLAN",
+            "RESOURCES",
             "CONNECTIONS",
             "STATEMENT TIMEOUT",
             "RATE LIMIT",

@@ -504,6 +504,7 @@
     }
     return {
       estimate: money(estimate, currency) + ' per month in ' + region,
+      resources: plan.resources.join(' + '),
       quotas: plan.connection_limit + ' connections \u00b7 ' + limitMillis(plan.statement_timeout_ms) + ' statement timeout \u00b7 ' +
         plan.rate_limit_qpm + ' queries / min \u00b7 ' + limitMillis(plan.query_sla_ms) + ' query SLA',
       modules: joinedOrNone(plan.modules),
