@@ -94,6 +94,11 @@ pub const POLICY: &[(&str, &str, Access)] = &[
     ("POST", "/platform/tenants", Access::Roles(ADMINS)),
     ("GET", "/platform/tenants/{slug}", Access::Roles(ALL_ROLES)),
     (
+        "GET",
+        "/platform/tenants/{slug}/resources",
+        Access::Roles(ALL_ROLES),
+    ),
+    (
         "POST",
         "/platform/tenants/{slug}/offboard",
         Access::Roles(ADMINS),

@@ -75,6 +75,11 @@ pub fn api_routes() -> Vec<Route> {
             get(tenants::get_tenant),
             pages::tenant_page,
         ),
+        route(
+            "GET",
+            "/platform/tenants/{slug}/resources",
+            get(tenants::tenant_resources),
+        ),
         with_page(
             "POST",
             "/platform/tenants/{slug}/offboard",

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use tenantry_core::{
     AdminEmail, DisplayName, ErrorCode, ServerName, Slug, TenantSpec, TenantStatus,
 };
-use tenantry_registry::TenantRecord;
+use tenantry_registry::{TenantRecord, TenantResourceRecord};
 use tenantry_workflows::{
     submit_offboard, submit_provision, IdempotencyRequest, OffboardRequest, Submitted,
 };
@@ -202,6 +202,24 @@ pub async fn get_tenant(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("tenant {slug:?}")))?;
     Ok(axum::Json(tenant))
+}
+
+/// A tenant's resources: its database, and its cache, queue, … as its plan gives them, each with its server,
+/// its name there and its secret's name (never the secret).
+#[utoipa::path(get, path = "/platform/tenants/{slug}/resources", tag = "tenants", params(("slug" = String, Path, pattern = "^[a-z][a-z0-9-]{2,39}$")),
+    responses((status = 200, body = Vec<TenantResourceRecord>),
+        (status = 401, body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, body = ProblemDetails, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn tenant_resources(
+    State(state): State<ServerState>,
+    Path(slug): Path<String>,
+) -> ApiResult<axum::Json<Vec<TenantResourceRecord>>> {
+    let registry = &state.platform.registry;
+    if registry.get_tenant(&slug).await?.is_none() {
+        return Err(ApiError::not_found(format!("tenant {slug:?}")));
+    }
+    Ok(axum::Json(registry.tenant_resources(&slug).await?))
 }
 
 /// Submit an offboarding job.

@@ -481,10 +481,55 @@ async fn drift_made_by_hand_is_named_by_doctor_and_repaired_by_reconcile() {
         .run(&["reconcile", "--slug", &gone, "--kind", "queue"])
         .await
         .assert_ok();
-    fleet
-        .run(&["reconcile", "--slug", &widened, "--kind", "cache"])
+    // The last through the API, as an admin (a read-only token is refused).
+    let token = fleet.token_for("ops@example.com", "PLATFORM_ADMIN").await;
+    let readonly = fleet.token_for("ro@example.com", "PLATFORM_READONLY").await;
+    let server = fleet.serve(&[]).await;
+    let path = format!("/platform/tenants/{widened}/reconcile");
+    let refused = server
+        .post(&path, &readonly)
+        .json(&serde_json::json!({ "kind": "cache" }))
+        .send()
         .await
-        .assert_ok();
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    let accepted = server
+        .post(&path, &token)
+        .json(&serde_json::json!({ "kind": "cache" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), 202);
+    let job_id = accepted.json::<serde_json::Value>().await.unwrap()["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    crate::harness::eventually(
+        30,
+        || format!("reconcile job {job_id} completes"),
+        || async {
+            let job: serde_json::Value = server
+                .get(&format!("/platform/jobs/{job_id}"), &token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            (job["status"] == "complete").then_some(())
+        },
+    )
+    .await;
+    let resources: serde_json::Value = server
+        .get(&format!("/platform/tenants/{widened}/resources"), &readonly)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(resources.as_array().map(Vec::len), Some(3), "{resources}");
+    server.terminate().await;
     fleet.assert_doctor_clean().await;
     assert!(
         cache_login_works(&a_cache).await,
