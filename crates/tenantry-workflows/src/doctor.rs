@@ -515,7 +515,16 @@ async fn check_other_resources(
                     slug.replace('-', "_"),
                     record.name
                 );
-                let fix = format!("tenantry reconcile --slug {slug} --kind {kind}");
+                // A tenant's own reconcile is a set-plan job, for active tenants; the fleet job also repairs the
+                // resources of suspended and offboarded ones (keeping them disabled).
+                let active = tenants_by_slug
+                    .get(slug.as_str())
+                    .is_some_and(|tenant| tenant.status == TenantStatus::Active);
+                let fix = if active {
+                    format!("tenantry reconcile --slug {slug} --kind {kind}")
+                } else {
+                    format!("tenantry reconcile --kind {kind}")
+                };
                 match outcome {
                     Ok(Observed::Absent) => findings.push(Finding {
                         kind: "missing",
