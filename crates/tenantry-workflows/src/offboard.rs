@@ -259,9 +259,13 @@ impl OffboardWorkflow {
             .set_state("resources", serde_json::json!(others))
             .await?;
         if let Some(tenant) = tenant {
-            context
-                .set_state("previous_status", serde_json::json!(tenant.status))
-                .await?;
+            // Recorded once: a second apply (a resume after a crash, or a repeated step) finds the tenant already
+            // `offboarding`, and the undo must return it to the status it had before this job, not to that.
+            if context.state_str("previous_status").is_none() {
+                context
+                    .set_state("previous_status", serde_json::json!(tenant.status))
+                    .await?;
+            }
             let audit = self.audit(
                 context,
                 "TENANT_OFFBOARDING",

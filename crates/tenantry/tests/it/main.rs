@@ -18,3 +18,4 @@ mod plans;
 mod provision;
 mod registry_safety;
 mod resources;
+mod saga;

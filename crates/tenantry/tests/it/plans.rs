@@ -78,7 +78,7 @@ async fn sqlite_tenant_settings(fleet: &Fleet, slug: &str) -> Vec<(String, Strin
         .unwrap()
 }
 
-async fn tenant_settings(fleet: &Fleet, slug: &str) -> Vec<(String, String)> {
+pub(crate) async fn tenant_settings(fleet: &Fleet, slug: &str) -> Vec<(String, String)> {
     match fleet.engine {
         Engine::Postgres => pg_tenant_facts(slug).await.0,
         Engine::Sqlite => sqlite_tenant_settings(fleet, slug).await,

@@ -8,9 +8,9 @@ use crate::harness::{write_file, Engine, Fleet};
 use tokio::sync::{Mutex, MutexGuard};
 
 /// The tests here share the suite's own Redis, and one of them restarts it: they take turns.
-static OWN_REDIS: Mutex<()> = Mutex::const_new(());
+pub(crate) static OWN_REDIS: Mutex<()> = Mutex::const_new(());
 
-const RESOURCE_PLANS: &str = r#"
+pub(crate) const RESOURCE_PLANS: &str = r#"
 [[plans]]
 name = "starter"
 connection_limit = 10
@@ -44,7 +44,7 @@ const BUNDLE_PHASES: [&str; 13] = [
     "complete",
 ];
 
-fn own_redis_url() -> String {
+pub(crate) fn own_redis_url() -> String {
     std::env::var("TENANTRY_TEST_OWN_REDIS_URL")
         .expect("TENANTRY_TEST_OWN_REDIS_URL is set by scripts/test-services")
 }
@@ -60,13 +60,13 @@ fn rabbitmq_amqp_url() -> String {
 }
 
 /// A slug no other run (or other installation on the machine's RabbitMQ) uses.
-fn unique(prefix: &str) -> String {
+pub(crate) fn unique(prefix: &str) -> String {
     let suffix = uuid::Uuid::now_v7().simple().to_string();
     format!("{prefix}-{}", &suffix[suffix.len() - 8..])
 }
 
 /// A fleet with the resource plans, a cache server (the suite's own Redis) and a queue server (RabbitMQ).
-async fn resource_fleet(engine: Engine) -> (Fleet, MutexGuard<'static, ()>) {
+pub(crate) async fn resource_fleet(engine: Engine) -> (Fleet, MutexGuard<'static, ()>) {
     let guard = OWN_REDIS.lock().await;
     let fleet = Fleet::new(engine).await;
     write_file(&fleet.scratch_dir.join("tenantry.toml"), RESOURCE_PLANS);
@@ -117,12 +117,12 @@ async fn provision_bundle(fleet: &Fleet, slug: &str, env: &[(&str, &str)]) -> cr
     fleet.run_env(&args, env).await
 }
 
-fn resource_name(slug: &str) -> String {
+pub(crate) fn resource_name(slug: &str) -> String {
     format!("tenant_{}", slug.replace('-', "_"))
 }
 
 /// An admin connection to the suite's own Redis.
-async fn redis_admin() -> redis::aio::MultiplexedConnection {
+pub(crate) async fn redis_admin() -> redis::aio::MultiplexedConnection {
     redis::Client::open(own_redis_url())
         .unwrap()
         .get_multiplexed_async_connection()
@@ -130,7 +130,7 @@ async fn redis_admin() -> redis::aio::MultiplexedConnection {
         .expect("the suite's own Redis")
 }
 
-async fn cache_user_exists(slug: &str) -> bool {
+pub(crate) async fn cache_user_exists(slug: &str) -> bool {
     let mut admin = redis_admin().await;
     let user: Option<redis::Value> = redis::cmd("ACL")
         .arg("GETUSER")
@@ -142,7 +142,7 @@ async fn cache_user_exists(slug: &str) -> bool {
 }
 
 /// Whether the tenant's own cache credentials log in (as the tenant, not as anyone else).
-async fn cache_login_works(url: &str) -> bool {
+pub(crate) async fn cache_login_works(url: &str) -> bool {
     let Ok(client) = redis::Client::open(url) else {
         return false;
     };
@@ -170,7 +170,7 @@ fn management(path: &str) -> (String, String, String) {
     )
 }
 
-async fn vhost_exists(slug: &str) -> bool {
+pub(crate) async fn vhost_exists(slug: &str) -> bool {
     let (url, user, password) = management(&format!("vhosts/{}", resource_name(slug)));
     let response = reqwest::Client::new()
         .get(url)
@@ -193,7 +193,7 @@ async fn delete_vhost_by_hand(slug: &str) {
 }
 
 /// Whether an AMQP login with the tenant's queue URL opens its vhost.
-async fn amqp_login_works(url: &str) -> bool {
+pub(crate) async fn amqp_login_works(url: &str) -> bool {
     use amqprs::connection::{Connection, OpenConnectionArguments};
     let parsed = url::Url::parse(url).unwrap();
     let vhost = percent_decode(parsed.path().trim_start_matches('/'));
