@@ -241,38 +241,42 @@ impl Runner {
         let finished = match &ending {
             Ending::HandedBack => Ok(()),
             Ending::Complete => {
-                let (tenant_status, audit) = workflow.on_complete(&job);
+                let (subject_status, audit) = workflow.on_complete(&job);
                 self.registry
-                    .finish_job(&fence, JobStatus::Complete, None, tenant_status, &audit)
+                    .finish_job(&fence, JobStatus::Complete, None, subject_status, &audit)
                     .await
             }
             Ending::RolledBack(cause) => {
-                let (tenant_status, audit) = workflow.on_failure(&job, cause);
+                let (subject_status, audit) = workflow.on_failure(&job, cause);
                 self.registry
                     .finish_job(
                         &fence,
                         JobStatus::RolledBack,
                         Some((cause.code.as_str(), &cause.message)),
-                        tenant_status,
+                        subject_status,
                         &audit,
                     )
                     .await
             }
             Ending::UndoFailed { cause, undo_error } => {
+                let advice = workflow
+                    .undo_failed_advice()
+                    .map(|advice| format!("; {advice}"))
+                    .unwrap_or_default();
                 let partial = CodedError::new(
                     ErrorCode::PartialState,
                     format!(
-                        "{} (undo failed: {}; run `tenantry doctor`)",
+                        "{} (undo failed: {}{advice})",
                         cause.message, undo_error.message
                     ),
                 );
-                let (tenant_status, audit) = workflow.on_failure(&job, &partial);
+                let (subject_status, audit) = workflow.on_failure(&job, &partial);
                 self.registry
                     .finish_job(
                         &fence,
                         JobStatus::Failed,
                         Some((partial.code.as_str(), &partial.message)),
-                        tenant_status,
+                        subject_status,
                         &audit,
                     )
                     .await

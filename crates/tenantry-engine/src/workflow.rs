@@ -2,8 +2,8 @@
 
 use crate::runner::ProgressSink;
 use std::future::Future;
-use tenantry_core::{Error as CodedError, ErrorCode, TenantStatus};
-use tenantry_registry::{Fence, JobLogLine, JobRecord, NewAuditEvent, Registry};
+use tenantry_core::{Error as CodedError, ErrorCode};
+use tenantry_registry::{Fence, JobLogLine, JobRecord, NewAuditEvent, Registry, SubjectStatus};
 
 /// How a phase failed.
 #[derive(Debug)]
@@ -55,15 +55,22 @@ pub trait Workflow: Send + Sync {
         phase: &str,
     ) -> impl Future<Output = Result<(), PhaseError>> + Send;
 
-    /// The tenant's status and the audit events to write when the job completes.
-    fn on_complete(&self, job: &JobRecord) -> (Option<TenantStatus>, Vec<NewAuditEvent>);
+    /// The new status of the job's subject (if it changes) and the audit events to write when the job completes.
+    fn on_complete(&self, job: &JobRecord) -> (Option<SubjectStatus>, Vec<NewAuditEvent>);
 
-    /// The tenant's status and the audit events to write when the job ends rolled back or failed.
+    /// The new status of the job's subject (if it changes) and the audit events to write when the job ends rolled
+    /// back or failed.
     fn on_failure(
         &self,
         job: &JobRecord,
         error: &CodedError,
-    ) -> (Option<TenantStatus>, Vec<NewAuditEvent>);
+    ) -> (Option<SubjectStatus>, Vec<NewAuditEvent>);
+
+    /// What to tell whoever reads a job whose undo failed, which leaves the job's subject partly made: the product
+    /// knows where its leftovers are found (a command to run); the runtime does not. It ends the job's message.
+    fn undo_failed_advice(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// What a phase sees: the registry, its fence, the job as recorded, and a place for one-time reveals.

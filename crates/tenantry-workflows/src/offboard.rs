@@ -612,6 +612,10 @@ impl Workflow for OffboardWorkflow {
         }
     }
 
+    fn undo_failed_advice(&self) -> Option<&str> {
+        Some(crate::UNDO_FAILED_ADVICE)
+    }
+
     fn on_complete(&self, job: &JobRecord) -> (Option<TenantStatus>, Vec<NewAuditEvent>) {
         if is_purge(job) {
             // The registry row is gone (TENANT_PURGED was written with it).

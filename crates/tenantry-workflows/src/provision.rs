@@ -829,6 +829,10 @@ impl Workflow for ProvisionWorkflow {
         }
     }
 
+    fn undo_failed_advice(&self) -> Option<&str> {
+        Some(crate::UNDO_FAILED_ADVICE)
+    }
+
     fn on_complete(&self, job: &JobRecord) -> (Option<TenantStatus>, Vec<NewAuditEvent>) {
         if is_dry_run(job) {
             return (None, Vec::new());

@@ -254,6 +254,10 @@ impl Workflow for ReconcileWorkflow {
         }
     }
 
+    fn undo_failed_advice(&self) -> Option<&str> {
+        Some(crate::UNDO_FAILED_ADVICE)
+    }
+
     fn on_complete(&self, job: &JobRecord) -> (Option<TenantStatus>, Vec<NewAuditEvent>) {
         let repairs: Vec<Repair> = job
             .state

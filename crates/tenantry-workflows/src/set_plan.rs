@@ -408,6 +408,10 @@ impl Workflow for SetPlanWorkflow {
         }
     }
 
+    fn undo_failed_advice(&self) -> Option<&str> {
+        Some(crate::UNDO_FAILED_ADVICE)
+    }
+
     fn on_complete(&self, job: &JobRecord) -> (Option<TenantStatus>, Vec<NewAuditEvent>) {
         let reconciled = job
             .params
