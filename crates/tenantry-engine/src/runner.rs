@@ -3,6 +3,7 @@
 use crate::failpoints::{self, Boundary};
 use crate::workflow::{JobContext, PhaseError, Workflow};
 use crate::{owner_is_dead_local_process, Error, Result};
+use serde::Deserialize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tenantry_core::{Error as CodedError, ErrorCode, JobStatus, PhaseStatus};
@@ -219,12 +220,20 @@ impl Runner {
             pending_logs: Vec::new(),
             state_changed: false,
         };
-        let ending = match self.forward(workflow, &mut context).await {
+        let params = parse_params::<W>(&context.job);
+        let mut refused = None;
+        let ending = match self
+            .forward(workflow, &mut context, &params, &mut refused)
+            .await
+        {
             Ok(ending) => ending,
             Err(error) => return Err(stopped(&fence, error)),
         };
         let ending = match ending {
-            Ending::RolledBack(cause) => match self.backward(workflow, &mut context, cause).await {
+            Ending::RolledBack(cause) => match self
+                .backward(workflow, &mut context, &params, refused, cause)
+                .await
+            {
                 Ok(ending) => ending,
                 Err(error) => return Err(stopped(&fence, error)),
             },
@@ -290,10 +299,13 @@ impl Runner {
     }
 
     /// Applies every phase not yet applied, in order. Returns the ending to record, or the rollback to start.
+    /// When the parameters do not parse, the first phase fails without being applied: `refused` says which.
     async fn forward<W: Workflow>(
         &self,
         workflow: &W,
         context: &mut JobContext,
+        params: &Parsed<W::Params>,
+        refused: &mut Option<i64>,
     ) -> Result<Ending, PhaseError> {
         if let Some(cause) = rollback_cause(&context.job) {
             return Ok(Ending::RolledBack(cause));
@@ -312,11 +324,14 @@ impl Runner {
             let next = to_apply.get(index + 1).copied();
             let already_running = marked_running == Some(phase.position);
             match self
-                .apply_phase(workflow, context, phase, already_running, next)
+                .apply_phase(workflow, context, params, phase, already_running, next)
                 .await
             {
                 Ok(next_marked) => marked_running = next_marked,
                 Err(error) => {
+                    if params.is_err() {
+                        *refused = Some(phase.position);
+                    }
                     let cause = match error {
                         PhaseError::Fenced => return Err(PhaseError::Fenced),
                         // A phase's own transient errors become fatal once its retries run out, so a retryable
@@ -360,6 +375,7 @@ impl Runner {
         &self,
         workflow: &W,
         context: &mut JobContext,
+        params: &Parsed<W::Params>,
         phase: &PhaseRecord,
         already_running: bool,
         next: Option<&PhaseRecord>,
@@ -375,7 +391,7 @@ impl Runner {
             });
         }
         let started = Instant::now();
-        self.with_retries(workflow, context, &phase.name, Step::Apply)
+        self.with_retries(workflow, context, params, &phase.name, Step::Apply)
             .await?;
         check_failpoint(&phase.name, Boundary::After).await?;
         let elapsed = started.elapsed();
@@ -410,11 +426,14 @@ impl Runner {
         Ok(next.map(|next| next.position))
     }
 
-    /// Undoes, in reverse, every phase that was started and not yet undone.
+    /// Undoes, in reverse, every phase that was started and not yet undone. The phase `forward` refused to apply
+    /// (its parameters did not parse) changed nothing, so it has nothing to undo.
     async fn backward<W: Workflow>(
         &self,
         workflow: &W,
         context: &mut JobContext,
+        params: &Parsed<W::Params>,
+        refused: Option<i64>,
         cause: CodedError,
     ) -> Result<Ending, PhaseError> {
         let phases = context.job.phases.clone();
@@ -443,8 +462,9 @@ impl Runner {
             });
             let started = Instant::now();
             let undone = match check_failpoint(&phase.name, Boundary::Undo).await {
+                Ok(()) if refused == Some(phase.position) => Ok(()),
                 Ok(()) => {
-                    self.with_retries(workflow, context, &phase.name, Step::Undo)
+                    self.with_retries(workflow, context, params, &phase.name, Step::Undo)
                         .await
                 }
                 Err(error) => Err(error),
@@ -484,13 +504,17 @@ impl Runner {
         &self,
         workflow: &W,
         context: &mut JobContext,
+        params: &Parsed<W::Params>,
         phase: &str,
         step: Step,
     ) -> Result<(), PhaseError> {
-        self.with_retries_once(workflow, context, phase, step)
+        let params = params
+            .as_ref()
+            .map_err(|invalid| PhaseError::Fatal(invalid.clone()))?;
+        self.with_retries_once(workflow, context, params, phase, step)
             .await?;
         if failpoints::repeat_steps() {
-            self.with_retries_once(workflow, context, phase, step)
+            self.with_retries_once(workflow, context, params, phase, step)
                 .await?;
         }
         Ok(())
@@ -500,6 +524,7 @@ impl Runner {
         &self,
         workflow: &W,
         context: &mut JobContext,
+        params: &W::Params,
         phase: &str,
         step: Step,
     ) -> Result<(), PhaseError> {
@@ -508,8 +533,8 @@ impl Runner {
         let mut attempt = 1;
         loop {
             let attempted = match step {
-                Step::Apply => workflow.apply(context, phase).await,
-                Step::Undo => workflow.undo(context, phase).await,
+                Step::Apply => workflow.apply(context, params, phase).await,
+                Step::Undo => workflow.undo(context, params, phase).await,
             };
             match attempted {
                 Ok(()) => return Ok(()),
@@ -549,6 +574,19 @@ impl Runner {
             }
         }
     }
+}
+
+/// A job's parameters as its workflow reads them, or why they cannot be read.
+type Parsed<Params> = Result<Params, CodedError>;
+
+/// Parses the job's parameters once for the whole run.
+fn parse_params<W: Workflow>(job: &JobRecord) -> Parsed<W::Params> {
+    W::Params::deserialize(&job.params).map_err(|error| {
+        CodedError::new(
+            ErrorCode::InvalidInput,
+            format!("job parameters are not valid: {error}"),
+        )
+    })
 }
 
 fn running(phase: &PhaseRecord) -> PhaseTransition {

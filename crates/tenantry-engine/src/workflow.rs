@@ -1,6 +1,7 @@
 //! What a workflow is to the runtime: named phases, each with an idempotent apply and undo, over a job context.
 
 use crate::runner::ProgressSink;
+use serde::de::DeserializeOwned;
 use std::future::Future;
 use tenantry_core::{Error as CodedError, ErrorCode};
 use tenantry_registry::{Fence, JobLogLine, JobRecord, NewAuditEvent, Registry, SubjectStatus};
@@ -41,10 +42,15 @@ impl From<tenantry_registry::Error> for PhaseError {
 /// A durable operation made of ordered phases. Implementations keep no state of their own between phases:
 /// whatever a later phase needs is in the job's parameters, its state, or the outside world.
 pub trait Workflow: Send + Sync {
+    /// The job's parameters as this workflow reads them. The runner parses them from the job record once per run
+    /// and hands them to every phase; parameters that do not parse fail the run's first phase (`E_INVALID_INPUT`).
+    type Params: DeserializeOwned + Send + Sync;
+
     /// Applies one phase. Running it again after it succeeded (or half-succeeded) must converge.
     fn apply(
         &self,
         context: &mut JobContext,
+        params: &Self::Params,
         phase: &str,
     ) -> impl Future<Output = Result<(), PhaseError>> + Send;
 
@@ -52,6 +58,7 @@ pub trait Workflow: Send + Sync {
     fn undo(
         &self,
         context: &mut JobContext,
+        params: &Self::Params,
         phase: &str,
     ) -> impl Future<Output = Result<(), PhaseError>> + Send;
 

@@ -188,15 +188,6 @@ impl OffboardWorkflow {
         Ok(found)
     }
 
-    fn request(context: &JobContext) -> Result<OffboardRequest, PhaseError> {
-        serde_json::from_value(context.job.params.clone()).map_err(|error| {
-            PhaseError::fatal(
-                ErrorCode::InvalidInput,
-                format!("job parameters are not valid: {error}"),
-            )
-        })
-    }
-
     /// The names of the servers this job works on, recorded in its state by `request_validated`.
     fn target_server_names(&self, context: &JobContext) -> Vec<String> {
         context
@@ -222,8 +213,11 @@ impl OffboardWorkflow {
         Ok(servers)
     }
 
-    async fn request_validated(&self, context: &mut JobContext) -> Result<(), PhaseError> {
-        let request = Self::request(context)?;
+    async fn request_validated(
+        &self,
+        context: &mut JobContext,
+        request: &OffboardRequest,
+    ) -> Result<(), PhaseError> {
         let tenant = self
             .platform
             .registry
@@ -298,8 +292,11 @@ impl OffboardWorkflow {
             .await?)
     }
 
-    async fn login_disabled(&self, context: &mut JobContext) -> Result<(), PhaseError> {
-        let request = Self::request(context)?;
+    async fn login_disabled(
+        &self,
+        context: &mut JobContext,
+        request: &OffboardRequest,
+    ) -> Result<(), PhaseError> {
         for server in self.target_servers(context).await? {
             server
                 .disable_login(&request.slug.resource_name())
@@ -370,8 +367,11 @@ impl OffboardWorkflow {
     }
 
     /// Removes the tenant's other resources and their secrets (purge).
-    async fn resources_removed(&self, context: &mut JobContext) -> Result<(), PhaseError> {
-        let request = Self::request(context)?;
+    async fn resources_removed(
+        &self,
+        context: &mut JobContext,
+        request: &OffboardRequest,
+    ) -> Result<(), PhaseError> {
         for resource in other_resources(context) {
             let (provider, server) = self.reach(&resource).await?;
             match provider
@@ -459,8 +459,11 @@ impl OffboardWorkflow {
         Ok(())
     }
 
-    async fn database_dropped(&self, context: &mut JobContext) -> Result<(), PhaseError> {
-        let request = Self::request(context)?;
+    async fn database_dropped(
+        &self,
+        context: &mut JobContext,
+        request: &OffboardRequest,
+    ) -> Result<(), PhaseError> {
         let server_names = self.target_server_names(context);
         for server_name in &server_names {
             self.wait_for_purge_slot(context, server_name).await?;
@@ -476,8 +479,11 @@ impl OffboardWorkflow {
             .await
     }
 
-    async fn secret_deleted(&self, context: &mut JobContext) -> Result<(), PhaseError> {
-        let request = Self::request(context)?;
+    async fn secret_deleted(
+        &self,
+        context: &mut JobContext,
+        request: &OffboardRequest,
+    ) -> Result<(), PhaseError> {
         for name in [
             request.slug.secret_name(),
             request.slug.invitation_secret_name(),
@@ -587,13 +593,20 @@ fn is_purge(job: &JobRecord) -> bool {
 }
 
 impl Workflow for OffboardWorkflow {
-    async fn apply(&self, context: &mut JobContext, phase: &str) -> Result<(), PhaseError> {
+    type Params = OffboardRequest;
+
+    async fn apply(
+        &self,
+        context: &mut JobContext,
+        request: &OffboardRequest,
+        phase: &str,
+    ) -> Result<(), PhaseError> {
         match phase {
-            "request_validated" => self.request_validated(context).await,
-            "login_disabled" => self.login_disabled(context).await,
-            "database_dropped" => self.database_dropped(context).await,
-            "resources_removed" => self.resources_removed(context).await,
-            "secret_deleted" => self.secret_deleted(context).await,
+            "request_validated" => self.request_validated(context, request).await,
+            "login_disabled" => self.login_disabled(context, request).await,
+            "database_dropped" => self.database_dropped(context, request).await,
+            "resources_removed" => self.resources_removed(context, request).await,
+            "secret_deleted" => self.secret_deleted(context, request).await,
             "registry_cleared" => self.registry_cleared(context).await,
             "complete" => Ok(()),
             other => Err(PhaseError::fatal(
@@ -603,7 +616,12 @@ impl Workflow for OffboardWorkflow {
         }
     }
 
-    async fn undo(&self, context: &mut JobContext, phase: &str) -> Result<(), PhaseError> {
+    async fn undo(
+        &self,
+        context: &mut JobContext,
+        _request: &OffboardRequest,
+        phase: &str,
+    ) -> Result<(), PhaseError> {
         match phase {
             "request_validated" => self.request_validated_undo(context).await,
             "login_disabled" => self.login_disabled_undo(context).await,

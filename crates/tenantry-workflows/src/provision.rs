@@ -108,15 +108,6 @@ impl ProvisionWorkflow {
         Ok(())
     }
 
-    fn spec(context: &JobContext) -> Result<TenantSpec, PhaseError> {
-        serde_json::from_value(context.job.params.clone()).map_err(|error| {
-            PhaseError::fatal(
-                ErrorCode::InvalidInput,
-                format!("job parameters are not valid: {error}"),
-            )
-        })
-    }
-
     /// The server this job was placed on (`None` before placement).
     async fn placed_server(
         &self,
@@ -192,13 +183,15 @@ impl ProvisionWorkflow {
         ))
     }
 
-    async fn request_validated(&self, context: &mut JobContext) -> Result<(), PhaseError> {
-        let spec = Self::spec(context)?;
-        Self::validate(&self.platform, &spec).map_err(PhaseError::Fatal)
+    async fn request_validated(&self, spec: &TenantSpec) -> Result<(), PhaseError> {
+        Self::validate(&self.platform, spec).map_err(PhaseError::Fatal)
     }
 
-    async fn placement_resolved(&self, context: &mut JobContext) -> Result<(), PhaseError> {
-        let spec = Self::spec(context)?;
+    async fn placement_resolved(
+        &self,
+        context: &mut JobContext,
+        spec: &TenantSpec,
+    ) -> Result<(), PhaseError> {
         let plan_engine = self
             .platform
             .settings
@@ -221,7 +214,7 @@ impl ProvisionWorkflow {
             Placement::ServerUnavailable => {
                 return Err(PhaseError::fatal(
                     ErrorCode::DbServerNotFound,
-                    format!("server {:?} does not exist or is not active", spec.server.map(String::from).unwrap_or_default()),
+                    format!("server {:?} does not exist or is not active", spec.server.clone().map(String::from).unwrap_or_default()),
                 ))
             }
             Placement::NoCapacity { candidates } => {
@@ -281,8 +274,11 @@ impl ProvisionWorkflow {
         Ok(())
     }
 
-    async fn state_checked(&self, context: &mut JobContext) -> Result<(), PhaseError> {
-        let spec = Self::spec(context)?;
+    async fn state_checked(
+        &self,
+        context: &mut JobContext,
+        spec: &TenantSpec,
+    ) -> Result<(), PhaseError> {
         if let Some(tenant) = self
             .platform
             .registry
@@ -354,8 +350,7 @@ impl ProvisionWorkflow {
         Ok(())
     }
 
-    async fn dry_run(&self, context: &mut JobContext) -> Result<(), PhaseError> {
-        let spec = Self::spec(context)?;
+    async fn dry_run(&self, context: &mut JobContext, spec: &TenantSpec) -> Result<(), PhaseError> {
         let server = context.job.placed_server.clone().unwrap_or_default();
         let resource_name = spec.slug.resource_name();
         let plan = require_plan(&self.platform.settings, &spec.plan).map_err(PhaseError::Fatal)?;
@@ -393,8 +388,11 @@ impl ProvisionWorkflow {
         context.set_state("would_create", would_create).await
     }
 
-    async fn secret_set(&self, context: &mut JobContext) -> Result<(), PhaseError> {
-        let spec = Self::spec(context)?;
+    async fn secret_set(
+        &self,
+        context: &mut JobContext,
+        spec: &TenantSpec,
+    ) -> Result<(), PhaseError> {
         let secret_name = spec.slug.secret_name();
         let known_absent = std::mem::take(&mut self.memo(context).secret_absent);
         if !known_absent && self.platform.read_secret(&secret_name).await?.is_some() {
@@ -412,7 +410,7 @@ impl ProvisionWorkflow {
             .map_err(|error| provider_error(ErrorCode::Internal, error))?;
         self.platform
             .secrets
-            .put_for_job(&context.fence, &secret_name, &url, &self.labels(&spec)?)
+            .put_for_job(&context.fence, &secret_name, &url, &self.labels(spec)?)
             .await
             .map_err(|error| secret_store_error(&error))?;
         self.memo(context).tenant_url = Some(url);
@@ -421,8 +419,11 @@ impl ProvisionWorkflow {
             .await
     }
 
-    async fn secret_set_undo(&self, context: &mut JobContext) -> Result<(), PhaseError> {
-        let spec = Self::spec(context)?;
+    async fn secret_set_undo(
+        &self,
+        context: &mut JobContext,
+        spec: &TenantSpec,
+    ) -> Result<(), PhaseError> {
         self.memo(context).tenant_url = None;
         self.platform
             .secrets
@@ -432,8 +433,11 @@ impl ProvisionWorkflow {
         Ok(())
     }
 
-    async fn database_created(&self, context: &mut JobContext) -> Result<(), PhaseError> {
-        let spec = Self::spec(context)?;
+    async fn database_created(
+        &self,
+        context: &mut JobContext,
+        spec: &TenantSpec,
+    ) -> Result<(), PhaseError> {
         let (_, server) = self.require_server(context).await?;
         let url = self.tenant_url(context, &spec.slug).await?;
         let plan = self.platform.settings.plan(&spec.plan).ok_or_else(|| {
@@ -446,7 +450,7 @@ impl ProvisionWorkflow {
             resource_name: spec.slug.resource_name(),
             connection_limit: plan.connection_limit,
             statement_timeout_ms: plan.statement_timeout_ms,
-            labels: self.labels(&spec)?,
+            labels: self.labels(spec)?,
         };
         // With the schema's version, the server can start the database with the schema in it (a warm-pool
         // database or a copy of the schema's template); `migrations_applied` then only confirms it. Migrations
@@ -480,8 +484,11 @@ impl ProvisionWorkflow {
             .await
     }
 
-    async fn database_created_undo(&self, context: &mut JobContext) -> Result<(), PhaseError> {
-        let spec = Self::spec(context)?;
+    async fn database_created_undo(
+        &self,
+        context: &mut JobContext,
+        spec: &TenantSpec,
+    ) -> Result<(), PhaseError> {
         let Some((_, server)) = self.placed_server(context).await? else {
             return Ok(());
         };
@@ -498,9 +505,9 @@ impl ProvisionWorkflow {
     async fn resource_created(
         &self,
         context: &mut JobContext,
+        spec: &TenantSpec,
         phase: &str,
     ) -> Result<(), PhaseError> {
-        let spec = Self::spec(context)?;
         let kind = kind_of_phase(&self.platform, phase).unwrap_or_default();
         let plan = require_plan(&self.platform.settings, &spec.plan).map_err(PhaseError::Fatal)?;
         create_resource(
@@ -524,8 +531,11 @@ impl ProvisionWorkflow {
         undo_create_resource(&self.platform, context, &slug, kind).await
     }
 
-    async fn migrations_applied(&self, context: &mut JobContext) -> Result<(), PhaseError> {
-        let spec = Self::spec(context)?;
+    async fn migrations_applied(
+        &self,
+        context: &mut JobContext,
+        spec: &TenantSpec,
+    ) -> Result<(), PhaseError> {
         let (_, server) = self.require_server(context).await?;
         let url = self.tenant_url(context, &spec.slug).await?;
         let directory = self
@@ -549,8 +559,11 @@ impl ProvisionWorkflow {
             .await
     }
 
-    async fn master_registered(&self, context: &mut JobContext) -> Result<(), PhaseError> {
-        let spec = Self::spec(context)?;
+    async fn master_registered(
+        &self,
+        context: &mut JobContext,
+        spec: &TenantSpec,
+    ) -> Result<(), PhaseError> {
         let (server_record, _) = self.require_server(context).await?;
         let tenant = TenantRecord {
             slug: spec.slug.as_str().to_owned(),
@@ -562,8 +575,8 @@ impl ProvisionWorkflow {
             resource_name: spec.slug.resource_name(),
             secret_ref: spec.slug.secret_name(),
             status: TenantStatus::Provisioning,
-            labels: self.labels(&spec)?,
-            settings: self.effective_settings(&spec)?,
+            labels: self.labels(spec)?,
+            settings: self.effective_settings(spec)?,
             created_at: 0,
             updated_at: 0,
         };
@@ -596,8 +609,11 @@ impl ProvisionWorkflow {
         Ok(())
     }
 
-    async fn admin_seeded(&self, context: &mut JobContext) -> Result<(), PhaseError> {
-        let spec = Self::spec(context)?;
+    async fn admin_seeded(
+        &self,
+        context: &mut JobContext,
+        spec: &TenantSpec,
+    ) -> Result<(), PhaseError> {
         let (_, server) = self.require_server(context).await?;
         let url = self.tenant_url(context, &spec.slug).await?;
         // The seed and the check are the operator's, written for the operator's schema: prepared first, so one
@@ -646,7 +662,7 @@ impl ProvisionWorkflow {
                 &context.fence,
                 &spec.slug.invitation_secret_name(),
                 &invitation_url,
-                &self.labels(&spec)?,
+                &self.labels(spec)?,
             )
             .await
             .map_err(|error| secret_store_error(&error))?;
@@ -680,11 +696,14 @@ impl ProvisionWorkflow {
         Ok(())
     }
 
-    async fn settings_applied(&self, context: &mut JobContext) -> Result<(), PhaseError> {
-        let spec = Self::spec(context)?;
+    async fn settings_applied(
+        &self,
+        context: &mut JobContext,
+        spec: &TenantSpec,
+    ) -> Result<(), PhaseError> {
         let (_, server) = self.require_server(context).await?;
         let url = self.tenant_url(context, &spec.slug).await?;
-        let rows = settings_rows(&self.effective_settings(&spec)?);
+        let rows = settings_rows(&self.effective_settings(spec)?);
         server
             .write_settings(&url, &rows, &OWNED_SETTING_PREFIXES)
             .await
@@ -710,8 +729,11 @@ impl ProvisionWorkflow {
         check_tenant(&self.platform, context, &tenant).await
     }
 
-    async fn complete(&self, context: &mut JobContext) -> Result<(), PhaseError> {
-        let spec = Self::spec(context)?;
+    async fn complete(
+        &self,
+        context: &mut JobContext,
+        spec: &TenantSpec,
+    ) -> Result<(), PhaseError> {
         context
             .log("info", &format!("tenant {} is ready", spec.slug.as_str()))
             .await
@@ -790,22 +812,29 @@ fn is_dry_run(job: &JobRecord) -> bool {
 }
 
 impl Workflow for ProvisionWorkflow {
-    async fn apply(&self, context: &mut JobContext, phase: &str) -> Result<(), PhaseError> {
+    type Params = TenantSpec;
+
+    async fn apply(
+        &self,
+        context: &mut JobContext,
+        spec: &TenantSpec,
+        phase: &str,
+    ) -> Result<(), PhaseError> {
         match phase {
-            "request_validated" => self.request_validated(context).await,
-            "placement_resolved" => self.placement_resolved(context).await,
-            "state_checked" => self.state_checked(context).await,
-            "dry_run" => self.dry_run(context).await,
-            "secret_set" => self.secret_set(context).await,
-            "database_created" => self.database_created(context).await,
-            "migrations_applied" => self.migrations_applied(context).await,
-            "master_registered" => self.master_registered(context).await,
-            "admin_seeded" => self.admin_seeded(context).await,
-            "settings_applied" => self.settings_applied(context).await,
+            "request_validated" => self.request_validated(spec).await,
+            "placement_resolved" => self.placement_resolved(context, spec).await,
+            "state_checked" => self.state_checked(context, spec).await,
+            "dry_run" => self.dry_run(context, spec).await,
+            "secret_set" => self.secret_set(context, spec).await,
+            "database_created" => self.database_created(context, spec).await,
+            "migrations_applied" => self.migrations_applied(context, spec).await,
+            "master_registered" => self.master_registered(context, spec).await,
+            "admin_seeded" => self.admin_seeded(context, spec).await,
+            "settings_applied" => self.settings_applied(context, spec).await,
             "checks_passed" => self.checks_passed(context).await,
-            "complete" => self.complete(context).await,
+            "complete" => self.complete(context, spec).await,
             other if kind_of_phase(&self.platform, other).is_some() => {
-                self.resource_created(context, other).await
+                self.resource_created(context, spec, other).await
             }
             other => Err(PhaseError::fatal(
                 ErrorCode::Internal,
@@ -814,11 +843,16 @@ impl Workflow for ProvisionWorkflow {
         }
     }
 
-    async fn undo(&self, context: &mut JobContext, phase: &str) -> Result<(), PhaseError> {
+    async fn undo(
+        &self,
+        context: &mut JobContext,
+        spec: &TenantSpec,
+        phase: &str,
+    ) -> Result<(), PhaseError> {
         match phase {
             "placement_resolved" => self.placement_resolved_undo(context).await,
-            "secret_set" => self.secret_set_undo(context).await,
-            "database_created" => self.database_created_undo(context).await,
+            "secret_set" => self.secret_set_undo(context, spec).await,
+            "database_created" => self.database_created_undo(context, spec).await,
             "master_registered" => self.master_registered_undo(context).await,
             "admin_seeded" => self.admin_seeded_undo(context).await,
             other if kind_of_phase(&self.platform, other).is_some() => {

@@ -201,26 +201,22 @@ impl ReconcileWorkflow {
     pub fn new(platform: Platform) -> ReconcileWorkflow {
         ReconcileWorkflow { platform }
     }
-
-    fn request(context: &JobContext) -> Result<ReconcileRequest, PhaseError> {
-        serde_json::from_value(context.job.params.clone()).map_err(|error| {
-            PhaseError::fatal(
-                ErrorCode::InvalidInput,
-                format!("job parameters are not valid: {error}"),
-            )
-        })
-    }
 }
 
 impl Workflow for ReconcileWorkflow {
-    async fn apply(&self, context: &mut JobContext, phase: &str) -> Result<(), PhaseError> {
+    type Params = ReconcileRequest;
+
+    async fn apply(
+        &self,
+        context: &mut JobContext,
+        request: &ReconcileRequest,
+        phase: &str,
+    ) -> Result<(), PhaseError> {
         match phase {
             "request_validated" => {
-                let request = Self::request(context)?;
                 validate_kind(&self.platform, request.kind.as_deref()).map_err(PhaseError::Fatal)
             }
             "resources_ensured" => {
-                let request = Self::request(context)?;
                 let resources = reconcilable(&self.platform, None, request.kind.as_deref()).await?;
                 let n_resources = resources.len();
                 let repairs = ensure_resources(&self.platform, context, resources).await?;
@@ -243,7 +239,12 @@ impl Workflow for ReconcileWorkflow {
         }
     }
 
-    async fn undo(&self, _context: &mut JobContext, phase: &str) -> Result<(), PhaseError> {
+    async fn undo(
+        &self,
+        _context: &mut JobContext,
+        _request: &ReconcileRequest,
+        phase: &str,
+    ) -> Result<(), PhaseError> {
         match phase {
             // Validation and completion change nothing; a repair is not undone (that would break it again).
             "request_validated" | "resources_ensured" | "complete" => Ok(()),

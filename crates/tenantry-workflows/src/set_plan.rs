@@ -123,15 +123,6 @@ impl SetPlanWorkflow {
         Ok(tenant)
     }
 
-    fn request(context: &JobContext) -> Result<SetPlanRequest, PhaseError> {
-        serde_json::from_value(context.job.params.clone()).map_err(|error| {
-            PhaseError::fatal(
-                ErrorCode::InvalidInput,
-                format!("job parameters are not valid: {error}"),
-            )
-        })
-    }
-
     async fn tenant(&self, context: &JobContext) -> Result<TenantRecord, PhaseError> {
         Ok(self
             .platform
@@ -152,14 +143,14 @@ impl SetPlanWorkflow {
             .map_err(PhaseError::Fatal)
     }
 
-    /// What every step works from: the request, the tenant as registered now, and the plan the step applies
-    /// (the new one forward, the previous one on undo).
+    /// What every step works from besides the request: the tenant as registered now, and the plan the step
+    /// applies (the new one forward, the previous one on undo).
     async fn step(
         &self,
         context: &JobContext,
+        request: &SetPlanRequest,
         forward: bool,
-    ) -> Result<(SetPlanRequest, TenantRecord, Plan), PhaseError> {
-        let request = Self::request(context)?;
+    ) -> Result<(TenantRecord, Plan), PhaseError> {
         let tenant = self.tenant(context).await?;
         let name = if forward {
             &request.plan
@@ -169,16 +160,17 @@ impl SetPlanWorkflow {
         let plan = require_plan(&self.platform.settings, name)
             .map_err(PhaseError::Fatal)?
             .clone();
-        Ok((request, tenant, plan))
+        Ok((tenant, plan))
     }
 
     async fn apply_limits(
         &self,
         context: &mut JobContext,
+        request: &SetPlanRequest,
         forward: bool,
     ) -> Result<(), PhaseError> {
-        let (request, tenant, plan) = self.step(context, forward).await?;
-        if !includes_database(&request) {
+        let (tenant, plan) = self.step(context, request, forward).await?;
+        if !includes_database(request) {
             return Ok(());
         }
         let server = self.server(&tenant).await?;
@@ -218,10 +210,11 @@ impl SetPlanWorkflow {
     async fn apply_settings(
         &self,
         context: &mut JobContext,
+        request: &SetPlanRequest,
         forward: bool,
     ) -> Result<(), PhaseError> {
-        let (request, tenant, plan) = self.step(context, forward).await?;
-        if !includes_database(&request) {
+        let (tenant, plan) = self.step(context, request, forward).await?;
+        if !includes_database(request) {
             return Ok(());
         }
         let server = self.server(&tenant).await?;
@@ -253,9 +246,10 @@ impl SetPlanWorkflow {
     async fn ensure_resources(
         &self,
         context: &mut JobContext,
+        request: &SetPlanRequest,
         forward: bool,
     ) -> Result<(), PhaseError> {
-        let (request, tenant, plan) = self.step(context, forward).await?;
+        let (tenant, plan) = self.step(context, request, forward).await?;
         let slug = Slug::parse(&tenant.slug).map_err(PhaseError::Fatal)?;
         let made_by_this_job: Vec<String> = context
             .job
@@ -323,9 +317,10 @@ impl SetPlanWorkflow {
     async fn update_registry(
         &self,
         context: &mut JobContext,
+        request: &SetPlanRequest,
         forward: bool,
     ) -> Result<(), PhaseError> {
-        let (_, tenant, plan) = self.step(context, forward).await?;
+        let (tenant, plan) = self.step(context, request, forward).await?;
         let audit = NewAuditEvent {
             actor: context.job.actor.clone(),
             event_type: if forward {
@@ -361,25 +356,30 @@ fn includes_database(request: &SetPlanRequest) -> bool {
 }
 
 impl Workflow for SetPlanWorkflow {
-    async fn apply(&self, context: &mut JobContext, phase: &str) -> Result<(), PhaseError> {
+    type Params = SetPlanRequest;
+
+    async fn apply(
+        &self,
+        context: &mut JobContext,
+        request: &SetPlanRequest,
+        phase: &str,
+    ) -> Result<(), PhaseError> {
         match phase {
             "request_validated" => {
-                let request = Self::request(context)?;
                 require_plan(&self.platform.settings, &request.plan).map_err(PhaseError::Fatal)?;
                 require_plan(&self.platform.settings, &request.previous_plan)
                     .map_err(PhaseError::Fatal)?;
                 Ok(())
             }
-            "limits_applied" => self.apply_limits(context, true).await,
-            "resources_ensured" => self.ensure_resources(context, true).await,
-            "settings_applied" => self.apply_settings(context, true).await,
-            "registry_updated" => self.update_registry(context, true).await,
+            "limits_applied" => self.apply_limits(context, request, true).await,
+            "resources_ensured" => self.ensure_resources(context, request, true).await,
+            "settings_applied" => self.apply_settings(context, request, true).await,
+            "registry_updated" => self.update_registry(context, request, true).await,
             "checks_passed" => {
                 let tenant = self.tenant(context).await?;
                 check_tenant(&self.platform, context, &tenant).await
             }
             "complete" => {
-                let request = Self::request(context)?;
                 context
                     .log(
                         "info",
@@ -398,12 +398,17 @@ impl Workflow for SetPlanWorkflow {
         }
     }
 
-    async fn undo(&self, context: &mut JobContext, phase: &str) -> Result<(), PhaseError> {
+    async fn undo(
+        &self,
+        context: &mut JobContext,
+        request: &SetPlanRequest,
+        phase: &str,
+    ) -> Result<(), PhaseError> {
         match phase {
-            "limits_applied" => self.apply_limits(context, false).await,
-            "resources_ensured" => self.ensure_resources(context, false).await,
-            "settings_applied" => self.apply_settings(context, false).await,
-            "registry_updated" => self.update_registry(context, false).await,
+            "limits_applied" => self.apply_limits(context, request, false).await,
+            "resources_ensured" => self.ensure_resources(context, request, false).await,
+            "settings_applied" => self.apply_settings(context, request, false).await,
+            "registry_updated" => self.update_registry(context, request, false).await,
             _ => Ok(()),
         }
     }
