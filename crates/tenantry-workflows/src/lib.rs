@@ -6,6 +6,7 @@ mod costs;
 mod doctor;
 mod fleet;
 mod offboard;
+mod phases;
 mod plans;
 mod platform;
 mod pool;

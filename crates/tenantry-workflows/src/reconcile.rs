@@ -3,6 +3,7 @@
 //! at once (a Redis restart loses every ACL user on it); a tenant's own reconcile (a set-plan job to its plan)
 //! runs the same step for that tenant.
 
+use crate::phases::{phases, unknown_phase};
 use crate::platform::{provider_error, Platform};
 use crate::resources::{require_provider, resource_server, wanted};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
@@ -13,9 +14,17 @@ use tenantry_providers::engines::Ownership;
 use tenantry_providers::resources::{Observed, ResourceServer};
 use tenantry_registry::{JobRecord, NewAuditEvent, TenantResourceRecord, RESOURCE_ACTIVE};
 
-/// The phases of a fleet reconcile. `resources_ensured` has nothing to undo: it only brings resources back to
-/// what the registry says they are.
-pub const RECONCILE_PHASES: [&str; 3] = ["request_validated", "resources_ensured", "complete"];
+phases! {
+    /// The phases of a fleet reconcile.
+    enum ReconcilePhase {
+        RequestValidated = "request_validated",
+        ResourcesEnsured = "resources_ensured",
+        Complete = "complete",
+    }
+}
+
+/// The phases of a fleet reconcile. Their names are API.
+pub const RECONCILE_PHASES: [&str; 3] = ReconcilePhase::names(ReconcilePhase::ALL);
 
 /// What a fleet reconcile job is recorded under in place of a tenant: not a valid slug, so no tenant's job waits
 /// for it, and two fleet reconciles never run at once (one live job per subject).
@@ -212,11 +221,13 @@ impl Workflow for ReconcileWorkflow {
         request: &ReconcileRequest,
         phase: &str,
     ) -> Result<(), PhaseError> {
+        let phase =
+            ReconcilePhase::parse(phase).ok_or_else(|| unknown_phase("reconcile", phase))?;
         match phase {
-            "request_validated" => {
+            ReconcilePhase::RequestValidated => {
                 validate_kind(&self.platform, request.kind.as_deref()).map_err(PhaseError::Fatal)
             }
-            "resources_ensured" => {
+            ReconcilePhase::ResourcesEnsured => {
                 let resources = reconcilable(&self.platform, None, request.kind.as_deref()).await?;
                 let n_resources = resources.len();
                 let repairs = ensure_resources(&self.platform, context, resources).await?;
@@ -231,11 +242,7 @@ impl Workflow for ReconcileWorkflow {
                     )
                     .await
             }
-            "complete" => Ok(()),
-            other => Err(PhaseError::fatal(
-                ErrorCode::Internal,
-                format!("unknown reconcile phase {other:?}"),
-            )),
+            ReconcilePhase::Complete => Ok(()),
         }
     }
 
@@ -245,13 +252,16 @@ impl Workflow for ReconcileWorkflow {
         _request: &ReconcileRequest,
         phase: &str,
     ) -> Result<(), PhaseError> {
+        let phase =
+            ReconcilePhase::parse(phase).ok_or_else(|| unknown_phase("reconcile", phase))?;
         match phase {
-            // Validation and completion change nothing; a repair is not undone (that would break it again).
-            "request_validated" | "resources_ensured" | "complete" => Ok(()),
-            other => Err(PhaseError::fatal(
-                ErrorCode::Internal,
-                format!("unknown reconcile phase {other:?}"),
-            )),
+            // Nothing to undo: it only reads the request.
+            ReconcilePhase::RequestValidated => Ok(()),
+            // Nothing to undo: a repair brings a resource back to what the registry says it is, and undoing it
+            // would break the resource again.
+            ReconcilePhase::ResourcesEnsured => Ok(()),
+            // Nothing to undo: it changes nothing outside the job record.
+            ReconcilePhase::Complete => Ok(()),
         }
     }
 

@@ -2,6 +2,7 @@
 //! the tenant's database and the registry row change in that order; the validation suite then judges the tenant
 //! under its new plan. Each step's undo puts the previous plan back, so a failed change leaves the tenant as it was.
 
+use crate::phases::{phases, unknown_phase};
 use crate::plans::{
     cost_labels, effective_settings, require_plan, settings_rows, OWNED_SETTING_PREFIXES,
 };
@@ -14,16 +15,21 @@ use tenantry_engine::{JobContext, PhaseError, Workflow};
 use tenantry_providers::engines::{TenantDatabaseSpec, TenantServer};
 use tenantry_registry::{JobRecord, NewAuditEvent, TenantRecord};
 
+phases! {
+    /// The phases of a plan change.
+    enum SetPlanPhase {
+        RequestValidated = "request_validated",
+        LimitsApplied = "limits_applied",
+        ResourcesEnsured = "resources_ensured",
+        SettingsApplied = "settings_applied",
+        RegistryUpdated = "registry_updated",
+        ChecksPassed = "checks_passed",
+        Complete = "complete",
+    }
+}
+
 /// The phases of a plan change. Their names are API.
-pub const SET_PLAN_PHASES: [&str; 7] = [
-    "request_validated",
-    "limits_applied",
-    "resources_ensured",
-    "settings_applied",
-    "registry_updated",
-    "checks_passed",
-    "complete",
-];
+pub const SET_PLAN_PHASES: [&str; 7] = SetPlanPhase::names(SetPlanPhase::ALL);
 
 /// The parameters of a set-plan job: the tenant, the plan it moves to, the plan it leaves, and the budget asked.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -364,22 +370,23 @@ impl Workflow for SetPlanWorkflow {
         request: &SetPlanRequest,
         phase: &str,
     ) -> Result<(), PhaseError> {
+        let phase = SetPlanPhase::parse(phase).ok_or_else(|| unknown_phase("set-plan", phase))?;
         match phase {
-            "request_validated" => {
+            SetPlanPhase::RequestValidated => {
                 require_plan(&self.platform.settings, &request.plan).map_err(PhaseError::Fatal)?;
                 require_plan(&self.platform.settings, &request.previous_plan)
                     .map_err(PhaseError::Fatal)?;
                 Ok(())
             }
-            "limits_applied" => self.apply_limits(context, request, true).await,
-            "resources_ensured" => self.ensure_resources(context, request, true).await,
-            "settings_applied" => self.apply_settings(context, request, true).await,
-            "registry_updated" => self.update_registry(context, request, true).await,
-            "checks_passed" => {
+            SetPlanPhase::LimitsApplied => self.apply_limits(context, request, true).await,
+            SetPlanPhase::ResourcesEnsured => self.ensure_resources(context, request, true).await,
+            SetPlanPhase::SettingsApplied => self.apply_settings(context, request, true).await,
+            SetPlanPhase::RegistryUpdated => self.update_registry(context, request, true).await,
+            SetPlanPhase::ChecksPassed => {
                 let tenant = self.tenant(context).await?;
                 check_tenant(&self.platform, context, &tenant).await
             }
-            "complete" => {
+            SetPlanPhase::Complete => {
                 context
                     .log(
                         "info",
@@ -391,10 +398,6 @@ impl Workflow for SetPlanWorkflow {
                     )
                     .await
             }
-            other => Err(PhaseError::fatal(
-                ErrorCode::Internal,
-                format!("unknown set-plan phase {other:?}"),
-            )),
         }
     }
 
@@ -404,12 +407,17 @@ impl Workflow for SetPlanWorkflow {
         request: &SetPlanRequest,
         phase: &str,
     ) -> Result<(), PhaseError> {
+        let phase = SetPlanPhase::parse(phase).ok_or_else(|| unknown_phase("set-plan", phase))?;
         match phase {
-            "limits_applied" => self.apply_limits(context, request, false).await,
-            "resources_ensured" => self.ensure_resources(context, request, false).await,
-            "settings_applied" => self.apply_settings(context, request, false).await,
-            "registry_updated" => self.update_registry(context, request, false).await,
-            _ => Ok(()),
+            // Nothing to undo: it only reads the request and the plans.
+            SetPlanPhase::RequestValidated => Ok(()),
+            // Each step's undo is the step again with the previous plan.
+            SetPlanPhase::LimitsApplied => self.apply_limits(context, request, false).await,
+            SetPlanPhase::ResourcesEnsured => self.ensure_resources(context, request, false).await,
+            SetPlanPhase::SettingsApplied => self.apply_settings(context, request, false).await,
+            SetPlanPhase::RegistryUpdated => self.update_registry(context, request, false).await,
+            // Nothing to undo: the checks only read, and completion only logs.
+            SetPlanPhase::ChecksPassed | SetPlanPhase::Complete => Ok(()),
         }
     }
 
