@@ -3,6 +3,7 @@
 use crate::failpoints::{self, Boundary};
 use crate::workflow::{JobContext, PhaseError, Workflow};
 use crate::{owner_is_dead_local_process, Error, Result};
+use serde::Deserialize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tenantry_core::{Error as CodedError, ErrorCode, JobStatus, PhaseStatus};
@@ -219,12 +220,20 @@ impl Runner {
             pending_logs: Vec::new(),
             state_changed: false,
         };
-        let ending = match self.forward(workflow, &mut context).await {
+        let params = parse_params::<W>(&context.job);
+        let mut refused = None;
+        let ending = match self
+            .forward(workflow, &mut context, &params, &mut refused)
+            .await
+        {
             Ok(ending) => ending,
             Err(error) => return Err(stopped(&fence, error)),
         };
         let ending = match ending {
-            Ending::RolledBack(cause) => match self.backward(workflow, &mut context, cause).await {
+            Ending::RolledBack(cause) => match self
+                .backward(workflow, &mut context, &params, refused, cause)
+                .await
+            {
                 Ok(ending) => ending,
                 Err(error) => return Err(stopped(&fence, error)),
             },
@@ -241,38 +250,42 @@ impl Runner {
         let finished = match &ending {
             Ending::HandedBack => Ok(()),
             Ending::Complete => {
-                let (tenant_status, audit) = workflow.on_complete(&job);
+                let (subject_status, audit) = workflow.on_complete(&job);
                 self.registry
-                    .finish_job(&fence, JobStatus::Complete, None, tenant_status, &audit)
+                    .finish_job(&fence, JobStatus::Complete, None, subject_status, &audit)
                     .await
             }
             Ending::RolledBack(cause) => {
-                let (tenant_status, audit) = workflow.on_failure(&job, cause);
+                let (subject_status, audit) = workflow.on_failure(&job, cause);
                 self.registry
                     .finish_job(
                         &fence,
                         JobStatus::RolledBack,
                         Some((cause.code.as_str(), &cause.message)),
-                        tenant_status,
+                        subject_status,
                         &audit,
                     )
                     .await
             }
             Ending::UndoFailed { cause, undo_error } => {
+                let advice = workflow
+                    .undo_failed_advice()
+                    .map(|advice| format!("; {advice}"))
+                    .unwrap_or_default();
                 let partial = CodedError::new(
                     ErrorCode::PartialState,
                     format!(
-                        "{} (undo failed: {}; run `tenantry doctor`)",
+                        "{} (undo failed: {}{advice})",
                         cause.message, undo_error.message
                     ),
                 );
-                let (tenant_status, audit) = workflow.on_failure(&job, &partial);
+                let (subject_status, audit) = workflow.on_failure(&job, &partial);
                 self.registry
                     .finish_job(
                         &fence,
                         JobStatus::Failed,
                         Some((partial.code.as_str(), &partial.message)),
-                        tenant_status,
+                        subject_status,
                         &audit,
                     )
                     .await
@@ -286,10 +299,13 @@ impl Runner {
     }
 
     /// Applies every phase not yet applied, in order. Returns the ending to record, or the rollback to start.
+    /// When the parameters do not parse, the first phase fails without being applied: `refused` says which.
     async fn forward<W: Workflow>(
         &self,
         workflow: &W,
         context: &mut JobContext,
+        params: &Parsed<W::Params>,
+        refused: &mut Option<i64>,
     ) -> Result<Ending, PhaseError> {
         if let Some(cause) = rollback_cause(&context.job) {
             return Ok(Ending::RolledBack(cause));
@@ -308,11 +324,14 @@ impl Runner {
             let next = to_apply.get(index + 1).copied();
             let already_running = marked_running == Some(phase.position);
             match self
-                .apply_phase(workflow, context, phase, already_running, next)
+                .apply_phase(workflow, context, params, phase, already_running, next)
                 .await
             {
                 Ok(next_marked) => marked_running = next_marked,
                 Err(error) => {
+                    if params.is_err() {
+                        *refused = Some(phase.position);
+                    }
                     let cause = match error {
                         PhaseError::Fenced => return Err(PhaseError::Fenced),
                         // A phase's own transient errors become fatal once its retries run out, so a retryable
@@ -356,6 +375,7 @@ impl Runner {
         &self,
         workflow: &W,
         context: &mut JobContext,
+        params: &Parsed<W::Params>,
         phase: &PhaseRecord,
         already_running: bool,
         next: Option<&PhaseRecord>,
@@ -371,7 +391,7 @@ impl Runner {
             });
         }
         let started = Instant::now();
-        self.with_retries(workflow, context, &phase.name, Step::Apply)
+        self.with_retries(workflow, context, params, &phase.name, Step::Apply)
             .await?;
         check_failpoint(&phase.name, Boundary::After).await?;
         let elapsed = started.elapsed();
@@ -406,11 +426,14 @@ impl Runner {
         Ok(next.map(|next| next.position))
     }
 
-    /// Undoes, in reverse, every phase that was started and not yet undone.
+    /// Undoes, in reverse, every phase that was started and not yet undone. The phase `forward` refused to apply
+    /// (its parameters did not parse) changed nothing, so it has nothing to undo.
     async fn backward<W: Workflow>(
         &self,
         workflow: &W,
         context: &mut JobContext,
+        params: &Parsed<W::Params>,
+        refused: Option<i64>,
         cause: CodedError,
     ) -> Result<Ending, PhaseError> {
         let phases = context.job.phases.clone();
@@ -439,8 +462,9 @@ impl Runner {
             });
             let started = Instant::now();
             let undone = match check_failpoint(&phase.name, Boundary::Undo).await {
+                Ok(()) if refused == Some(phase.position) => Ok(()),
                 Ok(()) => {
-                    self.with_retries(workflow, context, &phase.name, Step::Undo)
+                    self.with_retries(workflow, context, params, &phase.name, Step::Undo)
                         .await
                 }
                 Err(error) => Err(error),
@@ -480,13 +504,17 @@ impl Runner {
         &self,
         workflow: &W,
         context: &mut JobContext,
+        params: &Parsed<W::Params>,
         phase: &str,
         step: Step,
     ) -> Result<(), PhaseError> {
-        self.with_retries_once(workflow, context, phase, step)
+        let params = params
+            .as_ref()
+            .map_err(|invalid| PhaseError::Fatal(invalid.clone()))?;
+        self.with_retries_once(workflow, context, params, phase, step)
             .await?;
         if failpoints::repeat_steps() {
-            self.with_retries_once(workflow, context, phase, step)
+            self.with_retries_once(workflow, context, params, phase, step)
                 .await?;
         }
         Ok(())
@@ -496,6 +524,7 @@ impl Runner {
         &self,
         workflow: &W,
         context: &mut JobContext,
+        params: &W::Params,
         phase: &str,
         step: Step,
     ) -> Result<(), PhaseError> {
@@ -504,8 +533,8 @@ impl Runner {
         let mut attempt = 1;
         loop {
             let attempted = match step {
-                Step::Apply => workflow.apply(context, phase).await,
-                Step::Undo => workflow.undo(context, phase).await,
+                Step::Apply => workflow.apply(context, params, phase).await,
+                Step::Undo => workflow.undo(context, params, phase).await,
             };
             match attempted {
                 Ok(()) => return Ok(()),
@@ -545,6 +574,19 @@ impl Runner {
             }
         }
     }
+}
+
+/// A job's parameters as its workflow reads them, or why they cannot be read.
+type Parsed<Params> = Result<Params, CodedError>;
+
+/// Parses the job's parameters once for the whole run.
+fn parse_params<W: Workflow>(job: &JobRecord) -> Parsed<W::Params> {
+    W::Params::deserialize(&job.params).map_err(|error| {
+        CodedError::new(
+            ErrorCode::InvalidInput,
+            format!("job parameters are not valid: {error}"),
+        )
+    })
 }
 
 fn running(phase: &PhaseRecord) -> PhaseTransition {

@@ -1,9 +1,10 @@
 //! What a workflow is to the runtime: named phases, each with an idempotent apply and undo, over a job context.
 
 use crate::runner::ProgressSink;
+use serde::de::DeserializeOwned;
 use std::future::Future;
-use tenantry_core::{Error as CodedError, ErrorCode, TenantStatus};
-use tenantry_registry::{Fence, JobLogLine, JobRecord, NewAuditEvent, Registry};
+use tenantry_core::{Error as CodedError, ErrorCode};
+use tenantry_registry::{Fence, JobLogLine, JobRecord, NewAuditEvent, Registry, SubjectStatus};
 
 /// How a phase failed.
 #[derive(Debug)]
@@ -41,10 +42,15 @@ impl From<tenantry_registry::Error> for PhaseError {
 /// A durable operation made of ordered phases. Implementations keep no state of their own between phases:
 /// whatever a later phase needs is in the job's parameters, its state, or the outside world.
 pub trait Workflow: Send + Sync {
+    /// The job's parameters as this workflow reads them. The runner parses them from the job record once per run
+    /// and hands them to every phase; parameters that do not parse fail the run's first phase (`E_INVALID_INPUT`).
+    type Params: DeserializeOwned + Send + Sync;
+
     /// Applies one phase. Running it again after it succeeded (or half-succeeded) must converge.
     fn apply(
         &self,
         context: &mut JobContext,
+        params: &Self::Params,
         phase: &str,
     ) -> impl Future<Output = Result<(), PhaseError>> + Send;
 
@@ -52,18 +58,26 @@ pub trait Workflow: Send + Sync {
     fn undo(
         &self,
         context: &mut JobContext,
+        params: &Self::Params,
         phase: &str,
     ) -> impl Future<Output = Result<(), PhaseError>> + Send;
 
-    /// The tenant's status and the audit events to write when the job completes.
-    fn on_complete(&self, job: &JobRecord) -> (Option<TenantStatus>, Vec<NewAuditEvent>);
+    /// The new status of the job's subject (if it changes) and the audit events to write when the job completes.
+    fn on_complete(&self, job: &JobRecord) -> (Option<SubjectStatus>, Vec<NewAuditEvent>);
 
-    /// The tenant's status and the audit events to write when the job ends rolled back or failed.
+    /// The new status of the job's subject (if it changes) and the audit events to write when the job ends rolled
+    /// back or failed.
     fn on_failure(
         &self,
         job: &JobRecord,
         error: &CodedError,
-    ) -> (Option<TenantStatus>, Vec<NewAuditEvent>);
+    ) -> (Option<SubjectStatus>, Vec<NewAuditEvent>);
+
+    /// What to tell whoever reads a job whose undo failed, which leaves the job's subject partly made: the product
+    /// knows where its leftovers are found (a command to run); the runtime does not. It ends the job's message.
+    fn undo_failed_advice(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// What a phase sees: the registry, its fence, the job as recorded, and a place for one-time reveals.

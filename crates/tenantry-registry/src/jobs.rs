@@ -11,6 +11,10 @@ use crate::{Error, Registry, Result};
 use sqlx::AnyConnection;
 use tenantry_core::{EngineKind, JobKind, JobStatus, PhaseStatus, ServerStatus, TenantStatus};
 
+/// The status a finished job gives its subject. A job is recorded under a subject (`jobs.tenant_slug`), which is a
+/// tenant: the registry says so, so that the runtime that ends jobs need not.
+pub type SubjectStatus = TenantStatus;
+
 /// Proof of holding a job's lease, carried by every write a worker makes for that job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fence {
@@ -648,13 +652,14 @@ impl Registry {
         Ok(())
     }
 
-    /// Ends a job: its status and error, the tenant's new status if any, and the audit events, in one transaction.
+    /// Ends a job: its status and error, its subject's new status if any, and the audit events, in one
+    /// transaction.
     pub async fn finish_job(
         &self,
         fence: &Fence,
         status: JobStatus,
         error: Option<(&str, &str)>,
-        tenant_status: Option<TenantStatus>,
+        subject_status: Option<SubjectStatus>,
         audit_events: &[NewAuditEvent],
     ) -> Result<()> {
         let mut transaction = self.begin_write().await?;
@@ -672,9 +677,9 @@ impl Registry {
         .bind(&fence.job_id)
         .fetch_one(&mut *transaction)
         .await?;
-        if let Some(tenant_status) = tenant_status {
+        if let Some(subject_status) = subject_status {
             sqlx::query("UPDATE tenants SET status = $1, updated_at = $2 WHERE slug = $3")
-                .bind(tenant_status.as_str())
+                .bind(subject_status.as_str())
                 .bind(now)
                 .bind(&tenant_slug)
                 .execute(&mut *transaction)

@@ -27,7 +27,7 @@ pub use error::{is_transient_sqlx_error, Error, Result};
 pub use installation::is_installation_id;
 pub use jobs::{
     ApprovalRequest, Fence, IdempotencyKey, JobFilter, JobLogLine, NewJob, NewLease,
-    PhaseTransition, Placement, PlacementRequest,
+    PhaseTransition, Placement, PlacementRequest, SubjectStatus,
 };
 pub use notify::{JobListener, JobNotification, JOBS_CHANNEL, JOB_EVENTS_CHANNEL};
 pub use records::{

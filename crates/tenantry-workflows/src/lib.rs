@@ -6,6 +6,7 @@ mod costs;
 mod doctor;
 mod fleet;
 mod offboard;
+mod phases;
 mod plans;
 mod platform;
 mod pool;
@@ -52,6 +53,9 @@ pub use worker::{drive, run_workers, JobEventHook, IDLE_POLL, MAX_SWEEP};
 
 use tenantry_core::{Error as CodedError, ErrorCode, JobKind};
 use tenantry_engine::{JobOutcome, Runner};
+
+/// What a job whose undo failed tells its reader: `doctor` names what the job left behind, with the fix.
+pub(crate) const UNDO_FAILED_ADVICE: &str = "run `tenantry doctor`";
 
 /// How an attempt to run a job in this process ended.
 #[derive(Debug)]

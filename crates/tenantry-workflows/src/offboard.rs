@@ -1,6 +1,7 @@
 //! The offboard workflow: disable login and keep the data, or (with purge) remove every piece of the tenant,
 //! including the leftovers of a slug left in `E_PARTIAL_STATE`.
 
+use crate::phases::{phases, unknown_phase};
 use crate::platform::{provider_error, secret_store_error, Platform};
 use crate::resources::{require_provider, resource_server};
 use tenantry_core::{Error as CodedError, ErrorCode, JobKind, Slug, TenantStatus};
@@ -9,19 +10,28 @@ use tenantry_providers::engines::{Ownership, TenantServer};
 use tenantry_providers::resources::{Observed, ResourceProvider, ResourceServer, WantedResource};
 use tenantry_registry::{JobFilter, JobRecord, NewAuditEvent, RESOURCE_DISABLED};
 
-/// Offboarding that keeps the data.
-pub const OFFBOARD_PHASES: [&str; 3] = ["request_validated", "login_disabled", "complete"];
+phases! {
+    /// The phases of an offboarding, in the order of a purge (which has them all).
+    enum OffboardPhase {
+        RequestValidated = "request_validated",
+        LoginDisabled = "login_disabled",
+        DatabaseDropped = "database_dropped",
+        ResourcesRemoved = "resources_removed",
+        SecretDeleted = "secret_deleted",
+        RegistryCleared = "registry_cleared",
+        Complete = "complete",
+    }
+}
 
-/// Offboarding that removes everything.
-pub const PURGE_PHASES: [&str; 7] = [
-    "request_validated",
-    "login_disabled",
-    "database_dropped",
-    "resources_removed",
-    "secret_deleted",
-    "registry_cleared",
-    "complete",
-];
+/// Offboarding that keeps the data. Their names are API.
+pub const OFFBOARD_PHASES: [&str; 3] = OffboardPhase::names([
+    OffboardPhase::RequestValidated,
+    OffboardPhase::LoginDisabled,
+    OffboardPhase::Complete,
+]);
+
+/// Offboarding that removes everything. Their names are API.
+pub const PURGE_PHASES: [&str; 7] = OffboardPhase::names(OffboardPhase::ALL);
 
 /// The parameters of an offboard job.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -188,15 +198,6 @@ impl OffboardWorkflow {
         Ok(found)
     }
 
-    fn request(context: &JobContext) -> Result<OffboardRequest, PhaseError> {
-        serde_json::from_value(context.job.params.clone()).map_err(|error| {
-            PhaseError::fatal(
-                ErrorCode::InvalidInput,
-                format!("job parameters are not valid: {error}"),
-            )
-        })
-    }
-
     /// The names of the servers this job works on, recorded in its state by `request_validated`.
     fn target_server_names(&self, context: &JobContext) -> Vec<String> {
         context
@@ -222,8 +223,11 @@ impl OffboardWorkflow {
         Ok(servers)
     }
 
-    async fn request_validated(&self, context: &mut JobContext) -> Result<(), PhaseError> {
-        let request = Self::request(context)?;
+    async fn request_validated(
+        &self,
+        context: &mut JobContext,
+        request: &OffboardRequest,
+    ) -> Result<(), PhaseError> {
         let tenant = self
             .platform
             .registry
@@ -302,8 +306,11 @@ impl OffboardWorkflow {
             .await?)
     }
 
-    async fn login_disabled(&self, context: &mut JobContext) -> Result<(), PhaseError> {
-        let request = Self::request(context)?;
+    async fn login_disabled(
+        &self,
+        context: &mut JobContext,
+        request: &OffboardRequest,
+    ) -> Result<(), PhaseError> {
         for server in self.target_servers(context).await? {
             server
                 .disable_login(&request.slug.resource_name())
@@ -374,8 +381,11 @@ impl OffboardWorkflow {
     }
 
     /// Removes the tenant's other resources and their secrets (purge).
-    async fn resources_removed(&self, context: &mut JobContext) -> Result<(), PhaseError> {
-        let request = Self::request(context)?;
+    async fn resources_removed(
+        &self,
+        context: &mut JobContext,
+        request: &OffboardRequest,
+    ) -> Result<(), PhaseError> {
         for resource in other_resources(context) {
             let (provider, server) = self.reach(&resource).await?;
             match provider
@@ -463,8 +473,11 @@ impl OffboardWorkflow {
         Ok(())
     }
 
-    async fn database_dropped(&self, context: &mut JobContext) -> Result<(), PhaseError> {
-        let request = Self::request(context)?;
+    async fn database_dropped(
+        &self,
+        context: &mut JobContext,
+        request: &OffboardRequest,
+    ) -> Result<(), PhaseError> {
         let server_names = self.target_server_names(context);
         for server_name in &server_names {
             self.wait_for_purge_slot(context, server_name).await?;
@@ -480,8 +493,11 @@ impl OffboardWorkflow {
             .await
     }
 
-    async fn secret_deleted(&self, context: &mut JobContext) -> Result<(), PhaseError> {
-        let request = Self::request(context)?;
+    async fn secret_deleted(
+        &self,
+        context: &mut JobContext,
+        request: &OffboardRequest,
+    ) -> Result<(), PhaseError> {
         for name in [
             request.slug.secret_name(),
             request.slug.invitation_secret_name(),
@@ -591,29 +607,49 @@ fn is_purge(job: &JobRecord) -> bool {
 }
 
 impl Workflow for OffboardWorkflow {
-    async fn apply(&self, context: &mut JobContext, phase: &str) -> Result<(), PhaseError> {
+    type Params = OffboardRequest;
+
+    async fn apply(
+        &self,
+        context: &mut JobContext,
+        request: &OffboardRequest,
+        phase: &str,
+    ) -> Result<(), PhaseError> {
+        let phase = OffboardPhase::parse(phase).ok_or_else(|| unknown_phase("offboard", phase))?;
         match phase {
-            "request_validated" => self.request_validated(context).await,
-            "login_disabled" => self.login_disabled(context).await,
-            "database_dropped" => self.database_dropped(context).await,
-            "resources_removed" => self.resources_removed(context).await,
-            "secret_deleted" => self.secret_deleted(context).await,
-            "registry_cleared" => self.registry_cleared(context).await,
-            "complete" => Ok(()),
-            other => Err(PhaseError::fatal(
-                ErrorCode::Internal,
-                format!("unknown offboard phase {other:?}"),
-            )),
+            OffboardPhase::RequestValidated => self.request_validated(context, request).await,
+            OffboardPhase::LoginDisabled => self.login_disabled(context, request).await,
+            OffboardPhase::DatabaseDropped => self.database_dropped(context, request).await,
+            OffboardPhase::ResourcesRemoved => self.resources_removed(context, request).await,
+            OffboardPhase::SecretDeleted => self.secret_deleted(context, request).await,
+            OffboardPhase::RegistryCleared => self.registry_cleared(context).await,
+            OffboardPhase::Complete => Ok(()),
         }
     }
 
-    async fn undo(&self, context: &mut JobContext, phase: &str) -> Result<(), PhaseError> {
+    async fn undo(
+        &self,
+        context: &mut JobContext,
+        _request: &OffboardRequest,
+        phase: &str,
+    ) -> Result<(), PhaseError> {
+        let phase = OffboardPhase::parse(phase).ok_or_else(|| unknown_phase("offboard", phase))?;
         match phase {
-            "request_validated" => self.request_validated_undo(context).await,
-            "login_disabled" => self.login_disabled_undo(context).await,
-            // Dropped data cannot come back; doctor names whatever a failed purge leaves.
-            _ => Ok(()),
+            OffboardPhase::RequestValidated => self.request_validated_undo(context).await,
+            OffboardPhase::LoginDisabled => self.login_disabled_undo(context).await,
+            // Nothing to undo, because nothing can be: dropped data cannot come back. A purge that fails here
+            // leaves the rest, and doctor names it.
+            OffboardPhase::DatabaseDropped
+            | OffboardPhase::ResourcesRemoved
+            | OffboardPhase::SecretDeleted
+            | OffboardPhase::RegistryCleared => Ok(()),
+            // Nothing to undo: it changes nothing outside the job record.
+            OffboardPhase::Complete => Ok(()),
         }
+    }
+
+    fn undo_failed_advice(&self) -> Option<&str> {
+        Some(crate::UNDO_FAILED_ADVICE)
     }
 
     fn on_complete(&self, job: &JobRecord) -> (Option<TenantStatus>, Vec<NewAuditEvent>) {

@@ -1,6 +1,7 @@
 //! The provision workflow: DESIGN.md's phases, each apply beside its undo.
 
 use crate::checks::{run_checks, NEIGHBOURS_IN_JOB};
+use crate::phases::{phases, unknown_phase};
 use crate::plans::{
     cost_labels, effective_settings, require_plan, settings_rows, OWNED_SETTING_PREFIXES,
 };
@@ -20,41 +21,91 @@ use tenantry_registry::{
     JobRecord, NewAuditEvent, Placement, PlacementRequest, ServerRecord, TenantRecord,
 };
 
-/// The phases of a provisioning job. Their names are API.
-pub const PROVISION_PHASES: [&str; 11] = [
-    "request_validated",
-    "placement_resolved",
-    "state_checked",
-    "secret_set",
-    "database_created",
-    "migrations_applied",
-    "master_registered",
-    "admin_seeded",
-    "settings_applied",
-    "checks_passed",
-    "complete",
+phases! {
+    /// The phases a provisioning job or dry run has besides the `<kind>_created` of its plan's resources.
+    enum ProvisionStep {
+        RequestValidated = "request_validated",
+        PlacementResolved = "placement_resolved",
+        StateChecked = "state_checked",
+        DryRun = "dry_run",
+        SecretSet = "secret_set",
+        DatabaseCreated = "database_created",
+        MigrationsApplied = "migrations_applied",
+        MasterRegistered = "master_registered",
+        AdminSeeded = "admin_seeded",
+        SettingsApplied = "settings_applied",
+        ChecksPassed = "checks_passed",
+        Complete = "complete",
+    }
+}
+
+/// One phase of a provisioning job, as its stored name says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ProvisionPhase {
+    Step(ProvisionStep),
+    /// `<kind>_created`: the tenant's resource of that kind, one per kind of its plan beyond the database.
+    ResourceCreated(String),
+}
+
+impl ProvisionPhase {
+    fn name(&self) -> String {
+        match self {
+            ProvisionPhase::Step(step) => step.name().to_owned(),
+            ProvisionPhase::ResourceCreated(kind) => created_phase(kind),
+        }
+    }
+
+    /// The phase a stored name means: a step, or `<kind>_created` for a kind this installation provides.
+    fn parse(platform: &Platform, name: &str) -> Option<ProvisionPhase> {
+        ProvisionStep::parse(name)
+            .map(ProvisionPhase::Step)
+            .or_else(|| {
+                kind_of_phase(platform, name)
+                    .map(|kind| ProvisionPhase::ResourceCreated(kind.to_owned()))
+            })
+    }
+}
+
+/// The steps of a provisioning job, in order; `<kind>_created` phases follow `database_created`.
+const PROVISION_STEPS: [ProvisionStep; 11] = [
+    ProvisionStep::RequestValidated,
+    ProvisionStep::PlacementResolved,
+    ProvisionStep::StateChecked,
+    ProvisionStep::SecretSet,
+    ProvisionStep::DatabaseCreated,
+    ProvisionStep::MigrationsApplied,
+    ProvisionStep::MasterRegistered,
+    ProvisionStep::AdminSeeded,
+    ProvisionStep::SettingsApplied,
+    ProvisionStep::ChecksPassed,
+    ProvisionStep::Complete,
 ];
+
+/// The phases of a provisioning job for a plan without resources beyond its database. Their names are API.
+pub const PROVISION_PHASES: [&str; 11] = ProvisionStep::names(PROVISION_STEPS);
 
 /// The phases of a provisioning job for `plan`: DESIGN's, with `<kind>_created` for each of the plan's other
 /// resources after `database_created`.
 pub fn provision_phases(plan: &Plan) -> Vec<String> {
-    let mut phases = Vec::with_capacity(PROVISION_PHASES.len() + plan.resources.len());
-    for phase in PROVISION_PHASES {
-        phases.push(phase.to_owned());
-        if phase == "database_created" {
-            phases.extend(extra_kinds(plan).map(created_phase));
+    let mut phases = Vec::with_capacity(PROVISION_STEPS.len() + plan.resources.len());
+    for step in PROVISION_STEPS {
+        phases.push(ProvisionPhase::Step(step));
+        if step == ProvisionStep::DatabaseCreated {
+            phases.extend(
+                extra_kinds(plan).map(|kind| ProvisionPhase::ResourceCreated(kind.to_owned())),
+            );
         }
     }
-    phases
+    phases.iter().map(ProvisionPhase::name).collect()
 }
 
-/// The phases of a dry run: it stops after the state check and lists what would be created.
-pub const DRY_RUN_PHASES: [&str; 4] = [
-    "request_validated",
-    "placement_resolved",
-    "state_checked",
-    "dry_run",
-];
+/// The phases of a dry run: it stops after the state check and lists what would be created. Their names are API.
+pub const DRY_RUN_PHASES: [&str; 4] = ProvisionStep::names([
+    ProvisionStep::RequestValidated,
+    ProvisionStep::PlacementResolved,
+    ProvisionStep::StateChecked,
+    ProvisionStep::DryRun,
+]);
 
 /// Provisions one tenant.
 pub struct ProvisionWorkflow {
@@ -106,15 +157,6 @@ impl ProvisionWorkflow {
             )));
         }
         Ok(())
-    }
-
-    fn spec(context: &JobContext) -> Result<TenantSpec, PhaseError> {
-        serde_json::from_value(context.job.params.clone()).map_err(|error| {
-            PhaseError::fatal(
-                ErrorCode::InvalidInput,
-                format!("job parameters are not valid: {error}"),
-            )
-        })
     }
 
     /// The server this job was placed on (`None` before placement).
@@ -192,13 +234,15 @@ impl ProvisionWorkflow {
         ))
     }
 
-    async fn request_validated(&self, context: &mut JobContext) -> Result<(), PhaseError> {
-        let spec = Self::spec(context)?;
-        Self::validate(&self.platform, &spec).map_err(PhaseError::Fatal)
+    async fn request_validated(&self, spec: &TenantSpec) -> Result<(), PhaseError> {
+        Self::validate(&self.platform, spec).map_err(PhaseError::Fatal)
     }
 
-    async fn placement_resolved(&self, context: &mut JobContext) -> Result<(), PhaseError> {
-        let spec = Self::spec(context)?;
+    async fn placement_resolved(
+        &self,
+        context: &mut JobContext,
+        spec: &TenantSpec,
+    ) -> Result<(), PhaseError> {
         let plan_engine = self
             .platform
             .settings
@@ -221,7 +265,7 @@ impl ProvisionWorkflow {
             Placement::ServerUnavailable => {
                 return Err(PhaseError::fatal(
                     ErrorCode::DbServerNotFound,
-                    format!("server {:?} does not exist or is not active", spec.server.map(String::from).unwrap_or_default()),
+                    format!("server {:?} does not exist or is not active", spec.server.clone().map(String::from).unwrap_or_default()),
                 ))
             }
             Placement::NoCapacity { candidates } => {
@@ -281,8 +325,11 @@ impl ProvisionWorkflow {
         Ok(())
     }
 
-    async fn state_checked(&self, context: &mut JobContext) -> Result<(), PhaseError> {
-        let spec = Self::spec(context)?;
+    async fn state_checked(
+        &self,
+        context: &mut JobContext,
+        spec: &TenantSpec,
+    ) -> Result<(), PhaseError> {
         if let Some(tenant) = self
             .platform
             .registry
@@ -354,8 +401,7 @@ impl ProvisionWorkflow {
         Ok(())
     }
 
-    async fn dry_run(&self, context: &mut JobContext) -> Result<(), PhaseError> {
-        let spec = Self::spec(context)?;
+    async fn dry_run(&self, context: &mut JobContext, spec: &TenantSpec) -> Result<(), PhaseError> {
         let server = context.job.placed_server.clone().unwrap_or_default();
         let resource_name = spec.slug.resource_name();
         let plan = require_plan(&self.platform.settings, &spec.plan).map_err(PhaseError::Fatal)?;
@@ -393,8 +439,11 @@ impl ProvisionWorkflow {
         context.set_state("would_create", would_create).await
     }
 
-    async fn secret_set(&self, context: &mut JobContext) -> Result<(), PhaseError> {
-        let spec = Self::spec(context)?;
+    async fn secret_set(
+        &self,
+        context: &mut JobContext,
+        spec: &TenantSpec,
+    ) -> Result<(), PhaseError> {
         let secret_name = spec.slug.secret_name();
         let known_absent = std::mem::take(&mut self.memo(context).secret_absent);
         if !known_absent && self.platform.read_secret(&secret_name).await?.is_some() {
@@ -412,7 +461,7 @@ impl ProvisionWorkflow {
             .map_err(|error| provider_error(ErrorCode::Internal, error))?;
         self.platform
             .secrets
-            .put_for_job(&context.fence, &secret_name, &url, &self.labels(&spec)?)
+            .put_for_job(&context.fence, &secret_name, &url, &self.labels(spec)?)
             .await
             .map_err(|error| secret_store_error(&error))?;
         self.memo(context).tenant_url = Some(url);
@@ -421,8 +470,11 @@ impl ProvisionWorkflow {
             .await
     }
 
-    async fn secret_set_undo(&self, context: &mut JobContext) -> Result<(), PhaseError> {
-        let spec = Self::spec(context)?;
+    async fn secret_set_undo(
+        &self,
+        context: &mut JobContext,
+        spec: &TenantSpec,
+    ) -> Result<(), PhaseError> {
         self.memo(context).tenant_url = None;
         self.platform
             .secrets
@@ -432,8 +484,11 @@ impl ProvisionWorkflow {
         Ok(())
     }
 
-    async fn database_created(&self, context: &mut JobContext) -> Result<(), PhaseError> {
-        let spec = Self::spec(context)?;
+    async fn database_created(
+        &self,
+        context: &mut JobContext,
+        spec: &TenantSpec,
+    ) -> Result<(), PhaseError> {
         let (_, server) = self.require_server(context).await?;
         let url = self.tenant_url(context, &spec.slug).await?;
         let plan = self.platform.settings.plan(&spec.plan).ok_or_else(|| {
@@ -446,7 +501,7 @@ impl ProvisionWorkflow {
             resource_name: spec.slug.resource_name(),
             connection_limit: plan.connection_limit,
             statement_timeout_ms: plan.statement_timeout_ms,
-            labels: self.labels(&spec)?,
+            labels: self.labels(spec)?,
         };
         // With the schema's version, the server can start the database with the schema in it (a warm-pool
         // database or a copy of the schema's template); `migrations_applied` then only confirms it. Migrations
@@ -480,8 +535,11 @@ impl ProvisionWorkflow {
             .await
     }
 
-    async fn database_created_undo(&self, context: &mut JobContext) -> Result<(), PhaseError> {
-        let spec = Self::spec(context)?;
+    async fn database_created_undo(
+        &self,
+        context: &mut JobContext,
+        spec: &TenantSpec,
+    ) -> Result<(), PhaseError> {
         let Some((_, server)) = self.placed_server(context).await? else {
             return Ok(());
         };
@@ -498,10 +556,9 @@ impl ProvisionWorkflow {
     async fn resource_created(
         &self,
         context: &mut JobContext,
-        phase: &str,
+        spec: &TenantSpec,
+        kind: &str,
     ) -> Result<(), PhaseError> {
-        let spec = Self::spec(context)?;
-        let kind = kind_of_phase(&self.platform, phase).unwrap_or_default();
         let plan = require_plan(&self.platform.settings, &spec.plan).map_err(PhaseError::Fatal)?;
         create_resource(
             &self.platform,
@@ -517,15 +574,17 @@ impl ProvisionWorkflow {
     async fn resource_created_undo(
         &self,
         context: &mut JobContext,
-        phase: &str,
+        kind: &str,
     ) -> Result<(), PhaseError> {
         let slug = Slug::parse(&context.job.tenant_slug).map_err(PhaseError::Fatal)?;
-        let kind = kind_of_phase(&self.platform, phase).unwrap_or_default();
         undo_create_resource(&self.platform, context, &slug, kind).await
     }
 
-    async fn migrations_applied(&self, context: &mut JobContext) -> Result<(), PhaseError> {
-        let spec = Self::spec(context)?;
+    async fn migrations_applied(
+        &self,
+        context: &mut JobContext,
+        spec: &TenantSpec,
+    ) -> Result<(), PhaseError> {
         let (_, server) = self.require_server(context).await?;
         let url = self.tenant_url(context, &spec.slug).await?;
         let directory = self
@@ -549,8 +608,11 @@ impl ProvisionWorkflow {
             .await
     }
 
-    async fn master_registered(&self, context: &mut JobContext) -> Result<(), PhaseError> {
-        let spec = Self::spec(context)?;
+    async fn master_registered(
+        &self,
+        context: &mut JobContext,
+        spec: &TenantSpec,
+    ) -> Result<(), PhaseError> {
         let (server_record, _) = self.require_server(context).await?;
         let tenant = TenantRecord {
             slug: spec.slug.as_str().to_owned(),
@@ -562,8 +624,8 @@ impl ProvisionWorkflow {
             resource_name: spec.slug.resource_name(),
             secret_ref: spec.slug.secret_name(),
             status: TenantStatus::Provisioning,
-            labels: self.labels(&spec)?,
-            settings: self.effective_settings(&spec)?,
+            labels: self.labels(spec)?,
+            settings: self.effective_settings(spec)?,
             created_at: 0,
             updated_at: 0,
         };
@@ -596,8 +658,11 @@ impl ProvisionWorkflow {
         Ok(())
     }
 
-    async fn admin_seeded(&self, context: &mut JobContext) -> Result<(), PhaseError> {
-        let spec = Self::spec(context)?;
+    async fn admin_seeded(
+        &self,
+        context: &mut JobContext,
+        spec: &TenantSpec,
+    ) -> Result<(), PhaseError> {
         let (_, server) = self.require_server(context).await?;
         let url = self.tenant_url(context, &spec.slug).await?;
         // The seed and the check are the operator's, written for the operator's schema: prepared first, so one
@@ -646,7 +711,7 @@ impl ProvisionWorkflow {
                 &context.fence,
                 &spec.slug.invitation_secret_name(),
                 &invitation_url,
-                &self.labels(&spec)?,
+                &self.labels(spec)?,
             )
             .await
             .map_err(|error| secret_store_error(&error))?;
@@ -680,11 +745,14 @@ impl ProvisionWorkflow {
         Ok(())
     }
 
-    async fn settings_applied(&self, context: &mut JobContext) -> Result<(), PhaseError> {
-        let spec = Self::spec(context)?;
+    async fn settings_applied(
+        &self,
+        context: &mut JobContext,
+        spec: &TenantSpec,
+    ) -> Result<(), PhaseError> {
         let (_, server) = self.require_server(context).await?;
         let url = self.tenant_url(context, &spec.slug).await?;
-        let rows = settings_rows(&self.effective_settings(&spec)?);
+        let rows = settings_rows(&self.effective_settings(spec)?);
         server
             .write_settings(&url, &rows, &OWNED_SETTING_PREFIXES)
             .await
@@ -710,8 +778,11 @@ impl ProvisionWorkflow {
         check_tenant(&self.platform, context, &tenant).await
     }
 
-    async fn complete(&self, context: &mut JobContext) -> Result<(), PhaseError> {
-        let spec = Self::spec(context)?;
+    async fn complete(
+        &self,
+        context: &mut JobContext,
+        spec: &TenantSpec,
+    ) -> Result<(), PhaseError> {
         context
             .log("info", &format!("tenant {} is ready", spec.slug.as_str()))
             .await
@@ -790,43 +861,73 @@ fn is_dry_run(job: &JobRecord) -> bool {
 }
 
 impl Workflow for ProvisionWorkflow {
-    async fn apply(&self, context: &mut JobContext, phase: &str) -> Result<(), PhaseError> {
-        match phase {
-            "request_validated" => self.request_validated(context).await,
-            "placement_resolved" => self.placement_resolved(context).await,
-            "state_checked" => self.state_checked(context).await,
-            "dry_run" => self.dry_run(context).await,
-            "secret_set" => self.secret_set(context).await,
-            "database_created" => self.database_created(context).await,
-            "migrations_applied" => self.migrations_applied(context).await,
-            "master_registered" => self.master_registered(context).await,
-            "admin_seeded" => self.admin_seeded(context).await,
-            "settings_applied" => self.settings_applied(context).await,
-            "checks_passed" => self.checks_passed(context).await,
-            "complete" => self.complete(context).await,
-            other if kind_of_phase(&self.platform, other).is_some() => {
-                self.resource_created(context, other).await
+    type Params = TenantSpec;
+
+    async fn apply(
+        &self,
+        context: &mut JobContext,
+        spec: &TenantSpec,
+        phase: &str,
+    ) -> Result<(), PhaseError> {
+        let phase = ProvisionPhase::parse(&self.platform, phase)
+            .ok_or_else(|| unknown_phase("provision", phase))?;
+        let step = match phase {
+            ProvisionPhase::ResourceCreated(kind) => {
+                return self.resource_created(context, spec, &kind).await
             }
-            other => Err(PhaseError::fatal(
-                ErrorCode::Internal,
-                format!("unknown provision phase {other:?}"),
-            )),
+            ProvisionPhase::Step(step) => step,
+        };
+        match step {
+            ProvisionStep::RequestValidated => self.request_validated(spec).await,
+            ProvisionStep::PlacementResolved => self.placement_resolved(context, spec).await,
+            ProvisionStep::StateChecked => self.state_checked(context, spec).await,
+            ProvisionStep::DryRun => self.dry_run(context, spec).await,
+            ProvisionStep::SecretSet => self.secret_set(context, spec).await,
+            ProvisionStep::DatabaseCreated => self.database_created(context, spec).await,
+            ProvisionStep::MigrationsApplied => self.migrations_applied(context, spec).await,
+            ProvisionStep::MasterRegistered => self.master_registered(context, spec).await,
+            ProvisionStep::AdminSeeded => self.admin_seeded(context, spec).await,
+            ProvisionStep::SettingsApplied => self.settings_applied(context, spec).await,
+            ProvisionStep::ChecksPassed => self.checks_passed(context).await,
+            ProvisionStep::Complete => self.complete(context, spec).await,
         }
     }
 
-    async fn undo(&self, context: &mut JobContext, phase: &str) -> Result<(), PhaseError> {
-        match phase {
-            "placement_resolved" => self.placement_resolved_undo(context).await,
-            "secret_set" => self.secret_set_undo(context).await,
-            "database_created" => self.database_created_undo(context).await,
-            "master_registered" => self.master_registered_undo(context).await,
-            "admin_seeded" => self.admin_seeded_undo(context).await,
-            other if kind_of_phase(&self.platform, other).is_some() => {
-                self.resource_created_undo(context, other).await
+    async fn undo(
+        &self,
+        context: &mut JobContext,
+        spec: &TenantSpec,
+        phase: &str,
+    ) -> Result<(), PhaseError> {
+        let phase = ProvisionPhase::parse(&self.platform, phase)
+            .ok_or_else(|| unknown_phase("provision", phase))?;
+        let step = match phase {
+            ProvisionPhase::ResourceCreated(kind) => {
+                return self.resource_created_undo(context, &kind).await
             }
-            // The rest change nothing outside the job record (migrations live in the database, dropped above).
-            _ => Ok(()),
+            ProvisionPhase::Step(step) => step,
+        };
+        match step {
+            // Nothing to undo: validation, the state check and the dry run only read (a dry run's findings are in
+            // the job record).
+            ProvisionStep::RequestValidated
+            | ProvisionStep::StateChecked
+            | ProvisionStep::DryRun => Ok(()),
+            ProvisionStep::PlacementResolved => self.placement_resolved_undo(context).await,
+            ProvisionStep::SecretSet => self.secret_set_undo(context, spec).await,
+            ProvisionStep::DatabaseCreated => self.database_created_undo(context, spec).await,
+            // Nothing to undo of its own: the schema and the settings rows live in the tenant's database, which
+            // `database_created`'s undo drops.
+            ProvisionStep::MigrationsApplied | ProvisionStep::SettingsApplied => Ok(()),
+            ProvisionStep::MasterRegistered => self.master_registered_undo(context).await,
+            ProvisionStep::AdminSeeded => self.admin_seeded_undo(context).await,
+            // Nothing to undo: the checks only read, and completion only logs.
+            ProvisionStep::ChecksPassed | ProvisionStep::Complete => Ok(()),
         }
+    }
+
+    fn undo_failed_advice(&self) -> Option<&str> {
+        Some(crate::UNDO_FAILED_ADVICE)
     }
 
     fn on_complete(&self, job: &JobRecord) -> (Option<TenantStatus>, Vec<NewAuditEvent>) {
@@ -856,5 +957,60 @@ impl Workflow for ProvisionWorkflow {
             details: serde_json::json!({ "error_code": error.code, "error_message": error.message }),
         };
         (Some(TenantStatus::Failed), vec![audit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_phase_lists_keep_their_names_and_order() {
+        assert_eq!(
+            PROVISION_PHASES,
+            [
+                "request_validated",
+                "placement_resolved",
+                "state_checked",
+                "secret_set",
+                "database_created",
+                "migrations_applied",
+                "master_registered",
+                "admin_seeded",
+                "settings_applied",
+                "checks_passed",
+                "complete",
+            ]
+        );
+        assert_eq!(
+            DRY_RUN_PHASES,
+            [
+                "request_validated",
+                "placement_resolved",
+                "state_checked",
+                "dry_run"
+            ]
+        );
+    }
+
+    #[test]
+    fn each_resource_kind_of_the_plan_gets_its_phase_after_the_database() {
+        let plan: Plan = serde_json::from_value(serde_json::json!({
+            "name": "team",
+            "connection_limit": 10,
+            "statement_timeout_ms": 1000,
+            "resources": ["database", "cache", "queue"],
+        }))
+        .unwrap();
+        let phases = provision_phases(&plan);
+        let database_created = phases
+            .iter()
+            .position(|phase| phase == "database_created")
+            .unwrap();
+        assert_eq!(
+            phases[database_created + 1..database_created + 3],
+            ["cache_created", "queue_created"]
+        );
+        assert_eq!(phases.len(), PROVISION_PHASES.len() + 2);
     }
 }

@@ -3,6 +3,7 @@
 //! at once (a Redis restart loses every ACL user on it); a tenant's own reconcile (a set-plan job to its plan)
 //! runs the same step for that tenant.
 
+use crate::phases::{phases, unknown_phase};
 use crate::platform::{provider_error, Platform};
 use crate::resources::{require_provider, resource_server, wanted};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
@@ -13,9 +14,17 @@ use tenantry_providers::engines::Ownership;
 use tenantry_providers::resources::{Observed, ResourceServer};
 use tenantry_registry::{JobRecord, NewAuditEvent, TenantResourceRecord, RESOURCE_ACTIVE};
 
-/// The phases of a fleet reconcile. `resources_ensured` has nothing to undo: it only brings resources back to
-/// what the registry says they are.
-pub const RECONCILE_PHASES: [&str; 3] = ["request_validated", "resources_ensured", "complete"];
+phases! {
+    /// The phases of a fleet reconcile.
+    enum ReconcilePhase {
+        RequestValidated = "request_validated",
+        ResourcesEnsured = "resources_ensured",
+        Complete = "complete",
+    }
+}
+
+/// The phases of a fleet reconcile. Their names are API.
+pub const RECONCILE_PHASES: [&str; 3] = ReconcilePhase::names(ReconcilePhase::ALL);
 
 /// What a fleet reconcile job is recorded under in place of a tenant: not a valid slug, so no tenant's job waits
 /// for it, and two fleet reconciles never run at once (one live job per subject).
@@ -201,26 +210,24 @@ impl ReconcileWorkflow {
     pub fn new(platform: Platform) -> ReconcileWorkflow {
         ReconcileWorkflow { platform }
     }
-
-    fn request(context: &JobContext) -> Result<ReconcileRequest, PhaseError> {
-        serde_json::from_value(context.job.params.clone()).map_err(|error| {
-            PhaseError::fatal(
-                ErrorCode::InvalidInput,
-                format!("job parameters are not valid: {error}"),
-            )
-        })
-    }
 }
 
 impl Workflow for ReconcileWorkflow {
-    async fn apply(&self, context: &mut JobContext, phase: &str) -> Result<(), PhaseError> {
+    type Params = ReconcileRequest;
+
+    async fn apply(
+        &self,
+        context: &mut JobContext,
+        request: &ReconcileRequest,
+        phase: &str,
+    ) -> Result<(), PhaseError> {
+        let phase =
+            ReconcilePhase::parse(phase).ok_or_else(|| unknown_phase("reconcile", phase))?;
         match phase {
-            "request_validated" => {
-                let request = Self::request(context)?;
+            ReconcilePhase::RequestValidated => {
                 validate_kind(&self.platform, request.kind.as_deref()).map_err(PhaseError::Fatal)
             }
-            "resources_ensured" => {
-                let request = Self::request(context)?;
+            ReconcilePhase::ResourcesEnsured => {
                 let resources = reconcilable(&self.platform, None, request.kind.as_deref()).await?;
                 let n_resources = resources.len();
                 let repairs = ensure_resources(&self.platform, context, resources).await?;
@@ -235,23 +242,31 @@ impl Workflow for ReconcileWorkflow {
                     )
                     .await
             }
-            "complete" => Ok(()),
-            other => Err(PhaseError::fatal(
-                ErrorCode::Internal,
-                format!("unknown reconcile phase {other:?}"),
-            )),
+            ReconcilePhase::Complete => Ok(()),
         }
     }
 
-    async fn undo(&self, _context: &mut JobContext, phase: &str) -> Result<(), PhaseError> {
+    async fn undo(
+        &self,
+        _context: &mut JobContext,
+        _request: &ReconcileRequest,
+        phase: &str,
+    ) -> Result<(), PhaseError> {
+        let phase =
+            ReconcilePhase::parse(phase).ok_or_else(|| unknown_phase("reconcile", phase))?;
         match phase {
-            // Validation and completion change nothing; a repair is not undone (that would break it again).
-            "request_validated" | "resources_ensured" | "complete" => Ok(()),
-            other => Err(PhaseError::fatal(
-                ErrorCode::Internal,
-                format!("unknown reconcile phase {other:?}"),
-            )),
+            // Nothing to undo: it only reads the request.
+            ReconcilePhase::RequestValidated => Ok(()),
+            // Nothing to undo: a repair brings a resource back to what the registry says it is, and undoing it
+            // would break the resource again.
+            ReconcilePhase::ResourcesEnsured => Ok(()),
+            // Nothing to undo: it changes nothing outside the job record.
+            ReconcilePhase::Complete => Ok(()),
         }
+    }
+
+    fn undo_failed_advice(&self) -> Option<&str> {
+        Some(crate::UNDO_FAILED_ADVICE)
     }
 
     fn on_complete(&self, job: &JobRecord) -> (Option<TenantStatus>, Vec<NewAuditEvent>) {

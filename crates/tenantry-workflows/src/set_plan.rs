@@ -2,6 +2,7 @@
 //! the tenant's database and the registry row change in that order; the validation suite then judges the tenant
 //! under its new plan. Each step's undo puts the previous plan back, so a failed change leaves the tenant as it was.
 
+use crate::phases::{phases, unknown_phase};
 use crate::plans::{
     cost_labels, effective_settings, require_plan, settings_rows, OWNED_SETTING_PREFIXES,
 };
@@ -14,16 +15,21 @@ use tenantry_engine::{JobContext, PhaseError, Workflow};
 use tenantry_providers::engines::{TenantDatabaseSpec, TenantServer};
 use tenantry_registry::{JobRecord, NewAuditEvent, TenantRecord};
 
+phases! {
+    /// The phases of a plan change.
+    enum SetPlanPhase {
+        RequestValidated = "request_validated",
+        LimitsApplied = "limits_applied",
+        ResourcesEnsured = "resources_ensured",
+        SettingsApplied = "settings_applied",
+        RegistryUpdated = "registry_updated",
+        ChecksPassed = "checks_passed",
+        Complete = "complete",
+    }
+}
+
 /// The phases of a plan change. Their names are API.
-pub const SET_PLAN_PHASES: [&str; 7] = [
-    "request_validated",
-    "limits_applied",
-    "resources_ensured",
-    "settings_applied",
-    "registry_updated",
-    "checks_passed",
-    "complete",
-];
+pub const SET_PLAN_PHASES: [&str; 7] = SetPlanPhase::names(SetPlanPhase::ALL);
 
 /// The parameters of a set-plan job: the tenant, the plan it moves to, the plan it leaves, and the budget asked.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -123,15 +129,6 @@ impl SetPlanWorkflow {
         Ok(tenant)
     }
 
-    fn request(context: &JobContext) -> Result<SetPlanRequest, PhaseError> {
-        serde_json::from_value(context.job.params.clone()).map_err(|error| {
-            PhaseError::fatal(
-                ErrorCode::InvalidInput,
-                format!("job parameters are not valid: {error}"),
-            )
-        })
-    }
-
     async fn tenant(&self, context: &JobContext) -> Result<TenantRecord, PhaseError> {
         Ok(self
             .platform
@@ -152,14 +149,14 @@ impl SetPlanWorkflow {
             .map_err(PhaseError::Fatal)
     }
 
-    /// What every step works from: the request, the tenant as registered now, and the plan the step applies
-    /// (the new one forward, the previous one on undo).
+    /// What every step works from besides the request: the tenant as registered now, and the plan the step
+    /// applies (the new one forward, the previous one on undo).
     async fn step(
         &self,
         context: &JobContext,
+        request: &SetPlanRequest,
         forward: bool,
-    ) -> Result<(SetPlanRequest, TenantRecord, Plan), PhaseError> {
-        let request = Self::request(context)?;
+    ) -> Result<(TenantRecord, Plan), PhaseError> {
         let tenant = self.tenant(context).await?;
         let name = if forward {
             &request.plan
@@ -169,16 +166,17 @@ impl SetPlanWorkflow {
         let plan = require_plan(&self.platform.settings, name)
             .map_err(PhaseError::Fatal)?
             .clone();
-        Ok((request, tenant, plan))
+        Ok((tenant, plan))
     }
 
     async fn apply_limits(
         &self,
         context: &mut JobContext,
+        request: &SetPlanRequest,
         forward: bool,
     ) -> Result<(), PhaseError> {
-        let (request, tenant, plan) = self.step(context, forward).await?;
-        if !includes_database(&request) {
+        let (tenant, plan) = self.step(context, request, forward).await?;
+        if !includes_database(request) {
             return Ok(());
         }
         let server = self.server(&tenant).await?;
@@ -218,10 +216,11 @@ impl SetPlanWorkflow {
     async fn apply_settings(
         &self,
         context: &mut JobContext,
+        request: &SetPlanRequest,
         forward: bool,
     ) -> Result<(), PhaseError> {
-        let (request, tenant, plan) = self.step(context, forward).await?;
-        if !includes_database(&request) {
+        let (tenant, plan) = self.step(context, request, forward).await?;
+        if !includes_database(request) {
             return Ok(());
         }
         let server = self.server(&tenant).await?;
@@ -253,9 +252,10 @@ impl SetPlanWorkflow {
     async fn ensure_resources(
         &self,
         context: &mut JobContext,
+        request: &SetPlanRequest,
         forward: bool,
     ) -> Result<(), PhaseError> {
-        let (request, tenant, plan) = self.step(context, forward).await?;
+        let (tenant, plan) = self.step(context, request, forward).await?;
         let slug = Slug::parse(&tenant.slug).map_err(PhaseError::Fatal)?;
         let made_by_this_job: Vec<String> = context
             .job
@@ -323,9 +323,10 @@ impl SetPlanWorkflow {
     async fn update_registry(
         &self,
         context: &mut JobContext,
+        request: &SetPlanRequest,
         forward: bool,
     ) -> Result<(), PhaseError> {
-        let (_, tenant, plan) = self.step(context, forward).await?;
+        let (tenant, plan) = self.step(context, request, forward).await?;
         let audit = NewAuditEvent {
             actor: context.job.actor.clone(),
             event_type: if forward {
@@ -361,25 +362,31 @@ fn includes_database(request: &SetPlanRequest) -> bool {
 }
 
 impl Workflow for SetPlanWorkflow {
-    async fn apply(&self, context: &mut JobContext, phase: &str) -> Result<(), PhaseError> {
+    type Params = SetPlanRequest;
+
+    async fn apply(
+        &self,
+        context: &mut JobContext,
+        request: &SetPlanRequest,
+        phase: &str,
+    ) -> Result<(), PhaseError> {
+        let phase = SetPlanPhase::parse(phase).ok_or_else(|| unknown_phase("set-plan", phase))?;
         match phase {
-            "request_validated" => {
-                let request = Self::request(context)?;
+            SetPlanPhase::RequestValidated => {
                 require_plan(&self.platform.settings, &request.plan).map_err(PhaseError::Fatal)?;
                 require_plan(&self.platform.settings, &request.previous_plan)
                     .map_err(PhaseError::Fatal)?;
                 Ok(())
             }
-            "limits_applied" => self.apply_limits(context, true).await,
-            "resources_ensured" => self.ensure_resources(context, true).await,
-            "settings_applied" => self.apply_settings(context, true).await,
-            "registry_updated" => self.update_registry(context, true).await,
-            "checks_passed" => {
+            SetPlanPhase::LimitsApplied => self.apply_limits(context, request, true).await,
+            SetPlanPhase::ResourcesEnsured => self.ensure_resources(context, request, true).await,
+            SetPlanPhase::SettingsApplied => self.apply_settings(context, request, true).await,
+            SetPlanPhase::RegistryUpdated => self.update_registry(context, request, true).await,
+            SetPlanPhase::ChecksPassed => {
                 let tenant = self.tenant(context).await?;
                 check_tenant(&self.platform, context, &tenant).await
             }
-            "complete" => {
-                let request = Self::request(context)?;
+            SetPlanPhase::Complete => {
                 context
                     .log(
                         "info",
@@ -391,21 +398,31 @@ impl Workflow for SetPlanWorkflow {
                     )
                     .await
             }
-            other => Err(PhaseError::fatal(
-                ErrorCode::Internal,
-                format!("unknown set-plan phase {other:?}"),
-            )),
         }
     }
 
-    async fn undo(&self, context: &mut JobContext, phase: &str) -> Result<(), PhaseError> {
+    async fn undo(
+        &self,
+        context: &mut JobContext,
+        request: &SetPlanRequest,
+        phase: &str,
+    ) -> Result<(), PhaseError> {
+        let phase = SetPlanPhase::parse(phase).ok_or_else(|| unknown_phase("set-plan", phase))?;
         match phase {
-            "limits_applied" => self.apply_limits(context, false).await,
-            "resources_ensured" => self.ensure_resources(context, false).await,
-            "settings_applied" => self.apply_settings(context, false).await,
-            "registry_updated" => self.update_registry(context, false).await,
-            _ => Ok(()),
+            // Nothing to undo: it only reads the request and the plans.
+            SetPlanPhase::RequestValidated => Ok(()),
+            // Each step's undo is the step again with the previous plan.
+            SetPlanPhase::LimitsApplied => self.apply_limits(context, request, false).await,
+            SetPlanPhase::ResourcesEnsured => self.ensure_resources(context, request, false).await,
+            SetPlanPhase::SettingsApplied => self.apply_settings(context, request, false).await,
+            SetPlanPhase::RegistryUpdated => self.update_registry(context, request, false).await,
+            // Nothing to undo: the checks only read, and completion only logs.
+            SetPlanPhase::ChecksPassed | SetPlanPhase::Complete => Ok(()),
         }
+    }
+
+    fn undo_failed_advice(&self) -> Option<&str> {
+        Some(crate::UNDO_FAILED_ADVICE)
     }
 
     fn on_complete(&self, job: &JobRecord) -> (Option<TenantStatus>, Vec<NewAuditEvent>) {
