@@ -14,4 +14,4 @@ pub use error::{Error, ErrorCode, Result, UnknownErrorCode};
 pub use plan::{checked_budget, EngineKind, Modules, Plan, DATABASE_RESOURCE, MAX_BUDGET};
 pub use slug::Slug;
 pub use status::{JobKind, JobStatus, PhaseStatus, PlatformRole, ServerStatus, TenantStatus};
-pub use tenant::{AdminEmail, DisplayName, ServerName, TenantSpec};
+pub use tenant::{AdminEmail, DisplayName, RawTenantSpec, ServerName, SpecDefaults, TenantSpec};

@@ -1,4 +1,5 @@
-//! What a provisioning request asks for, validated: display name, admin email, server name and the whole spec.
+//! What a provisioning request asks for, validated: display name, admin email, server name and the whole spec,
+//! with the one parser every entry point (CLI, API, console, bench) turns raw fields into a spec with.
 
 use crate::{Error, Slug};
 use std::fmt;
@@ -150,10 +151,148 @@ pub struct TenantSpec {
     pub budget: Option<u64>,
 }
 
+/// A provisioning request as it arrives (CLI flags, a JSON body, a form, a benchmark's names), before validation.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RawTenantSpec<'a> {
+    pub slug: &'a str,
+    pub display_name: &'a str,
+    pub admin_email: &'a str,
+    /// `None`: the installation's default plan.
+    pub plan: Option<&'a str>,
+    /// `None`: the installation's default region.
+    pub region: Option<&'a str>,
+    /// `None`: auto-placement.
+    pub server: Option<&'a str>,
+    pub budget: Option<u64>,
+    pub dry_run: bool,
+}
+
+/// What a request that names no plan or region gets: the installation's configured defaults.
+#[derive(Debug, Clone, Copy)]
+pub struct SpecDefaults<'a> {
+    pub plan: &'a str,
+    pub region: &'a str,
+}
+
+impl TenantSpec {
+    /// Validates each field in order (slug, display name, admin email, server, budget) and returns the first
+    /// error, with its code (`E_INVALID_SLUG`, `E_INVALID_INPUT`). Whether the plan and region exist is the
+    /// settings' business, checked when the job is submitted.
+    pub fn parse(raw: RawTenantSpec<'_>, defaults: SpecDefaults<'_>) -> Result<TenantSpec, Error> {
+        Ok(TenantSpec {
+            slug: Slug::parse(raw.slug)?,
+            display_name: DisplayName::parse(raw.display_name)?,
+            admin_email: AdminEmail::parse(raw.admin_email)?,
+            plan: raw.plan.unwrap_or(defaults.plan).to_owned(),
+            region: raw.region.unwrap_or(defaults.region).to_owned(),
+            server: raw.server.map(ServerName::parse).transpose()?,
+            dry_run: raw.dry_run,
+            budget: crate::checked_budget(raw.budget)?,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ErrorCode;
+
+    const DEFAULTS: SpecDefaults<'static> = SpecDefaults {
+        plan: "starter",
+        region: "local",
+    };
+
+    fn raw() -> RawTenantSpec<'static> {
+        RawTenantSpec {
+            slug: "acme",
+            display_name: "Acme Health",
+            admin_email: "Admin@Acme.example",
+            ..RawTenantSpec::default()
+        }
+    }
+
+    #[test]
+    fn spec_takes_the_defaults_for_what_is_not_given() {
+        let spec = TenantSpec::parse(raw(), DEFAULTS).unwrap();
+        assert_eq!(spec.slug.as_str(), "acme");
+        assert_eq!(spec.admin_email.as_str(), "admin@acme.example");
+        assert_eq!(
+            (spec.plan.as_str(), spec.region.as_str()),
+            ("starter", "local")
+        );
+        assert_eq!(
+            (spec.server, spec.budget, spec.dry_run),
+            (None, None, false)
+        );
+        let spec = TenantSpec::parse(
+            RawTenantSpec {
+                plan: Some("growth"),
+                region: Some("eu"),
+                server: Some("pg-1"),
+                budget: Some(40),
+                dry_run: true,
+                ..raw()
+            },
+            DEFAULTS,
+        )
+        .unwrap();
+        assert_eq!((spec.plan.as_str(), spec.region.as_str()), ("growth", "eu"));
+        assert_eq!(spec.server.as_ref().map(ServerName::as_str), Some("pg-1"));
+        assert_eq!((spec.budget, spec.dry_run), (Some(40), true));
+    }
+
+    #[test]
+    fn spec_reports_the_first_bad_field_with_its_code() {
+        let error = TenantSpec::parse(
+            RawTenantSpec {
+                slug: "A",
+                display_name: "x",
+                ..raw()
+            },
+            DEFAULTS,
+        )
+        .unwrap_err();
+        assert_eq!(error.code, ErrorCode::InvalidSlug);
+        let error = TenantSpec::parse(
+            RawTenantSpec {
+                display_name: "x",
+                admin_email: "nope",
+                ..raw()
+            },
+            DEFAULTS,
+        )
+        .unwrap_err();
+        assert_eq!(
+            (error.code, error.message.as_str()),
+            (
+                ErrorCode::InvalidInput,
+                "display name must have 3 to 100 characters; it has 1"
+            )
+        );
+        let error = TenantSpec::parse(
+            RawTenantSpec {
+                server: Some("Bad Server"),
+                budget: Some(u64::MAX),
+                ..raw()
+            },
+            DEFAULTS,
+        )
+        .unwrap_err();
+        assert!(
+            error.message.starts_with("server name"),
+            "{}",
+            error.message
+        );
+        let error = TenantSpec::parse(
+            RawTenantSpec {
+                budget: Some(u64::MAX),
+                ..raw()
+            },
+            DEFAULTS,
+        )
+        .unwrap_err();
+        assert!(error.message.starts_with("budget"), "{}", error.message);
+    }
 
     #[test]
     fn display_name_bounds() {

@@ -117,6 +117,7 @@ pub async fn add_server(
         request.engine,
         &request.admin_url,
         &platform.installation().await?,
+        &platform.sessions,
     )
     .map_err(|error| CodedError::invalid_input(error.to_string()))?;
     if let TenantServer::Sqlite(sqlite) = &server {

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use tenantry_core::{EngineKind, Error as CodedError, ErrorCode, Plan};
 use tenantry_engine::PhaseError;
 use tenantry_providers::credentials::SecretString;
-use tenantry_providers::engines::{ConfiguredStatement, Installation, SchemaVersion, TenantServer};
+use tenantry_providers::engines::{
+    ConfiguredStatement, Installation, SchemaVersion, Sessions, TenantServer,
+};
 use tenantry_providers::resources::Providers;
 use tenantry_providers::secrets::SecretStore;
 use tenantry_registry::{Registry, ServerRecord};
@@ -193,19 +195,27 @@ pub struct Platform {
     pub settings: Arc<Settings>,
     /// The resource kinds beyond the database, each served by its provider.
     pub providers: Providers,
+    /// The sessions kept open to the fleet's servers between calls and between a job's phases. This platform's
+    /// own (clones share them), so two platforms in one process never hand each other a session.
+    pub sessions: Sessions,
 }
 
 impl Platform {
     /// The server's admin connection from the secret store (`E_ADMIN_CONN_UNRESOLVED` when it cannot be had).
     pub async fn tenant_server(&self, server: &ServerRecord) -> Result<TenantServer, CodedError> {
         let admin_url = self.admin_url(server).await?;
-        TenantServer::from_admin_url(server.engine, &admin_url, &self.installation().await?)
-            .map_err(|error| {
-                CodedError::new(
-                    ErrorCode::AdminConnUnresolved,
-                    format!("server {:?}: {error}", server.name),
-                )
-            })
+        TenantServer::from_admin_url(
+            server.engine,
+            &admin_url,
+            &self.installation().await?,
+            &self.sessions,
+        )
+        .map_err(|error| {
+            CodedError::new(
+                ErrorCode::AdminConnUnresolved,
+                format!("server {:?}: {error}", server.name),
+            )
+        })
     }
 
     /// A server's admin URL from the secret store (`E_ADMIN_CONN_UNRESOLVED` when it cannot be read).

@@ -151,6 +151,7 @@ impl App {
                 secrets,
                 settings: Arc::new(settings),
                 providers: tenantry_providers::resources::Providers::standard(),
+                sessions: tenantry_providers::engines::Sessions::new(),
             },
             config,
         };

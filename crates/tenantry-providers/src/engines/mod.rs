@@ -7,7 +7,7 @@ mod sqlite;
 
 pub use postgres::{
     tenant_login_elsewhere, CatalogObject, DatabaseOrigin, FillReport, LockWait, PostgresServer,
-    PruneReport, PruneScope, WarmPoolInventory,
+    PostgresSessions, PruneReport, PruneScope, WarmPoolInventory,
 };
 pub use schema_version::SchemaVersion;
 pub use sqlite::{check_statements_in_scratch, SqliteServer};
@@ -15,7 +15,23 @@ pub use sqlite::{check_statements_in_scratch, SqliteServer};
 use crate::credentials::SecretString;
 use crate::{Error, Result};
 use std::path::Path;
+use std::sync::Arc;
 use tenantry_core::EngineKind;
+
+/// The sessions a platform keeps open to its servers between calls (PostgreSQL admin pools, tenant sessions parked
+/// between the phases of a job), handed to every [`TenantServer`] it makes. The platform owns them, so two
+/// platforms in one process keep theirs apart. Cheap to clone: clones share the same sessions.
+#[derive(Debug, Clone, Default)]
+pub struct Sessions {
+    postgres: Arc<PostgresSessions>,
+}
+
+impl Sessions {
+    /// No session yet: each is opened on first use.
+    pub fn new() -> Sessions {
+        Sessions::default()
+    }
+}
 
 /// What a tenant database gets: its name (database, role, file stem) and the plan's quotas and labels.
 #[derive(Debug, Clone)]
@@ -224,15 +240,19 @@ pub enum TenantServer {
 }
 
 impl TenantServer {
-    /// Reads a server's admin connection (a URL from the secret store). Nothing is contacted yet.
+    /// Reads a server's admin connection (a URL from the secret store). Nothing is contacted yet. The server
+    /// keeps and reuses its sessions in `sessions`.
     pub fn from_admin_url(
         engine: EngineKind,
         admin_url: &SecretString,
         installation: &Installation,
+        sessions: &Sessions,
     ) -> Result<TenantServer> {
         match engine {
-            EngineKind::Postgres => PostgresServer::from_admin_url(admin_url, installation)
-                .map(|server| TenantServer::Postgres(Box::new(server))),
+            EngineKind::Postgres => {
+                PostgresServer::from_admin_url(admin_url, installation, sessions.postgres.clone())
+                    .map(|server| TenantServer::Postgres(Box::new(server)))
+            }
             EngineKind::Sqlite => {
                 SqliteServer::from_admin_url(admin_url, installation).map(TenantServer::Sqlite)
             }

@@ -8,6 +8,7 @@ mod sessions;
 mod tenant_side;
 mod warm_pool;
 
+pub use sessions::PostgresSessions;
 pub use tenant_side::tenant_login_elsewhere;
 pub use warm_pool::{
     CatalogObject, DatabaseOrigin, FillReport, LockWait, PruneReport, PruneScope, WarmPoolInventory,
@@ -24,6 +25,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, Postgres};
 use sqlx::{ConnectOptions, Connection, Executor};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -36,6 +38,8 @@ pub struct PostgresServer {
     admin_url_key: [u8; 32],
     /// Whose objects this handle makes, and which it may touch.
     installation: Installation,
+    /// The platform's admin pools and parked tenant sessions, shared with every other server handle it makes.
+    sessions: Arc<PostgresSessions>,
 }
 
 impl std::fmt::Debug for PostgresServer {
@@ -162,11 +166,13 @@ impl PostgresServer {
     pub fn from_admin_url(
         admin_url: &SecretString,
         installation: &Installation,
+        sessions: Arc<PostgresSessions>,
     ) -> Result<PostgresServer> {
         Ok(PostgresServer {
             admin: parse_url(admin_url, "server's admin URL")?,
             admin_url_key: sessions::url_key(admin_url),
             installation: installation.clone(),
+            sessions,
         })
     }
 
@@ -257,10 +263,10 @@ impl PostgresServer {
     }
 
     fn admin_pool(&self) -> PgPool {
-        sessions::admin_pool(self.admin_url_key, &self.admin)
+        self.sessions.admin_pool(self.admin_url_key, &self.admin)
     }
 
-    /// An admin session from this process's pool for the server.
+    /// An admin session from the platform's pool for the server.
     async fn admin_connection(&self) -> Result<PoolConnection<Postgres>> {
         self.admin_pool()
             .acquire()
@@ -579,7 +585,7 @@ impl PostgresServer {
     fn log_in_ahead(&self, resource_name: &str, password: &SecretString) {
         let url = self.tenant_url(resource_name, password);
         if let Ok(options) = parse_url(&url, "tenant's connection URL") {
-            sessions::log_in_ahead(&url, options);
+            self.sessions.log_in_ahead(&url, options);
         }
     }
 
@@ -674,7 +680,7 @@ impl PostgresServer {
         &self,
         tenant_url: &SecretString,
     ) -> Result<PgConnection> {
-        if let Some(parked) = sessions::take_parked(tenant_url).await {
+        if let Some(parked) = self.sessions.take_parked(tenant_url).await {
             return Ok(parked);
         }
         let options = parse_url(tenant_url, "tenant's connection URL")?;
@@ -696,7 +702,7 @@ impl PostgresServer {
         match migrated {
             Ok(()) => {
                 // Provisioning seeds the first admin right after migrating: the session waits for it.
-                sessions::park(tenant_url, connection);
+                self.sessions.park(tenant_url, connection);
                 Ok(())
             }
             Err(error) => {
@@ -745,7 +751,7 @@ impl PostgresServer {
         match seeded {
             Ok(_) => {
                 // Provisioning writes the tenant's settings right after seeding: the session waits for it.
-                sessions::park(tenant_url, connection);
+                self.sessions.park(tenant_url, connection);
                 Ok(())
             }
             Err(error) => {

@@ -1,6 +1,6 @@
 //! `/platform/tenants`: submit provisioning and offboarding, list and read tenants.
 
-use super::{checked_budget, page_limit, ApiJson, ApiQuery, JobAccepted};
+use super::{page_limit, ApiJson, ApiQuery, JobAccepted};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ProblemDetails};
 use crate::state::ServerState;
@@ -9,9 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use serde::Deserialize;
-use tenantry_core::{
-    AdminEmail, DisplayName, ErrorCode, ServerName, Slug, TenantSpec, TenantStatus,
-};
+use tenantry_core::{ErrorCode, RawTenantSpec, Slug, SpecDefaults, TenantSpec, TenantStatus};
 use tenantry_registry::{TenantRecord, TenantResourceRecord};
 use tenantry_workflows::{
     submit_offboard, submit_provision, IdempotencyRequest, OffboardRequest, Submitted,
@@ -134,16 +132,22 @@ pub async fn create_tenant(
     }
     let key = idempotency_key(&headers)?;
     let config = &state.platform.settings;
-    let spec = TenantSpec {
-        slug: Slug::parse(&body.slug)?,
-        display_name: DisplayName::parse(&body.display_name)?,
-        admin_email: AdminEmail::parse(&body.admin_email)?,
-        plan: body.plan.unwrap_or_else(|| config.default_plan.clone()),
-        region: body.region.unwrap_or_else(|| config.default_region.clone()),
-        server: body.server.as_deref().map(ServerName::parse).transpose()?,
-        dry_run: body.dry_run,
-        budget: checked_budget(body.budget)?,
-    };
+    let spec = TenantSpec::parse(
+        RawTenantSpec {
+            slug: &body.slug,
+            display_name: &body.display_name,
+            admin_email: &body.admin_email,
+            plan: body.plan.as_deref(),
+            region: body.region.as_deref(),
+            server: body.server.as_deref(),
+            budget: body.budget,
+            dry_run: body.dry_run,
+        },
+        SpecDefaults {
+            plan: &config.default_plan,
+            region: &config.default_region,
+        },
+    )?;
     let idempotency = key.map(|key| IdempotencyRequest {
         principal: principal.scope(),
         key,

@@ -31,8 +31,8 @@ use maud::{html, Markup};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use tenantry_core::{
-    AdminEmail, DisplayName, Error as CodedError, ErrorCode, Plan, ServerName, ServerStatus, Slug,
-    TenantSpec,
+    AdminEmail, DisplayName, Error as CodedError, ErrorCode, Plan, RawTenantSpec, ServerStatus,
+    Slug, SpecDefaults, TenantSpec,
 };
 use tenantry_providers::credentials::random_token;
 use tenantry_registry::{now_millis, ServerRecord};
@@ -689,18 +689,24 @@ async fn provision(
             "too many provisioning requests; wait a minute",
         ));
     }
-    let spec = TenantSpec {
-        slug: Slug::parse(&form.slug)?,
-        display_name: DisplayName::parse(&form.display_name)?,
-        admin_email: AdminEmail::parse(&form.admin_email)?,
-        plan: form.plan.clone(),
-        region: form.region.clone(),
-        server: (!form.server.is_empty())
-            .then(|| ServerName::parse(&form.server))
-            .transpose()?,
-        dry_run: form.dry_run(),
-        budget: form.budget()?,
-    };
+    // The form always carries a plan and a region (the defaults are filled in on the first step); an empty server
+    // asks for auto-placement. `check_step` has already reported each bad field on its own.
+    let spec = TenantSpec::parse(
+        RawTenantSpec {
+            slug: &form.slug,
+            display_name: &form.display_name,
+            admin_email: &form.admin_email,
+            plan: Some(&form.plan),
+            region: Some(&form.region),
+            server: (!form.server.is_empty()).then_some(form.server.as_str()),
+            budget: form.budget()?,
+            dry_run: form.dry_run(),
+        },
+        SpecDefaults {
+            plan: &state.platform.settings.default_plan,
+            region: &state.platform.settings.default_region,
+        },
+    )?;
     let idempotency = (!form.idempotency_key.is_empty()).then(|| IdempotencyRequest {
         principal: principal.scope(),
         key: form.idempotency_key.clone(),

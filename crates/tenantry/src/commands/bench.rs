@@ -24,8 +24,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tenantry_core::{
-    AdminEmail, DisplayName, EngineKind, Error as CodedError, ErrorCode, JobStatus, ServerName,
-    ServerStatus, Slug, TenantSpec,
+    EngineKind, Error as CodedError, ErrorCode, JobStatus, RawTenantSpec, ServerName, ServerStatus,
+    Slug, SpecDefaults, TenantSpec,
 };
 use tenantry_engine::Runner;
 use tenantry_providers::credentials;
@@ -228,19 +228,22 @@ async fn provision_one(
     slug: Slug,
     plan: &str,
 ) -> Result<(), String> {
-    let spec = TenantSpec {
-        display_name: DisplayName::parse(&format!("Bench {slug}"))
-            .map_err(|error| error.message)?,
-        admin_email: AdminEmail::parse(&format!("admin@{slug}.example"))
-            .map_err(|error| error.message)?,
-        plan: plan.to_owned(),
-        region: platform.settings.default_region.clone(),
-        server: Some(server.clone()),
-        dry_run: false,
-        // Benchmark tenants exist for seconds: no budget to approve.
-        budget: Some(0),
-        slug,
-    };
+    let spec = TenantSpec::parse(
+        RawTenantSpec {
+            slug: slug.as_str(),
+            display_name: &format!("Bench {slug}"),
+            admin_email: &format!("admin@{slug}.example"),
+            server: Some(server.as_str()),
+            // Benchmark tenants exist for seconds: no budget to approve.
+            budget: Some(0),
+            ..RawTenantSpec::default()
+        },
+        SpecDefaults {
+            plan,
+            region: &platform.settings.default_region,
+        },
+    )
+    .map_err(|error| error.message)?;
     let submitted = submit_provision(platform, &spec, &cli_actor(), None)
         .await
         .map_err(|error| format!("{}: {}", error.code, error.message))?;

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 use tenantry_core::PhaseStatus;
 use tenantry_core::{
-    AdminEmail, DisplayName, Error as CodedError, ErrorCode, JobKind, JobStatus, ServerName, Slug,
+    Error as CodedError, ErrorCode, JobKind, JobStatus, RawTenantSpec, Slug, SpecDefaults,
     TenantSpec,
 };
 use tenantry_engine::{JobOutcome, JobView, Progress, ProgressSink, Runner};
@@ -24,22 +24,22 @@ use tenantry_workflows::{
 const FOLLOW_POLL: Duration = Duration::from_millis(250);
 
 pub fn parse_spec(config: &Config, args: &ProvisionArgs) -> Result<TenantSpec, CodedError> {
-    Ok(TenantSpec {
-        slug: Slug::parse(&args.slug)?,
-        display_name: DisplayName::parse(&args.display_name)?,
-        admin_email: AdminEmail::parse(&args.admin_email)?,
-        plan: args
-            .plan
-            .clone()
-            .unwrap_or_else(|| config.default_plan.clone()),
-        region: args
-            .region
-            .clone()
-            .unwrap_or_else(|| config.default_region.clone()),
-        server: args.server.as_deref().map(ServerName::parse).transpose()?,
-        dry_run: args.dry_run,
-        budget: tenantry_core::checked_budget(args.budget)?,
-    })
+    TenantSpec::parse(
+        RawTenantSpec {
+            slug: &args.slug,
+            display_name: &args.display_name,
+            admin_email: &args.admin_email,
+            plan: args.plan.as_deref(),
+            region: args.region.as_deref(),
+            server: args.server.as_deref(),
+            budget: args.budget,
+            dry_run: args.dry_run,
+        },
+        SpecDefaults {
+            plan: &config.default_plan,
+            region: &config.default_region,
+        },
+    )
 }
 
 pub fn parse_offboard(args: &OffboardArgs) -> Result<OffboardRequest, CodedError> {

@@ -63,7 +63,7 @@ impl PostgresServer {
         .await;
         match written {
             Ok(_) => {
-                super::sessions::park(tenant_url, connection);
+                self.sessions.park(tenant_url, connection);
                 Ok(())
             }
             Err(error) => {
@@ -100,7 +100,7 @@ impl PostgresServer {
                 Err(Error::Transient(message))
             }
             outcome => {
-                super::sessions::park(tenant_url, connection);
+                self.sessions.park(tenant_url, connection);
                 outcome
             }
         }
