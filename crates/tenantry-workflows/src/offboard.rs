@@ -630,19 +630,28 @@ impl Workflow for OffboardWorkflow {
     async fn undo(
         &self,
         context: &mut JobContext,
-        _request: &OffboardRequest,
+        request: &OffboardRequest,
         phase: &str,
     ) -> Result<(), PhaseError> {
         let phase = OffboardPhase::parse(phase).ok_or_else(|| unknown_phase("offboard", phase))?;
         match phase {
             OffboardPhase::RequestValidated => self.request_validated_undo(context).await,
             OffboardPhase::LoginDisabled => self.login_disabled_undo(context).await,
-            // Nothing to undo, because nothing can be: dropped data cannot come back. A purge that fails here
-            // leaves the rest, and doctor names it.
+            // Nothing can be undone here: dropped data cannot come back. So the undo fails, and the job ends
+            // `failed` with E_PARTIAL_STATE (not `rolled_back`, which would claim the tenant is as it was); the
+            // purge is finished by running it again (or `jobs retry`), and doctor names what is left meanwhile.
             OffboardPhase::DatabaseDropped
             | OffboardPhase::ResourcesRemoved
             | OffboardPhase::SecretDeleted
-            | OffboardPhase::RegistryCleared => Ok(()),
+            | OffboardPhase::RegistryCleared => Err(PhaseError::fatal(
+                ErrorCode::PartialState,
+                format!(
+                    "{}: the purge already removed data that cannot come back; finish it with \
+                     `tenantry offboard-tenant --slug {} --purge`",
+                    phase.name(),
+                    request.slug.as_str()
+                ),
+            )),
             // Nothing to undo: it changes nothing outside the job record.
             OffboardPhase::Complete => Ok(()),
         }

@@ -57,8 +57,9 @@ enum AfterFailure {
     /// Rolled back, and the world is as before except that the tenant's logins stay disabled: offboard's
     /// `login_disabled` undo leaves them off on purpose (re-enabling is an operator's deliberate act).
     RestoredButLoginsMayStayDisabled,
-    /// As `RestoredButLoginsMayStayDisabled` until the data is dropped; after that nothing can bring it back, so
-    /// `doctor` must name the leftovers with the purge as their fix, and re-running the purge must finish it.
+    /// As `RestoredButLoginsMayStayDisabled` until the data is dropped; after that nothing can bring it back: the
+    /// job ends `failed` with `E_PARTIAL_STATE`, `doctor` must name the leftovers with the purge as their fix,
+    /// and re-running the purge must finish it.
     RestoredOrFinishedByRerun,
 }
 
@@ -580,15 +581,28 @@ async fn run_saga(engine: Engine, scenario: Scenario) {
             env.push(("TENANTRY_REPEAT_STEPS", "1"));
         }
         let run = saga.run_command(&slug, &env).await;
+        let job = saga.new_job(&slug, &jobs_before).await;
+        let after = saga.snapshot(&slug).await;
+        if scenario.after_failure == AfterFailure::RestoredOrFinishedByRerun
+            && job["status"] == "failed"
+        {
+            // The purge failed after it removed data: the job says so (no rollback is claimed), doctor names
+            // what is left, and the purge run again finishes it.
+            assert_eq!(job["error_code"], "E_PARTIAL_STATE", "{context}: {job}");
+            assert!(run.status != 0, "{context}: {run:?}");
+            if after.view != reference {
+                finish_by_rerun(&saga, &slug, &reference, &context).await;
+            }
+            saga.assert_doctor_clean(&context).await;
+            continue;
+        }
         assert_eq!(
             run.error_code().as_deref(),
             Some("E_FAILPOINT"),
             "{context}: {run:?}"
         );
-        let job = saga.new_job(&slug, &jobs_before).await;
         assert_eq!(job["status"], "rolled_back", "{context}: {job}");
         assert_eq!(job["error_code"], "E_FAILPOINT", "{context}: {job}");
-        let after = saga.snapshot(&slug).await;
         let restored = match scenario.after_failure {
             AfterFailure::Restored => {
                 assert_same(
