@@ -823,7 +823,7 @@ impl Registry {
                 PlacementRequest::Auto { .. } => Placement::NoCapacity { candidates: 0 },
             });
         }
-        let mut best: Option<(String, i64)> = None;
+        let mut free_rooms = Vec::with_capacity(candidate_names.len());
         for name in &candidate_names {
             let (capacity_hint, load): (i64, i64) = sqlx::query_as(&format!(
                 "SELECT s.capacity_hint,
@@ -837,17 +837,9 @@ impl Registry {
             .bind(&fence.job_id)
             .fetch_one(&mut *transaction)
             .await?;
-            let free_room = capacity_hint - load;
-            // Candidates come sorted by name, so a strict comparison breaks ties by name.
-            if free_room > 0
-                && best
-                    .as_ref()
-                    .is_none_or(|(_, best_room)| free_room > *best_room)
-            {
-                best = Some((name.clone(), free_room));
-            }
+            free_rooms.push((name.clone(), capacity_hint - load));
         }
-        let Some((chosen, _)) = best else {
+        let Some(chosen) = most_free_room(free_rooms) else {
             transaction.commit().await?;
             return Ok(Placement::NoCapacity {
                 candidates: candidate_names.len(),
@@ -873,4 +865,20 @@ impl Registry {
         transaction.commit().await?;
         Ok(())
     }
+}
+
+/// The candidate with the most room left (some at all), of `(name, free room)` pairs sorted by name: a strict
+/// comparison breaks ties by name.
+pub(crate) fn most_free_room(free_rooms: Vec<(String, i64)>) -> Option<String> {
+    let mut best: Option<(String, i64)> = None;
+    for (name, free_room) in free_rooms {
+        if free_room > 0
+            && best
+                .as_ref()
+                .is_none_or(|(_, best_room)| free_room > *best_room)
+        {
+            best = Some((name, free_room));
+        }
+    }
+    best.map(|(name, _)| name)
 }

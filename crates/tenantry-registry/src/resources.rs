@@ -1,7 +1,7 @@
 //! A tenant's resources (its database, cache user, vhost, …): one row per kind, and the room an unfinished job
 //! holds for the ones it is placing.
 
-use crate::jobs::{check_fence, Fence, Placement, LIVE_STATUSES};
+use crate::jobs::{check_fence, most_free_room, Fence, Placement, LIVE_STATUSES};
 use crate::records::TenantResourceRecord;
 use crate::store::{get, get_json, now_millis};
 use crate::{Registry, Result};
@@ -183,7 +183,7 @@ impl Registry {
         .fetch_all(&mut *transaction)
         .await?;
         candidates.retain(|(_, engine)| engines.iter().any(|wanted| wanted.as_str() == engine));
-        let mut best: Option<(String, i64)> = None;
+        let mut free_rooms = Vec::with_capacity(candidates.len());
         for (name, _) in &candidates {
             let (capacity_hint, load): (i64, i64) = sqlx::query_as(&format!(
                 "SELECT s.capacity_hint,
@@ -198,17 +198,9 @@ impl Registry {
             .bind(&fence.job_id)
             .fetch_one(&mut *transaction)
             .await?;
-            let free_room = capacity_hint - load;
-            // Candidates come sorted by name, so a strict comparison breaks ties by name.
-            if free_room > 0
-                && best
-                    .as_ref()
-                    .is_none_or(|(_, best_room)| free_room > *best_room)
-            {
-                best = Some((name.clone(), free_room));
-            }
+            free_rooms.push((name.clone(), capacity_hint - load));
         }
-        let Some((chosen, _)) = best else {
+        let Some(chosen) = most_free_room(free_rooms) else {
             transaction.commit().await?;
             return Ok(Placement::NoCapacity {
                 candidates: candidates.len(),

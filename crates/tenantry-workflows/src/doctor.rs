@@ -59,6 +59,28 @@ fn slug_of_resource(name: &str) -> Option<String> {
         .map(|rest| rest.replace('_', "-"))
 }
 
+/// Whether an object on a server is this installation's: marked as ours, or unmarked (made before installation
+/// ids) of a slug this registry worked on. Any other is listed as `foreign`, never judged or fixed from here.
+fn ours_or_listed_foreign(
+    ownership: &Ownership,
+    slug: &str,
+    subject: &str,
+    known_slugs: &BTreeSet<String>,
+    foreign: &mut Vec<ForeignObject>,
+) -> bool {
+    let installation = match ownership {
+        Ownership::Ours => return true,
+        Ownership::Unmarked if known_slugs.contains(slug) => return true,
+        Ownership::Foreign(id) => Some(id.clone()),
+        Ownership::Unmarked => None,
+    };
+    foreign.push(ForeignObject {
+        subject: subject.to_owned(),
+        installation,
+    });
+    false
+}
+
 fn purge_fix(slug: &str) -> String {
     format!("tenantry offboard-tenant --slug {slug} --purge")
 }
@@ -173,23 +195,14 @@ pub async fn run_doctor(platform: &Platform) -> Result<DoctorReport, CodedError>
                 "{} {} on server {}",
                 resource.kind, resource.name, server_record.name
             );
-            match &resource.ownership {
-                Ownership::Ours => {}
-                Ownership::Unmarked if known_slugs.contains(&slug) => {}
-                Ownership::Foreign(id) => {
-                    foreign.push(ForeignObject {
-                        subject,
-                        installation: Some(id.clone()),
-                    });
-                    continue;
-                }
-                Ownership::Unmarked => {
-                    foreign.push(ForeignObject {
-                        subject,
-                        installation: None,
-                    });
-                    continue;
-                }
+            if !ours_or_listed_foreign(
+                &resource.ownership,
+                &slug,
+                &subject,
+                &known_slugs,
+                &mut foreign,
+            ) {
+                continue;
             }
             if !resource.drift.is_empty() && tenants_by_slug.contains_key(slug.as_str()) {
                 drifted.entry(slug.clone()).or_default().extend(
@@ -456,23 +469,8 @@ async fn check_other_resources(
                     continue;
                 };
                 let subject = format!("{kind} {} on server {}", item.name, record.name);
-                match &item.ownership {
-                    Ownership::Ours => {}
-                    Ownership::Unmarked if known_slugs.contains(&slug) => {}
-                    Ownership::Foreign(id) => {
-                        foreign.push(ForeignObject {
-                            subject,
-                            installation: Some(id.clone()),
-                        });
-                        continue;
-                    }
-                    Ownership::Unmarked => {
-                        foreign.push(ForeignObject {
-                            subject,
-                            installation: None,
-                        });
-                        continue;
-                    }
+                if !ours_or_listed_foreign(&item.ownership, &slug, &subject, known_slugs, foreign) {
+                    continue;
                 }
                 let is_registered = here.iter().any(|resource| resource.name == item.name);
                 if !is_registered && !live_slugs.contains(slug.as_str()) {

@@ -123,6 +123,19 @@ pub async fn add_server(
     if let TenantServer::Sqlite(sqlite) = &server {
         require_under_roots(sqlite.directory(), &platform.settings.sqlite_server_roots)?;
     }
+    refuse_taken_name(platform, request).await?;
+    server.check_admin_connection().await.map_err(|error| {
+        CodedError::new(
+            ErrorCode::AdminConnUnresolved,
+            format!("server {}: {error}", request.name),
+        )
+    })?;
+    refuse_same_cluster_twice(platform, request, &server).await?;
+    record_server(platform, request, actor, Vec::new()).await
+}
+
+/// `E_CONFLICT` when a server of that name is registered, before anything is checked or stored.
+async fn refuse_taken_name(platform: &Platform, request: &ServerRequest) -> Result<(), CodedError> {
     if platform
         .registry
         .get_server(request.name.as_str())
@@ -134,14 +147,7 @@ pub async fn add_server(
             format!("server {} already exists", request.name),
         ));
     }
-    server.check_admin_connection().await.map_err(|error| {
-        CodedError::new(
-            ErrorCode::AdminConnUnresolved,
-            format!("server {}: {error}", request.name),
-        )
-    })?;
-    refuse_same_cluster_twice(platform, request, &server).await?;
-    record_server(platform, request, actor, Vec::new()).await
+    Ok(())
 }
 
 /// Stores the admin URL and records the server.
@@ -190,17 +196,7 @@ async fn add_resource_server(
                 request.engine
             ))
         })?;
-    if platform
-        .registry
-        .get_server(request.name.as_str())
-        .await
-        .is_ok()
-    {
-        return Err(CodedError::new(
-            ErrorCode::Conflict,
-            format!("server {} already exists", request.name),
-        ));
-    }
+    refuse_taken_name(platform, request).await?;
     let server = tenantry_providers::resources::ResourceServer {
         name: request.name.as_str().to_owned(),
         engine: request.engine,

@@ -177,6 +177,23 @@ pub(crate) async fn drive_by_kind(
     }
 }
 
+/// The audit event a workflow writes when its job ends rolled back or failed: the code and message, about the
+/// job's tenant (`about_tenant`) or about no one tenant (a fleet job).
+pub(crate) fn failure_audit(
+    job: &tenantry_registry::JobRecord,
+    event_type: &'static str,
+    about_tenant: bool,
+    error: &CodedError,
+) -> tenantry_registry::NewAuditEvent {
+    tenantry_registry::NewAuditEvent {
+        actor: job.actor.clone(),
+        event_type,
+        tenant_slug: about_tenant.then(|| job.tenant_slug.clone()),
+        job_id: Some(job.id.clone()),
+        details: serde_json::json!({ "error_code": error.code, "error_message": error.message }),
+    }
+}
+
 /// A registry failure as a coded error for the caller.
 pub fn registry_error(error: tenantry_registry::Error) -> CodedError {
     match error {

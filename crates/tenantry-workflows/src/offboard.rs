@@ -2,7 +2,7 @@
 //! including the leftovers of a slug left in `E_PARTIAL_STATE`.
 
 use crate::phases::{phases, unknown_phase};
-use crate::platform::{provider_error, secret_store_error, Platform};
+use crate::platform::{provider_error, secret_store_error, unless_foreign, Platform};
 use crate::resources::{require_provider, resource_server};
 use tenantry_core::{Error as CodedError, ErrorCode, JobKind, Slug, TenantStatus};
 use tenantry_engine::{JobContext, PhaseError, Workflow};
@@ -325,19 +325,11 @@ impl OffboardWorkflow {
             .is_some();
         for resource in other_resources(context) {
             let (provider, server) = self.reach(&resource).await?;
-            match provider
+            let outcome = provider
                 .disable(&server, &request.slug.resource_name())
-                .await
-            {
-                Err(tenantry_providers::Error::Foreign(why)) => {
-                    context
-                        .log("warn", &format!("left in place: {why}"))
-                        .await?;
-                    continue;
-                }
-                other => {
-                    other.map_err(|error| provider_error(ErrorCode::AdminConnUnresolved, error))?
-                }
+                .await;
+            if !unless_foreign(context, outcome).await? {
+                continue;
             }
             if registered {
                 self.platform
@@ -388,19 +380,11 @@ impl OffboardWorkflow {
     ) -> Result<(), PhaseError> {
         for resource in other_resources(context) {
             let (provider, server) = self.reach(&resource).await?;
-            match provider
+            let outcome = provider
                 .remove(&server, &request.slug.resource_name())
-                .await
-            {
-                Err(tenantry_providers::Error::Foreign(why)) => {
-                    context
-                        .log("warn", &format!("left in place: {why}"))
-                        .await?;
-                    continue;
-                }
-                other => {
-                    other.map_err(|error| provider_error(ErrorCode::AdminConnUnresolved, error))?
-                }
+                .await;
+            if !unless_foreign(context, outcome).await? {
+                continue;
             }
             self.platform
                 .secrets
@@ -681,13 +665,7 @@ impl Workflow for OffboardWorkflow {
         job: &JobRecord,
         error: &CodedError,
     ) -> (Option<TenantStatus>, Vec<NewAuditEvent>) {
-        let audit = NewAuditEvent {
-            actor: job.actor.clone(),
-            event_type: "TENANT_OFFBOARD_FAILED",
-            tenant_slug: Some(job.tenant_slug.clone()),
-            job_id: Some(job.id.clone()),
-            details: serde_json::json!({ "error_code": error.code, "error_message": error.message }),
-        };
+        let audit = crate::failure_audit(job, "TENANT_OFFBOARD_FAILED", true, error);
         // A rolled-back offboard restored the previous status in its undo; a failed one leaves the tenant failed.
         let status = (error.code == ErrorCode::PartialState).then_some(TenantStatus::Failed);
         (status, vec![audit])

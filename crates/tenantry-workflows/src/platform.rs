@@ -286,6 +286,25 @@ pub(crate) fn secret_store_error(error: &tenantry_providers::Error) -> PhaseErro
     }
 }
 
+/// The outcome of acting on something under a tenant's name: another installation's object there is left in
+/// place and said in the job log (`Ok(false)`: this job made none of it); any other failure is the phase's.
+pub(crate) async fn unless_foreign(
+    context: &mut tenantry_engine::JobContext,
+    outcome: tenantry_providers::Result<()>,
+) -> Result<bool, PhaseError> {
+    match outcome {
+        Err(tenantry_providers::Error::Foreign(why)) => {
+            context
+                .log("warn", &format!("left in place: {why}"))
+                .await?;
+            Ok(false)
+        }
+        other => other
+            .map(|()| true)
+            .map_err(|error| provider_error(ErrorCode::AdminConnUnresolved, error)),
+    }
+}
+
 /// A provider failure as a phase error with `code` (transient ones are retried).
 pub(crate) fn provider_error(code: ErrorCode, error: tenantry_providers::Error) -> PhaseError {
     match error {

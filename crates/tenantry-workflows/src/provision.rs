@@ -5,7 +5,9 @@ use crate::phases::{phases, unknown_phase};
 use crate::plans::{
     cost_labels, effective_settings, require_plan, settings_rows, OWNED_SETTING_PREFIXES,
 };
-use crate::platform::{provider_error, secret_store_error, OperatorStatement, Platform};
+use crate::platform::{
+    provider_error, secret_store_error, unless_foreign, OperatorStatement, Platform,
+};
 use crate::resources::{
     create_resource, created_phase, extra_kinds, kind_of_phase, placed_resources, require_provider,
     undo_create_resource,
@@ -543,13 +545,8 @@ impl ProvisionWorkflow {
         let Some((_, server)) = self.placed_server(context).await? else {
             return Ok(());
         };
-        match server.drop_database(&spec.slug.resource_name()).await {
-            // What stands under the tenant's name is another installation's: this job made none of it.
-            Err(tenantry_providers::Error::Foreign(why)) => {
-                context.log("warn", &format!("left in place: {why}")).await
-            }
-            other => other.map_err(|error| provider_error(ErrorCode::AdminConnUnresolved, error)),
-        }
+        let dropped = server.drop_database(&spec.slug.resource_name()).await;
+        unless_foreign(context, dropped).await.map(|_| ())
     }
 
     /// `<kind>_created`: the tenant's resource of that kind, on a server of its kind in the tenant's region.
@@ -949,13 +946,7 @@ impl Workflow for ProvisionWorkflow {
         job: &JobRecord,
         error: &CodedError,
     ) -> (Option<TenantStatus>, Vec<NewAuditEvent>) {
-        let audit = NewAuditEvent {
-            actor: job.actor.clone(),
-            event_type: "TENANT_PROVISION_FAILED",
-            tenant_slug: Some(job.tenant_slug.clone()),
-            job_id: Some(job.id.clone()),
-            details: serde_json::json!({ "error_code": error.code, "error_message": error.message }),
-        };
+        let audit = crate::failure_audit(job, "TENANT_PROVISION_FAILED", true, error);
         (Some(TenantStatus::Failed), vec![audit])
     }
 }

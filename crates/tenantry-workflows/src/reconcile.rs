@@ -297,13 +297,7 @@ impl Workflow for ReconcileWorkflow {
         job: &JobRecord,
         error: &CodedError,
     ) -> (Option<TenantStatus>, Vec<NewAuditEvent>) {
-        let audit = NewAuditEvent {
-            actor: job.actor.clone(),
-            event_type: "FLEET_RECONCILE_FAILED",
-            tenant_slug: None,
-            job_id: Some(job.id.clone()),
-            details: serde_json::json!({ "error_code": error.code, "error_message": error.message }),
-        };
+        let audit = crate::failure_audit(job, "FLEET_RECONCILE_FAILED", false, error);
         (None, vec![audit])
     }
 }

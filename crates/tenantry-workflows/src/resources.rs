@@ -3,7 +3,7 @@
 //! names a kind: the plan lists them and [`Providers`] serves them.
 
 use crate::plans::cost_labels;
-use crate::platform::{provider_error, secret_store_error, Platform};
+use crate::platform::{provider_error, secret_store_error, unless_foreign, Platform};
 use std::sync::Arc;
 use tenantry_core::{Error as CodedError, ErrorCode, Plan, Slug, DATABASE_RESOURCE};
 use tenantry_engine::{JobContext, PhaseError};
@@ -186,16 +186,8 @@ pub(crate) async fn undo_create_resource(
         let server = resource_server(platform, &record)
             .await
             .map_err(PhaseError::Fatal)?;
-        match provider.remove(&server, &slug.resource_name()).await {
-            Err(tenantry_providers::Error::Foreign(why)) => {
-                context
-                    .log("warn", &format!("left in place: {why}"))
-                    .await?
-            }
-            other => {
-                other.map_err(|error| provider_error(ErrorCode::AdminConnUnresolved, error))?
-            }
-        }
+        let removed = provider.remove(&server, &slug.resource_name()).await;
+        unless_foreign(context, removed).await?;
     }
     platform
         .secrets

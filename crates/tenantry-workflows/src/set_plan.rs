@@ -452,13 +452,7 @@ impl Workflow for SetPlanWorkflow {
         error: &CodedError,
     ) -> (Option<TenantStatus>, Vec<NewAuditEvent>) {
         // The tenant keeps serving on its previous plan: its status does not change.
-        let audit = NewAuditEvent {
-            actor: job.actor.clone(),
-            event_type: "TENANT_PLAN_CHANGE_FAILED",
-            tenant_slug: Some(job.tenant_slug.clone()),
-            job_id: Some(job.id.clone()),
-            details: serde_json::json!({ "error_code": error.code, "error_message": error.message }),
-        };
+        let audit = crate::failure_audit(job, "TENANT_PLAN_CHANGE_FAILED", true, error);
         (None, vec![audit])
     }
 }
