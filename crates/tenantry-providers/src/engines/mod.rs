@@ -164,6 +164,24 @@ pub struct TenantProbe {
     pub query_latency: std::time::Duration,
 }
 
+/// How a tenant's login, quotas and access stand on its server, as far as the engine keeps them (`None`: the
+/// engine has no such thing, or the piece that holds it is missing).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TenantAccess {
+    /// Whether the tenant can log in (PostgreSQL: the role's LOGIN; SQLite: the file is writable by its owner).
+    pub login: Option<bool>,
+    /// The role's connection limit (-1: none).
+    pub role_connection_limit: Option<i32>,
+    /// The database's connection limit (-1: none).
+    pub database_connection_limit: Option<i32>,
+    /// The role's `statement_timeout` setting as stored (milliseconds when tenantry set it).
+    pub statement_timeout: Option<String>,
+    /// Who besides the tenant's role and the database's owner may connect to the database (`PUBLIC`: every role).
+    pub other_connectors: Vec<String>,
+    /// A SQLite file's permission bits.
+    pub file_mode: Option<u32>,
+}
+
 /// The other tenant databases on a server that a tenant's role can reach.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Reachable {
@@ -386,6 +404,23 @@ impl TenantServer {
         }
     }
 
+    /// Undoes [`TenantServer::disable_login`], for a tenant marked as this installation's (`Error::Foreign`
+    /// otherwise). Enabling what is enabled changes nothing.
+    pub async fn enable_login(&self, resource_name: &str) -> Result<()> {
+        match self {
+            TenantServer::Postgres(server) => server.enable_login(resource_name).await,
+            TenantServer::Sqlite(server) => server.enable_login(resource_name).await,
+        }
+    }
+
+    /// The tenant's login, quotas and who else may connect, as the server holds them.
+    pub async fn tenant_access(&self, resource_name: &str) -> Result<TenantAccess> {
+        match self {
+            TenantServer::Postgres(server) => server.tenant_access(resource_name).await,
+            TenantServer::Sqlite(server) => server.tenant_access(resource_name).await,
+        }
+    }
+
     /// Everything on the server named `tenant_*`.
     pub async fn list_tenant_resources(&self) -> Result<Vec<TenantResource>> {
         match self {
@@ -554,6 +589,15 @@ impl TenantServer {
         match self {
             TenantServer::Postgres(server) => server.probe_tenant(tenant_url, admin_check).await,
             TenantServer::Sqlite(server) => server.probe_tenant(tenant_url, admin_check).await,
+        }
+    }
+
+    /// [`TenantServer::probe_tenant`] over a login of its own, never a session an earlier phase parked (without
+    /// the admin check): what a validation outside a job judges.
+    pub async fn probe_tenant_afresh(&self, tenant_url: &SecretString) -> Result<TenantProbe> {
+        match self {
+            TenantServer::Postgres(server) => server.probe_tenant_afresh(tenant_url).await,
+            TenantServer::Sqlite(server) => server.probe_tenant(tenant_url, None).await,
         }
     }
 

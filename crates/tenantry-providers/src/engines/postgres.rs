@@ -17,7 +17,7 @@ pub use warm_pool::{
 use super::foreign_error;
 use super::{
     migration_error, quote_identifier, quote_literal, seed_error, AdminSeed, Installation,
-    Inventory, Ownership, TenantDatabaseSpec, TenantResource,
+    Inventory, Ownership, TenantAccess, TenantDatabaseSpec, TenantResource,
 };
 use crate::credentials::{scram_sha256_verifier, SecretString};
 use crate::{failpoint, Error, Result};
@@ -625,6 +625,67 @@ impl PostgresServer {
             .await
             .map_err(|error| Error::from_server("ending sessions", error))?;
         Ok(())
+    }
+
+    /// Undoes [`PostgresServer::disable_login`]: the tenant role may log in again. Only a role marked as this
+    /// installation's is touched (`Error::Foreign` otherwise, unmarked included: nothing says it is ours to open).
+    pub async fn enable_login(&self, resource_name: &str) -> Result<()> {
+        let name = quote_identifier(resource_name)?;
+        let inventory = self.inventory(resource_name).await?;
+        if !inventory.role {
+            return Err(Error::Refused(format!(
+                "there is no role {resource_name} to enable; ensuring the database creates it"
+            )));
+        }
+        if inventory.ownership != Ownership::Ours {
+            return Err(foreign_error(resource_name, &inventory.ownership));
+        }
+        let mut connection = self.admin_connection().await?;
+        connection
+            .execute(format!("ALTER ROLE {name} LOGIN").as_str())
+            .await
+            .map_err(|error| Error::from_server("enabling login", error))?;
+        Ok(())
+    }
+
+    /// The tenant role's login and quotas and who may connect to its database, as the catalog holds them.
+    pub async fn tenant_access(&self, resource_name: &str) -> Result<TenantAccess> {
+        let mut connection = self.admin_connection().await?;
+        let role: Option<(bool, i32, Option<String>)> = sqlx::query_as(
+            "SELECT r.rolcanlogin, r.rolconnlimit,
+                    (SELECT substr(setting, length('statement_timeout=') + 1)
+                     FROM pg_db_role_setting s, unnest(s.setconfig) AS setting
+                     WHERE s.setrole = r.oid AND s.setdatabase = 0 AND setting LIKE 'statement\\_timeout=%'
+                     LIMIT 1)
+             FROM pg_roles r WHERE r.rolname = $1",
+        )
+        .bind(resource_name)
+        .fetch_optional(&mut *connection)
+        .await
+        .map_err(|error| Error::from_server("reading the server catalog", error))?;
+        // A NULL ACL is PostgreSQL's default, which admits PUBLIC: `acldefault` spells it out. The database's owner
+        // (the installation's role) and the tenant's own role are expected; anyone else is a widening.
+        let database: Option<(i32, Vec<String>)> = sqlx::query_as(
+            "SELECT d.datconnlimit,
+                    ARRAY(SELECT DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee)::text END
+                          FROM aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) AS a
+                          WHERE a.privilege_type = 'CONNECT' AND a.grantee <> d.datdba
+                            AND (a.grantee = 0 OR pg_get_userbyid(a.grantee) <> d.datname)
+                          ORDER BY 1)
+             FROM pg_database d WHERE d.datname = $1",
+        )
+        .bind(resource_name)
+        .fetch_optional(&mut *connection)
+        .await
+        .map_err(|error| Error::from_server("reading database privileges", error))?;
+        Ok(TenantAccess {
+            login: role.as_ref().map(|(login, _, _)| *login),
+            role_connection_limit: role.as_ref().map(|(_, limit, _)| *limit),
+            statement_timeout: role.and_then(|(_, _, timeout)| timeout),
+            database_connection_limit: database.as_ref().map(|(limit, _)| *limit),
+            other_connectors: database.map(|(_, others)| others).unwrap_or_default(),
+            file_mode: None,
+        })
     }
 
     pub async fn list_tenant_resources(&self) -> Result<Vec<TenantResource>> {

@@ -2,8 +2,8 @@
 
 use super::{
     migration_error, quote_identifier, seed_error, statement_misfit, AdminSeed,
-    ConfiguredStatement, Installation, Inventory, Ownership, ScratchVerdict, TenantDatabaseSpec,
-    TenantProbe, TenantResource,
+    ConfiguredStatement, Installation, Inventory, Ownership, ScratchVerdict, TenantAccess,
+    TenantDatabaseSpec, TenantProbe, TenantResource,
 };
 use crate::credentials::SecretString;
 use crate::{failpoint, Error, Result};
@@ -253,6 +253,39 @@ impl SqliteServer {
                 .map_err(|error| io_error("cannot set permissions on", &path, error))?;
         }
         Ok(())
+    }
+
+    /// Undoes [`SqliteServer::disable_login`]: the file is the tenant's to write again (mode 0600). Only a file
+    /// marked as this installation's is touched (`Error::Foreign` otherwise).
+    pub async fn enable_login(&self, resource_name: &str) -> Result<()> {
+        let path = self.file(resource_name)?;
+        if !path.exists() {
+            return Err(Error::Refused(format!(
+                "there is no file {} to enable; ensuring the database creates it",
+                path.display()
+            )));
+        }
+        match self.ownership_of(&path).await {
+            Ownership::Ours => {}
+            other => return Err(super::foreign_error(&path.display().to_string(), &other)),
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|error| io_error("cannot set permissions on", &path, error))
+    }
+
+    /// The file's permission bits, which are all SQLite has of a login: 0600 open, 0400 disabled.
+    pub async fn tenant_access(&self, resource_name: &str) -> Result<TenantAccess> {
+        let path = self.file(resource_name)?;
+        let mode = match std::fs::metadata(&path) {
+            Ok(metadata) => Some(metadata.permissions().mode() & 0o7777),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+            Err(error) => return Err(io_error("cannot read", &path, error)),
+        };
+        Ok(TenantAccess {
+            login: mode.map(|mode| mode & 0o200 != 0),
+            file_mode: mode,
+            ..TenantAccess::default()
+        })
     }
 
     pub async fn list_tenant_resources(&self) -> Result<Vec<TenantResource>> {

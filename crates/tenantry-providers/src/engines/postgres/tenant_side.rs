@@ -164,58 +164,16 @@ impl PostgresServer {
         tenant_url: &SecretString,
         admin_check: Option<(&str, &str)>,
     ) -> Result<TenantProbe> {
-        let mut connection = self.tenant_connection(tenant_url).await?;
-        let probed = async {
-            let (current_user, current_database, superuser, createdb, createrole, bypassrls): (
-                String,
-                String,
-                bool,
-                bool,
-                bool,
-                bool,
-            ) = sqlx::query_as(
-                "SELECT current_user::text, current_database()::text, rolsuper, rolcreatedb, rolcreaterole, rolbypassrls
-                 FROM pg_roles WHERE rolname = current_user",
-            )
-            .fetch_one(&mut connection)
-            .await?;
-            let elevated: Vec<&'static str> = [
-                ("superuser", superuser),
-                ("createdb", createdb),
-                ("createrole", createrole),
-                ("bypassrls", bypassrls),
-            ]
-            .into_iter()
-            .filter(|(_, granted)| *granted)
-            .map(|(name, _)| name)
-            .collect();
-            let schema_version: Option<i64> = sqlx::query_scalar(
-                "SELECT max(version) FROM _sqlx_migrations WHERE success",
-            )
-            .fetch_one(&mut connection)
-            .await
-            .unwrap_or(None);
-            let admin_ready = match admin_check {
-                Some((sql, email)) => Some(run_admin_check(&mut connection, sql, email).await?),
-                None => None,
-            };
-            // The first round trip after login warms the session; time the next, as an application would see it.
-            connection.execute("SELECT 1").await?;
-            let started = Instant::now();
-            connection.execute("SELECT 1").await?;
-            let query_latency = started.elapsed();
-            Ok::<_, sqlx::Error>(TenantProbe {
-                current_user: Some(current_user),
-                current_database,
-                elevated_privileges: Some(elevated),
-                schema_version,
-                admin_ready,
-                query_latency,
-            })
-        }
-        .await;
-        let _ = connection.close().await;
-        probed.map_err(|error| Error::from_server("probing the tenant database", error))
+        let connection = self.tenant_connection(tenant_url).await?;
+        probe_on(connection, admin_check).await
+    }
+
+    /// [`PostgresServer::probe_tenant`] over a login of its own, never a parked session: outside a job a parked
+    /// session may be one a `disable_login` since ended, and the login itself is what is being judged.
+    pub async fn probe_tenant_afresh(&self, tenant_url: &SecretString) -> Result<TenantProbe> {
+        let options = parse_url(tenant_url, "tenant's connection URL")?;
+        let connection = super::connect(&options, "tenant database").await?;
+        probe_on(connection, None).await
     }
 
     /// What the tenant's role can reach among the other tenant databases on this server, by the server's own
@@ -257,6 +215,64 @@ impl PostgresServer {
         let options = parse_url(tenant_url, "tenant's connection URL")?.database(database);
         login_attempt(&options).await
     }
+}
+
+/// Reads what the validation suite judges over the tenant's `connection`, then closes it.
+async fn probe_on(
+    mut connection: sqlx::PgConnection,
+    admin_check: Option<(&str, &str)>,
+) -> Result<TenantProbe> {
+    let probed = async {
+        let (current_user, current_database, superuser, createdb, createrole, bypassrls): (
+            String,
+            String,
+            bool,
+            bool,
+            bool,
+            bool,
+        ) = sqlx::query_as(
+            "SELECT current_user::text, current_database()::text, rolsuper, rolcreatedb, rolcreaterole, rolbypassrls
+             FROM pg_roles WHERE rolname = current_user",
+        )
+        .fetch_one(&mut connection)
+        .await?;
+        let elevated: Vec<&'static str> = [
+            ("superuser", superuser),
+            ("createdb", createdb),
+            ("createrole", createrole),
+            ("bypassrls", bypassrls),
+        ]
+        .into_iter()
+        .filter(|(_, granted)| *granted)
+        .map(|(name, _)| name)
+        .collect();
+        let schema_version: Option<i64> = sqlx::query_scalar(
+            "SELECT max(version) FROM _sqlx_migrations WHERE success",
+        )
+        .fetch_one(&mut connection)
+        .await
+        .unwrap_or(None);
+        let admin_ready = match admin_check {
+            Some((sql, email)) => Some(run_admin_check(&mut connection, sql, email).await?),
+            None => None,
+        };
+        // The first round trip after login warms the session; time the next, as an application would see it.
+        connection.execute("SELECT 1").await?;
+        let started = Instant::now();
+        connection.execute("SELECT 1").await?;
+        let query_latency = started.elapsed();
+        Ok::<_, sqlx::Error>(TenantProbe {
+            current_user: Some(current_user),
+            current_database,
+            elevated_privileges: Some(elevated),
+            schema_version,
+            admin_ready,
+            query_latency,
+        })
+    }
+    .await;
+    let _ = connection.close().await;
+    probed.map_err(|error| Error::from_server("probing the tenant database", error))
 }
 
 /// Runs the operator's admin check. A refusal by the database (a column the schema lacks, a result that is not a
