@@ -1,12 +1,15 @@
-//! Resources beyond the tenant's database: one [`ResourceProvider`] per kind (a Redis cache user, a RabbitMQ
+//! A tenant's resources: one [`ResourceProvider`] per kind (its database, a Redis cache user, a RabbitMQ
 //! vhost, …), observe-first like Crossplane's external client. Adding a kind is one module here and one line in
 //! [`Providers::standard`]; workflows, doctor, validation and offboarding iterate the tenant's resources and name
 //! no kind.
 
 mod cache;
+mod database;
 mod queue;
 
 pub use cache::RedisCache;
+// Not in `Providers::standard`: the workflows drive the database through its own phases.
+pub use database::TenantDatabases;
 pub use queue::RabbitQueue;
 
 use crate::credentials::SecretString;
