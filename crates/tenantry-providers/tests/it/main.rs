@@ -3,4 +3,5 @@
 
 mod cache;
 mod conformance;
+mod database;
 mod queue;
