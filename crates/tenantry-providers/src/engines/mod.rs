@@ -339,6 +339,17 @@ impl TenantServer {
         }
     }
 
+    /// Takes access to the tenant database `resource_name` away from `role` (not PUBLIC: see
+    /// [`TenantServer::revoke_public_connect`]). Nothing to do on engines without roles.
+    pub async fn revoke_database_access(&self, resource_name: &str, role: &str) -> Result<()> {
+        match self {
+            TenantServer::Postgres(server) => {
+                server.revoke_database_access(resource_name, role).await
+            }
+            TenantServer::Sqlite(_) => Ok(()),
+        }
+    }
+
     /// The tenant's connection URL: what the secret `tenant-db-<slug>` holds.
     pub fn tenant_url(
         &self,

@@ -325,6 +325,21 @@ impl PostgresServer {
         Ok(())
     }
 
+    /// Takes CONNECT, CREATE and TEMPORARY on the tenant database `resource_name` away from `role`, which was
+    /// granted them by hand (`tenant_access` names such roles).
+    pub async fn revoke_database_access(&self, resource_name: &str, role: &str) -> Result<()> {
+        let name = quote_identifier(resource_name)?;
+        let quoted_role = format!("\"{}\"", role.replace('"', "\"\""));
+        let mut connection = self.admin_connection().await?;
+        connection
+            .execute(format!("REVOKE ALL ON DATABASE {name} FROM {quoted_role}").as_str())
+            .await
+            .map_err(|error| {
+                Error::from_server(&format!("closing {resource_name} to role {role}"), error)
+            })?;
+        Ok(())
+    }
+
     /// The database the admin URL names (PostgreSQL's default: the user's name).
     pub fn admin_database(&self) -> String {
         self.admin

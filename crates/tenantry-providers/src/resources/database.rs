@@ -462,6 +462,12 @@ impl ResourceProvider for TenantDatabases {
         tenant.apply_plan_limits(&spec).await?;
         // A database opened to PUBLIC by hand is closed again (apply_plan_limits revokes it too; this says so).
         tenant.revoke_public_connect(&wanted.name).await?;
+        // Roles granted access by hand (observe names them): a tenant's database admits its own role only.
+        for role in tenant.tenant_access(&wanted.name).await?.other_connectors {
+            if role != "PUBLIC" {
+                tenant.revoke_database_access(&wanted.name, &role).await?;
+            }
+        }
         if wanted.enabled {
             tenant.enable_login(&wanted.name).await
         } else {

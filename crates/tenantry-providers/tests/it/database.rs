@@ -150,3 +150,85 @@ async fn postgres_database_passes_the_conformance_suite() {
         std::panic::resume_unwind(failure.into_panic());
     }
 }
+
+/// A role granted CONNECT on a tenant's database by hand is observed, fails isolation, and ensure takes it away.
+#[tokio::test]
+async fn postgres_access_granted_by_hand_is_observed_and_revoked() {
+    let url = scram_url();
+    let installation = new_installation();
+    let owner = format!("tenantry_owner_{}", installation.id());
+    // Not `tenant_*`: other tests' inventories of the shared cluster must not see it.
+    let peer = format!("dbprov_peer_{}", installation.id());
+    let server = server(EngineKind::Postgres, &url, installation);
+    let provider = TenantDatabases::new(Sessions::new());
+    let wanted = WantedResource::new(&conformance::unique_slug("peer"), json!({}));
+    let neighbour = WantedResource::new(&conformance::unique_slug("nb"), json!({}));
+    let credentials = provider.new_credentials(&server, &wanted).unwrap();
+    let mut admin = sqlx::PgConnection::connect(&url)
+        .await
+        .expect("the admin connection");
+
+    let outcome = tokio::spawn({
+        let (server, wanted, peer) = (server.clone(), wanted.clone(), peer.clone());
+        async move {
+            let provider = TenantDatabases::new(Sessions::new());
+            provider
+                .ensure(&server, &wanted, &credentials)
+                .await
+                .unwrap();
+            let mut admin = sqlx::PgConnection::connect(server.admin_url.expose())
+                .await
+                .unwrap();
+            for statement in [
+                format!("CREATE ROLE \"{peer}\" NOLOGIN"),
+                format!(
+                    "GRANT CONNECT ON DATABASE \"{}\" TO \"{peer}\"",
+                    wanted.name
+                ),
+            ] {
+                sqlx::query(&statement).execute(&mut admin).await.unwrap();
+            }
+            let _ = admin.close().await;
+            let observed = provider
+                .observe(&server, &wanted, Some(&credentials))
+                .await
+                .unwrap();
+            assert!(
+                format!("{observed:?}").contains(&peer),
+                "observe missed the grant: {observed:?}"
+            );
+            let checks = provider
+                .verify(&server, &wanted, &credentials, &neighbour)
+                .await
+                .unwrap();
+            assert!(
+                checks
+                    .iter()
+                    .any(|check| check.name == "database_isolated" && !check.passed),
+                "{checks:?}"
+            );
+            provider
+                .ensure(&server, &wanted, &credentials)
+                .await
+                .unwrap();
+            let observed = provider
+                .observe(&server, &wanted, Some(&credentials))
+                .await
+                .unwrap();
+            assert!(observed.matches(), "{observed:?}");
+        }
+    })
+    .await;
+    let removed = provider.remove(&server, &wanted.name).await;
+    for role in [peer, owner] {
+        sqlx::query(&format!("DROP ROLE IF EXISTS \"{role}\""))
+            .execute(&mut admin)
+            .await
+            .expect("dropping the test's roles");
+    }
+    let _ = admin.close().await;
+    if let Err(failure) = outcome {
+        std::panic::resume_unwind(failure.into_panic());
+    }
+    removed.expect("removing the tenant");
+}
