@@ -204,12 +204,19 @@ async fn add_resource_server(
         public_url: request.public_url.clone(),
         installation: platform.installation().await?,
     };
-    let warnings = provider.check_server(&server).await.map_err(|error| {
-        CodedError::new(
-            ErrorCode::AdminConnUnresolved,
-            format!("server {}: {error}", request.name),
-        )
-    })?;
+    let warnings = provider
+        .check_server(&server)
+        .await
+        .map_err(|error| match error {
+            // The URL itself is wrong (malformed, another scheme): bad input, not an unreachable server.
+            tenantry_providers::Error::Refused(why) => {
+                CodedError::invalid_input(format!("server {}: {why}", request.name))
+            }
+            other => CodedError::new(
+                ErrorCode::AdminConnUnresolved,
+                format!("server {}: {other}", request.name),
+            ),
+        })?;
     record_server(platform, request, actor, warnings).await
 }
 

@@ -1021,8 +1021,9 @@ fn unmarked(server: &ResourceServer, name: &str) -> Error {
     ))
 }
 
+/// Refused, not an admin connection failure: the URL is bad input, whatever the server would say.
 fn invalid_admin_url(server: &ResourceServer) -> Error {
-    Error::AdminConnection(format!(
+    Error::Refused(format!(
         "the admin URL of Redis server {} is not a valid Redis URL",
         server.name
     ))

@@ -85,8 +85,9 @@ struct ManagementApi<'a> {
 
 impl<'a> ManagementApi<'a> {
     fn parse(http: &'a reqwest::Client, server: &ResourceServer) -> Result<ManagementApi<'a>> {
+        // Refused, not an admin connection failure: a malformed URL is bad input, whatever the server would say.
         let invalid = |why: &str| {
-            Error::AdminConnection(format!(
+            Error::Refused(format!(
                 "the admin URL of RabbitMQ server {:?} {why}",
                 server.name
             ))

@@ -646,6 +646,33 @@ async fn bad_input_about_kinds_and_servers_changes_nothing() {
         );
         assert!(!run.stderr.contains("hunter2secret"), "{run:?}");
     }
+    // Malformed admin URLs are bad input, not an unreachable server.
+    for (engine, url) in [
+        ("redis", ""),
+        ("rabbitmq", "amqp://guest:guest@127.0.0.1:5672"),
+    ] {
+        let run = fleet
+            .run_with_stdin(
+                &[
+                    "servers",
+                    "add",
+                    "--name",
+                    "nowhere",
+                    "--engine",
+                    engine,
+                    "--admin-url-stdin",
+                    "--capacity",
+                    "10",
+                ],
+                url,
+            )
+            .await;
+        assert_eq!(
+            run.error_code().as_deref(),
+            Some("E_INVALID_INPUT"),
+            "{engine}: {run:?}"
+        );
+    }
     let servers = fleet.json(&["servers", "list"]).await;
     assert_eq!(servers.as_array().unwrap().len(), 3, "{servers}");
 
