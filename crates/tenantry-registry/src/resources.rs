@@ -81,6 +81,24 @@ impl Registry {
         rows.iter().map(TenantResourceRecord::from_row).collect()
     }
 
+    /// Another tenant with a resource of `kind` on `server_name`, if there is one (the first by slug).
+    pub async fn neighbour_on_server(
+        &self,
+        kind: &str,
+        server_name: &str,
+        slug: &str,
+    ) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT tenant_slug FROM tenant_resources
+             WHERE kind = $1 AND server_name = $2 AND tenant_slug <> $3 ORDER BY tenant_slug LIMIT 1",
+        )
+        .bind(kind)
+        .bind(server_name)
+        .bind(slug)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
     /// Records a resource the job holding `fence` made for a registered tenant (a kind its new plan adds).
     pub async fn add_tenant_resource(
         &self,

@@ -199,19 +199,12 @@ async fn neighbour_of(
     platform: &Platform,
     resource: &tenantry_registry::TenantResourceRecord,
 ) -> Result<tenantry_core::Slug, CodedError> {
-    let others = platform
+    let neighbour = platform
         .registry
-        .list_resources(Some(&resource.kind))
+        .neighbour_on_server(&resource.kind, &resource.server_name, &resource.tenant_slug)
         .await
         .map_err(crate::registry_error)?;
-    let neighbour = others
-        .iter()
-        .find(|other| {
-            other.server_name == resource.server_name && other.tenant_slug != resource.tenant_slug
-        })
-        .map(|other| other.tenant_slug.as_str())
-        .unwrap_or("tenantry-no-such-tenant");
-    tenantry_core::Slug::parse(neighbour)
+    tenantry_core::Slug::parse(neighbour.as_deref().unwrap_or("tenantry-no-such-tenant"))
 }
 
 /// What a check function returns before timing: its status (pass/fail decided by criticality) and detail.

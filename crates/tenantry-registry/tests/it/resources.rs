@@ -77,6 +77,19 @@ pub async fn case_resources_registered_with_the_tenant_and_forgotten_with_it(
     );
     assert_eq!(registry.get_server("redis-a").await?.tenant_count, 1);
     assert_eq!(registry.list_resources(Some("cache")).await?.len(), 1);
+    assert_eq!(
+        registry
+            .neighbour_on_server("cache", "redis-a", "acme")
+            .await?,
+        None
+    );
+    assert_eq!(
+        registry
+            .neighbour_on_server("cache", "redis-a", "other")
+            .await?
+            .as_deref(),
+        Some("acme")
+    );
 
     registry
         .set_resource_status(&fence, "acme", "cache", RESOURCE_DISABLED)
