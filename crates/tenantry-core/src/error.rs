@@ -144,6 +144,14 @@ error_codes! {
     MasterKeyMismatch = "E_MASTER_KEY_MISMATCH", 503,
         meaning: "the master key does not open this registry's secrets",
         remedy: "Set TENANTRY_MASTER_KEY (or master.key in the data directory) to the key this registry's secrets were written with.";
+    /// A tenant database records a migration the tenant schema's files do not have, or with another checksum.
+    MigrationDrift = "E_MIGRATION_DRIFT", 409,
+        meaning: "a tenant database records a migration that differs from the tenant schema's files (edited, unknown or failed)",
+        remedy: "Restore the migration file the tenants recorded (`tenantry migrate plan` names each tenant and version), or run `tenantry migrate apply --skip-drifted` to leave those tenants out.";
+    /// An operator aborted a rollout: every tenant stays at a version it recorded.
+    RolloutAborted = "E_ROLLOUT_ABORTED", 409,
+        meaning: "an operator aborted the rollout; every tenant stays at a version it recorded",
+        remedy: "Read `tenantry migrate status ROLLOUT` for where each tenant stands, then start a new rollout with `tenantry migrate apply`.";
     /// `audit verify` found audit events changed, deleted or added behind tenantry's back.
     AuditChainBroken = "E_AUDIT_CHAIN_BROKEN", 500,
         meaning: "audit events were changed, deleted or added outside tenantry",

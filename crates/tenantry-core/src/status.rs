@@ -67,6 +67,7 @@ string_enum!(
         Offboard => "offboard",
         SetPlan => "set_plan",
         Reconcile => "reconcile",
+        Rollout => "rollout",
     }
 );
 

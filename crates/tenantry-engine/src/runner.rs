@@ -88,6 +88,11 @@ enum Ending {
     HandedBack,
     Complete,
     RolledBack(CodedError),
+    /// A fatal error in a workflow that does not unwind: the job ends with this status, its phases as they are.
+    Stopped {
+        status: JobStatus,
+        cause: CodedError,
+    },
     UndoFailed {
         cause: CodedError,
         undo_error: CodedError,
@@ -219,6 +224,7 @@ impl Runner {
             current_phase: None,
             pending_logs: Vec::new(),
             state_changed: false,
+            stop: self.stop.clone(),
         };
         let params = parse_params::<W>(&context.job);
         let mut refused = None;
@@ -230,12 +236,15 @@ impl Runner {
             Err(error) => return Err(stopped(&fence, error)),
         };
         let ending = match ending {
-            Ending::RolledBack(cause) => match self
-                .backward(workflow, &mut context, &params, refused, cause)
-                .await
-            {
-                Ok(ending) => ending,
-                Err(error) => return Err(stopped(&fence, error)),
+            Ending::RolledBack(cause) => match workflow.stop_without_undo(&cause) {
+                Some(status) => Ending::Stopped { status, cause },
+                None => match self
+                    .backward(workflow, &mut context, &params, refused, cause)
+                    .await
+                {
+                    Ok(ending) => ending,
+                    Err(error) => return Err(stopped(&fence, error)),
+                },
             },
             complete => complete,
         };
@@ -261,6 +270,18 @@ impl Runner {
                     .finish_job(
                         &fence,
                         JobStatus::RolledBack,
+                        Some((cause.code.as_str(), &cause.message)),
+                        subject_status,
+                        &audit,
+                    )
+                    .await
+            }
+            Ending::Stopped { status, cause } => {
+                let (subject_status, audit) = workflow.on_failure(&job, cause);
+                self.registry
+                    .finish_job(
+                        &fence,
+                        *status,
                         Some((cause.code.as_str(), &cause.message)),
                         subject_status,
                         &audit,
@@ -334,6 +355,7 @@ impl Runner {
                     }
                     let cause = match error {
                         PhaseError::Fenced => return Err(PhaseError::Fenced),
+                        PhaseError::HandBack => return Ok(Ending::HandedBack),
                         // A phase's own transient errors become fatal once its retries run out, so a retryable
                         // error here means the registry could not record the runner's bookkeeping: stop without
                         // judging the job; it resumes where its records stand once the lease expires.
@@ -472,6 +494,7 @@ impl Runner {
             match undone {
                 Ok(()) => {}
                 Err(PhaseError::Fenced) => return Err(PhaseError::Fenced),
+                Err(PhaseError::HandBack) => return Ok(Ending::HandedBack),
                 Err(PhaseError::Fatal(undo_error) | PhaseError::Retryable(undo_error)) => {
                     context
                         .record(&[PhaseTransition {
@@ -626,6 +649,9 @@ fn rollback_cause(job: &JobRecord) -> Option<CodedError> {
 fn stopped(fence: &Fence, error: PhaseError) -> Error {
     match error {
         PhaseError::Fenced => fenced(fence),
+        PhaseError::HandBack => Error::HandedBack {
+            job_id: fence.job_id.clone(),
+        },
         PhaseError::Retryable(cause) | PhaseError::Fatal(cause) => {
             tracing::warn!(job_id = %fence.job_id, error = %cause, "stopped driving the job; it resumes when its lease expires");
             Error::Registry(tenantry_registry::Error::Unavailable(cause.message))

@@ -15,6 +15,9 @@ pub enum PhaseError {
     Fatal(CodedError),
     /// This worker lost the job's lease; it must stop without touching anything more.
     Fenced,
+    /// The process is shutting down and the phase stopped where running it again resumes it (a long phase that
+    /// waits, such as a rollout's waves): the job goes back to the queue for another worker.
+    HandBack,
 }
 
 impl PhaseError {
@@ -73,6 +76,13 @@ pub trait Workflow: Send + Sync {
         error: &CodedError,
     ) -> (Option<SubjectStatus>, Vec<NewAuditEvent>);
 
+    /// Whether a fatal error ends the job without undoing its applied phases, and with which status (`None`, the
+    /// default: it unwinds). A workflow whose work cannot be taken back piece by piece (a rollout: each tenant
+    /// keeps the migrations it recorded) stops where it stands, and a retry carries on from the failed phase.
+    fn stop_without_undo(&self, _cause: &CodedError) -> Option<tenantry_core::JobStatus> {
+        None
+    }
+
     /// What to tell whoever reads a job whose undo failed, which leaves the job's subject partly made: the product
     /// knows where its leftovers are found (a command to run); the runtime does not. It ends the job's message.
     fn undo_failed_advice(&self) -> Option<&str> {
@@ -94,9 +104,22 @@ pub struct JobContext {
     pub(crate) pending_logs: Vec<JobLogLine>,
     /// The state changed by [`JobContext::set_output`] and not yet written.
     pub(crate) state_changed: bool,
+    /// Turns true when the process shuts down (see [`JobContext::stop_requested`]).
+    pub(crate) stop: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl JobContext {
+    /// Whether the process is shutting down: a phase that waits a long time checks it and returns
+    /// [`PhaseError::HandBack`], so the job goes to another worker instead of holding this process up.
+    pub fn stop_requested(&self) -> bool {
+        self.stop.as_ref().is_some_and(|stop| *stop.borrow())
+    }
+
+    /// The shutdown signal itself, for a phase that hands work to tasks of its own.
+    pub fn stop_signal(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
+        self.stop.clone()
+    }
+
     /// A value from the job's state, written by an earlier phase.
     pub fn state_str(&self, key: &str) -> Option<&str> {
         self.job.state.get(key).and_then(serde_json::Value::as_str)

@@ -14,6 +14,7 @@ mod jobs;
 mod notify;
 mod records;
 mod resources;
+mod rollouts;
 mod secrets;
 mod servers;
 mod sqlite_file;
@@ -35,4 +36,9 @@ pub use records::{
     SecretRecord, ServerRecord, TenantRecord, TenantResourceRecord,
 };
 pub use resources::{RESOURCE_ACTIVE, RESOURCE_DISABLED};
+pub use rollouts::{
+    ClaimBounds, ClaimedChild, NewRollout, NewRolloutChild, RolloutChild, RolloutRecord,
+    WaveCounts, CHILD_APPLIED, CHILD_FAILED, CHILD_PENDING, CHILD_RUNNING, CHILD_SKIPPED,
+    CHILD_STATUSES, ROLLOUT_ABORTED, ROLLOUT_PAUSED, ROLLOUT_RUN,
+};
 pub use store::{now_millis, Dialect, Registry, RegistryLocation};

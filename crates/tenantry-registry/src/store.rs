@@ -86,6 +86,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         "tenant_resources",
         include_str!("../migrations/shared/0007_tenant_resources.sql"),
     ),
+    (
+        8,
+        "rollouts",
+        include_str!("../migrations/shared/0008_rollouts.sql"),
+    ),
 ];
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -122,6 +127,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         7,
         "tenant_resources",
         include_str!("../migrations/shared/0007_tenant_resources.sql"),
+    ),
+    (
+        8,
+        "rollouts",
+        include_str!("../migrations/shared/0008_rollouts.sql"),
     ),
 ];
 

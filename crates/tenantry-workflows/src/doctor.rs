@@ -366,6 +366,42 @@ pub async fn run_doctor(platform: &Platform) -> Result<DoctorReport, CodedError>
     )
     .await?;
 
+    // A tenant whose database records migrations the files do not (edited after they ran, or unknown to them)
+    // would stop the next rollout; a live rollout reads the same records, so it is skipped like any live job.
+    if !live_slugs.contains(crate::ROLLOUT_SUBJECT) {
+        match crate::schema_plan(platform, None).await {
+            Ok(plan) => {
+                for tenant in plan
+                    .tenants
+                    .iter()
+                    .filter(|tenant| tenant.standing.drifted())
+                {
+                    if live_slugs.contains(tenant.slug.as_str()) {
+                        continue;
+                    }
+                    findings.push(Finding {
+                        kind: "drift",
+                        subject: format!("tenant {}", tenant.slug),
+                        detail: format!(
+                            "its tenant schema records differ from the files: {}",
+                            tenant.standing.drift_description()
+                        ),
+                        fix: "restore the migration files the tenant recorded, or `tenantry migrate apply --skip-drifted` to leave it out".into(),
+                    });
+                }
+            }
+            Err(error) => findings.push(Finding {
+                kind: "unreachable",
+                subject: "tenant schema".into(),
+                detail: format!(
+                    "the tenants' migration records could not be judged: {}",
+                    error.message
+                ),
+                fix: "check TENANTRY_TENANT_MIGRATIONS".into(),
+            }),
+        }
+    }
+
     for (slug, drift) in drifted {
         if live_slugs.contains(slug.as_str()) {
             continue;

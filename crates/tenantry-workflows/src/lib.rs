@@ -13,6 +13,7 @@ mod pool;
 mod provision;
 mod reconcile;
 mod resources;
+mod rollout;
 mod schema_fit;
 mod set_plan;
 mod submit;
@@ -43,11 +44,17 @@ pub use reconcile::{
     RECONCILE_PHASES,
 };
 pub use resources::{extra_kinds, resource_server};
+pub use rollout::{
+    assign_waves, control_rollout, list_rollouts, refuse_drift, require_rollout_job, rollout_view,
+    schema_plan, summary as rollout_summary, RolloutControl, RolloutOptions, RolloutRequest,
+    RolloutView, RolloutWorkflow, SchemaPlan, TenantSchemaState, Waves, ROLLOUT_PHASES,
+    ROLLOUT_SUBJECT,
+};
 pub use set_plan::{SetPlanRequest, SetPlanWorkflow, SET_PLAN_PHASES};
 pub use submit::{
-    decide_approval, submit_offboard, submit_offboard_to_run, submit_provision,
-    submit_provision_to_run, submit_reconcile_to_run, submit_set_plan, submit_set_plan_to_run,
-    IdempotencyRequest, Submitted,
+    decide_approval, plan_rollout, submit_offboard, submit_offboard_to_run, submit_provision,
+    submit_provision_to_run, submit_reconcile_to_run, submit_rollout, submit_set_plan,
+    submit_set_plan_to_run, IdempotencyRequest, Submitted,
 };
 pub use worker::{drive, run_workers, JobEventHook, IDLE_POLL, MAX_SWEEP};
 
@@ -122,6 +129,11 @@ pub async fn try_run_job(
                 .run_job(&ReconcileWorkflow::new(platform.clone()), job_id)
                 .await
         }
+        JobKind::Rollout => {
+            let workflow =
+                RolloutWorkflow::new(platform.clone(), runner.owner(), runner.lease_ttl());
+            runner.run_job(&workflow, job_id).await
+        }
     };
     match ran {
         Ok(outcome) => Ok(RunHere::Ran(Box::new(outcome))),
@@ -173,6 +185,11 @@ pub(crate) async fn drive_by_kind(
             runner
                 .drive(&ReconcileWorkflow::new(platform.clone()), fence)
                 .await
+        }
+        JobKind::Rollout => {
+            let workflow =
+                RolloutWorkflow::new(platform.clone(), runner.owner(), runner.lease_ttl());
+            runner.drive(&workflow, fence).await
         }
     }
 }

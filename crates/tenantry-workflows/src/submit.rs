@@ -359,6 +359,67 @@ pub async fn submit_reconcile_to_run(
     submit(platform, job, None).await
 }
 
+/// What a rollout would do, without recording anything: the options checked, every tenant's schema state, and
+/// the wave each tenant would be in (`--dry-run`, and the first step of [`submit_rollout`]). `E_MIGRATION_DRIFT`
+/// when tenants record migrations that differ from the files and the options do not skip them.
+pub async fn plan_rollout(
+    platform: &Platform,
+    options: crate::RolloutOptions,
+) -> Result<
+    (
+        crate::RolloutRequest,
+        crate::SchemaPlan,
+        Vec<tenantry_registry::NewRolloutChild>,
+    ),
+    CodedError,
+> {
+    let mut request = options.validate()?;
+    for slug in &request.canary_tenants {
+        platform
+            .registry
+            .require_tenant(slug)
+            .await
+            .map_err(crate::registry_error)?;
+    }
+    let schemas = crate::rollout::current_schemas(platform).await?;
+    request.schemas = crate::rollout::schema_hashes(&schemas);
+    let plan = crate::schema_plan(platform, None).await?;
+    crate::refuse_drift(&request, &plan)?;
+    let children = crate::assign_waves(&request, &plan);
+    Ok((request, plan, children))
+}
+
+/// Records a rollout of the tenant schema now configured, after [`plan_rollout`]'s checks (a refused rollout
+/// leaves no job). One rollout runs at a time: another live one is `E_CONFLICT`.
+pub async fn submit_rollout(
+    platform: &Platform,
+    options: crate::RolloutOptions,
+    actor: &str,
+    lease: Option<NewLease>,
+) -> Result<Submitted, CodedError> {
+    let (request, _, _) = plan_rollout(platform, options).await?;
+    let job = NewJob {
+        id: uuid::Uuid::now_v7().to_string(),
+        kind: JobKind::Rollout,
+        tenant_slug: crate::ROLLOUT_SUBJECT.to_owned(),
+        params: serde_json::to_value(&request)
+            .map_err(|error| CodedError::new(ErrorCode::Internal, error.to_string()))?,
+        phases: crate::ROLLOUT_PHASES.map(str::to_owned).to_vec(),
+        actor: actor.to_owned(),
+        plan: None,
+        idempotency: None,
+        approval: None,
+        lease,
+    };
+    submit(platform, job, None).await.map_err(|error| match error.code {
+        ErrorCode::Conflict => CodedError::new(
+            ErrorCode::Conflict,
+            "another rollout is running; wait for it, or pause or abort it (`tenantry migrate status`)",
+        ),
+        _ => error,
+    })
+}
+
 /// A PLATFORM_ADMIN's decision on a job waiting for approval. `E_FORBIDDEN` for the requester's own job,
 /// `E_CONFLICT` when the job is not waiting (decided, expired or never needed approval).
 pub async fn decide_approval(

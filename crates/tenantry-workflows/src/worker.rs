@@ -129,6 +129,19 @@ async fn worker_loop(
         match claimed {
             Some(fence) => drive(&platform, &runner, fence).await,
             None => {
+                // No job to run: migrate tenants of a rollout another worker coordinates.
+                let stop = shutdown.clone();
+                let keep_claiming = move || !*stop.borrow();
+                if crate::rollout::help_rollouts(
+                    &platform,
+                    runner.owner(),
+                    lease_ttl_millis,
+                    &keep_claiming,
+                )
+                .await
+                {
+                    continue;
+                }
                 tokio::select! {
                     () = wake.notified() => {}
                     () = tokio::time::sleep(sweep) => {}

@@ -67,6 +67,9 @@ pub enum Command {
         #[arg(long)]
         kind: Option<String>,
     },
+    /// Fleet migrations: bring every tenant database to the tenant schema's latest version, in waves.
+    #[command(subcommand)]
+    Migrate(MigrateCommand),
     /// Template databases and the warm pool of tenant databases made ahead of time (PostgreSQL servers).
     #[command(subcommand)]
     Pool(PoolCommand),
@@ -328,4 +331,68 @@ pub struct BenchArgs {
     /// and queue), through the warm pool, to compare with the database-only warm-pool path.
     #[arg(long)]
     pub resources_plan: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MigrateCommand {
+    /// Each tenant against the tenant schema's files: at latest, pending (which versions), edited (checksum
+    /// differs), unknown version, failed; and the count per state. Changes nothing.
+    Plan,
+    /// Start a rollout of the tenant schema's new migrations to every tenant: a canary, then waves.
+    Apply(MigrateApplyArgs),
+    /// A rollout's waves and tenants (the newest rollouts without ROLLOUT). A bar per wave on a terminal.
+    Status {
+        rollout: Option<String>,
+        /// Keep showing progress until the rollout ends.
+        #[arg(long)]
+        follow: bool,
+        /// Only tenants of this status (pending, running, applied, skipped, failed).
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// Let tenants in hand finish and start no new one.
+    Pause { rollout: String },
+    /// Go on with a paused rollout, or retry the failed tenants of a stopped one.
+    Resume {
+        rollout: String,
+        /// Return at once instead of running the rollout here.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Stop for good: tenants in hand finish, the rest stay at the version they recorded.
+    Abort { rollout: String },
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateApplyArgs {
+    /// How many tenants the canary wave migrates first (default 1).
+    #[arg(long, conflicts_with = "canary_tenants")]
+    pub canary: Option<usize>,
+    /// The canary's tenants, by slug (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub canary_tenants: Vec<String>,
+    /// Waves of this many tenants after the canary.
+    #[arg(long, conflicts_with = "waves")]
+    pub wave_size: Option<usize>,
+    /// Waves ending at these cumulative percentages of the tenants after the canary, e.g. 10%,50%,100%.
+    #[arg(long)]
+    pub waves: Option<String>,
+    /// Tenants migrated at once, across every worker (default 8).
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+    /// Tenants migrated at once on one server (default: the concurrency).
+    #[arg(long)]
+    pub per_server: Option<usize>,
+    /// Stop once this many tenants failed (default 1).
+    #[arg(long)]
+    pub max_failures: Option<usize>,
+    /// Leave out tenants whose records differ from the files (edited, unknown, failed) instead of refusing.
+    #[arg(long)]
+    pub skip_drifted: bool,
+    /// Print the plan and the waves; record and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Record the rollout and return; a `tenantry serve` or `worker` runs it.
+    #[arg(long)]
+    pub no_wait: bool,
 }

@@ -9,7 +9,7 @@ pub use postgres::{
     tenant_login_elsewhere, CatalogObject, DatabaseOrigin, FillReport, LockWait, PostgresServer,
     PostgresSessions, PruneReport, PruneScope, WarmPoolInventory,
 };
-pub use schema_version::SchemaVersion;
+pub use schema_version::{AppliedMigration, SchemaStanding, SchemaVersion};
 pub use sqlite::{check_statements_in_scratch, SqliteServer};
 
 use crate::credentials::SecretString;
@@ -515,6 +515,31 @@ impl TenantServer {
             TenantServer::Sqlite(server) => server.run_migrations(tenant_url, &migrator).await?,
         }
         Ok(latest)
+    }
+
+    /// The migrations the tenant database records (none when no migration ever ran), read as the tenant.
+    pub async fn applied_migrations(
+        &self,
+        tenant_url: &SecretString,
+    ) -> Result<Vec<AppliedMigration>> {
+        match self {
+            TenantServer::Postgres(server) => server.applied_migrations(tenant_url).await,
+            TenantServer::Sqlite(server) => server.applied_migrations(tenant_url).await,
+        }
+    }
+
+    /// Applies `schema`'s migrations as the tenant (each in its own transaction, under the migrator's lock on
+    /// the database, so two migrators never apply one migration twice) and reads what the database records
+    /// afterwards, whether or not every migration applied: a failure leaves the ones before it recorded.
+    pub async fn migrate_tenant(
+        &self,
+        tenant_url: &SecretString,
+        schema: &SchemaVersion,
+    ) -> Result<(Result<()>, Vec<AppliedMigration>)> {
+        match self {
+            TenantServer::Postgres(server) => server.migrate_tenant(tenant_url, schema).await,
+            TenantServer::Sqlite(server) => server.migrate_tenant(tenant_url, schema).await,
+        }
     }
 
     /// Prepares each statement as the tenant, without running it: a statement naming a table or column the

@@ -788,6 +788,40 @@ impl PostgresServer {
         }
     }
 
+    /// The tenant database's migration records, read as the tenant on a connection of its own.
+    pub async fn applied_migrations(
+        &self,
+        tenant_url: &SecretString,
+    ) -> Result<Vec<super::AppliedMigration>> {
+        let options = parse_url(tenant_url, "tenant's connection URL")?;
+        let mut connection = connect(&options, "tenant database").await?;
+        let rows = sqlx::query_as(super::schema_version::APPLIED_MIGRATIONS_SQL)
+            .fetch_all(&mut connection)
+            .await;
+        let _ = connection.close().await;
+        super::schema_version::applied_from(rows)
+    }
+
+    /// Applies `schema` as the tenant and reads the records after (see `TenantServer::migrate_tenant`).
+    pub async fn migrate_tenant(
+        &self,
+        tenant_url: &SecretString,
+        schema: &super::SchemaVersion,
+    ) -> Result<(Result<()>, Vec<super::AppliedMigration>)> {
+        let options = parse_url(tenant_url, "tenant's connection URL")?;
+        let mut connection = connect(&options, "tenant database").await?;
+        let migrated = schema
+            .migrator
+            .run_direct(&mut connection)
+            .await
+            .map_err(super::migration_error);
+        let rows = sqlx::query_as(super::schema_version::APPLIED_MIGRATIONS_SQL)
+            .fetch_all(&mut connection)
+            .await;
+        let _ = connection.close().await;
+        Ok((migrated, super::schema_version::applied_from(rows)?))
+    }
+
     /// Whether the database records exactly the migrator's migrations, each applied with the same checksum. Any
     /// doubt (no table yet, a failed or missing or changed migration) answers false, and the migrator decides.
     async fn already_migrated(

@@ -345,6 +345,38 @@ impl SqliteServer {
         migrated
     }
 
+    /// The tenant database's migration records.
+    pub async fn applied_migrations(
+        &self,
+        tenant_url: &SecretString,
+    ) -> Result<Vec<super::AppliedMigration>> {
+        let mut connection = self.tenant_connection(tenant_url).await?;
+        let rows = sqlx::query_as(super::schema_version::APPLIED_MIGRATIONS_SQL)
+            .fetch_all(&mut connection)
+            .await;
+        let _ = connection.close().await;
+        super::schema_version::applied_from(rows)
+    }
+
+    /// Applies `schema` and reads the records after (see `TenantServer::migrate_tenant`).
+    pub async fn migrate_tenant(
+        &self,
+        tenant_url: &SecretString,
+        schema: &super::SchemaVersion,
+    ) -> Result<(Result<()>, Vec<super::AppliedMigration>)> {
+        let mut connection = self.tenant_connection(tenant_url).await?;
+        let migrated = schema
+            .migrator
+            .run_direct(&mut connection)
+            .await
+            .map_err(super::migration_error);
+        let rows = sqlx::query_as(super::schema_version::APPLIED_MIGRATIONS_SQL)
+            .fetch_all(&mut connection)
+            .await;
+        let _ = connection.close().await;
+        Ok((migrated, super::schema_version::applied_from(rows)?))
+    }
+
     pub async fn seed_admin(&self, tenant_url: &SecretString, seed: &AdminSeed<'_>) -> Result<()> {
         let mut connection = self.tenant_connection(tenant_url).await?;
         let seeded = sqlx::query(seed.sql)

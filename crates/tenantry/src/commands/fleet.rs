@@ -73,11 +73,23 @@ pub async fn tenants(app: &App, command: TenantsCommand, json: bool) -> CommandR
                 .tenant_resources(&slug)
                 .await
                 .map_err(registry_error)?;
+            // Its tenant schema against the files (pending migrations, drift); a read that fails says why.
+            let schema = match tenantry_workflows::schema_plan(&app.platform, Some(&slug)).await {
+                Ok(plan) => plan
+                    .tenants
+                    .into_iter()
+                    .next()
+                    .map(|state| serde_json::json!(state))
+                    .unwrap_or(serde_json::Value::Null),
+                Err(error) => {
+                    serde_json::json!({ "state": "unreachable", "detail": error.message })
+                }
+            };
             if json {
                 let jobs: Vec<JobView> = jobs.iter().map(|job| JobView::build(job, &[])).collect();
-                print_json(
-                    &serde_json::json!({ "tenant": tenant, "resources": resources, "jobs": jobs }),
-                )?;
+                print_json(&serde_json::json!({
+                    "tenant": tenant, "resources": resources, "schema": schema, "jobs": jobs
+                }))?;
             } else {
                 println!("tenant      {}", tenant.slug);
                 println!("name        {}", tenant.display_name);
@@ -89,6 +101,7 @@ pub async fn tenants(app: &App, command: TenantsCommand, json: bool) -> CommandR
                 println!("secret      {}", tenant.secret_ref);
                 println!("admin       {}", tenant.admin_email);
                 println!("labels      {}", tenant.labels);
+                println!("schema      {}", schema_line(&schema));
                 if let Some(cost) = tenant.settings.get("monthly_cost") {
                     println!(
                         "monthly     {cost} {}",
@@ -272,5 +285,27 @@ fn print_hardening(hardening: &Hardening) {
             "server {}: no database but tenants' admits PUBLIC",
             hardening.server
         );
+    }
+}
+
+/// A tenant's schema state in words: `version 3, at latest`, `version 2, pending 3, 4`, or what differs.
+fn schema_line(schema: &serde_json::Value) -> String {
+    let state = schema["state"].as_str().unwrap_or("unknown");
+    let version = schema["version"].as_i64().unwrap_or(0);
+    let detail = schema["detail"].as_str();
+    match state {
+        "latest" => format!("version {version}, at latest"),
+        "pending" => format!(
+            "version {version}, pending {} (`tenantry migrate apply`)",
+            schema["pending"]
+                .as_array()
+                .map(|versions| versions
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "))
+                .unwrap_or_default()
+        ),
+        _ => format!("{state}: {}", detail.unwrap_or("")),
     }
 }

@@ -4,6 +4,7 @@ mod bench;
 mod fleet;
 mod inspect;
 mod jobs;
+mod migrate;
 mod plans;
 mod pool;
 mod provision;
@@ -50,6 +51,7 @@ pub async fn run(cli: Cli) -> CommandResult {
             )
             .await
         }
+        Command::Migrate(command) => migrate::run(&App::open(config).await?, command, json).await,
         Command::Pool(command) => {
             let request = pool::parse(command)?;
             pool::run(&App::open(config).await?, request, json).await

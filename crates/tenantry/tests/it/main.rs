@@ -18,4 +18,5 @@ mod plans;
 mod provision;
 mod registry_safety;
 mod resources;
+mod rollouts;
 mod saga;
