@@ -529,13 +529,24 @@ impl ChildMigrator {
             versions_applied: Vec::new(),
             error: Some(error),
         };
+        let tenant = match self.platform.registry.get_tenant(&child.tenant_slug).await {
+            Ok(Some(tenant)) if tenant.status == TenantStatus::Active => tenant,
+            // Offboarded, suspended or purged since the rollout listed it: nothing to migrate, no failure.
+            Ok(gone) => {
+                return ChildOutcome {
+                    status: CHILD_SKIPPED,
+                    versions_applied: Vec::new(),
+                    error: Some(match gone {
+                        Some(tenant) => {
+                            format!("tenant is {} since the rollout listed it", tenant.status)
+                        }
+                        None => "tenant was removed since the rollout listed it".to_owned(),
+                    }),
+                }
+            }
+            Err(error) => return failed(error.to_string()),
+        };
         let prepared = async {
-            let tenant = self
-                .platform
-                .registry
-                .require_tenant(&child.tenant_slug)
-                .await
-                .map_err(|error| error.to_string())?;
             let server = self
                 .servers
                 .get(&child.server_name)
