@@ -98,6 +98,17 @@ pub struct ClaimedChild {
     pub token: i64,
 }
 
+/// A held child's outcome, to record with [`Registry::settle_rollout_children`].
+#[derive(Debug, Clone)]
+pub struct ChildOutcomeRecord {
+    pub child: ClaimedChild,
+    pub status: &'static str,
+    pub versions_applied: Vec<i64>,
+    pub error: Option<String>,
+    /// When the tenant's migration ended (the time of the write when `None`).
+    pub finished_at: Option<i64>,
+}
+
 /// How many children of one wave stand at each status.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct WaveCounts {
@@ -187,16 +198,20 @@ impl RolloutChild {
 }
 
 impl Registry {
-    /// Records a rollout's shared row and its children in one transaction, fenced by the rollout job's lease.
-    /// A rollout recorded before (the phase ran again after a crash) is left as it is.
+    /// Records a rollout's shared row and its children in one transaction: at submission, right after its job
+    /// (no fence: nobody runs the job yet, or the submitter holds its lease), or by the job's `tenants_listed`
+    /// phase (fenced by its lease) when the submitter crashed in between. A rollout recorded before is left as
+    /// it is.
     pub async fn record_rollout(
         &self,
-        fence: &Fence,
+        fence: Option<&Fence>,
         rollout: &NewRollout,
         children: &[NewRolloutChild],
     ) -> Result<()> {
         let mut transaction = self.begin_write().await?;
-        check_fence(&mut transaction, fence).await?;
+        if let Some(fence) = fence {
+            check_fence(&mut transaction, fence).await?;
+        }
         let now = now_millis();
         let inserted = sqlx::query(&format!(
             "INSERT INTO rollouts ({ROLLOUT_COLUMNS}) VALUES ($1, $2, $3, $4, -1, $5, $6, $7, $8, $9, $9)
@@ -384,6 +399,48 @@ impl Registry {
         .await?)
     }
 
+    /// Records the outcomes of children this worker held and claims up to `bounds.max_children` more, in one
+    /// transaction: a worker's registry cost per tenant is one write, whatever the concurrency. An outcome
+    /// whose child was taken over meanwhile (its token moved on) changes nothing; it is returned, so the caller
+    /// can say so.
+    pub async fn settle_rollout_children(
+        &self,
+        rollout_id: &str,
+        outcomes: &[ChildOutcomeRecord],
+        bounds: &ClaimBounds,
+    ) -> Result<(Vec<ClaimedChild>, Vec<String>)> {
+        let mut transaction = self.begin_write().await?;
+        let now = now_millis();
+        let mut taken_over = Vec::new();
+        for outcome in outcomes {
+            let finished = sqlx::query(
+                "UPDATE rollout_tenants SET status = $1, versions_applied = $2, error = $3,
+                     finished_at = CASE WHEN $1 = 'pending' THEN NULL ELSE $4 END,
+                     lease_owner = NULL, lease_expires_at = NULL
+                 WHERE rollout_id = $5 AND tenant_slug = $6 AND lease_token = $7 AND status = 'running'",
+            )
+            .bind(outcome.status)
+            .bind(serde_json::to_string(&outcome.versions_applied).unwrap_or_default())
+            .bind(&outcome.error)
+            .bind(outcome.finished_at.unwrap_or(now))
+            .bind(&outcome.child.rollout_id)
+            .bind(&outcome.child.tenant_slug)
+            .bind(outcome.child.token)
+            .execute(&mut *transaction)
+            .await?;
+            if finished.rows_affected() != 1 {
+                taken_over.push(outcome.child.tenant_slug.clone());
+            }
+        }
+        let claimed = if bounds.max_children > 0 {
+            claim_in(&mut transaction, self.dialect, rollout_id, bounds).await?
+        } else {
+            Vec::new()
+        };
+        transaction.commit().await?;
+        Ok((claimed, taken_over))
+    }
+
     /// Claims up to `bounds.max_children` children of an open wave, within the rollout's bounds across every
     /// worker: at most `concurrency` running in all and `per_server` on one server, and none once the failures
     /// reached `max_failures` or the operator paused or aborted it. A child whose lease expired (or whose owner
@@ -394,114 +451,10 @@ impl Registry {
         rollout_id: &str,
         bounds: &ClaimBounds,
     ) -> Result<Vec<ClaimedChild>> {
-        let mut transaction = self.begin_write().await?;
-        // Claims of one rollout take turns, so the bounds hold across workers (SQLite's writers take turns anyway).
-        let lock = match self.dialect {
-            crate::Dialect::Postgres => " FOR UPDATE",
-            crate::Dialect::Sqlite => "",
-        };
-        let Some(row) = sqlx::query(&format!(
-            "SELECT {ROLLOUT_COLUMNS} FROM rollouts WHERE id = $1{lock}"
-        ))
-        .bind(rollout_id)
-        .fetch_optional(&mut *transaction)
-        .await?
-        else {
-            return Ok(Vec::new());
-        };
-        let rollout = RolloutRecord::from_row(&row)?;
-        if rollout.control != ROLLOUT_RUN || rollout.open_wave < 0 {
-            return Ok(Vec::new());
-        }
-        let now = now_millis();
-        let failures: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM rollout_tenants WHERE rollout_id = $1 AND status = 'failed'",
-        )
-        .bind(rollout_id)
-        .fetch_one(&mut *transaction)
-        .await?;
-        if failures >= rollout.max_failures {
-            return Ok(Vec::new());
-        }
-        let running: Vec<(String, Option<String>, Option<i64>)> = sqlx::query_as(
-            "SELECT server_name, lease_owner, lease_expires_at FROM rollout_tenants
-             WHERE rollout_id = $1 AND status = 'running'",
-        )
-        .bind(rollout_id)
-        .fetch_all(&mut *transaction)
-        .await?;
-        let alive = |owner: &Option<String>, expires: &Option<i64>| {
-            expires.is_some_and(|expires| expires >= now)
-                && owner
-                    .as_ref()
-                    .is_some_and(|owner| !bounds.dead_owners.contains(owner))
-        };
-        let mut per_server: BTreeMap<String, i64> = BTreeMap::new();
-        let mut n_running = 0;
-        for (server, owner, expires) in &running {
-            if alive(owner, expires) {
-                *per_server.entry(server.clone()).or_default() += 1;
-                n_running += 1;
-            }
-        }
-        let room = (rollout.concurrency - n_running).min(bounds.max_children);
-        if room <= 0 {
-            return Ok(Vec::new());
-        }
-        let candidates = sqlx::query(
-            "SELECT tenant_slug, server_name, wave, pending_versions, attempts, lease_owner, lease_expires_at, status
-             FROM rollout_tenants
-             WHERE rollout_id = $1 AND wave <= $2 AND status IN ('pending', 'running')
-             ORDER BY wave, tenant_slug",
-        )
-        .bind(rollout_id)
-        .bind(rollout.open_wave)
-        .fetch_all(&mut *transaction)
-        .await?;
-        let mut claimed = Vec::new();
-        for candidate in &candidates {
-            if claimed.len() as i64 >= room {
-                break;
-            }
-            let status: String = candidate.try_get("status")?;
-            let owner: Option<String> = candidate.try_get("lease_owner")?;
-            let expires: Option<i64> = candidate.try_get("lease_expires_at")?;
-            if status == CHILD_RUNNING && alive(&owner, &expires) {
-                continue;
-            }
-            let server: String = candidate.try_get("server_name")?;
-            let on_server = per_server.entry(server.clone()).or_default();
-            if *on_server >= rollout.per_server {
-                continue;
-            }
-            let tenant_slug: String = candidate.try_get("tenant_slug")?;
-            let token: i64 = sqlx::query_scalar(
-                "UPDATE rollout_tenants SET status = 'running', lease_owner = $1, lease_expires_at = $2,
-                     lease_token = lease_token + 1, attempts = attempts + 1, started_at = $3, error = NULL
-                 WHERE rollout_id = $4 AND tenant_slug = $5
-                 RETURNING lease_token",
-            )
-            .bind(&bounds.owner)
-            .bind(now + bounds.lease_ttl_millis)
-            .bind(now)
-            .bind(rollout_id)
-            .bind(&tenant_slug)
-            .fetch_one(&mut *transaction)
-            .await?;
-            *on_server += 1;
-            let attempts: i64 = candidate.try_get("attempts")?;
-            claimed.push(ClaimedChild {
-                rollout_id: rollout_id.to_owned(),
-                tenant_slug,
-                server_name: server,
-                wave: candidate.try_get("wave")?,
-                pending_versions: versions(candidate, "pending_versions")?,
-                attempts: attempts + 1,
-                token,
-            });
-        }
-        transaction.commit().await?;
-        Ok(claimed)
+        Ok(self
+            .settle_rollout_children(rollout_id, &[], bounds)
+            .await?
+            .0)
     }
 
     /// Extends the leases of every child `owner` holds in a rollout.
@@ -520,40 +473,6 @@ impl Registry {
         .bind(owner)
         .execute(&self.pool)
         .await?;
-        Ok(())
-    }
-
-    /// Records a claimed child's outcome: `applied`, `skipped` or `failed` (with the error), or `pending` again
-    /// (handed back unstarted). `Fenced` when another worker took the child over meanwhile.
-    pub async fn finish_rollout_child(
-        &self,
-        child: &ClaimedChild,
-        status: &str,
-        versions_applied: &[i64],
-        error: Option<&str>,
-    ) -> Result<()> {
-        let mut transaction = self.begin_write().await?;
-        let finished = sqlx::query(
-            "UPDATE rollout_tenants SET status = $1, versions_applied = $2, error = $3,
-                 finished_at = CASE WHEN $1 = 'pending' THEN NULL ELSE $4 END,
-                 lease_owner = NULL, lease_expires_at = NULL
-             WHERE rollout_id = $5 AND tenant_slug = $6 AND lease_token = $7 AND status = 'running'",
-        )
-        .bind(status)
-        .bind(serde_json::to_string(versions_applied).unwrap_or_default())
-        .bind(error)
-        .bind(now_millis())
-        .bind(&child.rollout_id)
-        .bind(&child.tenant_slug)
-        .bind(child.token)
-        .execute(&mut *transaction)
-        .await?;
-        if finished.rows_affected() != 1 {
-            return Err(Error::Fenced {
-                job_id: format!("{}/{}", child.rollout_id, child.tenant_slug),
-            });
-        }
-        transaction.commit().await?;
         Ok(())
     }
 
@@ -577,4 +496,120 @@ impl Registry {
             None => Ok(None),
         }
     }
+}
+
+async fn claim_in(
+    transaction: &mut sqlx::AnyConnection,
+    dialect: crate::Dialect,
+    rollout_id: &str,
+    bounds: &ClaimBounds,
+) -> Result<Vec<ClaimedChild>> {
+    // Claims of one rollout take turns, so the bounds hold across workers (SQLite's writers take turns anyway).
+    let lock = match dialect {
+        crate::Dialect::Postgres => " FOR UPDATE",
+        crate::Dialect::Sqlite => "",
+    };
+    let Some(row) = sqlx::query(&format!(
+        "SELECT {ROLLOUT_COLUMNS} FROM rollouts WHERE id = $1{lock}"
+    ))
+    .bind(rollout_id)
+    .fetch_optional(&mut *transaction)
+    .await?
+    else {
+        return Ok(Vec::new());
+    };
+    let rollout = RolloutRecord::from_row(&row)?;
+    if rollout.control != ROLLOUT_RUN || rollout.open_wave < 0 {
+        return Ok(Vec::new());
+    }
+    let now = now_millis();
+    let failures: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM rollout_tenants WHERE rollout_id = $1 AND status = 'failed'",
+    )
+    .bind(rollout_id)
+    .fetch_one(&mut *transaction)
+    .await?;
+    if failures >= rollout.max_failures {
+        return Ok(Vec::new());
+    }
+    let running: Vec<(String, Option<String>, Option<i64>)> = sqlx::query_as(
+        "SELECT server_name, lease_owner, lease_expires_at FROM rollout_tenants
+             WHERE rollout_id = $1 AND status = 'running'",
+    )
+    .bind(rollout_id)
+    .fetch_all(&mut *transaction)
+    .await?;
+    let alive = |owner: &Option<String>, expires: &Option<i64>| {
+        expires.is_some_and(|expires| expires >= now)
+            && owner
+                .as_ref()
+                .is_some_and(|owner| !bounds.dead_owners.contains(owner))
+    };
+    let mut per_server: BTreeMap<String, i64> = BTreeMap::new();
+    let mut n_running = 0;
+    for (server, owner, expires) in &running {
+        if alive(owner, expires) {
+            *per_server.entry(server.clone()).or_default() += 1;
+            n_running += 1;
+        }
+    }
+    let room = (rollout.concurrency - n_running).min(bounds.max_children);
+    if room <= 0 {
+        return Ok(Vec::new());
+    }
+    let candidates = sqlx::query(
+            "SELECT tenant_slug, server_name, wave, pending_versions, attempts, lease_owner, lease_expires_at, status
+             FROM rollout_tenants
+             WHERE rollout_id = $1 AND wave <= $2 AND status IN ('pending', 'running')
+             ORDER BY wave, tenant_slug LIMIT $3",
+        )
+        .bind(rollout_id)
+        .bind(rollout.open_wave)
+        // Enough to fill the room past children of saturated servers, without reading the whole rollout.
+        .bind(room * 4 + rollout.per_server * 4 + 16)
+        .fetch_all(&mut *transaction)
+        .await?;
+    let mut claimed = Vec::new();
+    for candidate in &candidates {
+        if claimed.len() as i64 >= room {
+            break;
+        }
+        let status: String = candidate.try_get("status")?;
+        let owner: Option<String> = candidate.try_get("lease_owner")?;
+        let expires: Option<i64> = candidate.try_get("lease_expires_at")?;
+        if status == CHILD_RUNNING && alive(&owner, &expires) {
+            continue;
+        }
+        let server: String = candidate.try_get("server_name")?;
+        let on_server = per_server.entry(server.clone()).or_default();
+        if *on_server >= rollout.per_server {
+            continue;
+        }
+        let tenant_slug: String = candidate.try_get("tenant_slug")?;
+        let token: i64 = sqlx::query_scalar(
+                "UPDATE rollout_tenants SET status = 'running', lease_owner = $1, lease_expires_at = $2,
+                     lease_token = lease_token + 1, attempts = attempts + 1, started_at = $3, error = NULL
+                 WHERE rollout_id = $4 AND tenant_slug = $5
+                 RETURNING lease_token",
+            )
+            .bind(&bounds.owner)
+            .bind(now + bounds.lease_ttl_millis)
+            .bind(now)
+            .bind(rollout_id)
+            .bind(&tenant_slug)
+            .fetch_one(&mut *transaction)
+            .await?;
+        *on_server += 1;
+        let attempts: i64 = candidate.try_get("attempts")?;
+        claimed.push(ClaimedChild {
+            rollout_id: rollout_id.to_owned(),
+            tenant_slug,
+            server_name: server,
+            wave: candidate.try_get("wave")?,
+            pending_versions: versions(candidate, "pending_versions")?,
+            attempts: attempts + 1,
+            token,
+        });
+    }
+    Ok(claimed)
 }

@@ -15,9 +15,9 @@ use tenantry_core::{EngineKind, Error as CodedError, ErrorCode, JobStatus, Slug,
 use tenantry_engine::{owner_is_dead_local_process, JobContext, PhaseError, Workflow};
 use tenantry_providers::engines::{SchemaStanding, SchemaVersion, TenantServer};
 use tenantry_registry::{
-    ClaimBounds, ClaimedChild, JobRecord, NewAuditEvent, NewRollout, NewRolloutChild, TenantRecord,
-    WaveCounts, CHILD_APPLIED, CHILD_FAILED, CHILD_PENDING, CHILD_SKIPPED, ROLLOUT_ABORTED,
-    ROLLOUT_PAUSED,
+    ChildOutcomeRecord, ClaimBounds, ClaimedChild, JobRecord, NewAuditEvent, NewRollout,
+    NewRolloutChild, TenantRecord, WaveCounts, CHILD_APPLIED, CHILD_FAILED, CHILD_PENDING,
+    CHILD_SKIPPED, ROLLOUT_ABORTED, ROLLOUT_PAUSED,
 };
 use tokio::sync::Mutex;
 
@@ -612,8 +612,10 @@ impl ChildMigrator {
     }
 
     /// Claims and migrates children of `rollout_id` until none can be claimed and none is in hand, with at most
-    /// `slots` at once in this call. `keep_claiming` is asked before each claim (a shutdown stops claiming; the
-    /// children in hand finish).
+    /// `slots` at once in this call. Outcomes are recorded together with the next claim, in one registry write
+    /// for whatever finished meanwhile: a crash before that write leaves those children `running` under a
+    /// lease that expires, and whoever claims them again finds their migrations recorded and applies nothing
+    /// twice. `keep_claiming` is asked before each claim (a shutdown stops claiming; children in hand finish).
     pub(crate) async fn work(
         &self,
         rollout_id: &str,
@@ -624,41 +626,52 @@ impl ChildMigrator {
     ) -> Result<usize, tenantry_registry::Error> {
         let registry = &self.platform.registry;
         let mut in_hand = tokio::task::JoinSet::new();
+        let mut outcomes: Vec<ChildOutcomeRecord> = Vec::new();
         let mut last_renewal = Instant::now();
         let renew_every =
             Duration::from_millis(u64::try_from(lease_ttl_millis / 3).unwrap_or(1000));
         let mut n_done = 0;
         loop {
-            if keep_claiming() && in_hand.len() < slots {
-                let dead_owners = registry
-                    .rollout_child_owners(rollout_id)
-                    .await?
-                    .into_iter()
-                    .filter(|owner| owner_is_dead_local_process(owner))
-                    .collect();
+            let room = if keep_claiming() {
+                slots - in_hand.len()
+            } else {
+                0
+            };
+            if room > 0 || !outcomes.is_empty() {
+                let dead_owners = if room > 0 {
+                    registry
+                        .rollout_child_owners(rollout_id)
+                        .await?
+                        .into_iter()
+                        .filter(|owner| owner_is_dead_local_process(owner))
+                        .collect()
+                } else {
+                    Vec::new()
+                };
                 let bounds = ClaimBounds {
                     owner: owner.to_owned(),
                     lease_ttl_millis,
-                    max_children: i64::try_from(slots - in_hand.len()).unwrap_or(i64::MAX),
+                    max_children: i64::try_from(room).unwrap_or(i64::MAX),
                     dead_owners,
                 };
-                for child in registry.claim_rollout_children(rollout_id, &bounds).await? {
+                let (claimed, taken_over) = registry
+                    .settle_rollout_children(rollout_id, &outcomes, &bounds)
+                    .await?;
+                for tenant in taken_over {
+                    tracing::warn!(rollout_id, tenant, "another worker took this rollout tenant over; its outcome here was not recorded");
+                }
+                n_done += outcomes.len();
+                outcomes.clear();
+                for child in claimed {
                     let migrator = self.clone();
                     in_hand.spawn(async move {
                         let outcome = migrator.migrate(&child).await;
-                        let recorded = migrator
-                            .platform
-                            .registry
-                            .finish_rollout_child(
-                                &child,
-                                outcome.status,
-                                &outcome.versions_applied,
-                                outcome.error.as_deref(),
-                            )
-                            .await;
-                        if let Err(error) = recorded {
-                            tracing::warn!(rollout_id = %child.rollout_id, tenant = %child.tenant_slug, %error,
-                                "could not record a rollout tenant's outcome; it will be claimed again");
+                        ChildOutcomeRecord {
+                            child,
+                            status: outcome.status,
+                            versions_applied: outcome.versions_applied,
+                            error: outcome.error,
+                            finished_at: Some(tenantry_registry::now_millis()),
                         }
                     });
                 }
@@ -668,8 +681,12 @@ impl ChildMigrator {
             }
             tokio::select! {
                 joined = in_hand.join_next() => {
-                    if joined.is_some() {
-                        n_done += 1;
+                    if let Some(Ok(outcome)) = joined {
+                        outcomes.push(outcome);
+                    }
+                    // Whatever else finished meanwhile goes in the same write.
+                    while let Some(Ok(outcome)) = in_hand.try_join_next() {
+                        outcomes.push(outcome);
                     }
                 }
                 () = tokio::time::sleep(WATCH_INTERVAL) => {}
@@ -681,6 +698,29 @@ impl ChildMigrator {
                 last_renewal = Instant::now();
             }
         }
+    }
+}
+
+/// The rollout's shared record for its job `id`, from its request, its plan and its waves.
+pub(crate) fn new_rollout(
+    id: &str,
+    request: &RolloutRequest,
+    plan: &SchemaPlan,
+    children: &[NewRolloutChild],
+) -> NewRollout {
+    NewRollout {
+        id: id.to_owned(),
+        schema_hash: request
+            .schemas
+            .iter()
+            .map(|(engine, hash)| format!("{engine}:{hash}"))
+            .collect::<Vec<_>>()
+            .join(","),
+        target_version: plan.latest.values().copied().max().unwrap_or(0),
+        n_waves: children.iter().map(|child| child.wave).max().unwrap_or(1),
+        concurrency: request.concurrency as i64,
+        per_server: request.per_server as i64,
+        max_failures: request.max_failures as i64,
     }
 }
 
@@ -753,33 +793,37 @@ impl RolloutWorkflow {
         context: &mut JobContext,
         request: &RolloutRequest,
     ) -> Result<(), PhaseError> {
+        if let Some(rollout) = context.registry.get_rollout(&context.job.id).await? {
+            let n_tenants: i64 = context
+                .registry
+                .rollout_counts(&rollout.id)
+                .await?
+                .iter()
+                .map(WaveCounts::total)
+                .sum();
+            return context
+                .log(
+                    "info",
+                    &format!("{n_tenants} tenant(s) listed when the rollout was asked for, in a canary and {} wave(s)", rollout.n_waves),
+                )
+                .await;
+        }
         let plan = schema_plan(&self.platform, None)
             .await
             .map_err(PhaseError::Fatal)?;
         refuse_drift(request, &plan).map_err(PhaseError::Fatal)?;
         let children = assign_waves(request, &plan);
-        let n_waves = children.iter().map(|child| child.wave).max().unwrap_or(1);
-        let to_migrate = children
-            .iter()
-            .filter(|child| child.status == CHILD_PENDING)
-            .count();
-        let rollout = NewRollout {
-            id: context.job.id.clone(),
-            schema_hash: request
-                .schemas
+        let rollout = new_rollout(&context.job.id, request, &plan, &children);
+        let (to_migrate, n_waves) = (
+            children
                 .iter()
-                .map(|(engine, hash)| format!("{engine}:{hash}"))
-                .collect::<Vec<_>>()
-                .join(","),
-            target_version: plan.latest.values().copied().max().unwrap_or(0),
-            n_waves,
-            concurrency: request.concurrency as i64,
-            per_server: request.per_server as i64,
-            max_failures: request.max_failures as i64,
-        };
+                .filter(|child| child.status == CHILD_PENDING)
+                .count(),
+            rollout.n_waves,
+        );
         context
             .registry
-            .record_rollout(&context.fence, &rollout, &children)
+            .record_rollout(Some(&context.fence), &rollout, &children)
             .await?;
         context.set_output("n_tenants", serde_json::json!(children.len()));
         context

@@ -397,7 +397,7 @@ pub async fn submit_rollout(
     actor: &str,
     lease: Option<NewLease>,
 ) -> Result<Submitted, CodedError> {
-    let (request, _, _) = plan_rollout(platform, options).await?;
+    let (request, plan, children) = plan_rollout(platform, options).await?;
     let job = NewJob {
         id: uuid::Uuid::now_v7().to_string(),
         kind: JobKind::Rollout,
@@ -411,13 +411,22 @@ pub async fn submit_rollout(
         approval: None,
         lease,
     };
-    submit(platform, job, None).await.map_err(|error| match error.code {
+    let submitted = submit(platform, job, None).await.map_err(|error| match error.code {
         ErrorCode::Conflict => CodedError::new(
             ErrorCode::Conflict,
             "another rollout is running; wait for it, or pause or abort it (`tenantry migrate status`)",
         ),
         _ => error,
-    })
+    })?;
+    // The tenants as just read, so the job need not read them all again; if this process dies first, the job's
+    // `tenants_listed` phase lists them itself.
+    let rollout = crate::rollout::new_rollout(&submitted.job().id, &request, &plan, &children);
+    platform
+        .registry
+        .record_rollout(None, &rollout, &children)
+        .await
+        .map_err(crate::registry_error)?;
+    Ok(submitted)
 }
 
 /// A PLATFORM_ADMIN's decision on a job waiting for approval. `E_FORBIDDEN` for the requester's own job,
