@@ -84,7 +84,7 @@ error_codes! {
         remedy: "Check the server's admin URL and that the server is reachable, then retry the job.";
     MigrationsFailed = "E_MIGRATIONS_FAILED", 500,
         meaning: "a tenant schema migration failed",
-        remedy: "Fix the failing migration in the tenant schema directory, then provision again.";
+        remedy: "Fix the failing migration in the tenant schema directory (or the tenant data it trips on), then provision again; a stopped rollout goes on with `tenantry migrate resume ROLLOUT`.";
     // The one code without the E_ prefix: DESIGN.md fixed it so, and codes are never renamed.
     ProvisioningUnavailable = "PROVISIONING_UNAVAILABLE", 503,
         meaning: "the secret store or registry is unavailable",

@@ -37,8 +37,8 @@ pub use records::{
 };
 pub use resources::{RESOURCE_ACTIVE, RESOURCE_DISABLED};
 pub use rollouts::{
-    ChildOutcomeRecord, ClaimBounds, ClaimedChild, NewRollout, NewRolloutChild, RolloutChild, RolloutRecord,
-    WaveCounts, CHILD_APPLIED, CHILD_FAILED, CHILD_PENDING, CHILD_RUNNING, CHILD_SKIPPED,
-    CHILD_STATUSES, ROLLOUT_ABORTED, ROLLOUT_PAUSED, ROLLOUT_RUN,
+    ChildOutcomeRecord, ClaimBounds, ClaimedChild, NewRollout, NewRolloutChild, RolloutChild,
+    RolloutRecord, WaveCounts, CHILD_APPLIED, CHILD_FAILED, CHILD_PENDING, CHILD_RUNNING,
+    CHILD_SKIPPED, CHILD_STATUSES, ROLLOUT_ABORTED, ROLLOUT_PAUSED, ROLLOUT_RUN,
 };
 pub use store::{now_millis, Dialect, Registry, RegistryLocation};

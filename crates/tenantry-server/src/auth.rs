@@ -99,6 +99,11 @@ pub const POLICY: &[(&str, &str, Access)] = &[
         Access::Roles(ALL_ROLES),
     ),
     (
+        "GET",
+        "/platform/tenants/{slug}/schema",
+        Access::Roles(ALL_ROLES),
+    ),
+    (
         "POST",
         "/platform/tenants/{slug}/offboard",
         Access::Roles(ADMINS),
@@ -129,6 +134,30 @@ pub const POLICY: &[(&str, &str, Access)] = &[
     (
         "POST",
         "/platform/jobs/{job_id}/reject",
+        Access::Roles(ADMINS),
+    ),
+    // Fleet migrations change every tenant's database: starting and steering one is for admins; reading one is
+    // for whoever may read jobs (a rollout is a job).
+    ("POST", "/platform/rollouts", Access::Roles(ADMINS)),
+    ("GET", "/platform/rollouts", Access::Roles(ALL_ROLES)),
+    (
+        "GET",
+        "/platform/rollouts/{rollout_id}",
+        Access::Roles(ALL_ROLES),
+    ),
+    (
+        "POST",
+        "/platform/rollouts/{rollout_id}/pause",
+        Access::Roles(ADMINS),
+    ),
+    (
+        "POST",
+        "/platform/rollouts/{rollout_id}/resume",
+        Access::Roles(ADMINS),
+    ),
+    (
+        "POST",
+        "/platform/rollouts/{rollout_id}/abort",
         Access::Roles(ADMINS),
     ),
     ("GET", "/platform/plans", Access::Roles(ALL_ROLES)),

@@ -1,6 +1,6 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations and the types they exchange.
 
-use crate::api::{jobs, plans, servers, session, system, tenants, JobAccepted};
+use crate::api::{jobs, plans, rollouts, servers, session, system, tenants, JobAccepted};
 use crate::error::ProblemDetails;
 use tenantry_core::EngineKind;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -34,6 +34,8 @@ impl Modify for BearerAuth {
         jobs::approve_job, jobs::reject_job,
         plans::list_plans, plans::set_plan, plans::reconcile, plans::costs,
         servers::list_servers, servers::create_server, servers::drain_server,
+        rollouts::create_rollout, rollouts::list_rollouts, rollouts::get_rollout, rollouts::pause_rollout,
+        rollouts::resume_rollout, rollouts::abort_rollout, rollouts::tenant_schema,
     ),
     components(schemas(
         ProblemDetails, JobAccepted, jobs::StreamEvent, jobs::ApprovalBody, plans::PlanOffer,
@@ -43,6 +45,7 @@ impl Modify for BearerAuth {
         tenantry_registry::TenantRecord, tenantry_registry::TenantResourceRecord, tenantry_registry::ServerRecord, tenantry_registry::AuditEvent,
         tenantry_registry::JobEvent, tenantry_registry::EventKind,
         tenantry_engine::JobView, tenantry_engine::PhaseView, tenantry_engine::LogView,
+        rollouts::RolloutBody, rollouts::RolloutDryRun, rollouts::TenantSchemaView, tenantry_workflows::RolloutView,
     )),
     modifiers(&BearerAuth),
 )]
@@ -91,6 +94,15 @@ pub fn document_for<'a>(
         let path = format!("/platform/jobs/{{job_id}}/{decision}");
         document["paths"][path.as_str()]["post"]["requestBody"]["required"] = false.into();
     }
+    // What the derive cannot say about a rollout's options: the form of a wave and of a canary's slug, and the
+    // options that exclude each other.
+    let rollout = &mut document["components"]["schemas"]["RolloutBody"];
+    rollout["properties"]["waves"]["items"]["pattern"] = WAVE_PATTERN.into();
+    rollout["properties"]["canary_tenants"]["items"]["pattern"] = SLUG_PATTERN.into();
+    rollout["allOf"] = serde_json::json!([
+        { "not": { "required": ["canary", "canary_tenants"] } },
+        { "not": { "required": ["wave_size", "waves"] } },
+    ]);
     if let Some(parameters) =
         document["paths"]["/platform/plans"]["get"]["parameters"].as_array_mut()
     {
@@ -103,6 +115,11 @@ pub fn document_for<'a>(
     }
     document
 }
+
+/// A wave's end: a percentage from 1 to 100 (the waves rise and end at `100%`, which no pattern can say).
+const WAVE_PATTERN: &str = "^(100|[1-9][0-9]?)%$";
+/// A tenant's slug.
+const SLUG_PATTERN: &str = "^[a-z][a-z0-9-]{2,39}$";
 
 /// `["a", "b"]` as JSON, for an `enum`.
 fn string_enum<'a>(values: impl IntoIterator<Item = &'a str>) -> Vec<serde_json::Value> {
@@ -186,6 +203,9 @@ mod tests {
             ("/platform/jobs", "tenant"),
             ("/platform/audit", "actor"),
             ("/platform/plans", "region"),
+            ("/platform/rollouts", "limit"),
+            ("/platform/rollouts/{rollout_id}", "status"),
+            ("/platform/rollouts/{rollout_id}", "offset"),
         ] {
             let parameters = document["paths"][path]["get"]["parameters"]
                 .as_array()
@@ -242,6 +262,19 @@ mod tests {
             schemas["ApprovalBody"]["properties"]["reason"]["maxLength"],
             500
         );
+        let rollout = &schemas["RolloutBody"];
+        assert_eq!(rollout["properties"]["concurrency"]["minimum"], 1);
+        assert_eq!(rollout["properties"]["concurrency"]["maximum"], 256);
+        assert_eq!(rollout["properties"]["max_failures"]["minimum"], 1);
+        assert_eq!(
+            rollout["properties"]["waves"]["items"]["pattern"],
+            super::WAVE_PATTERN
+        );
+        assert_eq!(
+            rollout["properties"]["canary_tenants"]["items"]["pattern"],
+            tenant["slug"]["pattern"]
+        );
+        assert_eq!(rollout["allOf"].as_array().map(Vec::len), Some(2));
 
         let parameter = |path: &str, method: &str, name: &str| {
             document["paths"][path][method]["parameters"]

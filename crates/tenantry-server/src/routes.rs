@@ -1,7 +1,7 @@
 //! Every route of the server, by method and path template, with its handler. The policy for each is in
 //! `auth::POLICY`; a test checks that every route here has one.
 
-use crate::api::{jobs, plans, servers, session, system, tenants};
+use crate::api::{jobs, plans, rollouts, servers, session, system, tenants};
 use crate::console::{self, html_or_json, pages};
 use crate::state::ServerState;
 use axum::routing::{get, post, MethodFilter, MethodRouter};
@@ -80,6 +80,11 @@ pub fn api_routes() -> Vec<Route> {
             "/platform/tenants/{slug}/resources",
             get(tenants::tenant_resources),
         ),
+        route(
+            "GET",
+            "/platform/tenants/{slug}/schema",
+            get(rollouts::tenant_schema),
+        ),
         with_page(
             "POST",
             "/platform/tenants/{slug}/offboard",
@@ -126,6 +131,37 @@ pub fn api_routes() -> Vec<Route> {
             "/platform/jobs/{job_id}/reject",
             post(jobs::reject_job),
             pages::reject_submit,
+        ),
+        route("POST", "/platform/rollouts", post(rollouts::create_rollout)),
+        with_page(
+            "GET",
+            "/platform/rollouts",
+            get(rollouts::list_rollouts),
+            pages::rollouts_page,
+        ),
+        with_page(
+            "GET",
+            "/platform/rollouts/{rollout_id}",
+            get(rollouts::get_rollout),
+            pages::rollout_page,
+        ),
+        with_page(
+            "POST",
+            "/platform/rollouts/{rollout_id}/pause",
+            post(rollouts::pause_rollout),
+            pages::pause_rollout_submit,
+        ),
+        with_page(
+            "POST",
+            "/platform/rollouts/{rollout_id}/resume",
+            post(rollouts::resume_rollout),
+            pages::resume_rollout_submit,
+        ),
+        with_page(
+            "POST",
+            "/platform/rollouts/{rollout_id}/abort",
+            post(rollouts::abort_rollout),
+            pages::abort_rollout_submit,
         ),
         route("GET", "/platform/plans", get(plans::list_plans)),
         route(

@@ -54,7 +54,7 @@ pub use set_plan::{SetPlanRequest, SetPlanWorkflow, SET_PLAN_PHASES};
 pub use submit::{
     decide_approval, plan_rollout, submit_offboard, submit_offboard_to_run, submit_provision,
     submit_provision_to_run, submit_reconcile_to_run, submit_rollout, submit_set_plan,
-    submit_set_plan_to_run, IdempotencyRequest, Submitted,
+    submit_set_plan_to_run, IdempotencyRequest, RolloutSubmission, Submitted,
 };
 pub use worker::{drive, run_workers, JobEventHook, IDLE_POLL, MAX_SWEEP};
 

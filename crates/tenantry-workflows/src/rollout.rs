@@ -311,10 +311,19 @@ async fn read_state(
     state
 }
 
-/// Every registered tenant's schema state (of `slug` alone if given), read as each tenant, several at once.
+/// Every registered tenant's schema state (of `slug` alone if given), read as each tenant, 16 at once.
 pub async fn schema_plan(
     platform: &Platform,
     slug: Option<&str>,
+) -> Result<SchemaPlan, CodedError> {
+    schema_plan_at(platform, slug, PLAN_CONCURRENCY).await
+}
+
+/// [`schema_plan`] with at most `concurrency` tenant databases open at once (a rollout reads at its own bound).
+pub(crate) async fn schema_plan_at(
+    platform: &Platform,
+    slug: Option<&str>,
+    concurrency: usize,
 ) -> Result<SchemaPlan, CodedError> {
     let schemas = current_schemas(platform).await?;
     let servers = ServerCache::new(platform);
@@ -357,7 +366,7 @@ pub async fn schema_plan(
             }),
     )
     .map(|(tenant, engine)| read_state(platform, &servers, &schemas, tenant, engine))
-    .buffer_unordered(PLAN_CONCURRENCY)
+    .buffer_unordered(concurrency.max(1))
     .collect()
     .await;
     states.sort_by(|a, b| a.slug.cmp(&b.slug));
@@ -808,7 +817,7 @@ impl RolloutWorkflow {
                 )
                 .await;
         }
-        let plan = schema_plan(&self.platform, None)
+        let plan = schema_plan_at(&self.platform, None, request.concurrency)
             .await
             .map_err(PhaseError::Fatal)?;
         refuse_drift(request, &plan).map_err(PhaseError::Fatal)?;

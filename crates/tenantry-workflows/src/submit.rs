@@ -383,21 +383,37 @@ pub async fn plan_rollout(
     }
     let schemas = crate::rollout::current_schemas(platform).await?;
     request.schemas = crate::rollout::schema_hashes(&schemas);
-    let plan = crate::schema_plan(platform, None).await?;
+    // At the rollout's own bound, so it never holds more tenant connections than it was allowed.
+    let plan = crate::rollout::schema_plan_at(platform, None, request.concurrency).await?;
     crate::refuse_drift(&request, &plan)?;
     let children = crate::assign_waves(&request, &plan);
     Ok((request, plan, children))
 }
 
+/// What asking for a rollout came to.
+#[derive(Debug)]
+pub enum RolloutSubmission {
+    /// No tenant has a migration to apply: nothing was recorded. The plan says where each tenant stands.
+    NothingToMigrate(crate::SchemaPlan),
+    Recorded(Box<Submitted>),
+}
+
 /// Records a rollout of the tenant schema now configured, after [`plan_rollout`]'s checks (a refused rollout
-/// leaves no job). One rollout runs at a time: another live one is `E_CONFLICT`.
+/// leaves no job). One rollout runs at a time: another live one is `E_CONFLICT`. A fleet with nothing to
+/// migrate records nothing (a deploy that runs `migrate apply` every time is then a quick no-op).
 pub async fn submit_rollout(
     platform: &Platform,
     options: crate::RolloutOptions,
     actor: &str,
     lease: Option<NewLease>,
-) -> Result<Submitted, CodedError> {
+) -> Result<RolloutSubmission, CodedError> {
     let (request, plan, children) = plan_rollout(platform, options).await?;
+    if !children
+        .iter()
+        .any(|child| child.status == tenantry_registry::CHILD_PENDING)
+    {
+        return Ok(RolloutSubmission::NothingToMigrate(plan));
+    }
     let job = NewJob {
         id: uuid::Uuid::now_v7().to_string(),
         kind: JobKind::Rollout,
@@ -426,7 +442,7 @@ pub async fn submit_rollout(
         .record_rollout(None, &rollout, &children)
         .await
         .map_err(crate::registry_error)?;
-    Ok(submitted)
+    Ok(RolloutSubmission::Recorded(Box::new(submitted)))
 }
 
 /// A PLATFORM_ADMIN's decision on a job waiting for approval. `E_FORBIDDEN` for the requester's own job,

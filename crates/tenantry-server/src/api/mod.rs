@@ -2,6 +2,7 @@
 
 pub mod jobs;
 pub mod plans;
+pub mod rollouts;
 pub mod servers;
 pub mod session;
 pub mod system;

@@ -217,7 +217,6 @@ pub fn job_live(view: &JobView, extras: &JobExtras, viewer: &Viewer) -> Markup {
     let failed = matches!(view.status, JobStatus::Failed | JobStatus::RolledBack);
     // A stored code this version does not know (a newer process ended the job) is shown as it is, said to be
     // unknown, with no remedy: never as another code's meaning.
-    let code = view.error_code.as_deref().map(ErrorCode::parse);
     let stopped_at = if failed { failed_phase(view) } else { None };
     html! {
         section.job-live data-job-id=(view.job_id) data-status=(view.status.as_str())
@@ -269,19 +268,7 @@ pub fn job_live(view: &JobView, extras: &JobExtras, viewer: &Viewer) -> Markup {
                             "Cancelled"
                         }
                     }
-                    @match &code {
-                        Some(Ok(code)) => {
-                            p.failure-code { code.error-code { (code.as_str()) } " — " (code.meaning()) }
-                        }
-                        Some(Err(unknown)) => {
-                            p.failure-code { code.error-code { (unknown.code) } " — " "an error code this version of tenantry does not know" }
-                        }
-                        None => {}
-                    }
-                    @if let Some(message) = &view.error_message { p.failure-message { (message) } }
-                    @if let Some(Ok(code)) = code {
-                        p.failure-remedy { strong { "What to do: " } (code.remedy()) }
-                    }
+                    (failure_details(view.error_code.as_deref(), view.error_message.as_deref()))
                     @if view.status == JobStatus::RolledBack {
                         p.muted { "Everything the job had applied was undone." }
                     }
@@ -575,4 +562,24 @@ pub async fn reject_submit(
     decide_from_form(state, principal, job_id, false, fields.reason)
         .await
         .into_response()
+}
+
+/// A finished job's (or rollout's) error for people: its code with what it means, its message, and what to do.
+pub(crate) fn failure_details(code: Option<&str>, message: Option<&str>) -> Markup {
+    let code = code.map(ErrorCode::parse);
+    html! {
+        @match &code {
+            Some(Ok(code)) => {
+                p.failure-code { code.error-code { (code.as_str()) } " — " (code.meaning()) }
+            }
+            Some(Err(unknown)) => {
+                p.failure-code { code.error-code { (unknown.code) } " — " "an error code this version of tenantry does not know" }
+            }
+            None => {}
+        }
+        @if let Some(message) = message { p.failure-message { (message) } }
+        @if let Some(Ok(code)) = code {
+            p.failure-remedy { strong { "What to do: " } (code.remedy()) }
+        }
+    }
 }

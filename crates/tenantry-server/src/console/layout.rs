@@ -60,15 +60,17 @@ impl Viewer {
 pub enum Section {
     Tenants,
     Jobs,
+    Rollouts,
     Servers,
     Costs,
     Audit,
     None,
 }
 
-const SECTIONS: [(Section, &str, &str); 5] = [
+const SECTIONS: [(Section, &str, &str); 6] = [
     (Section::Tenants, "Tenants", "/platform/tenants"),
     (Section::Jobs, "Jobs", "/platform/jobs"),
+    (Section::Rollouts, "Rollouts", "/platform/rollouts"),
     (Section::Servers, "Servers", "/platform/servers"),
     (Section::Costs, "Costs", "/platform/costs"),
     (Section::Audit, "Audit", "/platform/audit"),

@@ -14,6 +14,7 @@ mod jobs;
 mod layout;
 mod login;
 mod negotiate;
+mod rollouts;
 mod servers;
 mod tenants;
 mod wizard;
@@ -29,6 +30,10 @@ pub mod pages {
         approve_submit, job_page, jobs_page, reject_submit, retry_submit, rollback_submit,
     };
     pub use super::login::login_submit;
+    pub use super::rollouts::{
+        abort_rollout_submit, pause_rollout_submit, resume_rollout_submit, rollout_page,
+        rollouts_page,
+    };
     pub use super::servers::{add_server_submit, drain_submit, servers_page};
     pub use super::tenants::{offboard_submit, tenant_page, tenants_page};
 }

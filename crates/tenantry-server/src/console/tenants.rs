@@ -1,5 +1,6 @@
 //! Tenant pages: the list (search, status filter, paging) and one tenant's detail (placement, plan and its
-//! effective settings, status, jobs, audit, and Offboard for admins), plus the browser side of offboarding.
+//! effective settings, status, schema version and pending migrations, jobs, audit, and Offboard for admins), plus
+//! the browser side of offboarding.
 
 use super::audit::{actor_names, audit_table};
 use super::errors::{OrPage, PageError};
@@ -8,6 +9,7 @@ use super::layout::{
     empty_state, html_response, limit_millis, money, page_header, pill, query_escape, see_other,
     select_field, shell, switch_chip, time_ago, Field, Section, Viewer,
 };
+use crate::api::rollouts::{read_tenant_schema, TenantSchemaView};
 use crate::api::ApiForm;
 use crate::auth::Principal;
 use crate::error::ApiError;
@@ -25,6 +27,8 @@ use tenantry_workflows::{submit_offboard, OffboardRequest};
 
 /// Tenants per page of the list.
 const PAGE_SIZE: i64 = 50;
+/// How long the tenant page waits for the tenant's migration records before it says they were not read.
+const SCHEMA_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Debug, Default, Deserialize)]
 pub struct TenantListQuery {
@@ -154,7 +158,64 @@ pub async fn tenants_page(
     ))
 }
 
-fn tenant_details(tenant: &TenantRecord) -> Markup {
+/// Versions as `3,4`.
+fn versions(versions: &[i64]) -> String {
+    versions
+        .iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A tenant's schema in words: `version 2, pending: 3,4`, or `version 4, at latest`, with any drift named.
+fn schema_words(schema: &TenantSchemaView) -> Markup {
+    let mut words = format!("version {}", schema.version);
+    match schema.state.as_str() {
+        "unreachable" | "not_migrated" => {
+            let detail = schema
+                .detail
+                .as_deref()
+                .unwrap_or("its migration records were not read");
+            return html! { (pill(&schema.state)) " " span.schema-detail { (detail) } };
+        }
+        _ if !schema.pending.is_empty() => {
+            words.push_str(&format!(", pending: {}", versions(&schema.pending)));
+        }
+        "latest" => words.push_str(", at latest"),
+        _ => {}
+    }
+    for (found, what) in [
+        (&schema.edited, "edited after they ran"),
+        (&schema.unknown, "recorded but not in the files"),
+        (&schema.dirty, "started and not finished"),
+    ] {
+        if !found.is_empty() {
+            words.push_str(&format!("; {what}: {}", versions(found)));
+        }
+    }
+    html! { (pill(&schema.state)) " " span.schema-detail { (words) } }
+}
+
+/// The tenant's schema against the files, read as the tenant. The page never fails over it: a read that fails
+/// or takes too long is shown with its reason.
+async fn schema_state(state: &ServerState, slug: &str) -> Markup {
+    match tokio::time::timeout(SCHEMA_READ_TIMEOUT, read_tenant_schema(state, slug)).await {
+        Ok(Ok(schema)) => schema_words(&schema),
+        Ok(Err(error)) if error.status.is_server_error() => {
+            // As for error pages: the detail goes to the log; the page names the code and its meaning.
+            tracing::warn!(slug, code = %error.error.code, detail = %error.error.message, "tenant schema not read");
+            html! {
+                span.muted { "not read: " code { (error.error.code.as_str()) } " — " (error.error.code.meaning()) }
+            }
+        }
+        Ok(Err(error)) => html! { span.muted { "not read: " (error.error.message) } },
+        Err(_) => html! {
+            span.muted { "not read: the tenant's database did not answer within " (SCHEMA_READ_TIMEOUT.as_secs()) " s" }
+        },
+    }
+}
+
+fn tenant_details(tenant: &TenantRecord, schema: Markup) -> Markup {
     html! {
         dl.details {
             div { dt { "Display name" } dd { (tenant.display_name) } }
@@ -163,6 +224,7 @@ fn tenant_details(tenant: &TenantRecord) -> Markup {
             div { dt { "Region" } dd { (tenant.region) } }
             div { dt { "Server" } dd { a href="/platform/servers" { (tenant.server_name) } } }
             div { dt { "Database" } dd { code { (tenant.resource_name) } } }
+            div { dt { "Schema" } dd.schema-state { (schema) } }
             div { dt { "Secret" } dd { code { (tenant.secret_ref) } } }
             div { dt { "First admin" } dd { (tenant.admin_email) } }
             div { dt { "Created" } dd { (time_ago(tenant.created_at)) } }
@@ -327,6 +389,10 @@ pub async fn tenant_page(
         .await
         .or_page(&viewer)?;
     let resources = registry.tenant_resources(&slug).await.or_page(&viewer)?;
+    let schema = match &tenant {
+        Some(_) => schema_state(&state, &slug).await,
+        None => html! {},
+    };
     let job_views: Vec<JobView> = jobs.iter().map(|job| JobView::build(job, &[])).collect();
     let names = actor_names(registry, audit.iter().map(|event| event.actor.as_str())).await;
     let can_offboard = tenant.as_ref().is_some_and(|tenant| {
@@ -346,7 +412,7 @@ pub async fn tenant_page(
         ))
         @match &tenant {
             Some(tenant) => {
-                div.panel { (tenant_details(tenant)) }
+                div.panel { (tenant_details(tenant, schema)) }
                 @if !resources.is_empty() {
                     h2 { "Resources" }
                     (resources_table(&resources))

@@ -16,7 +16,8 @@ use tenantry_core::{Error as CodedError, JobStatus};
 use tenantry_registry::{Fence, WaveCounts};
 use tenantry_workflows::{
     control_rollout, drive_job, list_rollouts, plan_rollout, rollout_summary, rollout_view,
-    run_job, schema_plan, submit_rollout, RolloutControl, RolloutOptions, RolloutView,
+    run_job, schema_plan, submit_rollout, RolloutControl, RolloutOptions, RolloutSubmission,
+    RolloutView,
 };
 
 /// How often a followed rollout is read.
@@ -97,12 +98,7 @@ async fn plan(app: &App, json: bool) -> CommandResult {
             .map(|(engine, version)| format!("{engine} {version}"))
             .collect::<Vec<_>>()
             .join(", ");
-        let counts = plan
-            .counts
-            .iter()
-            .map(|(state, count)| format!("{count} {state}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let counts = counts_line(&plan.counts);
         println!(
             "\nlatest in the files: {latest}\n{} tenant(s): {counts}",
             plan.tenants.len()
@@ -149,7 +145,22 @@ async fn apply(app: &App, args: MigrateApplyArgs, json: bool) -> CommandResult {
     }
     let runner = app.runner();
     let lease = (!args.no_wait).then(|| lease_for(&runner));
-    let submitted = submit_rollout(&app.platform, options(&args), &cli_actor(), lease).await?;
+    let submitted = match submit_rollout(&app.platform, options(&args), &cli_actor(), lease).await?
+    {
+        RolloutSubmission::Recorded(submitted) => submitted,
+        RolloutSubmission::NothingToMigrate(plan) => {
+            if json {
+                print_json(&serde_json::json!({ "rollout": null, "counts": plan.counts }))?;
+            } else {
+                let counts = counts_line(&plan.counts);
+                println!(
+                    "nothing to migrate: {} tenant(s) ({counts}); no rollout recorded",
+                    plan.tenants.len()
+                );
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
     let job = submitted.job().clone();
     if args.no_wait {
         if json {
@@ -366,6 +377,15 @@ async fn control(
         println!("rollout {rollout_id} {done}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Tenants per schema state in words: `998 latest, 2 pending`.
+fn counts_line(counts: &BTreeMap<String, usize>) -> String {
+    counts
+        .iter()
+        .map(|(state, count)| format!("{count} {state}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn wave_name(wave: i64) -> String {

@@ -19,4 +19,5 @@ mod provision;
 mod registry_safety;
 mod resources;
 mod rollouts;
+mod rollouts_api;
 mod saga;

@@ -2,6 +2,7 @@
  * - relative times stay current;
  * - a job's timeline follows the job live (Server-Sent Events, with a 1.5 s polling fallback) and Retry /
  *   Roll back act in place; Approve and Reject stay plain form posts that come back to the job's page;
+ * - a rollout's waves, counts and failed tenants follow it live the same way; its buttons stay plain form posts;
  * - the wizard moves between its steps here, checks the slug rule as you type, fills the Review (estimate,
  *   quotas, approval notice) from the plans the page embeds, posts JSON to the API and opens the progress drawer.
  * The job markup built here mirrors console/jobs.rs (`job_live`), so a page looks the same before and after. The
@@ -148,31 +149,36 @@
     section.addEventListener('submit', this.onAction.bind(this));
   }
 
+  // Refreshes `live` on every event of a job's stream; while the stream is down (or refused), polls instead
+  // (EventSource reconnects by itself). `live` has refresh, startPolling, stopPolling and a `source` slot.
+  function followJobEvents(live, jobId) {
+    if (!('EventSource' in window)) {
+      live.startPolling();
+      return;
+    }
+    var source = new EventSource(jobPath(jobId) + '/events');
+    live.source = source;
+    var refresh = function () { live.refresh(); };
+    source.addEventListener('phase', refresh);
+    source.addEventListener('log', refresh);
+    source.addEventListener('done', function () {
+      source.close();
+      live.source = null;
+      live.refresh();
+    });
+    source.addEventListener('open', function () { live.stopPolling(); });
+    source.addEventListener('error', function () {
+      if (source.readyState === EventSource.CLOSED) live.source = null;
+      live.startPolling();
+    });
+  }
+
   JobLive.prototype.start = function () {
     var live = this;
     live.stop();
     live.stopped = false;
     live.refresh();
-    if ('EventSource' in window) {
-      var source = new EventSource(jobPath(live.jobId) + '/events');
-      live.source = source;
-      var refresh = function () { live.refresh(); };
-      source.addEventListener('phase', refresh);
-      source.addEventListener('log', refresh);
-      source.addEventListener('done', function () {
-        source.close();
-        live.source = null;
-        live.refresh();
-      });
-      source.addEventListener('open', function () { live.stopPolling(); });
-      // While the stream is down (or refused), poll instead; EventSource reconnects by itself.
-      source.addEventListener('error', function () {
-        if (source.readyState === EventSource.CLOSED) live.source = null;
-        live.startPolling();
-      });
-    } else {
-      live.startPolling();
-    }
+    followJobEvents(live, live.jobId);
     live.tickTimer = setInterval(function () { live.tickDurations(); }, 1000);
   };
 
@@ -429,6 +435,219 @@
     }).catch(function () {
       if (button) button.disabled = false;
     });
+  };
+
+  /* ---------- a rollout, live ---------- */
+
+  /* The rollout page (console/rollouts.rs, `rollout_live`) patched in place from GET /platform/rollouts/{id}
+   * (JSON, with its failed tenants) on every event of the rollout's job stream, or every 1.5 s while the stream
+   * is down. The texts and the rules for the buttons are those of rollouts.rs. */
+
+  function rolloutPath(rolloutId) {
+    return '/platform/rollouts/' + encodeURIComponent(rolloutId);
+  }
+
+  function waveName(wave) {
+    return wave === 0 ? 'Canary' : 'Wave ' + wave;
+  }
+
+  function waveSettled(wave) {
+    return wave.applied + wave.skipped + wave.failed;
+  }
+
+  function waveTotal(wave) {
+    return wave.pending + wave.running + wave.applied + wave.skipped + wave.failed;
+  }
+
+  function waveCountsText(wave) {
+    var text = waveSettled(wave) + '/' + waveTotal(wave) + ' settled \u00b7 ' + wave.applied + ' applied';
+    [[wave.skipped, 'skipped'], [wave.failed, 'failed'], [wave.running, 'running'], [wave.pending, 'pending']]
+      .forEach(function (count) {
+        if (count[0] > 0) text += ' \u00b7 ' + count[0] + ' ' + count[1];
+      });
+    return text;
+  }
+
+  /* What an admin may do now: the same rules as rollouts.rs (`actions`). */
+  function rolloutActions(status, control) {
+    var over = !control || control === 'aborted' || ['complete', 'cancelled', 'rolled_back'].indexOf(status) >= 0;
+    if (over) return { pause: false, resume: false, retry: false, abort: false };
+    return {
+      pause: control === 'run' && (status === 'pending' || status === 'in_progress'),
+      resume: control === 'paused' && status !== 'failed',
+      retry: status === 'failed',
+      abort: true
+    };
+  }
+
+  function setBar(progress, settled, total) {
+    progress.max = Math.max(total, 1);
+    progress.value = settled;
+    progress.textContent = settled + '/' + total;
+  }
+
+  function RolloutLive(section) {
+    this.section = section;
+    this.rolloutId = section.getAttribute('data-rollout-id');
+    this.failedShown = Number(section.getAttribute('data-failed-shown')) || 100;
+    try {
+      this.errorHelp = JSON.parse(section.getAttribute('data-error-help') || '{}');
+    } catch (error) {
+      this.errorHelp = {};
+    }
+    this.source = null;
+    this.pollTimer = null;
+    this.inFlight = false;
+    this.again = false;
+    this.stopped = true;
+    this.failureKey = undefined; // nothing rendered by the script yet
+  }
+
+  RolloutLive.prototype.start = function () {
+    var live = this;
+    live.stopped = false;
+    live.refresh();
+    // The rollout is a job with the same id: each progress step it records is an event of the job's stream.
+    followJobEvents(live, live.rolloutId);
+  };
+
+  RolloutLive.prototype.startPolling = JobLive.prototype.startPolling;
+  RolloutLive.prototype.stopPolling = JobLive.prototype.stopPolling;
+
+  RolloutLive.prototype.stop = function () {
+    this.stopped = true;
+    if (this.source) this.source.close();
+    this.source = null;
+    this.stopPolling();
+  };
+
+  RolloutLive.prototype.refresh = function () {
+    var live = this;
+    if (live.inFlight) {
+      live.again = true;
+      return;
+    }
+    live.inFlight = true;
+    var url = rolloutPath(live.rolloutId) + '?status=failed&limit=' + live.failedShown;
+    fetch(url, { headers: { Accept: 'application/json' }, credentials: 'same-origin', cache: 'no-store' })
+      .then(function (response) { return response.ok ? response.json() : null; })
+      .then(function (rollout) { if (rollout) live.update(rollout); })
+      .catch(function () { /* the next event or poll tries again */ })
+      .then(function () {
+        live.inFlight = false;
+        if (live.again) {
+          live.again = false;
+          live.refresh();
+        }
+      });
+  };
+
+  RolloutLive.prototype.update = function (rollout) {
+    var section = this.section;
+    section.setAttribute('data-status', rollout.status);
+    section.setAttribute('data-control', rollout.control);
+    section.querySelector('.rollout-status').replaceChildren(pill(rollout.status));
+    section.querySelector('.rollout-control').replaceChildren.apply(section.querySelector('.rollout-control'),
+      rollout.control ? ['control ', pill(rollout.control)] : []);
+
+    var settled = 0;
+    var total = 0;
+    rollout.waves.forEach(function (wave) {
+      settled += waveSettled(wave);
+      total += waveTotal(wave);
+    });
+    setBar(section.querySelector('.rollout-progress'), settled, total);
+    section.querySelector('.rollout-percent').textContent = (total ? Math.floor(settled * 100 / total) : 0) + '%';
+    section.querySelectorAll('[data-count]').forEach(function (cell) {
+      cell.textContent = String(rollout.counts[cell.getAttribute('data-count')] || 0);
+    });
+
+    this.renderWaves(rollout);
+    this.renderOutcome(rollout);
+    this.renderFailure(rollout);
+    this.renderFailed(rollout);
+    var allowed = rolloutActions(rollout.status, rollout.control);
+    section.querySelectorAll('form[data-rollout-action]').forEach(function (form) {
+      form.hidden = !allowed[form.getAttribute('data-rollout-action')];
+    });
+
+    if (TERMINAL.indexOf(rollout.status) >= 0 && !this.stopped) this.stop();
+  };
+
+  RolloutLive.prototype.renderWaves = function (rollout) {
+    var list = this.section.querySelector('.waves');
+    if (!rollout.waves.length) return; // the server's "not listed yet" line stays
+    var items = list.querySelectorAll('li.wave');
+    if (items.length !== rollout.waves.length) {
+      list.replaceChildren.apply(list, rollout.waves.map(function (wave) {
+        var name = waveName(wave.wave);
+        return h('li', { class: 'wave', 'data-wave': wave.wave },
+          h('span', { class: 'wave-name' }, name),
+          h('progress', { max: '1', value: '0', 'aria-label': name + ' progress' }),
+          h('span', { class: 'wave-counts' }));
+      }));
+      items = list.querySelectorAll('li.wave');
+    }
+    // Patch in place: the rows keep their size, so nothing below them moves.
+    rollout.waves.forEach(function (wave, index) {
+      var item = items[index];
+      item.setAttribute('data-wave', wave.wave);
+      item.querySelector('.wave-name').textContent = waveName(wave.wave);
+      setBar(item.querySelector('progress'), waveSettled(wave), waveTotal(wave));
+      item.querySelector('.wave-counts').textContent = waveCountsText(wave);
+    });
+  };
+
+  RolloutLive.prototype.renderOutcome = function (rollout) {
+    var outcome = this.section.querySelector('.job-outcome');
+    if (rollout.status !== 'complete') {
+      outcome.hidden = true;
+      outcome.replaceChildren();
+      return;
+    }
+    outcome.replaceChildren(h('p', { class: 'outcome-ok' },
+      'Complete: every tenant to migrate is at version ' + rollout.target_version + '.'));
+    outcome.hidden = false;
+  };
+
+  RolloutLive.prototype.renderFailure = function (rollout) {
+    var failure = this.section.querySelector('.job-failure');
+    var stopped = rollout.status === 'failed' || rollout.status === 'rolled_back' ||
+      (rollout.status === 'cancelled' && !!rollout.error_code);
+    var key = stopped ? [rollout.status, rollout.error_code, rollout.error_message].join('|') : null;
+    if (key === this.failureKey) return;
+    this.failureKey = key;
+    if (!stopped) {
+      failure.hidden = true;
+      failure.replaceChildren();
+      return;
+    }
+    var help = this.errorHelp[rollout.error_code] || null;
+    var children = [h('h3', {}, rollout.status === 'cancelled' ? 'Aborted' : 'Stopped')];
+    if (rollout.error_code) {
+      children.push(h('p', { class: 'failure-code' }, h('code', { class: 'error-code' }, rollout.error_code),
+        help ? ' \u2014 ' + help[0] : ''));
+    }
+    if (rollout.error_message) children.push(h('p', { class: 'failure-message' }, rollout.error_message));
+    if (help) children.push(h('p', { class: 'failure-remedy' }, h('strong', {}, 'What to do: '), help[1]));
+    failure.replaceChildren.apply(failure, children);
+    failure.hidden = false;
+  };
+
+  RolloutLive.prototype.renderFailed = function (rollout) {
+    var block = this.section.querySelector('.rollout-failed');
+    var nFailed = rollout.counts.failed || 0;
+    block.hidden = nFailed === 0;
+    block.querySelector('.failed-count').textContent = String(nFailed);
+    block.querySelector('.failed-more').hidden = nFailed <= this.failedShown;
+    var body = block.querySelector('tbody');
+    body.replaceChildren.apply(body, rollout.tenants.map(function (tenant) {
+      return h('tr', {},
+        h('td', {}, h('a', { href: '/platform/tenants/' + encodeURIComponent(tenant.tenant_slug) }, tenant.tenant_slug)),
+        h('td', {}, waveName(tenant.wave)),
+        h('td', { class: 'details-cell' }, tenant.error || ''),
+        h('td', { class: 'num' }, String(tenant.attempts)));
+    }));
   };
 
   /* ---------- the wizard ---------- */
@@ -774,6 +993,9 @@
       if (section.closest('.drawer')) return;
       var live = new JobLive(section);
       if (TERMINAL.indexOf(section.getAttribute('data-status')) < 0) live.start();
+    });
+    document.querySelectorAll('main .rollout-live').forEach(function (section) {
+      if (TERMINAL.indexOf(section.getAttribute('data-status')) < 0) new RolloutLive(section).start();
     });
   }
 
