@@ -145,10 +145,14 @@ pub async fn run_doctor(platform: &Platform) -> Result<DoctorReport, CodedError>
         findings.push(Finding {
             kind: "interrupted",
             subject: format!("job {}", job.id),
-            detail: format!(
-                "{} job for tenant {} stopped mid-way (its worker is gone); its pieces are in flight",
-                job.kind, job.tenant_slug
-            ),
+            detail: match job.tenant_slug.starts_with('*') {
+                // A fleet job (a reconcile, a rollout) has no tenant of its own.
+                true => format!("{} job stopped mid-way (its worker is gone); it resumes from its records", job.kind),
+                false => format!(
+                    "{} job for tenant {} stopped mid-way (its worker is gone); its pieces are in flight",
+                    job.kind, job.tenant_slug
+                ),
+            },
             fix: format!("tenantry jobs resume {}", job.id),
         });
     }
