@@ -32,6 +32,8 @@ export class Fleet {
   constructor() {
     this.scratchDir = mkdtempSync(join(tmpdir(), 'tenantry-e2e-'));
     this.dataDir = join(this.scratchDir, 'data');
+    // Variables every tenantry process of this fleet runs with, the CLI's and `serve`'s alike.
+    this.env = {};
     this.servers = [];
   }
 
@@ -39,7 +41,7 @@ export class Fleet {
   cli(args, input) {
     const run = spawnSync(BINARY, args, {
       cwd: this.scratchDir,
-      env: fleetEnv(this.dataDir),
+      env: fleetEnv(this.dataDir, this.env),
       input: input ?? '',
       encoding: 'utf8',
       timeout: 60_000,
@@ -58,7 +60,7 @@ export class Fleet {
     const logPath = join(this.scratchDir, `serve-${this.servers.length}.log`);
     const child = spawn(BINARY, ['serve', '--listen', '127.0.0.1:0'], {
       cwd: this.scratchDir,
-      env: fleetEnv(this.dataDir, extraEnv),
+      env: fleetEnv(this.dataDir, { ...this.env, ...extraEnv }),
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     child.stderr.pipe(createWriteStream(logPath));

@@ -274,7 +274,7 @@ pub async fn rollout_page(
             div { dt { "Max failures" } dd { (view.max_failures) } }
             div { dt { "Requested by" } dd { (actor(&names, &view.actor)) } }
             div { dt { "Created" } dd { (time_ago(view.created_at)) } }
-            div { dt { "Finished" } dd {
+            div { dt { "Finished" } dd data-rollout-finished {
                 @match view.finished_at { Some(at) => (time_ago(at)), None => span.muted { "—" } }
             } }
             div { dt { "Phases and log" } dd {

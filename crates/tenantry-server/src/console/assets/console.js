@@ -599,6 +599,11 @@
   };
 
   RolloutLive.prototype.renderOutcome = function (rollout) {
+    // The details below the panel say when the rollout ended, once it has.
+    var finished = document.querySelector('[data-rollout-finished]');
+    if (finished && rollout.finished_at) {
+      finished.replaceChildren(timeAgo(new Date(rollout.finished_at).toISOString()));
+    }
     var outcome = this.section.querySelector('.job-outcome');
     if (rollout.status !== 'complete') {
       outcome.hidden = true;
