@@ -6,6 +6,7 @@ pub mod engines;
 mod error;
 pub mod resources;
 pub mod secrets;
+pub mod webhooks;
 
 pub use error::{Error, Result};
 

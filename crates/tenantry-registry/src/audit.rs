@@ -152,6 +152,8 @@ pub(crate) async fn insert_audits(
             .bind(hash);
     }
     insert.execute(&mut *connection).await?;
+    // Whoever is to be told of these events (webhooks), in the same transaction as the change.
+    crate::outbox::enqueue_for_audits(&mut *connection, events, at).await?;
     set_chain_head_hash(connection, &prev_hash).await
 }
 

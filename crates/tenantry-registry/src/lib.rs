@@ -12,6 +12,7 @@ mod error;
 mod installation;
 mod jobs;
 mod notify;
+mod outbox;
 mod records;
 mod resources;
 mod rollouts;
@@ -31,6 +32,10 @@ pub use jobs::{
     PhaseTransition, Placement, PlacementRequest, SubjectStatus,
 };
 pub use notify::{JobListener, JobNotification, JOBS_CHANNEL, JOB_EVENTS_CHANNEL};
+pub use outbox::{
+    events_raised_by, AttemptOutcome, NotificationRecord, WebhookRecord, DELIVERY_DEAD,
+    DELIVERY_PENDING, DELIVERY_SENT, NOTIFICATION_EVENTS,
+};
 pub use records::{
     AuditEvent, EventKind, JobEvent, JobRecord, NewAuditEvent, NewServer, PhaseRecord,
     SecretRecord, ServerRecord, TenantRecord, TenantResourceRecord,

@@ -91,6 +91,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         "rollouts",
         include_str!("../migrations/shared/0008_rollouts.sql"),
     ),
+    (
+        9,
+        "notifications",
+        include_str!("../migrations/shared/0009_notifications.sql"),
+    ),
 ];
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -132,6 +137,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         8,
         "rollouts",
         include_str!("../migrations/shared/0008_rollouts.sql"),
+    ),
+    (
+        9,
+        "notifications",
+        include_str!("../migrations/shared/0009_notifications.sql"),
     ),
 ];
 

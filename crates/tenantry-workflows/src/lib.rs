@@ -5,6 +5,7 @@ mod checks;
 mod costs;
 mod doctor;
 mod fleet;
+mod notify;
 mod offboard;
 mod phases;
 mod plans;
@@ -29,10 +30,15 @@ pub use doctor::{run_doctor, DoctorReport, Finding};
 pub use fleet::{
     add_server, admin_secret_name, harden_server, AddedServer, Hardening, ServerRequest,
 };
+pub use notify::{
+    add_webhook, remove_webhook, run_sender, send_due, webhook_secret_name, WebhookRequest,
+    SENDER_POLL, WEBHOOK_FORMATS,
+};
 pub use offboard::{OffboardRequest, OffboardWorkflow, OFFBOARD_PHASES, PURGE_PHASES};
 pub use plans::{approval_needed, effective_settings, monthly_estimate};
 pub use platform::{
-    ApprovalSettings, Platform, PricingSettings, Settings, TenantSchema, WarmPoolSettings,
+    ApprovalSettings, NotificationSettings, Platform, PricingSettings, Settings, TenantSchema,
+    WarmPoolSettings,
 };
 pub use pool::{
     fill_warm_pool, prune_warm_pool, refill_warm_pools, run_warm_pool_refill, warm_pool_status,

@@ -116,6 +116,7 @@ pub struct Settings {
     /// Where the first admin accepts the invitation; the token is appended.
     pub invitation_base_url: String,
     pub warm_pool: WarmPoolSettings,
+    pub notifications: NotificationSettings,
     /// The least time between two purges (DROP DATABASE) on one server: each forces a checkpoint other tenants feel.
     pub purge_min_interval: std::time::Duration,
     pub approvals: ApprovalSettings,
@@ -161,6 +162,17 @@ impl Default for PricingSettings {
             region_multipliers: std::collections::BTreeMap::new(),
         }
     }
+}
+
+/// How webhook deliveries are guarded and retried.
+#[derive(Debug, Clone)]
+pub struct NotificationSettings {
+    /// Webhook URLs may resolve to private and link-local addresses.
+    pub allow_internal: bool,
+    /// The first retry's delay, doubled on each further one (at most five minutes).
+    pub retry_base: std::time::Duration,
+    /// Attempts before a delivery is dead.
+    pub max_attempts: u32,
 }
 
 /// How many databases each server keeps ready ahead of time (PostgreSQL servers; see `crate::pool`).

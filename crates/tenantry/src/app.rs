@@ -11,8 +11,8 @@ use tenantry_providers::credentials::SecretString;
 use tenantry_providers::secrets::{LocalSecretStore, MasterKey, MasterKeyCheck, SecretStore};
 use tenantry_registry::{NewServer, Registry, RegistryLocation};
 use tenantry_workflows::{
-    admin_secret_name, ApprovalSettings, Platform, PricingSettings, Settings, TenantSchema,
-    WarmPoolSettings,
+    admin_secret_name, ApprovalSettings, NotificationSettings, Platform, PricingSettings, Settings,
+    TenantSchema, WarmPoolSettings,
 };
 
 /// The example tenant schema, compiled in so that a fresh clone (or a copied binary) works with no set-up.
@@ -127,6 +127,11 @@ impl App {
             tenant_schema,
             invitation_base_url: config.invitation_base_url.clone(),
             purge_min_interval: config.purge_min_interval,
+            notifications: NotificationSettings {
+                allow_internal: config.webhook_allow_internal,
+                retry_base: config.notify_retry_base,
+                max_attempts: config.notify_max_attempts,
+            },
             warm_pool: WarmPoolSettings {
                 size: config.warm_pool_size,
                 refill_batch: config.warm_pool_refill_batch,

@@ -67,6 +67,12 @@ pub enum Command {
         #[arg(long)]
         kind: Option<String>,
     },
+    /// Webhooks: signed deliveries of tenantry's events (Standard Webhooks, or Slack-compatible messages).
+    #[command(subcommand)]
+    Webhooks(WebhooksCommand),
+    /// The outbox: every delivery with its attempts, status and last error.
+    #[command(subcommand)]
+    Notifications(NotificationsCommand),
     /// Fleet migrations: bring every tenant database to the tenant schema's latest version, in waves.
     #[command(subcommand)]
     Migrate(MigrateCommand),
@@ -395,4 +401,41 @@ pub struct MigrateApplyArgs {
     /// Record the rollout and return; a `tenantry serve` or `worker` runs it.
     #[arg(long)]
     pub no_wait: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhooksCommand {
+    /// Subscribe a URL to events; prints the signing secret (whsec_…) once.
+    Add {
+        /// https://, or http:// to a loopback address; never one that resolves inside the network unless
+        /// webhook_allow_internal is set.
+        #[arg(long)]
+        url: String,
+        /// Comma-separated: tenant.provisioned, tenant.provision_failed, tenant.offboarded, approval.requested,
+        /// approval.decided, job.failed.
+        #[arg(long, value_delimiter = ',', required = true)]
+        events: Vec<String>,
+        /// `standard` (Standard Webhooks JSON, the default) or `slack` (a Slack-compatible message).
+        #[arg(long)]
+        format: Option<String>,
+    },
+    List,
+    /// Remove a webhook and its secret; its deliveries not yet sent end dead.
+    Remove {
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NotificationsCommand {
+    /// Deliveries, newest first.
+    List {
+        /// pending, sent or dead.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Send a dead delivery again (same id).
+    Retry { id: String },
 }

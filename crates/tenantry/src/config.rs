@@ -37,6 +37,9 @@ struct ConfigFile {
     currency: Option<String>,
     region_multipliers: Option<BTreeMap<String, f64>>,
     sqlite_server_roots: Option<Vec<PathBuf>>,
+    webhook_allow_internal: Option<bool>,
+    notify_retry_base_ms: Option<u64>,
+    notify_max_attempts: Option<u32>,
 }
 
 /// The validated configuration.
@@ -56,6 +59,12 @@ pub struct Config {
     pub invitation_base_url: String,
     /// The least time between two purges on one server (`TENANTRY_PURGE_MIN_INTERVAL_MS`, default 1000).
     pub purge_min_interval: Duration,
+    /// Webhook URLs may resolve to private and link-local addresses (`TENANTRY_WEBHOOK_ALLOW_INTERNAL`).
+    pub webhook_allow_internal: bool,
+    /// The first retry's delay of a failed delivery, doubled each time (`TENANTRY_NOTIFY_RETRY_BASE_MS`, 1000).
+    pub notify_retry_base: Duration,
+    /// Attempts before a delivery is dead (`TENANTRY_NOTIFY_MAX_ATTEMPTS`, default 8).
+    pub notify_max_attempts: u32,
     pub retry: RetryPolicy,
     pub plans: Vec<Plan>,
     /// PostgreSQL databases per server made ahead of time from the schema template (0: none).
@@ -235,6 +244,18 @@ impl Config {
                     .or(file.purge_min_interval_ms)
                     .unwrap_or(1000),
             ),
+            webhook_allow_internal: env_parsed("TENANTRY_WEBHOOK_ALLOW_INTERNAL")?
+                .or(file.webhook_allow_internal)
+                .unwrap_or(false),
+            notify_retry_base: Duration::from_millis(
+                env_parsed("TENANTRY_NOTIFY_RETRY_BASE_MS")?
+                    .or(file.notify_retry_base_ms)
+                    .unwrap_or(1000),
+            ),
+            notify_max_attempts: env_parsed("TENANTRY_NOTIFY_MAX_ATTEMPTS")?
+                .or(file.notify_max_attempts)
+                .unwrap_or(8)
+                .max(1),
             invitation_base_url: env("TENANTRY_INVITATION_BASE_URL")
                 .or(file.invitation_base_url)
                 .unwrap_or_else(|| "https://app.example/invite?token=".into()),

@@ -5,6 +5,7 @@ mod fleet;
 mod inspect;
 mod jobs;
 mod migrate;
+mod notifications;
 mod plans;
 mod pool;
 mod provision;
@@ -50,6 +51,12 @@ pub async fn run(cli: Cli) -> CommandResult {
                 json,
             )
             .await
+        }
+        Command::Webhooks(command) => {
+            notifications::webhooks(&App::open(config).await?, command, json).await
+        }
+        Command::Notifications(command) => {
+            notifications::notifications(&App::open(config).await?, command, json).await
         }
         Command::Migrate(command) => migrate::run(&App::open(config).await?, command, json).await,
         Command::Pool(command) => {

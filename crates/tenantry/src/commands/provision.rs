@@ -217,6 +217,11 @@ async fn report(app: &App, runner: Runner, run: Run<'_>, json: bool) -> CommandR
     if let Some((_, bar)) = display {
         bar.finish_and_clear();
     }
+    // Whoever subscribed hears of the job's end from this process at once (a `serve` or `worker` retries
+    // what fails; the outbox keeps it).
+    if let Err(error) = tenantry_workflows::send_due(&app.platform, runner.owner()).await {
+        tracing::warn!(error = %error.message, "notifications not sent now; a serve or worker will");
+    }
     let outcome = outcome?;
     let job = &outcome.job;
     let events = app

@@ -122,6 +122,12 @@ pub async fn serve(app: App, listen: &str, n_workers: usize) -> CommandResult {
         app.platform.clone(),
         shutdown.clone(),
     ));
+    // Delivers the outbox's webhooks.
+    let sender = tokio::spawn(tenantry_workflows::run_sender(
+        app.platform.clone(),
+        app.runner().owner().to_owned(),
+        shutdown.clone(),
+    ));
     // Tests and scripts read this line to find the port.
     println!("tenantry listening on http://{address}");
     print_bootstrap_hint(&app).await?;
@@ -139,6 +145,7 @@ pub async fn serve(app: App, listen: &str, n_workers: usize) -> CommandResult {
         })?;
     let _ = workers.await;
     let _ = refill.await;
+    let _ = sender.await;
     app.platform.registry.close().await;
     Ok(ExitCode::SUCCESS)
 }
@@ -148,6 +155,11 @@ pub async fn worker(app: App, n_workers: usize) -> CommandResult {
     println!("tenantry worker running {n_workers} worker(s); stop with SIGTERM");
     let refill = tokio::spawn(tenantry_workflows::run_warm_pool_refill(
         app.platform.clone(),
+        shutdown.clone(),
+    ));
+    let sender = tokio::spawn(tenantry_workflows::run_sender(
+        app.platform.clone(),
+        app.runner().owner().to_owned(),
         shutdown.clone(),
     ));
     run_workers(
@@ -160,6 +172,7 @@ pub async fn worker(app: App, n_workers: usize) -> CommandResult {
     )
     .await;
     let _ = refill.await;
+    let _ = sender.await;
     app.platform.registry.close().await;
     Ok(ExitCode::SUCCESS)
 }

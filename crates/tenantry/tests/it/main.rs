@@ -12,6 +12,7 @@ mod failures;
 mod fast_paths;
 mod harness;
 mod installations;
+mod notifications;
 mod offboard;
 mod own_schema;
 mod plans;
