@@ -1,7 +1,7 @@
 //! Webhooks over HTTP against a real `tenantry serve` and a real receiver on loopback: a subscription added
 //! over the API answers its secret once, a forbidden URL is refused and stores nothing, a read-only role cannot
 //! subscribe or retry, a provisioned tenant's delivery shows in the list and on the console's page, a dead one is
-//! sent again by its retry, the outbox's counts are on `/metrics`, the console's form shows a new secret once,
+//! sent again by its retry over the API and by the page's Retry form (CSRF-checked), the outbox's counts are on `/metrics`, the console's form shows a new secret once,
 //! and removal answers 204 and then 404.
 
 use crate::harness::{eventually, Engine, Fleet, Receiver, Server};
@@ -9,6 +9,35 @@ use serde_json::{json, Value};
 
 const BROWSER_ACCEPT: &str =
     "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8";
+const PASSWORD: &str = "correct horse battery staple";
+
+/// Signs in through the console's form; returns the session cookie.
+async fn sign_in(server: &Server) -> String {
+    let signed_in = server
+        .http
+        .post(server.url("/platform/login"))
+        .header("accept", BROWSER_ACCEPT)
+        .form(&[("email", "ops@example.com"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), 303);
+    signed_in.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// The CSRF token a page renders into its `<meta>`.
+fn csrf_token(html: &str) -> String {
+    let (_, after) = html
+        .split_once("<meta name=\"csrf-token\" content=\"")
+        .expect("the page carries the CSRF token");
+    after.split('"').next().unwrap().to_owned()
+}
 
 async fn deliveries(server: &Server, token: &str) -> Vec<Value> {
     let response = server
@@ -34,12 +63,27 @@ async fn webhooks(server: &Server, token: &str) -> Vec<Value> {
 async fn webhooks_over_the_api_and_the_console() {
     let fleet = Fleet::new(Engine::Sqlite).await;
     let admin = fleet.token_for("admin@example.com", "PLATFORM_ADMIN").await;
+    fleet
+        .run_with_stdin(
+            &[
+                "users",
+                "add",
+                "--email",
+                "ops@example.com",
+                "--role",
+                "PLATFORM_ADMIN",
+                "--password-stdin",
+            ],
+            PASSWORD,
+        )
+        .await
+        .assert_ok();
     let readonly = fleet
         .token_for("reader@example.com", "PLATFORM_READONLY")
         .await;
-    // One attempt: the receiver's first answer (500) makes the delivery dead, for an operator to retry.
+    // One attempt: each 500 makes the delivery dead, for an operator to retry (over the API, then the console).
     let server = fleet.serve(&[("TENANTRY_NOTIFY_MAX_ATTEMPTS", "1")]).await;
-    let receiver = Receiver::start(vec![500]).await;
+    let receiver = Receiver::start(vec![500, 500]).await;
     let subscription = json!({ "url": receiver.url, "events": ["tenant.provisioned"] });
 
     let refused = server
@@ -109,14 +153,18 @@ async fn webhooks_over_the_api_and_the_console() {
     );
     let delivery_id = dead["id"].as_str().unwrap().to_owned();
 
+    let cookie = sign_in(&server).await;
     let page = server
-        .get("/platform/notifications", &admin)
+        .http
+        .get(server.url("/platform/notifications"))
         .header("accept", BROWSER_ACCEPT)
+        .header("cookie", &cookie)
         .send()
         .await
         .unwrap();
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
+    let csrf = csrf_token(&html);
     for shown in [
         "<title>Notifications",
         "tenant.provisioned",
@@ -133,6 +181,33 @@ async fn webhooks_over_the_api_and_the_console() {
     assert_eq!(refused.status(), 403);
     let retried = server.post(&retry_path, &admin).send().await.unwrap();
     assert_eq!(retried.status(), 204);
+    // Its second attempt meets the second 500: dead again, for the console's Retry button.
+    eventually(
+        30,
+        || server.log(),
+        || async {
+            let listed = deliveries(&server, &readonly).await;
+            (listed[0]["status"] == "dead" && listed[0]["attempts"] == 2).then_some(())
+        },
+    )
+    .await;
+    let form_retry = |csrf: &str| {
+        server
+            .http
+            .post(server.url(&retry_path))
+            .header("accept", BROWSER_ACCEPT)
+            .header("cookie", &cookie)
+            .form(&[("csrf_token", csrf.to_owned())])
+    };
+    let forged = form_retry("not-the-token").send().await.unwrap();
+    assert_eq!(
+        forged.status(),
+        403,
+        "the form needs the session's CSRF token"
+    );
+    let from_page = form_retry(&csrf).send().await.unwrap();
+    assert_eq!(from_page.status(), 303);
+    assert_eq!(from_page.headers()["location"], "/platform/notifications");
     eventually(
         30,
         || server.log(),
@@ -140,9 +215,10 @@ async fn webhooks_over_the_api_and_the_console() {
     )
     .await;
     let got = receiver.received();
-    assert_eq!(got.len(), 2);
-    assert_eq!(got[0].headers["webhook-id"], delivery_id.as_str());
-    assert_eq!(got[1].headers["webhook-id"], delivery_id.as_str());
+    assert_eq!(got.len(), 3);
+    assert!(got
+        .iter()
+        .all(|request| request.headers["webhook-id"] == delivery_id));
     let again = server.post(&retry_path, &admin).send().await.unwrap();
     assert_eq!(again.status(), 404, "only a dead delivery is retried");
 
@@ -159,7 +235,7 @@ async fn webhooks_over_the_api_and_the_console() {
         "tenantry_notifications{status=\"sent\"} 1",
         "tenantry_notifications{status=\"dead\"} 0",
         "tenantry_notifications_sent_total{event=\"tenant.provisioned\"} 1",
-        "tenantry_notifications_dead_total{event=\"tenant.provisioned\"} 1",
+        "tenantry_notifications_dead_total{event=\"tenant.provisioned\"} 2",
     ] {
         assert!(metrics.contains(line), "{line} in {metrics}");
     }
