@@ -180,6 +180,21 @@ pub const POLICY: &[(&str, &str, Access)] = &[
         Access::Roles(ADMINS),
     ),
     ("GET", "/platform/audit", Access::Roles(ALL_ROLES)),
+    // Webhooks: reading deliveries and subscriptions is for whoever may read jobs (they name no secret);
+    // subscribing, removing and sending again are for admins, as a webhook sends the platform's events out.
+    ("GET", "/platform/notifications", Access::Roles(ALL_ROLES)),
+    (
+        "POST",
+        "/platform/notifications/{notification_id}/retry",
+        Access::Roles(ADMINS),
+    ),
+    ("GET", "/platform/webhooks", Access::Roles(ALL_ROLES)),
+    ("POST", "/platform/webhooks", Access::Roles(ADMINS)),
+    (
+        "DELETE",
+        "/platform/webhooks/{webhook_id}",
+        Access::Roles(ADMINS),
+    ),
     // The console's own routes: the way in, sign-in form, assets, and the wizard (admins, like provisioning).
     ("GET", "/", Access::Public),
     ("GET", "/platform", Access::Public),
@@ -187,6 +202,12 @@ pub const POLICY: &[(&str, &str, Access)] = &[
     ("GET", "/platform/assets/{name}", Access::Public),
     ("GET", "/platform/tenants/new", Access::Roles(ADMINS)),
     ("POST", "/platform/tenants/new", Access::Roles(ADMINS)),
+    // A form cannot send DELETE: the notifications page's Remove button posts here.
+    (
+        "POST",
+        "/platform/webhooks/{webhook_id}/remove",
+        Access::Roles(ADMINS),
+    ),
 ];
 
 /// The policy entry for a route, if any.

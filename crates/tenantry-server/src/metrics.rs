@@ -1,12 +1,13 @@
-//! `/metrics` in Prometheus text: phase durations recorded in this process (by the runner), and counts and
-//! per-tenant info and cost read from the registry at scrape time, so every replica reports the same numbers.
+//! `/metrics` in Prometheus text: phase durations and webhook sends recorded in this process, and counts (jobs,
+//! webhook deliveries by status) and per-tenant info and cost read from the registry at scrape time, so every
+//! replica reports the same numbers.
 //! The per-tenant series name customers (slug, plan, cost center, cost), so they are rendered only for a caller
 //! with a platform role ([`Scope::WithTenants`]); the public scrape carries no customer name.
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::fmt::Write as _;
 use std::sync::OnceLock;
-use tenantry_registry::Registry;
+use tenantry_registry::{Registry, DELIVERY_DEAD, DELIVERY_PENDING, DELIVERY_SENT};
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -91,6 +92,24 @@ pub async fn render(
     );
     let _ = writeln!(text, "# TYPE tenantry_job_queue_depth gauge");
     let _ = writeln!(text, "tenantry_job_queue_depth {queue_depth}");
+    // Read here rather than counted by the sender: the `_total` counters appear only once this process has
+    // sent something, and only for what it sent; these are the outbox's, the same from every replica.
+    let _ = writeln!(
+        text,
+        "# HELP tenantry_notifications Webhook deliveries in the outbox by status."
+    );
+    let _ = writeln!(text, "# TYPE tenantry_notifications gauge");
+    let delivery_counts = registry.notification_counts().await?;
+    for status in [DELIVERY_PENDING, DELIVERY_SENT, DELIVERY_DEAD] {
+        let count = delivery_counts
+            .iter()
+            .find(|(counted, _)| counted == status)
+            .map_or(0, |(_, count)| *count);
+        let _ = writeln!(
+            text,
+            "tenantry_notifications{{status=\"{status}\"}} {count}"
+        );
+    }
     // The validation suite's `metrics_visible` check reads the same lines.
     if scope == Scope::WithTenants {
         text.push_str(&tenantry_workflows::tenant_metrics_text(registry).await?);

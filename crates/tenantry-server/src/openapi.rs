@@ -1,6 +1,8 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations and the types they exchange.
 
-use crate::api::{jobs, plans, rollouts, servers, session, system, tenants, JobAccepted};
+use crate::api::{
+    jobs, notifications, plans, rollouts, servers, session, system, tenants, JobAccepted,
+};
 use crate::error::ProblemDetails;
 use tenantry_core::EngineKind;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -36,6 +38,8 @@ impl Modify for BearerAuth {
         servers::list_servers, servers::create_server, servers::drain_server,
         rollouts::create_rollout, rollouts::list_rollouts, rollouts::get_rollout, rollouts::pause_rollout,
         rollouts::resume_rollout, rollouts::abort_rollout, rollouts::tenant_schema,
+        notifications::list_notifications, notifications::retry_notification, notifications::list_webhooks,
+        notifications::create_webhook, notifications::delete_webhook,
     ),
     components(schemas(
         ProblemDetails, JobAccepted, jobs::StreamEvent, jobs::ApprovalBody, plans::PlanOffer,
@@ -46,6 +50,8 @@ impl Modify for BearerAuth {
         tenantry_registry::JobEvent, tenantry_registry::EventKind,
         tenantry_engine::JobView, tenantry_engine::PhaseView, tenantry_engine::LogView,
         rollouts::RolloutBody, rollouts::RolloutDryRun, rollouts::TenantSchemaView, tenantry_workflows::RolloutView,
+        notifications::DeliveryView, notifications::WebhookView, notifications::WebhookBody,
+        notifications::WebhookCreated,
     )),
     modifiers(&BearerAuth),
 )]
@@ -103,6 +109,18 @@ pub fn document_for<'a>(
         { "not": { "required": ["canary", "canary_tenants"] } },
         { "not": { "required": ["wave_size", "waves"] } },
     ]);
+    // A webhook's events and formats are the outbox's.
+    let webhook = &mut document["components"]["schemas"]["WebhookBody"];
+    webhook["properties"]["events"]["items"]["enum"] = string_enum(
+        tenantry_registry::NOTIFICATION_EVENTS
+            .iter()
+            .map(|(event, _)| *event),
+    )
+    .into();
+    constrain(
+        &mut webhook["properties"]["format"],
+        &string_enum(tenantry_workflows::WEBHOOK_FORMATS),
+    );
     if let Some(parameters) =
         document["paths"]["/platform/plans"]["get"]["parameters"].as_array_mut()
     {

@@ -1,10 +1,10 @@
 //! Every route of the server, by method and path template, with its handler. The policy for each is in
 //! `auth::POLICY`; a test checks that every route here has one.
 
-use crate::api::{jobs, plans, rollouts, servers, session, system, tenants};
+use crate::api::{jobs, notifications, plans, rollouts, servers, session, system, tenants};
 use crate::console::{self, html_or_json, pages};
 use crate::state::ServerState;
-use axum::routing::{get, post, MethodFilter, MethodRouter};
+use axum::routing::{delete, get, post, MethodFilter, MethodRouter};
 
 /// A route: method, path template (axum syntax) and handler.
 pub struct Route {
@@ -197,6 +197,34 @@ pub fn api_routes() -> Vec<Route> {
             "/platform/servers/{name}/drain",
             post(servers::drain_server),
             pages::drain_submit,
+        ),
+        with_page(
+            "GET",
+            "/platform/notifications",
+            get(notifications::list_notifications),
+            pages::notifications_page,
+        ),
+        with_page(
+            "POST",
+            "/platform/notifications/{notification_id}/retry",
+            post(notifications::retry_notification),
+            pages::retry_notification_submit,
+        ),
+        route(
+            "GET",
+            "/platform/webhooks",
+            get(notifications::list_webhooks),
+        ),
+        with_page(
+            "POST",
+            "/platform/webhooks",
+            post(notifications::create_webhook),
+            pages::add_webhook_submit,
+        ),
+        route(
+            "DELETE",
+            "/platform/webhooks/{webhook_id}",
+            delete(notifications::delete_webhook),
         ),
         with_page(
             "GET",

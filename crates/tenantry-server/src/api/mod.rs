@@ -1,6 +1,7 @@
 //! The REST handlers, grouped by resource, and the request and response bodies they exchange.
 
 pub mod jobs;
+pub mod notifications;
 pub mod plans;
 pub mod rollouts;
 pub mod servers;

@@ -61,16 +61,22 @@ pub enum Section {
     Tenants,
     Jobs,
     Rollouts,
+    Notifications,
     Servers,
     Costs,
     Audit,
     None,
 }
 
-const SECTIONS: [(Section, &str, &str); 6] = [
+const SECTIONS: [(Section, &str, &str); 7] = [
     (Section::Tenants, "Tenants", "/platform/tenants"),
     (Section::Jobs, "Jobs", "/platform/jobs"),
     (Section::Rollouts, "Rollouts", "/platform/rollouts"),
+    (
+        Section::Notifications,
+        "Notifications",
+        "/platform/notifications",
+    ),
     (Section::Servers, "Servers", "/platform/servers"),
     (Section::Costs, "Costs", "/platform/costs"),
     (Section::Audit, "Audit", "/platform/audit"),

@@ -3,8 +3,9 @@
 //! Pages live at the same paths as the API's GETs (`/platform/tenants`, `/platform/jobs/{job_id}`,
 //! `/platform/costs`, …) and are chosen by content negotiation (`negotiate`); the browser side of the API's writes
 //! (offboard, retry, approve a waiting job, add a server, …) answers plain HTML forms with 303 redirects.
-//! Page-only routes are the sign-in form, the wizard and the assets. Every route here is in `auth::POLICY` like
-//! any other, so the console can do nothing its operator's role could not do over the API.
+//! Page-only routes are the sign-in form, the wizard, the assets and a webhook's Remove (a form cannot send
+//! DELETE). Every route here is in `auth::POLICY` like any other, so the console can do nothing its operator's
+//! role could not do over the API.
 
 mod assets;
 mod audit;
@@ -14,6 +15,7 @@ mod jobs;
 mod layout;
 mod login;
 mod negotiate;
+mod notifications;
 mod rollouts;
 mod servers;
 mod tenants;
@@ -30,6 +32,9 @@ pub mod pages {
         approve_submit, job_page, jobs_page, reject_submit, retry_submit, rollback_submit,
     };
     pub use super::login::login_submit;
+    pub use super::notifications::{
+        add_webhook_submit, notifications_page, retry_notification_submit,
+    };
     pub use super::rollouts::{
         abort_rollout_submit, pause_rollout_submit, resume_rollout_submit, rollout_page,
         rollouts_page,
@@ -78,6 +83,11 @@ pub fn page_routes() -> Vec<Route> {
             method: "POST",
             path: "/platform/tenants/new",
             handler: post(wizard::wizard_step),
+        },
+        Route {
+            method: "POST",
+            path: "/platform/webhooks/{webhook_id}/remove",
+            handler: post(notifications::remove_webhook_submit),
         },
     ]
 }

@@ -265,6 +265,8 @@ fn concrete(path: &str) -> String {
     path.replace("{slug}", "no-such-tenant")
         .replace("{job_id}", "no-such-job")
         .replace("{name}", "no-such-server")
+        .replace("{notification_id}", "no-such-delivery")
+        .replace("{webhook_id}", "no-such-webhook")
 }
 
 async fn every_role_meets_the_policy_on_every_route(engine: Engine) {
@@ -284,6 +286,7 @@ async fn every_role_meets_the_policy_on_every_route(engine: Engine) {
             let builder = match *method {
                 "GET" => server.http.get(&url),
                 "POST" => server.http.post(&url).json(&json!({})),
+                "DELETE" => server.http.delete(&url),
                 other => panic!("unexpected method {other}"),
             };
             match token {

@@ -1,5 +1,5 @@
 //! A fleet for one test: a fresh data directory and registry, a tenant server of the engine under test, and
-//! helpers that run the real `tenantry` binary and look at the servers directly.
+//! helpers that run the real `tenantry` binary and look at the servers directly; and a webhook receiver.
 //!
 //! SQLite engine tests use a SQLite registry and the bundled `local` server. PostgreSQL engine tests use a fresh
 //! PostgreSQL registry database and the password-checking cluster from `scripts/test-services` as tenant server.
@@ -9,9 +9,11 @@
 use serde_json::Value;
 use sqlx::postgres::PgConnection;
 use sqlx::{Connection, Executor};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
-use tokio::io::AsyncWriteExt;
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Mutex, MutexGuard};
 
 /// The provision phases, written out here on purpose: their names are API, and a test must notice a rename.
@@ -685,4 +687,90 @@ macro_rules! for_each_engine {
             }
         )+
     };
+}
+
+/// One request the receiver got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub headers: BTreeMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+/// An HTTP receiver on 127.0.0.1: answers each request with the next status of its script (200 once the script
+/// is used up) and keeps what it got.
+pub struct Receiver {
+    pub url: String,
+    received: Arc<std::sync::Mutex<Vec<Received>>>,
+}
+
+impl Receiver {
+    pub async fn start(statuses: Vec<u16>) -> Receiver {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the receiver");
+        let url = format!(
+            "http://{}/hooks/tenantry",
+            listener.local_addr().expect("its address")
+        );
+        let received = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = received.clone();
+        let script = Arc::new(std::sync::Mutex::new(statuses.into_iter()));
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let kept = kept.clone();
+                let script = script.clone();
+                tokio::spawn(async move {
+                    let mut buffer = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    let (headers, body_start) = loop {
+                        let n = stream.read(&mut chunk).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        buffer.extend_from_slice(&chunk[..n]);
+                        if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&buffer[..end]).into_owned();
+                            let headers: BTreeMap<String, String> = head
+                                .lines()
+                                .skip(1)
+                                .filter_map(|line| line.split_once(':'))
+                                .map(|(name, value)| {
+                                    (name.trim().to_ascii_lowercase(), value.trim().to_owned())
+                                })
+                                .collect();
+                            break (headers, end + 4);
+                        }
+                    };
+                    let length: usize = headers
+                        .get("content-length")
+                        .and_then(|length| length.parse().ok())
+                        .unwrap_or(0);
+                    while buffer.len() < body_start + length {
+                        let n = stream.read(&mut chunk).await.unwrap_or(0);
+                        if n == 0 {
+                            break;
+                        }
+                        buffer.extend_from_slice(&chunk[..n]);
+                    }
+                    let body = buffer[body_start..].to_vec();
+                    kept.lock()
+                        .expect("not poisoned")
+                        .push(Received { headers, body });
+                    let status = script.lock().expect("not poisoned").next().unwrap_or(200);
+                    let answer = format!(
+                        "HTTP/1.1 {status} Scripted\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                    );
+                    let _ = stream.write_all(answer.as_bytes()).await;
+                });
+            }
+        });
+        Receiver { url, received }
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().expect("not poisoned").clone()
+    }
 }

@@ -13,6 +13,7 @@ mod fast_paths;
 mod harness;
 mod installations;
 mod notifications;
+mod notifications_api;
 mod offboard;
 mod own_schema;
 mod plans;

@@ -3,92 +3,10 @@
 //! same `webhook-id` on every attempt (also after a crash between the send and its record), signatures that
 //! verify with the subscription's secret and fail with another, and bad subscriptions refused.
 
-use crate::harness::{eventually, Engine, Fleet};
+use crate::harness::{eventually, Engine, Fleet, Received, Receiver};
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use serde_json::Value;
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// One request the receiver got.
-#[derive(Debug, Clone)]
-struct Received {
-    headers: BTreeMap<String, String>,
-    body: Vec<u8>,
-}
-
-/// An HTTP receiver on 127.0.0.1: answers each request with the next status of its script (200 once the script
-/// is used up) and keeps what it got.
-struct Receiver {
-    url: String,
-    received: Arc<Mutex<Vec<Received>>>,
-}
-
-impl Receiver {
-    async fn start(statuses: Vec<u16>) -> Receiver {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/hooks/tenantry", listener.local_addr().unwrap());
-        let received = Arc::new(Mutex::new(Vec::new()));
-        let kept = received.clone();
-        let script = Arc::new(Mutex::new(statuses.into_iter()));
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let kept = kept.clone();
-                let script = script.clone();
-                tokio::spawn(async move {
-                    let mut buffer = Vec::new();
-                    let mut chunk = [0u8; 4096];
-                    let (headers, body_start) = loop {
-                        let n = stream.read(&mut chunk).await.unwrap_or(0);
-                        if n == 0 {
-                            return;
-                        }
-                        buffer.extend_from_slice(&chunk[..n]);
-                        if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-                            let head = String::from_utf8_lossy(&buffer[..end]).into_owned();
-                            let headers: BTreeMap<String, String> = head
-                                .lines()
-                                .skip(1)
-                                .filter_map(|line| line.split_once(':'))
-                                .map(|(name, value)| {
-                                    (name.trim().to_ascii_lowercase(), value.trim().to_owned())
-                                })
-                                .collect();
-                            break (headers, end + 4);
-                        }
-                    };
-                    let length: usize = headers
-                        .get("content-length")
-                        .and_then(|length| length.parse().ok())
-                        .unwrap_or(0);
-                    while buffer.len() < body_start + length {
-                        let n = stream.read(&mut chunk).await.unwrap_or(0);
-                        if n == 0 {
-                            break;
-                        }
-                        buffer.extend_from_slice(&chunk[..n]);
-                    }
-                    let body = buffer[body_start..].to_vec();
-                    kept.lock().unwrap().push(Received { headers, body });
-                    let status = script.lock().unwrap().next().unwrap_or(200);
-                    let answer = format!(
-                        "HTTP/1.1 {status} Scripted\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-                    );
-                    let _ = stream.write_all(answer.as_bytes()).await;
-                });
-            }
-        });
-        Receiver { url, received }
-    }
-
-    fn received(&self) -> Vec<Received> {
-        self.received.lock().unwrap().clone()
-    }
-}
 
 /// Whether a delivery's `webhook-signature` verifies with `secret`, as the Standard Webhooks spec says: the
 /// base64 HMAC-SHA256, keyed by the base64 after `whsec_`, of `id.timestamp.body`.
