@@ -33,7 +33,7 @@ pub use jobs::{
 };
 pub use notify::{JobListener, JobNotification, JOBS_CHANNEL, JOB_EVENTS_CHANNEL};
 pub use outbox::{
-    events_raised_by, AttemptOutcome, NotificationRecord, WebhookRecord, DELIVERY_DEAD,
+    events_raised_by, shown_url, AttemptOutcome, NotificationRecord, WebhookRecord, DELIVERY_DEAD,
     DELIVERY_PENDING, DELIVERY_SENT, NOTIFICATION_EVENTS,
 };
 pub use records::{

@@ -48,12 +48,41 @@ pub fn events_raised_by(audit_event_type: &str) -> impl Iterator<Item = &'static
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct WebhookRecord {
     pub id: String,
+    /// Where deliveries go. Serialized as [`shown_url`]: a URL's path can be its credential (a Slack incoming
+    /// webhook's is), so only the sender reads it whole.
+    #[serde(serialize_with = "serialize_shown_url")]
     pub url: String,
     pub events: Vec<String>,
     /// `standard` (Standard Webhooks JSON) or `slack` (a Slack-compatible message).
     pub format: String,
     pub created_by: String,
     pub created_at: i64,
+}
+
+/// A webhook URL as people and programs are shown it: the scheme, host and port, and `/…` for whatever follows
+/// (a path or query may carry the receiver's secret).
+pub fn shown_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "…".into();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    // Credentials in the authority are refused when a webhook is added; drop them anyway.
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    if tail.is_empty() || tail == "/" {
+        format!("{scheme}://{host}/")
+    } else {
+        format!("{scheme}://{host}/…")
+    }
+}
+
+fn serialize_shown_url<S: serde::Serializer>(
+    url: &str,
+    serializer: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    serializer.serialize_str(&shown_url(url))
 }
 
 /// One delivery of one event to one webhook.
@@ -371,5 +400,30 @@ impl Registry {
         )
         .fetch_all(&self.pool)
         .await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown_url;
+
+    #[test]
+    fn a_shown_url_keeps_no_path_or_query() {
+        for (url, shown) in [
+            (
+                "https://hooks.slack.com/services/T000/B000/XXXX",
+                "https://hooks.slack.com/…",
+            ),
+            (
+                "https://example.com/hook?token=abc",
+                "https://example.com/…",
+            ),
+            ("http://127.0.0.1:8080/", "http://127.0.0.1:8080/"),
+            ("https://example.com", "https://example.com/"),
+            ("https://user:pw@example.com/x", "https://example.com/…"),
+            ("not a url", "…"),
+        ] {
+            assert_eq!(shown_url(url), shown, "{url}");
+        }
     }
 }

@@ -109,7 +109,7 @@ impl From<WebhookRecord> for WebhookView {
     fn from(webhook: WebhookRecord) -> WebhookView {
         WebhookView {
             id: webhook.id,
-            url: webhook.url,
+            url: tenantry_registry::shown_url(&webhook.url),
             events: webhook.events,
             format: webhook.format,
             created_by: webhook.created_by,
@@ -151,7 +151,7 @@ pub async fn read_deliveries(
         .list_webhooks()
         .await?
         .into_iter()
-        .map(|webhook| (webhook.id, webhook.url))
+        .map(|webhook| (webhook.id, tenantry_registry::shown_url(&webhook.url)))
         .collect();
     let deliveries = registry
         .list_notifications(status, page_limit(limit))

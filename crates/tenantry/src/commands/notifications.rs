@@ -49,7 +49,7 @@ pub async fn webhooks(app: &App, command: WebhooksCommand, json: bool) -> Comman
                     .map(|webhook| {
                         vec![
                             webhook.id.clone(),
-                            webhook.url.clone(),
+                            tenantry_registry::shown_url(&webhook.url),
                             webhook.format.clone(),
                             webhook.events.join(","),
                             webhook.created_by.clone(),
