@@ -384,6 +384,36 @@ impl Registry {
         .await?)
     }
 
+    /// Puts back to `pending` the running children whose holder is gone (its lease expired, or its owner is in
+    /// `dead_owners`). A rollout that claims nothing more (paused, aborted, over its failure budget) would
+    /// otherwise wait on them for ever. A holder that was only slow is fenced out by the token when it finishes.
+    pub async fn release_lost_children(
+        &self,
+        rollout_id: &str,
+        dead_owners: &[String],
+    ) -> Result<u64> {
+        let mut transaction = self.begin_write().await?;
+        let release = "UPDATE rollout_tenants SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL,
+                 lease_token = lease_token + 1
+             WHERE rollout_id = $1 AND status = 'running'";
+        let mut released = sqlx::query(&format!("{release} AND lease_expires_at < $2"))
+            .bind(rollout_id)
+            .bind(now_millis())
+            .execute(&mut *transaction)
+            .await?
+            .rows_affected();
+        for owner in dead_owners {
+            released += sqlx::query(&format!("{release} AND lease_owner = $2"))
+                .bind(rollout_id)
+                .bind(owner)
+                .execute(&mut *transaction)
+                .await?
+                .rows_affected();
+        }
+        transaction.commit().await?;
+        Ok(released)
+    }
+
     /// The rollouts whose children may be claimed now: not paused or aborted, a wave open, children waiting.
     pub async fn claimable_rollouts(&self) -> Result<Vec<String>> {
         Ok(sqlx::query_scalar(

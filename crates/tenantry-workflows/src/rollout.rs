@@ -891,7 +891,28 @@ impl RolloutWorkflow {
                         )
                         .await?;
                 }
-                let counts = context.registry.rollout_counts(&rollout_id).await?;
+                let mut counts = context.registry.rollout_counts(&rollout_id).await?;
+                let failed: i64 = counts.iter().map(|wave| wave.failed).sum();
+                let claims_stopped = rollout.control != tenantry_registry::ROLLOUT_RUN
+                    || failed >= request.max_failures as i64;
+                if claims_stopped && counts.iter().any(|wave| wave.running > 0) {
+                    // Children held by a worker that died would hold up a rollout that claims no more.
+                    let dead_owners: Vec<String> = context
+                        .registry
+                        .rollout_child_owners(&rollout_id)
+                        .await?
+                        .into_iter()
+                        .filter(|owner| owner_is_dead_local_process(owner))
+                        .collect();
+                    if context
+                        .registry
+                        .release_lost_children(&rollout_id, &dead_owners)
+                        .await?
+                        > 0
+                    {
+                        counts = context.registry.rollout_counts(&rollout_id).await?;
+                    }
+                }
                 self.report_progress(context, &counts, &mut last_progress)
                     .await?;
                 if rollout.control == ROLLOUT_ABORTED {
@@ -912,7 +933,6 @@ impl RolloutWorkflow {
                         .await?;
                     context.set_state("paused", serde_json::json!(true)).await?;
                 }
-                let failed: i64 = counts.iter().map(|wave| wave.failed).sum();
                 let open: Vec<&WaveCounts> =
                     counts.iter().filter(|counts| counts.wave <= wave).collect();
                 let unsettled: i64 = open.iter().map(|wave| wave.pending + wave.running).sum();

@@ -467,6 +467,37 @@ async fn a_crash_at_several_points_resumes_and_migrates_no_tenant_twice() {
             );
         }
     }
+
+    // A crash, then an abort: the resumed rollout claims no more, and the tenant the dead process held does not
+    // hold it up; it ends cancelled with nothing running.
+    add_migration(&migrations, 7);
+    let crashed = fleet
+        .run_env(
+            &["migrate", "apply", "--canary", "1", "--concurrency", "2"],
+            &[("TENANTRY_FAILPOINTS", "rollout_tenant.after=exit")],
+        )
+        .await;
+    assert_eq!(crashed.status, 137, "{crashed:?}");
+    let id = newest_rollout(&fleet).await;
+    fleet.run(&["migrate", "abort", &id]).await.assert_ok();
+    fleet.run(&["jobs", "resume", &id]).await;
+    let view = rollout(&fleet, &id).await;
+    assert_eq!(view["status"], "cancelled", "{view}");
+    assert_eq!(view["counts"]["running"], 0, "{view}");
+    // An aborted rollout never reached `pool_refreshed`: the last version's template is stale against the files,
+    // which doctor says, with the fix.
+    let doctor = fleet.run(&["doctor", "--json"]).await;
+    assert_eq!(doctor.status, 1, "{doctor:?}");
+    let findings = doctor.json()["findings"].as_array().unwrap().clone();
+    assert!(
+        findings.iter().all(|finding| finding["kind"] == "stale"
+            && finding["fix"] == "tenantry pool prune --server pg"),
+        "{findings:?}"
+    );
+    fleet
+        .run(&["pool", "prune", "--server", "pg"])
+        .await
+        .assert_ok();
     fleet.assert_doctor_clean().await;
     fleet.cleanup().await;
 }
