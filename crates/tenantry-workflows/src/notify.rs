@@ -105,11 +105,43 @@ pub async fn add_webhook(
         .add_webhook(&webhook)
         .await
         .map_err(registry_error)?;
+    audit_webhook(platform, "WEBHOOK_ADDED", &webhook, actor).await?;
     Ok((webhook, secret))
 }
 
-/// Removes a webhook and its secret; its deliveries not sent yet end dead. `E_NOT_FOUND` when there is none.
-pub async fn remove_webhook(platform: &Platform, id: &str) -> Result<(), CodedError> {
+/// Audits a subscription's change with who made it: the webhook's id, shown URL, events and format.
+async fn audit_webhook(
+    platform: &Platform,
+    event_type: &'static str,
+    webhook: &WebhookRecord,
+    actor: &str,
+) -> Result<(), CodedError> {
+    platform
+        .registry
+        .record_audit(&tenantry_registry::NewAuditEvent {
+            actor: actor.to_owned(),
+            event_type,
+            tenant_slug: None,
+            job_id: None,
+            details: serde_json::json!({
+                "webhook": webhook.id,
+                "url": tenantry_registry::shown_url(&webhook.url),
+                "events": webhook.events,
+                "format": webhook.format,
+            }),
+        })
+        .await
+        .map_err(registry_error)
+}
+
+/// Removes a webhook and its secret, audited with `actor`; its deliveries not sent yet end dead. `E_NOT_FOUND`
+/// when there is none.
+pub async fn remove_webhook(platform: &Platform, id: &str, actor: &str) -> Result<(), CodedError> {
+    let webhook = platform
+        .registry
+        .get_webhook(id)
+        .await
+        .map_err(registry_error)?;
     if !platform
         .registry
         .remove_webhook(id)
@@ -122,6 +154,9 @@ pub async fn remove_webhook(platform: &Platform, id: &str) -> Result<(), CodedEr
         ));
     }
     let _ = platform.secrets.delete(&webhook_secret_name(id)).await;
+    if let Some(webhook) = webhook {
+        audit_webhook(platform, "WEBHOOK_REMOVED", &webhook, actor).await?;
+    }
     Ok(())
 }
 

@@ -295,9 +295,10 @@ pub async fn create_webhook(
     security(("bearer" = [])))]
 pub async fn delete_webhook(
     State(state): State<ServerState>,
+    Extension(principal): Extension<Principal>,
     Path(webhook_id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    tenantry_workflows::remove_webhook(&state.platform, &webhook_id).await?;
+    tenantry_workflows::remove_webhook(&state.platform, &webhook_id, &principal.actor()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -270,7 +270,8 @@ pub async fn remove_webhook_submit(
     Path(webhook_id): Path<String>,
 ) -> Response {
     let viewer = Viewer::new(&principal);
-    match tenantry_workflows::remove_webhook(&state.platform, &webhook_id).await {
+    match tenantry_workflows::remove_webhook(&state.platform, &webhook_id, &principal.actor()).await
+    {
         Ok(()) => see_other("/platform/notifications"),
         Err(error) => PageError::new(&viewer, error).into_response(),
     }

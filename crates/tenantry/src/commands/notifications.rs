@@ -60,7 +60,7 @@ pub async fn webhooks(app: &App, command: WebhooksCommand, json: bool) -> Comman
             }
         }
         WebhooksCommand::Remove { id } => {
-            remove_webhook(&app.platform, &id).await?;
+            remove_webhook(&app.platform, &id, &cli_actor()).await?;
             if json {
                 print_json(&serde_json::json!({ "removed": id }))?;
             } else {

@@ -55,6 +55,12 @@ async fn webhooks_are_retried_until_delivered_signed_and_a_dead_one_is_retried_b
     let (webhook_id, secret) =
         add_webhook(&fleet, &receiver.url, "tenant.provisioned,job.failed").await;
     assert!(secret.starts_with("whsec_"));
+    // Audited with who added it, without the secret or the URL's path.
+    let audited = fleet
+        .run(&["audit", "list", "--event-type", "WEBHOOK_ADDED", "--json"])
+        .await;
+    assert!(audited.stdout.contains(&webhook_id), "{audited:?}");
+    assert!(!audited.stdout.contains(&secret) && !audited.stdout.contains("/hooks/tenantry"));
 
     // The CLI sends at once (answered 500); a worker retries (answered 200).
     fleet.provision("hook-one", &[]).await.assert_ok();
