@@ -4,6 +4,7 @@
 pub mod credentials;
 pub mod engines;
 mod error;
+pub mod mail;
 pub mod resources;
 pub mod secrets;
 pub mod webhooks;

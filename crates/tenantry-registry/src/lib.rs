@@ -33,8 +33,9 @@ pub use jobs::{
 };
 pub use notify::{JobListener, JobNotification, JOBS_CHANNEL, JOB_EVENTS_CHANNEL};
 pub use outbox::{
-    events_raised_by, shown_url, AttemptOutcome, NotificationRecord, WebhookRecord, DELIVERY_DEAD,
-    DELIVERY_PENDING, DELIVERY_SENT, NOTIFICATION_EVENTS,
+    events_raised_by, shown_url, AttemptOutcome, NotificationRecord, WebhookRecord, CHANNEL_EMAIL,
+    CHANNEL_WEBHOOK, DELIVERY_DEAD, DELIVERY_PENDING, DELIVERY_SENT, INVITATION_EVENT,
+    INVITATION_RAISED_BY, NOTIFICATION_EVENTS,
 };
 pub use records::{
     AuditEvent, EventKind, JobEvent, JobRecord, NewAuditEvent, NewServer, PhaseRecord,

@@ -1,7 +1,9 @@
 //! The notification outbox: webhook subscriptions, and one delivery row per event and subscription, written in
 //! the same transaction as the audit event that reports the change, so a crash between the change and the send
 //! loses nothing. Senders claim due deliveries with a lease; a delivery's id is its idempotency id on every
-//! attempt, so one sent twice (a crash after the send, before it was recorded) carries the same id.
+//! attempt, so one sent twice (a crash after the send, before it was recorded) carries the same id. The first
+//! admin's invitation e-mail is a delivery too (channel `email`), queued by the audit event that completes a
+//! provisioning or resends an invitation.
 
 use crate::records::NewAuditEvent;
 use crate::store::{get, now_millis};
@@ -35,6 +37,15 @@ pub const NOTIFICATION_EVENTS: [(&str, &[&str]); 6] = [
         ],
     ),
 ];
+
+/// Delivery channels.
+pub const CHANNEL_WEBHOOK: &str = "webhook";
+pub const CHANNEL_EMAIL: &str = "email";
+
+/// The event type of an invitation e-mail.
+pub const INVITATION_EVENT: &str = "tenant.invitation";
+/// The audit events that queue the first admin's invitation e-mail: the tenant is ready, or a fresh link was made.
+pub const INVITATION_RAISED_BY: [&str; 2] = ["TENANT_PROVISIONED", "INVITATION_RESENT"];
 
 /// The notification events an audit event raises.
 pub fn events_raised_by(audit_event_type: &str) -> impl Iterator<Item = &'static str> + '_ {
@@ -88,9 +99,16 @@ fn serialize_shown_url<S: serde::Serializer>(
 /// One delivery of one event to one webhook.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct NotificationRecord {
-    /// The idempotency id (`webhook-id`), the same on every attempt.
+    /// The idempotency id (`webhook-id`, or the e-mail's `Message-ID`), the same on every attempt.
     pub id: String,
+    /// `webhook` or `email`.
+    pub channel: String,
+    /// The subscription a webhook delivery goes to (empty for an e-mail).
     pub webhook_id: String,
+    /// The tenant an e-mail is about.
+    pub tenant_slug: Option<String>,
+    /// Where an e-mail goes.
+    pub recipient: Option<String>,
     pub event_type: String,
     /// The JSON body, as sent (never a secret).
     pub payload: serde_json::Value,
@@ -119,7 +137,7 @@ pub enum AttemptOutcome {
 
 const NOTIFICATION_COLUMNS: &str =
     "id, webhook_id, event_type, payload, status, attempts, next_attempt_at, last_error,
-    created_at, sent_at";
+    created_at, sent_at, channel, tenant_slug, recipient";
 
 impl WebhookRecord {
     fn from_row(row: &AnyRow) -> Result<WebhookRecord> {
@@ -141,7 +159,10 @@ impl NotificationRecord {
         let payload: String = get(row, "payload")?;
         Ok(NotificationRecord {
             id: get(row, "id")?,
+            channel: get(row, "channel")?,
             webhook_id: get(row, "webhook_id")?,
+            tenant_slug: get(row, "tenant_slug")?,
+            recipient: get(row, "recipient")?,
             event_type: get(row, "event_type")?,
             payload: serde_json::from_str(&payload)
                 .map_err(|error| Error::Corrupt(format!("notification payload: {error}")))?,
@@ -178,6 +199,11 @@ pub(crate) async fn enqueue_for_audits(
     audits: &[NewAuditEvent],
     at: i64,
 ) -> Result<()> {
+    for audit in audits {
+        if INVITATION_RAISED_BY.contains(&audit.event_type) {
+            enqueue_invitation(connection, audit, at).await?;
+        }
+    }
     let raised: Vec<(&'static str, &NewAuditEvent)> = audits
         .iter()
         .flat_map(|audit| events_raised_by(audit.event_type).map(move |event| (event, audit)))
@@ -195,7 +221,8 @@ pub(crate) async fn enqueue_for_audits(
                 continue;
             }
             sqlx::query(&format!(
-                "INSERT INTO notifications ({NOTIFICATION_COLUMNS}) VALUES ($1, $2, $3, $4, 'pending', 0, $5, NULL, $5, NULL)"
+                "INSERT INTO notifications ({NOTIFICATION_COLUMNS})
+                 VALUES ($1, $2, $3, $4, 'pending', 0, $5, NULL, $5, NULL, 'webhook', NULL, NULL)"
             ))
             .bind(format!("msg_{}", uuid::Uuid::now_v7().simple()))
             .bind(&webhook_id)
@@ -206,6 +233,52 @@ pub(crate) async fn enqueue_for_audits(
             .await?;
         }
     }
+    Ok(())
+}
+
+/// Queues the invitation e-mail to the tenant's first admin, and ends any older one not sent yet (it would carry
+/// a link that no longer works). The link is read from the secret store when the e-mail is sent.
+async fn enqueue_invitation(
+    connection: &mut AnyConnection,
+    audit: &NewAuditEvent,
+    at: i64,
+) -> Result<()> {
+    let Some(slug) = audit.tenant_slug.as_deref() else {
+        return Ok(());
+    };
+    let admin_email: Option<String> =
+        sqlx::query_scalar("SELECT admin_email FROM tenants WHERE slug = $1")
+            .bind(slug)
+            .fetch_optional(&mut *connection)
+            .await?;
+    let Some(admin_email) = admin_email else {
+        return Ok(());
+    };
+    sqlx::query(
+        "UPDATE notifications SET status = 'dead', last_error = 'superseded by a newer invitation',
+             lease_owner = NULL, lease_expires_at = NULL
+         WHERE channel = 'email' AND tenant_slug = $1 AND status = 'pending'",
+    )
+    .bind(slug)
+    .execute(&mut *connection)
+    .await?;
+    let body = serde_json::json!({
+        "type": INVITATION_EVENT,
+        "timestamp": at,
+        "data": { "tenant": slug, "job_id": audit.job_id, "actor": audit.actor, "admin_email": admin_email },
+    });
+    sqlx::query(&format!(
+        "INSERT INTO notifications ({NOTIFICATION_COLUMNS})
+         VALUES ($1, '', $2, $3, 'pending', 0, $4, NULL, $4, NULL, 'email', $5, $6)"
+    ))
+    .bind(format!("msg_{}", uuid::Uuid::now_v7().simple()))
+    .bind(INVITATION_EVENT)
+    .bind(body.to_string())
+    .bind(at)
+    .bind(slug)
+    .bind(&admin_email)
+    .execute(&mut *connection)
+    .await?;
     Ok(())
 }
 
@@ -282,13 +355,15 @@ impl Registry {
     }
 
     /// Claims up to `limit` deliveries that are due (pending, their time come, nobody's lease current, or the
-    /// lease of an owner in `dead_owners`) for `owner`.
+    /// lease of an owner in `dead_owners`) for `owner`. E-mails only when `with_email` (a sender with no SMTP
+    /// server leaves them waiting for one that has).
     pub async fn claim_due_notifications(
         &self,
         owner: &str,
         lease_ttl_millis: i64,
         limit: i64,
         dead_owners: &[String],
+        with_email: bool,
     ) -> Result<Vec<NotificationRecord>> {
         let mut transaction = self.begin_write().await?;
         let now = now_millis();
@@ -298,11 +373,12 @@ impl Registry {
         };
         let candidates: Vec<(String, Option<String>, Option<i64>)> = sqlx::query_as(&format!(
             "SELECT id, lease_owner, lease_expires_at FROM notifications
-             WHERE status = 'pending' AND next_attempt_at <= $1
+             WHERE status = 'pending' AND next_attempt_at <= $1 AND (channel = 'webhook' OR $3 = 1)
              ORDER BY next_attempt_at, id LIMIT $2{skip_locked}"
         ))
         .bind(now)
         .bind(limit * 4)
+        .bind(i64::from(with_email))
         .fetch_all(&mut *transaction)
         .await?;
         let mut claimed = Vec::new();
@@ -383,7 +459,7 @@ impl Registry {
             "UPDATE notifications SET status = 'pending', next_attempt_at = $1, lease_owner = NULL,
                  lease_expires_at = NULL
              WHERE id = $2 AND status = 'dead'
-               AND EXISTS (SELECT 1 FROM webhooks w WHERE w.id = notifications.webhook_id)",
+               AND (channel = 'email' OR EXISTS (SELECT 1 FROM webhooks w WHERE w.id = notifications.webhook_id))",
         )
         .bind(now_millis())
         .bind(id)
@@ -393,10 +469,22 @@ impl Registry {
         Ok(retried.rows_affected() == 1)
     }
 
-    /// How many deliveries stand at each status.
-    pub async fn notification_counts(&self) -> Result<Vec<(String, i64)>> {
+    /// A tenant's newest invitation e-mail, if one was ever queued.
+    pub async fn latest_invitation(&self, slug: &str) -> Result<Option<NotificationRecord>> {
+        let row = sqlx::query(&format!(
+            "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE channel = 'email' AND tenant_slug = $1
+             ORDER BY created_at DESC, id DESC LIMIT 1"
+        ))
+        .bind(slug)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(NotificationRecord::from_row).transpose()
+    }
+
+    /// How many deliveries stand at each status, per channel.
+    pub async fn notification_counts(&self) -> Result<Vec<(String, String, i64)>> {
         Ok(sqlx::query_as(
-            "SELECT status, COUNT(*) FROM notifications GROUP BY status ORDER BY status",
+            "SELECT channel, status, COUNT(*) FROM notifications GROUP BY channel, status ORDER BY channel, status",
         )
         .fetch_all(&self.pool)
         .await?)

@@ -96,6 +96,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         "notifications",
         include_str!("../migrations/shared/0009_notifications.sql"),
     ),
+    (
+        10,
+        "invitations",
+        include_str!("../migrations/shared/0010_invitations.sql"),
+    ),
 ];
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -142,6 +147,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         9,
         "notifications",
         include_str!("../migrations/shared/0009_notifications.sql"),
+    ),
+    (
+        10,
+        "invitations",
+        include_str!("../migrations/shared/0010_invitations.sql"),
     ),
 ];
 

@@ -104,6 +104,17 @@ pub const POLICY: &[(&str, &str, Access)] = &[
         Access::Roles(ALL_ROLES),
     ),
     (
+        "GET",
+        "/platform/tenants/{slug}/invitation",
+        Access::Roles(ALL_ROLES),
+    ),
+    // A fresh invitation resets the first admin's access to the tenant: admins only.
+    (
+        "POST",
+        "/platform/tenants/{slug}/invitation",
+        Access::Roles(ADMINS),
+    ),
+    (
         "POST",
         "/platform/tenants/{slug}/offboard",
         Access::Roles(ADMINS),

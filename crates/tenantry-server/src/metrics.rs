@@ -7,7 +7,9 @@
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::fmt::Write as _;
 use std::sync::OnceLock;
-use tenantry_registry::{Registry, DELIVERY_DEAD, DELIVERY_PENDING, DELIVERY_SENT};
+use tenantry_registry::{
+    Registry, CHANNEL_EMAIL, CHANNEL_WEBHOOK, DELIVERY_DEAD, DELIVERY_PENDING, DELIVERY_SENT,
+};
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -96,19 +98,23 @@ pub async fn render(
     // sent something, and only for what it sent; these are the outbox's, the same from every replica.
     let _ = writeln!(
         text,
-        "# HELP tenantry_notifications Webhook deliveries in the outbox by status."
+        "# HELP tenantry_notifications Deliveries in the outbox (webhooks, invitation e-mails) by channel and status."
     );
     let _ = writeln!(text, "# TYPE tenantry_notifications gauge");
     let delivery_counts = registry.notification_counts().await?;
-    for status in [DELIVERY_PENDING, DELIVERY_SENT, DELIVERY_DEAD] {
-        let count = delivery_counts
-            .iter()
-            .find(|(counted, _)| counted == status)
-            .map_or(0, |(_, count)| *count);
-        let _ = writeln!(
-            text,
-            "tenantry_notifications{{status=\"{status}\"}} {count}"
-        );
+    for channel in [CHANNEL_WEBHOOK, CHANNEL_EMAIL] {
+        for status in [DELIVERY_PENDING, DELIVERY_SENT, DELIVERY_DEAD] {
+            let count = delivery_counts
+                .iter()
+                .find(|(counted_channel, counted, _)| {
+                    counted_channel == channel && counted == status
+                })
+                .map_or(0, |(_, _, count)| *count);
+            let _ = writeln!(
+                text,
+                "tenantry_notifications{{channel=\"{channel}\",status=\"{status}\"}} {count}"
+            );
+        }
     }
     // The validation suite's `metrics_visible` check reads the same lines.
     if scope == Scope::WithTenants {

@@ -85,6 +85,17 @@ pub fn api_routes() -> Vec<Route> {
             "/platform/tenants/{slug}/schema",
             get(rollouts::tenant_schema),
         ),
+        route(
+            "GET",
+            "/platform/tenants/{slug}/invitation",
+            get(tenants::tenant_invitation),
+        ),
+        with_page(
+            "POST",
+            "/platform/tenants/{slug}/invitation",
+            post(tenants::resend_tenant_invitation),
+            pages::resend_invitation_submit,
+        ),
         with_page(
             "POST",
             "/platform/tenants/{slug}/offboard",

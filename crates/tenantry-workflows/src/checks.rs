@@ -690,19 +690,14 @@ async fn labels_verdict(
     let expected = cost_labels(&tenant.slug, plan);
     let mut labelled: Vec<(String, Option<serde_json::Value>)> =
         vec![("registry row".into(), Some(tenant.labels.clone()))];
-    for secret in [
-        tenant.secret_ref.clone(),
-        tenantry_core::Slug::parse(&tenant.slug)
-            .map(|slug| slug.invitation_secret_name())
-            .unwrap_or_default(),
-    ] {
-        match platform.secrets.labels(&secret).await {
-            Ok(Some(labels)) => labelled.push((format!("secret {secret}"), Some(labels))),
-            // The invitation secret is gone once the mailer sent it; nothing to label then.
-            Ok(None) => {}
-            Err(error) => {
-                return Verdict::Fail(format!("cannot read labels of secret {secret}: {error}"))
-            }
+    // The invitation link is not among them: it is a message waiting to be sent (gone once it is), and a resent
+    // one is stored outside any job.
+    let secret = &tenant.secret_ref;
+    match platform.secrets.labels(secret).await {
+        Ok(Some(labels)) => labelled.push((format!("secret {secret}"), Some(labels))),
+        Ok(None) => {}
+        Err(error) => {
+            return Verdict::Fail(format!("cannot read labels of secret {secret}: {error}"))
         }
     }
     match server.resource_labels(&tenant.resource_name).await {

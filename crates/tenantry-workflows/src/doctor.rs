@@ -295,6 +295,39 @@ pub async fn run_doctor(platform: &Platform) -> Result<DoctorReport, CodedError>
         }
     }
 
+    // An invitation link outlives its e-mail only when the sender stopped between recording the send and
+    // deleting the link: the link still works, so it is named.
+    for tenant in &tenants {
+        let Ok(slug) = tenantry_core::Slug::parse(&tenant.slug) else {
+            continue;
+        };
+        let name = slug.invitation_secret_name();
+        if !secret_set.contains(name.as_str()) {
+            continue;
+        }
+        let latest = platform
+            .registry
+            .latest_invitation(&tenant.slug)
+            .await
+            .map_err(crate::registry_error)?;
+        if let Some(sent) =
+            latest.filter(|invitation| invitation.status == tenantry_registry::DELIVERY_SENT)
+        {
+            findings.push(Finding {
+                kind: "stale",
+                subject: format!("secret {name}"),
+                detail: format!(
+                    "the invitation e-mail {} was sent, but its first-sign-in link is still in the secret store",
+                    sent.id
+                ),
+                fix: format!(
+                    "`tenantry invitations resend --slug {}` (a fresh link, sent and then deleted; the kept one stops working)",
+                    tenant.slug
+                ),
+            });
+        }
+    }
+
     let servers_by_name: BTreeMap<&str, _> = servers
         .iter()
         .map(|server| (server.name.as_str(), server))

@@ -5,6 +5,7 @@ mod checks;
 mod costs;
 mod doctor;
 mod fleet;
+mod invitations;
 mod notify;
 mod offboard;
 mod phases;
@@ -29,6 +30,10 @@ pub use costs::{
 pub use doctor::{run_doctor, DoctorReport, Finding};
 pub use fleet::{
     add_server, admin_secret_name, harden_server, AddedServer, Hardening, ServerRequest,
+};
+pub use invitations::{
+    check_url_form, invitation_state, resend as resend_invitation, InvitationSettings,
+    InvitationTemplate, InvitationView, Resent, SMTP_PASSWORD_SECRET,
 };
 pub use notify::{
     add_webhook, remove_webhook, run_sender, send_due, webhook_secret_name, WebhookRequest,

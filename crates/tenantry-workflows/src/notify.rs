@@ -1,8 +1,9 @@
 //! Delivering the outbox: webhooks added by operators, and the sender that `serve` and `worker` run (and the
-//! CLI, once, for the job it ran). Each delivery is claimed with a lease, sent with its own id and the
-//! subscription's signature, and recorded: sent, retried later with exponential backoff, or dead once its
+//! CLI, once, for the job it ran). Each delivery is claimed with a lease, sent with its own id (a webhook with
+//! its subscription's signature, an invitation e-mail over SMTP, see `crate::invitations`), and recorded: sent, retried later with exponential backoff, or dead once its
 //! attempts are used up (an operator can retry a dead one).
 
+use crate::invitations::SendFailure;
 use crate::platform::Platform;
 use crate::registry_error;
 use std::time::Duration;
@@ -10,7 +11,9 @@ use tenantry_core::{Error as CodedError, ErrorCode};
 use tenantry_engine::owner_is_dead_local_process;
 use tenantry_providers::credentials::SecretString;
 use tenantry_providers::webhooks;
-use tenantry_registry::{AttemptOutcome, NotificationRecord, WebhookRecord, NOTIFICATION_EVENTS};
+use tenantry_registry::{
+    AttemptOutcome, NotificationRecord, WebhookRecord, CHANNEL_EMAIL, NOTIFICATION_EVENTS,
+};
 use tokio::sync::watch;
 
 /// How often an idle sender looks for due deliveries.
@@ -188,31 +191,59 @@ fn body_for(format: &str, delivery: &NotificationRecord) -> Vec<u8> {
     }
 }
 
-/// Sends one claimed delivery and says how it went.
-async fn attempt(platform: &Platform, delivery: &NotificationRecord) -> AttemptOutcome {
+/// What one attempt came to, before it is recorded.
+struct Attempted {
+    outcome: AttemptOutcome,
+    /// An invitation link that was sent: forgotten once the send is recorded.
+    sent_link: Option<SecretString>,
+}
+
+/// Sends one claimed delivery, by its channel, and says how it went.
+async fn attempt(platform: &Platform, delivery: &NotificationRecord) -> Attempted {
     let settings = &platform.settings.notifications;
-    let give_up_or_retry = |error: String| {
-        if delivery.attempts + 1 >= i64::from(settings.max_attempts) {
+    let sent = match delivery.channel.as_str() {
+        CHANNEL_EMAIL => crate::invitations::send_invitation(platform, delivery)
+            .await
+            .map(Some),
+        _ => send_webhook(platform, delivery).await.map(|()| None),
+    };
+    let outcome = match &sent {
+        Ok(_) => AttemptOutcome::Sent,
+        Err(SendFailure::Permanent(error)) => AttemptOutcome::Dead {
+            error: error.clone(),
+        },
+        Err(SendFailure::Retry(error))
+            if delivery.attempts + 1 >= i64::from(settings.max_attempts) =>
+        {
             AttemptOutcome::Dead {
                 error: format!("{error} (gave up after {} attempts)", delivery.attempts + 1),
             }
-        } else {
+        }
+        Err(SendFailure::Retry(error)) => {
             let delay = backoff(settings.retry_base, delivery.attempts + 1);
             AttemptOutcome::Retry {
                 at: tenantry_registry::now_millis()
                     + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX),
-                error,
+                error: error.clone(),
             }
         }
     };
+    Attempted {
+        outcome,
+        sent_link: sent.ok().flatten(),
+    }
+}
+
+/// Sends one webhook delivery, signed with its subscription's secret.
+async fn send_webhook(
+    platform: &Platform,
+    delivery: &NotificationRecord,
+) -> Result<(), SendFailure> {
+    let settings = &platform.settings.notifications;
     let webhook = match platform.registry.get_webhook(&delivery.webhook_id).await {
         Ok(Some(webhook)) => webhook,
-        Ok(None) => {
-            return AttemptOutcome::Dead {
-                error: "the webhook was removed".into(),
-            }
-        }
-        Err(error) => return give_up_or_retry(format!("registry: {error}")),
+        Ok(None) => return Err(SendFailure::Permanent("the webhook was removed".into())),
+        Err(error) => return Err(SendFailure::Retry(format!("registry: {error}"))),
     };
     let secret = match platform
         .secrets
@@ -221,31 +252,23 @@ async fn attempt(platform: &Platform, delivery: &NotificationRecord) -> AttemptO
     {
         Ok(Some(secret)) => secret,
         Ok(None) => {
-            return AttemptOutcome::Dead {
-                error: "the webhook's signing secret is missing".into(),
-            }
+            return Err(SendFailure::Permanent(
+                "the webhook's signing secret is missing".into(),
+            ))
         }
-        Err(error) => return give_up_or_retry(format!("secret store: {error}")),
+        Err(error) => return Err(SendFailure::Retry(format!("secret store: {error}"))),
     };
     // Judged again now: what the name resolves to may have changed since the webhook was added.
-    let checked = match webhooks::check_url(&webhook.url, settings.allow_internal).await {
-        Ok(checked) => checked,
-        Err(error) => return give_up_or_retry(error.to_string()),
-    };
+    let checked = webhooks::check_url(&webhook.url, settings.allow_internal)
+        .await
+        .map_err(|error| SendFailure::Retry(error.to_string()))?;
     let body = body_for(&webhook.format, delivery);
     let timestamp = tenantry_registry::now_millis() / 1000;
-    let signature = match webhooks::sign(&secret, &delivery.id, timestamp, &body) {
-        Ok(signature) => signature,
-        Err(error) => {
-            return AttemptOutcome::Dead {
-                error: error.to_string(),
-            }
-        }
-    };
-    match webhooks::deliver(&checked, &delivery.id, timestamp, &signature, body).await {
-        Ok(()) => AttemptOutcome::Sent,
-        Err(error) => give_up_or_retry(error),
-    }
+    let signature = webhooks::sign(&secret, &delivery.id, timestamp, &body)
+        .map_err(|error| SendFailure::Permanent(error.to_string()))?;
+    webhooks::deliver(&checked, &delivery.id, timestamp, &signature, body)
+        .await
+        .map_err(SendFailure::Retry)
 }
 
 /// One round: claims the due deliveries (up to a batch), sends them at once, records each. Returns how many
@@ -265,12 +288,13 @@ pub async fn send_due(platform: &Platform, owner: &str) -> Result<usize, CodedEr
             i64::try_from(DELIVERY_LEASE.as_millis()).unwrap_or(30_000),
             SEND_BATCH,
             &dead_owners,
+            platform.settings.invitations.smtp.is_some(),
         )
         .await
         .map_err(registry_error)?;
     let n_claimed = claimed.len();
     let attempts = futures_util::future::join_all(claimed.iter().map(|delivery| async move {
-        let outcome = attempt(platform, delivery).await;
+        let Attempted { outcome, sent_link } = attempt(platform, delivery).await;
         if let Err(fired) = tenantry_core::failpoints::check("notification", "after_send").await {
             tracing::warn!(%fired, "not recording the delivery");
             return;
@@ -282,10 +306,18 @@ pub async fn send_due(platform: &Platform, owner: &str) -> Result<usize, CodedEr
         };
         metrics::counter!(counter, "event" => delivery.event_type.clone()).increment(1);
         if let AttemptOutcome::Retry { error, .. } | AttemptOutcome::Dead { error } = &outcome {
-            tracing::warn!(delivery = %delivery.id, event = %delivery.event_type, %error, "webhook delivery failed");
+            tracing::warn!(delivery = %delivery.id, channel = %delivery.channel, event = %delivery.event_type, %error, "delivery failed");
         }
-        if let Err(error) = platform.registry.record_attempt(&delivery.id, owner, &outcome).await {
-            tracing::warn!(delivery = %delivery.id, %error, "could not record a delivery attempt; it will be sent again with the same id");
+        match platform.registry.record_attempt(&delivery.id, owner, &outcome).await {
+            Ok(true) => {
+                if let (Some(link), Some(slug)) = (&sent_link, &delivery.tenant_slug) {
+                    crate::invitations::forget_sent_link(platform, slug, link).await;
+                }
+            }
+            Ok(false) => {}
+            Err(error) => {
+                tracing::warn!(delivery = %delivery.id, %error, "could not record a delivery attempt; it will be sent again with the same id");
+            }
         }
     }));
     attempts.await;
@@ -303,8 +335,10 @@ pub async fn run_sender(platform: Platform, owner: String, mut shutdown: watch::
             }
         };
         if !busy {
+            // The poll finds what another process queued; the wake, what this one did, at once.
             tokio::select! {
                 () = tokio::time::sleep(SENDER_POLL) => {}
+                () = platform.outbox_wake.notified() => {}
                 _ = shutdown.changed() => {}
             }
         }

@@ -113,8 +113,8 @@ pub struct Settings {
     pub default_plan: String,
     pub default_region: String,
     pub tenant_schema: TenantSchema,
-    /// Where the first admin accepts the invitation; the token is appended.
-    pub invitation_base_url: String,
+    /// The first admin's invitation: the link's form, the SMTP server and the e-mail's template.
+    pub invitations: crate::invitations::InvitationSettings,
     pub warm_pool: WarmPoolSettings,
     pub notifications: NotificationSettings,
     /// The least time between two purges (DROP DATABASE) on one server: each forces a checkpoint other tenants feel.
@@ -210,6 +210,9 @@ pub struct Platform {
     /// The sessions kept open to the fleet's servers between calls and between a job's phases. This platform's
     /// own (clones share them), so two platforms in one process never hand each other a session.
     pub sessions: Sessions,
+    /// Woken when something may have queued a delivery (a job ended, an invitation was resent), so this
+    /// process's sender sends it now instead of at its next poll.
+    pub outbox_wake: Arc<tokio::sync::Notify>,
 }
 
 impl Platform {

@@ -680,9 +680,11 @@ impl ProvisionWorkflow {
             .check_statements_fit(&url, &configured)
             .await
             .map_err(|error| provider_error(ErrorCode::Internal, error))?;
-        let one_time_password = credentials::random_token(18);
+        // No one-time password: the seed stores the hash of one nobody is told, and the invitation link is how the
+        // first admin chooses a password (see `crate::invitations`).
+        let unknown_password = credentials::random_token(18);
         let invitation_token = credentials::random_token(32);
-        let password_hash = credentials::hash_generated_password(&one_time_password)
+        let password_hash = credentials::hash_generated_password(&unknown_password)
             .map_err(|message| PhaseError::fatal(ErrorCode::Internal, message))?;
         server
             .seed_admin(
@@ -696,12 +698,10 @@ impl ProvisionWorkflow {
             )
             .await
             .map_err(|error| provider_error(ErrorCode::Internal, error))?;
-        // The invitation waits in the secret store until the mailer sends it; its link carries the token.
-        let invitation_url = SecretString::new(format!(
-            "{}{}",
-            self.platform.settings.invitation_base_url,
-            invitation_token.expose()
-        ));
+        // The link waits in the secret store until the invitation e-mail, queued when the tenant is ready, is sent.
+        let invitations = &self.platform.settings.invitations;
+        let invitation_url =
+            crate::invitations::invitation_link(&invitations.url, &spec.slug, &invitation_token);
         self.platform
             .secrets
             .put_for_job(
@@ -713,20 +713,27 @@ impl ProvisionWorkflow {
             .await
             .map_err(|error| secret_store_error(&error))?;
         context.reveal_once("admin_email", spec.admin_email.as_str());
-        context.reveal_once("admin_one_time_password", one_time_password.expose());
-        context.reveal_once("invitation_url", invitation_url.expose());
+        let where_it_goes = if invitations.smtp.is_some() {
+            // The e-mail is the only place the link goes.
+            format!(
+                "the invitation e-mail with the first-sign-in link goes to {} once the tenant is ready",
+                spec.admin_email.as_str()
+            )
+        } else {
+            // Without an SMTP server, whoever runs the CLI is the way the link reaches the admin.
+            context.reveal_once("invitation_url", invitation_url.expose());
+            format!(
+                "no SMTP server is configured (smtp_url), so no e-mail is sent: the first-sign-in link waits in \
+                 the secret store as {name} (`tenantry secrets show {name}`)",
+                name = spec.slug.invitation_secret_name()
+            )
+        };
         context
             .log(
                 "info",
-                // Said in the job log because a job run by a worker (API, console) shows its one-time password
-                // to nobody: the invitation is what reaches the admin, and this says where it waits.
                 &format!(
-                    "first admin {} seeded (password reset forced); the invitation link waits in the secret \
-                     store as {} (`tenantry secrets show {}`) until it is sent; the one-time password is \
-                     shown only by a CLI that runs the job itself",
-                    spec.admin_email.as_str(),
-                    spec.slug.invitation_secret_name(),
-                    spec.slug.invitation_secret_name()
+                    "first admin {} seeded; the first-sign-in link sets the password; {where_it_goes}",
+                    spec.admin_email.as_str()
                 ),
             )
             .await

@@ -190,6 +190,8 @@ pub async fn drive(platform: &Platform, runner: &Runner, fence: Fence) {
         }
     };
     let outcome = crate::drive_by_kind(platform, runner, kind, fence).await;
+    // A job's end may have queued deliveries (its audit events did, in the same transaction).
+    platform.outbox_wake.notify_one();
     match outcome {
         Ok(outcome) => tracing::info!(job_id, status = %outcome.job.status, "job ended"),
         Err(tenantry_engine::Error::HandedBack { .. }) => {}

@@ -125,7 +125,7 @@ impl App {
             default_plan: config.default_plan.clone(),
             default_region: config.default_region.clone(),
             tenant_schema,
-            invitation_base_url: config.invitation_base_url.clone(),
+            invitations: config.invitations.clone(),
             purge_min_interval: config.purge_min_interval,
             notifications: NotificationSettings {
                 allow_internal: config.webhook_allow_internal,
@@ -157,6 +157,7 @@ impl App {
                 settings: Arc::new(settings),
                 providers: tenantry_providers::resources::Providers::standard(),
                 sessions: tenantry_providers::engines::Sessions::new(),
+                outbox_wake: Arc::new(tokio::sync::Notify::new()),
             },
             config,
         };

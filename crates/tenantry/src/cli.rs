@@ -70,9 +70,12 @@ pub enum Command {
     /// Webhooks: signed deliveries of tenantry's events (Standard Webhooks, or Slack-compatible messages).
     #[command(subcommand)]
     Webhooks(WebhooksCommand),
-    /// The outbox: every delivery with its attempts, status and last error.
+    /// The outbox: every delivery (webhooks and invitation e-mails) with its attempts, status and last error.
     #[command(subcommand)]
     Notifications(NotificationsCommand),
+    /// The first admin's invitation e-mail (its link sets the admin's first password).
+    #[command(subcommand)]
+    Invitations(InvitationsCommand),
     /// Fleet migrations: bring every tenant database to the tenant schema's latest version, in waves.
     #[command(subcommand)]
     Migrate(MigrateCommand),
@@ -296,6 +299,19 @@ pub enum UsersCommand {
 pub enum SecretsCommand {
     /// Print a secret's value (audited as SECRET_READ).
     Show { name: String },
+    /// Set an operator's secret from standard input, never the command line (audited as SECRET_SET). The one
+    /// such secret is `smtp-password`, the password of smtp_url's user.
+    Set { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InvitationsCommand {
+    /// Send the tenant's first admin a fresh link; the old one stops working (and any password set through
+    /// it: the new link sets one again).
+    Resend {
+        #[arg(long)]
+        slug: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

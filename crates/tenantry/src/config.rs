@@ -24,6 +24,10 @@ struct ConfigFile {
     tenant_migrations: Option<PathBuf>,
     admin_seed: Option<PathBuf>,
     invitation_base_url: Option<String>,
+    invitation_url: Option<String>,
+    invitation_template: Option<PathBuf>,
+    smtp_url: Option<String>,
+    smtp_from: Option<String>,
     purge_min_interval_ms: Option<u64>,
     retry_max_attempts: Option<u32>,
     retry_initial_delay_ms: Option<u64>,
@@ -56,7 +60,10 @@ pub struct Config {
     /// `None`: the bundled example schema, written into the data directory on first use.
     pub tenant_migrations: Option<PathBuf>,
     pub admin_seed: Option<PathBuf>,
-    pub invitation_base_url: String,
+    /// The first admin's invitation: the link's form (`invitation_url`, or the older `invitation_base_url` with
+    /// the token appended), the SMTP server (`smtp_url`), the sender (`smtp_from`) and the e-mail's template
+    /// (`invitation_template`, a directory), each checked here.
+    pub invitations: tenantry_workflows::InvitationSettings,
     /// The least time between two purges on one server (`TENANTRY_PURGE_MIN_INTERVAL_MS`, default 1000).
     pub purge_min_interval: Duration,
     /// Webhook URLs may resolve to private and link-local addresses (`TENANTRY_WEBHOOK_ALLOW_INTERNAL`).
@@ -256,9 +263,15 @@ impl Config {
                 .or(file.notify_max_attempts)
                 .unwrap_or(8)
                 .max(1),
-            invitation_base_url: env("TENANTRY_INVITATION_BASE_URL")
-                .or(file.invitation_base_url)
-                .unwrap_or_else(|| "https://app.example/invite?token=".into()),
+            invitations: invitation_settings(
+                env("TENANTRY_INVITATION_URL").or(file.invitation_url),
+                env("TENANTRY_INVITATION_BASE_URL").or(file.invitation_base_url),
+                env("TENANTRY_INVITATION_TEMPLATE")
+                    .map(PathBuf::from)
+                    .or(file.invitation_template),
+                env("TENANTRY_SMTP_URL").or(file.smtp_url),
+                env("TENANTRY_SMTP_FROM").or(file.smtp_from),
+            )?,
             retry,
             plans,
             warm_pool_size: env_parsed("TENANTRY_WARM_POOL_SIZE")?
@@ -286,6 +299,41 @@ impl Config {
             sqlite_server_roots,
         })
     }
+}
+
+/// The invitation's settings, each checked: a link form with `{token}`, a template that renders, an SMTP URL
+/// without a password, a sender that is an address.
+fn invitation_settings(
+    url: Option<String>,
+    base_url: Option<String>,
+    template: Option<PathBuf>,
+    smtp_url: Option<String>,
+    smtp_from: Option<String>,
+) -> anyhow::Result<tenantry_workflows::InvitationSettings> {
+    let url = match (url, base_url) {
+        (Some(url), _) => url,
+        // The older key: a base the token is appended to.
+        (None, Some(base)) => format!("{base}{{token}}"),
+        (None, None) => "https://{slug}.app.example/first-sign-in?token={token}".into(),
+    };
+    tenantry_workflows::check_url_form(&url).map_err(anyhow::Error::msg)?;
+    let mut settings = tenantry_workflows::InvitationSettings::without_email(url);
+    if let Some(directory) = template {
+        settings.template = std::sync::Arc::new(
+            tenantry_workflows::InvitationTemplate::load(&directory).map_err(anyhow::Error::msg)?,
+        );
+    }
+    if let Some(smtp_url) = smtp_url {
+        settings.smtp = Some(
+            tenantry_providers::mail::SmtpEndpoint::parse(&smtp_url).map_err(anyhow::Error::msg)?,
+        );
+    }
+    if let Some(from) = smtp_from {
+        tenantry_providers::mail::check_mailbox(&from)
+            .map_err(|error| anyhow::anyhow!("smtp_from: {error}"))?;
+        settings.from = from;
+    }
+    Ok(settings)
 }
 
 /// `eu=1.2,us=1` as a map.

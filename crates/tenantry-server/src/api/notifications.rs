@@ -55,16 +55,24 @@ pub struct NotificationQuery {
     pub limit: Option<i64>,
 }
 
-/// One delivery of one event to one webhook.
+/// One delivery of one event: to a webhook, or the first admin's invitation e-mail.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DeliveryView {
-    /// The delivery's id, sent as `webhook-id` on every attempt.
+    /// The delivery's id, sent as `webhook-id` (or as the e-mail's Message-ID, at the sender's domain) on every
+    /// attempt.
     pub id: String,
-    /// The event: `tenant.provisioned`, `job.failed`, …
+    /// `webhook` or `email`.
+    pub channel: String,
+    /// The event: `tenant.provisioned`, `job.failed`, … (`tenant.invitation` for an e-mail).
     pub event: String,
+    /// The subscription (empty for an e-mail).
     pub webhook_id: String,
-    /// Where it goes; null once the webhook was removed.
+    /// Where a webhook delivery goes; null once the webhook was removed, and for an e-mail.
     pub url: Option<String>,
+    /// The tenant an e-mail is about.
+    pub tenant: Option<String>,
+    /// Where an e-mail goes.
+    pub recipient: Option<String>,
     /// `pending`, `sent` or `dead`.
     pub status: String,
     pub attempts: i64,
@@ -82,8 +90,11 @@ impl DeliveryView {
             next_attempt_at: (delivery.status == DELIVERY_PENDING)
                 .then_some(delivery.next_attempt_at),
             id: delivery.id,
+            channel: delivery.channel,
             event: delivery.event_type,
             webhook_id: delivery.webhook_id,
+            tenant: delivery.tenant_slug,
+            recipient: delivery.recipient,
             status: delivery.status,
             attempts: delivery.attempts,
             last_error: delivery.last_error,

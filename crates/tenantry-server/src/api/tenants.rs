@@ -12,7 +12,8 @@ use serde::Deserialize;
 use tenantry_core::{ErrorCode, RawTenantSpec, Slug, SpecDefaults, TenantSpec, TenantStatus};
 use tenantry_registry::{TenantRecord, TenantResourceRecord};
 use tenantry_workflows::{
-    submit_offboard, submit_provision, IdempotencyRequest, OffboardRequest, Submitted,
+    invitation_state, resend_invitation, submit_offboard, submit_provision, IdempotencyRequest,
+    InvitationView, OffboardRequest, Resent, Submitted,
 };
 
 /// What `POST /platform/tenants` takes.
@@ -224,6 +225,58 @@ pub async fn tenant_resources(
         return Err(ApiError::not_found(format!("tenant {slug:?}")));
     }
     Ok(axum::Json(registry.tenant_resources(&slug).await?))
+}
+
+/// A tenant's first-admin invitation: where it stands (`sent`, `pending`, `waiting_for_smtp`, `dead`), to whom,
+/// its attempts and last error. Never the link.
+#[utoipa::path(get, path = "/platform/tenants/{slug}/invitation", tag = "tenants", params(("slug" = String, Path, pattern = "^[a-z][a-z0-9-]{2,39}$")),
+    responses((status = 200, body = InvitationView),
+        (status = 401, body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such tenant, or no invitation was ever queued for it", body = ProblemDetails, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn tenant_invitation(
+    State(state): State<ServerState>,
+    Path(slug): Path<String>,
+) -> ApiResult<axum::Json<InvitationView>> {
+    if state.platform.registry.get_tenant(&slug).await?.is_none() {
+        return Err(ApiError::not_found(format!("tenant {slug:?}")));
+    }
+    let invitation = invitation_state(&state.platform, &slug)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("an invitation for tenant {slug:?}")))?;
+    Ok(axum::Json(invitation))
+}
+
+/// What resending an invitation did, and where the new one stands.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct InvitationResent {
+    pub resent: Resent,
+    pub invitation: Option<InvitationView>,
+}
+
+/// Send the tenant's first admin a fresh first-sign-in link (audited `INVITATION_RESENT`): the old link stops
+/// working, and so does any password set through it (the new link sets one). Without `smtp_url` the link waits in
+/// the secret store.
+#[utoipa::path(post, path = "/platform/tenants/{slug}/invitation", tag = "tenants", params(("slug" = String, Path, pattern = "^[a-z][a-z0-9-]{2,39}$")),
+    responses((status = 202, body = InvitationResent),
+        (status = 401, body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "The tenant is not active", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid slug", body = ProblemDetails, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn resend_tenant_invitation(
+    State(state): State<ServerState>,
+    Extension(principal): Extension<Principal>,
+    Path(slug): Path<String>,
+) -> ApiResult<(StatusCode, axum::Json<InvitationResent>)> {
+    let slug = Slug::parse(&slug)?;
+    let resent = resend_invitation(&state.platform, &slug, &principal.actor()).await?;
+    let invitation = invitation_state(&state.platform, slug.as_str()).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(InvitationResent { resent, invitation }),
+    ))
 }
 
 /// Submit an offboarding job.

@@ -40,7 +40,9 @@ pub mod pages {
         rollouts_page,
     };
     pub use super::servers::{add_server_submit, drain_submit, servers_page};
-    pub use super::tenants::{offboard_submit, tenant_page, tenants_page};
+    pub use super::tenants::{
+        offboard_submit, resend_invitation_submit, tenant_page, tenants_page,
+    };
 }
 
 use crate::routes::Route;

@@ -17,7 +17,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use maud::{html, Markup};
-use tenantry_registry::{DELIVERY_DEAD, DELIVERY_PENDING, NOTIFICATION_EVENTS};
+use tenantry_registry::{CHANNEL_EMAIL, DELIVERY_DEAD, DELIVERY_PENDING, NOTIFICATION_EVENTS};
 use tenantry_workflows::WEBHOOK_FORMATS;
 
 /// How many deliveries the page shows.
@@ -37,9 +37,15 @@ fn delivery_row(delivery: &DeliveryView, viewer: &Viewer) -> Markup {
         tr {
             td { code { (delivery.event) } }
             td.target {
-                @match &delivery.url {
-                    Some(url) => code { (url) },
-                    None => span.muted { "removed webhook" },
+                @match (&delivery.url, &delivery.recipient) {
+                    (Some(url), _) => code { (url) },
+                    (None, Some(recipient)) => {
+                        "e-mail to " (recipient)
+                        @if let Some(tenant) = &delivery.tenant {
+                            " (" a href={ "/platform/tenants/" (query_escape(tenant)) } { (tenant) } ")"
+                        }
+                    }
+                    (None, None) => span.muted { "removed webhook" },
                 }
             }
             td.num { (delivery.attempts) }
@@ -52,7 +58,7 @@ fn delivery_row(delivery: &DeliveryView, viewer: &Viewer) -> Markup {
             }
             @if viewer.is_admin() {
                 td.actions {
-                    @if delivery.status == DELIVERY_DEAD && delivery.url.is_some() {
+                    @if delivery.status == DELIVERY_DEAD && (delivery.url.is_some() || delivery.channel == CHANNEL_EMAIL) {
                         form method="post" action={ "/platform/notifications/" (query_escape(&delivery.id)) "/retry" } {
                             (viewer.csrf_field())
                             button.small type="submit" aria-label={ "Retry delivery " (delivery.id) } { "Retry" }

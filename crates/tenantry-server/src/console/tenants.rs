@@ -23,7 +23,9 @@ use serde::Deserialize;
 use tenantry_core::{Slug, TenantStatus};
 use tenantry_engine::JobView;
 use tenantry_registry::{AuditFilter, JobFilter, TenantRecord, TenantResourceRecord};
-use tenantry_workflows::{submit_offboard, OffboardRequest};
+use tenantry_workflows::{
+    invitation_state, resend_invitation, submit_offboard, InvitationView, OffboardRequest,
+};
 
 /// Tenants per page of the list.
 const PAGE_SIZE: i64 = 50;
@@ -389,6 +391,9 @@ pub async fn tenant_page(
         .await
         .or_page(&viewer)?;
     let resources = registry.tenant_resources(&slug).await.or_page(&viewer)?;
+    let invitation = invitation_state(&state.platform, &slug)
+        .await
+        .map_err(|error| PageError::new(&viewer, error))?;
     let schema = match &tenant {
         Some(_) => schema_state(&state, &slug).await,
         None => html! {},
@@ -413,6 +418,7 @@ pub async fn tenant_page(
         @match &tenant {
             Some(tenant) => {
                 div.panel { (tenant_details(tenant, schema)) }
+                (invitation_panel(&viewer, tenant, invitation.as_ref()))
                 @if !resources.is_empty() {
                     h2 { "Resources" }
                     (resources_table(&resources))
@@ -446,6 +452,73 @@ pub async fn tenant_page(
         StatusCode::OK,
         shell(Some(&viewer), Section::Tenants, &slug, body),
     ))
+}
+
+/// The first admin's invitation: where it stands, and (for admins of an active tenant) a button for a fresh one.
+fn invitation_panel(
+    viewer: &Viewer,
+    tenant: &TenantRecord,
+    invitation: Option<&InvitationView>,
+) -> Markup {
+    html! {
+        h2 { "Invitation" }
+        div.panel.invitation {
+            @match invitation {
+                None => p.muted { "No invitation was queued for " (tenant.admin_email) " (the tenant predates invitation e-mails)." },
+                Some(invitation) => {
+                    dl.details {
+                        div { dt { "Status" } dd { (pill(&invitation.status)) } }
+                        div { dt { "To" } dd { (invitation.recipient.as_deref().unwrap_or_default()) } }
+                        div { dt { "Queued" } dd { (time_ago(invitation.queued_at)) } }
+                        @if let Some(sent_at) = invitation.sent_at {
+                            div { dt { "Sent" } dd { (time_ago(sent_at)) } }
+                        }
+                        div { dt { "Attempts" } dd { (invitation.attempts) } }
+                        @if let Some(next) = invitation.next_attempt_at {
+                            div { dt { "Next try" } dd { (time_ago(next)) } }
+                        }
+                        @if let Some(error) = &invitation.last_error {
+                            div { dt { "Last error" } dd { (error) } }
+                        }
+                        div { dt { "Message-ID" } dd { code { (invitation.delivery_id) "@…" } } }
+                    }
+                    @if invitation.status == "waiting_for_smtp" {
+                        p.muted {
+                            "No SMTP server is configured (smtp_url), so no e-mail is sent. The first-sign-in link waits in the secret store as "
+                            code { "tenant-invite-" (tenant.slug) } "."
+                        }
+                    }
+                }
+            }
+            @if viewer.is_admin() && tenant.status == TenantStatus::Active {
+                form method="post" action={ (tenant_path(&tenant.slug)) "/invitation" } {
+                    (viewer.csrf_field())
+                    button type="submit" { "Send a fresh invitation" }
+                    " "
+                    span.muted { "The old link stops working; the new one sets the admin's password." }
+                }
+            }
+        }
+    }
+}
+
+/// `POST /platform/tenants/{slug}/invitation` from the tenant page's button: a fresh invitation, then back to the
+/// tenant page, which shows where it stands.
+pub async fn resend_invitation_submit(
+    State(state): State<ServerState>,
+    Extension(principal): Extension<Principal>,
+    Path(slug): Path<String>,
+) -> Response {
+    let viewer = Viewer::new(&principal);
+    let resent = async {
+        let slug = Slug::parse(&slug)?;
+        resend_invitation(&state.platform, &slug, &principal.actor()).await
+    }
+    .await;
+    match resent {
+        Ok(_) => see_other(&tenant_path(&slug)),
+        Err(error) => PageError::new(&viewer, error).into_response(),
+    }
 }
 
 /// The offboard form's fields.

@@ -85,10 +85,12 @@ pub async fn tenants(app: &App, command: TenantsCommand, json: bool) -> CommandR
                     serde_json::json!({ "state": "unreachable", "detail": error.message })
                 }
             };
+            let invitation = tenantry_workflows::invitation_state(&app.platform, &slug).await?;
             if json {
                 let jobs: Vec<JobView> = jobs.iter().map(|job| JobView::build(job, &[])).collect();
                 print_json(&serde_json::json!({
-                    "tenant": tenant, "resources": resources, "schema": schema, "jobs": jobs
+                    "tenant": tenant, "resources": resources, "schema": schema, "jobs": jobs,
+                    "invitation": invitation,
                 }))?;
             } else {
                 println!("tenant      {}", tenant.slug);
@@ -100,6 +102,7 @@ pub async fn tenants(app: &App, command: TenantsCommand, json: bool) -> CommandR
                 println!("database    {}", tenant.resource_name);
                 println!("secret      {}", tenant.secret_ref);
                 println!("admin       {}", tenant.admin_email);
+                println!("invitation  {}", invitation_line(invitation.as_ref()));
                 println!("labels      {}", tenant.labels);
                 println!("schema      {}", schema_line(&schema));
                 if let Some(cost) = tenant.settings.get("monthly_cost") {
@@ -307,5 +310,28 @@ fn schema_line(schema: &serde_json::Value) -> String {
                 .unwrap_or_default()
         ),
         _ => format!("{state}: {}", detail.unwrap_or("")),
+    }
+}
+
+/// The first admin's invitation in a line: where it stands, and why when it is not sent.
+fn invitation_line(invitation: Option<&tenantry_workflows::InvitationView>) -> String {
+    let Some(invitation) = invitation else {
+        return "none queued (the tenant predates invitation e-mails)".into();
+    };
+    let to = invitation.recipient.as_deref().unwrap_or_default();
+    match invitation.status.as_str() {
+        "sent" => format!("sent to {to} {}", when(invitation.sent_at)),
+        "waiting_for_smtp" => {
+            "waiting: no smtp_url is configured; the link is in the secret store".into()
+        }
+        status => format!(
+            "{status} to {to} after {} attempts{}",
+            invitation.attempts,
+            invitation
+                .last_error
+                .as_ref()
+                .map(|error| format!(": {error}"))
+                .unwrap_or_default()
+        ),
     }
 }

@@ -6,6 +6,7 @@ use crate::output::{print_json, print_table, when};
 use crate::CommandResult;
 use std::process::ExitCode;
 use tenantry_core::{Error as CodedError, ErrorCode};
+use tenantry_providers::credentials::SecretString;
 use tenantry_registry::{AuditFilter, NewAuditEvent};
 use tenantry_workflows::{registry_error, run_doctor};
 
@@ -153,8 +154,14 @@ pub async fn doctor(app: &App, json: bool) -> CommandResult {
     })
 }
 
+/// The secrets an operator sets by hand (the rest are tenantry's own, made by jobs).
+const OPERATOR_SECRETS: [&str; 1] = [tenantry_workflows::SMTP_PASSWORD_SECRET];
+
 pub async fn secrets(app: &App, command: SecretsCommand, json: bool) -> CommandResult {
-    let SecretsCommand::Show { name } = command;
+    let name = match command {
+        SecretsCommand::Show { name } => name,
+        SecretsCommand::Set { name } => return set_secret(app, &name, json).await,
+    };
     let value = app
         .platform
         .secrets
@@ -183,6 +190,51 @@ pub async fn secrets(app: &App, command: SecretsCommand, json: bool) -> CommandR
         print_json(&serde_json::json!({ "name": name, "value": value.expose() }))?;
     } else {
         println!("{}", value.expose());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `secrets set NAME`: the value from standard input (one line, its newline dropped), so it is never in a command
+/// line, a shell history or a process list.
+async fn set_secret(app: &App, name: &str, json: bool) -> CommandResult {
+    if !OPERATOR_SECRETS.contains(&name) {
+        return Err(CodedError::invalid_input(format!(
+            "{name:?} is not a secret an operator sets; the one such secret is {}",
+            OPERATOR_SECRETS.join(", ")
+        ))
+        .into());
+    }
+    let mut value = String::new();
+    std::io::stdin().read_line(&mut value).map_err(|error| {
+        CodedError::invalid_input(format!("cannot read standard input: {error}"))
+    })?;
+    let value = value.trim_end_matches(['\r', '\n']);
+    if value.is_empty() {
+        return Err(CodedError::invalid_input(format!(
+            "standard input was empty: pipe the value of {name} in (`tenantry secrets set {name} < file`)"
+        ))
+        .into());
+    }
+    app.platform
+        .secrets
+        .put(name, &SecretString::new(value.to_owned()))
+        .await
+        .map_err(|error| CodedError::new(ErrorCode::ProvisioningUnavailable, error.to_string()))?;
+    app.platform
+        .registry
+        .record_audit(&NewAuditEvent {
+            actor: cli_actor(),
+            event_type: "SECRET_SET",
+            tenant_slug: None,
+            job_id: None,
+            details: serde_json::json!({ "secret": name }),
+        })
+        .await
+        .map_err(registry_error)?;
+    if json {
+        print_json(&serde_json::json!({ "set": name }))?;
+    } else {
+        println!("secret {name} set");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -58,6 +58,9 @@ pub async fn run(cli: Cli) -> CommandResult {
         Command::Notifications(command) => {
             notifications::notifications(&App::open(config).await?, command, json).await
         }
+        Command::Invitations(command) => {
+            notifications::invitations(&App::open(config).await?, command, json).await
+        }
         Command::Migrate(command) => migrate::run(&App::open(config).await?, command, json).await,
         Command::Pool(command) => {
             let request = pool::parse(command)?;

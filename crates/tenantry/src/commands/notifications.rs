@@ -1,11 +1,12 @@
-//! `webhooks add | list | remove` and `notifications list | retry`: the outbox from the command line.
+//! `webhooks add | list | remove`, `notifications list | retry` and `invitations resend`: the outbox from the
+//! command line.
 
 use crate::app::{cli_actor, App};
-use crate::cli::{NotificationsCommand, WebhooksCommand};
+use crate::cli::{InvitationsCommand, NotificationsCommand, WebhooksCommand};
 use crate::output::{print_json, print_table, when};
 use crate::CommandResult;
 use std::process::ExitCode;
-use tenantry_core::{Error as CodedError, ErrorCode};
+use tenantry_core::{Error as CodedError, ErrorCode, Slug};
 use tenantry_registry::{DELIVERY_DEAD, DELIVERY_PENDING, DELIVERY_SENT};
 use tenantry_workflows::{add_webhook, registry_error, remove_webhook, WebhookRequest};
 
@@ -99,7 +100,10 @@ pub async fn notifications(app: &App, command: NotificationsCommand, json: bool)
                         vec![
                             delivery.id.clone(),
                             delivery.event_type.clone(),
-                            delivery.webhook_id.clone(),
+                            delivery
+                                .recipient
+                                .clone()
+                                .unwrap_or_else(|| delivery.webhook_id.clone()),
                             delivery.status.clone(),
                             delivery.attempts.to_string(),
                             if delivery.status == DELIVERY_PENDING {
@@ -115,7 +119,7 @@ pub async fn notifications(app: &App, command: NotificationsCommand, json: bool)
                     &[
                         "ID",
                         "EVENT",
-                        "WEBHOOK",
+                        "TO",
                         "STATUS",
                         "ATTEMPTS",
                         "NEXT TRY",
@@ -135,7 +139,9 @@ pub async fn notifications(app: &App, command: NotificationsCommand, json: bool)
             {
                 return Err(CodedError::new(
                     ErrorCode::NotFound,
-                    format!("no dead delivery {id} of an existing webhook"),
+                    format!(
+                        "no dead delivery {id} (of an existing webhook, or an invitation e-mail)"
+                    ),
                 )
                 .into());
             }
@@ -147,6 +153,39 @@ pub async fn notifications(app: &App, command: NotificationsCommand, json: bool)
                 println!("delivery {id} sent again (see `tenantry notifications list`)");
             }
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn invitations(app: &App, command: InvitationsCommand, json: bool) -> CommandResult {
+    let InvitationsCommand::Resend { slug } = command;
+    let slug = Slug::parse(&slug)?;
+    let resent = tenantry_workflows::resend_invitation(&app.platform, &slug, &cli_actor()).await?;
+    // Sent from here at once when an SMTP server is configured (a serve or worker retries what fails).
+    let runner = app.runner();
+    if let Err(error) = tenantry_workflows::send_due(&app.platform, runner.owner()).await {
+        tracing::warn!(error = %error.message, "the invitation is not sent now; a serve or worker will");
+    }
+    let state = tenantry_workflows::invitation_state(&app.platform, slug.as_str()).await?;
+    if json {
+        print_json(&serde_json::json!({ "resent": resent, "invitation": state }))?;
+    } else if resent.emailed {
+        let status = state
+            .as_ref()
+            .map_or("pending", |state| state.status.as_str());
+        println!(
+            "a fresh invitation for {} is {status}; the old link no longer works",
+            resent.recipient
+        );
+        if let Some(error) = state.as_ref().and_then(|state| state.last_error.as_ref()) {
+            println!("last error: {error} (retried by a serve or worker)");
+        }
+    } else {
+        println!(
+            "a fresh link for {} waits in the secret store as {} (no smtp_url is configured, so no e-mail is \
+             sent: `tenantry secrets show {}`); the old link no longer works",
+            resent.recipient, resent.secret, resent.secret
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

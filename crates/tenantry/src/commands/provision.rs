@@ -259,14 +259,7 @@ async fn report(app: &App, runner: Runner, run: Run<'_>, json: bool) -> CommandR
             for (label, value) in &outcome.reveals {
                 println!("{label}: {value}");
             }
-            if !outcome.reveals.is_empty() {
-                println!("(the one-time password and invitation link are shown only now)");
-            } else if let Some(secret) = invitation_secret(job) {
-                println!(
-                    "another process ran this job, so its one-time password was shown to nobody; the invitation \
-                     link waits in the secret store as {secret} (`tenantry secrets show {secret}`)"
-                );
-            }
+            print_invitation(app, job, &outcome.reveals).await?;
         }
     }
     if job.status == JobStatus::Complete {
@@ -354,6 +347,50 @@ fn show_new_phases(
             });
         }
     }
+}
+
+/// Where the first admin's invitation went: e-mailed (or being sent), or, with no SMTP server, the link itself
+/// when this process ran the job (it goes nowhere else) and otherwise the secret where it waits.
+async fn print_invitation(
+    app: &App,
+    job: &JobRecord,
+    reveals: &[(String, String)],
+) -> Result<(), Failure> {
+    let Some(secret) = invitation_secret(job) else {
+        return Ok(());
+    };
+    if let Some(state) =
+        tenantry_workflows::invitation_state(&app.platform, &job.tenant_slug).await?
+    {
+        if state.status != "waiting_for_smtp" {
+            let recipient = state.recipient.unwrap_or_default();
+            match state.status.as_str() {
+                "sent" => println!("invitation e-mailed to {recipient} (its link sets the first password)"),
+                _ => println!(
+                    "invitation to {recipient}: {}{} (a serve or worker retries; `tenantry tenants show {}`)",
+                    state.status,
+                    state
+                        .last_error
+                        .map(|error| format!(", last error: {error}"))
+                        .unwrap_or_default(),
+                    job.tenant_slug
+                ),
+            }
+            return Ok(());
+        }
+    }
+    if reveals.iter().any(|(label, _)| label == "invitation_url") {
+        println!(
+            "(no smtp_url is configured, so no e-mail is sent: hand the admin this link, which sets the first \
+             password; it also waits in the secret store as {secret})"
+        );
+    } else {
+        println!(
+            "no smtp_url is configured and another process ran this job: the first-sign-in link waits in the \
+             secret store as {secret} (`tenantry secrets show {secret}`)"
+        );
+    }
+    Ok(())
 }
 
 /// The secret where a completed provisioning's invitation waits (`None` for other jobs and dry runs).

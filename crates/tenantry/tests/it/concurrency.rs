@@ -98,7 +98,7 @@ async fn provision_beside_a_running_worker_is_run_and_reported_by_the_cli(engine
         let slug = format!("beside-{index}");
         let run = fleet.provision(&slug, &[]).await;
         assert_eq!(run.status, 0, "{run:?}\nworker log: {}", worker.log());
-        for label in ["admin_one_time_password: ", "invitation_url: "] {
+        for label in ["admin_email: ", "invitation_url: "] {
             assert!(run.stdout.contains(label), "{label} not printed: {run:?}");
         }
         let tenant = fleet.json(&["tenants", "show", &slug]).await;

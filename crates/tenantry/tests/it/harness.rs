@@ -774,3 +774,142 @@ impl Receiver {
         self.received.lock().expect("not poisoned").clone()
     }
 }
+
+/// One message an SMTP server received, parsed as a mail client would.
+#[derive(Debug, Clone)]
+pub struct Mail {
+    pub message_id: String,
+    pub from: String,
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+    /// The whole message as it arrived (headers and body).
+    pub raw: String,
+}
+
+/// A real SMTP server of the test's own (aiosmtpd, from the suite's virtual environment): on a loopback port of
+/// its own, writing every message it accepts into a Maildir the test reads. It can be stopped and started again
+/// on the same port, to be an SMTP server that is down for a while.
+pub struct MailServer {
+    pub port: u16,
+    maildir: PathBuf,
+    child: Option<tokio::process::Child>,
+}
+
+impl MailServer {
+    pub async fn start() -> MailServer {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+            listener.local_addr().expect("its address").port()
+        };
+        let maildir =
+            std::env::temp_dir().join(format!("tenantry-mail-{}", uuid::Uuid::now_v7().simple()));
+        let mut server = MailServer {
+            port,
+            maildir,
+            child: None,
+        };
+        server.resume().await;
+        server
+    }
+
+    /// The `smtp_url` that reaches it.
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the server (again) on its port, and waits until it greets.
+    pub async fn resume(&mut self) {
+        let python = std::env::var("TENANTRY_TEST_SMTPD_PYTHON").expect(
+            "TENANTRY_TEST_SMTPD_PYTHON: run the tests through scripts/test (it installs aiosmtpd)",
+        );
+        let child = tokio::process::Command::new(python)
+            .args(["-m", "aiosmtpd", "-n", "-l"])
+            .arg(format!("127.0.0.1:{}", self.port))
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(&self.maildir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start aiosmtpd");
+        self.child = Some(child);
+        let port = self.port;
+        eventually(
+            30,
+            || format!("aiosmtpd did not greet on 127.0.0.1:{port}"),
+            || async move {
+                let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .ok()?;
+                let mut greeting = [0u8; 3];
+                stream.read_exact(&mut greeting).await.ok()?;
+                let _ = stream.write_all(b"QUIT\r\n").await;
+                (&greeting == b"220").then_some(())
+            },
+        )
+        .await;
+    }
+
+    /// Stops the server: connections to its port are refused until `resume`.
+    pub async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.expect("stop aiosmtpd");
+        }
+    }
+
+    /// Every message received so far, oldest first.
+    pub fn messages(&self) -> Vec<Mail> {
+        let mut files: Vec<(std::time::SystemTime, PathBuf)> = ["new", "cur"]
+            .iter()
+            .filter_map(|folder| std::fs::read_dir(self.maildir.join(folder)).ok())
+            .flatten()
+            .filter_map(|entry| entry.ok())
+            .map(|entry| {
+                let modified = entry
+                    .metadata()
+                    .and_then(|metadata| metadata.modified())
+                    .unwrap_or(std::time::UNIX_EPOCH);
+                (modified, entry.path())
+            })
+            .collect();
+        files.sort();
+        files
+            .into_iter()
+            .map(|(_, path)| {
+                let raw = std::fs::read(&path).expect("read a delivered message");
+                let parsed = mail_parser::MessageParser::default()
+                    .parse(&raw)
+                    .expect("a parsable message");
+                let address = |list: Option<&mail_parser::Address>| {
+                    list.and_then(|list| list.first())
+                        .and_then(|addr| addr.address())
+                        .unwrap_or_default()
+                        .to_owned()
+                };
+                Mail {
+                    message_id: parsed.message_id().unwrap_or_default().to_owned(),
+                    from: address(parsed.from()),
+                    to: address(parsed.to()),
+                    subject: parsed.subject().unwrap_or_default().to_owned(),
+                    text: parsed
+                        .body_text(0)
+                        .map(|text| text.into_owned())
+                        .unwrap_or_default(),
+                    html: parsed
+                        .body_html(0)
+                        .map(|html| html.into_owned())
+                        .unwrap_or_default(),
+                    raw: String::from_utf8_lossy(&raw).into_owned(),
+                }
+            })
+            .collect()
+    }
+}
+
+impl Drop for MailServer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.maildir);
+    }
+}

@@ -12,6 +12,7 @@ mod failures;
 mod fast_paths;
 mod harness;
 mod installations;
+mod invitations;
 mod notifications;
 mod notifications_api;
 mod offboard;
