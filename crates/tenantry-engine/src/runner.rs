@@ -313,8 +313,10 @@ impl Runner {
             }
         };
         finished?;
+        let job = self.registry.get_job(&fence.job_id).await?;
+        record_job_metrics(&job);
         Ok(JobOutcome {
-            job: self.registry.get_job(&fence.job_id).await?,
+            job,
             reveals: context.reveals,
         })
     }
@@ -380,7 +382,7 @@ impl Runner {
                     context
                         .set_state(
                             ROLLBACK_KEY,
-                            serde_json::json!({ "code": cause.code, "message": cause.message }),
+                            serde_json::json!({ "code": cause.code, "message": cause.message, "phase": phase.name }),
                         )
                         .await?;
                     context.job = context.registry.get_job(&context.fence.job_id).await?;
@@ -624,6 +626,40 @@ async fn check_failpoint(phase: &str, boundary: Boundary) -> Result<(), PhaseErr
     failpoints::check(phase, boundary.as_str()).await
 }
 
+/// The phase whose failure started the job's rollback, as `forward` kept it beside the cause.
+fn failed_phase(job: &JobRecord) -> Option<&str> {
+    job.state.get(ROLLBACK_KEY)?.get("phase")?.as_str()
+}
+
+/// The job-level series the dashboards read: how long a job took from its first claim to its end, by kind, plan
+/// and outcome; and, for a job that ended with an error, one count by kind, the phase that failed and the code it
+/// ended with (the common failure points). Every label comes from a fixed set (kinds, configured plans, phase
+/// names, statuses, the error table), never a slug or an id, so the number of series stays small.
+fn record_job_metrics(job: &JobRecord) {
+    let kind = job.kind.as_str();
+    let plan = job.plan.clone().unwrap_or_default();
+    if let (Some(started_at), Some(finished_at)) = (job.started_at, job.finished_at) {
+        metrics::histogram!(
+            "tenantry_job_duration_seconds",
+            "kind" => kind,
+            "plan" => plan,
+            "outcome" => job.status.as_str()
+        )
+        .record((finished_at - started_at).max(0) as f64 / 1000.0);
+    }
+    if let (Some(error_code), false) = (&job.error_code, job.status == JobStatus::Complete) {
+        // A job reopened for rollback by an older version kept no phase with its cause.
+        let phase = failed_phase(job).unwrap_or("unknown").to_owned();
+        metrics::counter!(
+            "tenantry_job_failures_total",
+            "kind" => kind,
+            "phase" => phase,
+            "error_code" => error_code.clone()
+        )
+        .increment(1);
+    }
+}
+
 fn rollback_cause(job: &JobRecord) -> Option<CodedError> {
     let rollback = job.state.get(ROLLBACK_KEY)?;
     let stored_code = rollback.get("code")?.as_str()?;
@@ -670,11 +706,15 @@ pub(crate) fn reset_for(job: &JobRecord, rollback: bool) -> serde_json::Value {
     let mut state = job.state.clone();
     if let Some(object) = state.as_object_mut() {
         if rollback {
-            let cause = job
+            let mut cause = job
                 .error_code
                 .clone()
                 .map(|code| serde_json::json!({ "code": code, "message": job.error_message.clone().unwrap_or_default() }))
                 .unwrap_or_else(|| serde_json::json!({ "code": "E_INTERNAL", "message": "rolled back by an operator" }));
+            // The phase that failed stays with the new cause, so the failure is counted where it happened.
+            if let (Some(phase), Some(cause)) = (failed_phase(job), cause.as_object_mut()) {
+                cause.insert("phase".into(), phase.into());
+            }
             object.insert(ROLLBACK_KEY.into(), cause);
         } else {
             object.remove(ROLLBACK_KEY);

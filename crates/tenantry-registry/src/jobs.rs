@@ -526,6 +526,43 @@ impl Registry {
         .await?)
     }
 
+    /// How long each job of `kind` that completed at or after `since` (Unix millis) took from its first claim to
+    /// its end, in milliseconds, with its plan (empty when it has none), by plan and then duration. The console
+    /// works out the percentiles: the two backends share no percentile function.
+    pub async fn completed_job_durations(
+        &self,
+        kind: JobKind,
+        since: i64,
+    ) -> Result<Vec<(String, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT COALESCE(plan, ''), finished_at - started_at FROM jobs
+             WHERE kind = $1 AND status = 'complete' AND finished_at >= $2 AND started_at IS NOT NULL
+             ORDER BY 1, 2",
+        )
+        .bind(kind.as_str())
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// How many jobs of `kind` that ended at or after `since` (Unix millis) failed or were rolled back, by error
+    /// code, the most common first. A cancelled job (rejected, or its approval lapsed) is a decision, not a failure.
+    pub async fn failure_counts_since(
+        &self,
+        kind: JobKind,
+        since: i64,
+    ) -> Result<Vec<(String, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT error_code, COUNT(*) FROM jobs
+             WHERE kind = $1 AND status IN ('failed', 'rolled_back') AND error_code IS NOT NULL AND finished_at >= $2
+             GROUP BY error_code ORDER BY COUNT(*) DESC, error_code",
+        )
+        .bind(kind.as_str())
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// The mean duration of each phase over the last `n_jobs` completed jobs of this kind (and plan, if given).
     pub async fn recent_phase_durations(
         &self,

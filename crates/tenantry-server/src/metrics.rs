@@ -1,10 +1,11 @@
-//! `/metrics` in Prometheus text: phase durations and webhook sends recorded in this process, and counts (jobs,
-//! webhook deliveries by status) and per-tenant info and cost read from the registry at scrape time, so every
-//! replica reports the same numbers.
+//! `/metrics` in Prometheus text: phase and job durations, job failures and webhook sends recorded in this
+//! process, and counts (jobs, webhook deliveries by status) and per-tenant info and cost read from the registry at
+//! scrape time, so every replica reports the same numbers. `dashboards/grafana/tenantry.json` is built on these
+//! names; a test checks that every one it queries is here.
 //! The per-tenant series name customers (slug, plan, cost center, cost), so they are rendered only for a caller
 //! with a platform role ([`Scope::WithTenants`]); the public scrape carries no customer name.
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::fmt::Write as _;
 use std::sync::OnceLock;
 use tenantry_registry::{
@@ -21,6 +22,17 @@ pub fn recorder_handle() -> PrometheusHandle {
                 .set_buckets(&[
                     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
                 ])
+                // A whole job takes longer than one phase (a rollout's can take minutes), so its buckets reach
+                // further: the dashboard's p95 stays a number instead of the last bucket's bound.
+                .and_then(|builder| {
+                    builder.set_buckets_for_metric(
+                        Matcher::Full("tenantry_job_duration_seconds".into()),
+                        &[
+                            0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+                            1800.0,
+                        ],
+                    )
+                })
                 .map(|builder| builder.build_recorder())
                 .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
             let handle = recorder.handle();

@@ -1,13 +1,15 @@
-//! Conformance cases for durable jobs: creation, the one-live-job-per-slug rule, events, state, finish and reopen.
+//! Conformance cases for durable jobs: creation, the one-live-job-per-slug rule, events, state, finish and reopen,
+//! and the summary of the last day the console's Jobs page charts.
 
 use crate::harness::{
-    add_postgres_server, audit_event, claimed_provision_job, count_audit, new_job,
-    register_tenant_on, wait_until_clock_passes, ProgressShortcuts, PHASES,
+    add_postgres_server, audit_event, claimed_provision_job, count_audit, execute_behind_tenantry,
+    new_job, register_tenant_on, wait_until_clock_passes, ProgressShortcuts, PHASES,
 };
 use anyhow::Context;
 use tenantry_core::{JobKind, JobStatus, PhaseStatus, TenantStatus};
 use tenantry_registry::{
-    AuditFilter, Error, EventKind, JobFilter, JobLogLine, PhaseTransition, Registry,
+    now_millis, AuditFilter, Error, EventKind, JobFilter, JobLogLine, PhaseTransition, Registry,
+    RegistryLocation,
 };
 
 pub async fn case_jobs_create_records_phases_in_order_and_job_created_audit(
@@ -809,5 +811,144 @@ pub async fn case_jobs_reopen_only_failed_or_rolled_back(registry: Registry) -> 
         matches!(unknown, Err(Error::NotFound { .. })),
         "got {unknown:?}"
     );
+    Ok(())
+}
+
+/// Creates a job of `kind` for `tenant_slug` on `plan`, claims it and finishes it with `status` and `error_code`.
+async fn finished_job(
+    registry: &Registry,
+    kind: JobKind,
+    tenant_slug: &str,
+    plan: &str,
+    status: JobStatus,
+    error_code: Option<&str>,
+) -> anyhow::Result<String> {
+    let mut job = new_job(kind, tenant_slug);
+    job.plan = Some(plan.to_owned());
+    let job = registry.create_job(&job).await?;
+    let fence = registry
+        .claim_job(&job.id, "worker-1", 60_000, None)
+        .await?
+        .context("a new job must be claimable")?;
+    registry
+        .finish_job(
+            &fence,
+            status,
+            error_code.map(|code| (code, "it went wrong")),
+            None,
+            &[],
+        )
+        .await?;
+    Ok(job.id)
+}
+
+pub async fn case_jobs_summary_of_the_last_day_by_plan_and_error_code(
+    registry: Registry,
+    location: RegistryLocation,
+) -> anyhow::Result<()> {
+    let provision = JobKind::Provision;
+    for (slug, plan, status, error_code) in [
+        ("fast-1", "starter", JobStatus::Complete, None),
+        ("fast-2", "starter", JobStatus::Complete, None),
+        ("big-1", "pro", JobStatus::Complete, None),
+        (
+            "broken-1",
+            "starter",
+            JobStatus::RolledBack,
+            Some("E_FAILPOINT"),
+        ),
+        (
+            "broken-2",
+            "pro",
+            JobStatus::RolledBack,
+            Some("E_FAILPOINT"),
+        ),
+        (
+            "broken-3",
+            "pro",
+            JobStatus::Failed,
+            Some("E_PARTIAL_STATE"),
+        ),
+        // A decision, not a failure.
+        (
+            "refused",
+            "pro",
+            JobStatus::Cancelled,
+            Some("E_APPROVAL_REJECTED"),
+        ),
+        // Finished two days ago: outside the window.
+        ("old", "starter", JobStatus::Complete, None),
+        (
+            "old-broken",
+            "starter",
+            JobStatus::RolledBack,
+            Some("E_NO_CAPACITY"),
+        ),
+    ] {
+        finished_job(&registry, provision, slug, plan, status, error_code).await?;
+    }
+    // Another kind is left out.
+    finished_job(
+        &registry,
+        JobKind::Offboard,
+        "gone",
+        "starter",
+        JobStatus::RolledBack,
+        Some("E_NO_CAPACITY"),
+    )
+    .await?;
+    // Durations the case can state, set as if each job had run that long.
+    for (slug, millis) in [
+        ("fast-1", 1_500),
+        ("fast-2", 500),
+        ("big-1", 9_000),
+        ("old", 1),
+    ] {
+        execute_behind_tenantry(
+            &location,
+            &format!(
+                "UPDATE jobs SET started_at = finished_at - {millis} WHERE tenant_slug = '{slug}'"
+            ),
+        )
+        .await?;
+    }
+    let day_millis = 24 * 60 * 60 * 1000;
+    execute_behind_tenantry(
+        &location,
+        &format!(
+            "UPDATE jobs SET finished_at = finished_at - {}, started_at = started_at - {} \
+             WHERE tenant_slug IN ('old', 'old-broken')",
+            2 * day_millis,
+            2 * day_millis
+        ),
+    )
+    .await?;
+
+    let since = now_millis() - day_millis;
+    assert_eq!(
+        registry.completed_job_durations(provision, since).await?,
+        vec![
+            ("pro".to_owned(), 9_000),
+            ("starter".to_owned(), 500),
+            ("starter".to_owned(), 1_500),
+        ]
+    );
+    assert_eq!(
+        registry.failure_counts_since(provision, since).await?,
+        vec![
+            ("E_FAILPOINT".to_owned(), 2),
+            ("E_PARTIAL_STATE".to_owned(), 1)
+        ]
+    );
+    // Nothing finished after now.
+    let later = now_millis() + 60_000;
+    assert!(registry
+        .completed_job_durations(provision, later)
+        .await?
+        .is_empty());
+    assert!(registry
+        .failure_counts_since(provision, later)
+        .await?
+        .is_empty());
     Ok(())
 }

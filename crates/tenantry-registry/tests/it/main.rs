@@ -91,6 +91,7 @@ conformance_tests! {
     ],
     with_location: [
         schema::case_schema_migrates_on_open_and_reopen_is_a_noop,
+        jobs::case_jobs_summary_of_the_last_day_by_plan_and_error_code,
         audit::case_audit_chain_names_edited_deleted_and_forged_events,
         audit::case_audit_chain_names_deleted_newest_events,
         audit::case_audit_chain_chains_events_written_before_it_existed,

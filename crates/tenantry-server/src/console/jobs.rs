@@ -1,8 +1,10 @@
-//! Job pages: the list with filters, the detail page with the live timeline (the same component the wizard's
-//! progress drawer shows), the validation checks and the approval of a waiting request, and the browser side of
-//! Retry, Roll back, Approve and Reject.
+//! Job pages: the list with filters under the last day's charts (provisioning time by plan, provisioning failures
+//! by error code), the detail page with the live timeline (the same component the wizard's progress drawer shows),
+//! the validation checks and the approval of a waiting request, and the browser side of Retry, Roll back, Approve
+//! and Reject.
 
 use super::audit::{actor, actor_names};
+use super::charts;
 use super::errors::{OrPage, PageError};
 use super::layout::{
     duration, empty_state, exact_time, html_response, page_header, parse_rfc3339_millis, pill,
@@ -20,9 +22,12 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use maud::{html, Markup};
 use serde::Deserialize;
-use tenantry_core::{ErrorCode, JobStatus, PhaseStatus};
+use tenantry_core::{ErrorCode, JobKind, JobStatus, PhaseStatus};
 use tenantry_engine::JobView;
 use tenantry_registry::{now_millis, JobRecord};
+
+/// The window of the Jobs page's charts.
+const DAY_MILLIS: i64 = 24 * 60 * 60 * 1000;
 
 /// How the first log line of a job that waits for approval begins; the rest says why it waits.
 const WAITING_FOR_APPROVAL: &str = "waiting for approval";
@@ -400,6 +405,19 @@ pub async fn jobs_page(
         jobs.iter().map(|job| job.actor.as_str()),
     )
     .await;
+    // The charts read the registry, not this process's metrics, so every replica draws the same ones.
+    let since = now_millis() - DAY_MILLIS;
+    let registry = &state.platform.registry;
+    let times = charts::plan_times(
+        &registry
+            .completed_job_durations(JobKind::Provision, since)
+            .await
+            .or_page(&viewer)?,
+    );
+    let failures = registry
+        .failure_counts_since(JobKind::Provision, since)
+        .await
+        .or_page(&viewer)?;
     let mut status_options = vec![(String::new(), "Any status".to_owned(), false)];
     status_options.extend(JobStatus::ALL.iter().map(|status| {
         (
@@ -410,6 +428,10 @@ pub async fn jobs_page(
     }));
     let body = html! {
         (page_header(html! { "Jobs" }, Some(html! { "Every provisioning and offboarding job, newest first." }), html! {}))
+        section.job-charts aria-label="The last day" {
+            (charts::provisioning_times_chart(&times))
+            (charts::failures_chart(&failures))
+        }
         form.filters method="get" action="/platform/jobs" {
             (Field::text("tenant", "Tenant", tenant.as_deref().unwrap_or("")).render())
             (select_field("status", "Status", &status_options, status.as_deref().unwrap_or(""), None))

@@ -9,6 +9,7 @@
 
 mod assets;
 mod audit;
+mod charts;
 mod costs;
 mod errors;
 mod jobs;

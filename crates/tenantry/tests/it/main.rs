@@ -8,6 +8,7 @@ mod api;
 mod concurrency;
 mod console;
 mod crash_points;
+mod dashboards;
 mod failures;
 mod fast_paths;
 mod harness;
