@@ -101,6 +101,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         "invitations",
         include_str!("../migrations/shared/0010_invitations.sql"),
     ),
+    (
+        11,
+        "jobs_by_finished",
+        include_str!("../migrations/shared/0011_jobs_by_finished.sql"),
+    ),
 ];
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -152,6 +157,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         10,
         "invitations",
         include_str!("../migrations/shared/0010_invitations.sql"),
+    ),
+    (
+        11,
+        "jobs_by_finished",
+        include_str!("../migrations/shared/0011_jobs_by_finished.sql"),
     ),
 ];
 

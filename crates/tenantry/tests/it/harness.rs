@@ -1,5 +1,6 @@
 //! A fleet for one test: a fresh data directory and registry, a tenant server of the engine under test, and
-//! helpers that run the real `tenantry` binary and look at the servers directly; and a webhook receiver.
+//! helpers that run the real `tenantry` binary and look at the servers directly; a webhook receiver and an SMTP
+//! server (aiosmtpd) of the test's own.
 //!
 //! SQLite engine tests use a SQLite registry and the bundled `local` server. PostgreSQL engine tests use a fresh
 //! PostgreSQL registry database and the password-checking cluster from `scripts/test-services` as tenant server.
