@@ -9,6 +9,7 @@ mod audit;
 mod harness;
 mod jobs;
 mod leases;
+mod outbox;
 mod placement;
 mod resources;
 mod schema;
@@ -78,6 +79,7 @@ conformance_tests! {
         tenants::case_tenants_set_status_audits_only_changes,
         tenants::case_tenants_list_search_status_limit_offset,
         secrets::case_secrets_put_get_delete_and_list,
+        outbox::case_outbox_invitation_queued_superseded_and_claimed_only_with_email,
         audit::case_audit_lists_newest_first_with_filters,
         audit::case_audit_filters_by_time,
         audit::case_audit_chain_concurrent_writers_make_one_valid_chain,
