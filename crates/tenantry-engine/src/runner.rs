@@ -51,6 +51,8 @@ pub type ProgressSink = Arc<dyn Fn(&Progress) + Send + Sync>;
 pub struct JobOutcome {
     pub job: JobRecord,
     pub reveals: Vec<(String, String)>,
+    /// The job had already ended when this caller came to run it (another process ran it meanwhile).
+    pub ended_before: bool,
 }
 
 /// Runs jobs in this process.
@@ -151,6 +153,7 @@ impl Runner {
             return Ok(JobOutcome {
                 job,
                 reveals: Vec::new(),
+                ended_before: true,
             });
         }
         let dead_owner = job
@@ -318,6 +321,7 @@ impl Runner {
         Ok(JobOutcome {
             job,
             reveals: context.reveals,
+            ended_before: false,
         })
     }
 

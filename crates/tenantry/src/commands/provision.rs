@@ -68,7 +68,7 @@ pub async fn provision(app: &App, spec: TenantSpec, no_wait: bool, json: bool) -
             }
             // Only an interrupted job is resumed: one that a live process runs is another request's, and this
             // one is refused (`E_CONFLICT`, naming the holder), as any second request for the slug is.
-            return report(app, app.runner(), Run::Claim(&live.id), json).await;
+            return report(app, app.runner(), Run::Resume(&live.id), json).await;
         }
     }
     // A job this command will run is created holding this process's lease: a `serve` or `worker` on the same
@@ -190,6 +190,9 @@ fn report_recorded(job_id: &str, json: bool) -> CommandResult {
 enum Run<'a> {
     /// It claims an existing job; `E_CONFLICT` while another live process runs it.
     Claim(&'a str),
+    /// As `Claim`, for a request that found its own interrupted job: a job another process ended meanwhile is
+    /// that request's, and this one is told so, as if it had come after.
+    Resume(&'a str),
     /// It claims an existing job (resumed, retried, approved), or follows it while another process runs it.
     ClaimOrFollow(&'a str),
     /// It created the job holding the lease.
@@ -211,6 +214,10 @@ async fn report(app: &App, runner: Runner, run: Run<'_>, json: bool) -> CommandR
     let sink = display.as_ref().map(|(sink, _)| sink.clone());
     let outcome: Result<JobOutcome, CodedError> = match run {
         Run::Claim(job_id) => run_job(&app.platform, &runner, job_id).await,
+        Run::Resume(job_id) => match run_job(&app.platform, &runner, job_id).await {
+            Ok(outcome) if outcome.ended_before => Err(ended_elsewhere(&outcome.job)),
+            other => other,
+        },
         Run::ClaimOrFollow(job_id) => run_or_follow(app, &runner, job_id, sink, json).await,
         Run::Leased(fence) => drive_job(&app.platform, &runner, fence).await,
     };
@@ -391,6 +398,27 @@ async fn print_invitation(
         );
     }
     Ok(())
+}
+
+/// The answer to a request whose job another process ended before this one could resume it.
+fn ended_elsewhere(job: &JobRecord) -> CodedError {
+    if job.status == JobStatus::Complete {
+        CodedError::new(
+            ErrorCode::AlreadyProvisioned,
+            format!(
+                "tenant {:?} already exists (job {} made it)",
+                job.tenant_slug, job.id
+            ),
+        )
+    } else {
+        CodedError::new(
+            ErrorCode::Conflict,
+            format!(
+                "job {} for tenant {:?} was run by another process and ended {}; run the command again",
+                job.id, job.tenant_slug, job.status
+            ),
+        )
+    }
 }
 
 /// The secret where a completed provisioning's invitation waits (`None` for other jobs and dry runs).
