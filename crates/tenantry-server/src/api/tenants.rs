@@ -335,16 +335,7 @@ pub async fn suspend_tenant(
     ApiJson(body): ApiJson<SuspendBody>,
 ) -> ApiResult<Response> {
     let request = SuspendRequest::suspend(Slug::parse(&slug)?, &body.reason)?;
-    let submitted = submit_suspension(
-        &state.platform,
-        Direction::Suspend,
-        &request,
-        &principal.actor(),
-        None,
-    )
-    .await?;
-    state.wake_workers.notify_one();
-    Ok(accepted(&submitted))
+    submit_suspension_here(&state, &principal, Direction::Suspend, &request).await
 }
 
 /// Submit a resumption: every resource of a suspended tenant turned back on, then the tenant `active`.
@@ -362,10 +353,20 @@ pub async fn resume_tenant(
     Path(slug): Path<String>,
 ) -> ApiResult<Response> {
     let request = SuspendRequest::resume(Slug::parse(&slug)?);
+    submit_suspension_here(&state, &principal, Direction::Resume, &request).await
+}
+
+/// Records a suspension or resumption for this server's workers, and wakes one.
+async fn submit_suspension_here(
+    state: &ServerState,
+    principal: &Principal,
+    direction: Direction,
+    request: &SuspendRequest,
+) -> ApiResult<Response> {
     let submitted = submit_suspension(
         &state.platform,
-        Direction::Resume,
-        &request,
+        direction,
+        request,
         &principal.actor(),
         None,
     )

@@ -620,20 +620,8 @@ pub async fn suspend_submit(
     Path(slug): Path<String>,
     ApiForm(fields): ApiForm<SuspendFields>,
 ) -> Response {
-    let viewer = Viewer::new(&principal);
-    let submitted = async {
-        let request = SuspendRequest::suspend(Slug::parse(&slug)?, &fields.reason)?;
-        submit_suspension(
-            &state.platform,
-            Direction::Suspend,
-            &request,
-            &principal.actor(),
-            None,
-        )
-        .await
-    }
-    .await;
-    to_job_page(&state, &viewer, submitted)
+    let request = Slug::parse(&slug).and_then(|slug| SuspendRequest::suspend(slug, &fields.reason));
+    submit_suspension_page(&state, &principal, Direction::Suspend, request).await
 }
 
 /// `POST /platform/tenants/{slug}/resume` from the tenant page's button: submit the job, then go to its page.
@@ -642,18 +630,30 @@ pub async fn resume_submit(
     Extension(principal): Extension<Principal>,
     Path(slug): Path<String>,
 ) -> Response {
-    let viewer = Viewer::new(&principal);
-    let submitted = async {
-        let request = SuspendRequest::resume(Slug::parse(&slug)?);
-        submit_suspension(
-            &state.platform,
-            Direction::Resume,
-            &request,
-            &principal.actor(),
-            None,
-        )
-        .await
-    }
-    .await;
-    to_job_page(&state, &viewer, submitted)
+    let request = Slug::parse(&slug).map(SuspendRequest::resume);
+    submit_suspension_page(&state, &principal, Direction::Resume, request).await
+}
+
+/// Submits a suspension or resumption from a form, through the API's one submit function, and answers with the
+/// job's page.
+async fn submit_suspension_page(
+    state: &ServerState,
+    principal: &Principal,
+    direction: Direction,
+    request: Result<SuspendRequest, tenantry_core::Error>,
+) -> Response {
+    let submitted = match request {
+        Ok(request) => {
+            submit_suspension(
+                &state.platform,
+                direction,
+                &request,
+                &principal.actor(),
+                None,
+            )
+            .await
+        }
+        Err(error) => Err(error),
+    };
+    to_job_page(state, &Viewer::new(principal), submitted)
 }
