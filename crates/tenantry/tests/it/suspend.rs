@@ -1,7 +1,8 @@
 //! Suspend and resume of a tenant with every kind (database, cache, queue) through the real binary and the API
 //! against real servers: while suspended its credentials are refused everywhere and its open sessions are ended;
 //! resumed, they work again and its data (a row, a key, a queued message) is exactly what it was. Reconcile keeps a
-//! suspended tenant's resources off, bad input changes nothing, and the console's forms end on the job's page.
+//! suspended tenant's resources off, bad input changes nothing, a failed suspension is undone and audited, and the
+//! console's forms end on the job's page.
 
 use crate::for_each_engine;
 use crate::harness::{eventually, Engine, Fleet, Server};
@@ -391,7 +392,7 @@ async fn suspend_then_resume_with_every_kind(engine: Engine) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_input_to_suspend_and_resume_changes_nothing() {
+async fn bad_input_and_a_failed_suspension_change_nothing() {
     let fleet = Fleet::new(Engine::Sqlite).await;
     fleet.provision("quiet-co", &[]).await.assert_ok();
     let jobs_before = fleet.jobs().await.len();
@@ -439,6 +440,35 @@ async fn bad_input_to_suspend_and_resume_changes_nothing() {
     );
     assert_eq!(fleet.audit_types("quiet-co").await, audit_before);
     assert_eq!(statuses(&fleet, "quiet-co").await.0, "active");
+
+    // A suspension that fails is undone: the tenant stays active with its database open, and the failure is
+    // audited with its code and the reason (`TENANT_SUSPEND_FAILED` raises `job.failed`).
+    let failed = fleet
+        .run_env(
+            &["tenants", "suspend", "quiet-co", "--reason", REASON],
+            &[("TENANTRY_FAILPOINTS", "complete.after=error")],
+        )
+        .await;
+    assert_eq!(
+        failed.error_code().as_deref(),
+        Some("E_FAILPOINT"),
+        "{failed:?}"
+    );
+    assert_eq!(
+        statuses(&fleet, "quiet-co").await,
+        (
+            "active".to_owned(),
+            vec![("database".to_owned(), "active".to_owned())]
+        )
+    );
+    let mode = std::fs::metadata(fleet.sqlite_file("quiet-co"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "the undo opened the file again");
+    let audit = last_audit(&fleet, "quiet-co", "TENANT_SUSPEND_FAILED").await;
+    assert_eq!(audit["details"]["error_code"], "E_FAILPOINT", "{audit}");
+    assert_eq!(audit["details"]["reason"], REASON, "{audit}");
 
     // `--no-wait` records the job for a worker; while it waits, the tenant has a live job and a second
     // suspension is refused with the job named.
