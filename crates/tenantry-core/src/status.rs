@@ -68,6 +68,8 @@ string_enum!(
         SetPlan => "set_plan",
         Reconcile => "reconcile",
         Rollout => "rollout",
+        Suspend => "suspend",
+        Resume => "resume",
     }
 );
 

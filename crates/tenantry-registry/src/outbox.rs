@@ -34,6 +34,8 @@ pub const NOTIFICATION_EVENTS: [(&str, &[&str]); 6] = [
             "TENANT_PLAN_CHANGE_FAILED",
             "FLEET_RECONCILE_FAILED",
             "ROLLOUT_STOPPED",
+            "TENANT_SUSPEND_FAILED",
+            "TENANT_RESUME_FAILED",
         ],
     ),
 ];

@@ -119,6 +119,17 @@ pub const POLICY: &[(&str, &str, Access)] = &[
         "/platform/tenants/{slug}/offboard",
         Access::Roles(ADMINS),
     ),
+    // Suspending cuts a customer off, and resuming lets one back in: admins only, like offboarding.
+    (
+        "POST",
+        "/platform/tenants/{slug}/suspend",
+        Access::Roles(ADMINS),
+    ),
+    (
+        "POST",
+        "/platform/tenants/{slug}/resume",
+        Access::Roles(ADMINS),
+    ),
     ("GET", "/platform/jobs", Access::Roles(ALL_ROLES)),
     ("GET", "/platform/jobs/{job_id}", Access::Roles(ALL_ROLES)),
     (

@@ -103,6 +103,18 @@ pub fn api_routes() -> Vec<Route> {
             pages::offboard_submit,
         ),
         with_page(
+            "POST",
+            "/platform/tenants/{slug}/suspend",
+            post(tenants::suspend_tenant),
+            pages::suspend_submit,
+        ),
+        with_page(
+            "POST",
+            "/platform/tenants/{slug}/resume",
+            post(tenants::resume_tenant),
+            pages::resume_submit,
+        ),
+        with_page(
             "GET",
             "/platform/jobs",
             get(jobs::list_jobs),

@@ -19,6 +19,7 @@ mod rollout;
 mod schema_fit;
 mod set_plan;
 mod submit;
+mod suspend;
 mod worker;
 
 pub use checks::{
@@ -65,7 +66,11 @@ pub use set_plan::{SetPlanRequest, SetPlanWorkflow, SET_PLAN_PHASES};
 pub use submit::{
     decide_approval, plan_rollout, submit_offboard, submit_offboard_to_run, submit_provision,
     submit_provision_to_run, submit_reconcile_to_run, submit_rollout, submit_set_plan,
-    submit_set_plan_to_run, IdempotencyRequest, RolloutSubmission, Submitted,
+    submit_set_plan_to_run, submit_suspension, IdempotencyRequest, RolloutSubmission, Submitted,
+};
+pub use suspend::{
+    parse_reason as parse_suspension_reason, suspend_phases, validate_suspension, Direction,
+    SuspendRequest, SuspendWorkflow, MAX_REASON_CHARS,
 };
 pub use worker::{drive, run_workers, JobEventHook, IDLE_POLL, MAX_SWEEP};
 
@@ -145,6 +150,14 @@ pub async fn try_run_job(
                 RolloutWorkflow::new(platform.clone(), runner.owner(), runner.lease_ttl());
             runner.run_job(&workflow, job_id).await
         }
+        JobKind::Suspend => {
+            let workflow = SuspendWorkflow::new(platform.clone(), Direction::Suspend);
+            runner.run_job(&workflow, job_id).await
+        }
+        JobKind::Resume => {
+            let workflow = SuspendWorkflow::new(platform.clone(), Direction::Resume);
+            runner.run_job(&workflow, job_id).await
+        }
     };
     match ran {
         Ok(outcome) => Ok(RunHere::Ran(Box::new(outcome))),
@@ -201,6 +214,22 @@ pub(crate) async fn drive_by_kind(
             let workflow =
                 RolloutWorkflow::new(platform.clone(), runner.owner(), runner.lease_ttl());
             runner.drive(&workflow, fence).await
+        }
+        JobKind::Suspend => {
+            runner
+                .drive(
+                    &SuspendWorkflow::new(platform.clone(), Direction::Suspend),
+                    fence,
+                )
+                .await
+        }
+        JobKind::Resume => {
+            runner
+                .drive(
+                    &SuspendWorkflow::new(platform.clone(), Direction::Resume),
+                    fence,
+                )
+                .await
         }
     }
 }

@@ -3,12 +3,12 @@
 
 use crate::phases::{phases, unknown_phase};
 use crate::platform::{provider_error, secret_store_error, unless_foreign, Platform};
-use crate::resources::{require_provider, resource_server};
+use crate::resources::{reach_resource, resource_server, switch_resource, OnForeign, ResourceAt};
 use tenantry_core::{Error as CodedError, ErrorCode, JobKind, Slug, TenantStatus};
 use tenantry_engine::{JobContext, PhaseError, Workflow};
 use tenantry_providers::engines::{Ownership, TenantServer};
-use tenantry_providers::resources::{Observed, ResourceProvider, ResourceServer, WantedResource};
-use tenantry_registry::{JobFilter, JobRecord, NewAuditEvent, RESOURCE_DISABLED};
+use tenantry_providers::resources::{Observed, WantedResource};
+use tenantry_registry::{JobFilter, JobRecord, NewAuditEvent};
 
 phases! {
     /// The phases of an offboarding, in the order of a purge (which has them all).
@@ -324,52 +324,24 @@ impl OffboardWorkflow {
             .await?
             .is_some();
         for resource in other_resources(context) {
-            let (provider, server) = self.reach(&resource).await?;
-            let outcome = provider
-                .disable(&server, &request.slug.resource_name())
-                .await;
-            if !unless_foreign(context, outcome).await? {
-                continue;
-            }
-            if registered {
-                self.platform
-                    .registry
-                    .set_resource_status(
-                        &context.fence,
-                        request.slug.as_str(),
-                        &resource.kind,
-                        RESOURCE_DISABLED,
-                    )
-                    .await?;
-            }
-            context
-                .log(
-                    "info",
-                    &format!(
-                        "{} credentials disabled on server {}",
-                        resource.kind, resource.server
-                    ),
-                )
-                .await?;
+            let at = ResourceAt {
+                kind: &resource.kind,
+                server_name: &resource.server,
+            };
+            switch_resource(
+                &self.platform,
+                context,
+                &request.slug,
+                at,
+                false,
+                registered,
+                OnForeign::LeaveInPlace,
+            )
+            .await?;
         }
         context
             .log("info", "login disabled and sessions ended")
             .await
-    }
-
-    /// A resource's provider and its server, as recorded by `request_validated`.
-    async fn reach(
-        &self,
-        resource: &OtherResource,
-    ) -> Result<(std::sync::Arc<dyn ResourceProvider>, ResourceServer), PhaseError> {
-        let provider = require_provider(&self.platform, &resource.kind)
-            .map_err(PhaseError::Fatal)?
-            .clone();
-        let record = self.platform.registry.get_server(&resource.server).await?;
-        let server = resource_server(&self.platform, &record)
-            .await
-            .map_err(PhaseError::Fatal)?;
-        Ok((provider, server))
     }
 
     /// Removes the tenant's other resources and their secrets (purge).
@@ -379,7 +351,8 @@ impl OffboardWorkflow {
         request: &OffboardRequest,
     ) -> Result<(), PhaseError> {
         for resource in other_resources(context) {
-            let (provider, server) = self.reach(&resource).await?;
+            let (provider, server) =
+                reach_resource(&self.platform, &resource.kind, &resource.server).await?;
             let outcome = provider
                 .remove(&server, &request.slug.resource_name())
                 .await;

@@ -7,8 +7,12 @@ use crate::platform::{provider_error, secret_store_error, unless_foreign, Platfo
 use std::sync::Arc;
 use tenantry_core::{Error as CodedError, ErrorCode, Plan, Slug, DATABASE_RESOURCE};
 use tenantry_engine::{JobContext, PhaseError};
-use tenantry_providers::resources::{Observed, ResourceProvider, ResourceServer, WantedResource};
-use tenantry_registry::{Placement, ServerRecord, TenantResourceRecord, RESOURCE_ACTIVE};
+use tenantry_providers::resources::{
+    Observed, ResourceProvider, ResourceServer, TenantDatabases, WantedResource,
+};
+use tenantry_registry::{
+    Placement, ServerRecord, TenantResourceRecord, RESOURCE_ACTIVE, RESOURCE_DISABLED,
+};
 
 /// The suffix of the provisioning phase that makes a resource of one kind: `cache_created`.
 pub const CREATED_SUFFIX: &str = "_created";
@@ -61,6 +65,110 @@ pub(crate) fn require_provider<'p>(
         .providers
         .require(kind)
         .map_err(|error| CodedError::new(ErrorCode::InvalidInput, error.to_string()))
+}
+
+/// The provider of any kind a tenant can have, the database included: the database's provider is not registered
+/// (provisioning makes the database through its own named phases), but suspension and resumption treat every
+/// resource alike.
+pub(crate) fn any_provider(
+    platform: &Platform,
+    kind: &str,
+) -> Result<Arc<dyn ResourceProvider>, CodedError> {
+    if kind == DATABASE_RESOURCE {
+        return Ok(Arc::new(TenantDatabases::new(platform.sessions.clone())));
+    }
+    require_provider(platform, kind).cloned()
+}
+
+/// Whether `kind` is one [`any_provider`] serves.
+pub(crate) fn is_known_kind(platform: &Platform, kind: &str) -> bool {
+    kind == DATABASE_RESOURCE || platform.providers.get(kind).is_some()
+}
+
+/// A resource's provider and its server, by the kind and the server's name.
+pub(crate) async fn reach_resource(
+    platform: &Platform,
+    kind: &str,
+    server_name: &str,
+) -> Result<(Arc<dyn ResourceProvider>, ResourceServer), PhaseError> {
+    let provider = any_provider(platform, kind).map_err(PhaseError::Fatal)?;
+    let record = platform.registry.get_server(server_name).await?;
+    let server = resource_server(platform, &record)
+        .await
+        .map_err(PhaseError::Fatal)?;
+    Ok((provider, server))
+}
+
+/// What to do when the object under a tenant's name is another installation's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OnForeign {
+    /// Leave it in place and say so in the job log (offboarding: nothing of ours is there to lock).
+    LeaveInPlace,
+    /// Fail with `E_FOREIGN_OBJECT` (suspension: a tenant that cannot be locked out is not suspended).
+    Refuse,
+}
+
+/// Where a tenant's resource is: its kind and its server's name.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ResourceAt<'a> {
+    pub kind: &'a str,
+    pub server_name: &'a str,
+}
+
+/// Turns a tenant's resource off (its credentials stop working and its sessions end, its data stays) or back on,
+/// and records its status in `tenant_resources` when `registered`. Both directions converge when repeated, so
+/// the same call is an apply and the other one its undo.
+pub(crate) async fn switch_resource(
+    platform: &Platform,
+    context: &mut JobContext,
+    slug: &Slug,
+    at: ResourceAt<'_>,
+    enabled: bool,
+    registered: bool,
+    on_foreign: OnForeign,
+) -> Result<(), PhaseError> {
+    let ResourceAt { kind, server_name } = at;
+    let (provider, server) = reach_resource(platform, kind, server_name).await?;
+    let name = slug.resource_name();
+    let outcome = if enabled {
+        provider.enable(&server, &name).await
+    } else {
+        provider.disable(&server, &name).await
+    };
+    let switched = match on_foreign {
+        OnForeign::LeaveInPlace => unless_foreign(context, outcome).await?,
+        OnForeign::Refuse => {
+            outcome.map_err(|error| provider_error(ErrorCode::AdminConnUnresolved, error))?;
+            true
+        }
+    };
+    if !switched {
+        return Ok(());
+    }
+    if registered {
+        let status = if enabled {
+            RESOURCE_ACTIVE
+        } else {
+            RESOURCE_DISABLED
+        };
+        platform
+            .registry
+            .set_resource_status(&context.fence, slug.as_str(), kind, status)
+            .await?;
+    }
+    context
+        .log(
+            "info",
+            &format!(
+                "{kind} {name} on server {server_name}: credentials {}",
+                if enabled {
+                    "enabled"
+                } else {
+                    "disabled and sessions ended"
+                }
+            ),
+        )
+        .await
 }
 
 /// Reaches a resource's server as its provider does.

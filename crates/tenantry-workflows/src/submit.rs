@@ -6,6 +6,7 @@ use crate::provision::{provision_phases, ProvisionWorkflow, DRY_RUN_PHASES};
 use crate::reconcile::{validate_kind, ReconcileRequest, FLEET_SUBJECT, RECONCILE_PHASES};
 use crate::schema_fit::refuse_misfit_statements;
 use crate::set_plan::{SetPlanRequest, SetPlanWorkflow, SET_PLAN_PHASES};
+use crate::suspend::{suspend_phases, validate_suspension, Direction, SuspendRequest};
 use crate::{registry_error, Platform};
 use sha2::{Digest, Sha256};
 use tenantry_core::{Error as CodedError, ErrorCode, JobKind, TenantSpec};
@@ -329,6 +330,39 @@ async fn submit_set_plan_with(
                 now_millis(),
             )
         },
+        lease,
+    };
+    submit(platform, job, None).await
+}
+
+/// Validates a suspension or a resumption and records its job, leased to the caller's runner when `lease` is
+/// given (the CLI) or for a worker to run: the tenant is registered (`E_NOT_FOUND`) and in the status the job
+/// starts from (`E_CONFLICT`), a suspension has its reason (`E_INVALID_INPUT`), and the tenant has no other
+/// unfinished job (`E_CONFLICT`). The phases are one per resource the tenant has now.
+pub async fn submit_suspension(
+    platform: &Platform,
+    direction: Direction,
+    request: &SuspendRequest,
+    actor: &str,
+    lease: Option<NewLease>,
+) -> Result<Submitted, CodedError> {
+    let tenant = validate_suspension(platform, direction, request).await?;
+    let resources = platform
+        .registry
+        .tenant_resources(&tenant.slug)
+        .await
+        .map_err(registry_error)?;
+    let job = NewJob {
+        id: uuid::Uuid::now_v7().to_string(),
+        kind: direction.job_kind(),
+        tenant_slug: tenant.slug.clone(),
+        params: serde_json::to_value(request)
+            .map_err(|error| CodedError::new(ErrorCode::Internal, error.to_string()))?,
+        phases: suspend_phases(platform, direction, &resources),
+        actor: actor.to_owned(),
+        plan: Some(tenant.plan),
+        idempotency: None,
+        approval: None,
         lease,
     };
     submit(platform, job, None).await

@@ -206,6 +206,23 @@ pub enum TenantsCommand {
         #[arg(long)]
         no_wait: bool,
     },
+    /// Suspend a tenant: every resource's credentials refused and its sessions ended, the data kept.
+    Suspend {
+        slug: String,
+        /// Why (required: 1 to 500 characters); kept in the job and the audit log.
+        #[arg(long)]
+        reason: Option<String>,
+        /// Record the job and return its id without running it.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Resume a suspended tenant: every resource's credentials work again.
+    Resume {
+        slug: String,
+        /// Record the job and return its id without running it.
+        #[arg(long)]
+        no_wait: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -294,33 +294,15 @@ impl<'a> ManagementApi<'a> {
         .await
     }
 
-    /// Ends `user`'s connections to `vhost`. The management API lists connections from statistics that lag by a
-    /// few seconds, so a connection opened just before may outlive this; without permissions it can open no
-    /// new channel on its next reconnect.
-    async fn close_connections(&self, vhost: &str, user: &str) -> Result<()> {
-        let connections = match self
-            .get(
-                &format!("listing the connections to vhost {vhost}"),
-                &["vhosts", vhost, "connections"],
-            )
-            .await?
-        {
-            Some(Value::Array(connections)) => connections,
-            _ => Vec::new(),
-        };
-        for connection in connections {
-            if connection.get("user").and_then(Value::as_str) != Some(user) {
-                continue;
-            }
-            if let Some(connection_name) = connection.get("name").and_then(Value::as_str) {
-                self.delete(
-                    &format!("closing a connection of user {user}"),
-                    &["connections", connection_name],
-                )
-                .await?;
-            }
-        }
-        Ok(())
+    /// Ends every connection of `user`, through RabbitMQ's connection tracker
+    /// (`DELETE /api/connections/username/{user}`). The tracker knows a connection the moment it is open, where
+    /// the connection list is read from statistics that lag by seconds and would miss one opened just before.
+    async fn close_connections(&self, user: &str) -> Result<()> {
+        self.delete(
+            &format!("closing the connections of user {user}"),
+            &["connections", "username", user],
+        )
+        .await
     }
 
     /// The vhost's limits as RabbitMQ names them (`max-connections`), with their values.
@@ -853,7 +835,7 @@ impl ResourceProvider for RabbitQueue {
             if own_entry.is_some() {
                 api.revoke_access(name, name).await?;
             }
-            api.close_connections(name, name).await?;
+            api.close_connections(name).await?;
         }
 
         let actual_limits = api.vhost_limits(name).await?;
@@ -903,7 +885,7 @@ impl ResourceProvider for RabbitQueue {
         for entry in api.permissions_of(name).await? {
             api.revoke_access(vhost_of(&entry), name).await?;
         }
-        api.close_connections(name, name).await
+        api.close_connections(name).await
     }
 
     async fn enable(&self, server: &ResourceServer, name: &str) -> Result<()> {

@@ -814,6 +814,28 @@ pub async fn case_jobs_reopen_only_failed_or_rolled_back(registry: Registry) -> 
     Ok(())
 }
 
+/// Every job kind (suspend and resume among them) is stored as its name and read back as itself.
+pub async fn case_jobs_every_kind_is_stored_and_read_back(
+    registry: Registry,
+) -> anyhow::Result<()> {
+    for (index, kind) in JobKind::ALL.iter().enumerate() {
+        // One live job per slug: a slug per kind.
+        let created = registry
+            .create_job(&new_job(*kind, &format!("kind-{index}")))
+            .await?;
+        assert_eq!(registry.get_job(&created.id).await?.kind, *kind);
+    }
+    let listed = registry
+        .list_jobs(&JobFilter {
+            tenant_slug: None,
+            status: None,
+            limit: 100,
+        })
+        .await?;
+    assert_eq!(listed.len(), JobKind::ALL.len());
+    Ok(())
+}
+
 /// Creates a job of `kind` for `tenant_slug` on `plan`, claims it and finishes it with `status` and `error_code`.
 async fn finished_job(
     registry: &Registry,

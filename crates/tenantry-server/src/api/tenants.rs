@@ -1,4 +1,4 @@
-//! `/platform/tenants`: submit provisioning and offboarding, list and read tenants.
+//! `/platform/tenants`: submit provisioning, offboarding, suspension and resumption, list and read tenants.
 
 use super::{page_limit, ApiJson, ApiQuery, JobAccepted};
 use crate::auth::Principal;
@@ -12,8 +12,9 @@ use serde::Deserialize;
 use tenantry_core::{ErrorCode, RawTenantSpec, Slug, SpecDefaults, TenantSpec, TenantStatus};
 use tenantry_registry::{TenantRecord, TenantResourceRecord};
 use tenantry_workflows::{
-    invitation_state, resend_invitation, submit_offboard, submit_provision, IdempotencyRequest,
-    InvitationView, OffboardRequest, Resent, Submitted,
+    invitation_state, resend_invitation, submit_offboard, submit_provision, submit_suspension,
+    Direction, IdempotencyRequest, InvitationView, OffboardRequest, Resent, Submitted,
+    SuspendRequest,
 };
 
 /// What `POST /platform/tenants` takes.
@@ -60,6 +61,16 @@ pub struct OffboardBody {
     /// Remove the database, role, secrets and registry row too.
     #[serde(default)]
     pub purge: bool,
+}
+
+/// What `POST /platform/tenants/{slug}/suspend` takes.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SuspendBody {
+    /// Why the tenant is suspended: 1 to 500 characters after trimming, no control character but a line break.
+    /// Kept in the job's parameters and in the `TENANT_SUSPENDED` audit event.
+    #[schema(min_length = 1, max_length = 500)]
+    pub reason: String,
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -301,6 +312,65 @@ pub async fn offboard_tenant(
         purge: body.purge,
     };
     let submitted = submit_offboard(&state.platform, &request, &principal.actor()).await?;
+    state.wake_workers.notify_one();
+    Ok(accepted(&submitted))
+}
+
+/// Submit a suspension: every resource of the tenant turned off (credentials refused, sessions ended, data kept),
+/// then the tenant `suspended`.
+#[utoipa::path(post, path = "/platform/tenants/{slug}/suspend", tag = "tenants", params(("slug" = String, Path, pattern = "^[a-z][a-z0-9-]{2,39}$")),
+    request_body = SuspendBody,
+    responses((status = 202, body = JobAccepted),
+        (status = 400, description = "The body does not fit (no reason, say)", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such tenant", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "The tenant is not active, or has an unfinished job", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid slug or reason", body = ProblemDetails, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn suspend_tenant(
+    State(state): State<ServerState>,
+    Extension(principal): Extension<Principal>,
+    Path(slug): Path<String>,
+    ApiJson(body): ApiJson<SuspendBody>,
+) -> ApiResult<Response> {
+    let request = SuspendRequest::suspend(Slug::parse(&slug)?, &body.reason)?;
+    submit_suspension_here(&state, &principal, Direction::Suspend, &request).await
+}
+
+/// Submit a resumption: every resource of a suspended tenant turned back on, then the tenant `active`.
+#[utoipa::path(post, path = "/platform/tenants/{slug}/resume", tag = "tenants", params(("slug" = String, Path, pattern = "^[a-z][a-z0-9-]{2,39}$")),
+    responses((status = 202, body = JobAccepted),
+        (status = 401, body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such tenant", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "The tenant is not suspended, or has an unfinished job", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid slug", body = ProblemDetails, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn resume_tenant(
+    State(state): State<ServerState>,
+    Extension(principal): Extension<Principal>,
+    Path(slug): Path<String>,
+) -> ApiResult<Response> {
+    let request = SuspendRequest::resume(Slug::parse(&slug)?);
+    submit_suspension_here(&state, &principal, Direction::Resume, &request).await
+}
+
+/// Records a suspension or resumption for this server's workers, and wakes one.
+async fn submit_suspension_here(
+    state: &ServerState,
+    principal: &Principal,
+    direction: Direction,
+    request: &SuspendRequest,
+) -> ApiResult<Response> {
+    let submitted = submit_suspension(
+        &state.platform,
+        direction,
+        request,
+        &principal.actor(),
+        None,
+    )
+    .await?;
     state.wake_workers.notify_one();
     Ok(accepted(&submitted))
 }

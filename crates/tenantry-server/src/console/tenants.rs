@@ -1,6 +1,6 @@
 //! Tenant pages: the list (search, status filter, paging) and one tenant's detail (placement, plan and its
-//! effective settings, status, schema version and pending migrations, jobs, audit, and Offboard for admins), plus
-//! the browser side of offboarding.
+//! effective settings, status, schema version and pending migrations, jobs, audit, and Suspend or Resume and
+//! Offboard for admins), plus the browser side of offboarding, suspending and resuming.
 
 use super::audit::{actor_names, audit_table};
 use super::errors::{OrPage, PageError};
@@ -24,7 +24,8 @@ use tenantry_core::{Slug, TenantStatus};
 use tenantry_engine::JobView;
 use tenantry_registry::{AuditFilter, JobFilter, TenantRecord, TenantResourceRecord};
 use tenantry_workflows::{
-    invitation_state, resend_invitation, submit_offboard, InvitationView, OffboardRequest,
+    invitation_state, resend_invitation, submit_offboard, submit_suspension, Direction,
+    InvitationView, OffboardRequest, Submitted, SuspendRequest,
 };
 
 /// Tenants per page of the list.
@@ -355,6 +356,44 @@ fn offboard_form(viewer: &Viewer, tenant: &TenantRecord) -> Markup {
     }
 }
 
+/// Suspend (with its reason) for an active tenant, Resume for a suspended one, nothing for any other. Both post
+/// to the API's paths, which answer a browser with the job's page.
+fn suspension_form(viewer: &Viewer, tenant: &TenantRecord) -> Markup {
+    let reason_field = Field {
+        hint: Some("Required, up to 500 characters. Kept in the job and the audit trail."),
+        autocomplete: Some("off"),
+        required: true,
+        ..Field::text("reason", "Reason", "")
+    };
+    html! {
+        @match tenant.status {
+            TenantStatus::Active => {
+                details.danger-zone.suspend-zone {
+                    summary { "Suspend this tenant" }
+                    form.stack method="post" action={ (tenant_path(&tenant.slug)) "/suspend" } {
+                        (viewer.csrf_field())
+                        p {
+                            "Suspending refuses the tenant's credentials on every resource and ends its open sessions. "
+                            "Its data stays as it is, and Resume lets it back in."
+                        }
+                        (reason_field.render())
+                        div { button.danger type="submit" { "Suspend" } }
+                    }
+                }
+            }
+            TenantStatus::Suspended => {
+                form.resume-form method="post" action={ (tenant_path(&tenant.slug)) "/resume" } {
+                    (viewer.csrf_field())
+                    button.primary type="submit" { "Resume" }
+                    " "
+                    span.muted { "The tenant's credentials work again on every resource." }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 /// `GET /platform/tenants/{slug}` for a browser. A slug with jobs but no registry row yet (provisioning, or a
 /// failed attempt) still has a page: its jobs say what happened.
 pub async fn tenant_page(
@@ -443,6 +482,9 @@ pub async fn tenant_page(
         } @else {
             (audit_table(&audit, &names, false))
             p { a href={ "/platform/audit?tenant=" (query_escape(&slug)) } { "Full audit trail" } }
+        }
+        @if viewer.is_admin() {
+            @if let Some(tenant) = &tenant { (suspension_form(&viewer, tenant)) }
         }
         @if viewer.is_admin() && can_offboard {
             @if let Some(tenant) = &tenant { (offboard_form(&viewer, tenant)) }
@@ -543,6 +585,15 @@ pub async fn offboard_submit(
         submit_offboard(&state.platform, &request, &principal.actor()).await
     }
     .await;
+    to_job_page(&state, &viewer, submitted)
+}
+
+/// After a form submitted a job: its page, or the error as a page.
+fn to_job_page(
+    state: &ServerState,
+    viewer: &Viewer,
+    submitted: Result<Submitted, tenantry_core::Error>,
+) -> Response {
     match submitted {
         Ok(submitted) => {
             state.wake_workers.notify_one();
@@ -551,6 +602,58 @@ pub async fn offboard_submit(
                 query_escape(&submitted.job().id)
             ))
         }
-        Err(error) => PageError::new(&viewer, error).into_response(),
+        Err(error) => PageError::new(viewer, error).into_response(),
     }
+}
+
+/// The suspend form's fields.
+#[derive(Debug, Default, Deserialize)]
+pub struct SuspendFields {
+    #[serde(default)]
+    reason: String,
+}
+
+/// `POST /platform/tenants/{slug}/suspend` from the tenant page's form: submit the job, then go to its page.
+pub async fn suspend_submit(
+    State(state): State<ServerState>,
+    Extension(principal): Extension<Principal>,
+    Path(slug): Path<String>,
+    ApiForm(fields): ApiForm<SuspendFields>,
+) -> Response {
+    let request = Slug::parse(&slug).and_then(|slug| SuspendRequest::suspend(slug, &fields.reason));
+    submit_suspension_page(&state, &principal, Direction::Suspend, request).await
+}
+
+/// `POST /platform/tenants/{slug}/resume` from the tenant page's button: submit the job, then go to its page.
+pub async fn resume_submit(
+    State(state): State<ServerState>,
+    Extension(principal): Extension<Principal>,
+    Path(slug): Path<String>,
+) -> Response {
+    let request = Slug::parse(&slug).map(SuspendRequest::resume);
+    submit_suspension_page(&state, &principal, Direction::Resume, request).await
+}
+
+/// Submits a suspension or resumption from a form, through the API's one submit function, and answers with the
+/// job's page.
+async fn submit_suspension_page(
+    state: &ServerState,
+    principal: &Principal,
+    direction: Direction,
+    request: Result<SuspendRequest, tenantry_core::Error>,
+) -> Response {
+    let submitted = match request {
+        Ok(request) => {
+            submit_suspension(
+                &state.platform,
+                direction,
+                &request,
+                &principal.actor(),
+                None,
+            )
+            .await
+        }
+        Err(error) => Err(error),
+    };
+    to_job_page(state, &Viewer::new(principal), submitted)
 }

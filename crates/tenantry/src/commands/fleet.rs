@@ -6,11 +6,64 @@ use crate::output::{print_json, print_table, when};
 use crate::CommandResult;
 use std::io::Read;
 use std::process::ExitCode;
-use tenantry_core::{EngineKind, Error as CodedError, ServerName, ServerStatus, TenantStatus};
+use tenantry_core::{
+    EngineKind, Error as CodedError, ServerName, ServerStatus, Slug, TenantStatus,
+};
 use tenantry_engine::JobView;
 use tenantry_providers::credentials::{password_in_url, SecretString};
 use tenantry_registry::JobFilter;
-use tenantry_workflows::{add_server, harden_server, registry_error, Hardening, ServerRequest};
+use tenantry_workflows::{
+    add_server, harden_server, registry_error, submit_suspension, Direction, Hardening,
+    ServerRequest, SuspendRequest,
+};
+
+/// `tenants suspend` or `tenants resume`, its arguments checked.
+pub struct Suspension {
+    direction: Direction,
+    request: SuspendRequest,
+    no_wait: bool,
+}
+
+/// The checked arguments of `tenants suspend` and `tenants resume` (`None` for the other `tenants` commands).
+pub fn parse_suspension(command: &TenantsCommand) -> Result<Option<Suspension>, CodedError> {
+    Ok(match command {
+        TenantsCommand::Suspend {
+            slug,
+            reason,
+            no_wait,
+        } => Some(Suspension {
+            direction: Direction::Suspend,
+            // A missing reason is refused like an empty one, with the product's code rather than clap's usage.
+            request: SuspendRequest::suspend(Slug::parse(slug)?, reason.as_deref().unwrap_or(""))?,
+            no_wait: *no_wait,
+        }),
+        TenantsCommand::Resume { slug, no_wait } => Some(Suspension {
+            direction: Direction::Resume,
+            request: SuspendRequest::resume(Slug::parse(slug)?),
+            no_wait: *no_wait,
+        }),
+        _ => None,
+    })
+}
+
+/// `tenants suspend` and `tenants resume`: the job runs here with its phases printed as they end, like
+/// `tenants set-plan`, unless `--no-wait` leaves it to a worker.
+pub async fn suspension(app: &App, suspension: Suspension, json: bool) -> CommandResult {
+    let Suspension {
+        direction,
+        request,
+        no_wait,
+    } = suspension;
+    let runner = app.runner();
+    let lease = (!no_wait).then(|| super::provision::lease_for(&runner));
+    let submitted =
+        submit_suspension(&app.platform, direction, &request, &cli_actor(), lease).await?;
+    let doing = match direction {
+        Direction::Suspend => format!("suspending tenant {}", request.slug.as_str()),
+        Direction::Resume => format!("resuming tenant {}", request.slug.as_str()),
+    };
+    super::provision::run_submitted(app, runner, submitted.job(), &doing, no_wait, json).await
+}
 
 pub async fn tenants(app: &App, command: TenantsCommand, json: bool) -> CommandResult {
     let registry = &app.platform.registry;
@@ -56,6 +109,11 @@ pub async fn tenants(app: &App, command: TenantsCommand, json: bool) -> CommandR
             budget,
             no_wait,
         } => return super::plans::set_plan(app, &slug, &plan, budget, no_wait, json).await,
+        TenantsCommand::Suspend { .. } | TenantsCommand::Resume { .. } => {
+            if let Some(suspension) = parse_suspension(&command)? {
+                return self::suspension(app, suspension, json).await;
+            }
+        }
         TenantsCommand::Show { slug } => {
             let tenant = registry
                 .require_tenant(&slug)

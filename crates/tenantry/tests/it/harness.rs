@@ -530,6 +530,34 @@ impl Fleet {
     pub fn data_path(&self, relative: &str) -> PathBuf {
         self.data_dir.join(relative)
     }
+
+    /// Adds a user with `role` and a password, signs it in to the console of `server`, and returns the session
+    /// cookie (`name=value`).
+    pub async fn console_session(&self, server: &Server, email: &str, role: &str) -> String {
+        const PASSWORD: &str = "correct horse battery staple";
+        let add = [
+            "users",
+            "add",
+            "--email",
+            email,
+            "--role",
+            role,
+            "--password-stdin",
+        ];
+        self.run_with_stdin(&add, PASSWORD).await.assert_ok();
+        let signed_in = server
+            .http
+            .post(server.url("/platform/login"))
+            .form(&[("email", email), ("password", PASSWORD)])
+            .send()
+            .await
+            .expect("sign-in");
+        assert_eq!(signed_in.status(), 303, "{email} signs in");
+        let cookie = signed_in.headers()["set-cookie"]
+            .to_str()
+            .expect("a cookie");
+        cookie.split(';').next().unwrap_or_default().to_owned()
+    }
 }
 
 /// A running `tenantry` process other than `serve` (used by the chaos suite, which shares this harness).

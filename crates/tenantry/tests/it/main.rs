@@ -25,3 +25,4 @@ mod resources;
 mod rollouts;
 mod rollouts_api;
 mod saga;
+mod suspend;

@@ -194,6 +194,17 @@ async fn delete_vhost_by_hand(slug: &str) {
 
 /// Whether an AMQP login with the tenant's queue URL opens its vhost.
 pub(crate) async fn amqp_login_works(url: &str) -> bool {
+    match amqp_open(url).await {
+        Some(connection) => {
+            let _ = connection.close().await;
+            true
+        }
+        None => false,
+    }
+}
+
+/// An AMQP connection to the tenant's vhost with its queue URL, if the server lets it in (within 10 s).
+pub(crate) async fn amqp_open(url: &str) -> Option<amqprs::connection::Connection> {
     use amqprs::connection::{Connection, OpenConnectionArguments};
     let parsed = url::Url::parse(url).unwrap();
     let vhost = percent_decode(parsed.path().trim_start_matches('/'));
@@ -211,11 +222,8 @@ pub(crate) async fn amqp_login_works(url: &str) -> bool {
     )
     .await
     {
-        Ok(Ok(connection)) => {
-            let _ = connection.close().await;
-            true
-        }
-        _ => false,
+        Ok(Ok(connection)) => Some(connection),
+        _ => None,
     }
 }
 
