@@ -43,6 +43,7 @@ pub fn wanted(slug: &Slug, plan: &Plan, kind: &str, enabled: bool) -> WantedReso
             .unwrap_or_else(|| serde_json::json!({})),
     );
     wanted.enabled = enabled;
+    wanted.labels = cost_labels(slug.as_str(), plan);
     wanted
 }
 
