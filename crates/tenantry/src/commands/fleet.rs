@@ -10,7 +10,10 @@ use tenantry_core::{EngineKind, Error as CodedError, ServerName, ServerStatus, T
 use tenantry_engine::JobView;
 use tenantry_providers::credentials::{password_in_url, SecretString};
 use tenantry_registry::JobFilter;
-use tenantry_workflows::{add_server, harden_server, registry_error, Hardening, ServerRequest};
+use tenantry_workflows::{
+    add_server, harden_server, public_url_with_dns, registry_error, DnsSettings, Hardening,
+    ServerRequest,
+};
 
 pub async fn tenants(app: &App, command: TenantsCommand, json: bool) -> CommandResult {
     let registry = &app.platform.registry;
@@ -176,15 +179,26 @@ pub async fn servers(app: &App, command: ServersCommand, json: bool) -> CommandR
             capacity,
             region,
             public_url,
+            zone,
+            dns_target,
+            dns_port,
             harden,
         } => {
+            let name = ServerName::parse(&name)?;
+            let engine = EngineKind::parse(&engine)?;
+            let admin_url = read_admin_url(admin_url, admin_url_stdin)?;
+            let dns = DnsSettings {
+                zone,
+                target: dns_target,
+                port: dns_port,
+            };
             let request = ServerRequest {
-                name: ServerName::parse(&name)?,
-                engine: EngineKind::parse(&engine)?,
-                admin_url: read_admin_url(admin_url, admin_url_stdin)?,
+                name,
+                engine,
+                public_url: public_url_with_dns(engine, &admin_url, public_url, dns)?,
+                admin_url,
                 capacity,
                 region: region.unwrap_or_else(|| app.config.default_region.clone()),
-                public_url,
             };
             let added = add_server(&app.platform, &request, &cli_actor()).await?;
             for warning in &added.warnings {
