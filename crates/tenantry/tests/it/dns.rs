@@ -5,6 +5,7 @@
 //! refused with a clear code (a wrong API key, a zone the server lacks, something that is not PowerDNS).
 //! Each test works in a zone of its own, so other tests and other installations on the server are never touched.
 
+use crate::failures::assert_nothing_left;
 use crate::harness::{write_file, Engine, Fleet};
 use crate::resources::unique;
 use serde_json::{json, Value};
@@ -23,6 +24,22 @@ statement_timeout_ms = 30000
 cost_center = "edge"
 resources = ["database", "dns"]
 "#;
+
+/// The phases of a provisioning job for the named plan, in order: `dns_created` right after `database_created`.
+const NAMED_PHASES: [&str; 12] = [
+    "request_validated",
+    "placement_resolved",
+    "state_checked",
+    "secret_set",
+    "database_created",
+    "dns_created",
+    "migrations_applied",
+    "master_registered",
+    "admin_seeded",
+    "settings_applied",
+    "checks_passed",
+    "complete",
+];
 
 fn api_url() -> String {
     std::env::var("TENANTRY_TEST_PDNS_API_URL")
@@ -184,10 +201,29 @@ async fn dns_fleet(zone: &Zone) -> Fleet {
 }
 
 async fn provision_named(fleet: &Fleet, slug: &str) {
+    provision_named_env(fleet, slug, &[]).await.assert_ok();
+}
+
+async fn provision_named_env(
+    fleet: &Fleet,
+    slug: &str,
+    env: &[(&str, &str)],
+) -> crate::harness::Run {
     let mut args = Fleet::provision_args(slug);
     args.extend(["--plan".into(), "named".into()]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    fleet.run(&args).await.assert_ok();
+    fleet.run_env(&args, env).await
+}
+
+/// Nothing of the tenant is left: no records in the zone, no `tenant-dns-` secret, nothing else.
+async fn assert_named_gone(fleet: &Fleet, zone: &Zone, slug: &str) {
+    assert_eq!(zone.records_of(slug).await, vec![], "{slug}: records left");
+    assert_eq!(
+        fleet.secret(&format!("tenant-dns-{slug}")).await,
+        None,
+        "{slug}: dns secret left"
+    );
+    assert_nothing_left(fleet, slug).await;
 }
 
 /// The names of the checks `validate` ran and whether each passed.
@@ -231,12 +267,7 @@ async fn a_dns_tenant_answers_over_dns_keeps_apart_and_is_repaired_and_purged() 
         .iter()
         .map(|phase| phase["name"].as_str().unwrap())
         .collect();
-    let database = phases.iter().position(|phase| *phase == "database_created");
-    let dns = phases.iter().position(|phase| *phase == "dns_created");
-    assert!(
-        database.is_some() && dns == database.map(|at| at + 1),
-        "{phases:?}"
-    );
+    assert_eq!(phases, NAMED_PHASES);
 
     // The record and its labels, as the API shows them; and a real DNS query answers (validate's checks).
     let records = zone.records_of(&a).await;
@@ -477,6 +508,74 @@ async fn bad_powerdns_servers_are_refused_and_nothing_is_stored() {
         "{servers}"
     );
     assert_eq!(fleet.secret("server-admin-dns-bad").await, None);
+    fleet.cleanup().await;
+    zone.delete().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_at_every_phase_unwinds_the_records_and_a_crash_at_every_phase_resumes() {
+    let zone = Zone::new().await;
+    let fleet = dns_fleet(&zone).await;
+    // An error before and after every phase, and inside dns_created once its secret is stored: nothing is left.
+    let failpoints = NAMED_PHASES
+        .iter()
+        .flat_map(|phase| ["before", "after"].map(|boundary| format!("{phase}.{boundary}=error")))
+        .chain(["dns_created.credentials_stored=error".to_owned()]);
+    for failpoint in failpoints {
+        let slug = unique("unwind");
+        let run = provision_named_env(&fleet, &slug, &[("TENANTRY_FAILPOINTS", &failpoint)]).await;
+        assert_eq!(
+            run.error_code().as_deref(),
+            Some("E_FAILPOINT"),
+            "{failpoint}: {run:?}"
+        );
+        assert_named_gone(&fleet, &zone, &slug).await;
+    }
+
+    // A crash before and after every phase, then the same command again: the tenant is whole.
+    let mut slugs = Vec::new();
+    for phase in NAMED_PHASES {
+        for boundary in ["before", "after"] {
+            let slug = unique("crash");
+            let failpoint = format!("{phase}.{boundary}=exit");
+            let crashed =
+                provision_named_env(&fleet, &slug, &[("TENANTRY_FAILPOINTS", &failpoint)]).await;
+            assert_eq!(crashed.status, 137, "{failpoint}: {crashed:?}");
+            provision_named(&fleet, &slug).await;
+            assert!(
+                passed(&validation(&fleet, &slug).await, "dns_record_answers"),
+                "{failpoint}"
+            );
+            slugs.push(slug);
+        }
+    }
+
+    // Every step twice converges, and every undo twice leaves nothing.
+    let twice = unique("twice");
+    provision_named_env(&fleet, &twice, &[("TENANTRY_REPEAT_STEPS", "1")])
+        .await
+        .assert_ok();
+    slugs.push(twice);
+    let undo_twice = unique("undo-twice");
+    let run = provision_named_env(
+        &fleet,
+        &undo_twice,
+        &[
+            ("TENANTRY_REPEAT_STEPS", "1"),
+            ("TENANTRY_FAILPOINTS", "complete.after=error"),
+        ],
+    )
+    .await;
+    assert_eq!(run.error_code().as_deref(), Some("E_FAILPOINT"), "{run:?}");
+    assert_named_gone(&fleet, &zone, &undo_twice).await;
+    fleet.assert_doctor_clean().await;
+    for slug in &slugs {
+        fleet
+            .run(&["offboard-tenant", "--slug", slug, "--purge"])
+            .await
+            .assert_ok();
+        assert_named_gone(&fleet, &zone, slug).await;
+    }
     fleet.cleanup().await;
     zone.delete().await;
 }
