@@ -11,8 +11,8 @@
 //! Every change is one `PATCH` of the zone with `REPLACE`/`DELETE` changetypes, made only when `observe` found a
 //! difference, so running `ensure` again changes nothing (not even the zone's serial). Suspension disables the
 //! address records (PowerDNS's per-record `disabled`), so the name stops answering; the TXT mark stays. There is
-//! no tenant credential: the "credentials" are the record's address `dns://HOST:PORT/<slug>.<zone>`, no password,
-//! and rotating has nothing to do.
+//! no tenant credential and no secret: what the contract calls credentials is the record's address
+//! `dns://HOST:PORT/<slug>.<zone>`, made again when needed, and rotating has nothing to do.
 
 use super::{
     InventoryItem, Observed, ResourceProvider, ResourceServer, Verification, WantedResource,
@@ -865,6 +865,10 @@ impl ResourceProvider for PowerDns {
         &[EngineKind::Powerdns]
     }
 
+    fn has_secret(&self) -> bool {
+        false
+    }
+
     async fn check_server(&self, server: &ResourceServer) -> Result<Vec<String>> {
         let api = self.api(server)?;
         let info = api
@@ -918,8 +922,8 @@ impl ResourceProvider for PowerDns {
         server: &ResourceServer,
         wanted: &WantedResource,
     ) -> Result<SecretString> {
-        // No password: a record is looked up, not logged in to. The contract stores something per resource, so
-        // it is where the record is asked for.
+        // No password: a record is looked up, not logged in to. What the contract's other operations get is where
+        // the record is asked for, made again each time (nothing is kept in the secret store).
         let settings = Settings::parse(server)?;
         let host = if settings.dns_host.contains(':') {
             format!("[{}]", settings.dns_host)

@@ -105,7 +105,15 @@ pub trait ResourceProvider: Send + Sync {
     /// The server engines that host this kind.
     fn engines(&self) -> &'static [EngineKind];
 
-    /// The secret holding the tenant's credentials for this resource (`tenant-<kind>-<slug>`).
+    /// Whether the tenant's credentials for this kind are kept in the secret store. A kind that keeps none (DNS
+    /// records: nothing to log in to) gets [`ResourceProvider::new_credentials`] whenever they are needed, so they
+    /// must follow from the server and the resource alone and hold nothing secret.
+    fn has_secret(&self) -> bool {
+        true
+    }
+
+    /// The secret holding the tenant's credentials for this resource (`tenant-<kind>-<slug>`), where
+    /// [`ResourceProvider::has_secret`].
     fn secret_name(&self, slug: &Slug) -> String {
         format!("tenant-{}-{}", self.kind(), slug.as_str())
     }

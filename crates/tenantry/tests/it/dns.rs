@@ -301,6 +301,9 @@ async fn a_dns_tenant_answers_over_dns_keeps_apart_and_is_repaired_and_purged() 
         .map(|resource| resource["kind"].as_str().unwrap())
         .collect();
     assert_eq!(kinds, ["database", "dns"]);
+    // DESIGN: a dns resource has no secret.
+    assert_eq!(shown["resources"][1]["secret_name"], Value::Null, "{shown}");
+    assert_eq!(fleet.secret(&format!("tenant-dns-{a}")).await, None);
     let plans = fleet.run(&["plans", "--json"]).await;
     assert!(plans.assert_ok().stdout.contains("\"dns\""), "{plans:?}");
     fleet.assert_doctor_clean().await;
