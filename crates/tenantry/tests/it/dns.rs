@@ -582,3 +582,53 @@ async fn an_error_at_every_phase_unwinds_the_records_and_a_crash_at_every_phase_
     fleet.cleanup().await;
     zone.delete().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_adds_a_powerdns_server_from_its_zone_and_target() {
+    let zone = Zone::new().await;
+    let fleet = Fleet::new(Engine::Sqlite).await;
+    let server = fleet.serve(&[]).await;
+    let token = fleet.token_for("ops@example.com", "PLATFORM_ADMIN").await;
+    let port: u16 = dns_port().parse().unwrap();
+    // DNS settings on another engine are bad input, before anything is checked or stored.
+    let response = server
+        .post("/platform/servers", &token)
+        .json(
+            &json!({ "name": "dns-odd", "engine": "redis", "admin_url": "redis://127.0.0.1:6379",
+            "capacity": 5, "zone": zone.name, "dns_target": "127.0.0.1" }),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 422);
+    assert_eq!(
+        response.json::<Value>().await.unwrap()["error_code"],
+        "E_INVALID_INPUT"
+    );
+    let response = server
+        .post("/platform/servers", &token)
+        .json(
+            &json!({ "name": "dns-api", "engine": "powerdns", "admin_url": api_url(), "capacity": 5,
+            "zone": zone.name, "dns_target": "2001:db8::10", "dns_port": port }),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let added: Value = response.json().await.unwrap();
+    assert_eq!(added["engine"], "powerdns");
+    assert_eq!(
+        added["public_url"],
+        format!("dns://127.0.0.1:{port}/{}?target=2001:db8::10", zone.name)
+    );
+    // The API key went to the secret store, never into the answer.
+    let key = url::Url::parse(&api_url())
+        .unwrap()
+        .password()
+        .unwrap()
+        .to_owned();
+    assert!(!added.to_string().contains(&key));
+    server.terminate().await;
+    fleet.cleanup().await;
+    zone.delete().await;
+}
