@@ -1,5 +1,5 @@
 //! The `dns` kind against the suite's own PowerDNS (`scripts/test-services`): the conformance suite, two tenants'
-//! records kept apart, a CNAME target, and servers refused with a clear reason (a wrong API key, a zone the
+//! records kept apart, CNAME and AAAA targets, and servers refused with a clear reason (a wrong API key, a zone the
 //! server lacks, something that is not PowerDNS). Each test makes a zone of its own and deletes it afterwards.
 
 use crate::conformance::{self, new_installation, unique_slug};
@@ -449,5 +449,33 @@ async fn another_installations_records_are_listed_as_foreign() {
         provider.disable(&ours, &tenant.name).await,
         Err(Error::Foreign(_))
     ));
+    admin.delete_zone().await;
+}
+
+#[tokio::test]
+async fn an_ipv6_target_answers_as_aaaa() {
+    let admin = Admin::with_new_zone().await;
+    let provider = provider();
+    let server = server_at(&api_url(), &admin.zone, "2001:db8::10", new_installation());
+    let tenant = WantedResource::new(&unique_slug("six"), json!({}));
+    let neighbour = WantedResource::new(&unique_slug("nb"), json!({}));
+    let credentials = provider.new_credentials(&server, &tenant).unwrap();
+    provider
+        .ensure(&server, &tenant, &credentials)
+        .await
+        .unwrap();
+    let name = format!("{}.{}", tenant.slug.as_str(), admin.zone);
+    assert!(admin
+        .records()
+        .await
+        .iter()
+        .any(|(record, kind, contents)| *record == name
+            && kind == "AAAA"
+            && contents == &["2001:db8::10"]));
+    let checks = provider
+        .verify(&server, &tenant, &credentials, &neighbour)
+        .await
+        .unwrap();
+    assert!(checks.iter().all(|check| check.passed), "{checks:?}");
     admin.delete_zone().await;
 }
