@@ -14,14 +14,16 @@ pub enum EngineKind {
     Sqlite,
     Redis,
     Rabbitmq,
+    Powerdns,
 }
 
 impl EngineKind {
-    pub const ALL: [EngineKind; 4] = [
+    pub const ALL: [EngineKind; 5] = [
         EngineKind::Postgres,
         EngineKind::Sqlite,
         EngineKind::Redis,
         EngineKind::Rabbitmq,
+        EngineKind::Powerdns,
     ];
 
     pub fn parse(raw: &str) -> Result<EngineKind, Error> {
@@ -30,8 +32,9 @@ impl EngineKind {
             "sqlite" => Ok(EngineKind::Sqlite),
             "redis" => Ok(EngineKind::Redis),
             "rabbitmq" => Ok(EngineKind::Rabbitmq),
+            "powerdns" => Ok(EngineKind::Powerdns),
             other => Err(Error::invalid_input(format!(
-                "engine {other:?} is not supported; use postgres, sqlite, redis or rabbitmq"
+                "engine {other:?} is not supported; use postgres, sqlite, redis, rabbitmq or powerdns"
             ))),
         }
     }
@@ -42,6 +45,7 @@ impl EngineKind {
             EngineKind::Sqlite => "sqlite",
             EngineKind::Redis => "redis",
             EngineKind::Rabbitmq => "rabbitmq",
+            EngineKind::Powerdns => "powerdns",
         }
     }
 

@@ -132,7 +132,30 @@ async fn verify_other_resources(
         };
         let enabled = resource.status == tenantry_registry::RESOURCE_ACTIVE;
         let wanted = crate::resources::wanted(&slug, plan, &resource.kind, enabled);
-        let credentials = match platform.secrets.get(&provider.secret_name(&slug)).await {
+        let record = platform
+            .registry
+            .get_server(&resource.server_name)
+            .await
+            .map_err(crate::registry_error)?;
+        let server = crate::resources::resource_server(platform, &record).await?;
+        let stored = if provider.has_secret() {
+            platform.secrets.get(&provider.secret_name(&slug)).await
+        } else {
+            // A kind that keeps no secret has its credentials made again, from the server and the resource.
+            match provider.new_credentials(&server, &wanted) {
+                Ok(credentials) => Ok(Some(credentials)),
+                Err(error) => {
+                    suite.record(
+                        check_name,
+                        true,
+                        started.elapsed(),
+                        failed(error.to_string()),
+                    );
+                    continue;
+                }
+            }
+        };
+        let credentials = match stored {
             Ok(Some(credentials)) => credentials,
             Ok(None) => {
                 suite.record(
@@ -153,12 +176,6 @@ async fn verify_other_resources(
                 ))
             }
         };
-        let record = platform
-            .registry
-            .get_server(&resource.server_name)
-            .await
-            .map_err(crate::registry_error)?;
-        let server = crate::resources::resource_server(platform, &record).await?;
         let neighbour = neighbour_of(platform, &resource).await?;
         let neighbour = crate::resources::wanted(&neighbour, plan, &resource.kind, true);
         match provider

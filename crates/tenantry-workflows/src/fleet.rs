@@ -5,6 +5,7 @@ use std::path::{Component, Path, PathBuf};
 use tenantry_core::{EngineKind, Error as CodedError, ErrorCode, ServerName};
 use tenantry_providers::credentials::SecretString;
 use tenantry_providers::engines::TenantServer;
+use tenantry_providers::resources::PowerDns;
 use tenantry_registry::{NewServer, ServerRecord};
 
 /// A server to register, validated.
@@ -15,8 +16,50 @@ pub struct ServerRequest {
     pub admin_url: SecretString,
     pub capacity: i64,
     pub region: String,
-    /// Where tenants connect when it is not the admin URL's host (RabbitMQ: `amqp://host:5672`).
+    /// Where tenants connect when it is not the admin URL's host (RabbitMQ: `amqp://host:5672`; PowerDNS: its
+    /// DNS listener, zone and target, made by [`public_url_with_dns`]).
     pub public_url: Option<String>,
+}
+
+/// A `powerdns` server's zone, the target its tenants' names point at (an IPv4 or IPv6 address, or a host name
+/// for a CNAME) and its DNS listener's port where it is not 53: `servers add --zone --dns-target --dns-port`, and
+/// the API's `zone`, `dns_target`, `dns_port`. They are kept as the server's public URL.
+#[derive(Debug, Clone, Default)]
+pub struct DnsSettings {
+    pub zone: Option<String>,
+    pub target: Option<String>,
+    pub port: Option<u16>,
+}
+
+/// The public URL to register: the one given, or for a `powerdns` server the one its [`DnsSettings`] make
+/// (`dns://host:port/zone?target=…`). Settings for another engine, or given twice, are bad input.
+pub fn public_url_with_dns(
+    engine: EngineKind,
+    admin_url: &SecretString,
+    public_url: Option<String>,
+    dns: DnsSettings,
+) -> Result<Option<String>, CodedError> {
+    if dns.zone.is_none() && dns.target.is_none() && dns.port.is_none() {
+        return Ok(public_url);
+    }
+    if engine != EngineKind::Powerdns {
+        return Err(CodedError::invalid_input(format!(
+            "a zone, a DNS target and a DNS port are settings of powerdns servers, not {engine}"
+        )));
+    }
+    if public_url.is_some() {
+        return Err(CodedError::invalid_input(
+            "give a powerdns server's zone and target, or its public URL, not both",
+        ));
+    }
+    let (Some(zone), Some(target)) = (dns.zone, dns.target) else {
+        return Err(CodedError::invalid_input(
+            "a powerdns server needs both a zone and a DNS target",
+        ));
+    };
+    PowerDns::settings_url(admin_url, &zone, &target, dns.port)
+        .map(Some)
+        .map_err(|error| CodedError::invalid_input(error.to_string()))
 }
 
 /// A server just registered, and what a person should know about it.

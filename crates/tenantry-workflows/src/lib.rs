@@ -30,7 +30,8 @@ pub use costs::{
 };
 pub use doctor::{run_doctor, DoctorReport, Finding};
 pub use fleet::{
-    add_server, admin_secret_name, harden_server, AddedServer, Hardening, ServerRequest,
+    add_server, admin_secret_name, harden_server, public_url_with_dns, AddedServer, DnsSettings,
+    Hardening, ServerRequest,
 };
 pub use invitations::{
     check_url_form, invitation_state, resend as resend_invitation, InvitationSettings,

@@ -413,6 +413,7 @@ impl ProvisionWorkflow {
                     .platform
                     .providers
                     .get(kind)
+                    .filter(|provider| provider.has_secret())
                     .map(|provider| provider.secret_name(&spec.slug));
                 serde_json::json!({ "kind": kind, "name": resource_name, "secret": secret })
             })

@@ -118,12 +118,18 @@ async fn ensure_one(
         resource.status == RESOURCE_ACTIVE,
     );
     let secret_name = provider.secret_name(&slug);
-    let credentials = platform.read_secret(&secret_name).await?.ok_or_else(|| {
-        PhaseError::fatal(
-            ErrorCode::PartialState,
-            format!("secret {secret_name} of tenant {slug} is missing; it cannot be made again without new credentials"),
-        )
-    })?;
+    let credentials = if provider.has_secret() {
+        platform.read_secret(&secret_name).await?.ok_or_else(|| {
+            PhaseError::fatal(
+                ErrorCode::PartialState,
+                format!("secret {secret_name} of tenant {slug} is missing; it cannot be made again without new credentials"),
+            )
+        })?
+    } else {
+        provider
+            .new_credentials(server, &wanted)
+            .map_err(|error| provider_error(ErrorCode::Internal, error))?
+    };
     let observed = provider
         .observe(server, &wanted, Some(&credentials))
         .await

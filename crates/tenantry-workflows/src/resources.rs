@@ -47,6 +47,7 @@ pub fn wanted(slug: &Slug, plan: &Plan, kind: &str, enabled: bool) -> WantedReso
             .unwrap_or_else(|| serde_json::json!({})),
     );
     wanted.enabled = enabled;
+    wanted.labels = cost_labels(slug.as_str(), plan);
     wanted
 }
 
@@ -223,7 +224,18 @@ pub(crate) async fn create_resource(
         .map_err(PhaseError::Fatal)?;
     let wanted = wanted(slug, plan, kind, true);
     let secret_name = provider.secret_name(slug);
-    let credentials = match platform.read_secret(&secret_name).await? {
+    let stored = if provider.has_secret() {
+        platform.read_secret(&secret_name).await?
+    } else {
+        // Nothing secret to keep: the credentials follow from the server and the resource, and what stands on the
+        // server under this installation's mark is converged below like anything else of ours.
+        Some(
+            provider
+                .new_credentials(&server, &wanted)
+                .map_err(|error| provider_error(ErrorCode::Internal, error))?,
+        )
+    };
+    let credentials = match stored {
         // An earlier run of this phase stored it (state_checked found none before the job began).
         Some(credentials) => credentials,
         None => {
@@ -266,11 +278,16 @@ pub(crate) async fn create_resource(
         .ensure(&server, &wanted, &credentials)
         .await
         .map_err(|error| provider_error(ErrorCode::AdminConnUnresolved, error))?;
+    let kept = if provider.has_secret() {
+        format!("credentials in secret {secret_name}")
+    } else {
+        "no credentials to keep".to_owned()
+    };
     context
         .log(
             "info",
             &format!(
-                "{kind} {} ready on server {} ({}); credentials in secret {secret_name}",
+                "{kind} {} ready on server {} ({}); {kept}",
                 wanted.name, record.name, record.engine
             ),
         )
@@ -348,7 +365,7 @@ pub(crate) async fn placed_resources_of(
             kind: kind.to_owned(),
             server_name,
             name: slug.resource_name(),
-            secret_name: Some(provider.secret_name(slug)),
+            secret_name: provider.has_secret().then(|| provider.secret_name(slug)),
             status: RESOURCE_ACTIVE.to_owned(),
             labels: labels(slug, plan, installation.id()),
             created_at: 0,

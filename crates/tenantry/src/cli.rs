@@ -231,12 +231,12 @@ pub enum ServersCommand {
     Add {
         #[arg(long)]
         name: String,
-        /// postgres, sqlite (tenant databases), redis (caches) or rabbitmq (queues).
+        /// postgres, sqlite (tenant databases), redis (caches), rabbitmq (queues) or powerdns (DNS records).
         #[arg(long)]
         engine: String,
         /// Admin connection URL without a password (postgres://user@host:port/db, sqlite:///dir,
-        /// redis://host:6379, or RabbitMQ's management API http://host:15672); a URL with a password belongs
-        /// on standard input.
+        /// redis://host:6379, RabbitMQ's management API http://host:15672, or PowerDNS's HTTP API
+        /// http://api:API_KEY@host:8081); a URL with a password (or API key) belongs on standard input.
         #[arg(long, conflicts_with = "admin_url_stdin")]
         admin_url: Option<String>,
         /// Read the admin connection URL from standard input.
@@ -249,6 +249,15 @@ pub enum ServersCommand {
         /// Where tenants connect when it is not the admin URL's host (RabbitMQ: amqp://host:5672).
         #[arg(long)]
         public_url: Option<String>,
+        /// powerdns: the zone tenants' names go in (tenants.example.); the server must have it.
+        #[arg(long)]
+        zone: Option<String>,
+        /// powerdns: where `<slug>.<zone>` points: an IPv4 or IPv6 address (A, AAAA) or a host name (CNAME).
+        #[arg(long)]
+        dns_target: Option<String>,
+        /// powerdns: the port of its DNS listener on the admin URL's host, where it is not 53.
+        #[arg(long)]
+        dns_port: Option<u16>,
         /// Also close the server's other databases to PUBLIC (see `servers harden`).
         #[arg(long)]
         harden: bool,

@@ -1,13 +1,15 @@
 //! A tenant's resources: one [`ResourceProvider`] per kind (its database, a Redis cache user, a RabbitMQ
-//! vhost, …), observe-first like Crossplane's external client. Adding a kind is one module here and one line in
+//! vhost, PowerDNS records, …), observe-first like Crossplane's external client. Adding a kind is one module here and one line in
 //! [`Providers::standard`]; workflows, doctor, validation and offboarding iterate the tenant's resources and name
 //! no kind.
 
 mod cache;
 mod database;
+mod dns;
 mod queue;
 
 pub use cache::RedisCache;
+pub use dns::PowerDns;
 // Not in `Providers::standard`: the workflows drive the database through its own phases.
 pub use database::TenantDatabases;
 pub use queue::RabbitQueue;
@@ -25,7 +27,8 @@ pub struct ResourceServer {
     pub engine: EngineKind,
     /// The admin URL from the secret store (never logged, never in an error).
     pub admin_url: SecretString,
-    /// Where tenants connect, when it differs from the admin URL's host (RabbitMQ: the AMQP URL).
+    /// Where tenants connect, when it differs from the admin URL's host (RabbitMQ: the AMQP URL; PowerDNS: the DNS
+    /// listener, zone and target, `dns://host:port/zone?target=…`).
     pub public_url: Option<String>,
     /// This registry's installation: the mark on everything the provider makes.
     pub installation: Installation,
@@ -41,6 +44,9 @@ pub struct WantedResource {
     pub quotas: serde_json::Value,
     /// False while the tenant is suspended or offboarded without purge: the credentials must not work.
     pub enabled: bool,
+    /// The tenant's cost labels (`tenant`, `plan`, `cost_center`), for kinds that write them onto the server
+    /// (a DNS TXT record); the provider adds `installation` itself. An empty object when not known.
+    pub labels: serde_json::Value,
 }
 
 impl WantedResource {
@@ -50,6 +56,7 @@ impl WantedResource {
             name: slug.resource_name(),
             quotas,
             enabled: true,
+            labels: serde_json::json!({}),
         }
     }
 }
@@ -98,7 +105,15 @@ pub trait ResourceProvider: Send + Sync {
     /// The server engines that host this kind.
     fn engines(&self) -> &'static [EngineKind];
 
-    /// The secret holding the tenant's credentials for this resource (`tenant-<kind>-<slug>`).
+    /// Whether the tenant's credentials for this kind are kept in the secret store. A kind that keeps none (DNS
+    /// records: nothing to log in to) gets [`ResourceProvider::new_credentials`] whenever they are needed, so they
+    /// must follow from the server and the resource alone and hold nothing secret.
+    fn has_secret(&self) -> bool {
+        true
+    }
+
+    /// The secret holding the tenant's credentials for this resource (`tenant-<kind>-<slug>`), where
+    /// [`ResourceProvider::has_secret`].
     fn secret_name(&self, slug: &Slug) -> String {
         format!("tenant-{}-{}", self.kind(), slug.as_str())
     }
@@ -178,7 +193,11 @@ impl Providers {
     /// Every kind tenantry ships. Registering a kind is one line here.
     pub fn standard() -> Providers {
         Providers {
-            providers: vec![Arc::new(RedisCache::new()), Arc::new(RabbitQueue::new())],
+            providers: vec![
+                Arc::new(RedisCache::new()),
+                Arc::new(RabbitQueue::new()),
+                Arc::new(PowerDns::new()),
+            ],
         }
     }
 

@@ -4,4 +4,5 @@
 mod cache;
 mod conformance;
 mod database;
+mod dns;
 mod queue;

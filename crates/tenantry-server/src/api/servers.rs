@@ -11,7 +11,7 @@ use serde::Deserialize;
 use tenantry_core::{EngineKind, ServerName, ServerStatus};
 use tenantry_providers::credentials::SecretString;
 use tenantry_registry::ServerRecord;
-use tenantry_workflows::{add_server, ServerRequest};
+use tenantry_workflows::{add_server, public_url_with_dns, DnsSettings, ServerRequest};
 
 /// What `POST /platform/servers` takes. The admin URL goes to the secret store and is never returned.
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -19,11 +19,11 @@ use tenantry_workflows::{add_server, ServerRequest};
 pub struct AddServerRequest {
     #[schema(pattern = "^[a-z][a-z0-9-]{0,62}$", min_length = 1, max_length = 63)]
     pub name: String,
-    /// `postgres`, `sqlite`, `redis` or `rabbitmq` (an enum in the served document).
+    /// `postgres`, `sqlite`, `redis`, `rabbitmq` or `powerdns` (an enum in the served document).
     pub engine: String,
     /// `postgres://user:password@host:port/db`, `sqlite:///absolute/directory` (under the data directory unless
     /// `sqlite_server_roots` allows more), `redis://user:password@host:6379`, or RabbitMQ's management API
-    /// `http://user:password@host:15672`.
+    /// `http://user:password@host:15672`, or PowerDNS's HTTP API `http://api:API_KEY@host:8081`.
     pub admin_url: String,
     #[schema(minimum = 1)]
     pub capacity: i64,
@@ -31,6 +31,12 @@ pub struct AddServerRequest {
     pub region: Option<String>,
     /// Where tenants connect when it is not the admin URL's host (RabbitMQ: `amqp://host:5672`); no credentials.
     pub public_url: Option<String>,
+    /// `powerdns`: the zone tenants' names go in (the server must have it).
+    pub zone: Option<String>,
+    /// `powerdns`: where `<slug>.<zone>` points: an IPv4 or IPv6 address, or a host name (a CNAME).
+    pub dns_target: Option<String>,
+    /// `powerdns`: the DNS listener's port on the admin URL's host, where it is not 53.
+    pub dns_port: Option<u16>,
 }
 
 /// List servers with their load.
@@ -59,15 +65,23 @@ pub async fn create_server(
     Extension(principal): Extension<Principal>,
     ApiJson(body): ApiJson<AddServerRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<ServerRecord>)> {
+    let name = ServerName::parse(&body.name)?;
+    let engine = EngineKind::parse(&body.engine)?;
+    let admin_url = SecretString::new(body.admin_url);
+    let dns = DnsSettings {
+        zone: body.zone,
+        target: body.dns_target,
+        port: body.dns_port,
+    };
     let request = ServerRequest {
-        name: ServerName::parse(&body.name)?,
-        engine: EngineKind::parse(&body.engine)?,
-        admin_url: SecretString::new(body.admin_url),
+        name,
+        engine,
+        public_url: public_url_with_dns(engine, &admin_url, body.public_url, dns)?,
+        admin_url,
         capacity: body.capacity,
         region: body
             .region
             .unwrap_or_else(|| state.platform.settings.default_region.clone()),
-        public_url: body.public_url,
     };
     let added = add_server(&state.platform, &request, &principal.actor()).await?;
     for warning in &added.warnings {

@@ -13,8 +13,8 @@ use tenantry_engine::JobView;
 use tenantry_providers::credentials::{password_in_url, SecretString};
 use tenantry_registry::JobFilter;
 use tenantry_workflows::{
-    add_server, harden_server, registry_error, submit_suspension, Direction, Hardening,
-    ServerRequest, SuspendRequest,
+    add_server, harden_server, public_url_with_dns, registry_error, submit_suspension, Direction,
+    DnsSettings, Hardening, ServerRequest, SuspendRequest,
 };
 
 /// `tenants suspend` or `tenants resume`, its arguments checked.
@@ -234,15 +234,26 @@ pub async fn servers(app: &App, command: ServersCommand, json: bool) -> CommandR
             capacity,
             region,
             public_url,
+            zone,
+            dns_target,
+            dns_port,
             harden,
         } => {
+            let name = ServerName::parse(&name)?;
+            let engine = EngineKind::parse(&engine)?;
+            let admin_url = read_admin_url(admin_url, admin_url_stdin)?;
+            let dns = DnsSettings {
+                zone,
+                target: dns_target,
+                port: dns_port,
+            };
             let request = ServerRequest {
-                name: ServerName::parse(&name)?,
-                engine: EngineKind::parse(&engine)?,
-                admin_url: read_admin_url(admin_url, admin_url_stdin)?,
+                name,
+                engine,
+                public_url: public_url_with_dns(engine, &admin_url, public_url, dns)?,
+                admin_url,
                 capacity,
                 region: region.unwrap_or_else(|| app.config.default_region.clone()),
-                public_url,
             };
             let added = add_server(&app.platform, &request, &cli_actor()).await?;
             for warning in &added.warnings {

@@ -9,6 +9,7 @@ mod concurrency;
 mod console;
 mod crash_points;
 mod dashboards;
+mod dns;
 mod failures;
 mod fast_paths;
 mod harness;
