@@ -15,15 +15,17 @@ pub enum EngineKind {
     Redis,
     Rabbitmq,
     Powerdns,
+    S3,
 }
 
 impl EngineKind {
-    pub const ALL: [EngineKind; 5] = [
+    pub const ALL: [EngineKind; 6] = [
         EngineKind::Postgres,
         EngineKind::Sqlite,
         EngineKind::Redis,
         EngineKind::Rabbitmq,
         EngineKind::Powerdns,
+        EngineKind::S3,
     ];
 
     pub fn parse(raw: &str) -> Result<EngineKind, Error> {
@@ -33,8 +35,9 @@ impl EngineKind {
             "redis" => Ok(EngineKind::Redis),
             "rabbitmq" => Ok(EngineKind::Rabbitmq),
             "powerdns" => Ok(EngineKind::Powerdns),
+            "s3" => Ok(EngineKind::S3),
             other => Err(Error::invalid_input(format!(
-                "engine {other:?} is not supported; use postgres, sqlite, redis, rabbitmq or powerdns"
+                "engine {other:?} is not supported; use postgres, sqlite, redis, rabbitmq, powerdns or s3"
             ))),
         }
     }
@@ -46,6 +49,7 @@ impl EngineKind {
             EngineKind::Redis => "redis",
             EngineKind::Rabbitmq => "rabbitmq",
             EngineKind::Powerdns => "powerdns",
+            EngineKind::S3 => "s3",
         }
     }
 

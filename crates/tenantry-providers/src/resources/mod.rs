@@ -1,13 +1,15 @@
 //! A tenant's resources: one [`ResourceProvider`] per kind (its database, a Redis cache user, a RabbitMQ
-//! vhost, PowerDNS records, …), observe-first like Crossplane's external client. Adding a kind is one module here and one line in
+//! vhost, PowerDNS records, an S3 bucket, …), observe-first like Crossplane's external client. Adding a kind is one module here and one line in
 //! [`Providers::standard`]; workflows, doctor, validation and offboarding iterate the tenant's resources and name
 //! no kind.
 
+mod bucket;
 mod cache;
 mod database;
 mod dns;
 mod queue;
 
+pub use bucket::S3Bucket;
 pub use cache::RedisCache;
 pub use dns::PowerDns;
 // Not in `Providers::standard`: the workflows drive the database through its own phases.
@@ -197,6 +199,7 @@ impl Providers {
                 Arc::new(RedisCache::new()),
                 Arc::new(RabbitQueue::new()),
                 Arc::new(PowerDns::new()),
+                Arc::new(S3Bucket::new()),
             ],
         }
     }

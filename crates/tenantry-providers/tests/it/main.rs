@@ -1,6 +1,7 @@
 //! The provider conformance suite, which every resource kind passes against a real server, and each kind's own
 //! tests.
 
+mod bucket;
 mod cache;
 mod conformance;
 mod database;
