@@ -231,12 +231,14 @@ pub enum ServersCommand {
     Add {
         #[arg(long)]
         name: String,
-        /// postgres, sqlite (tenant databases), redis (caches), rabbitmq (queues) or powerdns (DNS records).
+        /// postgres, sqlite (tenant databases), redis (caches), rabbitmq (queues), powerdns (DNS records) or s3
+        /// (buckets).
         #[arg(long)]
         engine: String,
         /// Admin connection URL without a password (postgres://user@host:port/db, sqlite:///dir,
-        /// redis://host:6379, RabbitMQ's management API http://host:15672, or PowerDNS's HTTP API
-        /// http://api:API_KEY@host:8081); a URL with a password (or API key) belongs on standard input.
+        /// redis://host:6379, RabbitMQ's management API http://host:15672, PowerDNS's HTTP API
+        /// http://api:API_KEY@host:8081, or an S3 endpoint http://KEY_ID:SECRET@host:port); a URL with a password
+        /// (or API key) belongs on standard input.
         #[arg(long, conflicts_with = "admin_url_stdin")]
         admin_url: Option<String>,
         /// Read the admin connection URL from standard input.

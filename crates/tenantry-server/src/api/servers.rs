@@ -19,11 +19,12 @@ use tenantry_workflows::{add_server, public_url_with_dns, DnsSettings, ServerReq
 pub struct AddServerRequest {
     #[schema(pattern = "^[a-z][a-z0-9-]{0,62}$", min_length = 1, max_length = 63)]
     pub name: String,
-    /// `postgres`, `sqlite`, `redis`, `rabbitmq` or `powerdns` (an enum in the served document).
+    /// `postgres`, `sqlite`, `redis`, `rabbitmq`, `powerdns` or `s3` (an enum in the served document).
     pub engine: String,
     /// `postgres://user:password@host:port/db`, `sqlite:///absolute/directory` (under the data directory unless
     /// `sqlite_server_roots` allows more), `redis://user:password@host:6379`, or RabbitMQ's management API
-    /// `http://user:password@host:15672`, or PowerDNS's HTTP API `http://api:API_KEY@host:8081`.
+    /// `http://user:password@host:15672`, PowerDNS's HTTP API `http://api:API_KEY@host:8081`, or an S3 endpoint
+    /// `http://KEY_ID:SECRET@host:port` (an identity allowed to manage buckets and identities).
     pub admin_url: String,
     #[schema(minimum = 1)]
     pub capacity: i64,

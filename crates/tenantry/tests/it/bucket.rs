@@ -512,3 +512,36 @@ async fn an_error_at_every_phase_unwinds_the_bucket_and_a_crash_at_every_phase_r
     }
     fleet.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_adds_an_s3_server_and_never_shows_its_secret() {
+    let fleet = Fleet::new(Engine::Sqlite).await;
+    let server = fleet.serve(&[]).await;
+    let token = fleet.token_for("ops@example.com", "PLATFORM_ADMIN").await;
+    let response = server
+        .post("/platform/servers", &token)
+        .json(&serde_json::json!({ "name": "s3-api", "engine": "s3", "admin_url": s3_url(), "capacity": 5 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let added: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(added["engine"], "s3");
+    let secret = url::Url::parse(&s3_url())
+        .unwrap()
+        .password()
+        .unwrap()
+        .to_owned();
+    assert!(!added.to_string().contains(&secret), "{added}");
+    // A URL that is not S3's is refused before anything is stored.
+    let response = server
+        .post("/platform/servers", &token)
+        .json(&serde_json::json!({ "name": "s3-odd", "engine": "s3", "admin_url": "s3://nothing", "capacity": 5 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 422);
+    assert_eq!(fleet.secret("server-admin-s3-odd").await, None);
+    server.terminate().await;
+    fleet.cleanup().await;
+}
