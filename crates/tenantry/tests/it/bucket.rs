@@ -1,7 +1,7 @@
 //! The `bucket` kind through the real binary against the suite's own SeaweedFS (`scripts/test-services`): a plan of
 //! database and bucket provisioned (its bucket carries the labels, its key puts, gets and lists there and is
 //! refused on another tenant's bucket), a bucket deleted by hand named by doctor and repaired by reconcile,
-//! offboarding that locks the key out and a purge that empties and removes the bucket, `s3` servers refused with a
+//! suspension and offboarding that lock the key out (the fleet's reconcile keeps it out) and a purge that empties and removes the bucket, `s3` servers refused with a
 //! clear code (a wrong key, something that is not S3, a closed port), and an error and a crash at every phase.
 //! What a person does by hand goes through curl's own Signature Version 4, the key on its standard input.
 
@@ -325,6 +325,42 @@ async fn a_bucket_tenant_is_isolated_repaired_and_purged() {
     assert!(bucket_exists(&b));
     assert_bucket_valid(&fleet, &b).await;
     fleet.assert_doctor_clean().await;
+
+    // Suspended, A's key opens nothing at once, and reconcile keeps it so; resumed, it reads its object again.
+    fleet
+        .run(&["tenants", "suspend", &a, "--reason", "unpaid invoice"])
+        .await
+        .assert_ok();
+    let (status, _) = curl(
+        &secret_a,
+        "s3",
+        "GET",
+        &format!("/tenant-{a}/kept.txt"),
+        None,
+    );
+    assert_eq!(status, 403, "a suspended tenant's key still reads");
+    fleet.assert_doctor_clean().await;
+    fleet
+        .run(&["reconcile", "--kind", "bucket"])
+        .await
+        .assert_ok();
+    let (status, _) = curl(
+        &secret_a,
+        "s3",
+        "GET",
+        &format!("/tenant-{a}/kept.txt"),
+        None,
+    );
+    assert_eq!(status, 403, "reconcile let a suspended tenant's key in");
+    fleet.run(&["tenants", "resume", &a]).await.assert_ok();
+    let (status, body) = curl(
+        &secret_a,
+        "s3",
+        "GET",
+        &format!("/tenant-{a}/kept.txt"),
+        None,
+    );
+    assert_eq!((status, body.as_str()), (200, "kept"));
 
     // Offboarded without purge: A's key opens nothing, and the object stays.
     fleet
