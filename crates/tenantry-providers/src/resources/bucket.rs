@@ -28,6 +28,9 @@ use tenantry_core::{EngineKind, Slug};
 /// How long one request may take, connecting included.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long `verify` waits for a key the server says is allowed, where its gateway has not caught up yet.
+const READ_WRITE_PATIENCE: Duration = Duration::from_secs(5);
+
 /// SeaweedFS accepts any region; requests are signed for this one.
 const REGION: &str = "us-east-1";
 
@@ -496,6 +499,70 @@ impl<'a> Endpoint<'a> {
             Vec::new(),
         )
         .await
+    }
+
+    /// Puts, gets, lists and deletes a probe object in `bucket` with this endpoint's key: `None` when all of it
+    /// worked, else what did not.
+    async fn read_write_probe(&self, bucket: &str) -> Result<Option<String>> {
+        let probe_key = format!("tenantry-verify-{}", hex::encode(rand::random::<[u8; 6]>()));
+        let probe_body = probe_key.clone().into_bytes();
+        let path = object_path(bucket, &probe_key);
+        let put = self
+            .s3(
+                "putting an object as the tenant",
+                reqwest::Method::PUT,
+                &path,
+                &[],
+                probe_body.clone(),
+            )
+            .await?;
+        let got = if put.status.is_success() {
+            Some(
+                self.s3(
+                    "getting an object as the tenant",
+                    reqwest::Method::GET,
+                    &path,
+                    &[],
+                    Vec::new(),
+                )
+                .await?,
+            )
+        } else {
+            None
+        };
+        let listed = self.list_objects(bucket).await?;
+        if put.status.is_success() {
+            let answer = self
+                .s3(
+                    "deleting an object as the tenant",
+                    reqwest::Method::DELETE,
+                    &path,
+                    &[],
+                    Vec::new(),
+                )
+                .await?;
+            if !answer.status.is_success() {
+                tracing::warn!(bucket, "the validation's probe object could not be deleted");
+            }
+        }
+        let got_it_back = got
+            .as_ref()
+            .is_some_and(|got| got.status.is_success() && got.body.as_bytes() == probe_body);
+        let listed_it = listed.status.is_success()
+            && object_keys(&listed.body).is_ok_and(|keys| keys.contains(&probe_key));
+        Ok(if put.status.is_success() && got_it_back && listed_it {
+            None
+        } else {
+            Some(format!(
+                "key {} in bucket {bucket}: put {}, get {}, list {}",
+                self.key.id,
+                put.status,
+                got.as_ref()
+                    .map(|got| got.status.to_string())
+                    .unwrap_or_else(|| "not tried".to_owned()),
+                listed.status
+            ))
+        })
     }
 
     /// Deletes every object in the bucket, one page at a time.
@@ -1161,78 +1228,44 @@ impl ResourceProvider for S3Bucket {
         let (tenant, bucket) = Endpoint::tenant(&self.http, credentials)?;
         let mut checks = Vec::new();
 
-        // Put, get and list in its own bucket, with its own key; the probe object is deleted again.
-        let probe_key = format!("tenantry-verify-{}", hex::encode(rand::random::<[u8; 6]>()));
-        let probe_body = probe_key.clone().into_bytes();
-        let path = object_path(&bucket, &probe_key);
-        let put = tenant
-            .s3(
-                "putting an object as the tenant",
-                reqwest::Method::PUT,
-                &path,
-                &[],
-                probe_body.clone(),
-            )
-            .await?;
-        let got = if put.status.is_success() {
-            Some(
-                tenant
-                    .s3(
-                        "getting an object as the tenant",
-                        reqwest::Method::GET,
-                        &path,
-                        &[],
-                        Vec::new(),
-                    )
-                    .await?,
-            )
-        } else {
-            None
-        };
-        let listed = tenant.list_objects(&bucket).await?;
-        if put.status.is_success() {
-            let answer = tenant
-                .s3(
-                    "deleting an object as the tenant",
-                    reqwest::Method::DELETE,
-                    &path,
-                    &[],
-                    Vec::new(),
-                )
-                .await?;
-            if !answer.status.is_success() {
-                tracing::warn!(bucket, "the validation's probe object could not be deleted");
+        // Put, get and list in its own bucket, with its own key. SeaweedFS's gateway learns of a bucket from the
+        // filer's change feed, so one just made (again, under a name it saw deleted) may refuse the key for a
+        // moment: while the server says the key is active and the policy right, a refusal is tried again for
+        // up to READ_WRITE_PATIENCE before it counts. A disabled tenant has no policy and fails at once.
+        let deadline = std::time::Instant::now() + READ_WRITE_PATIENCE;
+        let failure = loop {
+            match tenant.read_write_probe(&bucket).await? {
+                None => break None,
+                Some(failure) => {
+                    let key_active = admin.user_keys(&bucket).await?.is_some_and(|keys| {
+                        keys.iter()
+                            .any(|(id, status)| *id == tenant.key.id && status == "Active")
+                    });
+                    let should_work = key_active
+                        && admin
+                            .user_policy(&bucket)
+                            .await?
+                            .is_some_and(|policy| policy_is_right(&policy, &bucket));
+                    if !should_work || std::time::Instant::now() >= deadline {
+                        break Some(failure);
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
             }
-        }
-        let got_it_back = got
-            .as_ref()
-            .is_some_and(|got| got.status.is_success() && got.body.as_bytes() == probe_body);
-        let listed_it = listed.status.is_success()
-            && object_keys(&listed.body).is_ok_and(|keys| keys.contains(&probe_key));
-        checks.push(if put.status.is_success() && got_it_back && listed_it {
-            check(
+        };
+        checks.push(match failure {
+            None => check(
                 "bucket_read_write",
                 true,
                 format!(
                     "key {} put, got and listed an object in bucket {bucket}",
                     tenant.key.id
                 ),
-            )
-        } else {
-            check(
-                "bucket_read_write",
-                false,
-                format!(
-                    "key {} in bucket {bucket}: put {}, get {}, list {}",
-                    tenant.key.id,
-                    put.status,
-                    got.as_ref()
-                        .map(|got| got.status.to_string())
-                        .unwrap_or_else(|| "not tried".to_owned()),
-                    listed.status
-                ),
-            )
+            ),
+            Some(failure) => check("bucket_read_write", false, failure),
         });
+        let probe_key = format!("tenantry-verify-{}", hex::encode(rand::random::<[u8; 6]>()));
+        let probe_body = probe_key.clone().into_bytes();
 
         // The neighbour's bucket refuses the same calls: 403 before it even says whether the bucket exists.
         let neighbour_bucket = bucket_name(&neighbour.slug);
