@@ -572,3 +572,49 @@ async fn the_api_adds_an_s3_server_and_never_shows_its_secret() {
     server.terminate().await;
     fleet.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_logging_never_shows_a_bucket_secret() {
+    let fleet = bucket_fleet().await;
+    let slug = unique("bkt-trace");
+    let run = provision_stored_env(&fleet, &slug, &[("RUST_LOG", "trace")]).await;
+    run.assert_ok();
+    assert!(run.stderr.len() > 1000, "trace logging was on");
+    let secret = fleet
+        .secret(&format!("tenant-bucket-{slug}"))
+        .await
+        .expect("the bucket secret");
+    let tenant_secret = url::Url::parse(&secret)
+        .unwrap()
+        .password()
+        .unwrap()
+        .to_owned();
+    let admin_secret = url::Url::parse(&s3_url())
+        .unwrap()
+        .password()
+        .unwrap()
+        .to_owned();
+    assert!(tenant_secret.len() >= 40);
+    for shown in [&run.stdout, &run.stderr] {
+        assert!(
+            !shown.contains(&tenant_secret),
+            "the tenant's secret key was shown"
+        );
+        assert!(
+            !shown.contains(&admin_secret),
+            "the admin's secret key was shown"
+        );
+    }
+    let job_id = fleet.jobs().await[0]["job_id"].as_str().unwrap().to_owned();
+    let job = fleet.run(&["jobs", "show", &job_id, "--json"]).await;
+    let audit = fleet.run(&["audit", "list", "--json"]).await;
+    for shown in [&job.stdout, &audit.stdout] {
+        assert!(!shown.contains(&tenant_secret) && !shown.contains(&admin_secret));
+    }
+    fleet
+        .run(&["offboard-tenant", "--slug", &slug, "--purge"])
+        .await
+        .assert_ok();
+    assert_stored_gone(&fleet, &slug).await;
+    fleet.cleanup().await;
+}
