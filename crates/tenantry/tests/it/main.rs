@@ -24,5 +24,6 @@ mod registry_safety;
 mod resources;
 mod rollouts;
 mod rollouts_api;
+mod rotate;
 mod saga;
 mod suspend;

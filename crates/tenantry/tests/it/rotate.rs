@@ -1,0 +1,347 @@
+//! Credential rotation through the real binary against the suite's own Redis and the machine's RabbitMQ: under
+//! load (a client per kind logging in anew every few milliseconds, re-reading the secret when a login fails) twenty
+//! rotations cost zero failed queries, and after each one the old credentials are refused; `--kind` rotates one
+//! kind only; bad input changes nothing.
+
+use crate::harness::{Engine, Fleet};
+use crate::resources::{amqp_login_works, amqp_open, cache_login_works, resource_fleet, unique};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+const ROTATIONS: usize = 20;
+
+fn bundle_args(slug: &str) -> Vec<String> {
+    let mut args = Fleet::provision_args(slug);
+    args.extend(["--plan".into(), "bundle".into()]);
+    args
+}
+
+async fn run(fleet: &Fleet, args: &[&str]) -> crate::harness::Run {
+    fleet.run(args).await
+}
+
+/// One query with a fresh login, so every query tests the credentials: a key written in the tenant's prefix, or
+/// a queue declared in its vhost.
+async fn query(kind: &str, slug: &str, url: &str) -> bool {
+    match kind {
+        "cache" => {
+            let Ok(client) = redis::Client::open(url) else {
+                return false;
+            };
+            let Ok(mut connection) = client.get_multiplexed_async_connection().await else {
+                return false;
+            };
+            redis::cmd("SET")
+                .arg(format!("tenant:{slug}:probe"))
+                .arg("1")
+                .query_async::<()>(&mut connection)
+                .await
+                .is_ok()
+        }
+        _ => {
+            let Some(connection) = amqp_open(url).await else {
+                return false;
+            };
+            let declared = match connection.open_channel(None).await {
+                Ok(channel) => {
+                    let declared = channel
+                        .queue_declare(amqprs::channel::QueueDeclareArguments::new("probe"))
+                        .await
+                        .is_ok();
+                    let _ = channel.close().await;
+                    declared
+                }
+                Err(_) => false,
+            };
+            let _ = connection.close().await;
+            declared
+        }
+    }
+}
+
+/// What a client saw: queries made, and those that failed even after re-reading the secret.
+#[derive(Default)]
+struct Tally {
+    queries: AtomicU64,
+    rereads: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// A client of one kind: queries every few milliseconds with the URL it holds; when one fails it re-reads the
+/// secret, as the rotation's contract asks of clients, and tries once more. Only a failure after that counts.
+fn spawn_client(
+    fleet: Arc<Fleet>,
+    slug: String,
+    kind: &'static str,
+    stop: Arc<AtomicBool>,
+    tally: Arc<Tally>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let secret_name = format!("tenant-{kind}-{slug}");
+        let mut url = fleet.secret(&secret_name).await.unwrap();
+        while !stop.load(Ordering::SeqCst) {
+            tally.queries.fetch_add(1, Ordering::SeqCst);
+            if !query(kind, &slug, &url).await {
+                tally.rereads.fetch_add(1, Ordering::SeqCst);
+                url = fleet.secret(&secret_name).await.unwrap();
+                if !query(kind, &slug, &url).await {
+                    tally.failed.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rotation_under_load_fails_no_query_and_refuses_the_old_credentials() {
+    let (fleet, _guard) = resource_fleet(Engine::Sqlite).await;
+    let fleet = Arc::new(fleet);
+    let slug = unique("rot");
+    let args = bundle_args(&slug);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    fleet.run(&args).await.assert_ok();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let tallies: Vec<(&str, Arc<Tally>)> = vec![
+        ("cache", Arc::new(Tally::default())),
+        ("queue", Arc::new(Tally::default())),
+    ];
+    let clients: Vec<_> = tallies
+        .iter()
+        .map(|(kind, tally)| {
+            spawn_client(
+                fleet.clone(),
+                slug.clone(),
+                kind,
+                stop.clone(),
+                tally.clone(),
+            )
+        })
+        .collect();
+
+    for rotation in 0..ROTATIONS {
+        let old_cache = fleet.secret(&format!("tenant-cache-{slug}")).await.unwrap();
+        let old_queue = fleet.secret(&format!("tenant-queue-{slug}")).await.unwrap();
+        let rotated = run(
+            &fleet,
+            &[
+                "tenants",
+                "rotate-credentials",
+                &slug,
+                "--grace",
+                "1s",
+                "--json",
+            ],
+        )
+        .await;
+        rotated.assert_ok();
+        let new_cache = fleet.secret(&format!("tenant-cache-{slug}")).await.unwrap();
+        let new_queue = fleet.secret(&format!("tenant-queue-{slug}")).await.unwrap();
+        assert_ne!(old_cache, new_cache, "rotation {rotation}");
+        assert_ne!(old_queue, new_queue, "rotation {rotation}");
+        // Once the job is over (after the grace period), the old credentials are refused and the new ones work.
+        assert!(
+            !cache_login_works(&old_cache).await,
+            "rotation {rotation}: old cache login"
+        );
+        assert!(
+            !amqp_login_works(&old_queue).await,
+            "rotation {rotation}: old queue login"
+        );
+        assert!(
+            cache_login_works(&new_cache).await,
+            "rotation {rotation}: new cache login"
+        );
+        assert!(
+            amqp_login_works(&new_queue).await,
+            "rotation {rotation}: new queue login"
+        );
+    }
+    stop.store(true, Ordering::SeqCst);
+    for client in clients {
+        client.await.unwrap();
+    }
+    for (kind, tally) in &tallies {
+        let queries = tally.queries.load(Ordering::SeqCst);
+        let rereads = tally.rereads.load(Ordering::SeqCst);
+        let failed = tally.failed.load(Ordering::SeqCst);
+        eprintln!("{kind}: {queries} queries, {rereads} secret re-reads, {failed} failed");
+        assert_eq!(
+            failed, 0,
+            "{kind}: failed queries across {ROTATIONS} rotations"
+        );
+        // The clients really ran through the rotations, and had to re-read the secret at each retirement.
+        assert!(
+            queries > ROTATIONS as u64 * 5,
+            "{kind}: only {queries} queries"
+        );
+        assert!(
+            rereads >= ROTATIONS as u64,
+            "{kind}: only {rereads} re-reads"
+        );
+    }
+
+    let rotated: Vec<String> = fleet
+        .audit_types(&slug)
+        .await
+        .into_iter()
+        .filter(|event| event == "CREDENTIALS_ROTATED")
+        .collect();
+    assert_eq!(rotated.len(), ROTATIONS);
+    // No copy of old credentials is left behind, and nothing else is wrong.
+    for kind in ["cache", "queue"] {
+        assert_eq!(
+            fleet
+                .secret(&format!("tenant-{kind}-{slug}.previous"))
+                .await,
+            None
+        );
+    }
+    fleet.assert_doctor_clean().await;
+    run(&fleet, &["offboard-tenant", "--slug", &slug, "--purge"])
+        .await
+        .assert_ok();
+    Arc::into_inner(fleet).unwrap().cleanup().await;
+}
+
+/// The tenant's three secrets' values.
+async fn secrets(fleet: &Fleet, slug: &str) -> Vec<Option<String>> {
+    let mut values = Vec::new();
+    for kind in ["db", "cache", "queue"] {
+        values.push(fleet.secret(&format!("tenant-{kind}-{slug}")).await);
+    }
+    values
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_kind_rotates_alone_and_bad_input_changes_nothing() {
+    let (fleet, _guard) = resource_fleet(Engine::Sqlite).await;
+    let slug = unique("rok");
+    let args = bundle_args(&slug);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    fleet.run(&args).await.assert_ok();
+    let before = secrets(&fleet, &slug).await;
+    let jobs_before = fleet.jobs().await.len();
+
+    for (args, code) in [
+        (vec!["--kind", "bucket"], "E_INVALID_INPUT"),
+        (vec!["--grace", "-5s"], "E_INVALID_INPUT"),
+        (vec!["--grace", "soon"], "E_INVALID_INPUT"),
+        (vec!["--grace", "8days"], "E_INVALID_INPUT"),
+        // A SQLite database has no login: nothing to rotate.
+        (vec!["--kind", "database"], "E_INVALID_INPUT"),
+    ] {
+        let mut command = vec!["tenants", "rotate-credentials", slug.as_str()];
+        command.extend(args.iter().copied());
+        let refused = fleet.run(&command).await;
+        assert_eq!(
+            refused.error_code().as_deref(),
+            Some(code),
+            "{args:?}: {refused:?}"
+        );
+    }
+    let unknown = fleet
+        .run(&["tenants", "rotate-credentials", "no-such-tenant"])
+        .await;
+    assert_eq!(
+        unknown.error_code().as_deref(),
+        Some("E_NOT_FOUND"),
+        "{unknown:?}"
+    );
+    let bad_slug = fleet
+        .run(&["tenants", "rotate-credentials", "Bad_Slug"])
+        .await;
+    assert_eq!(
+        bad_slug.error_code().as_deref(),
+        Some("E_INVALID_SLUG"),
+        "{bad_slug:?}"
+    );
+
+    fleet
+        .run(&["tenants", "suspend", &slug, "--reason", "test"])
+        .await
+        .assert_ok();
+    let suspended = fleet
+        .run(&["tenants", "rotate-credentials", &slug, "--grace", "0s"])
+        .await;
+    assert_eq!(
+        suspended.error_code().as_deref(),
+        Some("E_CONFLICT"),
+        "{suspended:?}"
+    );
+    fleet.run(&["tenants", "resume", &slug]).await.assert_ok();
+    assert_eq!(
+        secrets(&fleet, &slug).await,
+        before,
+        "bad input changed a secret"
+    );
+    // Only the suspension and the resumption made jobs.
+    assert_eq!(fleet.jobs().await.len(), jobs_before + 2);
+
+    // `--kind cache` rotates the cache alone; the job skips nothing it was not asked for.
+    let rotated = fleet
+        .run(&[
+            "tenants",
+            "rotate-credentials",
+            &slug,
+            "--kind",
+            "cache",
+            "--grace",
+            "0s",
+        ])
+        .await;
+    rotated.assert_ok();
+    let after = secrets(&fleet, &slug).await;
+    assert_eq!(after[0], before[0]);
+    assert_ne!(after[1], before[1]);
+    assert_eq!(after[2], before[2]);
+    assert!(!cache_login_works(before[1].as_deref().unwrap()).await);
+    assert!(cache_login_works(after[1].as_deref().unwrap()).await);
+
+    // Every kind: the SQLite database is skipped, and the job's log says so.
+    let rotated = fleet
+        .run(&[
+            "tenants",
+            "rotate-credentials",
+            &slug,
+            "--grace",
+            "0s",
+            "--json",
+        ])
+        .await;
+    rotated.assert_ok();
+    let job = rotated.json()["job"].clone();
+    let phases: Vec<&str> = job["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|phase| phase["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        phases,
+        [
+            "request_validated",
+            "cache_credentials_added",
+            "queue_credentials_added",
+            "grace_elapsed",
+            "cache_old_credentials_retired",
+            "queue_old_credentials_retired",
+            "complete"
+        ]
+    );
+    let logs = job["logs"].to_string();
+    assert!(logs.contains("skipped database on sqlite"), "{logs}");
+    assert!(
+        !logs.contains("amqp://"),
+        "a credential in the job's log: {logs}"
+    );
+    assert!(!job["state"].to_string().contains("://"), "{job}");
+    fleet.assert_doctor_clean().await;
+    fleet
+        .run(&["offboard-tenant", "--slug", &slug, "--purge"])
+        .await
+        .assert_ok();
+    fleet.cleanup().await;
+}
