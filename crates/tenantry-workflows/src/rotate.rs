@@ -90,6 +90,93 @@ impl RotateRequest {
     }
 }
 
+/// The actor of the rotations the schedule submits.
+pub const SCHEDULE_ACTOR: &str = "system:rotation-schedule";
+/// The most scheduled rotations unfinished at once across the fleet: each holds a worker through its grace
+/// period, and the schedule must not crowd out jobs people asked for.
+pub const SCHEDULED_AT_ONCE: i64 = 4;
+
+/// Submits rotations for active tenants whose plan sets `rotation_days` and whose last completed rotation (or,
+/// with none, their creation) is older than that, oldest first, while fewer than [`SCHEDULED_AT_ONCE`] rotations
+/// are unfinished. Each goes through [`crate::submit_rotation`], so a tenant with another live job is skipped
+/// (`E_CONFLICT`) and tried again at the next sweep. Returns how many it submitted.
+pub async fn submit_scheduled_rotations(platform: &Platform) -> Result<usize, CodedError> {
+    let scheduled: Vec<(&str, u32, Option<u32>)> = platform
+        .settings
+        .plans
+        .iter()
+        .filter_map(|plan| {
+            plan.rotation_days
+                .map(|days| (plan.name.as_str(), days, plan.rotation_grace_seconds))
+        })
+        .collect();
+    if scheduled.is_empty() {
+        return Ok(0);
+    }
+    let (last_rotated, n_live) = platform
+        .registry
+        .job_kind_schedule(tenantry_core::JobKind::RotateCredentials)
+        .await
+        .map_err(registry_error)?;
+    let mut room = SCHEDULED_AT_ONCE - n_live;
+    if room <= 0 {
+        return Ok(0);
+    }
+    let now = tenantry_registry::now_millis();
+    let mut due: Vec<(i64, Option<u32>, TenantRecord)> = Vec::new();
+    let page = 500;
+    let mut offset = 0;
+    loop {
+        let tenants = platform
+            .registry
+            .list_tenants(None, Some(TenantStatus::Active), page, offset)
+            .await
+            .map_err(registry_error)?;
+        let n_read = tenants.len() as i64;
+        for tenant in tenants {
+            let Some((_, days, grace)) = scheduled.iter().find(|(plan, ..)| *plan == tenant.plan)
+            else {
+                continue;
+            };
+            let since = last_rotated
+                .get(&tenant.slug)
+                .copied()
+                .unwrap_or(tenant.created_at)
+                .max(tenant.created_at);
+            if since + i64::from(*days) * 86_400_000 <= now {
+                due.push((since, *grace, tenant));
+            }
+        }
+        if n_read < page {
+            break;
+        }
+        offset += page;
+    }
+    due.sort_by_key(|(since, ..)| *since);
+    let mut submitted = 0;
+    for (_, grace, tenant) in due {
+        if room <= 0 {
+            break;
+        }
+        let Ok(slug) = Slug::parse(&tenant.slug) else {
+            continue;
+        };
+        let request = RotateRequest::new(slug, None, grace.map(i64::from))?;
+        match crate::submit_rotation(platform, &request, SCHEDULE_ACTOR, None).await {
+            Ok(_) => {
+                submitted += 1;
+                room -= 1;
+            }
+            // Busy with another job, or nothing of it rotates: the next sweep looks again.
+            Err(error) if matches!(error.code, ErrorCode::Conflict | ErrorCode::InvalidInput) => {
+                tracing::debug!(slug = %tenant.slug, %error, "scheduled rotation not submitted");
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(submitted)
+}
+
 /// A phase of a rotation job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum RotatePhase {

@@ -1001,10 +1001,12 @@ impl ResourceProvider for RabbitQueue {
             let login = TenantLogin::parse(credentials)?;
             match amqp_open(&login, vhost).await {
                 Ok(connection) => amqp_close(connection).await,
-                Err(why) => return Err(Error::Transient(format!(
+                Err(why) => {
+                    return Err(Error::Transient(format!(
                     "user {} could not log in to vhost {vhost} with the {which} credentials: {why}",
                     login.user
-                ))),
+                )))
+                }
             }
         }
         Ok(new_credentials)

@@ -345,3 +345,265 @@ async fn one_kind_rotates_alone_and_bad_input_changes_nothing() {
         .assert_ok();
     fleet.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_and_the_console_rotate_for_admins_only() {
+    use crate::suspend::{last_audit, wait_for_job, BROWSER_ACCEPT};
+    use serde_json::{json, Value};
+
+    let (fleet, _guard) = resource_fleet(Engine::Sqlite).await;
+    let slug = unique("roa");
+    let args = bundle_args(&slug);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    fleet.run(&args).await.assert_ok();
+    let admin = fleet.token_for("admin@example.com", "PLATFORM_ADMIN").await;
+    let support = fleet
+        .token_for("support@example.com", "PLATFORM_SUPPORT")
+        .await;
+    let readonly = fleet
+        .token_for("readonly@example.com", "PLATFORM_READONLY")
+        .await;
+    let server = fleet.serve(&[]).await;
+    let path = format!("{slug}/rotate-credentials");
+    let post = |path: String, token: String, body: Value| {
+        let server = &server;
+        async move {
+            server
+                .post(&format!("/platform/tenants/{path}"), &token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let problem = |response: reqwest::Response| async move {
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap();
+        (
+            status,
+            body["error_code"].as_str().unwrap_or_default().to_owned(),
+        )
+    };
+
+    // Refused, and nothing recorded.
+    let before = secrets(&fleet, &slug).await;
+    let jobs_before = fleet.jobs().await.len();
+    for (path, token, body, expected) in [
+        (
+            path.clone(),
+            &admin,
+            json!({ "grace_seconds": -1 }),
+            (422, "E_INVALID_INPUT"),
+        ),
+        (
+            path.clone(),
+            &admin,
+            json!({ "grace_seconds": 604801 }),
+            (422, "E_INVALID_INPUT"),
+        ),
+        (
+            path.clone(),
+            &admin,
+            json!({ "kind": "bucket" }),
+            (422, "E_INVALID_INPUT"),
+        ),
+        (
+            path.clone(),
+            &admin,
+            json!({ "purge": true }),
+            (400, "E_INVALID_INPUT"),
+        ),
+        (
+            "no-such-co/rotate-credentials".to_owned(),
+            &admin,
+            json!({}),
+            (404, "E_NOT_FOUND"),
+        ),
+        (path.clone(), &support, json!({}), (403, "E_FORBIDDEN")),
+        (path.clone(), &readonly, json!({}), (403, "E_FORBIDDEN")),
+    ] {
+        let answer = problem(post(path.clone(), token.clone(), body.clone()).await).await;
+        assert_eq!(
+            answer,
+            (expected.0, expected.1.to_owned()),
+            "POST {path} {body}"
+        );
+    }
+    assert_eq!(fleet.jobs().await.len(), jobs_before);
+    assert_eq!(secrets(&fleet, &slug).await, before);
+
+    // An admin's rotation: 202, and a worker of the server runs the job through its grace period.
+    let accepted = post(
+        path.clone(),
+        admin.clone(),
+        json!({ "kind": "queue", "grace_seconds": 1 }),
+    )
+    .await;
+    assert_eq!(accepted.status(), 202);
+    let accepted: Value = accepted.json().await.unwrap();
+    let job = wait_for_job(&server, &admin, accepted["job_id"].as_str().unwrap()).await;
+    assert_eq!(
+        (&job["kind"], &job["status"]),
+        (&json!("rotate_credentials"), &json!("complete")),
+        "{job}"
+    );
+    let after = secrets(&fleet, &slug).await;
+    assert_eq!((&after[0], &after[1]), (&before[0], &before[1]));
+    assert_ne!(after[2], before[2]);
+    let audit = last_audit(&fleet, &slug, "CREDENTIALS_ROTATED").await;
+    assert_eq!(
+        audit["details"],
+        json!({ "kinds": ["queue"], "grace_seconds": 1 })
+    );
+
+    // The console: the tenant page offers the form to an admin; posting it ends on the job's page.
+    let cookie = fleet
+        .console_session(&server, "ops@example.com", "PLATFORM_ADMIN")
+        .await;
+    let html = server
+        .http
+        .get(server.url(&format!("/platform/tenants/{slug}")))
+        .header("accept", BROWSER_ACCEPT)
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let action = format!("action=\"/platform/tenants/{slug}/rotate-credentials\"");
+    assert!(html.contains(&action), "{html}");
+    let (_, rest) = html
+        .split_once("<meta name=\"csrf-token\" content=\"")
+        .unwrap();
+    let csrf = rest.split('"').next().unwrap().to_owned();
+    let form_post = |grace: &str| {
+        server
+            .http
+            .post(server.url(&format!("/platform/tenants/{slug}/rotate-credentials")))
+            .header("accept", BROWSER_ACCEPT)
+            .header("cookie", &cookie)
+            .form(&[
+                ("csrf_token", csrf.clone()),
+                ("grace_seconds", grace.to_owned()),
+            ])
+            .send()
+    };
+    let refused = form_post("soon").await.unwrap();
+    assert_eq!(refused.status(), 422);
+    assert!(refused.text().await.unwrap().contains("E_INVALID_INPUT"));
+    let rotated = form_post("0").await.unwrap();
+    assert_eq!(rotated.status(), 303);
+    let location = rotated.headers()["location"].to_str().unwrap().to_owned();
+    let job = wait_for_job(
+        &server,
+        &admin,
+        location.trim_start_matches("/platform/jobs/"),
+    )
+    .await;
+    assert_eq!(job["status"], "complete", "{job}");
+    assert!(
+        last_audit(&fleet, &slug, "CREDENTIALS_ROTATED").await["actor"]
+            .as_str()
+            .unwrap()
+            .starts_with("user:")
+    );
+    // A support user's page offers no rotation.
+    let support_cookie = fleet
+        .console_session(&server, "help@example.com", "PLATFORM_SUPPORT")
+        .await;
+    let html = server
+        .http
+        .get(server.url(&format!("/platform/tenants/{slug}")))
+        .header("accept", BROWSER_ACCEPT)
+        .header("cookie", &support_cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!html.contains(&action));
+
+    server.terminate().await;
+    fleet
+        .run(&["offboard-tenant", "--slug", &slug, "--purge"])
+        .await
+        .assert_ok();
+    fleet.cleanup().await;
+}
+
+/// A plan with `rotation_days` gets its tenants' credentials rotated by a `worker` by itself, once one is due:
+/// the due tenant once, the tenant that is not due never.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_rotates_what_the_plan_schedules() {
+    use crate::harness::{eventually, write_file};
+    use crate::resources::RESOURCE_PLANS;
+
+    let (fleet, _guard) = resource_fleet(Engine::Sqlite).await;
+    let scheduled = RESOURCE_PLANS.replace(
+        "resources = [\"database\", \"cache\", \"queue\"]\n",
+        "resources = [\"database\", \"cache\", \"queue\"]\nrotation_days = 30\nrotation_grace_seconds = 1\n",
+    );
+    assert_ne!(scheduled, RESOURCE_PLANS);
+    write_file(&fleet.scratch_dir.join("tenantry.toml"), &scheduled);
+    let due = unique("rsd");
+    let fresh = unique("rsf");
+    for slug in [&due, &fresh] {
+        let args = bundle_args(slug);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        fleet.run(&args).await.assert_ok();
+    }
+    // Made 31 days ago, as far as the registry knows.
+    fleet
+        .registry_sql(&format!(
+            "UPDATE tenants SET created_at = created_at - 31 * 86400000 WHERE slug = '{due}'"
+        ))
+        .await;
+    let before = secrets(&fleet, &due).await;
+    let fresh_before = secrets(&fleet, &fresh).await;
+
+    let mut worker = fleet.spawn(&["worker", "--workers", "1"], &[]);
+    let job = eventually(
+        60,
+        || format!("no scheduled rotation completed: {}", worker.log()),
+        || async {
+            fleet.jobs().await.into_iter().find(|job| {
+                job["kind"] == "rotate_credentials"
+                    && job["tenant_slug"] == due.as_str()
+                    && job["status"] == "complete"
+            })
+        },
+    )
+    .await;
+    worker.signal("TERM");
+    worker.wait(30).await;
+    assert_eq!(job["status"], "complete", "{job}");
+    let audit = crate::suspend::last_audit(&fleet, &due, "CREDENTIALS_ROTATED").await;
+    assert_eq!(audit["actor"], "system:rotation-schedule", "{audit}");
+    let after = secrets(&fleet, &due).await;
+    assert_eq!(
+        after[0], before[0],
+        "the SQLite database has nothing to rotate"
+    );
+    assert_ne!(after[1], before[1]);
+    assert_ne!(after[2], before[2]);
+    assert!(cache_login_works(after[1].as_deref().unwrap()).await);
+    assert!(!cache_login_works(before[1].as_deref().unwrap()).await);
+    assert_eq!(secrets(&fleet, &fresh).await, fresh_before);
+    let rotations: Vec<_> = fleet
+        .jobs()
+        .await
+        .into_iter()
+        .filter(|job| job["kind"] == "rotate_credentials")
+        .collect();
+    assert_eq!(rotations.len(), 1, "{rotations:?}");
+    fleet.assert_doctor_clean().await;
+    for slug in [&due, &fresh] {
+        fleet
+            .run(&["offboard-tenant", "--slug", slug, "--purge"])
+            .await
+            .assert_ok();
+    }
+    fleet.cleanup().await;
+}
