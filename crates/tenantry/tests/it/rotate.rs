@@ -607,3 +607,81 @@ async fn a_worker_rotates_what_the_plan_schedules() {
     }
     fleet.cleanup().await;
 }
+
+/// A rotation whose undo fails leaves the copy of the old credentials: the job ends `failed` with
+/// `E_PARTIAL_STATE`, doctor names the copy as a leftover with its fix, and `jobs rollback` finishes the undo (the
+/// old credentials back in the secret and working, the copy gone, doctor clean).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_undo_leaves_a_copy_that_doctor_names_and_rollback_clears() {
+    let (fleet, _guard) = resource_fleet(Engine::Sqlite).await;
+    let slug = unique("rou");
+    let args = bundle_args(&slug);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    fleet.run(&args).await.assert_ok();
+    let before = secrets(&fleet, &slug).await;
+
+    let failed = fleet
+        .run_env(
+            &[
+                "tenants",
+                "rotate-credentials",
+                &slug,
+                "--grace",
+                "0s",
+                "--json",
+            ],
+            &[(
+                "TENANTRY_FAILPOINTS",
+                "grace_elapsed.before=error,cache_credentials_added.undo=error",
+            )],
+        )
+        .await;
+    assert_eq!(
+        failed.error_code().as_deref(),
+        Some("E_PARTIAL_STATE"),
+        "{failed:?}"
+    );
+    let job = fleet
+        .jobs()
+        .await
+        .into_iter()
+        .find(|job| job["kind"] == "rotate_credentials")
+        .unwrap();
+    assert_eq!(job["status"], "failed", "{job}");
+    let copy = format!("tenant-cache-{slug}.previous");
+    assert_eq!(fleet.secret(&copy).await, before[1]);
+
+    let doctor = fleet.run(&["doctor"]).await;
+    assert_eq!(doctor.status, 1, "{doctor:?}");
+    assert!(
+        doctor.stdout.contains(&format!("secret {copy}")),
+        "{}",
+        doctor.stdout
+    );
+    assert!(
+        doctor.stdout.contains(&format!(
+            "tenantry tenants rotate-credentials {slug} --kind cache"
+        )),
+        "{}",
+        doctor.stdout
+    );
+
+    let job_id = job["job_id"].as_str().unwrap();
+    let rolled_back = fleet.run(&["jobs", "rollback", job_id]).await;
+    // A job that ends rolled back is not a success, for the CLI either.
+    assert_eq!(rolled_back.status, 1, "{rolled_back:?}");
+    assert_eq!(
+        fleet.json(&["jobs", "show", job_id]).await["status"],
+        "rolled_back"
+    );
+    assert_eq!(secrets(&fleet, &slug).await, before);
+    assert_eq!(fleet.secret(&copy).await, None);
+    assert!(cache_login_works(before[1].as_deref().unwrap()).await);
+    assert!(amqp_login_works(before[2].as_deref().unwrap()).await);
+    fleet.assert_doctor_clean().await;
+    fleet
+        .run(&["offboard-tenant", "--slug", &slug, "--purge"])
+        .await
+        .assert_ok();
+    fleet.cleanup().await;
+}
