@@ -685,3 +685,94 @@ async fn a_failed_undo_leaves_a_copy_that_doctor_names_and_rollback_clears() {
         .assert_ok();
     fleet.cleanup().await;
 }
+
+/// A worker stopped while a rotation waits out its grace period hands the job back; the next worker keeps the
+/// recorded deadline (the wait is announced once, when the deadline is set) and finishes the rotation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_worker_hands_the_wait_back_and_the_next_keeps_its_deadline() {
+    use crate::harness::eventually;
+
+    let (fleet, _guard) = resource_fleet(Engine::Sqlite).await;
+    let slug = unique("roh");
+    let args = bundle_args(&slug);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    fleet.run(&args).await.assert_ok();
+    let before = secrets(&fleet, &slug).await;
+    let submitted = fleet
+        .run(&[
+            "tenants",
+            "rotate-credentials",
+            &slug,
+            "--kind",
+            "cache",
+            "--grace",
+            "3s",
+            "--no-wait",
+            "--json",
+        ])
+        .await;
+    submitted.assert_ok();
+    let job_id = submitted.json()["job_id"].as_str().unwrap().to_owned();
+    let phase_status = |job: &serde_json::Value, name: &str| {
+        job["phases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|phase| phase["name"] == name)
+            .map(|phase| phase["status"].as_str().unwrap().to_owned())
+            .unwrap()
+    };
+
+    let mut first = fleet.spawn(&["worker", "--workers", "1"], &[]);
+    eventually(
+        30,
+        || format!("the rotation never started waiting: {}", first.log()),
+        || async {
+            let job = fleet.json(&["jobs", "show", &job_id]).await;
+            (phase_status(&job, "grace_elapsed") == "running").then_some(())
+        },
+    )
+    .await;
+    // The new credentials are in the secret, and both work while the job waits.
+    let during = secrets(&fleet, &slug).await;
+    assert_ne!(during[1], before[1]);
+    assert!(cache_login_works(before[1].as_deref().unwrap()).await);
+    assert!(cache_login_works(during[1].as_deref().unwrap()).await);
+    first.signal("TERM");
+    assert!(first.wait(30).await.success(), "{}", first.log());
+    let job = fleet.json(&["jobs", "show", &job_id]).await;
+    assert_ne!(job["status"], "complete", "{job}");
+
+    let mut second = fleet.spawn(&["worker", "--workers", "1"], &[]);
+    let job = eventually(
+        60,
+        || {
+            format!(
+                "the handed-back rotation did not complete: {}",
+                second.log()
+            )
+        },
+        || async {
+            let job = fleet.json(&["jobs", "show", &job_id]).await;
+            (job["status"] == "complete").then_some(job)
+        },
+    )
+    .await;
+    second.signal("TERM");
+    second.wait(30).await;
+    let announced = job["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|line| line["message"].as_str().unwrap().starts_with("waiting 3 s"))
+        .count();
+    assert_eq!(announced, 1, "the deadline was set again: {job}");
+    assert!(!cache_login_works(before[1].as_deref().unwrap()).await);
+    assert!(cache_login_works(during[1].as_deref().unwrap()).await);
+    fleet.assert_doctor_clean().await;
+    fleet
+        .run(&["offboard-tenant", "--slug", &slug, "--purge"])
+        .await
+        .assert_ok();
+    fleet.cleanup().await;
+}
