@@ -141,6 +141,13 @@ pub struct Plan {
     /// database's quotas are the fields above.
     #[serde(default)]
     pub quotas: BTreeMap<String, serde_json::Value>,
+    /// Rotate a tenant's credentials by itself when its last rotation (or, with none, its creation) is this many
+    /// days old: `serve` and `worker` submit the rotation. `None`: only when someone asks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation_days: Option<u32>,
+    /// The grace period of those scheduled rotations, in seconds (default 600, at most 7 days).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation_grace_seconds: Option<u32>,
 }
 
 /// The kind of resource every tenant has.
@@ -208,6 +215,18 @@ impl Plan {
                 ));
             }
         }
+        if self
+            .rotation_days
+            .is_some_and(|days| !(1..=3650).contains(&days))
+        {
+            return invalid("rotation_days must be between 1 and 3650".into());
+        }
+        if self
+            .rotation_grace_seconds
+            .is_some_and(|seconds| seconds > 7 * 24 * 3600)
+        {
+            return invalid("rotation_grace_seconds must be at most 604800 (7 days)".into());
+        }
         for flag in self.feature_flags.keys() {
             let flag_ok = (1..=64).contains(&flag.len())
                 && flag
@@ -247,6 +266,8 @@ impl Plan {
                 ]),
                 resources: default_resources(),
                 quotas: BTreeMap::new(),
+                rotation_days: None,
+                rotation_grace_seconds: None,
                 base_monthly_price: 49.0,
                 price_multiplier: 1.0,
                 approval_required: false,
@@ -267,6 +288,8 @@ impl Plan {
                 ]),
                 resources: default_resources(),
                 quotas: BTreeMap::new(),
+                rotation_days: None,
+                rotation_grace_seconds: None,
                 base_monthly_price: 49.0,
                 price_multiplier: 2.0,
                 approval_required: false,
@@ -291,6 +314,8 @@ impl Plan {
                 ]),
                 resources: default_resources(),
                 quotas: BTreeMap::new(),
+                rotation_days: None,
+                rotation_grace_seconds: None,
                 base_monthly_price: 49.0,
                 price_multiplier: 3.0,
                 approval_required: false,

@@ -70,6 +70,7 @@ string_enum!(
         Rollout => "rollout",
         Suspend => "suspend",
         Resume => "resume",
+        RotateCredentials => "rotate_credentials",
     }
 );
 

@@ -367,6 +367,35 @@ impl Registry {
         rows.iter().map(PhaseRecord::from_row).collect()
     }
 
+    /// What a schedule of one job kind needs: per tenant, when a job of `kind` last completed for it (Unix
+    /// milliseconds), and how many jobs of `kind` are unfinished now (so a schedule starts only so many at once).
+    pub async fn job_kind_schedule(
+        &self,
+        kind: JobKind,
+    ) -> Result<(std::collections::HashMap<String, i64>, i64)> {
+        let rows = sqlx::query(
+            "SELECT tenant_slug, MAX(finished_at) AS last_finished FROM jobs
+             WHERE kind = $1 AND status = 'complete' AND finished_at IS NOT NULL GROUP BY tenant_slug",
+        )
+        .bind(kind.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut last = std::collections::HashMap::new();
+        for row in &rows {
+            last.insert(
+                crate::store::get::<String>(row, "tenant_slug")?,
+                crate::store::get::<i64>(row, "last_finished")?,
+            );
+        }
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n_live FROM jobs WHERE kind = $1 AND status IN ('pending', 'in_progress')",
+        )
+        .bind(kind.as_str())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((last, crate::store::get::<i64>(&row, "n_live")?))
+    }
+
     /// Jobs, newest first, each with its phases.
     pub async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>> {
         let rows = sqlx::query(&format!(

@@ -36,6 +36,7 @@ pub const NOTIFICATION_EVENTS: [(&str, &[&str]); 6] = [
             "ROLLOUT_STOPPED",
             "TENANT_SUSPEND_FAILED",
             "TENANT_RESUME_FAILED",
+            "CREDENTIALS_ROTATION_FAILED",
         ],
     ),
 ];

@@ -130,6 +130,12 @@ pub const POLICY: &[(&str, &str, Access)] = &[
         "/platform/tenants/{slug}/resume",
         Access::Roles(ADMINS),
     ),
+    // New credentials for a tenant's resources change what its applications must read: admins only.
+    (
+        "POST",
+        "/platform/tenants/{slug}/rotate-credentials",
+        Access::Roles(ADMINS),
+    ),
     ("GET", "/platform/jobs", Access::Roles(ALL_ROLES)),
     ("GET", "/platform/jobs/{job_id}", Access::Roles(ALL_ROLES)),
     (

@@ -115,6 +115,12 @@ pub fn api_routes() -> Vec<Route> {
             pages::resume_submit,
         ),
         with_page(
+            "POST",
+            "/platform/tenants/{slug}/rotate-credentials",
+            post(tenants::rotate_tenant_credentials),
+            pages::rotate_submit,
+        ),
+        with_page(
             "GET",
             "/platform/jobs",
             get(jobs::list_jobs),

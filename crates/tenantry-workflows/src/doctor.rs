@@ -283,6 +283,30 @@ pub async fn run_doctor(platform: &Platform) -> Result<DoctorReport, CodedError>
         let slug = secret_prefixes
             .iter()
             .find_map(|prefix| name.strip_prefix(prefix.as_str()));
+        // A copy of credentials a rotation replaced (`<secret>.previous`) lives only while its job does: one
+        // left after the job ended is named, with what clears it.
+        if let Some(slug) = slug.and_then(|slug| slug.strip_suffix(crate::PREVIOUS_SUFFIX)) {
+            if !live_slugs.contains(slug) {
+                let kind = name
+                    .strip_prefix("tenant-")
+                    .and_then(|rest| rest.split_once('-'))
+                    .map(|(kind, _)| if kind == "db" { "database" } else { kind })
+                    .unwrap_or("database");
+                let fix = if tenants_by_slug.contains_key(slug) {
+                    format!("tenantry tenants rotate-credentials {slug} --kind {kind} (it replaces the copy and removes it)")
+                } else {
+                    purge_fix(slug)
+                };
+                findings.push(Finding {
+                    kind: "leftover",
+                    subject: format!("secret {name}"),
+                    detail: "a copy of credentials a rotation replaced, left after its job ended"
+                        .to_owned(),
+                    fix,
+                });
+            }
+            continue;
+        }
         if let Some(slug) = slug {
             if !tenants_by_slug.contains_key(slug) && !live_slugs.contains(slug) {
                 findings.push(Finding {

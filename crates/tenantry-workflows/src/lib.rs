@@ -16,6 +16,7 @@ mod provision;
 mod reconcile;
 mod resources;
 mod rollout;
+mod rotate;
 mod schema_fit;
 mod set_plan;
 mod submit;
@@ -63,11 +64,16 @@ pub use rollout::{
     RolloutView, RolloutWorkflow, SchemaPlan, TenantSchemaState, Waves, ROLLOUT_PHASES,
     ROLLOUT_SUBJECT,
 };
+pub use rotate::{
+    previous_secret_name, rotate_phases, validate_rotation, RotateRequest, RotateWorkflow,
+    RotationScope, DEFAULT_GRACE_SECONDS, MAX_GRACE_SECONDS, PREVIOUS_SUFFIX,
+};
 pub use set_plan::{SetPlanRequest, SetPlanWorkflow, SET_PLAN_PHASES};
 pub use submit::{
     decide_approval, plan_rollout, submit_offboard, submit_offboard_to_run, submit_provision,
-    submit_provision_to_run, submit_reconcile_to_run, submit_rollout, submit_set_plan,
-    submit_set_plan_to_run, submit_suspension, IdempotencyRequest, RolloutSubmission, Submitted,
+    submit_provision_to_run, submit_reconcile_to_run, submit_rollout, submit_rotation,
+    submit_set_plan, submit_set_plan_to_run, submit_suspension, IdempotencyRequest,
+    RolloutSubmission, Submitted,
 };
 pub use suspend::{
     parse_reason as parse_suspension_reason, suspend_phases, validate_suspension, Direction,
@@ -159,6 +165,11 @@ pub async fn try_run_job(
             let workflow = SuspendWorkflow::new(platform.clone(), Direction::Resume);
             runner.run_job(&workflow, job_id).await
         }
+        JobKind::RotateCredentials => {
+            runner
+                .run_job(&RotateWorkflow::new(platform.clone()), job_id)
+                .await
+        }
     };
     match ran {
         Ok(outcome) => Ok(RunHere::Ran(Box::new(outcome))),
@@ -230,6 +241,11 @@ pub(crate) async fn drive_by_kind(
                     &SuspendWorkflow::new(platform.clone(), Direction::Resume),
                     fence,
                 )
+                .await
+        }
+        JobKind::RotateCredentials => {
+            runner
+                .drive(&RotateWorkflow::new(platform.clone()), fence)
                 .await
         }
     }

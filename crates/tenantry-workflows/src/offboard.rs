@@ -455,10 +455,19 @@ impl OffboardWorkflow {
         context: &mut JobContext,
         request: &OffboardRequest,
     ) -> Result<(), PhaseError> {
-        for name in [
+        // With any copy a rotation left of the credentials it replaced, of every kind (`<secret>.previous`).
+        let mut names = vec![
             request.slug.secret_name(),
             request.slug.invitation_secret_name(),
-        ] {
+            crate::previous_secret_name(&request.slug.secret_name()),
+        ];
+        names.extend(
+            self.platform
+                .providers
+                .iter()
+                .map(|provider| crate::previous_secret_name(&provider.secret_name(&request.slug))),
+        );
+        for name in names {
             self.platform
                 .secrets
                 .delete_for_job(&context.fence, &name)

@@ -368,6 +368,34 @@ pub async fn submit_suspension(
     submit(platform, job, None).await
 }
 
+/// Validates a credential rotation and records its job, leased to the caller's runner when `lease` is given (the
+/// CLI) or for a worker to run (the API, the console, the schedule): the tenant is registered (`E_NOT_FOUND`)
+/// and active (`E_CONFLICT`), the kind is known and the tenant's (`E_INVALID_INPUT`), something rotates
+/// (`E_INVALID_INPUT`), and the tenant has no other unfinished job (`E_CONFLICT`). The phases name the kinds
+/// that rotate now.
+pub async fn submit_rotation(
+    platform: &Platform,
+    request: &crate::RotateRequest,
+    actor: &str,
+    lease: Option<NewLease>,
+) -> Result<Submitted, CodedError> {
+    let scope = crate::validate_rotation(platform, request).await?;
+    let job = NewJob {
+        id: uuid::Uuid::now_v7().to_string(),
+        kind: JobKind::RotateCredentials,
+        tenant_slug: scope.tenant.slug.clone(),
+        params: serde_json::to_value(request)
+            .map_err(|error| CodedError::new(ErrorCode::Internal, error.to_string()))?,
+        phases: crate::rotate_phases(&scope.kinds),
+        actor: actor.to_owned(),
+        plan: Some(scope.tenant.plan),
+        idempotency: None,
+        approval: None,
+        lease,
+    };
+    submit(platform, job, None).await
+}
+
 /// Validates a fleet reconcile and records its job already leased to the caller's runner (`E_CONFLICT` while
 /// another fleet reconcile runs).
 pub async fn submit_reconcile_to_run(

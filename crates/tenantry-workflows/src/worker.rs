@@ -14,6 +14,9 @@ use tokio::sync::{watch, Notify};
 
 /// How often an idle worker looks for work when nothing can wake it (SQLite: no LISTEN across processes).
 pub const IDLE_POLL: Duration = Duration::from_secs(1);
+/// How often a process looks for tenants whose scheduled credential rotation is due.
+const ROTATION_SWEEP: Duration = Duration::from_secs(60);
+
 /// The longest an idle worker sleeps between sweeps for expired leases when notifications wake it.
 pub const MAX_SWEEP: Duration = Duration::from_secs(5);
 
@@ -103,6 +106,7 @@ async fn worker_loop(
     let mut last_approval_sweep = std::time::Instant::now()
         .checked_sub(sweep)
         .unwrap_or_else(std::time::Instant::now);
+    let mut last_rotation_sweep: Option<std::time::Instant> = None;
     loop {
         if *shutdown.borrow() {
             return;
@@ -124,6 +128,20 @@ async fn worker_loop(
             last_approval_sweep = std::time::Instant::now();
             if let Err(error) = platform.registry.expire_approvals().await {
                 tracing::warn!(%error, "could not expire lapsed approvals");
+            }
+        }
+        // One worker per process submits the rotations plans schedule (`rotation_days`), once a minute.
+        if worker_index == 0
+            && last_rotation_sweep.is_none_or(|last| last.elapsed() >= ROTATION_SWEEP)
+        {
+            last_rotation_sweep = Some(std::time::Instant::now());
+            match crate::rotate::submit_scheduled_rotations(&platform).await {
+                Ok(0) => {}
+                Ok(submitted) => {
+                    tracing::info!(submitted, "submitted scheduled credential rotations");
+                    wake.notify_one();
+                }
+                Err(error) => tracing::warn!(%error, "could not submit scheduled rotations"),
             }
         }
         match claimed {

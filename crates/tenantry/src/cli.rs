@@ -223,6 +223,20 @@ pub enum TenantsCommand {
         #[arg(long)]
         no_wait: bool,
     },
+    /// New credentials for each of the tenant's resources, written to its secret; the old ones keep working for
+    /// the grace period (so a client that re-reads the secret never fails a login), then are refused.
+    RotateCredentials {
+        slug: String,
+        /// Only this kind's resource (database, cache, queue, …).
+        #[arg(long)]
+        kind: Option<String>,
+        /// How long the old credentials keep working (e.g. 90s, 10m, 1h; at most 7 days).
+        #[arg(long, default_value = "10m", allow_hyphen_values = true)]
+        grace: String,
+        /// Record the job and return its id without running it.
+        #[arg(long)]
+        no_wait: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

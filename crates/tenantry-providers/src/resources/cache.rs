@@ -345,6 +345,73 @@ impl RedisCache {
             .map_err(failure(format!("enabling the Redis user {name}")))
     }
 
+    /// Adds a second password to the user: Redis ACL users accept several (`>password` adds one), so the
+    /// credentials in the secret and the new ones both log in until the retirement.
+    async fn rotate_add_on(
+        &self,
+        mut connection: MultiplexedConnection,
+        server: &ResourceServer,
+        wanted: &WantedResource,
+        new_credentials: &SecretString,
+    ) -> Result<(), Failure> {
+        let password = credentials::password_in_url(new_credentials)
+            .ok_or_else(|| Error::Refused("the new cache credentials hold no password".into()))?;
+        if !require_ours(&mut connection, server, &wanted.name).await? {
+            return Err(Error::Refused(format!(
+                "there is no Redis user {} on {} to rotate; `tenantry reconcile --kind cache` makes it",
+                wanted.name, server.name
+            ))
+            .into());
+        }
+        let added: redis::RedisResult<()> = redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg(&wanted.name)
+            .arg(format!(">{}", password.expose()))
+            .query_async(&mut connection)
+            .await;
+        added.map_err(|error| Failure::Redis {
+            doing: format!("adding a password to the Redis user {}", wanted.name),
+            secrets: vec![password.expose().to_owned()],
+            error,
+        })
+    }
+
+    /// Leaves `keep`'s password as the user's only one, in one `ACL SETUSER` (`resetpass` then `>keep`), so
+    /// there is no moment at which no password works.
+    async fn rotate_retire_on(
+        &self,
+        mut connection: MultiplexedConnection,
+        server: &ResourceServer,
+        wanted: &WantedResource,
+        keep: &SecretString,
+    ) -> Result<(), Failure> {
+        let password = credentials::password_in_url(keep)
+            .ok_or_else(|| Error::Refused("the cache credentials hold no password".into()))?;
+        if !require_ours(&mut connection, server, &wanted.name).await? {
+            return Err(Error::Refused(format!(
+                "there is no Redis user {} on {} to retire credentials of; `tenantry reconcile --kind cache` \
+                 makes it",
+                wanted.name, server.name
+            ))
+            .into());
+        }
+        let retired: redis::RedisResult<()> = redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg(&wanted.name)
+            .arg("resetpass")
+            .arg(format!(">{}", password.expose()))
+            .query_async(&mut connection)
+            .await;
+        retired.map_err(|error| Failure::Redis {
+            doing: format!(
+                "retiring the old passwords of the Redis user {}",
+                wanted.name
+            ),
+            secrets: vec![password.expose().to_owned()],
+            error,
+        })
+    }
+
     async fn inventory_on(
         &self,
         mut connection: MultiplexedConnection,
@@ -520,6 +587,47 @@ impl ResourceProvider for RedisCache {
         slug_of(name)?;
         self.with_admin(server, |connection| {
             self.enable_on(connection, server, name)
+        })
+        .await
+    }
+
+    fn rotates(&self, _engine: EngineKind) -> bool {
+        true
+    }
+
+    async fn rotate_add(
+        &self,
+        server: &ResourceServer,
+        wanted: &WantedResource,
+        current: &SecretString,
+    ) -> Result<SecretString> {
+        let new_credentials = self.new_credentials(server, wanted)?;
+        self.with_admin(server, |connection| {
+            self.rotate_add_on(connection, server, wanted, &new_credentials)
+        })
+        .await?;
+        // Both must log in now: the new ones before anyone is given them, the old ones because clients still
+        // hold them until they re-read the secret.
+        for (which, credentials) in [("new", &new_credentials), ("current", current)] {
+            let mut tenant = connect(credentials)
+                .await
+                .map_err(|error| login_error(which, wanted, credentials, &error))?;
+            redis::cmd("PING")
+                .query_async::<String>(&mut tenant)
+                .await
+                .map_err(|error| login_error(which, wanted, credentials, &error))?;
+        }
+        Ok(new_credentials)
+    }
+
+    async fn rotate_retire(
+        &self,
+        server: &ResourceServer,
+        wanted: &WantedResource,
+        keep: &SecretString,
+    ) -> Result<()> {
+        self.with_admin(server, |connection| {
+            self.rotate_retire_on(connection, server, wanted, keep)
         })
         .await
     }
@@ -860,6 +968,32 @@ async fn connect(url: &SecretString) -> redis::RedisResult<MultiplexedConnection
     client
         .get_multiplexed_async_connection_with_config(&config)
         .await
+}
+
+/// A login with rotated credentials that failed, without the password in the message.
+fn login_error(
+    which: &str,
+    wanted: &WantedResource,
+    credentials: &SecretString,
+    error: &RedisError,
+) -> Error {
+    let secrets: Vec<String> = credentials::password_in_url(credentials)
+        .map(|password| password.expose().to_owned())
+        .into_iter()
+        .collect();
+    let message = scrub(
+        format!(
+            "logging in to Redis as {} with the {which} credentials: {}",
+            wanted.name,
+            describe(error)
+        ),
+        &secrets,
+    );
+    if is_transient(error) {
+        Error::Transient(message)
+    } else {
+        Error::Refused(message)
+    }
 }
 
 /// The user `name` and the installation id in its owner key, in one round trip.

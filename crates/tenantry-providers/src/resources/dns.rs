@@ -1040,16 +1040,6 @@ impl ResourceProvider for PowerDns {
         Ok(())
     }
 
-    async fn rotate(
-        &self,
-        _server: &ResourceServer,
-        _wanted: &WantedResource,
-        _new_credentials: &SecretString,
-    ) -> Result<()> {
-        // A record has no password: there is nothing to rotate.
-        Ok(())
-    }
-
     async fn verify(
         &self,
         server: &ResourceServer,

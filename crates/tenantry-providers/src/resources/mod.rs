@@ -158,15 +158,39 @@ pub trait ResourceProvider: Send + Sync {
     /// Undoes [`ResourceProvider::disable`].
     async fn enable(&self, server: &ResourceServer, name: &str) -> Result<()>;
 
-    /// New credentials with no failed login for a client that re-reads the secret.
-    async fn rotate(
+    /// Whether this kind's resources on a server of `engine` have credentials to rotate (a SQLite database has
+    /// no login, so nothing to rotate). A rotation skips the resources for which this is false, and says so.
+    fn rotates(&self, _engine: EngineKind) -> bool {
+        false
+    }
+
+    /// The first half of a rotation with no failed login for a client that re-reads the secret: new credentials
+    /// that work *alongside* `current` (a second password for the same user where the engine accepts two, or the
+    /// other of two alternating logins where it accepts one), checked by logging in with them, and returned for
+    /// the caller to store. Running it again makes yet other credentials, which the retirement clears.
+    async fn rotate_add(
         &self,
         _server: &ResourceServer,
         _wanted: &WantedResource,
-        _new_credentials: &SecretString,
+        _current: &SecretString,
+    ) -> Result<SecretString> {
+        Err(Error::Refused(format!(
+            "rotating {} credentials is not supported",
+            self.kind()
+        )))
+    }
+
+    /// The second half: afterwards `keep` works and every other credential of the resource is refused (a
+    /// retired alternate login also loses its open sessions). `keep` is brought back if it was retired, so
+    /// the same call with the old credentials is the undo of [`ResourceProvider::rotate_add`]. Idempotent.
+    async fn rotate_retire(
+        &self,
+        _server: &ResourceServer,
+        _wanted: &WantedResource,
+        _keep: &SecretString,
     ) -> Result<()> {
         Err(Error::Refused(format!(
-            "rotating {} credentials is not supported yet",
+            "rotating {} credentials is not supported",
             self.kind()
         )))
     }

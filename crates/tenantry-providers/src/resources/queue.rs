@@ -452,16 +452,30 @@ impl TenantLogin {
         })
     }
 
-    /// Refuses credentials made for another resource.
+    /// Refuses credentials made for another resource: they log in as the vhost's user or as its alternate.
     fn require_user(&self, name: &str) -> Result<()> {
-        if self.user != name {
+        if !login_users(name).contains(&self.user) {
             return Err(Error::Refused(format!(
-                "the queue credentials are for user {:?}, not {name:?}",
-                self.user
+                "the queue credentials are for user {:?}, not {name:?} or {:?}",
+                self.user,
+                alternate_user(name)
             )));
         }
         Ok(())
     }
+}
+
+/// The other login of a vhost: RabbitMQ keeps one password per user, so a rotation makes the vhost's other user
+/// (`tenant_x` and `tenant_x.b` alternate) with a new password and the same permissions, and retires the first
+/// once clients have re-read the secret. A `.` never appears in a name made from a slug, so the alternate of one
+/// tenant is never another tenant's user.
+fn alternate_user(name: &str) -> String {
+    format!("{name}.b")
+}
+
+/// Both users that may log in to vhost `name`: its own name and the alternate.
+fn login_users(name: &str) -> [String; 2] {
+    [name.to_owned(), alternate_user(name)]
 }
 
 /// Whether RabbitMQ's `rabbit_password_hashing_sha256` hash (base64 of a 4-byte salt followed by
@@ -708,6 +722,21 @@ impl ResourceProvider for RabbitQueue {
             return Ok(Observed::Absent);
         };
         let mut differences = Vec::new();
+        let vhost_name = name;
+        // The user the secret logs in as: the vhost's name, or its alternate after an odd number of rotations.
+        let login = credentials.map(TenantLogin::parse).transpose()?;
+        let name = match &login {
+            Some(login) if login.require_user(vhost_name).is_err() => {
+                differences.push(format!(
+                    "the secret is for user {:?}, not {vhost_name:?}",
+                    login.user
+                ));
+                vhost_name.to_owned()
+            }
+            Some(login) => login.user.clone(),
+            None => vhost_name.to_owned(),
+        };
+        let name = name.as_str();
 
         let user = api
             .get(&format!("reading user {name}"), &["users", name])
@@ -722,14 +751,9 @@ impl ResourceProvider for RabbitQueue {
                         tags.join(", ")
                     ));
                 }
-                if let Some(credentials) = credentials {
-                    let login = TenantLogin::parse(credentials)?;
-                    if login.user != name {
-                        differences.push(format!(
-                            "the secret is for user {:?}, not {name:?}",
-                            login.user
-                        ));
-                    } else if user_has_password(user, &login.password) == Some(false) {
+                if let Some(login) = &login {
+                    if login.user == name && user_has_password(user, &login.password) == Some(false)
+                    {
                         differences.push("password does not match the secret".to_owned());
                     }
                 }
@@ -739,24 +763,28 @@ impl ResourceProvider for RabbitQueue {
         let permissions = api.permissions_of(name).await?;
         for entry in &permissions {
             let vhost = vhost_of(entry);
-            if vhost != name {
+            if vhost != vhost_name {
                 differences.push(format!("user {name} has permissions on vhost {vhost} too"));
             } else if !wanted.enabled {
                 differences.push(format!(
-                    "user {name} has permissions on vhost {name} while disabled"
+                    "user {name} has permissions on vhost {vhost_name} while disabled"
                 ));
             } else {
-                differences.extend(permission_differences(entry, name));
+                differences.extend(permission_differences(entry, vhost_name));
             }
         }
         if wanted.enabled
             && user.is_some()
-            && !permissions.iter().any(|entry| vhost_of(entry) == name)
+            && !permissions
+                .iter()
+                .any(|entry| vhost_of(entry) == vhost_name)
         {
-            differences.push(format!("user {name} has no permissions on vhost {name}"));
+            differences.push(format!(
+                "user {name} has no permissions on vhost {vhost_name}"
+            ));
         }
 
-        let actual_limits = api.vhost_limits(name).await?;
+        let actual_limits = api.vhost_limits(vhost_name).await?;
         for (limit_name, wanted_limit) in limits {
             let actual = actual_limits.get(limit_name).and_then(Value::as_i64);
             match (actual, wanted_limit) {
@@ -802,6 +830,9 @@ impl ResourceProvider for RabbitQueue {
             tracing::info!(vhost = name, "created a tenant's RabbitMQ vhost");
         }
 
+        // The user the secret names (the vhost's own, or its alternate after a rotation), on the vhost `name`.
+        let vhost_name = name;
+        let name = login.user.as_str();
         let user = api
             .get(&format!("reading user {name}"), &["users", name])
             .await?;
@@ -821,22 +852,25 @@ impl ResourceProvider for RabbitQueue {
         let permissions = api.permissions_of(name).await?;
         for entry in &permissions {
             let vhost = vhost_of(entry);
-            if vhost != name {
+            if vhost != vhost_name {
                 // Access to another vhost is a widening someone made by hand: a tenant's user has none.
                 api.revoke_access(vhost, name).await?;
             }
         }
-        let own_entry = permissions.iter().find(|entry| vhost_of(entry) == name);
+        let own_entry = permissions
+            .iter()
+            .find(|entry| vhost_of(entry) == vhost_name);
         if wanted.enabled {
             if !own_entry.is_some_and(has_full_access) {
-                api.grant_full_access(name, name).await?;
+                api.grant_full_access(vhost_name, name).await?;
             }
         } else {
             if own_entry.is_some() {
-                api.revoke_access(name, name).await?;
+                api.revoke_access(vhost_name, name).await?;
             }
             api.close_connections(name).await?;
         }
+        let name = vhost_name;
 
         let actual_limits = api.vhost_limits(name).await?;
         for (limit_name, wanted_limit) in limits {
@@ -866,9 +900,11 @@ impl ResourceProvider for RabbitQueue {
         if !api.require_ours(server, name).await? {
             return Ok(());
         }
-        // The user before the vhost: while the vhost stands, its mark still says the user is ours.
-        api.delete(&format!("deleting user {name}"), &["users", name])
-            .await?;
+        // The users before the vhost: while the vhost stands, its mark still says they are ours.
+        for user in login_users(name) {
+            api.delete(&format!("deleting user {user}"), &["users", &user])
+                .await?;
+        }
         api.delete(&format!("deleting vhost {name}"), &["vhosts", name])
             .await?;
         tracing::info!(vhost = name, "removed a tenant's RabbitMQ vhost and user");
@@ -881,11 +917,15 @@ impl ResourceProvider for RabbitQueue {
             // Without its vhost the tenant has nothing to log in to.
             return Ok(());
         }
-        // Every vhost the user may reach, not only its own: the credentials must stop working everywhere.
-        for entry in api.permissions_of(name).await? {
-            api.revoke_access(vhost_of(&entry), name).await?;
+        // Every vhost the users may reach, not only their own: the credentials must stop working everywhere.
+        // Both of the vhost's logins: either may be the one the secret names.
+        for user in login_users(name) {
+            for entry in api.permissions_of(&user).await? {
+                api.revoke_access(vhost_of(&entry), &user).await?;
+            }
+            api.close_connections(&user).await?;
         }
-        api.close_connections(name).await
+        Ok(())
     }
 
     async fn enable(&self, server: &ResourceServer, name: &str) -> Result<()> {
@@ -895,7 +935,130 @@ impl ResourceProvider for RabbitQueue {
                 "RabbitMQ vhost {name} does not exist; ensuring the resource creates it"
             )));
         }
-        api.grant_full_access(name, name).await
+        // Whichever of the vhost's two logins exists (after a rotation it may be the alternate alone).
+        for user in login_users(name) {
+            if api
+                .get(&format!("reading user {user}"), &["users", &user])
+                .await?
+                .is_some()
+            {
+                api.grant_full_access(name, &user).await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn rotates(&self, _engine: EngineKind) -> bool {
+        true
+    }
+
+    async fn rotate_add(
+        &self,
+        server: &ResourceServer,
+        wanted: &WantedResource,
+        current: &SecretString,
+    ) -> Result<SecretString> {
+        let api = self.management_api(server)?;
+        let vhost = wanted.name.as_str();
+        let current_login = TenantLogin::parse(current)?;
+        current_login.require_user(vhost)?;
+        if !api.require_ours(server, vhost).await? {
+            return Err(Error::Refused(format!(
+                "RabbitMQ vhost {vhost} does not exist; `tenantry reconcile --kind queue` makes it"
+            )));
+        }
+        // The login the secret does not name gets a new password and the same rights; the current one is
+        // untouched, so clients holding it carry on.
+        let next_user = login_users(vhost)
+            .into_iter()
+            .find(|user| *user != current_login.user)
+            .unwrap_or_else(|| alternate_user(vhost));
+        let public = AmqpAddress::public(server, &api)?;
+        let password = generate_database_password();
+        let new_credentials = SecretString::new(format!(
+            "amqp://{}:{}@{}/{}",
+            utf8_percent_encode(&next_user, PATH_SEGMENT),
+            password.expose(),
+            public.display(),
+            utf8_percent_encode(vhost, PATH_SEGMENT)
+        ));
+        api.put(
+            &format!("setting user {next_user}"),
+            &["users", &next_user],
+            &json!({ "password": password.expose(), "tags": "" }),
+        )
+        .await
+        .map_err(|error| scrub_error(error, &password))?;
+        for entry in api.permissions_of(&next_user).await? {
+            if vhost_of(&entry) != vhost {
+                api.revoke_access(vhost_of(&entry), &next_user).await?;
+            }
+        }
+        api.grant_full_access(vhost, &next_user).await?;
+        // Both must log in now: the new login before anyone is given it, the current one because clients
+        // still hold it until they re-read the secret.
+        for (which, credentials) in [("new", &new_credentials), ("current", current)] {
+            let login = TenantLogin::parse(credentials)?;
+            match amqp_open(&login, vhost).await {
+                Ok(connection) => amqp_close(connection).await,
+                Err(why) => {
+                    return Err(Error::Transient(format!(
+                    "user {} could not log in to vhost {vhost} with the {which} credentials: {why}",
+                    login.user
+                )))
+                }
+            }
+        }
+        Ok(new_credentials)
+    }
+
+    async fn rotate_retire(
+        &self,
+        server: &ResourceServer,
+        wanted: &WantedResource,
+        keep: &SecretString,
+    ) -> Result<()> {
+        let api = self.management_api(server)?;
+        let vhost = wanted.name.as_str();
+        let keep_login = TenantLogin::parse(keep)?;
+        keep_login.require_user(vhost)?;
+        if !api.require_ours(server, vhost).await? {
+            return Err(Error::Refused(format!(
+                "RabbitMQ vhost {vhost} does not exist; `tenantry reconcile --kind queue` makes it"
+            )));
+        }
+        // The kept login first, as it must be (an undo brings back a login a retirement removed), so that
+        // some login always works.
+        let kept = api
+            .get(
+                &format!("reading user {}", keep_login.user),
+                &["users", &keep_login.user],
+            )
+            .await?;
+        if !kept.as_ref().is_some_and(|user| {
+            tags_of(user).is_empty() && user_has_password(user, &keep_login.password) == Some(true)
+        }) {
+            api.put(
+                &format!("setting user {}", keep_login.user),
+                &["users", &keep_login.user],
+                &json!({ "password": keep_login.password.expose(), "tags": "" }),
+            )
+            .await
+            .map_err(|error| scrub_error(error, &keep_login.password))?;
+        }
+        if wanted.enabled {
+            api.grant_full_access(vhost, &keep_login.user).await?;
+        }
+        for user in login_users(vhost) {
+            if user != keep_login.user {
+                // Deleting the user refuses its password; its open connections are closed through the tracker,
+                // which sees every one.
+                api.delete(&format!("deleting user {user}"), &["users", &user])
+                    .await?;
+                api.close_connections(&user).await?;
+            }
+        }
+        Ok(())
     }
 
     async fn verify(

@@ -85,6 +85,10 @@ pub async fn run(
         "a good resource fails verify: {checks:?}"
     );
 
+    if provider.rotates(server.engine) {
+        rotation(provider, server, &wanted, &credentials, &neighbour).await;
+    }
+
     // Inventory finds it, as ours (a resource no registry knows is what doctor calls an orphan).
     let inventory = provider.inventory(server).await.expect("inventory");
     let found = inventory
@@ -190,4 +194,82 @@ pub async fn run(
     }
     let inventory = provider.inventory(server).await.expect("inventory");
     assert!(inventory.iter().all(|item| item.name != wanted.name));
+}
+
+/// Whether `credentials` pass every check of `verify` (a refused login fails the kind's login check).
+async fn logs_in(
+    provider: &dyn ResourceProvider,
+    server: &ResourceServer,
+    wanted: &WantedResource,
+    credentials: &tenantry_providers::credentials::SecretString,
+    neighbour: &WantedResource,
+) -> bool {
+    provider
+        .verify(server, wanted, credentials, neighbour)
+        .await
+        .expect("verify")
+        .iter()
+        .all(|check| check.passed)
+}
+
+/// The two halves of a rotation: after `rotate_add` both credentials log in; after `rotate_retire` keeping the
+/// new ones, only they do (twice changes nothing); `rotate_retire` keeping the old ones (the undo) brings them
+/// back and refuses the new ones, and the resource matches the old credentials again.
+async fn rotation(
+    provider: &dyn ResourceProvider,
+    server: &ResourceServer,
+    wanted: &WantedResource,
+    old: &tenantry_providers::credentials::SecretString,
+    neighbour: &WantedResource,
+) {
+    let new = provider
+        .rotate_add(server, wanted, old)
+        .await
+        .expect("rotate_add");
+    assert_ne!(new.expose(), old.expose());
+    assert!(
+        logs_in(provider, server, wanted, &new, neighbour).await,
+        "new, after add"
+    );
+    assert!(
+        logs_in(provider, server, wanted, old, neighbour).await,
+        "old, after add"
+    );
+    for round in 0..2 {
+        provider
+            .rotate_retire(server, wanted, &new)
+            .await
+            .unwrap_or_else(|error| panic!("rotate_retire round {round}: {error}"));
+        assert!(
+            logs_in(provider, server, wanted, &new, neighbour).await,
+            "new, after retire"
+        );
+        assert!(
+            !logs_in(provider, server, wanted, old, neighbour).await,
+            "old, after retire"
+        );
+    }
+    let observed = provider
+        .observe(server, wanted, Some(&new))
+        .await
+        .expect("observe");
+    assert!(observed.matches(), "after the retirement: {observed:?}");
+    // The undo: the old credentials back, the new ones refused.
+    provider
+        .rotate_retire(server, wanted, old)
+        .await
+        .expect("rotate_retire keeping the old credentials");
+    assert!(
+        logs_in(provider, server, wanted, old, neighbour).await,
+        "old, after the undo"
+    );
+    assert!(
+        !logs_in(provider, server, wanted, &new, neighbour).await,
+        "new, after the undo"
+    );
+    let observed = provider
+        .observe(server, wanted, Some(old))
+        .await
+        .expect("observe");
+    assert!(observed.matches(), "after the undo: {observed:?}");
 }

@@ -836,6 +836,66 @@ pub async fn case_jobs_every_kind_is_stored_and_read_back(
     Ok(())
 }
 
+/// The rotation schedule's one read: per tenant, the newest completed job of the kind (not a failed one, nor
+/// another kind's), and how many of the kind are unfinished.
+pub async fn case_jobs_kind_schedule_gives_each_tenants_last_completion_and_the_live_count(
+    registry: Registry,
+) -> anyhow::Result<()> {
+    let rotate = JobKind::RotateCredentials;
+    let first = finished_job(
+        &registry,
+        rotate,
+        "acme",
+        "starter",
+        JobStatus::Complete,
+        None,
+    )
+    .await?;
+    let second = finished_job(
+        &registry,
+        rotate,
+        "acme",
+        "starter",
+        JobStatus::Complete,
+        None,
+    )
+    .await?;
+    finished_job(
+        &registry,
+        rotate,
+        "globex",
+        "starter",
+        JobStatus::RolledBack,
+        Some("E_FAILPOINT"),
+    )
+    .await?;
+    finished_job(
+        &registry,
+        JobKind::Suspend,
+        "initech",
+        "starter",
+        JobStatus::Complete,
+        None,
+    )
+    .await?;
+    registry.create_job(&new_job(rotate, "umbrella")).await?;
+    let (last, n_live) = registry.job_kind_schedule(rotate).await?;
+    let mut finished = Vec::new();
+    for id in [&first, &second] {
+        finished.push(
+            registry
+                .get_job(id)
+                .await?
+                .finished_at
+                .context("finished")?,
+        );
+    }
+    assert_eq!(last.len(), 1, "{last:?}");
+    assert_eq!(last.get("acme").copied(), finished.into_iter().max());
+    assert_eq!(n_live, 1);
+    Ok(())
+}
+
 /// Creates a job of `kind` for `tenant_slug` on `plan`, claims it and finishes it with `status` and `error_code`.
 async fn finished_job(
     registry: &Registry,

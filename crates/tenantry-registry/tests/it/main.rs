@@ -55,6 +55,7 @@ conformance_tests! {
         servers::case_servers_set_status_changes_status_and_writes_audit,
         jobs::case_jobs_create_records_phases_in_order_and_job_created_audit,
         jobs::case_jobs_every_kind_is_stored_and_read_back,
+        jobs::case_jobs_kind_schedule_gives_each_tenants_last_completion_and_the_live_count,
         jobs::case_jobs_second_live_job_for_slug_is_conflict_until_first_finishes,
         jobs::case_jobs_list_newest_first_with_filters,
         jobs::case_jobs_phase_status_and_logs_become_events_in_order,

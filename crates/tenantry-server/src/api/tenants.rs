@@ -12,9 +12,9 @@ use serde::Deserialize;
 use tenantry_core::{ErrorCode, RawTenantSpec, Slug, SpecDefaults, TenantSpec, TenantStatus};
 use tenantry_registry::{TenantRecord, TenantResourceRecord};
 use tenantry_workflows::{
-    invitation_state, resend_invitation, submit_offboard, submit_provision, submit_suspension,
-    Direction, IdempotencyRequest, InvitationView, OffboardRequest, Resent, Submitted,
-    SuspendRequest,
+    invitation_state, resend_invitation, submit_offboard, submit_provision, submit_rotation,
+    submit_suspension, Direction, IdempotencyRequest, InvitationView, OffboardRequest, Resent,
+    RotateRequest, Submitted, SuspendRequest,
 };
 
 /// What `POST /platform/tenants` takes.
@@ -71,6 +71,21 @@ pub struct SuspendBody {
     /// Kept in the job's parameters and in the `TENANT_SUSPENDED` audit event.
     #[schema(min_length = 1, max_length = 500)]
     pub reason: String,
+}
+
+/// What `POST /platform/tenants/{slug}/rotate-credentials` takes (both optional: `{}` rotates every resource
+/// with a ten-minute grace period).
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateBody {
+    /// Only this kind's resource (`database`, `cache`, `queue`, …); every resource whose kind rotates when absent.
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// How long the old credentials keep working after the new ones are in the secret: 0 to 604800 (7 days),
+    /// default 600.
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 604800)]
+    pub grace_seconds: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -354,6 +369,34 @@ pub async fn resume_tenant(
 ) -> ApiResult<Response> {
     let request = SuspendRequest::resume(Slug::parse(&slug)?);
     submit_suspension_here(&state, &principal, Direction::Resume, &request).await
+}
+
+/// Submit a credential rotation: new credentials for each resource, written to its secret, the old ones kept
+/// valid for the grace period and refused after it. A worker runs the job; its page follows the wait.
+#[utoipa::path(post, path = "/platform/tenants/{slug}/rotate-credentials", tag = "tenants", params(("slug" = String, Path, pattern = "^[a-z][a-z0-9-]{2,39}$")),
+    request_body = RotateBody,
+    responses((status = 202, body = JobAccepted),
+        (status = 400, description = "The body does not fit", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such tenant", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "The tenant is not active, or has an unfinished job", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid slug, unknown kind, a kind the tenant lacks, nothing to rotate, or a grace period out of bounds", body = ProblemDetails, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn rotate_tenant_credentials(
+    State(state): State<ServerState>,
+    Extension(principal): Extension<Principal>,
+    Path(slug): Path<String>,
+    ApiJson(body): ApiJson<RotateBody>,
+) -> ApiResult<Response> {
+    let request = RotateRequest::new(
+        Slug::parse(&slug)?,
+        body.kind.as_deref(),
+        body.grace_seconds,
+    )?;
+    let submitted = submit_rotation(&state.platform, &request, &principal.actor(), None).await?;
+    state.wake_workers.notify_one();
+    Ok(accepted(&submitted))
 }
 
 /// Records a suspension or resumption for this server's workers, and wakes one.

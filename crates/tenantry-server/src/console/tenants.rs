@@ -24,8 +24,9 @@ use tenantry_core::{Slug, TenantStatus};
 use tenantry_engine::JobView;
 use tenantry_registry::{AuditFilter, JobFilter, TenantRecord, TenantResourceRecord};
 use tenantry_workflows::{
-    invitation_state, resend_invitation, submit_offboard, submit_suspension, Direction,
-    InvitationView, OffboardRequest, Submitted, SuspendRequest,
+    invitation_state, resend_invitation, submit_offboard, submit_rotation, submit_suspension,
+    Direction, InvitationView, OffboardRequest, RotateRequest, Submitted, SuspendRequest,
+    DEFAULT_GRACE_SECONDS,
 };
 
 /// Tenants per page of the list.
@@ -356,6 +357,34 @@ fn offboard_form(viewer: &Viewer, tenant: &TenantRecord) -> Markup {
     }
 }
 
+/// "Rotate credentials" for an active tenant: the grace period in seconds, posted to the API's path, which
+/// answers a browser with the job's page.
+fn rotation_form(viewer: &Viewer, tenant: &TenantRecord) -> Markup {
+    let default_grace = DEFAULT_GRACE_SECONDS.to_string();
+    let grace_field = Field {
+        hint: Some("Seconds the old credentials keep working after the new ones are in the secrets (0 to 604800)."),
+        autocomplete: Some("off"),
+        required: true,
+        ..Field::text("grace_seconds", "Grace period (seconds)", &default_grace)
+    };
+    html! {
+        @if tenant.status == TenantStatus::Active {
+            details.rotate-zone {
+                summary { "Rotate credentials" }
+                form.stack method="post" action={ (tenant_path(&tenant.slug)) "/rotate-credentials" } {
+                    (viewer.csrf_field())
+                    p {
+                        "New credentials for every resource, written to its secret. The old ones keep working for the "
+                        "grace period, so an application that re-reads its secret never fails a login; then they are refused."
+                    }
+                    (grace_field.render())
+                    div { button.primary type="submit" { "Rotate credentials" } }
+                }
+            }
+        }
+    }
+}
+
 /// Suspend (with its reason) for an active tenant, Resume for a suspended one, nothing for any other. Both post
 /// to the API's paths, which answer a browser with the job's page.
 fn suspension_form(viewer: &Viewer, tenant: &TenantRecord) -> Markup {
@@ -482,6 +511,9 @@ pub async fn tenant_page(
         } @else {
             (audit_table(&audit, &names, false))
             p { a href={ "/platform/audit?tenant=" (query_escape(&slug)) } { "Full audit trail" } }
+        }
+        @if viewer.is_admin() {
+            @if let Some(tenant) = &tenant { (rotation_form(&viewer, tenant)) }
         }
         @if viewer.is_admin() {
             @if let Some(tenant) = &tenant { (suspension_form(&viewer, tenant)) }
@@ -622,6 +654,41 @@ pub async fn suspend_submit(
 ) -> Response {
     let request = Slug::parse(&slug).and_then(|slug| SuspendRequest::suspend(slug, &fields.reason));
     submit_suspension_page(&state, &principal, Direction::Suspend, request).await
+}
+
+/// The rotation form's fields.
+#[derive(Debug, Default, Deserialize)]
+pub struct RotateFields {
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    grace_seconds: Option<String>,
+}
+
+/// `POST /platform/tenants/{slug}/rotate-credentials` from the tenant page's form: submit the job through the
+/// API's submit function, then go to its page.
+pub async fn rotate_submit(
+    State(state): State<ServerState>,
+    Extension(principal): Extension<Principal>,
+    Path(slug): Path<String>,
+    ApiForm(fields): ApiForm<RotateFields>,
+) -> Response {
+    let submitted = async {
+        let grace_seconds = match fields.grace_seconds.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(text) => Some(text.parse::<i64>().map_err(|_| {
+                tenantry_core::Error::invalid_input("the grace period is a whole number of seconds")
+            })?),
+        };
+        let kind = fields
+            .kind
+            .as_deref()
+            .filter(|kind| !kind.trim().is_empty());
+        let request = RotateRequest::new(Slug::parse(&slug)?, kind, grace_seconds)?;
+        submit_rotation(&state.platform, &request, &principal.actor(), None).await
+    }
+    .await;
+    to_job_page(&state, &Viewer::new(&principal), submitted)
 }
 
 /// `POST /platform/tenants/{slug}/resume` from the tenant page's button: submit the job, then go to its page.

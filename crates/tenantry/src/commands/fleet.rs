@@ -13,9 +13,60 @@ use tenantry_engine::JobView;
 use tenantry_providers::credentials::{password_in_url, SecretString};
 use tenantry_registry::JobFilter;
 use tenantry_workflows::{
-    add_server, harden_server, public_url_with_dns, registry_error, submit_suspension, Direction,
-    DnsSettings, Hardening, ServerRequest, SuspendRequest,
+    add_server, harden_server, public_url_with_dns, registry_error, submit_rotation,
+    submit_suspension, Direction, DnsSettings, Hardening, RotateRequest, ServerRequest,
+    SuspendRequest,
 };
+
+/// `tenants rotate-credentials`, its arguments checked.
+pub struct Rotation {
+    request: RotateRequest,
+    no_wait: bool,
+}
+
+/// The checked arguments of `tenants rotate-credentials` (`None` for the other `tenants` commands): the slug, the
+/// kind, and a grace period in humantime's words (`90s`, `10m`) within its bounds.
+pub fn parse_rotation(command: &TenantsCommand) -> Result<Option<Rotation>, CodedError> {
+    let TenantsCommand::RotateCredentials {
+        slug,
+        kind,
+        grace,
+        no_wait,
+    } = command
+    else {
+        return Ok(None);
+    };
+    let slug = Slug::parse(slug)?;
+    let grace = grace.trim();
+    let seconds = if grace.starts_with('-') {
+        -1
+    } else {
+        let duration = humantime::parse_duration(grace).map_err(|error| {
+            CodedError::invalid_input(format!(
+                "--grace {grace:?} is not a duration such as 90s or 10m: {error}"
+            ))
+        })?;
+        i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
+    };
+    Ok(Some(Rotation {
+        request: RotateRequest::new(slug, kind.as_deref(), Some(seconds))?,
+        no_wait: *no_wait,
+    }))
+}
+
+/// `tenants rotate-credentials`: the job runs here with its phases printed as they end (the grace period
+/// included), unless `--no-wait` leaves it to a worker.
+pub async fn rotation(app: &App, rotation: Rotation, json: bool) -> CommandResult {
+    let Rotation { request, no_wait } = rotation;
+    let runner = app.runner();
+    let lease = (!no_wait).then(|| super::provision::lease_for(&runner));
+    let submitted = submit_rotation(&app.platform, &request, &cli_actor(), lease).await?;
+    let doing = format!(
+        "rotating the credentials of tenant {}",
+        request.slug.as_str()
+    );
+    super::provision::run_submitted(app, runner, submitted.job(), &doing, no_wait, json).await
+}
 
 /// `tenants suspend` or `tenants resume`, its arguments checked.
 pub struct Suspension {
@@ -109,6 +160,11 @@ pub async fn tenants(app: &App, command: TenantsCommand, json: bool) -> CommandR
             budget,
             no_wait,
         } => return super::plans::set_plan(app, &slug, &plan, budget, no_wait, json).await,
+        TenantsCommand::RotateCredentials { .. } => {
+            if let Some(rotation) = parse_rotation(&command)? {
+                return self::rotation(app, rotation, json).await;
+            }
+        }
         TenantsCommand::Suspend { .. } | TenantsCommand::Resume { .. } => {
             if let Some(suspension) = parse_suspension(&command)? {
                 return self::suspension(app, suspension, json).await;

@@ -39,13 +39,18 @@ pub async fn run(cli: Cli) -> CommandResult {
             provision::offboard(&app, request, json).await
         }
         Command::Jobs(command) => jobs::run(&App::open(config).await?, command, json).await,
-        Command::Tenants(command) => match fleet::parse_suspension(&command)? {
+        Command::Tenants(command) => {
             // Arguments are checked before anything is opened, so bad input changes nothing.
-            Some(suspension) => {
-                fleet::suspension(&App::open(config).await?, suspension, json).await
+            if let Some(rotation) = fleet::parse_rotation(&command)? {
+                return fleet::rotation(&App::open(config).await?, rotation, json).await;
             }
-            None => fleet::tenants(&App::open(config).await?, command, json).await,
-        },
+            match fleet::parse_suspension(&command)? {
+                Some(suspension) => {
+                    fleet::suspension(&App::open(config).await?, suspension, json).await
+                }
+                None => fleet::tenants(&App::open(config).await?, command, json).await,
+            }
+        }
         Command::Servers(command) => fleet::servers(&App::open(config).await?, command, json).await,
         Command::Audit(command) => inspect::audit(&App::open(config).await?, command, json).await,
         Command::Doctor => inspect::doctor(&App::open(config).await?, json).await,

@@ -26,5 +26,6 @@ mod registry_safety;
 mod resources;
 mod rollouts;
 mod rollouts_api;
+mod rotate;
 mod saga;
 mod suspend;

@@ -50,6 +50,7 @@ for_each_engine!(
     set_plan_adding_cache_and_queue,
     suspend_every_kind,
     resume_every_kind,
+    rotate_every_kind,
 );
 
 /// What a job that failed (an error, not a crash) leaves behind, as the workflow documents it.
@@ -64,6 +65,10 @@ enum AfterFailure {
     /// job ends `failed` with `E_PARTIAL_STATE`, `doctor` must name the leftovers with the purge as their fix,
     /// and re-running the purge must finish it.
     RestoredOrFinishedByRerun,
+    /// Rolled back: before the first old credentials are retired, exactly as before the job; after that, as
+    /// before except that the retired kinds' secrets hold the new credentials (which work: the snapshot's login
+    /// probes say so), since bringing back refused credentials would help no client.
+    RestoredOrRotated,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -128,6 +133,16 @@ fn suspend_command(slug: &str) -> Vec<String> {
         slug.into(),
         "--reason".into(),
         "saga".into(),
+    ]
+}
+
+fn rotate_command(slug: &str) -> Vec<String> {
+    vec![
+        "tenants".into(),
+        "rotate-credentials".into(),
+        slug.into(),
+        "--grace".into(),
+        "1s".into(),
     ]
 }
 
@@ -258,6 +273,22 @@ async fn resume_every_kind(engine: Engine) {
             command: resume_command,
             resumes_itself: false,
             after_failure: AfterFailure::Restored,
+        },
+    )
+    .await;
+}
+
+async fn rotate_every_kind(engine: Engine) {
+    run_saga(
+        engine,
+        Scenario {
+            prefix: "sg-ro",
+            bundle: true,
+            setup_plan: Some("bundle"),
+            setup_command: None,
+            command: rotate_command,
+            resumes_itself: false,
+            after_failure: AfterFailure::RestoredOrRotated,
         },
     )
     .await;
@@ -689,6 +720,27 @@ async fn run_saga(engine: Engine, scenario: Scenario) {
                     &format!("{context}: not as before the job"),
                 );
                 after == before
+            }
+            AfterFailure::RestoredOrRotated => {
+                assert_same_view(
+                    &after.view,
+                    &before.view,
+                    &format!("{context}: not as before the job"),
+                );
+                // Nothing was retired yet: every secret holds its old value again.
+                let failed_phase = failpoint.split('.').next().unwrap();
+                let first_retired = phases
+                    .iter()
+                    .position(|phase| phase.ends_with("_old_credentials_retired"));
+                let failed_at = phases.iter().position(|phase| phase == failed_phase);
+                if failpoint.ends_with(".before=error") && failed_at <= first_retired {
+                    assert_same(
+                        &after,
+                        &before,
+                        &format!("{context}: not as before the job"),
+                    );
+                }
+                true
             }
             AfterFailure::RestoredOrFinishedByRerun => {
                 if after.without_logins() != before.without_logins() && after.view != reference {

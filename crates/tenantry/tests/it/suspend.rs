@@ -192,7 +192,7 @@ fn every_resource(status: &str) -> Vec<(String, String)> {
 }
 
 /// The newest audit event of `event_type` about `slug`.
-async fn last_audit(fleet: &Fleet, slug: &str, event_type: &str) -> Value {
+pub(crate) async fn last_audit(fleet: &Fleet, slug: &str, event_type: &str) -> Value {
     fleet
         .json(&["audit", "list", "--tenant", slug])
         .await
@@ -495,9 +495,9 @@ async fn bad_input_and_a_failed_suspension_change_nothing() {
     fleet.cleanup().await;
 }
 
-const BROWSER_ACCEPT: &str = "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8";
+pub(crate) const BROWSER_ACCEPT: &str = "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8";
 
-async fn wait_for_job(server: &Server, token: &str, job_id: &str) -> Value {
+pub(crate) async fn wait_for_job(server: &Server, token: &str, job_id: &str) -> Value {
     eventually(
         60,
         || format!("job {job_id} did not end"),
