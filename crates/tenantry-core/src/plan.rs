@@ -133,6 +133,13 @@ pub struct Plan {
     /// database's quotas are the fields above.
     #[serde(default)]
     pub quotas: BTreeMap<String, serde_json::Value>,
+    /// How many days a backup of a tenant of this plan is kept before `backups prune` deletes it.
+    #[serde(default = "default_backup_retention_days")]
+    pub backup_retention_days: u32,
+}
+
+fn default_backup_retention_days() -> u32 {
+    30
 }
 
 /// The kind of resource every tenant has.
@@ -239,6 +246,7 @@ impl Plan {
                 ]),
                 resources: default_resources(),
                 quotas: BTreeMap::new(),
+                backup_retention_days: default_backup_retention_days(),
                 base_monthly_price: 49.0,
                 price_multiplier: 1.0,
                 approval_required: false,
@@ -259,6 +267,7 @@ impl Plan {
                 ]),
                 resources: default_resources(),
                 quotas: BTreeMap::new(),
+                backup_retention_days: default_backup_retention_days(),
                 base_monthly_price: 49.0,
                 price_multiplier: 2.0,
                 approval_required: false,
@@ -283,6 +292,7 @@ impl Plan {
                 ]),
                 resources: default_resources(),
                 quotas: BTreeMap::new(),
+                backup_retention_days: default_backup_retention_days(),
                 base_monthly_price: 49.0,
                 price_multiplier: 3.0,
                 approval_required: false,

@@ -70,6 +70,8 @@ string_enum!(
         Rollout => "rollout",
         Suspend => "suspend",
         Resume => "resume",
+        Backup => "backup",
+        Restore => "restore",
     }
 );
 

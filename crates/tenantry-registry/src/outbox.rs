@@ -36,6 +36,8 @@ pub const NOTIFICATION_EVENTS: [(&str, &[&str]); 6] = [
             "ROLLOUT_STOPPED",
             "TENANT_SUSPEND_FAILED",
             "TENANT_RESUME_FAILED",
+            "BACKUP_FAILED",
+            "BACKUP_RESTORE_FAILED",
         ],
     ),
 ];

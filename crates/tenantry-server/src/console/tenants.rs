@@ -581,6 +581,8 @@ pub async fn offboard_submit(
         let request = OffboardRequest {
             slug: Slug::parse(&slug)?,
             purge: fields.purge.as_deref() == Some("true"),
+            // The console's purge always takes its backup first.
+            no_backup: false,
         };
         submit_offboard(&state.platform, &request, &principal.actor()).await
     }

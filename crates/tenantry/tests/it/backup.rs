@@ -1,0 +1,339 @@
+//! Backup and restore through the real binary against real servers, on both engines: a tenant with rows is
+//! backed up, purged (the purge takes a backup of its own first and its audit event names it), and restored into
+//! a new slug that has the rows, checksums as recorded, and credentials of its own. A missing backup and a
+//! tampered one (one byte changed) are refused with nothing created; a purge that cannot take a backup is refused
+//! before anything is dropped, and `--no-backup` purges without one, explicitly and audited.
+
+use crate::for_each_engine;
+use crate::harness::{Engine, Fleet};
+use crate::resources::unique;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use sqlx::Connection;
+use std::os::unix::fs::PermissionsExt;
+
+for_each_engine!(
+    backup_purge_and_restore_into_a_new_slug,
+    a_purge_that_cannot_take_a_backup_is_refused
+);
+
+const ROWS: [&str; 3] = ["alpha", "beta", "gamma"];
+
+async fn write_rows(engine: Engine, url: &str) {
+    let statements = [
+        "CREATE TABLE backup_probe (note TEXT NOT NULL)".to_owned(),
+        format!(
+            "INSERT INTO backup_probe (note) VALUES {}",
+            ROWS.map(|row| format!("('{row}')")).join(", ")
+        ),
+    ];
+    match engine {
+        Engine::Postgres => {
+            let mut connection = sqlx::PgConnection::connect(url).await.unwrap();
+            for statement in &statements {
+                sqlx::query(statement)
+                    .execute(&mut connection)
+                    .await
+                    .unwrap();
+            }
+            connection.close().await.unwrap();
+        }
+        Engine::Sqlite => {
+            let mut connection = sqlx::SqliteConnection::connect(url).await.unwrap();
+            for statement in &statements {
+                sqlx::query(statement)
+                    .execute(&mut connection)
+                    .await
+                    .unwrap();
+            }
+            connection.close().await.unwrap();
+        }
+    }
+}
+
+async fn read_rows(engine: Engine, url: &str) -> Vec<String> {
+    const SELECT: &str = "SELECT note FROM backup_probe ORDER BY note";
+    match engine {
+        Engine::Postgres => {
+            let mut connection = sqlx::PgConnection::connect(url).await.unwrap();
+            sqlx::query_scalar(SELECT)
+                .fetch_all(&mut connection)
+                .await
+                .unwrap()
+        }
+        Engine::Sqlite => {
+            let mut connection = sqlx::SqliteConnection::connect(url).await.unwrap();
+            let rows = sqlx::query_scalar(SELECT)
+                .fetch_all(&mut connection)
+                .await
+                .unwrap();
+            connection.close().await.unwrap();
+            rows
+        }
+    }
+}
+
+fn phase_names(job: &Value) -> Vec<String> {
+    job["phases"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no phases in {job}"))
+        .iter()
+        .map(|phase| phase["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn audit_events(fleet: &Fleet, slug: &str, event_type: &str) -> Vec<Value> {
+    fleet
+        .json(&["audit", "list", "--tenant", slug])
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|event| event["event_type"] == event_type)
+        .cloned()
+        .collect()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+async fn backups_of(fleet: &Fleet, slug: &str) -> Vec<Value> {
+    fleet
+        .json(&["backups", "list", slug])
+        .await
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+async fn backup_purge_and_restore_into_a_new_slug(engine: Engine) {
+    let fleet = Fleet::new(engine).await;
+    let slug = unique("bk");
+    fleet.provision(&slug, &[]).await.assert_ok();
+    let old_url = fleet.secret(&format!("tenant-db-{slug}")).await.unwrap();
+    write_rows(engine, &old_url).await;
+
+    // A backup job: one phase per resource holding data (the database), its file 0600 and its key stored.
+    let created = fleet.run(&["backups", "create", &slug, "--json"]).await;
+    created.assert_ok();
+    let job = created.json()["job"].clone();
+    assert_eq!(job["kind"], "backup", "{job}");
+    assert_eq!(job["status"], "complete", "{job}");
+    assert_eq!(
+        phase_names(&job),
+        [
+            "request_validated",
+            "key_created",
+            "database_backed_up",
+            "complete"
+        ]
+    );
+    let first_backup = job["job_id"]
+        .as_str()
+        .or(job["id"].as_str())
+        .unwrap()
+        .to_owned();
+    let listed = backups_of(&fleet, &slug).await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["id"], first_backup.as_str());
+    assert_eq!(listed[0]["status"], "complete");
+    let file = &listed[0]["resources"][0];
+    assert_eq!(file["kind"], "database", "{file}");
+    let path = fleet.data_path(&format!("backups/{first_backup}/database.dump"));
+    let stored = std::fs::read(&path).unwrap();
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // The checksum of the stored file is the registry's, and the file is not the plaintext dump.
+    assert_eq!(file["stored_sha256"], sha256_hex(&stored).as_str());
+    assert_eq!(file["stored_bytes"], stored.len() as u64);
+    assert_ne!(file["plain_sha256"], file["stored_sha256"]);
+    assert!(!stored.windows(5).any(|window| window == b"alpha"));
+    assert!(fleet
+        .secret(&format!("backup-{first_backup}"))
+        .await
+        .is_some());
+    assert!(audit_events(&fleet, &slug, "BACKUP_CREATED").await.len() == 1);
+
+    // The purge takes a backup first, and its audit event names it.
+    let purged = fleet
+        .run(&["offboard-tenant", "--slug", &slug, "--purge", "--json"])
+        .await;
+    purged.assert_ok();
+    let purge_job = purged.json()["job"].clone();
+    assert!(
+        phase_names(&purge_job).contains(&"backup_taken".to_owned()),
+        "{purge_job}"
+    );
+    let purge_backup = purge_job["job_id"]
+        .as_str()
+        .or(purge_job["id"].as_str())
+        .unwrap()
+        .to_owned();
+    let purge_audit = audit_events(&fleet, &slug, "TENANT_PURGED").await;
+    assert_eq!(purge_audit.len(), 1);
+    assert_eq!(
+        purge_audit[0]["details"]["backup_id"],
+        purge_backup.as_str(),
+        "{purge_audit:?}"
+    );
+    assert_eq!(fleet.server_has(&slug).await, (false, false));
+    assert_eq!(backups_of(&fleet, &slug).await.len(), 2);
+
+    // Restored into a new slug: a tenant of its own with the rows and its own credentials.
+    let restored_slug = unique("rs");
+    let restored = fleet
+        .run(&[
+            "backups",
+            "restore",
+            &purge_backup,
+            "--to",
+            &restored_slug,
+            "--json",
+        ])
+        .await;
+    restored.assert_ok();
+    let restore_job = restored.json()["job"].clone();
+    assert_eq!(restore_job["kind"], "restore", "{restore_job}");
+    assert_eq!(restore_job["status"], "complete", "{restore_job}");
+    let logs = restore_job.to_string();
+    assert!(logs.contains("as recorded"), "{logs}");
+    let new_url = fleet
+        .secret(&format!("tenant-db-{restored_slug}"))
+        .await
+        .unwrap();
+    assert_ne!(new_url, old_url);
+    assert_eq!(read_rows(engine, &new_url).await, ROWS);
+    if engine == Engine::Postgres {
+        // The old role is gone with the purge; its credentials do not open the new database.
+        let (old_base, _) = old_url.rsplit_once('/').unwrap();
+        let old_into_new = format!("{old_base}/tenant_{}", restored_slug.replace('-', "_"));
+        assert!(sqlx::PgConnection::connect(&old_into_new).await.is_err());
+    }
+    let restored_audit = audit_events(&fleet, &restored_slug, "BACKUP_RESTORED").await;
+    assert_eq!(restored_audit.len(), 1);
+    assert_eq!(
+        restored_audit[0]["details"]["backup_id"],
+        purge_backup.as_str()
+    );
+    let validated = fleet.run(&["validate", "--slug", &restored_slug]).await;
+    validated.assert_ok();
+
+    // A missing backup: E_NOT_FOUND, nothing made.
+    let missing_slug = unique("ms");
+    let missing = fleet
+        .run(&[
+            "backups",
+            "restore",
+            "0190-no-such-backup",
+            "--to",
+            &missing_slug,
+        ])
+        .await;
+    assert_eq!(
+        missing.error_code().as_deref(),
+        Some("E_NOT_FOUND"),
+        "{missing:?}"
+    );
+
+    // A tampered backup (one byte changed): E_BACKUP_CORRUPT, nothing made.
+    let mut tampered = stored.clone();
+    let middle = tampered.len() / 2;
+    tampered[middle] ^= 0x01;
+    std::fs::write(&path, &tampered).unwrap();
+    let refused = fleet
+        .run(&["backups", "restore", &first_backup, "--to", &missing_slug])
+        .await;
+    assert_eq!(
+        refused.error_code().as_deref(),
+        Some("E_BACKUP_CORRUPT"),
+        "{refused:?}"
+    );
+    assert!(refused.stderr.contains("checksum"), "{refused:?}");
+    for slug in [&missing_slug] {
+        assert!(fleet
+            .tenants()
+            .await
+            .iter()
+            .all(|tenant| tenant["slug"] != slug.as_str()));
+        assert!(fleet
+            .jobs()
+            .await
+            .iter()
+            .all(|job| job["tenant_slug"] != slug.as_str()));
+        assert_eq!(fleet.server_has(slug).await, (false, false));
+    }
+
+    fleet
+        .run(&[
+            "offboard-tenant",
+            "--slug",
+            &restored_slug,
+            "--purge",
+            "--no-backup",
+        ])
+        .await
+        .assert_ok();
+    fleet.cleanup().await;
+}
+
+async fn a_purge_that_cannot_take_a_backup_is_refused(engine: Engine) {
+    let fleet = Fleet::new(engine).await;
+    let slug = unique("nb");
+    fleet.provision(&slug, &[]).await.assert_ok();
+    // A backup store under a regular file cannot be made.
+    let blocker = fleet.scratch_dir.join("not-a-directory");
+    std::fs::write(&blocker, b"").unwrap();
+    let unwritable = blocker.join("backups");
+    let unwritable = unwritable.to_str().unwrap();
+    let env = [("TENANTRY_BACKUP_DIR", unwritable)];
+
+    let refused = fleet
+        .run_env(&["offboard-tenant", "--slug", &slug, "--purge"], &env)
+        .await;
+    assert_eq!(
+        refused.error_code().as_deref(),
+        Some("PROVISIONING_UNAVAILABLE"),
+        "{refused:?}"
+    );
+    // Nothing was dropped or even started.
+    let exists = fleet.server_has(&slug).await;
+    assert!(exists.0, "{exists:?}");
+    let tenants = fleet.tenants().await;
+    let tenant = tenants
+        .iter()
+        .find(|tenant| tenant["slug"] == slug.as_str())
+        .unwrap();
+    assert_eq!(tenant["status"], "active");
+    let backup = fleet.run_env(&["backups", "create", &slug], &env).await;
+    assert_eq!(
+        backup.error_code().as_deref(),
+        Some("PROVISIONING_UNAVAILABLE"),
+        "{backup:?}"
+    );
+
+    // --no-backup needs --purge, and purges explicitly without one: audited as such.
+    let alone = fleet
+        .run(&["offboard-tenant", "--slug", &slug, "--no-backup"])
+        .await;
+    assert_ne!(alone.status, 0, "{alone:?}");
+    fleet
+        .run_env(
+            &["offboard-tenant", "--slug", &slug, "--purge", "--no-backup"],
+            &env,
+        )
+        .await
+        .assert_ok();
+    let purged = audit_events(&fleet, &slug, "TENANT_PURGED").await;
+    assert_eq!(purged.len(), 1);
+    assert_eq!(purged[0]["details"]["no_backup"], true, "{purged:?}");
+    assert_eq!(purged[0]["details"]["backup_id"], Value::Null, "{purged:?}");
+    assert!(backups_of(&fleet, &slug).await.is_empty());
+    assert_eq!(fleet.server_has(&slug).await, (false, false));
+    fleet.cleanup().await;
+}
