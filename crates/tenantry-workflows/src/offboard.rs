@@ -508,11 +508,47 @@ impl OffboardWorkflow {
                 .log("info", "no registered tenant: nothing to back up")
                 .await;
         };
-        let backup_id = crate::backup::take_backup(&self.platform, context, &tenant).await?;
+        // An earlier purge that failed once it had dropped something (E_PARTIAL_STATE, finished by running the
+        // purge again) took its backup while the data was whole: that backup is this purge's, since the data can
+        // no longer be dumped.
+        let backup_id = match self.earlier_purge_backup(request.slug.as_str()).await? {
+            Some(backup_id) => {
+                context
+                    .log(
+                        "info",
+                        &format!(
+                            "backup {backup_id}, taken by an earlier purge of this tenant, is kept"
+                        ),
+                    )
+                    .await?;
+                backup_id
+            }
+            None => crate::backup::take_backup(&self.platform, context, &tenant).await?,
+        };
         context
             .set_state("backup_id", serde_json::json!(backup_id))
             .await?;
         Ok(())
+    }
+
+    /// The complete backup of a purge of this tenant that ended `failed` (its undo stopped at data it had
+    /// dropped), if there is one.
+    async fn earlier_purge_backup(&self, slug: &str) -> Result<Option<String>, PhaseError> {
+        for backup in self.platform.registry.list_backups(Some(slug)).await? {
+            if backup.status != tenantry_registry::BACKUP_COMPLETE {
+                continue;
+            }
+            let Ok(job) = self.platform.registry.get_job(&backup.job_id).await else {
+                continue;
+            };
+            if job.kind == JobKind::Offboard
+                && job.status == tenantry_core::JobStatus::Failed
+                && is_purge(&job)
+            {
+                return Ok(Some(backup.id));
+            }
+        }
+        Ok(None)
     }
 
     async fn registry_cleared(&self, context: &mut JobContext) -> Result<(), PhaseError> {

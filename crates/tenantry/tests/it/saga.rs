@@ -50,6 +50,7 @@ for_each_engine!(
     set_plan_adding_cache_and_queue,
     suspend_every_kind,
     resume_every_kind,
+    backup_every_resource,
 );
 
 /// What a job that failed (an error, not a crash) leaves behind, as the workflow documents it.
@@ -263,6 +264,26 @@ async fn resume_every_kind(engine: Engine) {
     .await;
 }
 
+fn backup_command(slug: &str) -> Vec<String> {
+    vec!["backups".into(), "create".into(), slug.into()]
+}
+
+async fn backup_every_resource(engine: Engine) {
+    run_saga(
+        engine,
+        Scenario {
+            prefix: "sg-bk",
+            bundle: true,
+            setup_plan: Some("bundle"),
+            setup_command: None,
+            command: backup_command,
+            resumes_itself: false,
+            after_failure: AfterFailure::Restored,
+        },
+    )
+    .await;
+}
+
 /// Everything a scenario observes of one slug. `view` is comparable across slugs (the slug is replaced by a
 /// placeholder); `secret_values` only within one slug (passwords differ between tenants).
 #[derive(Debug, Clone, PartialEq)]
@@ -390,7 +411,13 @@ impl Saga {
         let secret = |kind: &str| secret_values.get(&format!("tenant-{kind}-{slug}")).cloned();
 
         let database = database_facts(fleet, slug, secret("db").flatten()).await;
-        let mut view = json!({ "registry": registry, "secrets": secrets, "database": database });
+        let backups = backup_facts(fleet, slug).await;
+        let mut view = json!({
+            "registry": registry,
+            "secrets": secrets,
+            "database": database,
+            "backups": backups,
+        });
         if self.scenario.bundle {
             let cache_login = match secret("cache").flatten() {
                 Some(url) => cache_login_works(&url).await,
@@ -476,6 +503,30 @@ async fn secret_records(fleet: &Fleet, slug: &str) -> Vec<(String, Value)> {
         .filter(|(name, _)| name.ends_with(&suffix))
         .map(|(name, labels)| (name, serde_json::from_str(&labels).unwrap()))
         .collect()
+}
+
+/// The slug's backups as the registry, the secret store and the backup store hold them: per backup (oldest
+/// first) its status, the kinds it holds, whether its data key and its directory exist. Ids differ between slugs
+/// and are left out.
+async fn backup_facts(fleet: &Fleet, slug: &str) -> Value {
+    let listed = fleet.json(&["backups", "list", slug]).await;
+    let mut facts = Vec::new();
+    for backup in listed.as_array().unwrap().iter().rev() {
+        let id = backup["id"].as_str().unwrap();
+        let kinds: Vec<&str> = backup["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|file| file["kind"].as_str().unwrap())
+            .collect();
+        facts.push(json!({
+            "status": backup["status"],
+            "kinds": kinds,
+            "key": fleet.secret(&format!("backup-{id}")).await.is_some(),
+            "files": fleet.data_path(&format!("backups/{id}")).exists(),
+        }));
+    }
+    Value::Array(facts)
 }
 
 /// The tenant's database as its server holds it: there, reachable with the tenant's own credentials, its
