@@ -19,6 +19,7 @@ const BACKUP_COLUMNS: &str =
 
 /// One backup as the registry records it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BackupRecord {
     pub id: String,
     pub tenant_slug: String,
@@ -26,9 +27,11 @@ pub struct BackupRecord {
     pub status: String,
     /// The tenant it came from, as a restore needs it once the tenant is purged: `{display_name, admin_email,
     /// plan, region, server, engine}`.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub source: serde_json::Value,
     /// One object per resource dumped: `{kind, engine, file, plain_bytes, stored_bytes, plain_sha256,
     /// stored_sha256}`.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
     pub resources: serde_json::Value,
     pub job_id: String,
     pub created_at: i64,

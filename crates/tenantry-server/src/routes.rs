@@ -1,7 +1,9 @@
 //! Every route of the server, by method and path template, with its handler. The policy for each is in
 //! `auth::POLICY`; a test checks that every route here has one.
 
-use crate::api::{jobs, notifications, plans, rollouts, servers, session, system, tenants};
+use crate::api::{
+    backups, jobs, notifications, plans, rollouts, servers, session, system, tenants,
+};
 use crate::console::{self, html_or_json, pages};
 use crate::state::ServerState;
 use axum::routing::{delete, get, post, MethodFilter, MethodRouter};
@@ -113,6 +115,17 @@ pub fn api_routes() -> Vec<Route> {
             "/platform/tenants/{slug}/resume",
             post(tenants::resume_tenant),
             pages::resume_submit,
+        ),
+        route(
+            "POST",
+            "/platform/tenants/{slug}/backups",
+            post(backups::create_backup),
+        ),
+        route("GET", "/platform/backups", get(backups::list_backups)),
+        route(
+            "POST",
+            "/platform/backups/{backup_id}/restore",
+            post(backups::restore_backup),
         ),
         with_page(
             "GET",

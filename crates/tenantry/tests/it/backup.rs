@@ -5,16 +5,17 @@
 //! before anything is dropped, and `--no-backup` purges without one, explicitly and audited.
 
 use crate::for_each_engine;
-use crate::harness::{Engine, Fleet};
+use crate::harness::{eventually, Engine, Fleet, Server};
 use crate::resources::unique;
-use serde_json::Value;
+use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use sqlx::Connection;
 use std::os::unix::fs::PermissionsExt;
 
 for_each_engine!(
     backup_purge_and_restore_into_a_new_slug,
-    a_purge_that_cannot_take_a_backup_is_refused
+    a_purge_that_cannot_take_a_backup_is_refused,
+    backup_and_restore_over_the_api_for_admins_only,
 );
 
 const ROWS: [&str; 3] = ["alpha", "beta", "gamma"];
@@ -335,5 +336,119 @@ async fn a_purge_that_cannot_take_a_backup_is_refused(engine: Engine) {
     assert_eq!(purged[0]["details"]["backup_id"], Value::Null, "{purged:?}");
     assert!(backups_of(&fleet, &slug).await.is_empty());
     assert_eq!(fleet.server_has(&slug).await, (false, false));
+    fleet.cleanup().await;
+}
+
+async fn job_status(server: &Server, token: &str, job_id: &str) -> Value {
+    server
+        .get(&format!("/platform/jobs/{job_id}"), token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn finished(server: &Server, token: &str, job_id: &str) -> Value {
+    eventually(
+        30,
+        || format!("job {job_id} to finish"),
+        || async {
+            let job = job_status(server, token, job_id).await;
+            ["complete", "failed", "rolled_back"]
+                .contains(&job["status"].as_str().unwrap_or_default())
+                .then_some(job)
+        },
+    )
+    .await
+}
+
+async fn backup_and_restore_over_the_api_for_admins_only(engine: Engine) {
+    let fleet = Fleet::new(engine).await;
+    let slug = unique("ab");
+    fleet.provision(&slug, &[]).await.assert_ok();
+    let url = fleet.secret(&format!("tenant-db-{slug}")).await.unwrap();
+    write_rows(engine, &url).await;
+    let admin = fleet.token_for("admin@example.com", "PLATFORM_ADMIN").await;
+    let readonly = fleet
+        .token_for("readonly@example.com", "PLATFORM_READONLY")
+        .await;
+    let server = fleet.serve(&[]).await;
+
+    let path = format!("/platform/tenants/{slug}/backups");
+    let refused = server.post(&path, &readonly).send().await.unwrap();
+    assert_eq!(refused.status(), 403);
+    let accepted = server.post(&path, &admin).send().await.unwrap();
+    assert_eq!(accepted.status(), 202);
+    let backup_id = accepted.json::<Value>().await.unwrap()["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let job = finished(&server, &admin, &backup_id).await;
+    assert_eq!(job["status"], "complete", "{job}");
+    assert_eq!(job["kind"], "backup", "{job}");
+
+    // Every role reads the list; it holds sizes and checksums, never a key.
+    let listed: Value = server
+        .get(&format!("/platform/backups?tenant={slug}"), &readonly)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed[0]["id"], backup_id.as_str(), "{listed}");
+    assert!(!listed.to_string().contains("key\""), "{listed}");
+
+    let restore = format!("/platform/backups/{backup_id}/restore");
+    let restored_slug = unique("ar");
+    let refused = server
+        .post(&restore, &readonly)
+        .json(&json!({ "to_slug": restored_slug }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    let in_place = server
+        .post(&restore, &admin)
+        .json(&json!({ "in_place": true }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(in_place.status(), 422);
+    let missing = server
+        .post("/platform/backups/no-such-backup/restore", &admin)
+        .json(&json!({ "to_slug": restored_slug }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    let accepted = server
+        .post(&restore, &admin)
+        .json(&json!({ "to_slug": restored_slug }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), 202);
+    let job_id = accepted.json::<Value>().await.unwrap()["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let job = finished(&server, &admin, &job_id).await;
+    assert_eq!(job["status"], "complete", "{job}");
+    assert_eq!(job["kind"], "restore", "{job}");
+    server.terminate().await;
+    let restored_url = fleet
+        .secret(&format!("tenant-db-{restored_slug}"))
+        .await
+        .unwrap();
+    assert_eq!(read_rows(engine, &restored_url).await, ROWS);
+    for slug in [&slug, &restored_slug] {
+        fleet
+            .run(&["offboard-tenant", "--slug", slug, "--purge", "--no-backup"])
+            .await
+            .assert_ok();
+    }
     fleet.cleanup().await;
 }
