@@ -280,6 +280,20 @@ async fn backup_purge_and_restore_into_a_new_slug(engine: Engine) {
         ])
         .await
         .assert_ok();
+
+    // doctor names a backup whose file is gone and a backup directory the registry has no row for.
+    fleet.assert_doctor_clean().await;
+    std::fs::remove_file(&path).unwrap();
+    let stray = fleet.data_path("backups/0190-stray");
+    std::fs::create_dir_all(&stray).unwrap();
+    let doctor = fleet.run(&["doctor", "--json"]).await;
+    assert_ne!(doctor.status, 0);
+    let findings = doctor.json()["findings"].to_string();
+    assert!(
+        findings.contains(&format!("backup {first_backup}")) && findings.contains("database file"),
+        "{findings}"
+    );
+    assert!(findings.contains("0190-stray"), "{findings}");
     fleet.cleanup().await;
 }
 
