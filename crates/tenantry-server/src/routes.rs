@@ -116,10 +116,11 @@ pub fn api_routes() -> Vec<Route> {
             post(tenants::resume_tenant),
             pages::resume_submit,
         ),
-        route(
+        with_page(
             "POST",
             "/platform/tenants/{slug}/backups",
             post(backups::create_backup),
+            pages::backup_submit,
         ),
         route("GET", "/platform/backups", get(backups::list_backups)),
         route(

@@ -452,6 +452,64 @@ async fn backup_and_restore_over_the_api_for_admins_only(engine: Engine) {
     let job = finished(&server, &admin, &job_id).await;
     assert_eq!(job["status"], "complete", "{job}");
     assert_eq!(job["kind"], "restore", "{job}");
+
+    // The console: the tenant page lists the backup; an admin gets "Back up now", whose form post ends on the
+    // backup job's page; a read-only user sees the list without the button.
+    const BROWSER_ACCEPT: &str = "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8";
+    let page = |cookie: String| {
+        let server = &server;
+        let slug = slug.clone();
+        async move {
+            server
+                .http
+                .get(server.url(&format!("/platform/tenants/{slug}")))
+                .header("accept", BROWSER_ACCEPT)
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+    let reader = fleet
+        .console_session(&server, "viewer@example.com", "PLATFORM_READONLY")
+        .await;
+    let html = page(reader).await;
+    assert!(html.contains(&backup_id), "{html}");
+    assert!(!html.contains("Back up now"), "{html}");
+    let cookie = fleet
+        .console_session(&server, "ops@example.com", "PLATFORM_ADMIN")
+        .await;
+    let html = page(cookie.clone()).await;
+    assert!(html.contains("Back up now"), "{html}");
+    let (_, after) = html
+        .split_once("<meta name=\"csrf-token\" content=\"")
+        .unwrap();
+    let csrf = after.split('"').next().unwrap().to_owned();
+    let posted = server
+        .http
+        .post(server.url(&path))
+        .header("accept", BROWSER_ACCEPT)
+        .header("cookie", &cookie)
+        .form(&[("csrf_token", csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 303);
+    let location = posted.headers()["location"].to_str().unwrap().to_owned();
+    let job = finished(
+        &server,
+        &admin,
+        location.trim_start_matches("/platform/jobs/"),
+    )
+    .await;
+    assert_eq!(
+        (&job["kind"], &job["status"]),
+        (&json!("backup"), &json!("complete")),
+        "{job}"
+    );
     server.terminate().await;
     let restored_url = fleet
         .secret(&format!("tenant-db-{restored_slug}"))
