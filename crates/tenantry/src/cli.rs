@@ -158,7 +158,12 @@ pub enum BackupsCommand {
     List { slug: Option<String> },
     /// Restore a backup into a new tenant (its own role and credentials), after checking its checksums.
     Restore {
-        backup_id: String,
+        /// The backup to restore (see `backups list`).
+        #[arg(required_unless_present = "latest_of", conflicts_with = "latest_of")]
+        backup_id: Option<String>,
+        /// Instead of an id: the newest complete backup of this tenant (purged or not).
+        #[arg(long)]
+        latest_of: Option<String>,
         /// The new tenant's slug.
         #[arg(long)]
         to: String,

@@ -13,6 +13,12 @@ use tenantry_workflows::{
     submit_provision_to_run, BackupFile, BackupRequest,
 };
 
+/// Which backup a restore takes: one by id, or the newest complete one of a tenant.
+pub enum BackupChoice {
+    Id(String),
+    LatestOf(Slug),
+}
+
 /// `backups …`, its arguments checked.
 pub enum BackupsRequest {
     Create {
@@ -23,7 +29,7 @@ pub enum BackupsRequest {
         slug: Option<Slug>,
     },
     Restore {
-        backup_id: String,
+        backup: BackupChoice,
         to: Slug,
         admin_email: Option<String>,
         server: Option<String>,
@@ -45,12 +51,21 @@ pub fn parse(command: BackupsCommand) -> Result<BackupsRequest, CodedError> {
         },
         BackupsCommand::Restore {
             backup_id,
+            latest_of,
             to,
             admin_email,
             server,
             no_wait,
         } => BackupsRequest::Restore {
-            backup_id,
+            backup: match (backup_id, latest_of) {
+                (Some(id), _) => BackupChoice::Id(id),
+                (None, Some(slug)) => BackupChoice::LatestOf(Slug::parse(&slug)?),
+                (None, None) => {
+                    return Err(CodedError::invalid_input(
+                        "name a backup: BACKUP_ID or --latest-of SLUG",
+                    ))
+                }
+            },
             to: Slug::parse(&to)?,
             admin_email,
             server,
@@ -118,12 +133,30 @@ pub async fn run(app: &App, request: BackupsRequest, json: bool) -> CommandResul
             Ok(std::process::ExitCode::SUCCESS)
         }
         BackupsRequest::Restore {
-            backup_id,
+            backup,
             to,
             admin_email,
             server,
             no_wait,
         } => {
+            let backup_id = match backup {
+                BackupChoice::Id(id) => id,
+                BackupChoice::LatestOf(slug) => app
+                    .platform
+                    .registry
+                    .list_backups(Some(slug.as_str()))
+                    .await
+                    .map_err(registry_error)?
+                    .into_iter()
+                    .find(|backup| backup.status == tenantry_registry::BACKUP_COMPLETE)
+                    .map(|backup| backup.id)
+                    .ok_or_else(|| {
+                        CodedError::new(
+                            tenantry_core::ErrorCode::NotFound,
+                            format!("tenant {:?} has no complete backup", slug.as_str()),
+                        )
+                    })?,
+            };
             let spec = restore_spec(
                 &app.platform,
                 &backup_id,

@@ -51,6 +51,7 @@ for_each_engine!(
     suspend_every_kind,
     resume_every_kind,
     backup_every_resource,
+    restore_into_a_new_slug,
 );
 
 /// What a job that failed (an error, not a crash) leaves behind, as the workflow documents it.
@@ -77,6 +78,8 @@ struct Scenario {
     setup_plan: Option<&'static str>,
     /// A command run on that tenant before the job (resume needs a suspended tenant).
     setup_command: Option<fn(&str) -> Vec<String>>,
+    /// Commands run once, before any slug: a restore's source tenant and its backup.
+    prepare: Option<fn() -> Vec<Vec<String>>>,
     /// The command that makes the job, for a slug.
     command: fn(&str) -> Vec<String>,
     /// Re-running the command resumes its interrupted job (otherwise: `tenantry jobs resume <id>`).
@@ -144,6 +147,7 @@ async fn provision_default_plan(engine: Engine) {
             bundle: false,
             setup_plan: None,
             setup_command: None,
+            prepare: None,
             command: provision_command,
             resumes_itself: true,
             after_failure: AfterFailure::Restored,
@@ -160,6 +164,7 @@ async fn provision_bundle_plan(engine: Engine) {
             bundle: true,
             setup_plan: None,
             setup_command: None,
+            prepare: None,
             command: provision_bundle_command,
             resumes_itself: true,
             after_failure: AfterFailure::Restored,
@@ -176,6 +181,7 @@ async fn offboard_keeping_data(engine: Engine) {
             bundle: false,
             setup_plan: Some("starter"),
             setup_command: None,
+            prepare: None,
             command: offboard_command,
             resumes_itself: false,
             after_failure: AfterFailure::RestoredButLoginsMayStayDisabled,
@@ -192,6 +198,7 @@ async fn offboard_with_purge(engine: Engine) {
             bundle: false,
             setup_plan: Some("starter"),
             setup_command: None,
+            prepare: None,
             command: purge_command,
             resumes_itself: false,
             after_failure: AfterFailure::RestoredOrFinishedByRerun,
@@ -208,6 +215,7 @@ async fn set_plan_to_same_resources(engine: Engine) {
             bundle: false,
             setup_plan: Some("starter"),
             setup_command: None,
+            prepare: None,
             command: set_plan_professional_command,
             resumes_itself: false,
             after_failure: AfterFailure::Restored,
@@ -224,6 +232,7 @@ async fn set_plan_adding_cache_and_queue(engine: Engine) {
             bundle: true,
             setup_plan: Some("starter"),
             setup_command: None,
+            prepare: None,
             command: set_plan_bundle_command,
             resumes_itself: false,
             after_failure: AfterFailure::Restored,
@@ -240,6 +249,7 @@ async fn suspend_every_kind(engine: Engine) {
             bundle: true,
             setup_plan: Some("bundle"),
             setup_command: None,
+            prepare: None,
             command: suspend_command,
             resumes_itself: false,
             after_failure: AfterFailure::Restored,
@@ -256,6 +266,7 @@ async fn resume_every_kind(engine: Engine) {
             bundle: true,
             setup_plan: Some("bundle"),
             setup_command: Some(suspend_command),
+            prepare: None,
             command: resume_command,
             resumes_itself: false,
             after_failure: AfterFailure::Restored,
@@ -276,7 +287,47 @@ async fn backup_every_resource(engine: Engine) {
             bundle: true,
             setup_plan: Some("bundle"),
             setup_command: None,
+            prepare: None,
             command: backup_command,
+            resumes_itself: false,
+            after_failure: AfterFailure::Restored,
+        },
+    )
+    .await;
+}
+
+/// The source of every restore in the restore scenario, in its fleet.
+const RESTORE_SOURCE: &str = "sg-rs-source";
+
+fn restore_prepare() -> Vec<Vec<String>> {
+    let provision = Fleet::provision_args(RESTORE_SOURCE);
+    vec![
+        provision,
+        vec!["backups".into(), "create".into(), RESTORE_SOURCE.into()],
+    ]
+}
+
+fn restore_command(slug: &str) -> Vec<String> {
+    vec![
+        "backups".into(),
+        "restore".into(),
+        "--latest-of".into(),
+        RESTORE_SOURCE.into(),
+        "--to".into(),
+        slug.into(),
+    ]
+}
+
+async fn restore_into_a_new_slug(engine: Engine) {
+    run_saga(
+        engine,
+        Scenario {
+            prefix: "sg-rs",
+            bundle: false,
+            setup_plan: None,
+            setup_command: None,
+            prepare: Some(restore_prepare),
+            command: restore_command,
             resumes_itself: false,
             after_failure: AfterFailure::Restored,
         },
@@ -652,6 +703,11 @@ fn assert_complete(job: &Value, context: &str) {
 
 async fn run_saga(engine: Engine, scenario: Scenario) {
     let mut saga = Saga::new(engine, scenario).await;
+    if let Some(prepare) = scenario.prepare {
+        for command in prepare() {
+            saga.run(&command, &[]).await.assert_ok();
+        }
+    }
 
     // The reference: one uncrashed run. Its job record names the phases everything below fails and crashes at.
     let slug = saga.fresh_slug().await;
