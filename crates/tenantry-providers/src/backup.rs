@@ -304,6 +304,14 @@ pub async fn file_sha256(path: &Path) -> Result<(u64, String)> {
     Ok((total, hex(hash.finalize())))
 }
 
+/// Whether an error of [`open_stream`] says the stored file itself is wrong (changed, cut short, another key),
+/// rather than that the data could not be written on.
+pub fn is_corrupt(error: &Error) -> bool {
+    matches!(error, Error::Refused(message) if message.starts_with(CORRUPT_PREFIX))
+}
+
+const CORRUPT_PREFIX: &str = "backup file ";
+
 /// Decrypts `path` chunk by chunk into `writer`; the plaintext's size and SHA-256. A chunk that does not open (a
 /// changed byte, another key, a chunk moved) or a file without its last chunk is refused.
 pub async fn open_stream<W: AsyncWrite + Unpin>(
@@ -317,7 +325,7 @@ pub async fn open_stream<W: AsyncWrite + Unpin>(
         .await
         .map_err(|error| io_error("open", path, error))?;
     let mut file = tokio::io::BufReader::new(file);
-    let corrupt = |why: &str| Error::Refused(format!("backup file {} {why}", path.display()));
+    let corrupt = |why: &str| Error::Refused(format!("{CORRUPT_PREFIX}{} {why}", path.display()));
     let mut magic = [0u8; 8];
     file.read_exact(&mut magic)
         .await
@@ -585,11 +593,13 @@ pub async fn restore_postgres(
         .await
         .map_err(|error| Error::Refused(format!("pg_restore: {error}")))?;
     let stderr = stderr.await.unwrap_or_default();
-    let opened = opened?;
-    if !status.success() {
-        return Err(pg_tool_error("pg_restore", &stderr));
+    match opened {
+        // A file that does not open is the cause, whatever pg_restore made of the part it got.
+        Err(error) if is_corrupt(&error) => Err(error),
+        // Otherwise pg_restore's own words: when it stops early, the stream only sees a broken pipe.
+        _ if !status.success() => Err(pg_tool_error("pg_restore", &stderr)),
+        opened => opened,
     }
-    Ok(opened)
 }
 
 /// Copies a SQLite tenant file with `VACUUM INTO` (a consistent copy, even of a file in use) into a 0600

@@ -270,6 +270,45 @@ async fn backup_purge_and_restore_into_a_new_slug(engine: Engine) {
         assert_eq!(fleet.server_has(slug).await, (false, false));
     }
 
+    // A file changed after the restore was accepted: the job's stream refuses it, and the job rolls back.
+    let late_slug = unique("lt");
+    let recorded = fleet
+        .run(&[
+            "backups",
+            "restore",
+            &purge_backup,
+            "--to",
+            &late_slug,
+            "--no-wait",
+            "--json",
+        ])
+        .await;
+    recorded.assert_ok();
+    let late_job = recorded.json()["job_id"]
+        .as_str()
+        .or(recorded.json()["job"]["job_id"].as_str())
+        .unwrap_or_else(|| panic!("{recorded:?}"))
+        .to_owned();
+    let purge_path = fleet.data_path(&format!("backups/{purge_backup}/database.dump"));
+    let intact = std::fs::read(&purge_path).unwrap();
+    let mut changed = intact.clone();
+    let last = changed.len() - 1;
+    changed[last] ^= 0x01;
+    std::fs::write(&purge_path, &changed).unwrap();
+    let resumed = fleet.run(&["jobs", "resume", &late_job]).await;
+    assert_eq!(
+        resumed.error_code().as_deref(),
+        Some("E_BACKUP_CORRUPT"),
+        "{resumed:?}"
+    );
+    assert_eq!(fleet.server_has(&late_slug).await, (false, false));
+    assert!(fleet
+        .tenants()
+        .await
+        .iter()
+        .all(|tenant| tenant["slug"] != late_slug.as_str()));
+    std::fs::write(&purge_path, &intact).unwrap();
+
     fleet
         .run(&[
             "offboard-tenant",
