@@ -16,6 +16,7 @@ for_each_engine!(
     backup_purge_and_restore_into_a_new_slug,
     a_purge_that_cannot_take_a_backup_is_refused,
     backup_and_restore_over_the_api_for_admins_only,
+    prune_removes_expired_backups_key_files_and_row,
 );
 
 const ROWS: [&str; 3] = ["alpha", "beta", "gamma"];
@@ -561,5 +562,49 @@ async fn backup_and_restore_over_the_api_for_admins_only(engine: Engine) {
             .await
             .assert_ok();
     }
+    fleet.cleanup().await;
+}
+
+async fn prune_removes_expired_backups_key_files_and_row(engine: Engine) {
+    let fleet = Fleet::new(engine).await;
+    let slug = unique("pr");
+    fleet.provision(&slug, &[]).await.assert_ok();
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let created = fleet.run(&["backups", "create", &slug, "--json"]).await;
+        created.assert_ok();
+        ids.push(created.json()["job"]["job_id"].as_str().unwrap().to_owned());
+    }
+    // Kept for the plan's 30 days: nothing to prune.
+    let listed = backups_of(&fleet, &slug).await;
+    let expires = listed[0]["expires_at"].as_i64().unwrap();
+    let created = listed[0]["created_at"].as_i64().unwrap();
+    assert_eq!(expires - created, 30 * 24 * 3600 * 1000);
+    assert_eq!(fleet.json(&["backups", "prune"]).await["pruned"], json!([]));
+    // One past its retention: its key, files and row go, audited.
+    fleet
+        .registry_sql(&format!(
+            "UPDATE backups SET expires_at = 1 WHERE id = '{}'",
+            ids[0]
+        ))
+        .await;
+    assert_eq!(
+        fleet.json(&["backups", "prune"]).await["pruned"],
+        json!([ids[0]])
+    );
+    assert!(fleet.secret(&format!("backup-{}", ids[0])).await.is_none());
+    assert!(!fleet.data_path(&format!("backups/{}", ids[0])).exists());
+    assert!(fleet.data_path(&format!("backups/{}", ids[1])).exists());
+    let left = backups_of(&fleet, &slug).await;
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0]["id"], ids[1].as_str());
+    let pruned = audit_events(&fleet, &slug, "BACKUP_PRUNED").await;
+    assert_eq!(pruned.len(), 1);
+    assert_eq!(pruned[0]["details"]["backup_id"], ids[0].as_str());
+    fleet.assert_doctor_clean().await;
+    fleet
+        .run(&["offboard-tenant", "--slug", &slug, "--purge", "--no-backup"])
+        .await
+        .assert_ok();
     fleet.cleanup().await;
 }
