@@ -156,6 +156,10 @@ error_codes! {
     AuditChainBroken = "E_AUDIT_CHAIN_BROKEN", 500,
         meaning: "audit events were changed, deleted or added outside tenantry",
         remedy: "Treat the named events as tampered with: compare them with a backup of the registry and find who had write access.";
+    /// A backup's file does not match the checksum the registry recorded, or does not decrypt: nothing is restored.
+    BackupCorrupt = "E_BACKUP_CORRUPT", 422,
+        meaning: "a backup file does not match its recorded checksum or does not decrypt",
+        remedy: "Restore from another backup (`tenantry backups list SLUG`); treat this one's file as tampered with or damaged.";
 }
 
 /// A code string this version of tenantry does not know: written by a newer version, or not a code at all.

@@ -148,6 +148,13 @@ pub struct Plan {
     /// The grace period of those scheduled rotations, in seconds (default 600, at most 7 days).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotation_grace_seconds: Option<u32>,
+    /// How many days a backup of a tenant of this plan is kept before `backups prune` deletes it.
+    #[serde(default = "default_backup_retention_days")]
+    pub backup_retention_days: u32,
+}
+
+fn default_backup_retention_days() -> u32 {
+    30
 }
 
 /// The kind of resource every tenant has.
@@ -268,6 +275,7 @@ impl Plan {
                 quotas: BTreeMap::new(),
                 rotation_days: None,
                 rotation_grace_seconds: None,
+                backup_retention_days: default_backup_retention_days(),
                 base_monthly_price: 49.0,
                 price_multiplier: 1.0,
                 approval_required: false,
@@ -290,6 +298,7 @@ impl Plan {
                 quotas: BTreeMap::new(),
                 rotation_days: None,
                 rotation_grace_seconds: None,
+                backup_retention_days: default_backup_retention_days(),
                 base_monthly_price: 49.0,
                 price_multiplier: 2.0,
                 approval_required: false,
@@ -316,6 +325,7 @@ impl Plan {
                 quotas: BTreeMap::new(),
                 rotation_days: None,
                 rotation_grace_seconds: None,
+                backup_retention_days: default_backup_retention_days(),
                 base_monthly_price: 49.0,
                 price_multiplier: 3.0,
                 approval_required: false,

@@ -71,6 +71,8 @@ string_enum!(
         Suspend => "suspend",
         Resume => "resume",
         RotateCredentials => "rotate_credentials",
+        Backup => "backup",
+        Restore => "restore",
     }
 );
 

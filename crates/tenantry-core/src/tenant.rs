@@ -149,6 +149,9 @@ pub struct TenantSpec {
     /// the job waits for a PLATFORM_ADMIN. `None`: the plan's monthly estimate stands in for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<u64>,
+    /// A restore: the backup whose data the tenant gets instead of an empty migrated schema (job kind `restore`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_from: Option<String>,
 }
 
 /// A provisioning request as it arrives (CLI flags, a JSON body, a form, a benchmark's names), before validation.
@@ -188,6 +191,7 @@ impl TenantSpec {
             server: raw.server.map(ServerName::parse).transpose()?,
             dry_run: raw.dry_run,
             budget: crate::checked_budget(raw.budget)?,
+            restore_from: None,
         })
     }
 }

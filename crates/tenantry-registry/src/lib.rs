@@ -8,6 +8,7 @@
 mod access;
 mod approvals;
 pub mod audit;
+mod backups;
 mod error;
 mod installation;
 mod jobs;
@@ -25,6 +26,7 @@ mod tenants;
 pub use access::{AccessWatch, ApiToken, ConsoleSession, IdempotencyRecord, PlatformUser};
 pub use approvals::{ApprovalDecision, ApprovalOutcome};
 pub use audit::{AuditChainFault, AuditChainFinding, AuditChainReport, AuditFilter};
+pub use backups::{BackupRecord, BACKUP_COMPLETE, BACKUP_RUNNING};
 pub use error::{is_transient_sqlx_error, Error, Result};
 pub use installation::is_installation_id;
 pub use jobs::{

@@ -37,6 +37,8 @@ pub const NOTIFICATION_EVENTS: [(&str, &[&str]); 6] = [
             "TENANT_SUSPEND_FAILED",
             "TENANT_RESUME_FAILED",
             "CREDENTIALS_ROTATION_FAILED",
+            "BACKUP_FAILED",
+            "BACKUP_RESTORE_FAILED",
         ],
     ),
 ];

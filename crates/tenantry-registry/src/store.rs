@@ -106,6 +106,12 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         "jobs_by_finished",
         include_str!("../migrations/shared/0011_jobs_by_finished.sql"),
     ),
+    // 12 is another branch's (dns servers); versions need not be contiguous.
+    (
+        12,
+        "backups",
+        include_str!("../migrations/shared/0012_backups.sql"),
+    ),
 ];
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -162,6 +168,12 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         11,
         "jobs_by_finished",
         include_str!("../migrations/shared/0011_jobs_by_finished.sql"),
+    ),
+    // 12 is another branch's (dns servers); versions need not be contiguous.
+    (
+        12,
+        "backups",
+        include_str!("../migrations/shared/0012_backups.sql"),
     ),
 ];
 

@@ -136,6 +136,19 @@ pub const POLICY: &[(&str, &str, Access)] = &[
         "/platform/tenants/{slug}/rotate-credentials",
         Access::Roles(ADMINS),
     ),
+    // A backup reads every row of a tenant into a file, and a restore makes a tenant: admins only. Reading the
+    // list (ids, sizes, checksums; never data or keys) is for every role.
+    (
+        "POST",
+        "/platform/tenants/{slug}/backups",
+        Access::Roles(ADMINS),
+    ),
+    ("GET", "/platform/backups", Access::Roles(ALL_ROLES)),
+    (
+        "POST",
+        "/platform/backups/{backup_id}/restore",
+        Access::Roles(ADMINS),
+    ),
     ("GET", "/platform/jobs", Access::Roles(ALL_ROLES)),
     ("GET", "/platform/jobs/{job_id}", Access::Roles(ALL_ROLES)),
     (

@@ -1,7 +1,7 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations and the types they exchange.
 
 use crate::api::{
-    jobs, notifications, plans, rollouts, servers, session, system, tenants, JobAccepted,
+    backups, jobs, notifications, plans, rollouts, servers, session, system, tenants, JobAccepted,
 };
 use crate::error::ProblemDetails;
 use tenantry_core::EngineKind;
@@ -33,6 +33,7 @@ impl Modify for BearerAuth {
         session::login, session::logout,
         tenants::create_tenant, tenants::list_tenants, tenants::get_tenant, tenants::tenant_resources, tenants::tenant_invitation, tenants::resend_tenant_invitation, tenants::offboard_tenant,
         tenants::suspend_tenant, tenants::resume_tenant, tenants::rotate_tenant_credentials,
+        backups::create_backup, backups::list_backups, backups::restore_backup,
         jobs::list_jobs, jobs::get_job, jobs::job_events, jobs::retry_job, jobs::rollback_job,
         jobs::approve_job, jobs::reject_job,
         plans::list_plans, plans::set_plan, plans::reconcile, plans::costs,
@@ -46,6 +47,7 @@ impl Modify for BearerAuth {
         ProblemDetails, JobAccepted, jobs::StreamEvent, jobs::ApprovalBody, plans::PlanOffer,
         plans::SetPlanBody, plans::ReconcileBody, tenantry_workflows::CostReport, tenantry_workflows::TenantCost,
         tenantry_workflows::CostTotal, tenants::CreateTenantRequest, tenants::OffboardBody, tenants::SuspendBody, tenants::RotateBody, tenants::InvitationResent,
+        backups::RestoreBody, tenantry_registry::BackupRecord,
         tenantry_workflows::InvitationView, tenantry_workflows::Resent,
         servers::AddServerRequest, session::LoginForm, system::Me,
         tenantry_registry::TenantRecord, tenantry_registry::TenantResourceRecord, tenantry_registry::ServerRecord, tenantry_registry::AuditEvent,

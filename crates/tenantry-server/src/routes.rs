@@ -1,7 +1,9 @@
 //! Every route of the server, by method and path template, with its handler. The policy for each is in
 //! `auth::POLICY`; a test checks that every route here has one.
 
-use crate::api::{jobs, notifications, plans, rollouts, servers, session, system, tenants};
+use crate::api::{
+    backups, jobs, notifications, plans, rollouts, servers, session, system, tenants,
+};
 use crate::console::{self, html_or_json, pages};
 use crate::state::ServerState;
 use axum::routing::{delete, get, post, MethodFilter, MethodRouter};
@@ -119,6 +121,18 @@ pub fn api_routes() -> Vec<Route> {
             "/platform/tenants/{slug}/rotate-credentials",
             post(tenants::rotate_tenant_credentials),
             pages::rotate_submit,
+        ),
+        with_page(
+            "POST",
+            "/platform/tenants/{slug}/backups",
+            post(backups::create_backup),
+            pages::backup_submit,
+        ),
+        route("GET", "/platform/backups", get(backups::list_backups)),
+        route(
+            "POST",
+            "/platform/backups/{backup_id}/restore",
+            post(backups::restore_backup),
         ),
         with_page(
             "GET",

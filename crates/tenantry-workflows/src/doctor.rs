@@ -475,6 +475,9 @@ pub async fn run_doctor(platform: &Platform) -> Result<DoctorReport, CodedError>
         });
     }
 
+    let live_job_ids: BTreeSet<&str> = live_jobs.iter().map(|job| job.id.as_str()).collect();
+    findings.extend(backup_findings(platform, &live_job_ids, &secret_names).await?);
+
     Ok(DoctorReport {
         installation: installation.id().to_owned(),
         foreign,
@@ -486,6 +489,89 @@ pub async fn run_doctor(platform: &Platform) -> Result<DoctorReport, CodedError>
         n_pool_databases,
         findings,
     })
+}
+
+/// The backup store against the registry's `backups` rows and the secret store's `backup-<id>` keys: a row
+/// whose file or key is gone (it cannot be restored), a row left `running` by a job that ended, and a directory
+/// with no row. A live job's backup is still being written and is left alone.
+async fn backup_findings(
+    platform: &Platform,
+    live_job_ids: &BTreeSet<&str>,
+    secret_names: &[String],
+) -> Result<Vec<Finding>, CodedError> {
+    let mut findings = Vec::new();
+    let rows = platform
+        .registry
+        .list_backups(None)
+        .await
+        .map_err(registry_error)?;
+    let store = crate::backup::backup_store(platform);
+    let directories = match store.list_ids() {
+        Ok(ids) => ids,
+        Err(error) => {
+            findings.push(Finding {
+                kind: "unreachable",
+                subject: format!("backup store {}", store.directory().display()),
+                detail: error.to_string(),
+                fix: "check backup_dir".into(),
+            });
+            return Ok(findings);
+        }
+    };
+    let row_ids: BTreeSet<&str> = rows.iter().map(|row| row.id.as_str()).collect();
+    for row in &rows {
+        if live_job_ids.contains(row.job_id.as_str()) {
+            continue;
+        }
+        let subject = format!("backup {} of tenant {}", row.id, row.tenant_slug);
+        if row.status != tenantry_registry::BACKUP_COMPLETE {
+            findings.push(Finding {
+                kind: "partial",
+                subject,
+                detail: format!("left {} by job {}, which has ended", row.status, row.job_id),
+                fix: format!("tenantry jobs rollback {}", row.job_id),
+            });
+            continue;
+        }
+        let mut missing = Vec::new();
+        if !secret_names.contains(&crate::backup::backup_key_name(&row.id)) {
+            missing.push(format!(
+                "its data key {}",
+                crate::backup::backup_key_name(&row.id)
+            ));
+        }
+        let files: Vec<crate::backup::BackupFile> =
+            serde_json::from_value(row.resources.clone()).unwrap_or_default();
+        for file in files {
+            let present = store
+                .file_path(&row.id, &file.kind)
+                .map(|path| path.exists())
+                .unwrap_or(false);
+            if !present {
+                missing.push(format!("its {} file", file.kind));
+            }
+        }
+        if !missing.is_empty() {
+            findings.push(Finding {
+                kind: "missing",
+                subject,
+                detail: format!("{} gone: it cannot be restored", missing.join(" and ")),
+                fix: format!("tenantry backups create {} (a new backup)", row.tenant_slug),
+            });
+        }
+    }
+    for id in directories {
+        if row_ids.contains(id.as_str()) || live_job_ids.contains(id.as_str()) {
+            continue;
+        }
+        findings.push(Finding {
+            kind: "orphan",
+            subject: format!("backup directory {}", store.directory().join(&id).display()),
+            detail: "no backup of the registry has this id".into(),
+            fix: format!("rm -r {}", store.directory().join(&id).display()),
+        });
+    }
+    Ok(findings)
 }
 
 /// How many resources doctor observes at once.

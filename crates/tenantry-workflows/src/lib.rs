@@ -1,6 +1,7 @@
 //! tenantry's operations as ordered phase lists over the providers and the registry: provisioning a tenant,
 //! offboarding one, and the doctor that compares registry, servers and secret store.
 
+mod backup;
 mod checks;
 mod costs;
 mod doctor;
@@ -23,6 +24,10 @@ mod submit;
 mod suspend;
 mod worker;
 
+pub use backup::{
+    backup_key_name, backup_phases, backup_store, check_backup_store, prune_backups, restore_spec,
+    submit_backup, validate_backup, verify_backup, BackupFile, BackupRequest, BackupWorkflow,
+};
 pub use checks::{
     run_checks, CheckReport, CheckResult, CheckStatus, NEIGHBOURS_IN_JOB, NEIGHBOURS_ON_DEMAND,
 };
@@ -45,8 +50,8 @@ pub use notify::{
 pub use offboard::{OffboardRequest, OffboardWorkflow, OFFBOARD_PHASES, PURGE_PHASES};
 pub use plans::{approval_needed, effective_settings, monthly_estimate};
 pub use platform::{
-    ApprovalSettings, NotificationSettings, Platform, PricingSettings, Settings, TenantSchema,
-    WarmPoolSettings,
+    ApprovalSettings, BackupSettings, NotificationSettings, Platform, PricingSettings, Settings,
+    TenantSchema, WarmPoolSettings,
 };
 pub use pool::{
     fill_warm_pool, prune_warm_pool, refill_warm_pools, run_warm_pool_refill, warm_pool_status,
@@ -132,9 +137,14 @@ pub async fn try_run_job(
         ));
     }
     let ran = match job.kind {
-        JobKind::Provision => {
+        JobKind::Provision | JobKind::Restore => {
             runner
                 .run_job(&ProvisionWorkflow::new(platform.clone()), job_id)
+                .await
+        }
+        JobKind::Backup => {
+            runner
+                .run_job(&BackupWorkflow::new(platform.clone()), job_id)
                 .await
         }
         JobKind::Offboard => {
@@ -202,9 +212,14 @@ pub(crate) async fn drive_by_kind(
     fence: tenantry_registry::Fence,
 ) -> Result<JobOutcome, tenantry_engine::Error> {
     match kind {
-        JobKind::Provision => {
+        JobKind::Provision | JobKind::Restore => {
             runner
                 .drive(&ProvisionWorkflow::new(platform.clone()), fence)
+                .await
+        }
+        JobKind::Backup => {
+            runner
+                .drive(&BackupWorkflow::new(platform.clone()), fence)
                 .await
         }
         JobKind::Offboard => {

@@ -15,6 +15,7 @@ phases! {
     enum OffboardPhase {
         RequestValidated = "request_validated",
         LoginDisabled = "login_disabled",
+        BackupTaken = "backup_taken",
         DatabaseDropped = "database_dropped",
         ResourcesRemoved = "resources_removed",
         SecretDeleted = "secret_deleted",
@@ -31,7 +32,7 @@ pub const OFFBOARD_PHASES: [&str; 3] = OffboardPhase::names([
 ]);
 
 /// Offboarding that removes everything. Their names are API.
-pub const PURGE_PHASES: [&str; 7] = OffboardPhase::names(OffboardPhase::ALL);
+pub const PURGE_PHASES: [&str; 8] = OffboardPhase::names(OffboardPhase::ALL);
 
 /// The parameters of an offboard job.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -39,6 +40,9 @@ pub const PURGE_PHASES: [&str; 7] = OffboardPhase::names(OffboardPhase::ALL);
 pub struct OffboardRequest {
     pub slug: Slug,
     pub purge: bool,
+    /// A purge without the backup it otherwise takes first (`--no-backup`): said explicitly, and audited.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_backup: bool,
 }
 
 /// Offboards one tenant.
@@ -61,6 +65,16 @@ impl OffboardWorkflow {
             .get_tenant(request.slug.as_str())
             .await
             .map_err(crate::registry_error)?;
+        if request.no_backup && !request.purge {
+            return Err(CodedError::invalid_input(
+                "--no-backup goes with --purge: an offboarding that keeps the data takes no backup",
+            ));
+        }
+        // A purge of a registered tenant takes a backup first: refused now, before anything is dropped, when no
+        // backup can be written.
+        if request.purge && !request.no_backup && tenant.is_some() {
+            crate::backup::check_backup_store(platform)?;
+        }
         match tenant {
             Some(tenant) if tenant.status == TenantStatus::Offboarded && !request.purge => Err(CodedError::new(
                 ErrorCode::Conflict,
@@ -477,9 +491,82 @@ impl OffboardWorkflow {
         context.log("info", "deleted the tenant's secrets").await
     }
 
+    /// `backup_taken`: a purge's backup of a registered tenant, with the id of this job, before anything is
+    /// dropped (`--no-backup` skips it, and the job's log and `TENANT_PURGED` say so). A slug with no registry
+    /// row (leftovers of a failed provisioning) has no tenant data to keep.
+    async fn backup_taken(
+        &self,
+        context: &mut JobContext,
+        request: &OffboardRequest,
+    ) -> Result<(), PhaseError> {
+        if request.no_backup {
+            return context
+                .log(
+                    "warn",
+                    "no backup taken: the purge was asked for with --no-backup",
+                )
+                .await;
+        }
+        let Some(tenant) = self
+            .platform
+            .registry
+            .get_tenant(request.slug.as_str())
+            .await?
+        else {
+            return context
+                .log("info", "no registered tenant: nothing to back up")
+                .await;
+        };
+        // An earlier purge that failed once it had dropped something (E_PARTIAL_STATE, finished by running the
+        // purge again) took its backup while the data was whole: that backup is this purge's, since the data can
+        // no longer be dumped.
+        let backup_id = match self.earlier_purge_backup(request.slug.as_str()).await? {
+            Some(backup_id) => {
+                context
+                    .log(
+                        "info",
+                        &format!(
+                            "backup {backup_id}, taken by an earlier purge of this tenant, is kept"
+                        ),
+                    )
+                    .await?;
+                backup_id
+            }
+            None => crate::backup::take_backup(&self.platform, context, &tenant).await?,
+        };
+        context
+            .set_state("backup_id", serde_json::json!(backup_id))
+            .await?;
+        Ok(())
+    }
+
+    /// The complete backup of a purge of this tenant that ended `failed` (its undo stopped at data it had
+    /// dropped), if there is one.
+    async fn earlier_purge_backup(&self, slug: &str) -> Result<Option<String>, PhaseError> {
+        for backup in self.platform.registry.list_backups(Some(slug)).await? {
+            if backup.status != tenantry_registry::BACKUP_COMPLETE {
+                continue;
+            }
+            let Ok(job) = self.platform.registry.get_job(&backup.job_id).await else {
+                continue;
+            };
+            if job.kind == JobKind::Offboard
+                && job.status == tenantry_core::JobStatus::Failed
+                && is_purge(&job)
+            {
+                return Ok(Some(backup.id));
+            }
+        }
+        Ok(None)
+    }
+
     async fn registry_cleared(&self, context: &mut JobContext) -> Result<(), PhaseError> {
         let slug = context.job.tenant_slug.clone();
-        let audit = self.audit(context, "TENANT_PURGED", serde_json::json!({}));
+        let details = serde_json::json!({
+            "backup_id": context.state_str("backup_id"),
+            "no_backup": context.job.params.get("no_backup").and_then(serde_json::Value::as_bool).unwrap_or(false),
+        });
+        let audit = self.audit(context, "TENANT_PURGED", details);
         self.platform
             .registry
             .remove_tenant(&context.fence, &slug, &audit)
@@ -585,6 +672,7 @@ impl Workflow for OffboardWorkflow {
         match phase {
             OffboardPhase::RequestValidated => self.request_validated(context, request).await,
             OffboardPhase::LoginDisabled => self.login_disabled(context, request).await,
+            OffboardPhase::BackupTaken => self.backup_taken(context, request).await,
             OffboardPhase::DatabaseDropped => self.database_dropped(context, request).await,
             OffboardPhase::ResourcesRemoved => self.resources_removed(context, request).await,
             OffboardPhase::SecretDeleted => self.secret_deleted(context, request).await,
@@ -603,6 +691,10 @@ impl Workflow for OffboardWorkflow {
         match phase {
             OffboardPhase::RequestValidated => self.request_validated_undo(context).await,
             OffboardPhase::LoginDisabled => self.login_disabled_undo(context).await,
+            // The purge did not happen, so the backup it took for it goes too (key, files, row).
+            OffboardPhase::BackupTaken => {
+                crate::backup::take_backup_undo(&self.platform, context).await
+            }
             // Nothing can be undone here: dropped data cannot come back. So the undo fails, and the job ends
             // `failed` with E_PARTIAL_STATE (not `rolled_back`, which would claim the tenant is as it was); the
             // purge is finished by running it again (or `jobs retry`), and doctor names what is left meanwhile.

@@ -127,6 +127,16 @@ pub struct Settings {
     /// The directories under which a SQLite server's directory may lie (absolute; by default the data
     /// directory), so that registering a server cannot make tenantry create or write files anywhere else.
     pub sqlite_server_roots: Vec<std::path::PathBuf>,
+    pub backups: BackupSettings,
+}
+
+/// Where backups go and what makes them.
+#[derive(Debug, Clone, Default)]
+pub struct BackupSettings {
+    /// The backup store's directory (`backup_dir`; by default `<data_dir>/backups`).
+    pub directory: std::path::PathBuf,
+    /// PostgreSQL's `pg_dump` and `pg_restore` (`pg_bin_dir`; by default the newest installed version's).
+    pub pg_bin_dir: Option<std::path::PathBuf>,
 }
 
 /// When a request waits for a PLATFORM_ADMIN.

@@ -585,6 +585,19 @@ impl ProvisionWorkflow {
     ) -> Result<(), PhaseError> {
         let (_, server) = self.require_server(context).await?;
         let url = self.tenant_url(context, &spec.slug).await?;
+        // A restore: the backup's data replaces the fresh schema; the migrations below then bring it to the
+        // latest version (none to apply when the backup was taken at it).
+        if let Some(backup_id) = &spec.restore_from {
+            crate::backup::restore_database(
+                &self.platform,
+                context,
+                backup_id,
+                &server,
+                &url,
+                &spec.slug.resource_name(),
+            )
+            .await?;
+        }
         let directory = self
             .platform
             .settings
@@ -946,7 +959,17 @@ impl Workflow for ProvisionWorkflow {
             job_id: Some(job.id.clone()),
             details: serde_json::json!({ "server": job.placed_server, "plan": job.params.get("plan") }),
         };
-        (Some(TenantStatus::Active), vec![audit])
+        let mut audits = vec![audit];
+        if let Some(backup_id) = job.params.get("restore_from") {
+            audits.push(NewAuditEvent {
+                actor: job.actor.clone(),
+                event_type: "BACKUP_RESTORED",
+                tenant_slug: Some(job.tenant_slug.clone()),
+                job_id: Some(job.id.clone()),
+                details: serde_json::json!({ "backup_id": backup_id, "in_place": false }),
+            });
+        }
+        (Some(TenantStatus::Active), audits)
     }
 
     fn on_failure(
@@ -954,8 +977,18 @@ impl Workflow for ProvisionWorkflow {
         job: &JobRecord,
         error: &CodedError,
     ) -> (Option<TenantStatus>, Vec<NewAuditEvent>) {
-        let audit = crate::failure_audit(job, "TENANT_PROVISION_FAILED", true, error);
-        (Some(TenantStatus::Failed), vec![audit])
+        let mut audits = vec![crate::failure_audit(
+            job,
+            "TENANT_PROVISION_FAILED",
+            true,
+            error,
+        )];
+        if let Some(backup_id) = job.params.get("restore_from") {
+            let mut audit = crate::failure_audit(job, "BACKUP_RESTORE_FAILED", true, error);
+            audit.details["backup_id"] = backup_id.clone();
+            audits.push(audit);
+        }
+        (Some(TenantStatus::Failed), audits)
     }
 }
 

@@ -129,6 +129,11 @@ async fn submit(
     }
 }
 
+/// Records a job another module validated and built (a backup).
+pub(crate) async fn submit_job(platform: &Platform, job: NewJob) -> Result<Submitted, CodedError> {
+    submit(platform, job, None).await
+}
+
 /// Validates a provisioning request and records its job, for a worker to run.
 pub async fn submit_provision(
     platform: &Platform,
@@ -211,7 +216,12 @@ async fn submit_provision_with(
     };
     let job = NewJob {
         id: uuid::Uuid::now_v7().to_string(),
-        kind: JobKind::Provision,
+        // A restore is a provisioning whose data comes from a backup: the same phases, its own kind.
+        kind: if spec.restore_from.is_some() {
+            JobKind::Restore
+        } else {
+            JobKind::Provision
+        },
         tenant_slug: spec.slug.as_str().to_owned(),
         params,
         phases,

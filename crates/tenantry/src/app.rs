@@ -11,8 +11,8 @@ use tenantry_providers::credentials::SecretString;
 use tenantry_providers::secrets::{LocalSecretStore, MasterKey, MasterKeyCheck, SecretStore};
 use tenantry_registry::{NewServer, Registry, RegistryLocation};
 use tenantry_workflows::{
-    admin_secret_name, ApprovalSettings, NotificationSettings, Platform, PricingSettings, Settings,
-    TenantSchema, WarmPoolSettings,
+    admin_secret_name, ApprovalSettings, BackupSettings, NotificationSettings, Platform,
+    PricingSettings, Settings, TenantSchema, WarmPoolSettings,
 };
 
 /// The example tenant schema, compiled in so that a fresh clone (or a copied binary) works with no set-up.
@@ -149,6 +149,10 @@ impl App {
                 RegistryLocation::Sqlite(_) => None,
             },
             sqlite_server_roots: config.sqlite_server_roots.clone(),
+            backups: BackupSettings {
+                directory: config.backup_dir.clone(),
+                pg_bin_dir: config.pg_bin_dir.clone(),
+            },
         };
         let app = App {
             platform: Platform {

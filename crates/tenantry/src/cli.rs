@@ -52,6 +52,9 @@ pub enum Command {
     /// Manage the fleet of servers that host tenant databases.
     #[command(subcommand)]
     Servers(ServersCommand),
+    /// Back up tenants, list and restore backups, prune expired ones.
+    #[command(subcommand)]
+    Backups(BackupsCommand),
     /// Read the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -134,9 +137,47 @@ pub struct ProvisionArgs {
 pub struct OffboardArgs {
     #[arg(long)]
     pub slug: String,
-    /// End sessions, drop database and role, delete secrets, forget the tenant.
+    /// End sessions, take a backup, drop database and role, delete secrets, forget the tenant.
     #[arg(long)]
     pub purge: bool,
+    /// With --purge: take no backup first (recorded in the purge's audit event).
+    #[arg(long, requires = "purge")]
+    pub no_backup: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupsCommand {
+    /// Back up a tenant: one encrypted, checksummed dump per resource that holds data.
+    Create {
+        slug: String,
+        /// Record the job for a worker and return at once.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// List backups, newest first, of one tenant or of all.
+    List { slug: Option<String> },
+    /// Restore a backup into a new tenant (its own role and credentials), after checking its checksums.
+    Restore {
+        /// The backup to restore (see `backups list`).
+        #[arg(required_unless_present = "latest_of", conflicts_with = "latest_of")]
+        backup_id: Option<String>,
+        /// Instead of an id: the newest complete backup of this tenant (purged or not).
+        #[arg(long)]
+        latest_of: Option<String>,
+        /// The new tenant's slug.
+        #[arg(long)]
+        to: String,
+        /// The new tenant's first admin (default: the backed-up tenant's).
+        #[arg(long)]
+        admin_email: Option<String>,
+        /// The server to restore onto (default: the one the backup came from; same engine).
+        #[arg(long)]
+        server: Option<String>,
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Delete backups whose plan's retention has run out (data key, files, row), each audited.
+    Prune,
 }
 
 #[derive(Debug, Subcommand)]

@@ -44,6 +44,8 @@ struct ConfigFile {
     webhook_allow_internal: Option<bool>,
     notify_retry_base_ms: Option<u64>,
     notify_max_attempts: Option<u32>,
+    backup_dir: Option<PathBuf>,
+    pg_bin_dir: Option<PathBuf>,
 }
 
 /// The validated configuration.
@@ -90,6 +92,11 @@ pub struct Config {
     pub sqlite_server_roots: Vec<PathBuf>,
     /// Monthly price multiplier per region (`TENANTRY_REGION_MULTIPLIERS="eu=1.2,us=1"`); others cost 1.0×.
     pub region_multipliers: BTreeMap<String, f64>,
+    /// Where backups are written (`TENANTRY_BACKUP_DIR`, default `<data_dir>/backups`).
+    pub backup_dir: PathBuf,
+    /// PostgreSQL's client programs for backups (`TENANTRY_PG_BIN_DIR`; default the newest
+    /// `/usr/lib/postgresql/<version>/bin`, else the `PATH`).
+    pub pg_bin_dir: Option<PathBuf>,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -230,6 +237,13 @@ impl Config {
                 })
             })
             .collect::<anyhow::Result<Vec<PathBuf>>>()?;
+        let backup_dir = std::path::absolute(
+            env("TENANTRY_BACKUP_DIR")
+                .map(PathBuf::from)
+                .or(file.backup_dir)
+                .unwrap_or_else(|| data_dir.join("backups")),
+        )
+        .context("backup_dir is not usable")?;
         Ok(Config {
             data_dir,
             registry,
@@ -297,6 +311,10 @@ impl Config {
                 .unwrap_or_else(|| "USD".into()),
             region_multipliers,
             sqlite_server_roots,
+            backup_dir,
+            pg_bin_dir: env("TENANTRY_PG_BIN_DIR")
+                .map(PathBuf::from)
+                .or(file.pg_bin_dir),
         })
     }
 }

@@ -105,7 +105,8 @@ impl SqliteServer {
         &self.directory
     }
 
-    fn file(&self, resource_name: &str) -> Result<PathBuf> {
+    /// The tenant's file (for backups: dumped and restored whole).
+    pub fn file(&self, resource_name: &str) -> Result<PathBuf> {
         quote_identifier(resource_name)?;
         Ok(self.directory.join(format!("{resource_name}.db")))
     }

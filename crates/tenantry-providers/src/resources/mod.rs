@@ -114,6 +114,14 @@ pub trait ResourceProvider: Send + Sync {
         true
     }
 
+    /// Whether this kind holds tenant data a backup must keep. A cache (Redis) and a queue (RabbitMQ) hold
+    /// nothing durable worth restoring (entries expire, messages are in flight), so the default is "nothing to
+    /// back up": backups skip the kind and a restore makes it fresh. A kind that answers `true` gets a
+    /// `<kind>_backed_up` phase and must be dumped by `crate::backup`.
+    fn holds_data(&self) -> bool {
+        false
+    }
+
     /// The secret holding the tenant's credentials for this resource (`tenant-<kind>-<slug>`), where
     /// [`ResourceProvider::has_secret`].
     fn secret_name(&self, slug: &Slug) -> String {

@@ -6,6 +6,7 @@
 
 mod approvals;
 mod audit;
+mod backups;
 mod harness;
 mod jobs;
 mod leases;
@@ -92,6 +93,7 @@ conformance_tests! {
         resources::case_resources_registered_with_the_tenant_and_forgotten_with_it,
         resources::case_resources_placement_by_engine_and_region_and_twice_is_the_same,
         resources::case_resources_concurrent_placements_never_overbook,
+        backups::case_backups_written_by_their_job_listed_expired_and_deleted_with_audit,
     ],
     with_location: [
         schema::case_schema_migrates_on_open_and_reopen_is_a_noop,

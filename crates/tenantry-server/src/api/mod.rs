@@ -1,5 +1,6 @@
 //! The REST handlers, grouped by resource, and the request and response bodies they exchange.
 
+pub mod backups;
 pub mod jobs;
 pub mod notifications;
 pub mod plans;

@@ -58,9 +58,12 @@ pub struct CreateTenantRequest {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OffboardBody {
-    /// Remove the database, role, secrets and registry row too.
+    /// Remove the database, role, secrets and registry row too (after taking a backup, unless `no_backup`).
     #[serde(default)]
     pub purge: bool,
+    /// With `purge`: take no backup first (audited in `TENANT_PURGED`).
+    #[serde(default)]
+    pub no_backup: bool,
 }
 
 /// What `POST /platform/tenants/{slug}/suspend` takes.
@@ -325,6 +328,7 @@ pub async fn offboard_tenant(
     let request = OffboardRequest {
         slug: Slug::parse(&slug)?,
         purge: body.purge,
+        no_backup: body.no_backup,
     };
     let submitted = submit_offboard(&state.platform, &request, &principal.actor()).await?;
     state.wake_workers.notify_one();

@@ -22,11 +22,11 @@ use maud::{html, Markup};
 use serde::Deserialize;
 use tenantry_core::{Slug, TenantStatus};
 use tenantry_engine::JobView;
-use tenantry_registry::{AuditFilter, JobFilter, TenantRecord, TenantResourceRecord};
+use tenantry_registry::{AuditFilter, BackupRecord, JobFilter, TenantRecord, TenantResourceRecord};
 use tenantry_workflows::{
-    invitation_state, resend_invitation, submit_offboard, submit_rotation, submit_suspension,
-    Direction, InvitationView, OffboardRequest, RotateRequest, Submitted, SuspendRequest,
-    DEFAULT_GRACE_SECONDS,
+    invitation_state, resend_invitation, submit_backup, submit_offboard, submit_rotation,
+    submit_suspension, BackupFile, BackupRequest, Direction, InvitationView, OffboardRequest,
+    RotateRequest, Submitted, SuspendRequest, DEFAULT_GRACE_SECONDS,
 };
 
 /// Tenants per page of the list.
@@ -423,6 +423,68 @@ fn suspension_form(viewer: &Viewer, tenant: &TenantRecord) -> Markup {
     }
 }
 
+/// The tenant's backups, newest first (id, status, what each holds, stored size, when taken, when pruned), and
+/// for admins of a tenant that can be backed up a "Back up now" button posting to the API's path.
+fn backups_panel(viewer: &Viewer, tenant: &TenantRecord, backups: &[BackupRecord]) -> Markup {
+    let can_back_up = matches!(
+        tenant.status,
+        TenantStatus::Active | TenantStatus::Suspended | TenantStatus::Offboarded
+    );
+    html! {
+        h2 { "Backups" }
+        @if backups.is_empty() {
+            (empty_state("No backups of this tenant yet.", html! {
+                "Take one with Back up now or `tenantry backups create " (tenant.slug) "`; a purge takes one first."
+            }))
+        } @else {
+            div.table-wrap {
+                table {
+                    thead { tr { th { "Backup" } th { "Status" } th { "Resources" } th { "Stored" } th { "Taken" } th { "Expires" } } }
+                    tbody {
+                        @for backup in backups {
+                            @let files: Vec<BackupFile> = serde_json::from_value(backup.resources.clone()).unwrap_or_default();
+                            tr {
+                                td { code { (backup.id) } }
+                                td { (pill(&backup.status)) }
+                                td { (files.iter().map(|file| file.kind.as_str()).collect::<Vec<_>>().join(", ")) }
+                                td.num { (format!("{:.1} MB", files.iter().map(|file| file.sums.stored_bytes).sum::<u64>() as f64 / 1e6)) }
+                                td { (time_ago(backup.created_at)) }
+                                td { @if let Some(expires) = backup.expires_at { (time_ago(expires)) } @else { "never" } }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @if viewer.is_admin() && can_back_up {
+            form.backup-form method="post" action={ (tenant_path(&tenant.slug)) "/backups" } {
+                (viewer.csrf_field())
+                button.primary type="submit" { "Back up now" }
+                " "
+                span.muted { "An encrypted, checksummed dump of every resource that holds data." }
+            }
+        }
+    }
+}
+
+/// `POST /platform/tenants/{slug}/backups` from the tenant page's button: submit the backup job, then go to its
+/// page.
+pub async fn backup_submit(
+    State(state): State<ServerState>,
+    Extension(principal): Extension<Principal>,
+    Path(slug): Path<String>,
+) -> Response {
+    let viewer = Viewer::new(&principal);
+    let submitted = async {
+        let request = BackupRequest {
+            slug: Slug::parse(&slug)?,
+        };
+        submit_backup(&state.platform, &request, &principal.actor(), None).await
+    }
+    .await;
+    to_job_page(&state, &viewer, submitted)
+}
+
 /// `GET /platform/tenants/{slug}` for a browser. A slug with jobs but no registry row yet (provisioning, or a
 /// failed attempt) still has a page: its jobs say what happened.
 pub async fn tenant_page(
@@ -459,6 +521,7 @@ pub async fn tenant_page(
         .await
         .or_page(&viewer)?;
     let resources = registry.tenant_resources(&slug).await.or_page(&viewer)?;
+    let backups = registry.list_backups(Some(&slug)).await.or_page(&viewer)?;
     let invitation = invitation_state(&state.platform, &slug)
         .await
         .map_err(|error| PageError::new(&viewer, error))?;
@@ -492,6 +555,7 @@ pub async fn tenant_page(
                     (resources_table(&resources))
                 }
                 @if let Some(settings) = plan_settings(tenant) { (settings) }
+                (backups_panel(&viewer, tenant, &backups))
             }
             None => {
                 (empty_state("Not in the registry yet.", html! {
@@ -613,6 +677,8 @@ pub async fn offboard_submit(
         let request = OffboardRequest {
             slug: Slug::parse(&slug)?,
             purge: fields.purge.as_deref() == Some("true"),
+            // The console's purge always takes its backup first.
+            no_backup: false,
         };
         submit_offboard(&state.platform, &request, &principal.actor()).await
     }

@@ -653,7 +653,11 @@ async fn clean_up(
         );
         async move {
             let slug = Slug::parse(&slug).map_err(|error| error.message)?;
-            let request = OffboardRequest { slug, purge: true };
+            let request = OffboardRequest {
+                slug,
+                purge: true,
+                no_backup: true,
+            };
             let submitted = submit_offboard(&platform, &request, &cli_actor())
                 .await
                 .map_err(|error| format!("{}: {}", error.code, error.message))?;

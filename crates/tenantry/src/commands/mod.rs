@@ -1,5 +1,6 @@
 //! One function per command; each turns its arguments into validated values, then does the work.
 
+mod backups;
 mod bench;
 mod fleet;
 mod inspect;
@@ -52,6 +53,11 @@ pub async fn run(cli: Cli) -> CommandResult {
             }
         }
         Command::Servers(command) => fleet::servers(&App::open(config).await?, command, json).await,
+        Command::Backups(command) => {
+            // Arguments are checked before anything is opened, so bad input changes nothing.
+            let request = backups::parse(command)?;
+            backups::run(&App::open(config).await?, request, json).await
+        }
         Command::Audit(command) => inspect::audit(&App::open(config).await?, command, json).await,
         Command::Doctor => inspect::doctor(&App::open(config).await?, json).await,
         Command::Reconcile { slug, kind } => {

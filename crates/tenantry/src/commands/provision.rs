@@ -46,6 +46,7 @@ pub fn parse_offboard(args: &OffboardArgs) -> Result<OffboardRequest, CodedError
     Ok(OffboardRequest {
         slug: Slug::parse(&args.slug)?,
         purge: args.purge,
+        no_backup: args.no_backup,
     })
 }
 

@@ -51,6 +51,8 @@ for_each_engine!(
     suspend_every_kind,
     resume_every_kind,
     rotate_every_kind,
+    backup_every_resource,
+    restore_into_a_new_slug,
 );
 
 /// What a job that failed (an error, not a crash) leaves behind, as the workflow documents it.
@@ -81,6 +83,8 @@ struct Scenario {
     setup_plan: Option<&'static str>,
     /// A command run on that tenant before the job (resume needs a suspended tenant).
     setup_command: Option<fn(&str) -> Vec<String>>,
+    /// Commands run once, before any slug: a restore's source tenant and its backup.
+    prepare: Option<fn() -> Vec<Vec<String>>>,
     /// The command that makes the job, for a slug.
     command: fn(&str) -> Vec<String>,
     /// Re-running the command resumes its interrupted job (otherwise: `tenantry jobs resume <id>`).
@@ -158,6 +162,7 @@ async fn provision_default_plan(engine: Engine) {
             bundle: false,
             setup_plan: None,
             setup_command: None,
+            prepare: None,
             command: provision_command,
             resumes_itself: true,
             after_failure: AfterFailure::Restored,
@@ -174,6 +179,7 @@ async fn provision_bundle_plan(engine: Engine) {
             bundle: true,
             setup_plan: None,
             setup_command: None,
+            prepare: None,
             command: provision_bundle_command,
             resumes_itself: true,
             after_failure: AfterFailure::Restored,
@@ -190,6 +196,7 @@ async fn offboard_keeping_data(engine: Engine) {
             bundle: false,
             setup_plan: Some("starter"),
             setup_command: None,
+            prepare: None,
             command: offboard_command,
             resumes_itself: false,
             after_failure: AfterFailure::RestoredButLoginsMayStayDisabled,
@@ -206,6 +213,7 @@ async fn offboard_with_purge(engine: Engine) {
             bundle: false,
             setup_plan: Some("starter"),
             setup_command: None,
+            prepare: None,
             command: purge_command,
             resumes_itself: false,
             after_failure: AfterFailure::RestoredOrFinishedByRerun,
@@ -222,6 +230,7 @@ async fn set_plan_to_same_resources(engine: Engine) {
             bundle: false,
             setup_plan: Some("starter"),
             setup_command: None,
+            prepare: None,
             command: set_plan_professional_command,
             resumes_itself: false,
             after_failure: AfterFailure::Restored,
@@ -238,6 +247,7 @@ async fn set_plan_adding_cache_and_queue(engine: Engine) {
             bundle: true,
             setup_plan: Some("starter"),
             setup_command: None,
+            prepare: None,
             command: set_plan_bundle_command,
             resumes_itself: false,
             after_failure: AfterFailure::Restored,
@@ -254,6 +264,7 @@ async fn suspend_every_kind(engine: Engine) {
             bundle: true,
             setup_plan: Some("bundle"),
             setup_command: None,
+            prepare: None,
             command: suspend_command,
             resumes_itself: false,
             after_failure: AfterFailure::Restored,
@@ -270,6 +281,7 @@ async fn resume_every_kind(engine: Engine) {
             bundle: true,
             setup_plan: Some("bundle"),
             setup_command: Some(suspend_command),
+            prepare: None,
             command: resume_command,
             resumes_itself: false,
             after_failure: AfterFailure::Restored,
@@ -286,9 +298,70 @@ async fn rotate_every_kind(engine: Engine) {
             bundle: true,
             setup_plan: Some("bundle"),
             setup_command: None,
+            prepare: None,
             command: rotate_command,
             resumes_itself: false,
             after_failure: AfterFailure::RestoredOrRotated,
+        },
+    )
+    .await;
+}
+
+fn backup_command(slug: &str) -> Vec<String> {
+    vec!["backups".into(), "create".into(), slug.into()]
+}
+
+async fn backup_every_resource(engine: Engine) {
+    run_saga(
+        engine,
+        Scenario {
+            prefix: "sg-bk",
+            bundle: true,
+            setup_plan: Some("bundle"),
+            setup_command: None,
+            prepare: None,
+            command: backup_command,
+            resumes_itself: false,
+            after_failure: AfterFailure::Restored,
+        },
+    )
+    .await;
+}
+
+/// The source of every restore in the restore scenario, in its fleet.
+const RESTORE_SOURCE: &str = "sg-rs-source";
+
+fn restore_prepare() -> Vec<Vec<String>> {
+    let provision = Fleet::provision_args(RESTORE_SOURCE);
+    vec![
+        provision,
+        vec!["backups".into(), "create".into(), RESTORE_SOURCE.into()],
+    ]
+}
+
+fn restore_command(slug: &str) -> Vec<String> {
+    vec![
+        "backups".into(),
+        "restore".into(),
+        "--latest-of".into(),
+        RESTORE_SOURCE.into(),
+        "--to".into(),
+        slug.into(),
+    ]
+}
+
+async fn restore_into_a_new_slug(engine: Engine) {
+    run_saga(
+        engine,
+        Scenario {
+            prefix: "sg-rs",
+            bundle: false,
+            setup_plan: None,
+            setup_command: None,
+            prepare: Some(restore_prepare),
+            command: restore_command,
+            resumes_itself: false,
+            after_failure: AfterFailure::Restored,
         },
     )
     .await;
@@ -421,7 +494,13 @@ impl Saga {
         let secret = |kind: &str| secret_values.get(&format!("tenant-{kind}-{slug}")).cloned();
 
         let database = database_facts(fleet, slug, secret("db").flatten()).await;
-        let mut view = json!({ "registry": registry, "secrets": secrets, "database": database });
+        let backups = backup_facts(fleet, slug).await;
+        let mut view = json!({
+            "registry": registry,
+            "secrets": secrets,
+            "database": database,
+            "backups": backups,
+        });
         if self.scenario.bundle {
             let cache_login = match secret("cache").flatten() {
                 Some(url) => cache_login_works(&url).await,
@@ -507,6 +586,30 @@ async fn secret_records(fleet: &Fleet, slug: &str) -> Vec<(String, Value)> {
         .filter(|(name, _)| name.ends_with(&suffix))
         .map(|(name, labels)| (name, serde_json::from_str(&labels).unwrap()))
         .collect()
+}
+
+/// The slug's backups as the registry, the secret store and the backup store hold them: per backup (oldest
+/// first) its status, the kinds it holds, whether its data key and its directory exist. Ids differ between slugs
+/// and are left out.
+async fn backup_facts(fleet: &Fleet, slug: &str) -> Value {
+    let listed = fleet.json(&["backups", "list", slug]).await;
+    let mut facts = Vec::new();
+    for backup in listed.as_array().unwrap().iter().rev() {
+        let id = backup["id"].as_str().unwrap();
+        let kinds: Vec<&str> = backup["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|file| file["kind"].as_str().unwrap())
+            .collect();
+        facts.push(json!({
+            "status": backup["status"],
+            "kinds": kinds,
+            "key": fleet.secret(&format!("backup-{id}")).await.is_some(),
+            "files": fleet.data_path(&format!("backups/{id}")).exists(),
+        }));
+    }
+    Value::Array(facts)
 }
 
 /// The tenant's database as its server holds it: there, reachable with the tenant's own credentials, its
@@ -632,6 +735,11 @@ fn assert_complete(job: &Value, context: &str) {
 
 async fn run_saga(engine: Engine, scenario: Scenario) {
     let mut saga = Saga::new(engine, scenario).await;
+    if let Some(prepare) = scenario.prepare {
+        for command in prepare() {
+            saga.run(&command, &[]).await.assert_ok();
+        }
+    }
 
     // The reference: one uncrashed run. Its job record names the phases everything below fails and crashes at.
     let slug = saga.fresh_slug().await;
