@@ -12,6 +12,7 @@
 //! leaves a user without the bucket that vouches for it. Suspension deletes the user's policy (its key then
 //! opens nothing) and resumption puts it back; the objects stay.
 
+use super::check;
 use super::{
     InventoryItem, Observed, ResourceProvider, ResourceServer, Verification, WantedResource,
 };
@@ -905,14 +906,6 @@ fn new_key_id() -> String {
         .map(|_| ALPHABET[usize::from(rand::random::<u8>() % 32)] as char)
         .collect();
     format!("TB{random}")
-}
-
-fn check(name: &str, passed: bool, detail: String) -> Verification {
-    Verification {
-        name: name.to_owned(),
-        passed,
-        detail,
-    }
 }
 
 #[async_trait::async_trait]

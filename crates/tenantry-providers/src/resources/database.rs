@@ -2,6 +2,7 @@
 //! through [`TenantServer`]. Not registered in [`super::Providers::standard`]: the workflows still make the
 //! database through its own phases (`database_created`, `migrated`, …), and would otherwise handle it twice.
 
+use super::check;
 use super::{
     InventoryItem, Observed, ResourceProvider, ResourceServer, Verification, WantedResource,
 };
@@ -162,14 +163,6 @@ fn access_differences(
         differences.push(format!("role {role} may connect to database {name}"));
     }
     differences
-}
-
-fn check(name: &str, passed: bool, detail: String) -> Verification {
-    Verification {
-        name: name.to_owned(),
-        passed,
-        detail,
-    }
 }
 
 impl TenantDatabases {

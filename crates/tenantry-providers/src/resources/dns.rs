@@ -14,6 +14,7 @@
 //! no tenant credential and no secret: what the contract calls credentials is the record's address
 //! `dns://HOST:PORT/<slug>.<zone>`, made again when needed, and rotating has nothing to do.
 
+use super::check;
 use super::{
     InventoryItem, Observed, ResourceProvider, ResourceServer, Verification, WantedResource,
 };
@@ -845,14 +846,6 @@ async fn query(settings: &Settings, name: &str, record_type: TYPE) -> Result<Dns
     Err(unreachable(format!(
         "did not answer {DNS_ATTEMPTS} queries for {name}"
     )))
-}
-
-fn check(name: &str, passed: bool, detail: String) -> Verification {
-    Verification {
-        name: name.to_owned(),
-        passed,
-        detail,
-    }
 }
 
 #[async_trait::async_trait]

@@ -98,6 +98,15 @@ pub struct Verification {
     pub detail: String,
 }
 
+/// One check of a kind's `verify`, as the validation suite reports it.
+pub(crate) fn check(name: &str, passed: bool, detail: String) -> Verification {
+    Verification {
+        name: name.to_owned(),
+        passed,
+        detail,
+    }
+}
+
 /// The contract every kind implements. Every operation is idempotent; none logs or returns a secret.
 #[async_trait::async_trait]
 pub trait ResourceProvider: Send + Sync {

@@ -5,6 +5,7 @@
 //! place for a mark. `ensure` makes the vhost before the user and `remove` deletes the user before the vhost, so
 //! a run cut short in between never leaves a user without the vhost that vouches for it.
 
+use super::check;
 use super::{
     InventoryItem, Observed, ResourceProvider, ResourceServer, Verification, WantedResource,
 };
@@ -636,14 +637,6 @@ async fn amqp_step<T>(
             "no answer within {} seconds",
             AMQP_TIMEOUT.as_secs()
         )),
-    }
-}
-
-fn check(name: &str, passed: bool, detail: String) -> Verification {
-    Verification {
-        name: name.to_owned(),
-        passed,
-        detail,
     }
 }
 
