@@ -6,7 +6,7 @@
 //! What a person does by hand goes through curl's own Signature Version 4, the key on its standard input.
 
 use crate::failures::assert_nothing_left;
-use crate::harness::{write_file, Engine, Fleet};
+use crate::harness::{passed, write_file, Engine, Fleet};
 use crate::resources::unique;
 use std::process::{Command, Stdio};
 
@@ -159,30 +159,6 @@ async fn assert_stored_gone(fleet: &Fleet, slug: &str) {
     assert_nothing_left(fleet, slug).await;
 }
 
-/// The names of the checks `validate` ran and whether each passed.
-async fn validation(fleet: &Fleet, slug: &str) -> Vec<(String, bool)> {
-    let run = fleet.run(&["validate", "--slug", slug, "--json"]).await;
-    run.json()["checks"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{run:?}"))
-        .iter()
-        .map(|check| {
-            (
-                check["name"].as_str().unwrap().to_owned(),
-                check["status"] == "passed",
-            )
-        })
-        .collect()
-}
-
-fn passed(checks: &[(String, bool)], name: &str) -> bool {
-    checks
-        .iter()
-        .find(|(check, _)| check == name)
-        .unwrap_or_else(|| panic!("no check {name} in {checks:?}"))
-        .1
-}
-
 const BUCKET_CHECKS: [&str; 3] = [
     "bucket_read_write",
     "bucket_neighbour_refused",
@@ -191,7 +167,7 @@ const BUCKET_CHECKS: [&str; 3] = [
 
 /// Every bucket check of `validate` passes.
 async fn assert_bucket_valid(fleet: &Fleet, slug: &str) {
-    let checks = validation(fleet, slug).await;
+    let checks = fleet.validation(slug).await;
     for name in BUCKET_CHECKS {
         assert!(passed(&checks, name), "{slug}: {name} in {checks:?}");
     }

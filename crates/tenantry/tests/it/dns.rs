@@ -6,7 +6,7 @@
 //! Each test works in a zone of its own, so other tests and other installations on the server are never touched.
 
 use crate::failures::assert_nothing_left;
-use crate::harness::{write_file, Engine, Fleet};
+use crate::harness::{passed, write_file, Engine, Fleet};
 use crate::resources::unique;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -226,30 +226,6 @@ async fn assert_named_gone(fleet: &Fleet, zone: &Zone, slug: &str) {
     assert_nothing_left(fleet, slug).await;
 }
 
-/// The names of the checks `validate` ran and whether each passed.
-async fn validation(fleet: &Fleet, slug: &str) -> Vec<(String, bool)> {
-    let run = fleet.run(&["validate", "--slug", slug, "--json"]).await;
-    run.json()["checks"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{run:?}"))
-        .iter()
-        .map(|check| {
-            (
-                check["name"].as_str().unwrap().to_owned(),
-                check["status"] == "passed",
-            )
-        })
-        .collect()
-}
-
-fn passed(checks: &[(String, bool)], name: &str) -> bool {
-    checks
-        .iter()
-        .find(|(check, _)| check == name)
-        .unwrap_or_else(|| panic!("no check {name} in {checks:?}"))
-        .1
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dns_tenant_answers_over_dns_keeps_apart_and_is_repaired_and_purged() {
     let zone = Zone::new().await;
@@ -291,7 +267,7 @@ async fn a_dns_tenant_answers_over_dns_keeps_apart_and_is_repaired_and_purged() 
     ] {
         assert!(mark.contains(&label), "{label} in {mark}");
     }
-    let checks = validation(&fleet, &a).await;
+    let checks = fleet.validation(&a).await;
     assert!(passed(&checks, "dns_record_answers") && passed(&checks, "dns_labels"));
     let shown = fleet.json(&["tenants", "show", &a]).await;
     let kinds: Vec<&str> = shown["resources"]
@@ -315,7 +291,7 @@ async fn a_dns_tenant_answers_over_dns_keeps_apart_and_is_repaired_and_purged() 
     // By hand: A's record points elsewhere, B's record is deleted. Doctor names both with their fix.
     zone.change(&record_name, "A", Some("192.0.2.66")).await;
     zone.change(&format!("{b}.{}", zone.name), "A", None).await;
-    let checks = validation(&fleet, &a).await;
+    let checks = fleet.validation(&a).await;
     assert!(
         !passed(&checks, "dns_record_answers"),
         "validate missed the repointed record"
@@ -339,7 +315,7 @@ async fn a_dns_tenant_answers_over_dns_keeps_apart_and_is_repaired_and_purged() 
             .assert_ok();
     }
     assert_eq!(zone.records_of(&a).await, records, "A was not repaired");
-    assert!(passed(&validation(&fleet, &b).await, "dns_record_answers"));
+    assert!(passed(&fleet.validation(&b).await, "dns_record_answers"));
     fleet.assert_doctor_clean().await;
 
     // Offboarded without purge: the name stops answering, the records stay (disabled).
@@ -546,7 +522,7 @@ async fn an_error_at_every_phase_unwinds_the_records_and_a_crash_at_every_phase_
             assert_eq!(crashed.status, 137, "{failpoint}: {crashed:?}");
             provision_named(&fleet, &slug).await;
             assert!(
-                passed(&validation(&fleet, &slug).await, "dns_record_answers"),
+                passed(&fleet.validation(&slug).await, "dns_record_answers"),
                 "{failpoint}"
             );
             slugs.push(slug);

@@ -527,6 +527,25 @@ impl Fleet {
         token.stdout.trim().to_owned()
     }
 
+    /// The names of the checks `validate` ran for `slug` and whether each passed.
+    pub async fn validation(&self, slug: &str) -> Vec<(String, bool)> {
+        let run = self.run(&["validate", "--slug", slug, "--json"]).await;
+        run.json()["checks"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{run:?}"))
+            .iter()
+            .map(|check| {
+                (
+                    check["name"]
+                        .as_str()
+                        .expect("a check has a name")
+                        .to_owned(),
+                    check["status"] == "passed",
+                )
+            })
+            .collect()
+    }
+
     pub fn data_path(&self, relative: &str) -> PathBuf {
         self.data_dir.join(relative)
     }
@@ -941,4 +960,13 @@ impl Drop for MailServer {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.maildir);
     }
+}
+
+/// Whether the check `name` passed among `checks` (from [`Fleet::validation`]); a missing check fails the test.
+pub fn passed(checks: &[(String, bool)], name: &str) -> bool {
+    checks
+        .iter()
+        .find(|(check, _)| check == name)
+        .unwrap_or_else(|| panic!("no check {name} in {checks:?}"))
+        .1
 }
