@@ -325,6 +325,14 @@ impl Fleet {
         self.run_env(&args, env).await
     }
 
+    /// `provision-tenant` for `slug` on `plan`.
+    pub async fn provision_on_plan(&self, slug: &str, plan: &str) -> Run {
+        let mut args = Fleet::provision_args(slug);
+        args.extend(["--plan".into(), plan.into()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.run(&args).await
+    }
+
     pub async fn json(&self, args: &[&str]) -> Value {
         let mut with_json = args.to_vec();
         with_json.push("--json");

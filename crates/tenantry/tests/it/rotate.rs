@@ -11,16 +11,6 @@ use std::time::Duration;
 
 const ROTATIONS: usize = 20;
 
-fn bundle_args(slug: &str) -> Vec<String> {
-    let mut args = Fleet::provision_args(slug);
-    args.extend(["--plan".into(), "bundle".into()]);
-    args
-}
-
-async fn run(fleet: &Fleet, args: &[&str]) -> crate::harness::Run {
-    fleet.run(args).await
-}
-
 /// One query with a fresh login, so every query tests the credentials: a key written in the tenant's prefix, or
 /// a queue declared in its vhost.
 async fn query(kind: &str, slug: &str, url: &str) -> bool {
@@ -99,9 +89,7 @@ async fn rotation_under_load_fails_no_query_and_refuses_the_old_credentials() {
     let (fleet, _guard) = resource_fleet(Engine::Sqlite).await;
     let fleet = Arc::new(fleet);
     let slug = unique("rot");
-    let args = bundle_args(&slug);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    fleet.run(&args).await.assert_ok();
+    fleet.provision_on_plan(&slug, "bundle").await.assert_ok();
 
     let stop = Arc::new(AtomicBool::new(false));
     let tallies: Vec<(&str, Arc<Tally>)> = vec![
@@ -124,18 +112,16 @@ async fn rotation_under_load_fails_no_query_and_refuses_the_old_credentials() {
     for rotation in 0..ROTATIONS {
         let old_cache = fleet.secret(&format!("tenant-cache-{slug}")).await.unwrap();
         let old_queue = fleet.secret(&format!("tenant-queue-{slug}")).await.unwrap();
-        let rotated = run(
-            &fleet,
-            &[
+        let rotated = fleet
+            .run(&[
                 "tenants",
                 "rotate-credentials",
                 &slug,
                 "--grace",
                 "1s",
                 "--json",
-            ],
-        )
-        .await;
+            ])
+            .await;
         rotated.assert_ok();
         let new_cache = fleet.secret(&format!("tenant-cache-{slug}")).await.unwrap();
         let new_queue = fleet.secret(&format!("tenant-queue-{slug}")).await.unwrap();
@@ -200,7 +186,8 @@ async fn rotation_under_load_fails_no_query_and_refuses_the_old_credentials() {
         );
     }
     fleet.assert_doctor_clean().await;
-    run(&fleet, &["offboard-tenant", "--slug", &slug, "--purge"])
+    fleet
+        .run(&["offboard-tenant", "--slug", &slug, "--purge"])
         .await
         .assert_ok();
     Arc::into_inner(fleet).unwrap().cleanup().await;
@@ -219,9 +206,7 @@ async fn secrets(fleet: &Fleet, slug: &str) -> Vec<Option<String>> {
 async fn one_kind_rotates_alone_and_bad_input_changes_nothing() {
     let (fleet, _guard) = resource_fleet(Engine::Sqlite).await;
     let slug = unique("rok");
-    let args = bundle_args(&slug);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    fleet.run(&args).await.assert_ok();
+    fleet.provision_on_plan(&slug, "bundle").await.assert_ok();
     let before = secrets(&fleet, &slug).await;
     let jobs_before = fleet.jobs().await.len();
 
@@ -353,9 +338,7 @@ async fn the_api_and_the_console_rotate_for_admins_only() {
 
     let (fleet, _guard) = resource_fleet(Engine::Sqlite).await;
     let slug = unique("roa");
-    let args = bundle_args(&slug);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    fleet.run(&args).await.assert_ok();
+    fleet.provision_on_plan(&slug, "bundle").await.assert_ok();
     let admin = fleet.token_for("admin@example.com", "PLATFORM_ADMIN").await;
     let support = fleet
         .token_for("support@example.com", "PLATFORM_SUPPORT")
@@ -550,9 +533,7 @@ async fn a_worker_rotates_what_the_plan_schedules() {
     let due = unique("rsd");
     let fresh = unique("rsf");
     for slug in [&due, &fresh] {
-        let args = bundle_args(slug);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        fleet.run(&args).await.assert_ok();
+        fleet.provision_on_plan(slug, "bundle").await.assert_ok();
     }
     // Made 31 days ago, as far as the registry knows.
     fleet
@@ -615,9 +596,7 @@ async fn a_worker_rotates_what_the_plan_schedules() {
 async fn a_failed_undo_leaves_a_copy_that_doctor_names_and_rollback_clears() {
     let (fleet, _guard) = resource_fleet(Engine::Sqlite).await;
     let slug = unique("rou");
-    let args = bundle_args(&slug);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    fleet.run(&args).await.assert_ok();
+    fleet.provision_on_plan(&slug, "bundle").await.assert_ok();
     let before = secrets(&fleet, &slug).await;
 
     let failed = fleet
@@ -694,9 +673,7 @@ async fn a_stopped_worker_hands_the_wait_back_and_the_next_keeps_its_deadline() 
 
     let (fleet, _guard) = resource_fleet(Engine::Sqlite).await;
     let slug = unique("roh");
-    let args = bundle_args(&slug);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    fleet.run(&args).await.assert_ok();
+    fleet.provision_on_plan(&slug, "bundle").await.assert_ok();
     let before = secrets(&fleet, &slug).await;
     let submitted = fleet
         .run(&[

@@ -18,12 +18,6 @@ const REASON: &str = "invoice 2026-11 unpaid";
 const MESSAGE: &[u8] = b"order 42 placed";
 const QUEUE: &str = "orders";
 
-fn bundle_args(slug: &str) -> Vec<String> {
-    let mut args = Fleet::provision_args(slug);
-    args.extend(["--plan".into(), "bundle".into()]);
-    args
-}
-
 async fn run(fleet: &Fleet, args: &[String]) -> crate::harness::Run {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     fleet.run(&args).await
@@ -208,7 +202,7 @@ pub(crate) async fn last_audit(fleet: &Fleet, slug: &str, event_type: &str) -> V
 async fn suspend_then_resume_with_every_kind(engine: Engine) {
     let (fleet, _own_redis) = resource_fleet(engine).await;
     let slug = unique("susp");
-    run(&fleet, &bundle_args(&slug)).await.assert_ok();
+    fleet.provision_on_plan(&slug, "bundle").await.assert_ok();
     let credentials = credentials(&fleet, &slug).await;
 
     // Data in every resource: a row, a key, a queued message.
