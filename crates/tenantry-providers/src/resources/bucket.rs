@@ -1210,6 +1210,77 @@ impl ResourceProvider for S3Bucket {
         admin.put_policy(&bucket, &bucket).await
     }
 
+    fn rotates(&self, engine: EngineKind) -> bool {
+        engine == EngineKind::S3
+    }
+
+    /// A second access key for the tenant's user (an S3 identity keeps several), made with an id and secret of
+    /// our own choosing like the first, and both keys listing the bucket before the new one is handed out.
+    async fn rotate_add(
+        &self,
+        server: &ResourceServer,
+        wanted: &WantedResource,
+        current: &SecretString,
+    ) -> Result<SecretString> {
+        let admin = Endpoint::admin(&self.http, server)?;
+        let bucket = bucket_name(&wanted.slug);
+        if !admin.require_ours(server, &bucket).await? || admin.user_keys(&bucket).await?.is_none()
+        {
+            return Err(Error::Refused(format!(
+                "there is no S3 bucket and user {bucket} on {} to rotate; `tenantry reconcile --kind bucket` \
+                 makes them",
+                server.name
+            )));
+        }
+        let new_credentials = self.new_credentials(server, wanted)?;
+        let (new_key, _) = Endpoint::tenant(&self.http, &new_credentials)?;
+        let what = format!("adding an access key to user {bucket}");
+        let answer = admin
+            .iam(
+                &what,
+                "CreateAccessKey",
+                &[
+                    ("UserName", &bucket),
+                    ("AccessKeyId", &new_key.key.id),
+                    ("SecretAccessKey", new_key.key.secret.expose()),
+                ],
+            )
+            .await?;
+        // The answer echoes the secret: only its status and code are kept.
+        admin.success(&what, answer)?;
+        // The gateway learns of identity changes from the filer's change feed: the new key may be refused for a
+        // moment, so both are tried until they list the bucket (at most READ_WRITE_PATIENCE).
+        let (current_key, _) = Endpoint::tenant(&self.http, current)?;
+        for (which, endpoint) in [("new", &new_key), ("current", &current_key)] {
+            let deadline = std::time::Instant::now() + READ_WRITE_PATIENCE;
+            loop {
+                let answer = endpoint.list_objects(&bucket).await?;
+                if answer.status.is_success() {
+                    break;
+                }
+                if std::time::Instant::now() >= deadline {
+                    return Err(Error::Refused(format!(
+                        "the {which} access key {} of user {bucket} does not list its bucket ({})",
+                        endpoint.key.id, answer.status
+                    )));
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        Ok(new_credentials)
+    }
+
+    /// `keep`'s key becomes the user's only one: `ensure` deletes every other key and brings `keep`'s back
+    /// (with the same id and secret) if it was gone, so the call with the old credentials undoes an addition.
+    async fn rotate_retire(
+        &self,
+        server: &ResourceServer,
+        wanted: &WantedResource,
+        keep: &SecretString,
+    ) -> Result<()> {
+        self.ensure(server, wanted, keep).await
+    }
+
     async fn verify(
         &self,
         server: &ResourceServer,

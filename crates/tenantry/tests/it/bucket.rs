@@ -594,3 +594,102 @@ async fn trace_logging_never_shows_a_bucket_secret() {
     assert_stored_gone(&fleet, &slug).await;
     fleet.cleanup().await;
 }
+
+/// One signed listing of the tenant's bucket with the key in `url`: whether it was allowed.
+async fn lists_bucket(url: &str, slug: &str) -> bool {
+    let (url, path) = (url.to_owned(), format!("/tenant-{slug}?list-type=2"));
+    let (status, _) = tokio::task::spawn_blocking(move || curl(&url, "s3", "GET", &path, None))
+        .await
+        .unwrap();
+    status == 200
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bucket_rotation_under_load_fails_no_request_and_refuses_the_old_key() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    const ROTATIONS: usize = 5;
+    let fleet = Arc::new(bucket_fleet().await);
+    let slug = unique("bkt-rot");
+    provision_stored(&fleet, &slug).await;
+    let secret_name = format!("tenant-bucket-{slug}");
+
+    // A client listing the bucket with the key it holds, re-reading the secret when a request is refused, as
+    // the rotation's contract asks of clients; only a refusal after the re-read counts as a failure.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (requests, rereads, failed) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let client = {
+        let (fleet, slug, secret_name, stop) = (
+            fleet.clone(),
+            slug.clone(),
+            secret_name.clone(),
+            stop.clone(),
+        );
+        let (requests, rereads, failed) = (requests.clone(), rereads.clone(), failed.clone());
+        tokio::spawn(async move {
+            let mut url = fleet.secret(&secret_name).await.unwrap();
+            while !stop.load(Ordering::SeqCst) {
+                requests.fetch_add(1, Ordering::SeqCst);
+                if !lists_bucket(&url, &slug).await {
+                    rereads.fetch_add(1, Ordering::SeqCst);
+                    url = fleet.secret(&secret_name).await.unwrap();
+                    if !lists_bucket(&url, &slug).await {
+                        failed.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        })
+    };
+
+    for rotation in 0..ROTATIONS {
+        let old = fleet.secret(&secret_name).await.unwrap();
+        fleet
+            .run(&[
+                "tenants",
+                "rotate-credentials",
+                &slug,
+                "--kind",
+                "bucket",
+                "--grace",
+                "1s",
+            ])
+            .await
+            .assert_ok();
+        let new = fleet.secret(&secret_name).await.unwrap();
+        assert_ne!(old, new, "rotation {rotation}");
+        // Once the job is over, the old key is refused and the new one works.
+        assert!(
+            !lists_bucket(&old, &slug).await,
+            "rotation {rotation}: the old key still lists the bucket"
+        );
+        assert!(
+            lists_bucket(&new, &slug).await,
+            "rotation {rotation}: the new key is refused"
+        );
+    }
+    stop.store(true, Ordering::SeqCst);
+    client.await.unwrap();
+    let (requests, rereads, failed) = (
+        requests.load(Ordering::SeqCst),
+        rereads.load(Ordering::SeqCst),
+        failed.load(Ordering::SeqCst),
+    );
+    eprintln!("bucket: {requests} requests, {rereads} secret re-reads, {failed} failed");
+    assert_eq!(failed, 0, "failed requests across {ROTATIONS} rotations");
+    assert!(rereads >= ROTATIONS as u64, "only {rereads} re-reads");
+
+    assert_eq!(fleet.secret(&format!("{secret_name}.previous")).await, None);
+    assert_bucket_valid(&fleet, &slug).await;
+    fleet.assert_doctor_clean().await;
+    fleet
+        .run(&["offboard-tenant", "--slug", &slug, "--purge", "--no-backup"])
+        .await
+        .assert_ok();
+    assert_stored_gone(&fleet, &slug).await;
+    Arc::into_inner(fleet).unwrap().cleanup().await;
+}
