@@ -249,6 +249,9 @@ async fn a_postgres_database_rotates_under_load_and_suspend_and_purge_know_both_
     let role = crate::resources::resource_name(&slug);
     let alternate = format!("{role}.b");
     fleet.provision(&slug, &[]).await.assert_ok();
+    // A neighbour, so that validation tries the alternate login against another tenant's database.
+    let neighbour = unique("rdn");
+    fleet.provision(&neighbour, &[]).await.assert_ok();
     let secret = secret_name("database", &slug);
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -371,6 +374,10 @@ async fn a_postgres_database_rotates_under_load_and_suspend_and_purge_know_both_
         .await
         .assert_ok();
     assert!(database_logins(&slug).await.is_empty());
+    fleet
+        .run(&["offboard-tenant", "--slug", &neighbour, "--purge"])
+        .await
+        .assert_ok();
     fleet.assert_doctor_clean().await;
     Arc::into_inner(fleet).unwrap().cleanup().await;
 }
