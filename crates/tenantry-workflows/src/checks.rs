@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tenantry_core::{Error as CodedError, ErrorCode, TenantStatus};
 use tenantry_providers::credentials::SecretString;
 use tenantry_providers::engines::{
-    tenant_login_elsewhere, LoginAttempt, TenantProbe, TenantServer,
+    alternate_login, tenant_login_elsewhere, tenant_logins, LoginAttempt, TenantProbe, TenantServer,
 };
 use tenantry_registry::TenantRecord;
 
@@ -539,10 +539,12 @@ fn secret_names_tenant(
         ));
     }
     if server.uses_passwords() {
-        if parsed.username() != resource_name {
+        // Either of the tenant's logins: after a rotation the secret names the alternate (`tenant_x.b`).
+        if !tenant_logins(resource_name).contains(&parsed.username().to_owned()) {
             return Err(format!(
-                "the secret logs in as {:?}, not {resource_name}",
-                parsed.username()
+                "the secret logs in as {:?}, not {resource_name} or {}",
+                parsed.username(),
+                alternate_login(resource_name)
             ));
         }
         if parsed.password().is_none_or(str::is_empty) {

@@ -53,10 +53,11 @@ impl DoctorReport {
     }
 }
 
-/// The slug a `tenant_*` resource name stands for (slugs have no `_`, so the mapping back is unique).
+/// The slug a `tenant_*` resource name stands for (slugs have no `_`, so the mapping back is unique). A tenant's
+/// alternate login (`tenant_x.b`, made by a rotation) stands for the same slug: a `.` never comes from one.
 fn slug_of_resource(name: &str) -> Option<String> {
     name.strip_prefix("tenant_")
-        .map(|rest| rest.replace('_', "-"))
+        .map(|rest| rest.split('.').next().unwrap_or(rest).replace('_', "-"))
 }
 
 /// Whether an object on a server is this installation's: marked as ours, or unmarked (made before installation
@@ -771,4 +772,22 @@ async fn observe_registered(
         .observe(server, &wanted, credentials.as_ref())
         .await
         .map_err(|error| error.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::slug_of_resource;
+
+    #[test]
+    fn a_tenants_alternate_login_stands_for_its_slug() {
+        assert_eq!(
+            slug_of_resource("tenant_acme_co").as_deref(),
+            Some("acme-co")
+        );
+        assert_eq!(
+            slug_of_resource("tenant_acme_co.b").as_deref(),
+            Some("acme-co")
+        );
+        assert_eq!(slug_of_resource("tenantry_owner_x"), None);
+    }
 }

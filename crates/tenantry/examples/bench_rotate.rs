@@ -1,5 +1,5 @@
 //! The rotation benchmark's client side, run by `scripts/bench-rotate` against a fleet it set up: while clients of
-//! the cache and the queue log in anew every few milliseconds (re-reading the secret when a login fails), it runs
+//! the PostgreSQL database, the cache and the queue log in anew every few milliseconds (re-reading the secret when a login fails), it runs
 //! N rotations through the binary and measures, per rotation and kind, the time from the job's start to the old
 //! credentials being refused, and counts the queries that failed even after a re-read.
 //!
@@ -22,8 +22,27 @@ fn secret(binary: &str, name: &str) -> String {
     value["value"].as_str().unwrap().to_owned()
 }
 
+/// The secret holding `kind`'s credentials (the database's keeps its name from before resources).
+fn secret_name(kind: &str, slug: &str) -> String {
+    match kind {
+        "database" => format!("tenant-db-{slug}"),
+        _ => format!("tenant-{kind}-{slug}"),
+    }
+}
+
 async fn login(kind: &str, url: &str) -> bool {
-    if kind == "cache" {
+    if kind == "database" {
+        use sqlx::Connection;
+        let Ok(mut connection) = sqlx::PgConnection::connect(url).await else {
+            return false;
+        };
+        let answered = sqlx::query_scalar::<_, i32>("SELECT 1")
+            .fetch_one(&mut connection)
+            .await
+            .is_ok();
+        let _ = connection.close().await;
+        answered
+    } else if kind == "cache" {
         let Ok(client) = redis::Client::open(url) else {
             return false;
         };
@@ -67,7 +86,7 @@ async fn main() {
     let (binary, slug) = (args[1].clone(), args[2].clone());
     let rotations: usize = args[3].parse().unwrap();
     let grace: u64 = args[4].parse().unwrap();
-    let kinds = ["cache", "queue"];
+    let kinds = ["database", "cache", "queue"];
 
     let stop = Arc::new(AtomicBool::new(false));
     let mut clients = Vec::new();
@@ -77,7 +96,7 @@ async fn main() {
         .collect();
     for (kind, (queries, failed)) in kinds.iter().zip(&counters) {
         let (binary, kind, stop) = (binary.clone(), *kind, stop.clone());
-        let name = format!("tenant-{kind}-{slug}");
+        let name = secret_name(kind, &slug);
         let (queries, failed) = (queries.clone(), failed.clone());
         clients.push(tokio::spawn(async move {
             let mut url = secret(&binary, &name);
@@ -101,7 +120,7 @@ async fn main() {
     for _ in 0..rotations {
         let old: Vec<String> = kinds
             .iter()
-            .map(|kind| secret(&binary, &format!("tenant-{kind}-{slug}")))
+            .map(|kind| secret(&binary, &secret_name(kind, &slug)))
             .collect();
         let started = Instant::now();
         let probes: Vec<_> = kinds
@@ -175,7 +194,7 @@ async fn main() {
         let queries = counters[index].0.load(Ordering::SeqCst);
         let failed = counters[index].1.load(Ordering::SeqCst);
         println!(
-            "rotate: {kind:<5} job start -> old credentials refused p50 {p50:.0} ms, max {max:.0} ms \
+            "rotate: {kind:<8} job start -> old credentials refused p50 {p50:.0} ms, max {max:.0} ms \
              (grace {} ms; the refusal reached the client at p50 {learnt_p50:.0} ms); {queries} client queries, \
              {failed} failed",
             grace * 1000,

@@ -6,8 +6,9 @@ mod schema_version;
 mod sqlite;
 
 pub use postgres::{
-    tenant_login_elsewhere, CatalogObject, DatabaseOrigin, FillReport, LockWait, PostgresServer,
-    PostgresSessions, PruneReport, PruneScope, WarmPoolInventory,
+    alternate_login, login_of_url, tenant_login_elsewhere, tenant_logins, tenant_of_login,
+    CatalogObject, DatabaseOrigin, FillReport, LockWait, PostgresServer, PostgresSessions,
+    PruneReport, PruneScope, WarmPoolInventory,
 };
 pub use schema_version::{AppliedMigration, SchemaStanding, SchemaVersion};
 pub use sqlite::{check_statements_in_scratch, SqliteServer};

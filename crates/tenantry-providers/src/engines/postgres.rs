@@ -4,10 +4,12 @@
 //! ([`warm_pool`]), or, faster still, is a copy made ahead of time and claimed by renaming it. Admin sessions are
 //! pooled per server ([`sessions`]).
 
+mod logins;
 mod sessions;
 mod tenant_side;
 mod warm_pool;
 
+pub use logins::{alternate_login, login_of_url, tenant_logins, tenant_of_login};
 pub use sessions::PostgresSessions;
 pub use tenant_side::tenant_login_elsewhere;
 pub use warm_pool::{
@@ -238,7 +240,8 @@ impl PostgresServer {
         what: &str,
         context: &str,
     ) -> Result<()> {
-        let quoted = quote_identifier(name)?;
+        // The tenant role, or its alternate login.
+        let quoted = logins::quote_login(name)?;
         execute_converging(
             connection,
             &[format!(
@@ -366,17 +369,7 @@ impl PostgresServer {
     }
 
     pub fn tenant_url(&self, resource_name: &str, password: &SecretString) -> SecretString {
-        let host = self.admin.get_host();
-        let host = if host.contains(':') {
-            format!("[{host}]")
-        } else {
-            host.to_owned()
-        };
-        SecretString::new(format!(
-            "postgres://{resource_name}:{}@{host}:{}/{resource_name}",
-            password.expose(),
-            self.admin.get_port()
-        ))
+        self.login_url(resource_name, resource_name, password)
     }
 
     pub async fn inventory(&self, resource_name: &str) -> Result<Inventory> {
@@ -617,35 +610,28 @@ impl PostgresServer {
             .await
             .map_err(|error| Error::from_server(&context, error))?;
         failpoint(DROP_OPERATION, "database_dropped").await?;
-        connection
-            .execute(format!("DROP ROLE IF EXISTS {name}").as_str())
-            .await
-            .map_err(|error| Error::from_server(&context, error))?;
-        Ok(())
-    }
-
-    pub async fn disable_login(&self, resource_name: &str) -> Result<()> {
-        let name = quote_identifier(resource_name)?;
-        let inventory = self.inventory(resource_name).await?;
-        let mut connection = self.admin_connection().await?;
-        if inventory.role {
+        // The alternate login first: while the tenant role stands, its inventory says the pair is ours.
+        let alternate = logins::quote_login(&alternate_login(resource_name))?;
+        for role in [alternate, name] {
             connection
-                .execute(format!("ALTER ROLE {name} NOLOGIN").as_str())
+                .execute(format!("DROP ROLE IF EXISTS {role}").as_str())
                 .await
-                .map_err(|error| Error::from_server("disabling login", error))?;
+                .map_err(|error| Error::from_server(&context, error))?;
         }
-        sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1 AND pid <> pg_backend_pid()")
-            .bind(resource_name)
-            .execute(&mut *connection)
-            .await
-            .map_err(|error| Error::from_server("ending sessions", error))?;
         Ok(())
     }
 
-    /// Undoes [`PostgresServer::disable_login`]: the tenant role may log in again. Only a role marked as this
-    /// installation's is touched (`Error::Foreign` otherwise, unmarked included: nothing says it is ours to open).
+    /// Locks the tenant's logins (its role and, after a rotation, the alternate) out and ends their sessions.
+    pub async fn disable_login(&self, resource_name: &str) -> Result<()> {
+        quote_identifier(resource_name)?;
+        self.disable_logins(resource_name).await
+    }
+
+    /// Undoes [`PostgresServer::disable_login`]: the tenant's logins that no rotation retired may log in again.
+    /// Only a role marked as this installation's is touched (`Error::Foreign` otherwise, unmarked included:
+    /// nothing says it is ours to open).
     pub async fn enable_login(&self, resource_name: &str) -> Result<()> {
-        let name = quote_identifier(resource_name)?;
+        quote_identifier(resource_name)?;
         let inventory = self.inventory(resource_name).await?;
         if !inventory.role {
             return Err(Error::Refused(format!(
@@ -655,19 +641,16 @@ impl PostgresServer {
         if inventory.ownership != Ownership::Ours {
             return Err(foreign_error(resource_name, &inventory.ownership));
         }
-        let mut connection = self.admin_connection().await?;
-        connection
-            .execute(format!("ALTER ROLE {name} LOGIN").as_str())
-            .await
-            .map_err(|error| Error::from_server("enabling login", error))?;
-        Ok(())
+        self.enable_logins(resource_name).await
     }
 
     /// The tenant role's login and quotas and who may connect to its database, as the catalog holds them.
     pub async fn tenant_access(&self, resource_name: &str) -> Result<TenantAccess> {
         let mut connection = self.admin_connection().await?;
+        // The tenant can log in when either of its logins can (after a rotation, the alternate).
         let role: Option<(bool, i32, Option<String>)> = sqlx::query_as(
-            "SELECT r.rolcanlogin, r.rolconnlimit,
+            "SELECT r.rolcanlogin OR EXISTS (SELECT 1 FROM pg_roles a WHERE a.rolname = $2 AND a.rolcanlogin),
+                    r.rolconnlimit,
                     (SELECT substr(setting, length('statement_timeout=') + 1)
                      FROM pg_db_role_setting s, unnest(s.setconfig) AS setting
                      WHERE s.setrole = r.oid AND s.setdatabase = 0 AND setting LIKE 'statement\\_timeout=%'
@@ -675,6 +658,7 @@ impl PostgresServer {
              FROM pg_roles r WHERE r.rolname = $1",
         )
         .bind(resource_name)
+        .bind(alternate_login(resource_name))
         .fetch_optional(&mut *connection)
         .await
         .map_err(|error| Error::from_server("reading the server catalog", error))?;

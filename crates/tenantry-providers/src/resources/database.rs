@@ -8,7 +8,8 @@ use super::{
 };
 use crate::credentials::{self, SecretString};
 use crate::engines::{
-    LoginAttempt, Ownership, Sessions, TenantAccess, TenantDatabaseSpec, TenantServer,
+    login_of_url, tenant_logins, tenant_of_login, LoginAttempt, Ownership, PostgresServer,
+    Sessions, TenantAccess, TenantDatabaseSpec, TenantServer,
 };
 use crate::{Error, Result};
 use serde_json::Value;
@@ -86,14 +87,31 @@ fn password_of(tenant: &TenantServer, credentials: &SecretString) -> Result<Opti
         .ok_or_else(|| Error::Refused("the tenant's database URL holds no password".into()))
 }
 
-/// Whether `credentials` is the URL of `name` on this server (its password aside, which is what it carries).
+/// Whether `credentials` is the URL of `name` on this server (its password aside, which is what it carries), as
+/// either of the tenant's logins on PostgreSQL (after a rotation, the secret may name the alternate).
 fn names_this_database(
     tenant: &TenantServer,
     name: &str,
     credentials: &SecretString,
 ) -> Result<bool> {
     let password = password_of(tenant, credentials)?;
+    if let (TenantServer::Postgres(server), Some(password)) = (tenant, password.as_ref()) {
+        let login = login_of_url(credentials)?;
+        return Ok(tenant_logins(name).contains(&login)
+            && server.login_url(&login, name, password).expose() == credentials.expose());
+    }
     Ok(tenant.tenant_url(name, password.as_ref())?.expose() == credentials.expose())
+}
+
+/// The PostgreSQL server behind `tenant`: only PostgreSQL tenants have logins to rotate.
+fn rotating_server<'t>(tenant: &'t TenantServer, kind: &str) -> Result<&'t PostgresServer> {
+    match tenant {
+        TenantServer::Postgres(server) => Ok(server),
+        other => Err(Error::Refused(format!(
+            "a {kind} on a {} server has no login to rotate",
+            other.engine()
+        ))),
+    }
 }
 
 /// How the login, quotas and access the engine reports differ from `wanted`.
@@ -446,13 +464,29 @@ impl ResourceProvider for TenantDatabases {
                 wanted.name, server.name
             )));
         }
-        let password = password_of(&tenant, credentials)?;
+        // After a rotation the URL may name the alternate login: the tenant role is then made (if missing) with a
+        // password nobody is given, and retired below, so only the URL's login works.
+        let alternate = match &tenant {
+            TenantServer::Postgres(_) => login_of_url(credentials)? != wanted.name,
+            _ => false,
+        };
+        let password = match alternate {
+            true => Some(credentials::generate_database_password()),
+            false => password_of(&tenant, credentials)?,
+        };
         // An empty database: the tenant schema's migrations are the provisioning workflow's job. Another
         // installation's database or role of that name is refused here, before anything changes.
         tenant
             .create_database(&spec, password.as_ref(), None)
             .await?;
         tenant.apply_plan_limits(&spec).await?;
+        if let TenantServer::Postgres(server) = &tenant {
+            // The URL's login works and the tenant's other login (if any) is retired: the secret's credentials
+            // are the only ones.
+            server
+                .rotate_login_retire(&wanted.name, credentials, wanted.enabled)
+                .await?;
+        }
         // A database opened to PUBLIC by hand is closed again (apply_plan_limits revokes it too; this says so).
         tenant.revoke_public_connect(&wanted.name).await?;
         // Roles granted access by hand (observe names them): a tenant's database admits its own role only.
@@ -487,6 +521,37 @@ impl ResourceProvider for TenantDatabases {
         self.tenant_server(server)?.enable_login(name).await
     }
 
+    /// PostgreSQL only: a SQLite tenant is a file with no login.
+    fn rotates(&self, engine: EngineKind) -> bool {
+        engine == EngineKind::Postgres
+    }
+
+    /// The tenant's other login (its role `tenant_x`, or the alternate `tenant_x.b`, a member of it) gets a new
+    /// password; see `engines::postgres::logins`.
+    async fn rotate_add(
+        &self,
+        server: &ResourceServer,
+        wanted: &WantedResource,
+        current: &SecretString,
+    ) -> Result<SecretString> {
+        let tenant = self.tenant_server(server)?;
+        rotating_server(&tenant, self.kind())?
+            .rotate_login_add(&wanted.name, current)
+            .await
+    }
+
+    async fn rotate_retire(
+        &self,
+        server: &ResourceServer,
+        wanted: &WantedResource,
+        keep: &SecretString,
+    ) -> Result<()> {
+        let tenant = self.tenant_server(server)?;
+        rotating_server(&tenant, self.kind())?
+            .rotate_login_retire(&wanted.name, keep, wanted.enabled)
+            .await
+    }
+
     async fn verify(
         &self,
         server: &ResourceServer,
@@ -509,9 +574,11 @@ impl ResourceProvider for TenantDatabases {
 
     async fn inventory(&self, server: &ResourceServer) -> Result<Vec<InventoryItem>> {
         let resources = self.tenant_server(server)?.list_tenant_resources().await?;
-        // A PostgreSQL tenant is a database and a role of one name: one item, whose if any piece is foreign.
+        // A PostgreSQL tenant is a database and a role of one name (and, after a rotation, the role's alternate
+        // login): one item, whose if any piece is foreign.
         let mut items: Vec<InventoryItem> = Vec::new();
-        for resource in resources {
+        for mut resource in resources {
+            resource.name = tenant_of_login(&resource.name).to_owned();
             match items.iter_mut().find(|item| item.name == resource.name) {
                 Some(item) => {
                     item.ownership =

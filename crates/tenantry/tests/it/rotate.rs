@@ -1,9 +1,11 @@
-//! Credential rotation through the real binary against the suite's own Redis and the machine's RabbitMQ: under
-//! load (a client per kind logging in anew every few milliseconds, re-reading the secret when a login fails) twenty
-//! rotations cost zero failed queries, and after each one the old credentials are refused; `--kind` rotates one
-//! kind only; bad input changes nothing.
+//! Credential rotation through the real binary against the suite's own Redis, the machine's RabbitMQ and the
+//! suite's password-checking PostgreSQL cluster: under load (a client per kind logging in anew every few
+//! milliseconds, re-reading the secret when a login fails) twenty rotations cost zero failed queries, and after
+//! each one the old credentials are refused; a PostgreSQL tenant alternates between its role and the role's
+//! alternate login, and suspension, validation, doctor and the purge know both; `--kind` rotates one kind only;
+//! bad input changes nothing.
 
-use crate::harness::{Engine, Fleet};
+use crate::harness::{passed, tenant_cluster_url, Engine, Fleet};
 use crate::resources::{amqp_login_works, amqp_open, cache_login_works, resource_fleet, unique};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -15,6 +17,7 @@ const ROTATIONS: usize = 20;
 /// a queue declared in its vhost.
 async fn query(kind: &str, slug: &str, url: &str) -> bool {
     match kind {
+        "database" => database_query(url).await,
         "cache" => {
             let Ok(client) = redis::Client::open(url) else {
                 return false;
@@ -50,6 +53,28 @@ async fn query(kind: &str, slug: &str, url: &str) -> bool {
     }
 }
 
+/// A fresh login to the tenant's PostgreSQL database and one query, as whichever role the URL names.
+async fn database_query(url: &str) -> bool {
+    use sqlx::Connection;
+    let Ok(mut connection) = sqlx::PgConnection::connect(url).await else {
+        return false;
+    };
+    let answered = sqlx::query_scalar::<_, i32>("SELECT 1")
+        .fetch_one(&mut connection)
+        .await
+        .is_ok();
+    let _ = connection.close().await;
+    answered
+}
+
+/// The secret holding `kind`'s credentials for `slug` (the database's keeps its name from before resources).
+fn secret_name(kind: &str, slug: &str) -> String {
+    match kind {
+        "database" => format!("tenant-db-{slug}"),
+        _ => format!("tenant-{kind}-{slug}"),
+    }
+}
+
 /// What a client saw: queries made, and those that failed even after re-reading the secret.
 #[derive(Default)]
 struct Tally {
@@ -68,7 +93,7 @@ fn spawn_client(
     tally: Arc<Tally>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let secret_name = format!("tenant-{kind}-{slug}");
+        let secret_name = secret_name(kind, &slug);
         let mut url = fleet.secret(&secret_name).await.unwrap();
         while !stop.load(Ordering::SeqCst) {
             tally.queries.fetch_add(1, Ordering::SeqCst);
@@ -190,6 +215,170 @@ async fn rotation_under_load_fails_no_query_and_refuses_the_old_credentials() {
         .run(&["offboard-tenant", "--slug", &slug, "--purge"])
         .await
         .assert_ok();
+    Arc::into_inner(fleet).unwrap().cleanup().await;
+}
+
+/// The tenant's PostgreSQL logins (its role, and the alternate a rotation makes), each with whether it may log in.
+async fn database_logins(slug: &str) -> Vec<(String, bool)> {
+    use sqlx::Connection;
+    let role = crate::resources::resource_name(slug);
+    let mut admin = sqlx::PgConnection::connect(&tenant_cluster_url())
+        .await
+        .unwrap();
+    let logins = sqlx::query_as(
+        "SELECT rolname::text, rolcanlogin FROM pg_roles WHERE rolname IN ($1, $1 || '.b') ORDER BY 1",
+    )
+    .bind(&role)
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    let _ = admin.close().await;
+    logins
+}
+
+/// A PostgreSQL tenant database under load: a client logging in anew every few milliseconds sees no failed query
+/// across twenty rotations (the secret alternates between the tenant role and its alternate login), and once each
+/// job is over the old login is refused. What the alternate creates belongs to the tenant role; validation and
+/// doctor accept it; a suspension locks both logins out and a resumption opens the secret's alone; the purge
+/// leaves no role.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_postgres_database_rotates_under_load_and_suspend_and_purge_know_both_logins() {
+    use sqlx::Connection;
+    let fleet = Arc::new(Fleet::new(Engine::Postgres).await);
+    let slug = unique("rdb");
+    let role = crate::resources::resource_name(&slug);
+    let alternate = format!("{role}.b");
+    fleet.provision(&slug, &[]).await.assert_ok();
+    // A neighbour, so that validation tries the alternate login against another tenant's database.
+    let neighbour = unique("rdn");
+    fleet.provision(&neighbour, &[]).await.assert_ok();
+    let secret = secret_name("database", &slug);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let tally = Arc::new(Tally::default());
+    let client = spawn_client(
+        fleet.clone(),
+        slug.clone(),
+        "database",
+        stop.clone(),
+        tally.clone(),
+    );
+    for rotation in 0..ROTATIONS {
+        let old = fleet.secret(&secret).await.unwrap();
+        let rotated = fleet
+            .run(&[
+                "tenants",
+                "rotate-credentials",
+                &slug,
+                "--grace",
+                "1s",
+                "--json",
+            ])
+            .await;
+        rotated.assert_ok();
+        let new = fleet.secret(&secret).await.unwrap();
+        assert_ne!(old, new, "rotation {rotation}");
+        // The logins alternate: the odd rotations hand out the alternate, the even ones the tenant role.
+        let login = url::Url::parse(&new).unwrap().username().to_owned();
+        let expected = if rotation % 2 == 0 { &alternate } else { &role };
+        assert_eq!(&login, expected, "rotation {rotation}");
+        assert!(
+            !database_query(&old).await,
+            "rotation {rotation}: old login"
+        );
+        assert!(database_query(&new).await, "rotation {rotation}: new login");
+    }
+    stop.store(true, Ordering::SeqCst);
+    client.await.unwrap();
+    let queries = tally.queries.load(Ordering::SeqCst);
+    let rereads = tally.rereads.load(Ordering::SeqCst);
+    let failed = tally.failed.load(Ordering::SeqCst);
+    eprintln!("database: {queries} queries, {rereads} secret re-reads, {failed} failed");
+    assert_eq!(failed, 0, "failed queries across {ROTATIONS} rotations");
+    assert!(queries > ROTATIONS as u64 * 5, "only {queries} queries");
+    assert!(rereads >= ROTATIONS as u64, "only {rereads} re-reads");
+    assert_eq!(fleet.secret(&format!("{secret}.previous")).await, None);
+
+    // One more: the secret names the alternate, whose sessions act as the tenant role.
+    let before = fleet.secret(&secret).await.unwrap();
+    fleet
+        .run(&["tenants", "rotate-credentials", &slug, "--grace", "0s"])
+        .await
+        .assert_ok();
+    let current = fleet.secret(&secret).await.unwrap();
+    assert_eq!(url::Url::parse(&current).unwrap().username(), alternate);
+    let mut tenant = sqlx::PgConnection::connect(&current).await.unwrap();
+    let (current_user, session_user): (String, String) =
+        sqlx::query_as("SELECT current_user::text, session_user::text")
+            .fetch_one(&mut tenant)
+            .await
+            .unwrap();
+    assert_eq!(
+        (current_user, session_user),
+        (role.clone(), alternate.clone())
+    );
+    sqlx::query("CREATE TABLE rotated_probe (id int)")
+        .execute(&mut tenant)
+        .await
+        .unwrap();
+    let owner: String = sqlx::query_scalar(
+        "SELECT tableowner::text FROM pg_tables WHERE tablename = 'rotated_probe'",
+    )
+    .fetch_one(&mut tenant)
+    .await
+    .unwrap();
+    assert_eq!(
+        owner, role,
+        "what the alternate login creates is the tenant role's"
+    );
+    let _ = tenant.close().await;
+    assert_eq!(
+        database_logins(&slug).await,
+        [(role.clone(), false), (alternate.clone(), true)]
+    );
+    let checks = fleet.validation(&slug).await;
+    for check in [
+        "secret_resolves",
+        "tenant_login",
+        "role_privileges",
+        "isolation_other_tenants",
+    ] {
+        assert!(passed(&checks, check), "{check}: {checks:?}");
+    }
+    fleet.assert_doctor_clean().await;
+
+    // Suspended: neither login works, and an open session of the current one is ended. Resumed: the secret's
+    // login works again, and the retired one stays refused.
+    let mut open_session = sqlx::PgConnection::connect(&current).await.unwrap();
+    fleet
+        .run(&["tenants", "suspend", &slug, "--reason", "test"])
+        .await
+        .assert_ok();
+    assert_eq!(
+        database_logins(&slug).await,
+        [(role.clone(), false), (alternate.clone(), false)]
+    );
+    assert!(!database_query(&current).await);
+    assert!(!database_query(&before).await);
+    assert!(sqlx::query("SELECT 1")
+        .execute(&mut open_session)
+        .await
+        .is_err());
+    fleet.run(&["tenants", "resume", &slug]).await.assert_ok();
+    assert!(database_query(&current).await);
+    assert!(!database_query(&before).await);
+    fleet.assert_doctor_clean().await;
+
+    fleet
+        .run(&["offboard-tenant", "--slug", &slug, "--purge"])
+        .await
+        .assert_ok();
+    assert!(database_logins(&slug).await.is_empty());
+    fleet
+        .run(&["offboard-tenant", "--slug", &neighbour, "--purge"])
+        .await
+        .assert_ok();
+    fleet.assert_doctor_clean().await;
     Arc::into_inner(fleet).unwrap().cleanup().await;
 }
 

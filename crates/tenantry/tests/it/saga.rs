@@ -631,10 +631,17 @@ async fn database_facts(fleet: &Fleet, slug: &str, url: Option<String>) -> Value
             json!({ "exists": true, "login": mode & 0o200 != 0, "settings": settings })
         }
         Engine::Postgres => {
-            let login = match url {
-                Some(url) => sqlx::PgConnection::connect(&url).await.is_ok(),
+            let login = match &url {
+                Some(url) => sqlx::PgConnection::connect(url).await.is_ok(),
                 None => false,
             };
+            // The tenant's logins (its role, and after a rotation the alternate `.b`) other than the one the
+            // secret names that can still log in: none, in every settled state (a rotation retires the other).
+            let secret_login = url
+                .as_deref()
+                .and_then(|url| url::Url::parse(url).ok())
+                .map(|url| url.username().to_owned())
+                .unwrap_or_default();
             let mut admin = sqlx::PgConnection::connect(&tenant_cluster_url())
                 .await
                 .unwrap();
@@ -644,10 +651,19 @@ async fn database_facts(fleet: &Fleet, slug: &str, url: Option<String>) -> Value
                     .fetch_optional(&mut admin)
                     .await
                     .unwrap();
+            let other_logins_open: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_roles WHERE rolname IN ($1, $1 || '.b') AND rolname <> $2 AND rolcanlogin",
+            )
+            .bind(resource_name(slug))
+            .bind(&secret_login)
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
             json!({
                 "exists": true,
                 "role": role_exists,
                 "login": login,
+                "other_logins_open": other_logins_open,
                 "settings": settings,
                 "connection_limit": connection_limit,
             })

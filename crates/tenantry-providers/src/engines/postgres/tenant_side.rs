@@ -142,6 +142,13 @@ impl PostgresServer {
                 .await
                 .map_err(|error| Error::from_server(&context, error))?;
         }
+        self.align_alternate_login(
+            &mut connection,
+            &spec.resource_name,
+            spec.connection_limit,
+            spec.statement_timeout_ms,
+        )
+        .await?;
         drop(connection);
         self.settle_inside(&spec.resource_name, &name, false, true)
             .await
@@ -184,11 +191,15 @@ impl PostgresServer {
         let rows: Vec<(String, bool, bool)> = sqlx::query_as(
             "SELECT d.datname::text,
                     d.datallowconn AND has_database_privilege('public', d.oid, 'CONNECT'),
-                    d.datallowconn AND has_database_privilege($1, d.oid, 'CONNECT')
+                    d.datallowconn AND (has_database_privilege($1, d.oid, 'CONNECT')
+                        OR EXISTS (SELECT 1 FROM pg_roles r
+                                   WHERE r.rolname = $2 AND has_database_privilege(r.oid, d.oid, 'CONNECT')))
              FROM pg_database d
              WHERE d.datname LIKE 'tenant\\_%' AND d.datname <> $1 ORDER BY d.datname",
         )
         .bind(resource_name)
+        // A grant to the alternate login (after a rotation, the one the secret may name) widens the tenant too.
+        .bind(super::alternate_login(resource_name))
         .fetch_all(&mut *connection)
         .await
         .map_err(|error| Error::from_server("reading database privileges", error))?;
@@ -231,8 +242,11 @@ async fn probe_on(
             bool,
             bool,
         ) = sqlx::query_as(
-            "SELECT current_user::text, current_database()::text, rolsuper, rolcreatedb, rolcreaterole, rolbypassrls
-             FROM pg_roles WHERE rolname = current_user",
+            // The login (`session_user`: after a rotation, the alternate) and the role it acts as (`current_user`:
+            // the tenant role) are judged together: a privilege of either is the tenant's.
+            "SELECT current_user::text, current_database()::text, bool_or(rolsuper), bool_or(rolcreatedb),
+                    bool_or(rolcreaterole), bool_or(rolbypassrls)
+             FROM pg_roles WHERE rolname IN (current_user, session_user)",
         )
         .fetch_one(&mut connection)
         .await?;
