@@ -4,10 +4,12 @@
 //! ([`warm_pool`]), or, faster still, is a copy made ahead of time and claimed by renaming it. Admin sessions are
 //! pooled per server ([`sessions`]).
 
+mod moves;
 mod sessions;
 mod tenant_side;
 mod warm_pool;
 
+pub use moves::{MoveObject, SequenceState, MOVE_OBJECT_PREFIX};
 pub use sessions::PostgresSessions;
 pub use tenant_side::tenant_login_elsewhere;
 pub use warm_pool::{
