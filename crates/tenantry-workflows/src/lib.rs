@@ -77,10 +77,10 @@ pub use rotate::{
 };
 pub use set_plan::{SetPlanRequest, SetPlanWorkflow, SET_PLAN_PHASES};
 pub use submit::{
-    decide_approval, plan_rollout, submit_offboard, submit_offboard_to_run, submit_provision,
-    submit_move, submit_provision_to_run, submit_reconcile_to_run, submit_rollout, submit_rotation,
-    submit_set_plan, submit_set_plan_to_run, submit_suspension, IdempotencyRequest,
-    RolloutSubmission, Submitted,
+    decide_approval, plan_rollout, submit_move, submit_offboard, submit_offboard_to_run,
+    submit_provision, submit_provision_to_run, submit_reconcile_to_run, submit_rollout,
+    submit_rotation, submit_set_plan, submit_set_plan_to_run, submit_suspension,
+    IdempotencyRequest, RolloutSubmission, Submitted,
 };
 pub use suspend::{
     parse_reason as parse_suspension_reason, suspend_phases, validate_suspension, Direction,

@@ -242,7 +242,11 @@ impl MoveWorkflow {
                 )
             })?;
         let from = self.platform.registry.get_server(&from_name).await?;
-        let to = self.platform.registry.get_server(&request.to_server).await?;
+        let to = self
+            .platform
+            .registry
+            .get_server(&request.to_server)
+            .await?;
         let source = self
             .platform
             .tenant_server(&from)
@@ -362,12 +366,21 @@ impl MoveWorkflow {
             .await
             .map_err(|error| provider_error(ErrorCode::AdminConnUnresolved, error))?;
         tenantry_engine::failpoint(MovePhase::TargetCreated.name(), "database_created").await?;
-        let bin_dir =
-            tenantry_providers::backup::postgres_bin_dir(self.platform.settings.backups.pg_bin_dir.as_deref());
+        let bin_dir = tenantry_providers::backup::postgres_bin_dir(
+            self.platform.settings.backups.pg_bin_dir.as_deref(),
+        );
         tenantry_providers::backup::copy_postgres_schema(
             &bin_dir,
-            &self.platform.admin_url(&ends.from).await.map_err(PhaseError::Fatal)?,
-            &self.platform.admin_url(&ends.to).await.map_err(PhaseError::Fatal)?,
+            &self
+                .platform
+                .admin_url(&ends.from)
+                .await
+                .map_err(PhaseError::Fatal)?,
+            &self
+                .platform
+                .admin_url(&ends.to)
+                .await
+                .map_err(PhaseError::Fatal)?,
             &ends.tenant.resource_name,
             &ends.tenant.resource_name,
         )
@@ -432,7 +445,18 @@ impl MoveWorkflow {
     ) -> Result<(), PhaseError> {
         let ends = self.require_ends(context, request).await?;
         let name = &ends.tenant.resource_name;
-        // A new password on every run: the subscription, once made, keeps the one it was made with.
+        let target = ends.target()?;
+        if target
+            .has_move_subscription(name)
+            .await
+            .map_err(|error| provider_error(ErrorCode::AdminConnUnresolved, error))?
+        {
+            // Done by an earlier run: a new password now would lock the running subscription out.
+            return context
+                .log("info", &format!("{name} is already replicating"))
+                .await;
+        }
+        // A new password on every run that has no subscription yet: nothing else uses the login.
         let conninfo = ends
             .source()?
             .publish_for_move(name, &generate_database_password())
@@ -638,10 +662,8 @@ impl MoveWorkflow {
             .set_sequence_states(name, &sequences)
             .await
             .map_err(|error| provider_error(ErrorCode::AdminConnUnresolved, error))?;
-        let (on_source, on_target) = tokio::join!(
-            source.table_row_counts(name),
-            target.table_row_counts(name)
-        );
+        let (on_source, on_target) =
+            tokio::join!(source.table_row_counts(name), target.table_row_counts(name));
         let on_source =
             on_source.map_err(|error| provider_error(ErrorCode::AdminConnUnresolved, error))?;
         let on_target =
@@ -827,7 +849,10 @@ impl MoveWorkflow {
         context
             .log(
                 "info",
-                &format!("tenant {} placed on server {} again", ends.tenant.slug, ends.from.name),
+                &format!(
+                    "tenant {} placed on server {} again",
+                    ends.tenant.slug, ends.from.name
+                ),
             )
             .await
     }

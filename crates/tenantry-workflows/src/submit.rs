@@ -422,7 +422,10 @@ pub async fn submit_move(
         tenant_slug: tenant.slug.clone(),
         params: serde_json::to_value(request)
             .map_err(|error| CodedError::new(ErrorCode::Internal, error.to_string()))?,
-        phases: crate::MOVE_PHASES.iter().map(|phase| (*phase).to_owned()).collect(),
+        phases: crate::MOVE_PHASES
+            .iter()
+            .map(|phase| (*phase).to_owned())
+            .collect(),
         actor: actor.to_owned(),
         plan: Some(tenant.plan),
         idempotency: None,

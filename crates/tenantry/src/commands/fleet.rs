@@ -14,8 +14,8 @@ use tenantry_providers::credentials::{password_in_url, SecretString};
 use tenantry_registry::JobFilter;
 use tenantry_workflows::{
     add_server, harden_server, public_url_with_dns, registry_error, submit_move, submit_rotation,
-    submit_suspension, Direction, DnsSettings, Hardening, MoveRequest, RotateRequest, ServerRequest,
-    SuspendRequest,
+    submit_suspension, Direction, DnsSettings, Hardening, MoveRequest, RotateRequest,
+    ServerRequest, SuspendRequest,
 };
 
 /// `tenants rotate-credentials`, its arguments checked.

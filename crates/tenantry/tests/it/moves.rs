@@ -86,8 +86,26 @@ async fn clean_logical(slug: &str) {
     }
 }
 
+/// Removes what the tests of slugs starting with `prefix` left on the logical cluster.
+pub async fn clean_logical_prefix(prefix: &str) {
+    let mut admin = PgConnection::connect(&logical_cluster_url()).await.unwrap();
+    let pattern = format!("tenant\\_{}%", prefix.replace('-', "\\_"));
+    let databases: Vec<String> =
+        sqlx::query_scalar("SELECT datname::text FROM pg_database WHERE datname LIKE $1")
+            .bind(&pattern)
+            .fetch_all(&mut admin)
+            .await
+            .unwrap();
+    for database in databases {
+        clean_logical(&database["tenant_".len()..].replace('_', "-")).await;
+    }
+}
+
 fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", &uuid::Uuid::now_v7().simple().to_string()[20..])
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::now_v7().simple().to_string()[20..]
+    )
 }
 
 /// One write the writer tried: when it read the URL it used, when the attempt ended, and the row's id when the
@@ -135,7 +153,8 @@ async fn writer(fleet: Arc<Fleet>, slug: String, stop: Arc<AtomicBool>) -> Vec<A
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_move_with_a_writer_running_loses_no_acknowledged_write_and_fails_only_inside_the_freeze() {
+async fn a_move_with_a_writer_running_loses_no_acknowledged_write_and_fails_only_inside_the_freeze()
+{
     let slug = unique("mv");
     let fleet = Arc::new(fleet_with_tenant_on_logical(&slug).await);
     let url = fleet.secret(&format!("tenant-db-{slug}")).await.unwrap();
@@ -180,7 +199,9 @@ async fn a_move_with_a_writer_running_loses_no_acknowledged_write_and_fails_only
         .find(|event| event["event_type"] == "TENANT_MOVED")
         .unwrap_or_else(|| panic!("no TENANT_MOVED in {audit}"))
         .clone();
-    let freeze_started = moved_event["details"]["freeze_started_ms"].as_i64().unwrap();
+    let freeze_started = moved_event["details"]["freeze_started_ms"]
+        .as_i64()
+        .unwrap();
     let freeze_ended = moved_event["details"]["freeze_ended_ms"].as_i64().unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     stop.store(true, Ordering::SeqCst);
@@ -226,7 +247,10 @@ async fn a_move_with_a_writer_running_loses_no_acknowledged_write_and_fails_only
         .unwrap();
     let ids: std::collections::BTreeSet<i64> = ids.into_iter().collect();
     for id in &acknowledged {
-        assert!(ids.contains(id), "acknowledged row {id} is not on the target");
+        assert!(
+            ids.contains(id),
+            "acknowledged row {id} is not on the target"
+        );
     }
     assert!((1..=5000).all(|id| ids.contains(&id)));
     let next: i64 =
@@ -257,7 +281,10 @@ async fn a_move_with_a_writer_running_loses_no_acknowledged_write_and_fails_only
             .await
             .unwrap();
     assert_eq!(subscriptions, 0);
-    assert!(fleet.audit_types(&slug).await.contains(&"TENANT_MOVED".to_owned()));
+    assert!(fleet
+        .audit_types(&slug)
+        .await
+        .contains(&"TENANT_MOVED".to_owned()));
     fleet.assert_doctor_clean().await;
 
     clean_logical(&slug).await;
@@ -271,8 +298,16 @@ async fn a_move_that_cannot_be_done_is_refused_with_a_code_and_changes_nothing()
     let sqlite_dir = format!("sqlite://{}", fleet.data_path("other").display());
     fleet
         .run(&[
-            "servers", "add", "--name", "files", "--engine", "sqlite", "--admin-url", &sqlite_dir,
-            "--capacity", "10",
+            "servers",
+            "add",
+            "--name",
+            "files",
+            "--engine",
+            "sqlite",
+            "--admin-url",
+            &sqlite_dir,
+            "--capacity",
+            "10",
         ])
         .await
         .assert_ok();
@@ -299,12 +334,22 @@ async fn a_move_that_cannot_be_done_is_refused_with_a_code_and_changes_nothing()
     let suspended = fleet
         .run(&["tenants", "move", &slug, "--to-server", "pg"])
         .await;
-    assert_eq!(suspended.error_code().as_deref(), Some("E_CONFLICT"), "{suspended:?}");
+    assert_eq!(
+        suspended.error_code().as_deref(),
+        Some("E_CONFLICT"),
+        "{suspended:?}"
+    );
     let after = fleet.json(&["tenants", "show", &slug]).await;
     assert_eq!(after["tenant"]["status"], "suspended", "{after}");
-    assert_eq!(after["tenant"]["server_name"], before["tenant"]["server_name"]);
+    assert_eq!(
+        after["tenant"]["server_name"],
+        before["tenant"]["server_name"]
+    );
     assert_eq!(after["tenant"]["server_name"], "logical");
-    assert_eq!(fleet.secret(&format!("tenant-db-{slug}")).await, secret_before);
+    assert_eq!(
+        fleet.secret(&format!("tenant-db-{slug}")).await,
+        secret_before
+    );
     let moves = fleet
         .json(&["jobs", "list", "--tenant", &slug])
         .await

@@ -286,6 +286,18 @@ impl PostgresServer {
         outcome.map_err(|error| Error::from_server(&context, error))
     }
 
+    /// On the target: whether the move's subscription of `resource_name` exists (then the source's publication
+    /// and login exist too, with the password the subscription holds, which must not change).
+    pub async fn has_move_subscription(&self, resource_name: &str) -> Result<bool> {
+        let name = self.move_object_name(resource_name)?;
+        let mut admin = self.admin_connection().await?;
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_subscription WHERE subname = $1)")
+            .bind(&name)
+            .fetch_one(&mut *admin)
+            .await
+            .map_err(|error| Error::from_server("reading the subscriptions", error))
+    }
+
     /// On the target, the undo of [`PostgresServer::subscribe_for_move`] (and the end of replication at the
     /// cut-over): the subscription, detached from its slot first so that dropping it needs no source (the source's
     /// [`PostgresServer::unpublish_move`] drops the slot). Removing what is absent succeeds.
