@@ -73,6 +73,7 @@ string_enum!(
         RotateCredentials => "rotate_credentials",
         Backup => "backup",
         Restore => "restore",
+        Move => "move",
     }
 );
 

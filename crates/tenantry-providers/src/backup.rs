@@ -602,6 +602,96 @@ pub async fn restore_postgres(
     }
 }
 
+/// Copies the schema (no rows) of `database` from one PostgreSQL server to the same database on another, as a
+/// move's first step: `pg_dump --schema-only` over the source's admin URL piped into `pg_restore` over the
+/// target's, every object made as `role` (`--role`: the tenant owns what it owned), in one transaction. What the
+/// target already has of the same names is replaced, so running it again converges. Passwords go into
+/// `PGPASSWORD` only.
+pub async fn copy_postgres_schema(
+    bin_dir: &Path,
+    source_url: &SecretString,
+    target_url: &SecretString,
+    database: &str,
+    role: &str,
+) -> Result<()> {
+    let mut dump = postgres_command(bin_dir, "pg_dump", source_url, database)?
+        .args([
+            "--format=custom",
+            "--schema-only",
+            "--no-password",
+            "--no-publications",
+            "--no-subscriptions",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|error| {
+            Error::Refused(format!(
+                "cannot run pg_dump in {}: {error}",
+                bin_dir.display()
+            ))
+        })?;
+    let dump_stderr = tokio::spawn(read_stderr(dump.stderr.take()));
+    let mut schema = Vec::new();
+    if let Some(mut stdout) = dump.stdout.take() {
+        stdout
+            .read_to_end(&mut schema)
+            .await
+            .map_err(|error| Error::Refused(format!("pg_dump: {error}")))?;
+    }
+    let status = dump
+        .wait()
+        .await
+        .map_err(|error| Error::Refused(format!("pg_dump: {error}")))?;
+    if !status.success() {
+        return Err(pg_tool_error(
+            "pg_dump",
+            &dump_stderr.await.unwrap_or_default(),
+        ));
+    }
+    let role_argument = format!("--role={role}");
+    let mut restore = postgres_command(bin_dir, "pg_restore", target_url, database)?
+        .args([
+            "--no-password",
+            "--no-owner",
+            "--no-privileges",
+            "--clean",
+            "--if-exists",
+            "--single-transaction",
+            "--exit-on-error",
+            role_argument.as_str(),
+            "--dbname",
+            database,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|error| {
+            Error::Refused(format!(
+                "cannot run pg_restore in {}: {error}",
+                bin_dir.display()
+            ))
+        })?;
+    let restore_stderr = tokio::spawn(read_stderr(restore.stderr.take()));
+    if let Some(mut stdin) = restore.stdin.take() {
+        // A pg_restore that stops early closes its input; its own words say why.
+        let _ = stdin.write_all(&schema).await;
+    }
+    let status = restore
+        .wait()
+        .await
+        .map_err(|error| Error::Refused(format!("pg_restore: {error}")))?;
+    if !status.success() {
+        return Err(pg_tool_error(
+            "pg_restore",
+            &restore_stderr.await.unwrap_or_default(),
+        ));
+    }
+    Ok(())
+}
+
 /// Copies a SQLite tenant file with `VACUUM INTO` (a consistent copy, even of a file in use) into a 0600
 /// scratch file beside the store's file, then encrypts that into the store and removes the scratch copy.
 pub async fn dump_sqlite(

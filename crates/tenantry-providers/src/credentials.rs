@@ -224,3 +224,15 @@ mod tests {
         assert!(scram_sha256_verifier(&chosen).starts_with("SCRAM-SHA-256$4096:"));
     }
 }
+
+/// The password a connection URL holds, decoded (a move gives the tenant's role on the new server the password
+/// its secret already has, so the secret changes its address only).
+pub fn url_password(url: &SecretString) -> Option<SecretString> {
+    let parsed = url::Url::parse(url.expose()).ok()?;
+    let password = parsed.password()?;
+    Some(SecretString::new(
+        percent_encoding::percent_decode_str(password)
+            .decode_utf8_lossy()
+            .into_owned(),
+    ))
+}

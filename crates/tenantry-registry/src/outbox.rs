@@ -39,6 +39,7 @@ pub const NOTIFICATION_EVENTS: [(&str, &[&str]); 6] = [
             "CREDENTIALS_ROTATION_FAILED",
             "BACKUP_FAILED",
             "BACKUP_RESTORE_FAILED",
+            "TENANT_MOVE_FAILED",
         ],
     ),
 ];

@@ -148,6 +148,49 @@ impl Registry {
         Ok(())
     }
 
+    /// Places a tenant's database on `to` instead of `from` for the job holding `fence` (a move's cut-over, or
+    /// its undo with the two swapped): the tenant row and its database's resource row, with `audit` when given,
+    /// in one transaction. A tenant already on `to` changes nothing and audits nothing.
+    pub async fn move_tenant_database(
+        &self,
+        fence: &Fence,
+        slug: &str,
+        from: &str,
+        to: &str,
+        audit: Option<&NewAuditEvent>,
+    ) -> Result<()> {
+        let mut transaction = self.begin_write().await?;
+        check_fence(&mut transaction, fence).await?;
+        let now = now_millis();
+        let updated = sqlx::query(
+            "UPDATE tenants SET server_name = $1, updated_at = $2 WHERE slug = $3 AND server_name = $4",
+        )
+        .bind(to)
+        .bind(now)
+        .bind(slug)
+        .bind(from)
+        .execute(&mut *transaction)
+        .await?;
+        if updated.rows_affected() == 1 {
+            sqlx::query(
+                "UPDATE tenant_resources SET server_name = $1, updated_at = $2
+                 WHERE tenant_slug = $3 AND kind = $4 AND server_name = $5",
+            )
+            .bind(to)
+            .bind(now)
+            .bind(slug)
+            .bind(tenantry_core::DATABASE_RESOURCE)
+            .bind(from)
+            .execute(&mut *transaction)
+            .await?;
+            if let Some(audit) = audit {
+                insert_audit(&mut transaction, audit).await?;
+            }
+        }
+        transaction.commit().await?;
+        Ok(())
+    }
+
     /// Up to `limit` tenants placed on `server_name`, by slug.
     pub async fn tenants_on_server(
         &self,

@@ -136,6 +136,12 @@ pub const POLICY: &[(&str, &str, Access)] = &[
         "/platform/tenants/{slug}/rotate-credentials",
         Access::Roles(ADMINS),
     ),
+    // A move copies a tenant's data to another server and freezes its writes for the cut-over: admins only.
+    (
+        "POST",
+        "/platform/tenants/{slug}/move",
+        Access::Roles(ADMINS),
+    ),
     // A backup reads every row of a tenant into a file, and a restore makes a tenant: admins only. Reading the
     // list (ids, sizes, checksums; never data or keys) is for every role.
     (

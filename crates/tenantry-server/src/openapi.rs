@@ -32,7 +32,7 @@ impl Modify for BearerAuth {
         system::healthz, system::readyz, system::metrics, system::openapi, system::list_audit, system::me,
         session::login, session::logout,
         tenants::create_tenant, tenants::list_tenants, tenants::get_tenant, tenants::tenant_resources, tenants::tenant_invitation, tenants::resend_tenant_invitation, tenants::offboard_tenant,
-        tenants::suspend_tenant, tenants::resume_tenant, tenants::rotate_tenant_credentials,
+        tenants::suspend_tenant, tenants::resume_tenant, tenants::rotate_tenant_credentials, tenants::move_tenant,
         backups::create_backup, backups::list_backups, backups::restore_backup,
         jobs::list_jobs, jobs::get_job, jobs::job_events, jobs::retry_job, jobs::rollback_job,
         jobs::approve_job, jobs::reject_job,
@@ -46,7 +46,7 @@ impl Modify for BearerAuth {
     components(schemas(
         ProblemDetails, JobAccepted, jobs::StreamEvent, jobs::ApprovalBody, plans::PlanOffer,
         plans::SetPlanBody, plans::ReconcileBody, tenantry_workflows::CostReport, tenantry_workflows::TenantCost,
-        tenantry_workflows::CostTotal, tenants::CreateTenantRequest, tenants::OffboardBody, tenants::SuspendBody, tenants::RotateBody, tenants::InvitationResent,
+        tenantry_workflows::CostTotal, tenants::CreateTenantRequest, tenants::OffboardBody, tenants::SuspendBody, tenants::RotateBody, tenants::MoveBody, tenants::InvitationResent,
         backups::RestoreBody, tenantry_registry::BackupRecord,
         tenantry_workflows::InvitationView, tenantry_workflows::Resent,
         servers::AddServerRequest, session::LoginForm, system::Me,

@@ -124,6 +124,12 @@ pub fn api_routes() -> Vec<Route> {
         ),
         with_page(
             "POST",
+            "/platform/tenants/{slug}/move",
+            post(tenants::move_tenant),
+            pages::move_submit,
+        ),
+        with_page(
+            "POST",
             "/platform/tenants/{slug}/backups",
             post(backups::create_backup),
             pages::backup_submit,

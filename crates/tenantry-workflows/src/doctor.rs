@@ -13,7 +13,7 @@ use tenantry_registry::{now_millis, JobFilter, JobRecord};
 /// One disagreement between the registry, a server and the secret store.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Finding {
-    /// `orphan`, `partial`, `missing`, `drift`, `interrupted`, `unreachable`, `stale` or `insecure`.
+    /// `orphan`, `partial`, `missing`, `drift`, `interrupted`, `unreachable`, `stale`, `leftover` or `insecure`.
     pub kind: &'static str,
     pub subject: String,
     pub detail: String,
@@ -84,6 +84,18 @@ fn ours_or_listed_foreign(
 
 fn purge_fix(slug: &str) -> String {
     format!("tenantry offboard-tenant --slug {slug} --purge")
+}
+
+/// The SQL that removes what a move left (run as the server's admin; in the tenant's database for a
+/// subscription).
+fn move_leftover_fix(kind: &str, name: &str) -> String {
+    match kind {
+        "slot" => format!("SELECT pg_drop_replication_slot('{name}')"),
+        "subscription" => format!(
+            "ALTER SUBSCRIPTION {name} DISABLE; ALTER SUBSCRIPTION {name} SET (slot_name = NONE); DROP SUBSCRIPTION {name}"
+        ),
+        _ => format!("DROP ROLE {name}"),
+    }
 }
 
 fn is_interrupted(job: &JobRecord) -> bool {
@@ -228,6 +240,48 @@ pub async fn run_doctor(platform: &Platform) -> Result<DoctorReport, CodedError>
                     detail: format!("no tenant {slug:?} is registered on this server and no job is working on it"),
                     fix: purge_fix(&slug),
                 });
+            }
+        }
+        // A move's slot keeps the source's WAL until it is dropped, so one that no live job owns is named.
+        if let Some(postgres) = server.as_ref().ok().and_then(|server| server.as_postgres()) {
+            match postgres.move_objects().await {
+                Ok(objects) => {
+                    for object in objects {
+                        let subject = format!(
+                            "move {} {} on server {}",
+                            object.kind, object.name, server_record.name
+                        );
+                        match object.slug_of(installation.id()) {
+                            None => foreign.push(ForeignObject {
+                                subject,
+                                installation: None,
+                            }),
+                            Some(slug) if live_slugs.contains(slug.as_str()) => {}
+                            Some(slug) => findings.push(Finding {
+                                kind: "leftover",
+                                subject,
+                                detail: format!(
+                                    "made by a move of tenant {slug:?} that no job is running{}",
+                                    if object.kind == "slot" {
+                                        "; the slot keeps the server's WAL until it is dropped"
+                                    } else {
+                                        ""
+                                    }
+                                ),
+                                fix: move_leftover_fix(object.kind, &object.name),
+                            }),
+                        }
+                    }
+                }
+                Err(error) => findings.push(Finding {
+                    kind: "unreachable",
+                    subject: format!("server {}", server_record.name),
+                    detail: format!("its replication slots could not be read: {error}"),
+                    fix: format!(
+                        "check the admin connection of server {} and run doctor again",
+                        server_record.name
+                    ),
+                }),
             }
         }
         if let Ok(server) = &server {

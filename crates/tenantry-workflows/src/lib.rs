@@ -7,6 +7,7 @@ mod costs;
 mod doctor;
 mod fleet;
 mod invitations;
+mod moves;
 mod notify;
 mod offboard;
 mod phases;
@@ -43,6 +44,7 @@ pub use invitations::{
     check_url_form, invitation_state, resend as resend_invitation, InvitationSettings,
     InvitationTemplate, InvitationView, Resent, SMTP_PASSWORD_SECRET,
 };
+pub use moves::{validate_move, MoveRequest, MoveWorkflow, MOVE_PHASES};
 pub use notify::{
     add_webhook, remove_webhook, run_sender, send_due, webhook_secret_name, WebhookRequest,
     SENDER_POLL, WEBHOOK_FORMATS,
@@ -75,10 +77,10 @@ pub use rotate::{
 };
 pub use set_plan::{SetPlanRequest, SetPlanWorkflow, SET_PLAN_PHASES};
 pub use submit::{
-    decide_approval, plan_rollout, submit_offboard, submit_offboard_to_run, submit_provision,
-    submit_provision_to_run, submit_reconcile_to_run, submit_rollout, submit_rotation,
-    submit_set_plan, submit_set_plan_to_run, submit_suspension, IdempotencyRequest,
-    RolloutSubmission, Submitted,
+    decide_approval, plan_rollout, submit_move, submit_offboard, submit_offboard_to_run,
+    submit_provision, submit_provision_to_run, submit_reconcile_to_run, submit_rollout,
+    submit_rotation, submit_set_plan, submit_set_plan_to_run, submit_suspension,
+    IdempotencyRequest, RolloutSubmission, Submitted,
 };
 pub use suspend::{
     parse_reason as parse_suspension_reason, suspend_phases, validate_suspension, Direction,
@@ -180,6 +182,11 @@ pub async fn try_run_job(
                 .run_job(&RotateWorkflow::new(platform.clone()), job_id)
                 .await
         }
+        JobKind::Move => {
+            runner
+                .run_job(&MoveWorkflow::new(platform.clone()), job_id)
+                .await
+        }
     };
     match ran {
         Ok(outcome) => Ok(RunHere::Ran(Box::new(outcome))),
@@ -261,6 +268,11 @@ pub(crate) async fn drive_by_kind(
         JobKind::RotateCredentials => {
             runner
                 .drive(&RotateWorkflow::new(platform.clone()), fence)
+                .await
+        }
+        JobKind::Move => {
+            runner
+                .drive(&MoveWorkflow::new(platform.clone()), fence)
                 .await
         }
     }

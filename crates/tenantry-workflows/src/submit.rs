@@ -406,6 +406,35 @@ pub async fn submit_rotation(
     submit(platform, job, None).await
 }
 
+/// Validates a move and records its job, leased to the caller's runner when `lease` is given (the CLI) or for a
+/// worker to run (the API): see [`crate::validate_move`] for the checks and their codes; the tenant has no other
+/// unfinished job (`E_CONFLICT`).
+pub async fn submit_move(
+    platform: &Platform,
+    request: &crate::MoveRequest,
+    actor: &str,
+    lease: Option<NewLease>,
+) -> Result<Submitted, CodedError> {
+    let (tenant, _) = crate::validate_move(platform, request).await?;
+    let job = NewJob {
+        id: uuid::Uuid::now_v7().to_string(),
+        kind: JobKind::Move,
+        tenant_slug: tenant.slug.clone(),
+        params: serde_json::to_value(request)
+            .map_err(|error| CodedError::new(ErrorCode::Internal, error.to_string()))?,
+        phases: crate::MOVE_PHASES
+            .iter()
+            .map(|phase| (*phase).to_owned())
+            .collect(),
+        actor: actor.to_owned(),
+        plan: Some(tenant.plan),
+        idempotency: None,
+        approval: None,
+        lease,
+    };
+    submit(platform, job, None).await
+}
+
 /// Validates a fleet reconcile and records its job already leased to the caller's runner (`E_CONFLICT` while
 /// another fleet reconcile runs).
 pub async fn submit_reconcile_to_run(

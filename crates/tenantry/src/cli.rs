@@ -278,6 +278,17 @@ pub enum TenantsCommand {
         #[arg(long)]
         no_wait: bool,
     },
+    /// Move the tenant's PostgreSQL database to another PostgreSQL server, with logical replication: writes are
+    /// refused only between the target catching up and the cut-over; an undo leaves the tenant on its source.
+    Move {
+        slug: String,
+        /// The server the database moves to (active, PostgreSQL, not the one it is on).
+        #[arg(long)]
+        to_server: String,
+        /// Record the job and return its id without running it.
+        #[arg(long)]
+        no_wait: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

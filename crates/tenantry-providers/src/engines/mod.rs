@@ -7,8 +7,8 @@ mod sqlite;
 
 pub use postgres::{
     alternate_login, login_of_url, tenant_login_elsewhere, tenant_logins, tenant_of_login,
-    CatalogObject, DatabaseOrigin, FillReport, LockWait, PostgresServer, PostgresSessions,
-    PruneReport, PruneScope, WarmPoolInventory,
+    CatalogObject, DatabaseOrigin, FillReport, LockWait, MoveObject, PostgresServer, PostgresSessions,
+    PruneReport, PruneScope, SequenceState, WarmPoolInventory, MOVE_OBJECT_PREFIX,
 };
 pub use schema_version::{AppliedMigration, SchemaStanding, SchemaVersion};
 pub use sqlite::{check_statements_in_scratch, SqliteServer};
@@ -278,6 +278,14 @@ impl TenantServer {
             other => Err(Error::Refused(format!(
                 "a {other} server hosts no tenant databases"
             ))),
+        }
+    }
+
+    /// The PostgreSQL server behind this one, if it is one (a move works between PostgreSQL servers only).
+    pub fn as_postgres(&self) -> Option<&PostgresServer> {
+        match self {
+            TenantServer::Postgres(server) => Some(server),
+            TenantServer::Sqlite(_) => None,
         }
     }
 

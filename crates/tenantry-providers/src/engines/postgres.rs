@@ -5,11 +5,13 @@
 //! pooled per server ([`sessions`]).
 
 mod logins;
+mod moves;
 mod sessions;
 mod tenant_side;
 mod warm_pool;
 
 pub use logins::{alternate_login, login_of_url, tenant_logins, tenant_of_login};
+pub use moves::{MoveObject, SequenceState, MOVE_OBJECT_PREFIX};
 pub use sessions::PostgresSessions;
 pub use tenant_side::tenant_login_elsewhere;
 pub use warm_pool::{

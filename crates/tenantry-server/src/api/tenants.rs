@@ -12,9 +12,9 @@ use serde::Deserialize;
 use tenantry_core::{ErrorCode, RawTenantSpec, Slug, SpecDefaults, TenantSpec, TenantStatus};
 use tenantry_registry::{TenantRecord, TenantResourceRecord};
 use tenantry_workflows::{
-    invitation_state, resend_invitation, submit_offboard, submit_provision, submit_rotation,
-    submit_suspension, Direction, IdempotencyRequest, InvitationView, OffboardRequest, Resent,
-    RotateRequest, Submitted, SuspendRequest,
+    invitation_state, resend_invitation, submit_move, submit_offboard, submit_provision,
+    submit_rotation, submit_suspension, Direction, IdempotencyRequest, InvitationView, MoveRequest,
+    OffboardRequest, Resent, RotateRequest, Submitted, SuspendRequest,
 };
 
 /// What `POST /platform/tenants` takes.
@@ -89,6 +89,14 @@ pub struct RotateBody {
     #[serde(default)]
     #[schema(minimum = 0, maximum = 604800)]
     pub grace_seconds: Option<i64>,
+}
+
+/// What `POST /platform/tenants/{slug}/move` takes.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MoveBody {
+    /// The server the tenant's database moves to: active, PostgreSQL, not the one it is on.
+    pub to_server: String,
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -399,6 +407,33 @@ pub async fn rotate_tenant_credentials(
         body.grace_seconds,
     )?;
     let submitted = submit_rotation(&state.platform, &request, &principal.actor(), None).await?;
+    state.wake_workers.notify_one();
+    Ok(accepted(&submitted))
+}
+
+/// Submit a move: the tenant's PostgreSQL database moves to another PostgreSQL server with logical replication;
+/// writes are refused only between the target catching up and the cut-over. A worker runs the job.
+#[utoipa::path(post, path = "/platform/tenants/{slug}/move", tag = "tenants", params(("slug" = String, Path, pattern = "^[a-z][a-z0-9-]{2,39}$")),
+    request_body = MoveBody,
+    responses((status = 202, body = JobAccepted),
+        (status = 400, description = "The body does not fit", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such tenant, or no such active server (`E_DB_SERVER_NOT_FOUND`)", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "The tenant is not active, has an unfinished job, or a fleet migration still has it", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid slug; the server is the tenant's own or not PostgreSQL; the source lacks wal_level = logical; a table has no replica identity", body = ProblemDetails, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn move_tenant(
+    State(state): State<ServerState>,
+    Extension(principal): Extension<Principal>,
+    Path(slug): Path<String>,
+    ApiJson(body): ApiJson<MoveBody>,
+) -> ApiResult<Response> {
+    let request = MoveRequest {
+        slug: Slug::parse(&slug)?,
+        to_server: body.to_server,
+    };
+    let submitted = submit_move(&state.platform, &request, &principal.actor(), None).await?;
     state.wake_workers.notify_one();
     Ok(accepted(&submitted))
 }

@@ -42,8 +42,8 @@ pub mod pages {
     };
     pub use super::servers::{add_server_submit, drain_submit, servers_page};
     pub use super::tenants::{
-        backup_submit, offboard_submit, resend_invitation_submit, resume_submit, rotate_submit,
-        suspend_submit, tenant_page, tenants_page,
+        backup_submit, move_submit, offboard_submit, resend_invitation_submit, resume_submit,
+        rotate_submit, suspend_submit, tenant_page, tenants_page,
     };
 }
 

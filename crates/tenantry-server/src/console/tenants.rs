@@ -24,9 +24,9 @@ use tenantry_core::{Slug, TenantStatus};
 use tenantry_engine::JobView;
 use tenantry_registry::{AuditFilter, BackupRecord, JobFilter, TenantRecord, TenantResourceRecord};
 use tenantry_workflows::{
-    invitation_state, resend_invitation, submit_backup, submit_offboard, submit_rotation,
-    submit_suspension, BackupFile, BackupRequest, Direction, InvitationView, OffboardRequest,
-    RotateRequest, Submitted, SuspendRequest, DEFAULT_GRACE_SECONDS,
+    invitation_state, resend_invitation, submit_backup, submit_move, submit_offboard,
+    submit_rotation, submit_suspension, BackupFile, BackupRequest, Direction, InvitationView,
+    MoveRequest, OffboardRequest, RotateRequest, Submitted, SuspendRequest, DEFAULT_GRACE_SECONDS,
 };
 
 /// Tenants per page of the list.
@@ -385,6 +385,34 @@ fn rotation_form(viewer: &Viewer, tenant: &TenantRecord) -> Markup {
     }
 }
 
+/// "Move to another server" for an active tenant: the target server's name, posted to the API's path, which
+/// answers a browser with the job's page.
+fn move_form(viewer: &Viewer, tenant: &TenantRecord) -> Markup {
+    let server_field = Field {
+        hint: Some("An active PostgreSQL server other than the tenant's; the source must have wal_level = logical."),
+        autocomplete: Some("off"),
+        required: true,
+        ..Field::text("to_server", "Target server", "")
+    };
+    html! {
+        @if tenant.status == TenantStatus::Active {
+            details.move-zone {
+                summary { "Move to another server" }
+                form.stack method="post" action={ (tenant_path(&tenant.slug)) "/move" } {
+                    (viewer.csrf_field())
+                    p {
+                        "The database is copied to the target with logical replication while the tenant keeps "
+                        "working; writes are refused only for the cut-over. An undo at any point leaves the tenant "
+                        "on " (tenant.server_name) ", working."
+                    }
+                    (server_field.render())
+                    div { button.primary type="submit" { "Move" } }
+                }
+            }
+        }
+    }
+}
+
 /// Suspend (with its reason) for an active tenant, Resume for a suspended one, nothing for any other. Both post
 /// to the API's paths, which answer a browser with the job's page.
 fn suspension_form(viewer: &Viewer, tenant: &TenantRecord) -> Markup {
@@ -578,6 +606,7 @@ pub async fn tenant_page(
         }
         @if viewer.is_admin() {
             @if let Some(tenant) = &tenant { (rotation_form(&viewer, tenant)) }
+            @if let Some(tenant) = &tenant { (move_form(&viewer, tenant)) }
         }
         @if viewer.is_admin() {
             @if let Some(tenant) = &tenant { (suspension_form(&viewer, tenant)) }
@@ -752,6 +781,32 @@ pub async fn rotate_submit(
             .filter(|kind| !kind.trim().is_empty());
         let request = RotateRequest::new(Slug::parse(&slug)?, kind, grace_seconds)?;
         submit_rotation(&state.platform, &request, &principal.actor(), None).await
+    }
+    .await;
+    to_job_page(&state, &Viewer::new(&principal), submitted)
+}
+
+/// The move form's fields.
+#[derive(Debug, Default, Deserialize)]
+pub struct MoveFields {
+    #[serde(default)]
+    to_server: String,
+}
+
+/// `POST /platform/tenants/{slug}/move` from the tenant page's form: submit the job through the API's submit
+/// function, then go to its page.
+pub async fn move_submit(
+    State(state): State<ServerState>,
+    Extension(principal): Extension<Principal>,
+    Path(slug): Path<String>,
+    ApiForm(fields): ApiForm<MoveFields>,
+) -> Response {
+    let submitted = async {
+        let request = MoveRequest {
+            slug: Slug::parse(&slug)?,
+            to_server: fields.to_server.trim().to_owned(),
+        };
+        submit_move(&state.platform, &request, &principal.actor(), None).await
     }
     .await;
     to_job_page(&state, &Viewer::new(&principal), submitted)

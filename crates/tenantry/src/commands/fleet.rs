@@ -13,9 +13,9 @@ use tenantry_engine::JobView;
 use tenantry_providers::credentials::{password_in_url, SecretString};
 use tenantry_registry::JobFilter;
 use tenantry_workflows::{
-    add_server, harden_server, public_url_with_dns, registry_error, submit_rotation,
-    submit_suspension, Direction, DnsSettings, Hardening, RotateRequest, ServerRequest,
-    SuspendRequest,
+    add_server, harden_server, public_url_with_dns, registry_error, submit_move, submit_rotation,
+    submit_suspension, Direction, DnsSettings, Hardening, MoveRequest, RotateRequest,
+    ServerRequest, SuspendRequest,
 };
 
 /// `tenants rotate-credentials`, its arguments checked.
@@ -164,6 +164,33 @@ pub async fn tenants(app: &App, command: TenantsCommand, json: bool) -> CommandR
             if let Some(rotation) = parse_rotation(&command)? {
                 return self::rotation(app, rotation, json).await;
             }
+        }
+        TenantsCommand::Move {
+            slug,
+            to_server,
+            no_wait,
+        } => {
+            let request = MoveRequest {
+                slug: Slug::parse(&slug)?,
+                to_server,
+            };
+            let runner = app.runner();
+            let lease = (!no_wait).then(|| super::provision::lease_for(&runner));
+            let submitted = submit_move(&app.platform, &request, &cli_actor(), lease).await?;
+            let doing = format!(
+                "moving tenant {} to server {}",
+                request.slug.as_str(),
+                request.to_server
+            );
+            return super::provision::run_submitted(
+                app,
+                runner,
+                submitted.job(),
+                &doing,
+                no_wait,
+                json,
+            )
+            .await;
         }
         TenantsCommand::Suspend { .. } | TenantsCommand::Resume { .. } => {
             if let Some(suspension) = parse_suspension(&command)? {

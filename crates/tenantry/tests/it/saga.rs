@@ -55,6 +55,12 @@ for_each_engine!(
     restore_into_a_new_slug,
 );
 
+/// The move scenario on PostgreSQL (a move is between PostgreSQL servers), in its own function.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn move_to_another_server_postgres() {
+    move_to_another_server(Engine::Postgres).await;
+}
+
 /// What a job that failed (an error, not a crash) leaves behind, as the workflow documents it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum AfterFailure {
@@ -63,6 +69,10 @@ enum AfterFailure {
     /// Rolled back, and the world is as before except that the tenant's logins stay disabled: offboard's
     /// `login_disabled` undo leaves them off on purpose (re-enabling is an operator's deliberate act).
     RestoredButLoginsMayStayDisabled,
+    /// Rolled back, exactly as before the job, unless the failure came after the last phase (a move's
+    /// `complete`, which removes the source): then the cut-over cannot be undone, the job ends `failed` with
+    /// `E_PARTIAL_STATE` while the tenant works on the target, and `jobs retry` finishes the move.
+    RestoredOrFinishedByRetry,
     /// As `RestoredButLoginsMayStayDisabled` until the data is dropped; after that nothing can bring it back: the
     /// job ends `failed` with `E_PARTIAL_STATE`, `doctor` must name the leftovers with the purge as their fix,
     /// and re-running the purge must finish it.
@@ -365,6 +375,66 @@ async fn restore_into_a_new_slug(engine: Engine) {
         },
     )
     .await;
+}
+
+/// The move scenario's second server: the suite's logical-replication cluster, the tenants' source.
+fn move_prepare() -> Vec<Vec<String>> {
+    vec![[
+        "servers",
+        "add",
+        "--name",
+        "logical",
+        "--engine",
+        "postgres",
+        "--admin-url-stdin",
+        "--capacity",
+        "100",
+    ]
+    .map(String::from)
+    .to_vec()]
+}
+
+fn provision_on_logical_command(slug: &str) -> Vec<String> {
+    let mut args = Fleet::provision_args(slug);
+    args.extend(["--server".into(), "logical".into()]);
+    args
+}
+
+fn move_command(slug: &str) -> Vec<String> {
+    vec![
+        "tenants".into(),
+        "move".into(),
+        slug.into(),
+        "--to-server".into(),
+        "pg".into(),
+    ]
+}
+
+async fn move_to_another_server(engine: Engine) {
+    run_saga(
+        engine,
+        Scenario {
+            prefix: "sg-mv",
+            bundle: false,
+            setup_plan: None,
+            setup_command: Some(provision_on_logical_command),
+            prepare: Some(move_prepare),
+            command: move_command,
+            resumes_itself: false,
+            after_failure: AfterFailure::RestoredOrFinishedByRetry,
+        },
+    )
+    .await;
+    crate::moves::clean_logical_prefix("sg-mv").await;
+}
+
+/// The admin URL a prepared `servers add … --admin-url-stdin` reads: the only server a scenario registers is the
+/// suite's logical-replication cluster (`TENANTRY_TEST_LOGICAL_URL`).
+fn admin_url_for(command: &[String]) -> Option<String> {
+    command
+        .iter()
+        .any(|argument| argument == "--admin-url-stdin")
+        .then(|| std::env::var("TENANTRY_TEST_LOGICAL_URL").expect("TENANTRY_TEST_LOGICAL_URL"))
 }
 
 /// Everything a scenario observes of one slug. `view` is comparable across slugs (the slug is replaced by a
@@ -753,7 +823,15 @@ async fn run_saga(engine: Engine, scenario: Scenario) {
     let mut saga = Saga::new(engine, scenario).await;
     if let Some(prepare) = scenario.prepare {
         for command in prepare() {
-            saga.run(&command, &[]).await.assert_ok();
+            match admin_url_for(&command) {
+                Some(url) => {
+                    let args: Vec<&str> = command.iter().map(String::as_str).collect();
+                    saga.fleet.run_with_stdin(&args, &url).await.assert_ok();
+                }
+                None => {
+                    saga.run(&command, &[]).await.assert_ok();
+                }
+            }
         }
     }
 
@@ -821,6 +899,22 @@ async fn run_saga(engine: Engine, scenario: Scenario) {
             saga.assert_doctor_clean(&context).await;
             continue;
         }
+        if scenario.after_failure == AfterFailure::RestoredOrFinishedByRetry
+            && failpoint.starts_with(&format!("{last}.after"))
+        {
+            // The source is gone: the cut-over stands, the job says so, and a retry finishes it.
+            assert_eq!(job["status"], "failed", "{context}: {job}");
+            assert_eq!(job["error_code"], "E_PARTIAL_STATE", "{context}: {job}");
+            let job_id = job["job_id"].as_str().unwrap();
+            saga.fleet.run(&["jobs", "retry", job_id]).await.assert_ok();
+            assert_same_view(
+                &saga.snapshot(&slug).await.view,
+                &reference,
+                &format!("{context}: retried, the end state differs from an uncrashed run's"),
+            );
+            saga.assert_doctor_clean(&context).await;
+            continue;
+        }
         assert_eq!(
             run.error_code().as_deref(),
             Some("E_FAILPOINT"),
@@ -829,7 +923,7 @@ async fn run_saga(engine: Engine, scenario: Scenario) {
         assert_eq!(job["status"], "rolled_back", "{context}: {job}");
         assert_eq!(job["error_code"], "E_FAILPOINT", "{context}: {job}");
         let restored = match scenario.after_failure {
-            AfterFailure::Restored => {
+            AfterFailure::Restored | AfterFailure::RestoredOrFinishedByRetry => {
                 assert_same(
                     &after,
                     &before,
