@@ -9,7 +9,7 @@ mod view;
 mod workflow;
 
 pub use failpoints::{check as failpoint, Boundary};
-pub use runner::{JobOutcome, Progress, ProgressSink, RetryPolicy, Runner};
+pub use runner::{JobOutcome, Progress, ProgressSink, RetryPolicy, Runner, SEQUENTIAL_PHASES_ENV};
 pub use view::{format_millis, JobView, LogView, PhaseView};
 pub use workflow::{JobContext, PhaseError, Workflow};
 
