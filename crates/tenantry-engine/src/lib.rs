@@ -1,6 +1,7 @@
 //! The durable job runtime. A job and its phases are in the registry before any side effect; a [`Runner`]
-//! holds the job's lease (renewed by heartbeat), applies phases in order with bounded exponential backoff on
-//! transient errors, and on a fatal error undoes the applied phases in reverse. Every phase change and log line
+//! holds the job's lease (renewed by heartbeat), applies phases in order (or side by side, where the workflow's
+//! graph lets them: [`Workflow::depends_on`]) with bounded exponential backoff on transient errors, and on a fatal
+//! error undoes the applied phases in reverse. Every phase change and log line
 //! is a timestamped job event. A job interrupted by a crash resumes where its records say it stood.
 
 mod failpoints;
