@@ -1,6 +1,7 @@
 //! The durable job runtime. A job and its phases are in the registry before any side effect; a [`Runner`]
-//! holds the job's lease (renewed by heartbeat), applies phases in order with bounded exponential backoff on
-//! transient errors, and on a fatal error undoes the applied phases in reverse. Every phase change and log line
+//! holds the job's lease (renewed by heartbeat), applies phases in order (or side by side, where the workflow's
+//! graph lets them: [`Workflow::depends_on`]) with bounded exponential backoff on transient errors, and on a fatal
+//! error undoes the applied phases in reverse. Every phase change and log line
 //! is a timestamped job event. A job interrupted by a crash resumes where its records say it stood.
 
 mod failpoints;
@@ -9,7 +10,7 @@ mod view;
 mod workflow;
 
 pub use failpoints::{check as failpoint, Boundary};
-pub use runner::{JobOutcome, Progress, ProgressSink, RetryPolicy, Runner};
+pub use runner::{JobOutcome, Progress, ProgressSink, RetryPolicy, Runner, SEQUENTIAL_PHASES_ENV};
 pub use view::{format_millis, JobView, LogView, PhaseView};
 pub use workflow::{JobContext, PhaseError, Workflow};
 

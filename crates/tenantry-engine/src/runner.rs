@@ -65,7 +65,13 @@ pub struct Runner {
     progress: Option<ProgressSink>,
     /// When it turns true, jobs in hand are handed back at the next phase boundary (graceful shutdown).
     stop: Option<tokio::sync::watch::Receiver<bool>>,
+    /// Applies every job's phases one after another, whatever its workflow's graph allows (the bench's
+    /// comparison, or an operator's `TENANTRY_SEQUENTIAL_PHASES=1`).
+    sequential_phases: bool,
 }
+
+/// The environment variable that makes every runner of the process apply phases one after another.
+pub const SEQUENTIAL_PHASES_ENV: &str = "TENANTRY_SEQUENTIAL_PHASES";
 
 /// The job-state key where a rollback's cause is kept, so a crash during undo resumes the undo.
 const ROLLBACK_KEY: &str = "_rollback";
@@ -115,7 +121,15 @@ impl Runner {
             retry,
             progress: None,
             stop: None,
+            sequential_phases: std::env::var(SEQUENTIAL_PHASES_ENV).is_ok_and(|value| value == "1"),
         }
+    }
+
+    /// Applies phases one after another (`true`), or side by side where the workflow's graph allows (`false`,
+    /// the default unless `TENANTRY_SEQUENTIAL_PHASES=1`).
+    pub fn with_sequential_phases(mut self, sequential: bool) -> Runner {
+        self.sequential_phases = sequential;
+        self
     }
 
     /// Hands jobs back (releases their lease) at the next phase boundary once `stop` turns true.
@@ -227,7 +241,9 @@ impl Runner {
             current_phase: None,
             pending_logs: Vec::new(),
             state_changed: false,
+            changed_keys: Vec::new(),
             stop: self.stop.clone(),
+            shared_state: None,
         };
         let params = parse_params::<W>(&context.job);
         let mut refused = None;
@@ -337,6 +353,52 @@ impl Runner {
         if let Some(cause) = rollback_cause(&context.job) {
             return Ok(Ending::RolledBack(cause));
         }
+        match self.phase_graph(workflow, &context.job, params) {
+            Some(graph) => {
+                self.forward_side_by_side(workflow, context, params, &graph)
+                    .await
+            }
+            None => {
+                self.forward_in_order(workflow, context, params, refused)
+                    .await
+            }
+        }
+    }
+
+    /// The phases each phase of the job waits for (indices into its phases), when the workflow's graph lets
+    /// some run side by side; `None` when they run one after another (the default graph, parameters that do not
+    /// parse, or sequential phases asked for).
+    fn phase_graph<W: Workflow>(
+        &self,
+        workflow: &W,
+        job: &JobRecord,
+        params: &Parsed<W::Params>,
+    ) -> Option<Vec<Vec<usize>>> {
+        let params = params.as_ref().ok().filter(|_| !self.sequential_phases)?;
+        let names: Vec<&str> = job.phases.iter().map(|phase| phase.name.as_str()).collect();
+        let graph: Vec<Vec<usize>> = (0..names.len())
+            .map(|index| {
+                let mut waits_for = workflow.depends_on(params, &names, index);
+                waits_for.retain(|earlier| *earlier < index);
+                waits_for.sort_unstable();
+                waits_for.dedup();
+                waits_for
+            })
+            .collect();
+        let in_order = graph.iter().enumerate().all(|(index, waits_for)| {
+            *waits_for == index.checked_sub(1).into_iter().collect::<Vec<_>>()
+        });
+        (!in_order).then_some(graph)
+    }
+
+    /// Applies every phase not yet applied, in order.
+    async fn forward_in_order<W: Workflow>(
+        &self,
+        workflow: &W,
+        context: &mut JobContext,
+        params: &Parsed<W::Params>,
+        refused: &mut Option<i64>,
+    ) -> Result<Ending, PhaseError> {
         let phases = context.job.phases.clone();
         let to_apply: Vec<&PhaseRecord> = phases
             .iter()
@@ -395,6 +457,139 @@ impl Runner {
             }
         }
         Ok(Ending::Complete)
+    }
+
+    /// Applies every phase not yet applied as soon as the phases it waits for are, several at once, each with a
+    /// context of its own (see [`JobContext::branch`]); all within this task. After a fatal error no phase
+    /// starts: the ones running finish (their next boundary) and the rollback cause is already recorded, so a
+    /// crash meanwhile resumes into the rollback. A lost lease or registry stops everything at once, as a crash.
+    ///
+    /// Everything a branch awaits happens inside its own future: the branches are only polled while this loop
+    /// waits for the next one to end, and one not polled may hold a registry transaction (SQLite's one writer, a
+    /// job row's lock) or the state's lock, which an await out here would wait for forever.
+    async fn forward_side_by_side<W: Workflow>(
+        &self,
+        workflow: &W,
+        context: &mut JobContext,
+        params: &Parsed<W::Params>,
+        graph: &[Vec<usize>],
+    ) -> Result<Ending, PhaseError> {
+        use futures_util::stream::{FuturesUnordered, StreamExt};
+        use std::sync::atomic::AtomicBool;
+        let phases = context.job.phases.clone();
+        let mut applied: Vec<bool> = phases
+            .iter()
+            .map(|phase| matches!(phase.status, PhaseStatus::Applied | PhaseStatus::Skipped))
+            .collect();
+        let mut started = applied.clone();
+        let mut placed_before = vec![None; phases.len()];
+        let shared = Arc::new(tokio::sync::Mutex::new(context.job.state.clone()));
+        context.shared_state = Some(shared.clone());
+        // Set by the first branch that fails: it alone records its error as the rollback's cause.
+        let failed = AtomicBool::new(false);
+        let mut running_now = FuturesUnordered::new();
+        let mut cause: Option<CodedError> = None;
+        let mut handing_back = false;
+        loop {
+            if cause.is_none() && !handing_back {
+                handing_back = self.stop_requested();
+            }
+            if cause.is_none() && !handing_back {
+                for (index, phase) in phases.iter().enumerate() {
+                    if started[index] || !graph[index].iter().all(|earlier| applied[*earlier]) {
+                        continue;
+                    }
+                    started[index] = true;
+                    placed_before[index] = context.job.placed_server.clone();
+                    let mut branch = context.branch(serde_json::Value::Null);
+                    let (shared, failed) = (shared.clone(), &failed);
+                    running_now.push(async move {
+                        branch.job.state = shared.lock().await.clone();
+                        let outcome = self
+                            .apply_phase(workflow, &mut branch, params, phase, false, None)
+                            .await;
+                        let outcome = match outcome {
+                            Err(PhaseError::Fatal(failure)) => self
+                                .record_side_failure(&mut branch, phase, &failure, failed)
+                                .await
+                                .map(|first| Err((failure, first))),
+                            Err(other) => Err(other),
+                            Ok(_) => Ok(Ok(())),
+                        };
+                        (index, branch, outcome)
+                    });
+                }
+            }
+            let Some((index, mut branch, outcome)) = running_now.next().await else {
+                break;
+            };
+            context.reveals.append(&mut branch.reveals);
+            match outcome {
+                Ok(Ok(())) => {
+                    applied[index] = true;
+                    // What a phase changes on its copy of the job record besides the state (a placement), the
+                    // phases after it see; no two phases that run side by side change the same field.
+                    if branch.job.placed_server != placed_before[index] {
+                        context.job.placed_server = branch.job.placed_server.clone();
+                    }
+                }
+                Ok(Err((failure, first))) => {
+                    if first {
+                        cause = Some(failure);
+                    }
+                }
+                Err(PhaseError::Fenced) => return Err(PhaseError::Fenced),
+                // As in order: the registry could not record the runner's bookkeeping.
+                Err(retryable @ PhaseError::Retryable(_)) => return Err(retryable),
+                Err(PhaseError::HandBack) => handing_back = true,
+                Err(PhaseError::Fatal(failure)) => return Err(PhaseError::Fatal(failure)),
+            }
+        }
+        context.shared_state = None;
+        context.current_phase = None;
+        if let Some(cause) = cause {
+            context.job = context.registry.get_job(&context.fence.job_id).await?;
+            return Ok(Ending::RolledBack(cause));
+        }
+        context.job.state = shared.lock().await.clone();
+        Ok(if handing_back {
+            Ending::HandedBack
+        } else {
+            Ending::Complete
+        })
+    }
+
+    /// Records a phase that failed beside others: `failed`, with its log lines; and, if it is the first of the
+    /// job to fail, the rollback's cause, at once. Returns whether it was the first.
+    async fn record_side_failure(
+        &self,
+        branch: &mut JobContext,
+        phase: &PhaseRecord,
+        failure: &CodedError,
+        failed: &std::sync::atomic::AtomicBool,
+    ) -> Result<bool, PhaseError> {
+        branch
+            .record(&[PhaseTransition {
+                position: phase.position,
+                status: PhaseStatus::Failed,
+                message: format!("{}: {}", failure.code, failure.message),
+            }])
+            .await?;
+        self.emit(Progress::Phase {
+            name: phase.name.clone(),
+            status: PhaseStatus::Failed,
+            elapsed: None,
+        });
+        let first = !failed.swap(true, std::sync::atomic::Ordering::SeqCst);
+        if first {
+            branch
+                .set_state(
+                    ROLLBACK_KEY,
+                    serde_json::json!({ "code": failure.code, "message": failure.message, "phase": phase.name }),
+                )
+                .await?;
+        }
+        Ok(first)
     }
 
     /// Applies one phase. Its end is one registry write: the phase applied, its log lines and outputs, and `next`

@@ -3,6 +3,7 @@
 use crate::runner::ProgressSink;
 use serde::de::DeserializeOwned;
 use std::future::Future;
+use std::sync::Arc;
 use tenantry_core::{Error as CodedError, ErrorCode};
 use tenantry_registry::{Fence, JobLogLine, JobRecord, NewAuditEvent, Registry, SubjectStatus};
 
@@ -88,6 +89,15 @@ pub trait Workflow: Send + Sync {
     fn undo_failed_advice(&self) -> Option<&str> {
         None
     }
+
+    /// The phases that `phases[index]` waits for, as indices into `phases` (the job's phases in their stored
+    /// order). The default, the phase before it, applies them one after another. A workflow whose phases do not
+    /// all need each other names fewer, and the runner applies every phase whose dependencies are applied at the
+    /// same time, within the one job. Only earlier phases count (a later index is ignored), so the stored order
+    /// always satisfies the graph: undoing in reverse stored order undoes every phase before what it depends on.
+    fn depends_on(&self, _params: &Self::Params, _phases: &[&str], index: usize) -> Vec<usize> {
+        index.checked_sub(1).into_iter().collect()
+    }
 }
 
 /// What a phase sees: the registry, its fence, the job as recorded, and a place for one-time reveals.
@@ -104,8 +114,14 @@ pub struct JobContext {
     pub(crate) pending_logs: Vec<JobLogLine>,
     /// The state changed by [`JobContext::set_output`] and not yet written.
     pub(crate) state_changed: bool,
+    /// The keys [`JobContext::set_output`] changed and no write has carried yet.
+    pub(crate) changed_keys: Vec<String>,
     /// Turns true when the process shuts down (see [`JobContext::stop_requested`]).
     pub(crate) stop: Option<tokio::sync::watch::Receiver<bool>>,
+    /// While phases run side by side, each has a context of its own and this is the job's state as last
+    /// written, shared by all of them: a write merges the keys its context changed into it, under its lock, so
+    /// two phases' writes never undo each other's keys.
+    pub(crate) shared_state: Option<Arc<tokio::sync::Mutex<serde_json::Value>>>,
 }
 
 impl JobContext {
@@ -131,18 +147,8 @@ impl JobContext {
         key: &str,
         value: serde_json::Value,
     ) -> Result<(), PhaseError> {
-        let mut state = self.job.state.clone();
-        if !state.is_object() {
-            state = serde_json::json!({});
-        }
-        state[key] = value;
-        self.registry
-            .record_progress(&self.fence, &self.pending_logs, &[], Some(&state))
-            .await?;
-        self.pending_logs.clear();
-        self.state_changed = false;
-        self.job.state = state;
-        Ok(())
+        self.set_output(key, value);
+        self.record(&[]).await
     }
 
     /// Records a phase's output (a non-secret value later phases or readers of the job want) in the job's state
@@ -154,6 +160,9 @@ impl JobContext {
         }
         self.job.state[key] = value;
         self.state_changed = true;
+        if !self.changed_keys.iter().any(|changed| changed == key) {
+            self.changed_keys.push(key.to_owned());
+        }
     }
 
     /// Adds a log line to the job's event log (and the process log). Never pass a secret. The line reaches the
@@ -183,13 +192,54 @@ impl JobContext {
         if self.pending_logs.is_empty() && transitions.is_empty() && !self.state_changed {
             return Ok(());
         }
-        let state = self.state_changed.then_some(&self.job.state);
-        self.registry
-            .record_progress(&self.fence, &self.pending_logs, transitions, state)
-            .await?;
+        match (self.state_changed, self.shared_state.clone()) {
+            (true, Some(shared)) => {
+                // The lock is held over the write, so the last write always holds every branch's keys.
+                let mut written = shared.lock().await;
+                let mut merged = written.clone();
+                if !merged.is_object() {
+                    merged = serde_json::json!({});
+                }
+                for key in &self.changed_keys {
+                    merged[key.as_str()] = self.job.state[key.as_str()].clone();
+                }
+                self.registry
+                    .record_progress(&self.fence, &self.pending_logs, transitions, Some(&merged))
+                    .await?;
+                *written = merged.clone();
+                self.job.state = merged;
+            }
+            _ => {
+                let state = self.state_changed.then_some(&self.job.state);
+                self.registry
+                    .record_progress(&self.fence, &self.pending_logs, transitions, state)
+                    .await?;
+            }
+        }
         self.pending_logs.clear();
         self.state_changed = false;
+        self.changed_keys.clear();
         Ok(())
+    }
+
+    /// A context of its own for one phase that runs beside others: the same job, registry and fence, the job's
+    /// state as last written, and no log lines or reveals yet.
+    pub(crate) fn branch(&self, state: serde_json::Value) -> JobContext {
+        let mut job = self.job.clone();
+        job.state = state;
+        JobContext {
+            registry: self.registry.clone(),
+            fence: self.fence.clone(),
+            job,
+            reveals: Vec::new(),
+            progress: self.progress.clone(),
+            current_phase: None,
+            pending_logs: Vec::new(),
+            state_changed: false,
+            changed_keys: Vec::new(),
+            stop: self.stop.clone(),
+            shared_state: self.shared_state.clone(),
+        }
     }
 
     /// Hands a one-time secret to the caller who runs this job in process (shown once, never stored).

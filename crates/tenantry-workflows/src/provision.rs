@@ -101,6 +101,44 @@ pub fn provision_phases(plan: &Plan) -> Vec<String> {
     phases.iter().map(ProvisionPhase::name).collect()
 }
 
+/// The phases `phases[index]` of a provisioning job waits for (indices into `phases`). The tenant's resources do
+/// not need each other, so each `<kind>_created` waits only for `state_checked` (which proved no leftover of the
+/// slug stands in its way) and runs beside the database's own phases, which keep DESIGN's order among
+/// themselves; `master_registered` waits for the database's phases and every resource, and what follows it for
+/// the phase before. A list without resources (a dry run, a database-only plan) stays one chain.
+pub fn provision_dependencies(phases: &[&str], index: usize) -> Vec<usize> {
+    let is_resource = |name: &str| {
+        ProvisionStep::parse(name).is_none() && name.ends_with(crate::resources::CREATED_SUFFIX)
+    };
+    let earlier = &phases[..index.min(phases.len())];
+    let Some(name) = phases.get(index) else {
+        return Vec::new();
+    };
+    if is_resource(name) {
+        let state_checked = ProvisionStep::StateChecked.name();
+        return match earlier.iter().position(|phase| *phase == state_checked) {
+            Some(checked) => vec![checked],
+            None => index.checked_sub(1).into_iter().collect(),
+        };
+    }
+    // A step waits for the step before it, skipping the resources, which run beside it.
+    let mut waits_for: Vec<usize> = earlier
+        .iter()
+        .rposition(|phase| !is_resource(phase))
+        .into_iter()
+        .collect();
+    if ProvisionStep::parse(name) == Some(ProvisionStep::MasterRegistered) {
+        waits_for.extend(
+            earlier
+                .iter()
+                .enumerate()
+                .filter(|(_, phase)| is_resource(phase))
+                .map(|(resource, _)| resource),
+        );
+    }
+    waits_for
+}
+
 /// The phases of a dry run: it stops after the state check and lists what would be created. Their names are API.
 pub const DRY_RUN_PHASES: [&str; 4] = ProvisionStep::names([
     ProvisionStep::RequestValidated,
@@ -944,6 +982,10 @@ impl Workflow for ProvisionWorkflow {
         }
     }
 
+    fn depends_on(&self, _spec: &TenantSpec, phases: &[&str], index: usize) -> Vec<usize> {
+        provision_dependencies(phases, index)
+    }
+
     fn undo_failed_advice(&self) -> Option<&str> {
         Some(crate::UNDO_FAILED_ADVICE)
     }
@@ -1044,5 +1086,51 @@ mod tests {
             ["cache_created", "queue_created"]
         );
         assert_eq!(phases.len(), PROVISION_PHASES.len() + 2);
+    }
+
+    #[test]
+    fn resources_wait_for_the_state_check_and_registration_waits_for_everything() {
+        let plan: Plan = serde_json::from_value(serde_json::json!({
+            "name": "everything",
+            "connection_limit": 10,
+            "statement_timeout_ms": 1000,
+            "resources": ["database", "cache", "queue", "bucket", "dns"],
+        }))
+        .unwrap();
+        let phases = provision_phases(&plan);
+        let names: Vec<&str> = phases.iter().map(String::as_str).collect();
+        let at = |name: &str| names.iter().position(|phase| *phase == name).unwrap();
+        let waits_for = |name: &str| -> Vec<&str> {
+            provision_dependencies(&names, at(name))
+                .into_iter()
+                .map(|index| names[index])
+                .collect()
+        };
+        for kind in ["cache", "queue", "bucket", "dns"] {
+            assert_eq!(waits_for(&format!("{kind}_created")), ["state_checked"]);
+        }
+        assert_eq!(waits_for("migrations_applied"), ["database_created"]);
+        assert_eq!(waits_for("database_created"), ["secret_set"]);
+        assert_eq!(
+            waits_for("master_registered"),
+            [
+                "migrations_applied",
+                "cache_created",
+                "queue_created",
+                "bucket_created",
+                "dns_created"
+            ]
+        );
+        assert_eq!(waits_for("admin_seeded"), ["master_registered"]);
+        assert!(waits_for("request_validated").is_empty());
+        // Without resources, and in a dry run, the phases stay one chain.
+        for list in [&PROVISION_PHASES[..], &DRY_RUN_PHASES[..]] {
+            for index in 0..list.len() {
+                assert_eq!(
+                    provision_dependencies(list, index),
+                    index.checked_sub(1).into_iter().collect::<Vec<_>>()
+                );
+            }
+        }
     }
 }

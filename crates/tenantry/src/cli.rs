@@ -447,6 +447,10 @@ pub struct BenchArgs {
     /// and queue), through the warm pool, to compare with the database-only warm-pool path.
     #[arg(long)]
     pub resources_plan: Option<String>,
+    /// With --resources-plan: provision that plan a second time with its phases one after another (as
+    /// `TENANTRY_SEQUENTIAL_PHASES=1` runs them), to compare with them side by side.
+    #[arg(long)]
+    pub sequential_phases: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -193,6 +193,41 @@ impl<'a> ManagementApi<'a> {
         self.success(what, response).await.map(drop)
     }
 
+    /// A vhost whose creation was cut short (the client that asked went away mid-request: a crash while another
+    /// phase of the job ran beside this one) can stay recorded yet stopped on a node, refusing every login
+    /// ("vhost … is down"); starting it where it is not running converges.
+    async fn start_stopped_vhost(&self, name: &str) -> Result<()> {
+        let Some(vhost) = self
+            .get(&format!("reading vhost {name}"), &["vhosts", name])
+            .await?
+        else {
+            return Ok(());
+        };
+        let Some(states) = vhost.get("cluster_state").and_then(Value::as_object) else {
+            return Ok(());
+        };
+        for (node, state) in states {
+            if state != "running" {
+                let what = format!("starting vhost {name} on {node}");
+                let response = self
+                    .send(
+                        &what,
+                        reqwest::Method::POST,
+                        &["vhosts", name, "start", node],
+                        None,
+                    )
+                    .await?;
+                self.success(&what, response).await?;
+                tracing::warn!(
+                    vhost = name,
+                    node = node.as_str(),
+                    "started a tenant's RabbitMQ vhost found stopped"
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Deletes what `segments` names; what is already gone is fine.
     async fn delete(&self, what: &str, segments: &[&str]) -> Result<()> {
         let response = self
@@ -822,6 +857,7 @@ impl ResourceProvider for RabbitQueue {
             .await?;
             tracing::info!(vhost = name, "created a tenant's RabbitMQ vhost");
         }
+        api.start_stopped_vhost(name).await?;
 
         // The user the secret names (the vhost's own, or its alternate after a rotation), on the vhost `name`.
         let vhost_name = name;

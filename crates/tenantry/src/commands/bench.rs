@@ -5,6 +5,9 @@
 //! - `template`: the same jobs with the pool empty, so each database is a copy of the schema's template;
 //! - `resources` (with `--resources-plan`): the warm-pool path with a plan whose resources go beyond the
 //!   database (a cache, a queue, …), so the cost of those resources shows beside the database-only path;
+//! - `resources_sequential` (with `--sequential-phases` too): the same plan with its phases one after another
+//!   instead of side by side, so the gain of running a tenant's resources concurrently shows (each resource
+//!   path also reports every phase's mean time, each kind's `<kind>_created` among them);
 //! - `baseline`: what a shell script does — `createdb`, `psql -f` per migration file, `psql` for the admin insert,
 //!   one process per step — with no registry, secret or role at all.
 //!
@@ -43,6 +46,8 @@ pub struct BenchRequest {
     concurrency: usize,
     /// A plan with resources beyond the database, for the `resources` path.
     resources_plan: Option<String>,
+    /// Also the `resources_sequential` path.
+    sequential_phases: bool,
 }
 
 /// More tenants than this per path would hold the registry and the server for a long time: split the run.
@@ -63,6 +68,11 @@ pub fn parse(args: &BenchArgs, platform: &Platform) -> Result<BenchRequest, Code
             )));
         }
     }
+    if args.sequential_phases && args.resources_plan.is_none() {
+        return Err(CodedError::invalid_input(
+            "--sequential-phases compares a --resources-plan's phases; name the plan",
+        ));
+    }
     if !(1..=MAX_TENANTS).contains(&args.tenants) {
         return Err(CodedError::invalid_input(format!(
             "--tenants must be between 1 and {MAX_TENANTS}"
@@ -78,6 +88,7 @@ pub fn parse(args: &BenchArgs, platform: &Platform) -> Result<BenchRequest, Code
         n_tenants: args.tenants,
         concurrency: args.concurrency,
         resources_plan: args.resources_plan.clone(),
+        sequential_phases: args.sequential_phases,
     })
 }
 
@@ -87,6 +98,7 @@ pub fn parse(args: &BenchArgs, platform: &Platform) -> Result<BenchRequest, Code
 enum BenchPath {
     WarmPool,
     Resources,
+    ResourcesSequential,
     Template,
     Baseline,
 }
@@ -96,6 +108,7 @@ impl BenchPath {
         match self {
             BenchPath::WarmPool => "warm_pool",
             BenchPath::Resources => "resources",
+            BenchPath::ResourcesSequential => "resources_sequential",
             BenchPath::Template => "template",
             BenchPath::Baseline => "baseline",
         }
@@ -106,6 +119,7 @@ impl BenchPath {
         match self {
             BenchPath::WarmPool => 'p',
             BenchPath::Resources => 'r',
+            BenchPath::ResourcesSequential => 's',
             BenchPath::Template => 't',
             BenchPath::Baseline => 'b',
         }
@@ -127,6 +141,10 @@ struct PathResult {
     max_ms: f64,
     wall_seconds: f64,
     tenants_per_second: f64,
+    /// Resource paths: each phase's mean time over the path's jobs, in milliseconds (phases that run side by
+    /// side each count their own time).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    phase_mean_ms: std::collections::BTreeMap<String, f64>,
     /// The first failures, for the reader to look into.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     failures: Vec<String>,
@@ -206,6 +224,7 @@ fn summarise(
         n_tenants: sorted_ms.len() + failures.len(),
         n_failed: failures.len(),
         n_from_pool: None,
+        phase_mean_ms: std::collections::BTreeMap::new(),
         p50_ms: percentile(&sorted_ms, 50.0),
         p95_ms: percentile(&sorted_ms, 95.0),
         p99_ms: percentile(&sorted_ms, 99.0),
@@ -227,6 +246,7 @@ async fn provision_one(
     server: &ServerName,
     slug: Slug,
     plan: &str,
+    phase_times: &PhaseTimes,
 ) -> Result<(), String> {
     let spec = TenantSpec::parse(
         RawTenantSpec {
@@ -255,6 +275,17 @@ async fn provision_one(
         .await
         .map_err(|error| error.to_string())?;
     if outcome.job.status == JobStatus::Complete {
+        let mut times = phase_times
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for phase in &outcome.job.phases {
+            if let (Some(started), Some(finished)) = (phase.started_at, phase.finished_at) {
+                times
+                    .entry(phase.name.clone())
+                    .or_default()
+                    .push((finished - started) as f64);
+            }
+        }
         Ok(())
     } else {
         Err(format!(
@@ -265,6 +296,9 @@ async fn provision_one(
         ))
     }
 }
+
+/// Each phase's times over a path's jobs, in milliseconds.
+type PhaseTimes = std::sync::Mutex<std::collections::BTreeMap<String, Vec<f64>>>;
 
 /// Everything the naive script needs, shared by its runs.
 struct Baseline {
@@ -320,6 +354,9 @@ struct BenchReport {
     /// The `resources` path's p50 divided by the database-only warm-pool path's (target: at most 1.5).
     #[serde(skip_serializing_if = "Option::is_none")]
     resources_p50_vs_database: Option<f64>,
+    /// The `resources` path's p50 (phases side by side) divided by `resources_sequential`'s (target: at most 0.6).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    side_by_side_p50_vs_sequential: Option<f64>,
     cleanup: CleanupReport,
 }
 
@@ -346,11 +383,8 @@ pub async fn run(app: &App, request: BenchRequest, json: bool) -> CommandResult 
         ))
         .into());
     }
-    let n_paths = if request.resources_plan.is_some() {
-        3
-    } else {
-        2
-    };
+    let n_paths =
+        2 + usize::from(request.resources_plan.is_some()) + usize::from(request.sequential_phases);
     let n_jobs = i64::try_from(n_paths * request.n_tenants).unwrap_or(i64::MAX);
     if record.free_room() < n_jobs {
         return Err(CodedError::new(
@@ -419,12 +453,16 @@ pub async fn run(app: &App, request: BenchRequest, json: bool) -> CommandResult 
     for path in [
         BenchPath::WarmPool,
         BenchPath::Resources,
+        BenchPath::ResourcesSequential,
         BenchPath::Template,
     ] {
-        if path == BenchPath::Resources && !with_resources {
+        let resource_path = matches!(path, BenchPath::Resources | BenchPath::ResourcesSequential);
+        if (resource_path && !with_resources)
+            || (path == BenchPath::ResourcesSequential && !request.sequential_phases)
+        {
             continue;
         }
-        if path == BenchPath::Resources {
+        if resource_path {
             progress("refilling the warm pool (untimed)");
             fill_warm_pool(platform, request.server.as_str(), Some(pool_size)).await?;
         }
@@ -432,7 +470,9 @@ pub async fn run(app: &App, request: BenchRequest, json: bool) -> CommandResult 
             prune_warm_pool(platform, request.server.as_str(), PruneScope::Pool).await?;
         }
         let plan = match path {
-            BenchPath::Resources => request.resources_plan.clone().unwrap_or_default(),
+            BenchPath::Resources | BenchPath::ResourcesSequential => {
+                request.resources_plan.clone().unwrap_or_default()
+            }
             _ => platform.settings.default_plan.clone(),
         };
         let ready_before = n_ready_in_pool(&server, &schema).await?;
@@ -442,24 +482,43 @@ pub async fn run(app: &App, request: BenchRequest, json: bool) -> CommandResult 
             request.n_tenants,
             request.concurrency
         ));
-        let (platform_for_jobs, runner_for_jobs) = (platform.clone(), runner.clone());
+        let runner_for_jobs = match path {
+            BenchPath::ResourcesSequential => runner.clone().with_sequential_phases(true),
+            BenchPath::Resources => runner.clone().with_sequential_phases(false),
+            _ => runner.clone(),
+        };
+        let phase_times = Arc::new(PhaseTimes::default());
+        let (platform_for_jobs, times_for_jobs) = (platform.clone(), phase_times.clone());
         let (server_name, run) = (request.server.clone(), run_id.clone());
         let (results, wall) =
             timed_concurrently(request.n_tenants, request.concurrency, move |index| {
-                let (platform, runner, server_name, plan) = (
+                let (platform, runner, server_name, plan, times) = (
                     platform_for_jobs.clone(),
                     runner_for_jobs.clone(),
                     server_name.clone(),
                     plan.clone(),
+                    times_for_jobs.clone(),
                 );
                 let slug = bench_slug(&run, path, index);
                 async move {
                     let slug = slug.map_err(|error| error.message)?;
-                    provision_one(&platform, &runner, &server_name, slug, &plan).await
+                    provision_one(&platform, &runner, &server_name, slug, &plan, &times).await
                 }
             })
             .await;
         let mut result = summarise(path, results, wall);
+        if resource_path {
+            let times = phase_times
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            result.phase_mean_ms = times
+                .iter()
+                .map(|(name, times)| {
+                    let mean = times.iter().sum::<f64>() / times.len().max(1) as f64;
+                    (name.clone(), (mean * 10.0).round() / 10.0)
+                })
+                .collect();
+        }
         if path != BenchPath::Template {
             let ready_after = n_ready_in_pool(&server, &schema).await?;
             result.n_from_pool = Some(ready_before.saturating_sub(ready_after));
@@ -517,8 +576,18 @@ pub async fn run(app: &App, request: BenchRequest, json: bool) -> CommandResult 
             }
             _ => None,
         };
+    let side_by_side_p50_vs_sequential = match (
+        p50_of(BenchPath::Resources),
+        p50_of(BenchPath::ResourcesSequential),
+    ) {
+        (Some(side_by_side), Some(sequential)) if sequential > 0.0 => {
+            Some((side_by_side / sequential * 100.0).round() / 100.0)
+        }
+        _ => None,
+    };
     let report = BenchReport {
         resources_p50_vs_database,
+        side_by_side_p50_vs_sequential,
         server: record.name.clone(),
         n_tenants: request.n_tenants,
         concurrency: request.concurrency,
@@ -591,6 +660,25 @@ fn print_report(report: &BenchReport) {
         for failure in &result.failures {
             println!("{} failure: {failure}", result.path.as_str());
         }
+    }
+    for result in &report.paths {
+        if !result.phase_mean_ms.is_empty() {
+            let phases: Vec<String> = result
+                .phase_mean_ms
+                .iter()
+                .map(|(name, mean)| format!("{name} {mean:.1}"))
+                .collect();
+            println!(
+                "{} mean phase ms: {}",
+                result.path.as_str(),
+                phases.join(", ")
+            );
+        }
+    }
+    if let Some(ratio) = report.side_by_side_p50_vs_sequential {
+        println!(
+            "side by side: p50 is {ratio}× the p50 with phases one after another (target: at most 0.6×)"
+        );
     }
     if let Some(ratio) = report.resources_p50_vs_database {
         println!(

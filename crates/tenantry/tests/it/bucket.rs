@@ -41,7 +41,7 @@ const STORED_PHASES: [&str; 12] = [
     "complete",
 ];
 
-fn s3_url() -> String {
+pub(crate) fn s3_url() -> String {
     std::env::var("TENANTRY_TEST_S3_URL")
         .expect("TENANTRY_TEST_S3_URL is set by scripts/test-services")
 }
@@ -129,7 +129,7 @@ async fn provision_stored_env(
 }
 
 /// Whether the tenant's bucket exists on the server.
-fn bucket_exists(slug: &str) -> bool {
+pub(crate) fn bucket_exists(slug: &str) -> bool {
     let (status, body) = curl(&s3_url(), "s3", "HEAD", &format!("/tenant-{slug}"), None);
     assert!(
         matches!(status, 200 | 404),

@@ -41,12 +41,12 @@ const NAMED_PHASES: [&str; 12] = [
     "complete",
 ];
 
-fn api_url() -> String {
+pub(crate) fn api_url() -> String {
     std::env::var("TENANTRY_TEST_PDNS_API_URL")
         .expect("TENANTRY_TEST_PDNS_API_URL is set by scripts/test-services")
 }
 
-fn dns_port() -> String {
+pub(crate) fn dns_port() -> String {
     std::env::var("TENANTRY_TEST_PDNS_DNS_PORT").unwrap_or_else(|_| "55353".into())
 }
 
@@ -54,15 +54,15 @@ fn dns_port() -> String {
 type RecordSet = (String, String, Vec<(String, bool)>);
 
 /// PowerDNS's API with the suite's key, for what a person would do by hand, in a zone made for one test.
-struct Zone {
+pub(crate) struct Zone {
     http: reqwest::Client,
     base: String,
     key: String,
-    name: String,
+    pub(crate) name: String,
 }
 
 impl Zone {
-    async fn new() -> Zone {
+    pub(crate) async fn new() -> Zone {
         let url = url::Url::parse(&api_url()).unwrap();
         let zone = Zone {
             http: reqwest::Client::new(),
@@ -124,7 +124,7 @@ impl Zone {
     }
 
     /// The record sets under `<slug>.` and `_tenantry.<slug>.`.
-    async fn records_of(&self, slug: &str) -> Vec<RecordSet> {
+    pub(crate) async fn records_of(&self, slug: &str) -> Vec<RecordSet> {
         let zone = self
             .send(reqwest::Method::GET, &format!("/zones/{}", self.name), None)
             .await;
@@ -159,7 +159,7 @@ impl Zone {
         records
     }
 
-    async fn delete(&self) {
+    pub(crate) async fn delete(&self) {
         self.send(
             reqwest::Method::DELETE,
             &format!("/zones/{}", self.name),

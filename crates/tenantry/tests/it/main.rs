@@ -22,6 +22,7 @@ mod notifications;
 mod notifications_api;
 mod offboard;
 mod own_schema;
+mod parallel;
 mod plans;
 mod provision;
 mod registry_safety;

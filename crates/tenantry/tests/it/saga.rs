@@ -1048,3 +1048,160 @@ async fn finish_by_rerun(saga: &Saga, slug: &str, reference: &Value, context: &s
         &format!("{context}: the purge run again ends elsewhere than an uncrashed purge"),
     );
 }
+
+// Phases side by side. A scenario whose workflow runs phases concurrently (the bundle plan's `cache_created` and
+// `queue_created` beside the database's phases) is also driven through the interleavings only concurrency makes:
+// which phases ran side by side comes from the uncrashed run's job record (their spans overlap), never from a
+// list here. For each phase B that ran beside another phase A: A is held at its `after` boundary (`stall:`) while
+// B fails at `before`; the job must show B `failed` with A still `running`, and once A is released, end rolled
+// back with the world as before. Then A held while B crashes after its apply (two phases in flight at the
+// crash): the command run again must end where the uncrashed run did.
+
+for_each_engine!(provision_bundle_side_by_side);
+
+async fn provision_bundle_side_by_side(engine: Engine) {
+    run_side_by_side_saga(
+        engine,
+        Scenario {
+            prefix: "sg-ps",
+            bundle: true,
+            setup_plan: None,
+            setup_command: None,
+            prepare: None,
+            command: provision_bundle_command,
+            resumes_itself: true,
+            after_failure: AfterFailure::Restored,
+        },
+    )
+    .await;
+}
+
+/// Each phase of `job` that ran beside another, with one phase it ran beside (the first in the job's order).
+fn side_by_side_pairs(job: &Value) -> Vec<(String, String)> {
+    let phases = job["phases"].as_array().unwrap();
+    let span = |phase: &Value| {
+        (
+            phase["started_at"].as_str().unwrap().to_owned(),
+            phase["finished_at"].as_str().unwrap().to_owned(),
+        )
+    };
+    let mut pairs = Vec::new();
+    for failing in phases {
+        let (failing_start, failing_end) = span(failing);
+        let beside = phases.iter().find(|held| {
+            let (held_start, held_end) = span(held);
+            held["name"] != failing["name"] && held_start < failing_end && failing_start < held_end
+        });
+        if let Some(held) = beside {
+            pairs.push((
+                held["name"].as_str().unwrap().to_owned(),
+                failing["name"].as_str().unwrap().to_owned(),
+            ));
+        }
+    }
+    pairs
+}
+
+async fn run_side_by_side_saga(engine: Engine, scenario: Scenario) {
+    let mut saga = Saga::new(engine, scenario).await;
+    let slug = saga.fresh_slug().await;
+    let jobs_before = saga.job_ids(&slug).await;
+    saga.run_command(&slug, &[]).await.assert_ok();
+    let job = saga.new_job(&slug, &jobs_before).await;
+    assert_complete(&job, "uncrashed run");
+    let reference = saga.snapshot(&slug).await.view;
+    let pairs = side_by_side_pairs(&job);
+    assert!(
+        !pairs.is_empty(),
+        "no phases ran side by side in the uncrashed run: {job}"
+    );
+
+    for (held_phase, failing) in &pairs {
+        let slug = saga.fresh_slug().await;
+        let before = saga.snapshot(&slug).await;
+        let jobs_before = saga.job_ids(&slug).await;
+        let release = saga
+            .fleet
+            .scratch_dir
+            .join(format!("release-{}", unique("held")));
+        let failpoints = format!(
+            "{held_phase}.after=stall:{},{failing}.before=error",
+            release.display()
+        );
+        let args = (scenario.command)(&slug);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut process = saga
+            .fleet
+            .spawn(&args, &[("TENANTRY_FAILPOINTS", failpoints.as_str())]);
+        crate::harness::eventually(
+            60,
+            || format!("{failpoints}: {failing} never failed beside a running {held_phase}"),
+            || async {
+                let made: Vec<String> = saga
+                    .job_ids(&slug)
+                    .await
+                    .difference(&jobs_before)
+                    .cloned()
+                    .collect();
+                let [job_id] = made.as_slice() else {
+                    return None;
+                };
+                let job = saga.fleet.json(&["jobs", "show", job_id]).await;
+                let status = |name: &str| {
+                    job["phases"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .find(|phase| phase["name"] == name)
+                        .map(|phase| phase["status"].clone())
+                };
+                (status(held_phase) == Some(json!("running"))
+                    && status(failing) == Some(json!("failed")))
+                .then_some(())
+            },
+        )
+        .await;
+        std::fs::write(&release, "").unwrap();
+        let ended = process.wait(120).await;
+        assert!(!ended.success(), "{failpoints}: {}", process.log());
+        let job = saga.new_job(&slug, &jobs_before).await;
+        assert_eq!(job["status"], "rolled_back", "{failpoints}: {job}");
+        assert_eq!(job["error_code"], "E_FAILPOINT", "{failpoints}: {job}");
+        assert_same(
+            &saga.snapshot(&slug).await,
+            &before,
+            &format!("{failpoints}: not as before the job"),
+        );
+        saga.assert_doctor_clean(&failpoints).await;
+
+        // A crash in one branch while the other is held, then the command again.
+        let slug = saga.fresh_slug().await;
+        let release = saga
+            .fleet
+            .scratch_dir
+            .join(format!("release-{}", unique("held")));
+        let failpoints = format!(
+            "{held_phase}.after=stall:{},{failing}.after=exit",
+            release.display()
+        );
+        let args = (scenario.command)(&slug);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut process = saga
+            .fleet
+            .spawn(&args, &[("TENANTRY_FAILPOINTS", failpoints.as_str())]);
+        assert_eq!(
+            process.wait(120).await.code(),
+            Some(137),
+            "{failpoints}: {}",
+            process.log()
+        );
+        saga.run_command(&slug, &[]).await.assert_ok();
+        assert_same_view(
+            &saga.snapshot(&slug).await.view,
+            &reference,
+            &format!("{failpoints}: resumed, the end state differs from an uncrashed run's"),
+        );
+        saga.assert_doctor_clean(&failpoints).await;
+    }
+    saga.cleanup().await;
+}
