@@ -1,6 +1,7 @@
 //! Tenant database engines. A [`TenantServer`] is one fleet member reached through its admin connection; it
 //! creates, inspects, migrates, seeds, disables and drops tenant databases. Every operation is idempotent.
 
+mod mariadb;
 mod postgres;
 mod schema_version;
 mod sqlite;
@@ -9,6 +10,7 @@ pub use postgres::{
     tenant_login_elsewhere, CatalogObject, DatabaseOrigin, FillReport, LockWait, PostgresServer,
     PostgresSessions, PruneReport, PruneScope, WarmPoolInventory,
 };
+pub use mariadb::MariadbServer;
 pub use schema_version::{AppliedMigration, SchemaStanding, SchemaVersion};
 pub use sqlite::{check_statements_in_scratch, SqliteServer};
 
@@ -255,6 +257,7 @@ pub enum TenantServer {
     // Boxed: PostgreSQL connect options are large, and servers are made once per use, not per row.
     Postgres(Box<PostgresServer>),
     Sqlite(SqliteServer),
+    Mariadb(MariadbServer),
 }
 
 impl TenantServer {
@@ -274,6 +277,9 @@ impl TenantServer {
             EngineKind::Sqlite => {
                 SqliteServer::from_admin_url(admin_url, installation).map(TenantServer::Sqlite)
             }
+            EngineKind::Mariadb => {
+                MariadbServer::from_admin_url(admin_url, installation).map(TenantServer::Mariadb)
+            }
             other => Err(Error::Refused(format!(
                 "a {other} server hosts no tenant databases"
             ))),
@@ -284,12 +290,22 @@ impl TenantServer {
         match self {
             TenantServer::Postgres(_) => EngineKind::Postgres,
             TenantServer::Sqlite(_) => EngineKind::Sqlite,
+            TenantServer::Mariadb(_) => EngineKind::Mariadb,
         }
     }
 
     /// Whether tenants on this engine log in with a password (and so get one generated).
     pub fn uses_passwords(&self) -> bool {
-        matches!(self, TenantServer::Postgres(_))
+        matches!(self, TenantServer::Postgres(_) | TenantServer::Mariadb(_))
+    }
+
+    /// The scheme of the tenant URLs this engine's secrets hold.
+    pub fn url_scheme(&self) -> &'static str {
+        match self {
+            TenantServer::Postgres(_) => "postgres",
+            TenantServer::Sqlite(_) => "sqlite",
+            TenantServer::Mariadb(_) => "mysql",
+        }
     }
 
     /// Checks the admin connection works.
@@ -297,6 +313,7 @@ impl TenantServer {
         match self {
             TenantServer::Postgres(server) => server.check_admin_connection().await,
             TenantServer::Sqlite(server) => server.check_admin_connection().await,
+            TenantServer::Mariadb(server) => server.check_admin_connection().await,
         }
     }
 
@@ -311,6 +328,7 @@ impl TenantServer {
                     .unwrap_or_else(|_| server.directory().to_path_buf())
                     .display()
             )),
+            TenantServer::Mariadb(server) => server.cluster_identity().await,
         }
     }
 
@@ -319,7 +337,7 @@ impl TenantServer {
     pub async fn databases_open_to_public(&self) -> Result<Option<Vec<String>>> {
         match self {
             TenantServer::Postgres(server) => server.databases_open_to_public().await.map(Some),
-            TenantServer::Sqlite(_) => Ok(None),
+            TenantServer::Sqlite(_) | TenantServer::Mariadb(_) => Ok(None),
         }
     }
 
@@ -327,7 +345,7 @@ impl TenantServer {
     pub fn admin_database(&self) -> Option<String> {
         match self {
             TenantServer::Postgres(server) => Some(server.admin_database()),
-            TenantServer::Sqlite(_) => None,
+            TenantServer::Sqlite(_) | TenantServer::Mariadb(_) => None,
         }
     }
 
@@ -335,7 +353,8 @@ impl TenantServer {
     pub async fn revoke_public_connect(&self, database: &str) -> Result<()> {
         match self {
             TenantServer::Postgres(server) => server.revoke_public_connect(database).await,
-            TenantServer::Sqlite(_) => Ok(()),
+            // MariaDB's PUBLIC holds no privilege tenantry looks after: grants are per account.
+            TenantServer::Sqlite(_) | TenantServer::Mariadb(_) => Ok(()),
         }
     }
 
@@ -344,6 +363,9 @@ impl TenantServer {
     pub async fn revoke_database_access(&self, resource_name: &str, role: &str) -> Result<()> {
         match self {
             TenantServer::Postgres(server) => {
+                server.revoke_database_access(resource_name, role).await
+            }
+            TenantServer::Mariadb(server) => {
                 server.revoke_database_access(resource_name, role).await
             }
             TenantServer::Sqlite(_) => Ok(()),
@@ -364,6 +386,12 @@ impl TenantServer {
                 Err(Error::Refused("a postgres tenant needs a password".into()))
             }
             (TenantServer::Sqlite(server), _) => Ok(server.tenant_url(resource_name)),
+            (TenantServer::Mariadb(server), Some(password)) => {
+                Ok(server.tenant_url(resource_name, password))
+            }
+            (TenantServer::Mariadb(_), None) => {
+                Err(Error::Refused("a mariadb tenant needs a password".into()))
+            }
         }
     }
 
@@ -371,6 +399,7 @@ impl TenantServer {
         match self {
             TenantServer::Postgres(server) => server.inventory(resource_name).await,
             TenantServer::Sqlite(server) => server.inventory(resource_name).await,
+            TenantServer::Mariadb(server) => server.inventory(resource_name).await,
         }
     }
 
@@ -395,6 +424,13 @@ impl TenantServer {
                 .create_database(spec)
                 .await
                 .map(|()| DatabaseOrigin::Plain { why: None }),
+            (TenantServer::Mariadb(server), Some(password)) => server
+                .create_database(spec, password)
+                .await
+                .map(|()| DatabaseOrigin::Plain { why: None }),
+            (TenantServer::Mariadb(_), None) => {
+                Err(Error::Refused("a mariadb tenant needs a password".into()))
+            }
         }
     }
 
@@ -404,6 +440,7 @@ impl TenantServer {
         match self {
             TenantServer::Postgres(server) => server.drop_database(resource_name).await,
             TenantServer::Sqlite(server) => server.drop_database(resource_name).await,
+            TenantServer::Mariadb(server) => server.drop_database(resource_name).await,
         }
     }
 
@@ -412,6 +449,7 @@ impl TenantServer {
         match self {
             TenantServer::Postgres(server) => server.disable_login(resource_name).await,
             TenantServer::Sqlite(server) => server.disable_login(resource_name).await,
+            TenantServer::Mariadb(server) => server.disable_login(resource_name).await,
         }
     }
 
@@ -421,6 +459,7 @@ impl TenantServer {
         match self {
             TenantServer::Postgres(server) => server.enable_login(resource_name).await,
             TenantServer::Sqlite(server) => server.enable_login(resource_name).await,
+            TenantServer::Mariadb(server) => server.enable_login(resource_name).await,
         }
     }
 
@@ -429,6 +468,7 @@ impl TenantServer {
         match self {
             TenantServer::Postgres(server) => server.tenant_access(resource_name).await,
             TenantServer::Sqlite(server) => server.tenant_access(resource_name).await,
+            TenantServer::Mariadb(server) => server.tenant_access(resource_name).await,
         }
     }
 
@@ -437,6 +477,7 @@ impl TenantServer {
         match self {
             TenantServer::Postgres(server) => server.list_tenant_resources().await,
             TenantServer::Sqlite(server) => server.list_tenant_resources().await,
+            TenantServer::Mariadb(server) => server.list_tenant_resources().await,
         }
     }
 
@@ -452,7 +493,7 @@ impl TenantServer {
     ) -> Result<Option<WarmPoolInventory>> {
         match self {
             TenantServer::Postgres(server) => server.warm_pool_inventory(schema).await.map(Some),
-            TenantServer::Sqlite(_) => Ok(None),
+            TenantServer::Sqlite(_) | TenantServer::Mariadb(_) => Ok(None),
         }
     }
 
@@ -470,7 +511,7 @@ impl TenantServer {
                     .fill_warm_pool(schema, target, max_creations, wait)
                     .await
             }
-            TenantServer::Sqlite(_) => Ok(FillReport::default()),
+            TenantServer::Sqlite(_) | TenantServer::Mariadb(_) => Ok(FillReport::default()),
         }
     }
 
@@ -482,7 +523,7 @@ impl TenantServer {
     ) -> Result<PruneReport> {
         match self {
             TenantServer::Postgres(server) => server.prune_warm_pool(schema, scope).await,
-            TenantServer::Sqlite(_) => Ok(PruneReport::default()),
+            TenantServer::Sqlite(_) | TenantServer::Mariadb(_) => Ok(PruneReport::default()),
         }
     }
 
@@ -490,7 +531,7 @@ impl TenantServer {
     pub async fn ensure_template(&self, schema: &SchemaVersion) -> Result<bool> {
         match self {
             TenantServer::Postgres(server) => server.ensure_template(schema).await,
-            TenantServer::Sqlite(_) => Ok(false),
+            TenantServer::Sqlite(_) | TenantServer::Mariadb(_) => Ok(false),
         }
     }
 
@@ -513,6 +554,7 @@ impl TenantServer {
         match self {
             TenantServer::Postgres(server) => server.run_migrations(tenant_url, &migrator).await?,
             TenantServer::Sqlite(server) => server.run_migrations(tenant_url, &migrator).await?,
+            TenantServer::Mariadb(server) => server.run_migrations(tenant_url, &migrator).await?,
         }
         Ok(latest)
     }
@@ -525,6 +567,7 @@ impl TenantServer {
         match self {
             TenantServer::Postgres(server) => server.applied_migrations(tenant_url).await,
             TenantServer::Sqlite(server) => server.applied_migrations(tenant_url).await,
+            TenantServer::Mariadb(server) => server.applied_migrations(tenant_url).await,
         }
     }
 
@@ -539,6 +582,7 @@ impl TenantServer {
         match self {
             TenantServer::Postgres(server) => server.migrate_tenant(tenant_url, schema).await,
             TenantServer::Sqlite(server) => server.migrate_tenant(tenant_url, schema).await,
+            TenantServer::Mariadb(server) => server.migrate_tenant(tenant_url, schema).await,
         }
     }
 
@@ -556,6 +600,9 @@ impl TenantServer {
             TenantServer::Sqlite(server) => {
                 server.check_statements_fit(tenant_url, statements).await
             }
+            TenantServer::Mariadb(server) => {
+                server.check_statements_fit(tenant_url, statements).await
+            }
         }
     }
 
@@ -565,6 +612,7 @@ impl TenantServer {
         match self {
             TenantServer::Postgres(server) => server.seed_admin(tenant_url, seed).await,
             TenantServer::Sqlite(server) => server.seed_admin(tenant_url, seed).await,
+            TenantServer::Mariadb(server) => server.seed_admin(tenant_url, seed).await,
         }
     }
 }
@@ -591,6 +639,11 @@ impl TenantServer {
                     .write_settings(tenant_url, settings, owned_prefixes)
                     .await
             }
+            TenantServer::Mariadb(server) => {
+                server
+                    .write_settings(tenant_url, settings, owned_prefixes)
+                    .await
+            }
         }
     }
 
@@ -600,6 +653,7 @@ impl TenantServer {
     pub async fn apply_plan_limits(&self, spec: &TenantDatabaseSpec) -> Result<()> {
         match self {
             TenantServer::Postgres(server) => server.apply_plan_limits(spec).await,
+            TenantServer::Mariadb(server) => server.apply_plan_limits(spec).await,
             TenantServer::Sqlite(_) => Ok(()),
         }
     }
@@ -612,6 +666,7 @@ impl TenantServer {
         match self {
             TenantServer::Postgres(server) => server.resource_labels(resource_name).await,
             TenantServer::Sqlite(server) => server.resource_labels(resource_name).await,
+            TenantServer::Mariadb(server) => server.resource_labels(resource_name).await,
         }
     }
 
@@ -625,6 +680,7 @@ impl TenantServer {
         match self {
             TenantServer::Postgres(server) => server.probe_tenant(tenant_url, admin_check).await,
             TenantServer::Sqlite(server) => server.probe_tenant(tenant_url, admin_check).await,
+            TenantServer::Mariadb(server) => server.probe_tenant(tenant_url, admin_check).await,
         }
     }
 
@@ -634,6 +690,7 @@ impl TenantServer {
         match self {
             TenantServer::Postgres(server) => server.probe_tenant_afresh(tenant_url).await,
             TenantServer::Sqlite(server) => server.probe_tenant(tenant_url, None).await,
+            TenantServer::Mariadb(server) => server.probe_tenant(tenant_url, None).await,
         }
     }
 
@@ -642,6 +699,10 @@ impl TenantServer {
     pub async fn tenant_databases_open_to(&self, resource_name: &str) -> Result<Option<Reachable>> {
         match self {
             TenantServer::Postgres(server) => server
+                .tenant_databases_open_to(resource_name)
+                .await
+                .map(Some),
+            TenantServer::Mariadb(server) => server
                 .tenant_databases_open_to(resource_name)
                 .await
                 .map(Some),
@@ -658,6 +719,9 @@ impl TenantServer {
     ) -> Result<Option<LoginAttempt>> {
         match self {
             TenantServer::Postgres(server) => {
+                server.tenant_login_to(tenant_url, database).await.map(Some)
+            }
+            TenantServer::Mariadb(server) => {
                 server.tenant_login_to(tenant_url, database).await.map(Some)
             }
             TenantServer::Sqlite(_) => Ok(None),
