@@ -153,7 +153,9 @@ impl MariadbServer {
             Ok(Ok(mut connection)) => {
                 // Backslashes in literals are escapes in every session tenantry runs (see `literal`).
                 connection
-                    .execute("SET SESSION sql_mode = REPLACE(@@sql_mode, 'NO_BACKSLASH_ESCAPES', '')")
+                    .execute(
+                        "SET SESSION sql_mode = REPLACE(@@sql_mode, 'NO_BACKSLASH_ESCAPES', '')",
+                    )
                     .await
                     .map_err(|error| Error::from_server(&format!("opening the {what}"), error))?;
                 Ok(connection)
@@ -231,11 +233,12 @@ impl MariadbServer {
     /// The server's host name, port and data directory: one server whatever address reaches it.
     pub async fn cluster_identity(&self) -> Result<String> {
         let mut connection = self.admin_connection().await?;
-        let identity: Result<(String, i64, String)> =
-            sqlx::query_as("SELECT CAST(@@hostname AS CHAR), CAST(@@port AS SIGNED), CAST(@@datadir AS CHAR)")
-                .fetch_one(&mut connection)
-                .await
-                .map_err(|error| Error::from_server("reading the server's identity", error));
+        let identity: Result<(String, i64, String)> = sqlx::query_as(
+            "SELECT CAST(@@hostname AS CHAR), CAST(@@port AS SIGNED), CAST(@@datadir AS CHAR)",
+        )
+        .fetch_one(&mut connection)
+        .await
+        .map_err(|error| Error::from_server("reading the server's identity", error));
         let _ = connection.close().await;
         let (host, port, datadir) = identity?;
         Ok(format!("mariadb {host}:{port} {datadir}"))
@@ -317,7 +320,11 @@ impl MariadbServer {
 
     /// The labels to write: the spec's, or (a spec without any, as `reconcile` gives) those already there.
     async fn labels_to_write(&self, spec: &TenantDatabaseSpec) -> Result<serde_json::Value> {
-        if spec.labels.as_object().is_some_and(|labels| !labels.is_empty()) {
+        if spec
+            .labels
+            .as_object()
+            .is_some_and(|labels| !labels.is_empty())
+        {
             return Ok(spec.labels.clone());
         }
         let mut connection = self.admin_connection().await?;
@@ -358,7 +365,10 @@ impl MariadbServer {
             // Another installation may have made one of that name since the look-up: judge what is there now.
             let made = self.inventory(name).await?;
             if made.ownership != Ownership::Ours {
-                return Err(foreign_error(&format!("{name} on this server"), &made.ownership));
+                return Err(foreign_error(
+                    &format!("{name} on this server"),
+                    &made.ownership,
+                ));
             }
             failpoint(CREATE_PHASE, "database_made").await?;
         }
@@ -449,7 +459,10 @@ impl MariadbServer {
         .await
         .map_err(|error| Error::from_server("listing the tenant's sessions", error))?;
         for session in sessions {
-            match connection.execute(format!("KILL CONNECTION {session}").as_str()).await {
+            match connection
+                .execute(format!("KILL CONNECTION {session}").as_str())
+                .await
+            {
                 // 1094: the session ended meanwhile.
                 Err(error) if error_number(&error) != Some(1094) => {
                     return Err(Error::from_server("ending the tenant's sessions", error))
@@ -473,7 +486,9 @@ impl MariadbServer {
         let dropped = async {
             if inventory.role {
                 connection
-                    .execute(format!("ALTER USER {} ACCOUNT LOCK", account(resource_name)?).as_str())
+                    .execute(
+                        format!("ALTER USER {} ACCOUNT LOCK", account(resource_name)?).as_str(),
+                    )
                     .await
                     .map_err(|error| Error::from_server(&context, error))?;
                 Self::end_sessions(&mut connection, resource_name).await?;
@@ -501,7 +516,9 @@ impl MariadbServer {
         let disabled = async {
             if inventory.role {
                 connection
-                    .execute(format!("ALTER USER {} ACCOUNT LOCK", account(resource_name)?).as_str())
+                    .execute(
+                        format!("ALTER USER {} ACCOUNT LOCK", account(resource_name)?).as_str(),
+                    )
                     .await
                     .map_err(|error| Error::from_server("disabling login", error))?;
             }
@@ -524,7 +541,10 @@ impl MariadbServer {
             return Err(foreign_error(resource_name, &inventory.ownership));
         }
         self.execute_all(
-            &[format!("ALTER USER {} ACCOUNT UNLOCK", account(resource_name)?)],
+            &[format!(
+                "ALTER USER {} ACCOUNT UNLOCK",
+                account(resource_name)?
+            )],
             "enabling login",
         )
         .await
@@ -665,9 +685,9 @@ impl MariadbServer {
     /// Takes every privilege on the tenant's database away from `grantee` (`user@host`, as `tenant_access`
     /// names it).
     pub async fn revoke_database_access(&self, resource_name: &str, grantee: &str) -> Result<()> {
-        let (user, host) = grantee.rsplit_once('@').ok_or_else(|| {
-            Error::Refused(format!("{grantee:?} is not an account (user@host)"))
-        })?;
+        let (user, host) = grantee
+            .rsplit_once('@')
+            .ok_or_else(|| Error::Refused(format!("{grantee:?} is not an account (user@host)")))?;
         let account = format!("{}@{}", literal(user), literal(host));
         let mut connection = self.admin_connection().await?;
         let mut outcome = Ok(());
@@ -884,7 +904,10 @@ impl MariadbServer {
             if extra.iter().any(|grant| grant.contains(" ON *.*")) {
                 elevated.push("global privileges");
             }
-            if extra.iter().any(|grant| grant.contains("WITH GRANT OPTION")) {
+            if extra
+                .iter()
+                .any(|grant| grant.contains("WITH GRANT OPTION"))
+            {
                 elevated.push("grant option");
             }
             let schema_version: Option<i64> =
@@ -974,8 +997,7 @@ impl MariadbServer {
         database: &str,
     ) -> Result<LoginAttempt> {
         let options = Self::tenant_options(tenant_url)?.database(database);
-        match tokio::time::timeout(CONNECT_TIMEOUT, MySqlConnection::connect_with(&options)).await
-        {
+        match tokio::time::timeout(CONNECT_TIMEOUT, MySqlConnection::connect_with(&options)).await {
             Ok(Ok(connection)) => {
                 let _ = connection.close().await;
                 Ok(LoginAttempt::Allowed)

@@ -6,11 +6,11 @@ mod postgres;
 mod schema_version;
 mod sqlite;
 
+pub use mariadb::MariadbServer;
 pub use postgres::{
     tenant_login_elsewhere, CatalogObject, DatabaseOrigin, FillReport, LockWait, PostgresServer,
     PostgresSessions, PruneReport, PruneScope, WarmPoolInventory,
 };
-pub use mariadb::MariadbServer;
 pub use schema_version::{AppliedMigration, SchemaStanding, SchemaVersion};
 pub use sqlite::{check_statements_in_scratch, SqliteServer};
 

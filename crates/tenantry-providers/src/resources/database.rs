@@ -329,9 +329,9 @@ impl TenantDatabases {
         }
         for database in [neighbour.name.as_str(), "mysql"] {
             match tenant.tenant_login_to(credentials, database).await? {
-                Some(LoginAttempt::Allowed) => problems.push(format!(
-                    "the tenant's credentials log in to {database}"
-                )),
+                Some(LoginAttempt::Allowed) => {
+                    problems.push(format!("the tenant's credentials log in to {database}"))
+                }
                 Some(LoginAttempt::Refused(why)) => {
                     found.push(format!("{database} refused its login ({why})"))
                 }
@@ -424,7 +424,11 @@ impl ResourceProvider for TenantDatabases {
     }
 
     fn engines(&self) -> &'static [EngineKind] {
-        &[EngineKind::Postgres, EngineKind::Sqlite, EngineKind::Mariadb]
+        &[
+            EngineKind::Postgres,
+            EngineKind::Sqlite,
+            EngineKind::Mariadb,
+        ]
     }
 
     /// `tenant-db-<slug>`, the name the database's secret had before resources had providers.

@@ -247,13 +247,10 @@ fn grant_mysql_schema<'a>(
         let mut admin = sqlx::MySqlConnection::connect(server.admin_url.expose())
             .await
             .expect("the admin connection");
-        sqlx::query(&format!(
-            "GRANT SELECT ON mysql.* TO '{}'@'%'",
-            wanted.name
-        ))
-        .execute(&mut admin)
-        .await
-        .expect("granting SELECT on mysql.*");
+        sqlx::query(&format!("GRANT SELECT ON mysql.* TO '{}'@'%'", wanted.name))
+            .execute(&mut admin)
+            .await
+            .expect("granting SELECT on mysql.*");
         let _ = admin.close().await;
     })
 }
