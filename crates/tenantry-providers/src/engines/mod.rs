@@ -254,10 +254,10 @@ pub(crate) fn seed_error(error: Error) -> Error {
 /// A server that hosts tenant databases.
 #[derive(Debug, Clone)]
 pub enum TenantServer {
-    // Boxed: PostgreSQL connect options are large, and servers are made once per use, not per row.
+    // Boxed: PostgreSQL and MariaDB connect options are large, and servers are made once per use, not per row.
     Postgres(Box<PostgresServer>),
     Sqlite(SqliteServer),
-    Mariadb(MariadbServer),
+    Mariadb(Box<MariadbServer>),
 }
 
 impl TenantServer {
@@ -277,9 +277,8 @@ impl TenantServer {
             EngineKind::Sqlite => {
                 SqliteServer::from_admin_url(admin_url, installation).map(TenantServer::Sqlite)
             }
-            EngineKind::Mariadb => {
-                MariadbServer::from_admin_url(admin_url, installation).map(TenantServer::Mariadb)
-            }
+            EngineKind::Mariadb => MariadbServer::from_admin_url(admin_url, installation)
+                .map(|server| TenantServer::Mariadb(Box::new(server))),
             other => Err(Error::Refused(format!(
                 "a {other} server hosts no tenant databases"
             ))),
