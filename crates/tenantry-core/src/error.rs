@@ -160,6 +160,10 @@ error_codes! {
     BackupCorrupt = "E_BACKUP_CORRUPT", 422,
         meaning: "a backup file does not match its recorded checksum or does not decrypt",
         remedy: "Restore from another backup (`tenantry backups list SLUG`); treat this one's file as tampered with or damaged.";
+    /// tenantry cannot dump the tenant's database engine yet (MariaDB): nothing was started.
+    BackupUnsupported = "E_BACKUP_UNSUPPORTED", 422,
+        meaning: "tenantry cannot back up a database on this engine yet (MariaDB)",
+        remedy: "Dump the tenant's database with the engine's own tool (mariadb-dump); purge it with `offboard-tenant --purge --no-backup` once you hold a copy.";
 }
 
 /// A code string this version of tenantry does not know: written by a newer version, or not a code at all.

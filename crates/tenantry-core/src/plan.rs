@@ -4,7 +4,7 @@ use crate::Error;
 use std::collections::BTreeMap;
 use std::fmt;
 
-/// The kind of server: one that hosts tenant databases (`postgres`, `sqlite`) or another kind's resources.
+/// The kind of server: one that hosts tenant databases (`postgres`, `sqlite`, `mariadb`) or another kind's resources.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
 )]
@@ -16,16 +16,18 @@ pub enum EngineKind {
     Rabbitmq,
     Powerdns,
     S3,
+    Mariadb,
 }
 
 impl EngineKind {
-    pub const ALL: [EngineKind; 6] = [
+    pub const ALL: [EngineKind; 7] = [
         EngineKind::Postgres,
         EngineKind::Sqlite,
         EngineKind::Redis,
         EngineKind::Rabbitmq,
         EngineKind::Powerdns,
         EngineKind::S3,
+        EngineKind::Mariadb,
     ];
 
     pub fn parse(raw: &str) -> Result<EngineKind, Error> {
@@ -36,8 +38,9 @@ impl EngineKind {
             "rabbitmq" => Ok(EngineKind::Rabbitmq),
             "powerdns" => Ok(EngineKind::Powerdns),
             "s3" => Ok(EngineKind::S3),
+            "mariadb" => Ok(EngineKind::Mariadb),
             other => Err(Error::invalid_input(format!(
-                "engine {other:?} is not supported; use postgres, sqlite, redis, rabbitmq, powerdns or s3"
+                "engine {other:?} is not supported; use postgres, sqlite, mariadb, redis, rabbitmq, powerdns or s3"
             ))),
         }
     }
@@ -50,12 +53,25 @@ impl EngineKind {
             EngineKind::Rabbitmq => "rabbitmq",
             EngineKind::Powerdns => "powerdns",
             EngineKind::S3 => "s3",
+            EngineKind::Mariadb => "mariadb",
+        }
+    }
+
+    /// The SQL dialect of the tenant schema this engine runs: the name of its directory of migrations and of its
+    /// admin seed and check files (`mysql` for MariaDB, whose schema a MySQL would run too).
+    pub fn schema_dialect(self) -> &'static str {
+        match self {
+            EngineKind::Mariadb => "mysql",
+            other => other.as_str(),
         }
     }
 
     /// Whether a tenant's database (the `database` resource) can live on this engine.
     pub fn hosts_databases(self) -> bool {
-        matches!(self, EngineKind::Postgres | EngineKind::Sqlite)
+        matches!(
+            self,
+            EngineKind::Postgres | EngineKind::Sqlite | EngineKind::Mariadb
+        )
     }
 }
 

@@ -98,7 +98,35 @@ pub async fn validate_backup(
         })?;
     refuse_status(&tenant).map_err(|message| CodedError::new(ErrorCode::Conflict, message))?;
     check_backup_store(platform)?;
+    check_engine_dumps(platform, &tenant).await?;
     Ok(tenant)
+}
+
+/// The tenant's database is on an engine tenantry can dump (`E_BACKUP_UNSUPPORTED` for MariaDB): checked before
+/// a backup job and before a purge that must take one.
+pub async fn check_engine_dumps(
+    platform: &Platform,
+    tenant: &TenantRecord,
+) -> Result<(), CodedError> {
+    let server = platform
+        .registry
+        .get_server(&tenant.server_name)
+        .await
+        .map_err(registry_error)?;
+    if server.engine == tenantry_core::EngineKind::Mariadb {
+        return Err(mariadb_backup_refused(&tenant.slug));
+    }
+    Ok(())
+}
+
+fn mariadb_backup_refused(what: &str) -> CodedError {
+    CodedError::new(
+        ErrorCode::BackupUnsupported,
+        format!(
+            "{what}: tenantry cannot back up a MariaDB database yet; dump it with mariadb-dump, and purge with \
+             --no-backup once you hold a copy"
+        ),
+    )
 }
 
 fn refuse_status(tenant: &TenantRecord) -> Result<(), String> {
@@ -479,6 +507,7 @@ async fn back_up_resource(
                 .map_err(|error| provider_error(ErrorCode::Internal, error))?;
             store_io::dump_sqlite(&file, &path, &key, &aad).await
         }
+        TenantServer::Mariadb(_) => return Err(PhaseError::Fatal(mariadb_backup_refused(slug))),
     }
     .map_err(|error| provider_error(ErrorCode::ProvisioningUnavailable, error))?;
     let mut backup = require_backup(platform, backup_id).await?;
@@ -642,6 +671,9 @@ pub(crate) async fn restore_database(
                 .file(resource_name)
                 .map_err(|error| provider_error(ErrorCode::Internal, error))?;
             store_io::restore_sqlite(&target, &path, &key, &aad).await
+        }
+        TenantServer::Mariadb(_) => {
+            return Err(PhaseError::Fatal(mariadb_backup_refused(resource_name)))
         }
     };
     let (plain_bytes, plain_sha256) = restored.map_err(|error| match error {

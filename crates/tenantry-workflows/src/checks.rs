@@ -483,6 +483,12 @@ async fn registry_verdict(
         (Some(_), None) => Verdict::Pass(
             "the registry is a SQLite file of the control plane; no tenant login reaches it".into(),
         ),
+        (Some(_), Some(_)) if server.engine() == tenantry_core::EngineKind::Mariadb => {
+            Verdict::Pass(
+                "the tenant's login is a MariaDB account; the registry is on PostgreSQL, where it is no role"
+                    .into(),
+            )
+        }
         (Some(_), Some(_)) if server.engine() != tenantry_core::EngineKind::Postgres => {
             Verdict::Skip(format!("{} tenants have no database login", server.engine()))
         }
@@ -525,7 +531,7 @@ fn secret_names_tenant(
     resource_name: &str,
 ) -> Result<(), String> {
     let text = url.expose();
-    let scheme = format!("{}://", server.engine());
+    let scheme = format!("{}://", server.url_scheme());
     if !text.starts_with(&scheme) && !text.starts_with("postgresql://") {
         return Err(format!("the secret is not a {} URL", server.engine()));
     }

@@ -425,15 +425,14 @@ pub async fn run_doctor(platform: &Platform) -> Result<DoctorReport, CodedError>
             missing.push(format!("secret {}", tenant.secret_ref));
         }
         if !unreachable.contains(&format!("server {}", tenant.server_name)) {
-            let mut expected = vec!["database"];
-            if servers_by_name
+            let expected = match servers_by_name
                 .get(tenant.server_name.as_str())
-                .is_some_and(|server| server.engine == EngineKind::Postgres)
+                .map(|server| server.engine)
             {
-                expected.push("role");
-            } else {
-                expected = vec!["file"];
-            }
+                Some(EngineKind::Postgres) => vec!["database", "role"],
+                Some(EngineKind::Mariadb) => vec!["database", "user"],
+                _ => vec!["file"],
+            };
             for kind in expected {
                 if !seen_on_server.contains(&(
                     tenant.server_name.clone(),

@@ -72,8 +72,11 @@ impl OffboardWorkflow {
         }
         // A purge of a registered tenant takes a backup first: refused now, before anything is dropped, when no
         // backup can be written.
-        if request.purge && !request.no_backup && tenant.is_some() {
-            crate::backup::check_backup_store(platform)?;
+        if request.purge && !request.no_backup {
+            if let Some(tenant) = &tenant {
+                crate::backup::check_backup_store(platform)?;
+                crate::backup::check_engine_dumps(platform, tenant).await?;
+            }
         }
         match tenant {
             Some(tenant) if tenant.status == TenantStatus::Offboarded && !request.purge => Err(CodedError::new(

@@ -15,7 +15,8 @@ use tenantry_registry::{Registry, ServerRecord};
 /// Where a tenant's schema comes from: a migrations directory and an admin seed file, per engine.
 #[derive(Debug, Clone)]
 pub struct TenantSchema {
-    /// A directory in sqlx's migration format, or one holding such a directory per engine (`postgres/`, `sqlite/`).
+    /// A directory in sqlx's migration format, or one holding such a directory per SQL dialect (`postgres/`,
+    /// `sqlite/`, `mysql/` for MariaDB).
     pub migrations: PathBuf,
     /// A seed SQL file, or a directory holding `<engine>.sql`.
     pub admin_seed: PathBuf,
@@ -26,7 +27,7 @@ pub struct TenantSchema {
 
 impl TenantSchema {
     pub fn migrations_for(&self, engine: EngineKind) -> PathBuf {
-        let per_engine = self.migrations.join(engine.as_str());
+        let per_engine = self.migrations.join(engine.schema_dialect());
         if per_engine.is_dir() {
             per_engine
         } else {
@@ -99,7 +100,7 @@ fn read_configured_file(path: &Path, what: &str) -> Result<String, CodedError> {
 /// `path` itself, or `path/<engine>.sql` when it is a directory.
 fn per_engine_file(path: &Path, engine: EngineKind) -> PathBuf {
     if path.is_dir() {
-        path.join(format!("{}.sql", engine.as_str()))
+        path.join(format!("{}.sql", engine.schema_dialect()))
     } else {
         path.to_path_buf()
     }

@@ -211,6 +211,11 @@ pub(crate) async fn current_schemas(
     for engine in [EngineKind::Postgres, EngineKind::Sqlite] {
         schemas.insert(engine, platform.schema_version(engine).await?);
     }
+    // An operator's schema without a `mysql/` directory serves no MariaDB tenant: its absence is no error for
+    // the others (a MariaDB tenant's state then says so).
+    if let Ok(schema) = platform.schema_version(EngineKind::Mariadb).await {
+        schemas.insert(EngineKind::Mariadb, schema);
+    }
     Ok(schemas)
 }
 

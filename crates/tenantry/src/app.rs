@@ -49,6 +49,22 @@ const BUNDLED_SCHEMA: &[(&str, &str)] = &[
         "admin-check/sqlite.sql",
         include_str!("../../../tenant-schema/admin-check/sqlite.sql"),
     ),
+    (
+        "migrations/mysql/0001_core.sql",
+        include_str!("../../../tenant-schema/migrations/mysql/0001_core.sql"),
+    ),
+    (
+        "migrations/mysql/0002_settings.sql",
+        include_str!("../../../tenant-schema/migrations/mysql/0002_settings.sql"),
+    ),
+    (
+        "admin-seed/mysql.sql",
+        include_str!("../../../tenant-schema/admin-seed/mysql.sql"),
+    ),
+    (
+        "admin-check/mysql.sql",
+        include_str!("../../../tenant-schema/admin-check/mysql.sql"),
+    ),
 ];
 
 /// Who the CLI acts as: `os:<user>`. The user is `USER` (or `LOGNAME`), as the shell says; without either (cron,

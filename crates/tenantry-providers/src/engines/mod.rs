@@ -1,10 +1,12 @@
 //! Tenant database engines. A [`TenantServer`] is one fleet member reached through its admin connection; it
 //! creates, inspects, migrates, seeds, disables and drops tenant databases. Every operation is idempotent.
 
+mod mariadb;
 mod postgres;
 mod schema_version;
 mod sqlite;
 
+pub use mariadb::MariadbServer;
 pub use postgres::{
     alternate_login, login_of_url, tenant_login_elsewhere, tenant_logins, tenant_of_login,
     CatalogObject, DatabaseOrigin, FillReport, LockWait, MoveObject, PostgresServer, PostgresSessions,
@@ -253,9 +255,10 @@ pub(crate) fn seed_error(error: Error) -> Error {
 /// A server that hosts tenant databases.
 #[derive(Debug, Clone)]
 pub enum TenantServer {
-    // Boxed: PostgreSQL connect options are large, and servers are made once per use, not per row.
+    // Boxed: PostgreSQL and MariaDB connect options are large, and servers are made once per use, not per row.
     Postgres(Box<PostgresServer>),
     Sqlite(SqliteServer),
+    Mariadb(Box<MariadbServer>),
 }
 
 impl TenantServer {
@@ -275,6 +278,8 @@ impl TenantServer {
             EngineKind::Sqlite => {
                 SqliteServer::from_admin_url(admin_url, installation).map(TenantServer::Sqlite)
             }
+            EngineKind::Mariadb => MariadbServer::from_admin_url(admin_url, installation)
+                .map(|server| TenantServer::Mariadb(Box::new(server))),
             other => Err(Error::Refused(format!(
                 "a {other} server hosts no tenant databases"
             ))),
@@ -293,12 +298,22 @@ impl TenantServer {
         match self {
             TenantServer::Postgres(_) => EngineKind::Postgres,
             TenantServer::Sqlite(_) => EngineKind::Sqlite,
+            TenantServer::Mariadb(_) => EngineKind::Mariadb,
         }
     }
 
     /// Whether tenants on this engine log in with a password (and so get one generated).
     pub fn uses_passwords(&self) -> bool {
-        matches!(self, TenantServer::Postgres(_))
+        matches!(self, TenantServer::Postgres(_) | TenantServer::Mariadb(_))
+    }
+
+    /// The scheme of the tenant URLs this engine's secrets hold.
+    pub fn url_scheme(&self) -> &'static str {
+        match self {
+            TenantServer::Postgres(_) => "postgres",
+            TenantServer::Sqlite(_) => "sqlite",
+            TenantServer::Mariadb(_) => "mysql",
+        }
     }
 
     /// Checks the admin connection works.
@@ -306,6 +321,7 @@ impl TenantServer {
         match self {
             TenantServer::Postgres(server) => server.check_admin_connection().await,
             TenantServer::Sqlite(server) => server.check_admin_connection().await,
+            TenantServer::Mariadb(server) => server.check_admin_connection().await,
         }
     }
 
@@ -320,6 +336,7 @@ impl TenantServer {
                     .unwrap_or_else(|_| server.directory().to_path_buf())
                     .display()
             )),
+            TenantServer::Mariadb(server) => server.cluster_identity().await,
         }
     }
 
@@ -328,7 +345,7 @@ impl TenantServer {
     pub async fn databases_open_to_public(&self) -> Result<Option<Vec<String>>> {
         match self {
             TenantServer::Postgres(server) => server.databases_open_to_public().await.map(Some),
-            TenantServer::Sqlite(_) => Ok(None),
+            TenantServer::Sqlite(_) | TenantServer::Mariadb(_) => Ok(None),
         }
     }
 
@@ -336,7 +353,7 @@ impl TenantServer {
     pub fn admin_database(&self) -> Option<String> {
         match self {
             TenantServer::Postgres(server) => Some(server.admin_database()),
-            TenantServer::Sqlite(_) => None,
+            TenantServer::Sqlite(_) | TenantServer::Mariadb(_) => None,
         }
     }
 
@@ -344,7 +361,8 @@ impl TenantServer {
     pub async fn revoke_public_connect(&self, database: &str) -> Result<()> {
         match self {
             TenantServer::Postgres(server) => server.revoke_public_connect(database).await,
-            TenantServer::Sqlite(_) => Ok(()),
+            // MariaDB's PUBLIC holds no privilege tenantry looks after: grants are per account.
+            TenantServer::Sqlite(_) | TenantServer::Mariadb(_) => Ok(()),
         }
     }
 
@@ -353,6 +371,9 @@ impl TenantServer {
     pub async fn revoke_database_access(&self, resource_name: &str, role: &str) -> Result<()> {
         match self {
             TenantServer::Postgres(server) => {
+                server.revoke_database_access(resource_name, role).await
+            }
+            TenantServer::Mariadb(server) => {
                 server.revoke_database_access(resource_name, role).await
             }
             TenantServer::Sqlite(_) => Ok(()),
@@ -373,6 +394,12 @@ impl TenantServer {
                 Err(Error::Refused("a postgres tenant needs a password".into()))
             }
             (TenantServer::Sqlite(server), _) => Ok(server.tenant_url(resource_name)),
+            (TenantServer::Mariadb(server), Some(password)) => {
+                Ok(server.tenant_url(resource_name, password))
+            }
+            (TenantServer::Mariadb(_), None) => {
+                Err(Error::Refused("a mariadb tenant needs a password".into()))
+            }
         }
     }
 
@@ -380,6 +407,7 @@ impl TenantServer {
         match self {
             TenantServer::Postgres(server) => server.inventory(resource_name).await,
             TenantServer::Sqlite(server) => server.inventory(resource_name).await,
+            TenantServer::Mariadb(server) => server.inventory(resource_name).await,
         }
     }
 
@@ -404,6 +432,13 @@ impl TenantServer {
                 .create_database(spec)
                 .await
                 .map(|()| DatabaseOrigin::Plain { why: None }),
+            (TenantServer::Mariadb(server), Some(password)) => server
+                .create_database(spec, password)
+                .await
+                .map(|()| DatabaseOrigin::Plain { why: None }),
+            (TenantServer::Mariadb(_), None) => {
+                Err(Error::Refused("a mariadb tenant needs a password".into()))
+            }
         }
     }
 
@@ -413,6 +448,7 @@ impl TenantServer {
         match self {
             TenantServer::Postgres(server) => server.drop_database(resource_name).await,
             TenantServer::Sqlite(server) => server.drop_database(resource_name).await,
+            TenantServer::Mariadb(server) => server.drop_database(resource_name).await,
         }
     }
 
@@ -421,6 +457,7 @@ impl TenantServer {
         match self {
             TenantServer::Postgres(server) => server.disable_login(resource_name).await,
             TenantServer::Sqlite(server) => server.disable_login(resource_name).await,
+            TenantServer::Mariadb(server) => server.disable_login(resource_name).await,
         }
     }
 
@@ -430,6 +467,7 @@ impl TenantServer {
         match self {
             TenantServer::Postgres(server) => server.enable_login(resource_name).await,
             TenantServer::Sqlite(server) => server.enable_login(resource_name).await,
+            TenantServer::Mariadb(server) => server.enable_login(resource_name).await,
         }
     }
 
@@ -438,6 +476,7 @@ impl TenantServer {
         match self {
             TenantServer::Postgres(server) => server.tenant_access(resource_name).await,
             TenantServer::Sqlite(server) => server.tenant_access(resource_name).await,
+            TenantServer::Mariadb(server) => server.tenant_access(resource_name).await,
         }
     }
 
@@ -446,6 +485,7 @@ impl TenantServer {
         match self {
             TenantServer::Postgres(server) => server.list_tenant_resources().await,
             TenantServer::Sqlite(server) => server.list_tenant_resources().await,
+            TenantServer::Mariadb(server) => server.list_tenant_resources().await,
         }
     }
 
@@ -461,7 +501,7 @@ impl TenantServer {
     ) -> Result<Option<WarmPoolInventory>> {
         match self {
             TenantServer::Postgres(server) => server.warm_pool_inventory(schema).await.map(Some),
-            TenantServer::Sqlite(_) => Ok(None),
+            TenantServer::Sqlite(_) | TenantServer::Mariadb(_) => Ok(None),
         }
     }
 
@@ -479,7 +519,7 @@ impl TenantServer {
                     .fill_warm_pool(schema, target, max_creations, wait)
                     .await
             }
-            TenantServer::Sqlite(_) => Ok(FillReport::default()),
+            TenantServer::Sqlite(_) | TenantServer::Mariadb(_) => Ok(FillReport::default()),
         }
     }
 
@@ -491,7 +531,7 @@ impl TenantServer {
     ) -> Result<PruneReport> {
         match self {
             TenantServer::Postgres(server) => server.prune_warm_pool(schema, scope).await,
-            TenantServer::Sqlite(_) => Ok(PruneReport::default()),
+            TenantServer::Sqlite(_) | TenantServer::Mariadb(_) => Ok(PruneReport::default()),
         }
     }
 
@@ -499,7 +539,7 @@ impl TenantServer {
     pub async fn ensure_template(&self, schema: &SchemaVersion) -> Result<bool> {
         match self {
             TenantServer::Postgres(server) => server.ensure_template(schema).await,
-            TenantServer::Sqlite(_) => Ok(false),
+            TenantServer::Sqlite(_) | TenantServer::Mariadb(_) => Ok(false),
         }
     }
 
@@ -522,6 +562,7 @@ impl TenantServer {
         match self {
             TenantServer::Postgres(server) => server.run_migrations(tenant_url, &migrator).await?,
             TenantServer::Sqlite(server) => server.run_migrations(tenant_url, &migrator).await?,
+            TenantServer::Mariadb(server) => server.run_migrations(tenant_url, &migrator).await?,
         }
         Ok(latest)
     }
@@ -534,6 +575,7 @@ impl TenantServer {
         match self {
             TenantServer::Postgres(server) => server.applied_migrations(tenant_url).await,
             TenantServer::Sqlite(server) => server.applied_migrations(tenant_url).await,
+            TenantServer::Mariadb(server) => server.applied_migrations(tenant_url).await,
         }
     }
 
@@ -548,6 +590,7 @@ impl TenantServer {
         match self {
             TenantServer::Postgres(server) => server.migrate_tenant(tenant_url, schema).await,
             TenantServer::Sqlite(server) => server.migrate_tenant(tenant_url, schema).await,
+            TenantServer::Mariadb(server) => server.migrate_tenant(tenant_url, schema).await,
         }
     }
 
@@ -565,6 +608,9 @@ impl TenantServer {
             TenantServer::Sqlite(server) => {
                 server.check_statements_fit(tenant_url, statements).await
             }
+            TenantServer::Mariadb(server) => {
+                server.check_statements_fit(tenant_url, statements).await
+            }
         }
     }
 
@@ -574,6 +620,7 @@ impl TenantServer {
         match self {
             TenantServer::Postgres(server) => server.seed_admin(tenant_url, seed).await,
             TenantServer::Sqlite(server) => server.seed_admin(tenant_url, seed).await,
+            TenantServer::Mariadb(server) => server.seed_admin(tenant_url, seed).await,
         }
     }
 }
@@ -600,6 +647,11 @@ impl TenantServer {
                     .write_settings(tenant_url, settings, owned_prefixes)
                     .await
             }
+            TenantServer::Mariadb(server) => {
+                server
+                    .write_settings(tenant_url, settings, owned_prefixes)
+                    .await
+            }
         }
     }
 
@@ -609,6 +661,7 @@ impl TenantServer {
     pub async fn apply_plan_limits(&self, spec: &TenantDatabaseSpec) -> Result<()> {
         match self {
             TenantServer::Postgres(server) => server.apply_plan_limits(spec).await,
+            TenantServer::Mariadb(server) => server.apply_plan_limits(spec).await,
             TenantServer::Sqlite(_) => Ok(()),
         }
     }
@@ -621,6 +674,7 @@ impl TenantServer {
         match self {
             TenantServer::Postgres(server) => server.resource_labels(resource_name).await,
             TenantServer::Sqlite(server) => server.resource_labels(resource_name).await,
+            TenantServer::Mariadb(server) => server.resource_labels(resource_name).await,
         }
     }
 
@@ -634,6 +688,7 @@ impl TenantServer {
         match self {
             TenantServer::Postgres(server) => server.probe_tenant(tenant_url, admin_check).await,
             TenantServer::Sqlite(server) => server.probe_tenant(tenant_url, admin_check).await,
+            TenantServer::Mariadb(server) => server.probe_tenant(tenant_url, admin_check).await,
         }
     }
 
@@ -643,6 +698,7 @@ impl TenantServer {
         match self {
             TenantServer::Postgres(server) => server.probe_tenant_afresh(tenant_url).await,
             TenantServer::Sqlite(server) => server.probe_tenant(tenant_url, None).await,
+            TenantServer::Mariadb(server) => server.probe_tenant(tenant_url, None).await,
         }
     }
 
@@ -651,6 +707,10 @@ impl TenantServer {
     pub async fn tenant_databases_open_to(&self, resource_name: &str) -> Result<Option<Reachable>> {
         match self {
             TenantServer::Postgres(server) => server
+                .tenant_databases_open_to(resource_name)
+                .await
+                .map(Some),
+            TenantServer::Mariadb(server) => server
                 .tenant_databases_open_to(resource_name)
                 .await
                 .map(Some),
@@ -667,6 +727,9 @@ impl TenantServer {
     ) -> Result<Option<LoginAttempt>> {
         match self {
             TenantServer::Postgres(server) => {
+                server.tenant_login_to(tenant_url, database).await.map(Some)
+            }
+            TenantServer::Mariadb(server) => {
                 server.tenant_login_to(tenant_url, database).await.map(Some)
             }
             TenantServer::Sqlite(_) => Ok(None),

@@ -206,7 +206,8 @@ impl SchemaVersion {
 pub(crate) fn no_migrations_table(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Database(database) => {
-            database.code().as_deref() == Some("42P01")
+            // PostgreSQL's undefined table, MariaDB's unknown table.
+            matches!(database.code().as_deref(), Some("42P01" | "42S02"))
                 || database.message().contains("no such table")
         }
         _ => false,

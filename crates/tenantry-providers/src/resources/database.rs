@@ -1,4 +1,5 @@
-//! The tenant's database as a [`ResourceProvider`]: a PostgreSQL role and database, or a SQLite file, driven
+//! The tenant's database as a [`ResourceProvider`]: a PostgreSQL role and database, a MariaDB user and database,
+//! or a SQLite file, driven
 //! through [`TenantServer`]. Not registered in [`super::Providers::standard`]: the workflows still make the
 //! database through its own phases (`database_created`, `migrated`, …), and would otherwise handle it twice.
 
@@ -24,7 +25,7 @@ const DEFAULT_STATEMENT_TIMEOUT_MS: u64 = 30_000;
 const SQLITE_OPEN_MODE: u32 = 0o600;
 const SQLITE_DISABLED_MODE: u32 = 0o400;
 
-/// Tenant databases on PostgreSQL and SQLite servers.
+/// Tenant databases on PostgreSQL, MariaDB and SQLite servers.
 pub struct TenantDatabases {
     /// The platform's sessions, so that this provider shares admin pools with the workflows.
     sessions: Sessions,
@@ -281,6 +282,88 @@ impl TenantDatabases {
         Ok(vec![login, isolated])
     }
 
+    /// MariaDB: a fresh login with the tenant's URL to its own database, as its own account with no privilege
+    /// beyond that database; no other tenant database matches one of its grants, and real logins to the
+    /// neighbour's database and to the server's own `mysql` schema are refused.
+    async fn verify_mariadb(
+        &self,
+        tenant: &TenantServer,
+        wanted: &WantedResource,
+        credentials: &SecretString,
+        neighbour: &WantedResource,
+    ) -> Result<Vec<Verification>> {
+        let name = &wanted.name;
+        let login = match tenant.probe_tenant_afresh(credentials).await {
+            Ok(probe) => {
+                let elevated = probe.elevated_privileges.unwrap_or_default();
+                let as_itself = probe.current_user.as_deref() == Some(name.as_str())
+                    && probe.current_database == *name;
+                check(
+                    "database_login",
+                    as_itself && elevated.is_empty(),
+                    if !as_itself {
+                        format!(
+                            "the URL logged in as {} to {}, not as {name} to {name}",
+                            probe.current_user.unwrap_or_default(),
+                            probe.current_database
+                        )
+                    } else if !elevated.is_empty() {
+                        format!("user {name} logged in, and holds {}", elevated.join(", "))
+                    } else {
+                        format!("user {name} logged in to {name}, with no privilege beyond it")
+                    },
+                )
+            }
+            Err(error @ Error::Transient(_)) => return Err(error),
+            Err(error) => check(
+                "database_login",
+                false,
+                format!("user {name} could not log in to {name}: {error}"),
+            ),
+        };
+        let mut problems = Vec::new();
+        let mut found = Vec::new();
+        if let Some(reachable) = tenant.tenant_databases_open_to(name).await? {
+            if reachable.granted.is_empty() {
+                found.push(format!(
+                    "none of the {} other tenant databases matches its grants",
+                    reachable.n_others
+                ));
+            } else {
+                problems.push(format!(
+                    "user {name} has been granted privileges on {}",
+                    reachable.granted.join(", ")
+                ));
+            }
+        }
+        let access = tenant.tenant_access(name).await?;
+        if access.other_connectors.is_empty() {
+            found.push(format!("{name} grants no account but its own"));
+        } else {
+            problems.push(format!(
+                "{name} grants {} besides its own user",
+                access.other_connectors.join(", ")
+            ));
+        }
+        for database in [neighbour.name.as_str(), "mysql"] {
+            match tenant.tenant_login_to(credentials, database).await? {
+                Some(LoginAttempt::Allowed) => {
+                    problems.push(format!("the tenant's credentials log in to {database}"))
+                }
+                Some(LoginAttempt::Refused(why)) => {
+                    found.push(format!("{database} refused its login ({why})"))
+                }
+                None => {}
+            }
+        }
+        let isolated = if problems.is_empty() {
+            check("database_isolated", true, found.join("; "))
+        } else {
+            check("database_isolated", false, problems.join("; "))
+        };
+        Ok(vec![login, isolated])
+    }
+
     /// SQLite has no logins and no roles: a tenant is a file that only the control plane's user may open. What can
     /// be judged is that the URL opens the tenant's file, that the file is writable (not disabled), and that its
     /// mode lets no other user of the machine read it. The control plane may run as root, which no mode stops: the
@@ -359,7 +442,11 @@ impl ResourceProvider for TenantDatabases {
     }
 
     fn engines(&self) -> &'static [EngineKind] {
-        &[EngineKind::Postgres, EngineKind::Sqlite]
+        &[
+            EngineKind::Postgres,
+            EngineKind::Sqlite,
+            EngineKind::Mariadb,
+        ]
     }
 
     /// `tenant-db-<slug>`, the name the database's secret had before resources had providers.
@@ -412,10 +499,15 @@ impl ResourceProvider for TenantDatabases {
             return Ok(Observed::Absent);
         }
         let mut differences = Vec::new();
-        if tenant.engine() == EngineKind::Postgres {
+        if tenant.uses_passwords() {
             // Half a tenant: an attempt that stopped midway, or someone dropped a piece.
+            let login = if tenant.engine() == EngineKind::Mariadb {
+                "user"
+            } else {
+                "role"
+            };
             if !inventory.role {
-                differences.push(format!("role {name} is missing"));
+                differences.push(format!("{login} {name} is missing"));
             }
             if !inventory.database {
                 differences.push(format!("database {name} is missing"));
@@ -563,6 +655,10 @@ impl ResourceProvider for TenantDatabases {
         match tenant.engine() {
             EngineKind::Sqlite => {
                 self.verify_sqlite(&tenant, wanted, credentials, neighbour)
+                    .await
+            }
+            EngineKind::Mariadb => {
+                self.verify_mariadb(&tenant, wanted, credentials, neighbour)
                     .await
             }
             _ => {

@@ -232,3 +232,36 @@ async fn postgres_access_granted_by_hand_is_observed_and_revoked() {
     }
     removed.expect("removing the tenant");
 }
+
+fn mariadb_url() -> String {
+    std::env::var("TENANTRY_TEST_MARIADB_URL")
+        .expect("TENANTRY_TEST_MARIADB_URL (run: eval \"$(scripts/test-services)\")")
+}
+
+/// Widens the tenant's grants by hand: its user may read the server's own `mysql` schema.
+fn grant_mysql_schema<'a>(
+    server: &'a ResourceServer,
+    wanted: &'a WantedResource,
+) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+    Box::pin(async move {
+        let mut admin = sqlx::MySqlConnection::connect(server.admin_url.expose())
+            .await
+            .expect("the admin connection");
+        sqlx::query(&format!("GRANT SELECT ON mysql.* TO '{}'@'%'", wanted.name))
+            .execute(&mut admin)
+            .await
+            .expect("granting SELECT on mysql.*");
+        let _ = admin.close().await;
+    })
+}
+
+#[tokio::test]
+async fn mariadb_database_passes_the_conformance_suite() {
+    let url = mariadb_url();
+    run_suite(
+        server(EngineKind::Mariadb, &url, new_installation()),
+        server(EngineKind::Mariadb, &url, new_installation()),
+        grant_mysql_schema,
+    )
+    .await;
+}

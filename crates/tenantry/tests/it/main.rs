@@ -17,6 +17,7 @@ mod fast_paths;
 mod harness;
 mod installations;
 mod invitations;
+mod mariadb;
 mod moves;
 mod notifications;
 mod notifications_api;
