@@ -290,7 +290,7 @@ impl TenantServer {
     pub fn as_postgres(&self) -> Option<&PostgresServer> {
         match self {
             TenantServer::Postgres(server) => Some(server),
-            TenantServer::Sqlite(_) => None,
+            TenantServer::Sqlite(_) | TenantServer::Mariadb(_) => None,
         }
     }
 
