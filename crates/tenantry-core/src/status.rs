@@ -73,6 +73,8 @@ string_enum!(
         RotateCredentials => "rotate_credentials",
         Backup => "backup",
         Restore => "restore",
+        Clone => "clone",
+        RestoreInPlace => "restore_in_place",
     }
 );
 

@@ -415,6 +415,15 @@ impl TenantServer {
         }
     }
 
+    /// Ends the tenant's open sessions, its login kept (PostgreSQL). A SQLite tenant has no session to end: a
+    /// restore renames a whole file into place, and a connection open on the old file keeps reading that one.
+    pub async fn end_sessions(&self, resource_name: &str) -> Result<()> {
+        match self {
+            TenantServer::Postgres(server) => server.end_sessions(resource_name).await,
+            TenantServer::Sqlite(_) => Ok(()),
+        }
+    }
+
     /// Undoes [`TenantServer::disable_login`], for a tenant marked as this installation's (`Error::Foreign`
     /// otherwise). Enabling what is enabled changes nothing.
     pub async fn enable_login(&self, resource_name: &str) -> Result<()> {
