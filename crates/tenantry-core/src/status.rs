@@ -74,6 +74,8 @@ string_enum!(
         Backup => "backup",
         Restore => "restore",
         Move => "move",
+        Clone => "clone",
+        RestoreInPlace => "restore_in_place",
     }
 );
 

@@ -149,6 +149,12 @@ pub const POLICY: &[(&str, &str, Access)] = &[
         "/platform/tenants/{slug}/backups",
         Access::Roles(ADMINS),
     ),
+    // A clone copies every row of a tenant into a new one: admins only, like a restore.
+    (
+        "POST",
+        "/platform/tenants/{slug}/clone",
+        Access::Roles(ADMINS),
+    ),
     ("GET", "/platform/backups", Access::Roles(ALL_ROLES)),
     (
         "POST",

@@ -134,6 +134,12 @@ pub fn api_routes() -> Vec<Route> {
             post(backups::create_backup),
             pages::backup_submit,
         ),
+        with_page(
+            "POST",
+            "/platform/tenants/{slug}/clone",
+            post(backups::clone_tenant),
+            pages::clone_submit,
+        ),
         route("GET", "/platform/backups", get(backups::list_backups)),
         route(
             "POST",

@@ -3,6 +3,7 @@
 
 mod backup;
 mod checks;
+mod clone;
 mod costs;
 mod doctor;
 mod fleet;
@@ -17,6 +18,7 @@ mod pool;
 mod provision;
 mod reconcile;
 mod resources;
+mod restore_in_place;
 mod rollout;
 mod rotate;
 mod schema_fit;
@@ -31,6 +33,10 @@ pub use backup::{
 };
 pub use checks::{
     run_checks, CheckReport, CheckResult, CheckStatus, NEIGHBOURS_IN_JOB, NEIGHBOURS_ON_DEMAND,
+};
+pub use clone::{
+    clone_phases, clone_request, submit_clone, CloneRequest, CloneWorkflow, RawClone,
+    SNAPSHOT_DISCARDED, SOURCE_SNAPSHOT_TAKEN,
 };
 pub use costs::{
     cost_report, render_tenant_metrics, tenant_metrics_text, CostReport, CostTotal, TenantCost,
@@ -65,6 +71,10 @@ pub use reconcile::{
     RECONCILE_PHASES,
 };
 pub use resources::{extra_kinds, resource_server};
+pub use restore_in_place::{
+    restore_in_place_request, submit_restore_in_place, RestoreInPlaceRequest,
+    RestoreInPlaceWorkflow, RESTORE_IN_PLACE_PHASES,
+};
 pub use rollout::{
     assign_waves, control_rollout, list_rollouts, refuse_drift, require_rollout_job, rollout_view,
     schema_plan, summary as rollout_summary, RolloutControl, RolloutOptions, RolloutRequest,
@@ -149,6 +159,16 @@ pub async fn try_run_job(
                 .run_job(&BackupWorkflow::new(platform.clone()), job_id)
                 .await
         }
+        JobKind::Clone => {
+            runner
+                .run_job(&CloneWorkflow::new(platform.clone()), job_id)
+                .await
+        }
+        JobKind::RestoreInPlace => {
+            runner
+                .run_job(&RestoreInPlaceWorkflow::new(platform.clone()), job_id)
+                .await
+        }
         JobKind::Offboard => {
             runner
                 .run_job(&OffboardWorkflow::new(platform.clone()), job_id)
@@ -227,6 +247,16 @@ pub(crate) async fn drive_by_kind(
         JobKind::Backup => {
             runner
                 .drive(&BackupWorkflow::new(platform.clone()), fence)
+                .await
+        }
+        JobKind::Clone => {
+            runner
+                .drive(&CloneWorkflow::new(platform.clone()), fence)
+                .await
+        }
+        JobKind::RestoreInPlace => {
+            runner
+                .drive(&RestoreInPlaceWorkflow::new(platform.clone()), fence)
                 .await
         }
         JobKind::Offboard => {

@@ -156,7 +156,8 @@ pub enum BackupsCommand {
     },
     /// List backups, newest first, of one tenant or of all.
     List { slug: Option<String> },
-    /// Restore a backup into a new tenant (its own role and credentials), after checking its checksums.
+    /// Restore a backup into a new tenant (its own role and credentials), or with --in-place over the tenant it
+    /// was taken of, after checking its checksums.
     Restore {
         /// The backup to restore (see `backups list`).
         #[arg(required_unless_present = "latest_of", conflicts_with = "latest_of")]
@@ -165,8 +166,16 @@ pub enum BackupsCommand {
         #[arg(long)]
         latest_of: Option<String>,
         /// The new tenant's slug.
-        #[arg(long)]
-        to: String,
+        #[arg(
+            long,
+            required_unless_present = "in_place",
+            conflicts_with = "in_place"
+        )]
+        to: Option<String>,
+        /// Instead of a new tenant: replace the data of the tenant the backup was taken of (it keeps its
+        /// credentials). A safety backup of its data as it is comes first; undoing the job restores that.
+        #[arg(long, conflicts_with_all = ["admin_email", "server"])]
+        in_place: bool,
         /// The new tenant's first admin (default: the backed-up tenant's).
         #[arg(long)]
         admin_email: Option<String>,
@@ -285,6 +294,26 @@ pub enum TenantsCommand {
         /// The server the database moves to (active, PostgreSQL, not the one it is on).
         #[arg(long)]
         to_server: String,
+        /// Record the job and return its id without running it.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// A new tenant whose data is a copy of SLUG's at one instant (e.g. staging), with its own credentials,
+    /// labels, resources and first admin, on SLUG's server. SLUG keeps serving during the copy.
+    Clone {
+        slug: String,
+        /// The new tenant's slug.
+        #[arg(long)]
+        to: String,
+        /// The new tenant's plan (default: SLUG's); its engine, if it names one, must be SLUG's.
+        #[arg(long)]
+        plan: Option<String>,
+        /// The new tenant's first admin (default: SLUG's).
+        #[arg(long)]
+        admin_email: Option<String>,
+        /// The new tenant's display name (default: SLUG's).
+        #[arg(long)]
+        display_name: Option<String>,
         /// Record the job and return its id without running it.
         #[arg(long)]
         no_wait: bool,

@@ -9,8 +9,9 @@ mod sqlite;
 pub use mariadb::MariadbServer;
 pub use postgres::{
     alternate_login, login_of_url, tenant_login_elsewhere, tenant_logins, tenant_of_login,
-    CatalogObject, DatabaseOrigin, FillReport, LockWait, MoveObject, PostgresServer, PostgresSessions,
-    PruneReport, PruneScope, SequenceState, WarmPoolInventory, MOVE_OBJECT_PREFIX,
+    CatalogObject, DatabaseOrigin, FillReport, LockWait, MoveObject, PostgresServer,
+    PostgresSessions, PruneReport, PruneScope, SequenceState, WarmPoolInventory,
+    MOVE_OBJECT_PREFIX,
 };
 pub use schema_version::{AppliedMigration, SchemaStanding, SchemaVersion};
 pub use sqlite::{check_statements_in_scratch, SqliteServer};
@@ -458,6 +459,15 @@ impl TenantServer {
             TenantServer::Postgres(server) => server.disable_login(resource_name).await,
             TenantServer::Sqlite(server) => server.disable_login(resource_name).await,
             TenantServer::Mariadb(server) => server.disable_login(resource_name).await,
+        }
+    }
+
+    /// Ends the tenant's open sessions, its login kept (PostgreSQL). A SQLite tenant has no session to end: a
+    /// restore renames a whole file into place, and a connection open on the old file keeps reading that one.
+    pub async fn end_sessions(&self, resource_name: &str) -> Result<()> {
+        match self {
+            TenantServer::Postgres(server) => server.end_sessions(resource_name).await,
+            TenantServer::Sqlite(_) => Ok(()),
         }
     }
 

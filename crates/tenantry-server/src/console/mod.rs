@@ -10,6 +10,7 @@
 mod assets;
 mod audit;
 mod charts;
+mod clone;
 mod costs;
 mod errors;
 mod jobs;
@@ -28,6 +29,7 @@ pub use negotiate::{html_or_json, prefers_html};
 /// The console's side of routes the API shares, by what they do.
 pub mod pages {
     pub use super::audit::audit_page;
+    pub use super::clone::clone_submit;
     pub use super::costs::costs_page;
     pub use super::jobs::{
         approve_submit, job_page, jobs_page, reject_submit, retry_submit, rollback_submit,

@@ -41,7 +41,7 @@ pub struct TenantListQuery {
     page: Option<String>,
 }
 
-fn tenant_path(slug: &str) -> String {
+pub(super) fn tenant_path(slug: &str) -> String {
     format!("/platform/tenants/{}", query_escape(slug))
 }
 
@@ -609,6 +609,9 @@ pub async fn tenant_page(
             @if let Some(tenant) = &tenant { (move_form(&viewer, tenant)) }
         }
         @if viewer.is_admin() {
+            @if let Some(tenant) = &tenant { (super::clone::clone_form(&viewer, tenant)) }
+        }
+        @if viewer.is_admin() {
             @if let Some(tenant) = &tenant { (suspension_form(&viewer, tenant)) }
         }
         @if viewer.is_admin() && can_offboard {
@@ -716,7 +719,7 @@ pub async fn offboard_submit(
 }
 
 /// After a form submitted a job: its page, or the error as a page.
-fn to_job_page(
+pub(super) fn to_job_page(
     state: &ServerState,
     viewer: &Viewer,
     submitted: Result<Submitted, tenantry_core::Error>,

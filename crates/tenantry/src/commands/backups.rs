@@ -1,4 +1,4 @@
-//! `tenantry backups create | list | restore | prune`: backups as jobs run here (phases printed as they end),
+//! `tenantry backups create | list | restore [--in-place] | prune`: backups as jobs run here (phases printed as they end),
 //! the list from the registry, and the prune of expired backups.
 
 use super::provision::{lease_for, run_submitted};
@@ -9,8 +9,8 @@ use crate::output::{print_json, print_table, when};
 use crate::CommandResult;
 use tenantry_core::{Error as CodedError, Slug};
 use tenantry_workflows::{
-    prune_backups, registry_error, restore_spec, submit_backup, submit_provision,
-    submit_provision_to_run, BackupFile, BackupRequest,
+    prune_backups, registry_error, restore_in_place_request, restore_spec, submit_backup,
+    submit_provision, submit_provision_to_run, submit_restore_in_place, BackupFile, BackupRequest,
 };
 
 /// Which backup a restore takes: one by id, or the newest complete one of a tenant.
@@ -30,7 +30,8 @@ pub enum BackupsRequest {
     },
     Restore {
         backup: BackupChoice,
-        to: Slug,
+        /// The new tenant; `None`: in place, over the tenant the backup was taken of.
+        to: Option<Slug>,
         admin_email: Option<String>,
         server: Option<String>,
         no_wait: bool,
@@ -53,6 +54,7 @@ pub fn parse(command: BackupsCommand) -> Result<BackupsRequest, CodedError> {
             backup_id,
             latest_of,
             to,
+            in_place,
             admin_email,
             server,
             no_wait,
@@ -66,7 +68,15 @@ pub fn parse(command: BackupsCommand) -> Result<BackupsRequest, CodedError> {
                     ))
                 }
             },
-            to: Slug::parse(&to)?,
+            to: match (to, in_place) {
+                (Some(to), false) => Some(Slug::parse(&to)?),
+                (None, true) => None,
+                _ => {
+                    return Err(CodedError::invalid_input(
+                        "name where the data goes: --to NEW_SLUG or --in-place",
+                    ))
+                }
+            },
             admin_email,
             server,
             no_wait,
@@ -156,6 +166,18 @@ pub async fn run(app: &App, request: BackupsRequest, json: bool) -> CommandResul
                             format!("tenant {:?} has no complete backup", slug.as_str()),
                         )
                     })?,
+            };
+            let Some(to) = to else {
+                let request = restore_in_place_request(&app.platform, &backup_id).await?;
+                let runner = app.runner();
+                let lease = (!no_wait).then(|| lease_for(&runner));
+                let submitted =
+                    submit_restore_in_place(&app.platform, &request, &cli_actor(), lease).await?;
+                let doing = format!(
+                    "restoring backup {backup_id} over tenant {}",
+                    request.slug.as_str()
+                );
+                return run_submitted(app, runner, submitted.job(), &doing, no_wait, json).await;
             };
             let spec = restore_spec(
                 &app.platform,

@@ -160,6 +160,11 @@ pub async fn tenants(app: &App, command: TenantsCommand, json: bool) -> CommandR
             budget,
             no_wait,
         } => return super::plans::set_plan(app, &slug, &plan, budget, no_wait, json).await,
+        TenantsCommand::Clone { .. } => {
+            if let Some(clone) = super::clone::parse_clone(&command)? {
+                return super::clone::clone(app, clone, json).await;
+            }
+        }
         TenantsCommand::RotateCredentials { .. } => {
             if let Some(rotation) = parse_rotation(&command)? {
                 return self::rotation(app, rotation, json).await;

@@ -2,6 +2,7 @@
 
 mod backups;
 mod bench;
+mod clone;
 mod fleet;
 mod inspect;
 mod jobs;
@@ -42,6 +43,9 @@ pub async fn run(cli: Cli) -> CommandResult {
         Command::Jobs(command) => jobs::run(&App::open(config).await?, command, json).await,
         Command::Tenants(command) => {
             // Arguments are checked before anything is opened, so bad input changes nothing.
+            if let Some(clone) = clone::parse_clone(&command)? {
+                return clone::clone(&App::open(config).await?, clone, json).await;
+            }
             if let Some(rotation) = fleet::parse_rotation(&command)? {
                 return fleet::rotation(&App::open(config).await?, rotation, json).await;
             }

@@ -464,9 +464,10 @@ async fn backup_and_restore_over_the_api_for_admins_only(engine: Engine) {
         .await
         .unwrap();
     assert_eq!(refused.status(), 403);
+    // In place takes no new slug: the two together are refused.
     let in_place = server
         .post(&restore, &admin)
-        .json(&json!({ "in_place": true }))
+        .json(&json!({ "in_place": true, "to_slug": restored_slug }))
         .send()
         .await
         .unwrap();

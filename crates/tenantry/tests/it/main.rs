@@ -7,6 +7,7 @@
 mod api;
 mod backup;
 mod bucket;
+mod clone;
 mod concurrency;
 mod console;
 mod crash_points;

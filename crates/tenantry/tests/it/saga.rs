@@ -53,6 +53,8 @@ for_each_engine!(
     rotate_every_kind,
     backup_every_resource,
     restore_into_a_new_slug,
+    clone_into_a_new_slug,
+    restore_in_place_over_the_tenant,
 );
 
 /// The move scenario on PostgreSQL (a move is between PostgreSQL servers), in its own function.
@@ -459,6 +461,69 @@ fn admin_url_for(command: &[String]) -> Option<String> {
         .iter()
         .any(|argument| argument == "--admin-url-stdin")
         .then(|| std::env::var("TENANTRY_TEST_LOGICAL_URL").expect("TENANTRY_TEST_LOGICAL_URL"))
+}
+
+/// The source of every clone in the clone scenario, in its fleet.
+const CLONE_SOURCE: &str = "sg-cl-source";
+
+fn clone_prepare() -> Vec<Vec<String>> {
+    vec![Fleet::provision_args(CLONE_SOURCE)]
+}
+
+fn clone_command(slug: &str) -> Vec<String> {
+    vec![
+        "tenants".into(),
+        "clone".into(),
+        CLONE_SOURCE.into(),
+        "--to".into(),
+        slug.into(),
+    ]
+}
+
+async fn clone_into_a_new_slug(engine: Engine) {
+    run_saga(
+        engine,
+        Scenario {
+            prefix: "sg-cl",
+            bundle: false,
+            setup_plan: None,
+            setup_command: None,
+            prepare: Some(clone_prepare),
+            command: clone_command,
+            resumes_itself: false,
+            after_failure: AfterFailure::Restored,
+        },
+    )
+    .await;
+}
+
+fn restore_in_place_command(slug: &str) -> Vec<String> {
+    vec![
+        "backups".into(),
+        "restore".into(),
+        "--latest-of".into(),
+        slug.into(),
+        "--in-place".into(),
+    ]
+}
+
+/// A tenant with a backup restored over itself: a failed job leaves its data and its backups as they were (the
+/// safety backup restored and removed); a completed one keeps the safety backup beside the restored one.
+async fn restore_in_place_over_the_tenant(engine: Engine) {
+    run_saga(
+        engine,
+        Scenario {
+            prefix: "sg-ri",
+            bundle: false,
+            setup_plan: Some("starter"),
+            setup_command: Some(backup_command),
+            prepare: None,
+            command: restore_in_place_command,
+            resumes_itself: false,
+            after_failure: AfterFailure::Restored,
+        },
+    )
+    .await;
 }
 
 /// Everything a scenario observes of one slug. `view` is comparable across slugs (the slug is replaced by a
