@@ -466,8 +466,12 @@ impl TenantServer {
     /// restore renames a whole file into place, and a connection open on the old file keeps reading that one.
     pub async fn end_sessions(&self, resource_name: &str) -> Result<()> {
         match self {
-            TenantServer::Postgres(server) => server.end_sessions(resource_name).await,
+            TenantServer::Postgres(server) => server.end_tenant_sessions(resource_name).await,
             TenantServer::Sqlite(_) => Ok(()),
+            // Nothing restores over a MariaDB tenant yet: it has no backups (`E_BACKUP_UNSUPPORTED`).
+            TenantServer::Mariadb(_) => Err(Error::Refused(
+                "ending a MariaDB tenant's sessions for a restore: MariaDB tenants have no backups yet".into(),
+            )),
         }
     }
 

@@ -631,19 +631,10 @@ impl PostgresServer {
 
     /// Ends every session of the tenant's role (its applications' and tenantry's own), its login kept: an in-place
     /// restore starts with no session holding a lock on the tables it drops.
-    pub async fn end_sessions(&self, resource_name: &str) -> Result<()> {
+    pub async fn end_tenant_sessions(&self, resource_name: &str) -> Result<()> {
         quote_identifier(resource_name)?;
         let mut connection = self.admin_connection().await?;
-        sqlx::query(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE usename IN ($1, $2) AND pid <> pg_backend_pid()",
-        )
-        .bind(resource_name)
-        .bind(alternate_login(resource_name))
-        .execute(&mut *connection)
-        .await
-        .map_err(|error| Error::from_server("ending sessions", error))?;
-        Ok(())
+        Self::end_sessions(&mut connection, &tenant_logins(resource_name)).await
     }
 
     /// Undoes [`PostgresServer::disable_login`]: the tenant's logins that no rotation retired may log in again.
