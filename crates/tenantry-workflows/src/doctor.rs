@@ -376,6 +376,14 @@ pub async fn run_doctor(platform: &Platform) -> Result<DoctorReport, CodedError>
                 .is_some_and(|server| server.engine == EngineKind::Postgres)
             {
                 expected.push("role");
+                // A shared-tier tenant is a schema in the server's shared database and a role.
+                if platform
+                    .settings
+                    .plan(&tenant.plan)
+                    .is_some_and(|plan| plan.isolation == tenantry_core::Isolation::Schema)
+                {
+                    expected[0] = "schema";
+                }
             } else {
                 expected = vec!["file"];
             }

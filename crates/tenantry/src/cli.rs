@@ -436,6 +436,10 @@ pub struct BenchArgs {
     /// and queue), through the warm pool, to compare with the database-only warm-pool path.
     #[arg(long)]
     pub resources_plan: Option<String>,
+    /// Also provision the tenants with this shared-tier plan (`isolation = "schema"`): each a schema in the
+    /// server's shared database, to compare with the dedicated paths.
+    #[arg(long)]
+    pub schema_plan: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

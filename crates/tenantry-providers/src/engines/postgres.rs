@@ -5,10 +5,12 @@
 //! pooled per server ([`sessions`]).
 
 mod sessions;
+mod shared_schema;
 mod tenant_side;
 mod warm_pool;
 
 pub use sessions::PostgresSessions;
+pub use shared_schema::SharedIsolation;
 pub use tenant_side::tenant_login_elsewhere;
 pub use warm_pool::{
     CatalogObject, DatabaseOrigin, FillReport, LockWait, PruneReport, PruneScope, WarmPoolInventory,
@@ -40,6 +42,9 @@ pub struct PostgresServer {
     installation: Installation,
     /// The platform's admin pools and parked tenant sessions, shared with every other server handle it makes.
     sessions: Arc<PostgresSessions>,
+    /// `Some`: tenants live as schemas in the server's shared database (`isolation = "schema"`), see
+    /// `shared_schema.rs`; `None`: each in a database of its own.
+    shared: Option<shared_schema::SharedPlacement>,
 }
 
 impl std::fmt::Debug for PostgresServer {
@@ -173,6 +178,7 @@ impl PostgresServer {
             admin_url_key: sessions::url_key(admin_url),
             installation: installation.clone(),
             sessions,
+            shared: None,
         })
     }
 
@@ -373,13 +379,17 @@ impl PostgresServer {
             host.to_owned()
         };
         SecretString::new(format!(
-            "postgres://{resource_name}:{}@{host}:{}/{resource_name}",
+            "postgres://{resource_name}:{}@{host}:{}/{}",
             password.expose(),
-            self.admin.get_port()
+            self.admin.get_port(),
+            self.database_of(resource_name)
         ))
     }
 
     pub async fn inventory(&self, resource_name: &str) -> Result<Inventory> {
+        if self.shared.is_some() {
+            return self.shared_inventory(resource_name).await;
+        }
         let mut connection = self.admin_connection().await?;
         let (database, database_owner, role, role_mark): (
             bool,
@@ -479,6 +489,9 @@ impl PostgresServer {
         password: &SecretString,
         schema: Option<&super::SchemaVersion>,
     ) -> Result<DatabaseOrigin> {
+        if self.shared.is_some() {
+            return self.create_shared_schema(spec, password).await;
+        }
         let name = quote_identifier(&spec.resource_name)?;
         let context = format!("creating {}", spec.resource_name);
         failpoint(CREATE_PHASE, "started").await?;
@@ -540,7 +553,7 @@ impl PostgresServer {
                 self.settle_inside(&spec.resource_name, &name, false, true)
                     .await?
             }
-            DatabaseOrigin::WarmPool { .. } => {}
+            DatabaseOrigin::WarmPool { .. } | DatabaseOrigin::SharedSchema { .. } => {}
         }
         failpoint(CREATE_PHASE, "settled").await?;
         let mut connection = self.admin_connection().await?;
@@ -617,6 +630,17 @@ impl PostgresServer {
             .await
             .map_err(|error| Error::from_server(&context, error))?;
         failpoint(DROP_OPERATION, "database_dropped").await?;
+        // A schema tenant's pieces in the shared database, whichever placement this handle has: a purge of an
+        // orphan does not know which the slug had. Its sessions end first, so none holds the schema's locks.
+        if inventory.role {
+            sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1 AND pid <> pg_backend_pid()")
+                .bind(resource_name)
+                .execute(&mut *connection)
+                .await
+                .map_err(|error| Error::from_server("ending sessions", error))?;
+        }
+        self.drop_shared_schema(resource_name, inventory.role)
+            .await?;
         connection
             .execute(format!("DROP ROLE IF EXISTS {name}").as_str())
             .await
@@ -693,6 +717,16 @@ impl PostgresServer {
         .fetch_optional(&mut *connection)
         .await
         .map_err(|error| Error::from_server("reading database privileges", error))?;
+        if self.shared.is_some() {
+            return Ok(TenantAccess {
+                login: role.as_ref().map(|(login, _, _)| *login),
+                role_connection_limit: role.as_ref().map(|(_, limit, _)| *limit),
+                statement_timeout: role.and_then(|(_, _, timeout)| timeout),
+                database_connection_limit: None,
+                other_connectors: self.shared_schema_users(resource_name).await?,
+                file_mode: None,
+            });
+        }
         Ok(TenantAccess {
             login: role.as_ref().map(|(login, _, _)| *login),
             role_connection_limit: role.as_ref().map(|(_, limit, _)| *limit),
@@ -720,6 +754,7 @@ impl PostgresServer {
         .await
         .map_err(|error| Error::from_server("reading the server catalog", error))?;
         let ours = owner_role(&self.installation);
+        let schemas = self.list_shared_schemas().await?;
         Ok(rows
             .into_iter()
             .map(|(name, kind, database_owner, role_mark, public_connect)| {
@@ -748,6 +783,7 @@ impl PostgresServer {
                     drift,
                 }
             })
+            .chain(schemas)
             .collect())
     }
 

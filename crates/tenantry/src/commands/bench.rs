@@ -5,6 +5,8 @@
 //! - `template`: the same jobs with the pool empty, so each database is a copy of the schema's template;
 //! - `resources` (with `--resources-plan`): the warm-pool path with a plan whose resources go beyond the
 //!   database (a cache, a queue, …), so the cost of those resources shows beside the database-only path;
+//! - `schema` (with `--schema-plan`): real jobs for a shared-tier plan, each tenant a schema and a role in the
+//!   server's shared database instead of a database of its own;
 //! - `baseline`: what a shell script does — `createdb`, `psql -f` per migration file, `psql` for the admin insert,
 //!   one process per step — with no registry, secret or role at all.
 //!
@@ -43,6 +45,8 @@ pub struct BenchRequest {
     concurrency: usize,
     /// A plan with resources beyond the database, for the `resources` path.
     resources_plan: Option<String>,
+    /// A shared-tier plan, for the `schema` path.
+    schema_plan: Option<String>,
 }
 
 /// More tenants than this per path would hold the registry and the server for a long time: split the run.
@@ -63,6 +67,16 @@ pub fn parse(args: &BenchArgs, platform: &Platform) -> Result<BenchRequest, Code
             )));
         }
     }
+    if let Some(name) = &args.schema_plan {
+        let plan = platform.settings.plan(name).ok_or_else(|| {
+            CodedError::invalid_input(format!("--schema-plan: plan {name:?} does not exist"))
+        })?;
+        if plan.isolation != tenantry_core::Isolation::Schema {
+            return Err(CodedError::invalid_input(format!(
+                "--schema-plan: plan {name:?} does not have isolation = \"schema\""
+            )));
+        }
+    }
     if !(1..=MAX_TENANTS).contains(&args.tenants) {
         return Err(CodedError::invalid_input(format!(
             "--tenants must be between 1 and {MAX_TENANTS}"
@@ -78,6 +92,7 @@ pub fn parse(args: &BenchArgs, platform: &Platform) -> Result<BenchRequest, Code
         n_tenants: args.tenants,
         concurrency: args.concurrency,
         resources_plan: args.resources_plan.clone(),
+        schema_plan: args.schema_plan.clone(),
     })
 }
 
@@ -88,6 +103,7 @@ enum BenchPath {
     WarmPool,
     Resources,
     Template,
+    Schema,
     Baseline,
 }
 
@@ -97,6 +113,7 @@ impl BenchPath {
             BenchPath::WarmPool => "warm_pool",
             BenchPath::Resources => "resources",
             BenchPath::Template => "template",
+            BenchPath::Schema => "schema",
             BenchPath::Baseline => "baseline",
         }
     }
@@ -107,6 +124,7 @@ impl BenchPath {
             BenchPath::WarmPool => 'p',
             BenchPath::Resources => 'r',
             BenchPath::Template => 't',
+            BenchPath::Schema => 's',
             BenchPath::Baseline => 'b',
         }
     }
@@ -320,6 +338,9 @@ struct BenchReport {
     /// The `resources` path's p50 divided by the database-only warm-pool path's (target: at most 1.5).
     #[serde(skip_serializing_if = "Option::is_none")]
     resources_p50_vs_database: Option<f64>,
+    /// The `schema` path's p50 divided by each dedicated path's (target: at most 0.5).
+    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+    schema_p50_vs_dedicated: serde_json::Map<String, serde_json::Value>,
     cleanup: CleanupReport,
 }
 
@@ -346,11 +367,9 @@ pub async fn run(app: &App, request: BenchRequest, json: bool) -> CommandResult 
         ))
         .into());
     }
-    let n_paths = if request.resources_plan.is_some() {
-        3
-    } else {
-        2
-    };
+    let n_paths = 2
+        + usize::from(request.resources_plan.is_some())
+        + usize::from(request.schema_plan.is_some());
     let n_jobs = i64::try_from(n_paths * request.n_tenants).unwrap_or(i64::MAX);
     if record.free_room() < n_jobs {
         return Err(CodedError::new(
@@ -420,8 +439,12 @@ pub async fn run(app: &App, request: BenchRequest, json: bool) -> CommandResult 
         BenchPath::WarmPool,
         BenchPath::Resources,
         BenchPath::Template,
+        BenchPath::Schema,
     ] {
         if path == BenchPath::Resources && !with_resources {
+            continue;
+        }
+        if path == BenchPath::Schema && request.schema_plan.is_none() {
             continue;
         }
         if path == BenchPath::Resources {
@@ -433,6 +456,7 @@ pub async fn run(app: &App, request: BenchRequest, json: bool) -> CommandResult 
         }
         let plan = match path {
             BenchPath::Resources => request.resources_plan.clone().unwrap_or_default(),
+            BenchPath::Schema => request.schema_plan.clone().unwrap_or_default(),
             _ => platform.settings.default_plan.clone(),
         };
         let ready_before = n_ready_in_pool(&server, &schema).await?;
@@ -460,7 +484,7 @@ pub async fn run(app: &App, request: BenchRequest, json: bool) -> CommandResult 
             })
             .await;
         let mut result = summarise(path, results, wall);
-        if path != BenchPath::Template {
+        if !matches!(path, BenchPath::Template | BenchPath::Schema) {
             let ready_after = n_ready_in_pool(&server, &schema).await?;
             result.n_from_pool = Some(ready_before.saturating_sub(ready_after));
         }
@@ -517,8 +541,21 @@ pub async fn run(app: &App, request: BenchRequest, json: bool) -> CommandResult 
             }
             _ => None,
         };
+    let schema_p50_vs_dedicated = [BenchPath::WarmPool, BenchPath::Template]
+        .into_iter()
+        .filter_map(
+            |dedicated| match (p50_of(BenchPath::Schema), p50_of(dedicated)) {
+                (Some(schema), Some(database)) if database > 0.0 => Some((
+                    dedicated.as_str().to_owned(),
+                    serde_json::json!((schema / database * 100.0).round() / 100.0),
+                )),
+                _ => None,
+            },
+        )
+        .collect();
     let report = BenchReport {
         resources_p50_vs_database,
+        schema_p50_vs_dedicated,
         server: record.name.clone(),
         n_tenants: request.n_tenants,
         concurrency: request.concurrency,
@@ -596,6 +633,9 @@ fn print_report(report: &BenchReport) {
         println!(
             "resources: p50 is {ratio}× the database-only warm-pool p50 (target: at most 1.5×)"
         );
+    }
+    for (dedicated, ratio) in &report.schema_p50_vs_dedicated {
+        println!("schema: p50 is {ratio}× the dedicated {dedicated} p50 (target: at most 0.5×)");
     }
     let cleanup = &report.cleanup;
     println!(
