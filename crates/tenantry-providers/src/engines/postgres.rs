@@ -639,8 +639,11 @@ impl PostgresServer {
                 .await
                 .map_err(|error| Error::from_server("ending sessions", error))?;
         }
+        // Handed back first: the shared half takes admin sessions of its own, and purges run several at once.
+        drop(connection);
         self.drop_shared_schema(resource_name, inventory.role)
             .await?;
+        let mut connection = self.admin_connection().await?;
         connection
             .execute(format!("DROP ROLE IF EXISTS {name}").as_str())
             .await

@@ -166,6 +166,25 @@ impl PostgresServer {
             )
             .await?;
         }
+        // Almost always everything is in place already: one read says so, and no DDL (whose locks would make
+        // concurrent provisionings wait on each other) runs.
+        let mut connection = self.shared_admin_connection().await?;
+        let in_place: bool = sqlx::query_scalar(
+            "SELECT NOT has_schema_privilege('public', 'public', 'CREATE')
+                AND (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                     WHERE n.nspname = 'public' AND c.relname = ANY($1)
+                       AND c.relrowsecurity AND c.relforcerowsecurity
+                       AND EXISTS (SELECT 1 FROM pg_policies p WHERE p.schemaname = 'public'
+                                     AND p.tablename = c.relname AND p.policyname = $2)) = cardinality($1)",
+        )
+        .bind(tables)
+        .bind(ROW_POLICY)
+        .fetch_one(&mut *connection)
+        .await
+        .map_err(|error| Error::from_server(&context, error))?;
+        if in_place {
+            return Ok(());
+        }
         let mut statements = vec![
             format!("SELECT pg_advisory_xact_lock({SHARED_TABLES_LOCK})"),
             "REVOKE CREATE ON SCHEMA public FROM PUBLIC".to_owned(),
@@ -201,7 +220,6 @@ impl PostgresServer {
                 ),
             ]);
         }
-        let mut connection = self.shared_admin_connection().await?;
         let mut transaction = connection
             .begin()
             .await
