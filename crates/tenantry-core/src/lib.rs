@@ -11,7 +11,10 @@ mod status;
 mod tenant;
 
 pub use error::{Error, ErrorCode, Result, UnknownErrorCode};
-pub use plan::{checked_budget, EngineKind, Modules, Plan, DATABASE_RESOURCE, MAX_BUDGET};
+pub use plan::{
+    checked_budget, is_shared_table_name, EngineKind, Isolation, Modules, Plan, DATABASE_RESOURCE,
+    MAX_BUDGET,
+};
 pub use slug::Slug;
 pub use status::{JobKind, JobStatus, PhaseStatus, PlatformRole, ServerStatus, TenantStatus};
 pub use tenant::{AdminEmail, DisplayName, RawTenantSpec, ServerName, SpecDefaults, TenantSpec};

@@ -167,6 +167,46 @@ pub struct Plan {
     /// How many days a backup of a tenant of this plan is kept before `backups prune` deletes it.
     #[serde(default = "default_backup_retention_days")]
     pub backup_retention_days: u32,
+    /// Where the tenant's database lives: a database of its own (`database`, the default) or, for a free tier,
+    /// a schema and a role in the PostgreSQL server's shared database (`schema`).
+    #[serde(default)]
+    pub isolation: Isolation,
+    /// Tables of the shared database that every schema tenant of this plan uses, each keyed by a `tenant` column
+    /// under row-level security (`schema` isolation only; tenantry makes them if missing).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shared_tables: Vec<String>,
+}
+
+/// How a tenant's database is isolated from the other tenants on its server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    /// The tenant's own database and role (DESIGN's naming: `tenant_<slug_>` for both).
+    #[default]
+    Database,
+    /// A schema `tenant_<slug_>` and a role of that name in the server's shared database.
+    Schema,
+}
+
+impl Isolation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Isolation::Database => "database",
+            Isolation::Schema => "schema",
+        }
+    }
+}
+
+/// Whether `name` can be a shared table's name: lowercase letters, digits and `_`, starting with a letter, at most
+/// 63 bytes, and not one tenantry or PostgreSQL keeps for itself (`pg_*`, `tenant_*`, `tenantry*`).
+pub fn is_shared_table_name(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && !name.starts_with("pg_")
+        && !name.starts_with("tenant")
 }
 
 fn default_backup_retention_days() -> u32 {
@@ -238,6 +278,29 @@ impl Plan {
                 ));
             }
         }
+        match self.isolation {
+            Isolation::Schema if self.engine != Some(EngineKind::Postgres) => {
+                return invalid(
+                    "isolation \"schema\" places tenants in a PostgreSQL server's shared database: set engine = \"postgres\""
+                        .into(),
+                )
+            }
+            Isolation::Database if !self.shared_tables.is_empty() => {
+                return invalid("shared_tables needs isolation = \"schema\"".into())
+            }
+            _ => {}
+        }
+        for (index, table) in self.shared_tables.iter().enumerate() {
+            if !is_shared_table_name(table) {
+                return invalid(format!(
+                    "shared table {table:?} must have 1 to 63 lowercase letters, digits or '_', start with a letter, \
+                     and not start with pg_ or tenant"
+                ));
+            }
+            if self.shared_tables[..index].contains(table) {
+                return invalid(format!("shared table {table:?} is listed twice"));
+            }
+        }
         if self
             .rotation_days
             .is_some_and(|days| !(1..=3650).contains(&days))
@@ -292,6 +355,8 @@ impl Plan {
                 rotation_days: None,
                 rotation_grace_seconds: None,
                 backup_retention_days: default_backup_retention_days(),
+                isolation: Isolation::Database,
+                shared_tables: Vec::new(),
                 base_monthly_price: 49.0,
                 price_multiplier: 1.0,
                 approval_required: false,
@@ -315,6 +380,8 @@ impl Plan {
                 rotation_days: None,
                 rotation_grace_seconds: None,
                 backup_retention_days: default_backup_retention_days(),
+                isolation: Isolation::Database,
+                shared_tables: Vec::new(),
                 base_monthly_price: 49.0,
                 price_multiplier: 2.0,
                 approval_required: false,
@@ -342,6 +409,8 @@ impl Plan {
                 rotation_days: None,
                 rotation_grace_seconds: None,
                 backup_retention_days: default_backup_retention_days(),
+                isolation: Isolation::Database,
+                shared_tables: Vec::new(),
                 base_monthly_price: 49.0,
                 price_multiplier: 3.0,
                 approval_required: false,
@@ -395,5 +464,17 @@ mod tests {
         let mut plan = Plan::builtin().remove(0);
         plan.name = "Gold Tier".into();
         assert!(plan.validate().is_err());
+        let mut plan = Plan::builtin().remove(0);
+        plan.isolation = Isolation::Schema;
+        assert!(plan.validate().unwrap_err().message.contains("engine"));
+        plan.engine = Some(EngineKind::Postgres);
+        plan.validate().unwrap();
+        plan.shared_tables = vec!["documents".into(), "pg_class".into()];
+        assert!(plan.validate().unwrap_err().message.contains("pg_class"));
+        plan.shared_tables = vec!["documents".into(), "documents".into()];
+        assert!(plan.validate().unwrap_err().message.contains("twice"));
+        let mut plan = Plan::builtin().remove(0);
+        plan.shared_tables = vec!["documents".into()];
+        assert!(plan.validate().unwrap_err().message.contains("isolation"));
     }
 }

@@ -509,8 +509,39 @@ pub async fn dump_postgres(
     key: &SecretString,
     aad: &str,
 ) -> Result<FileSums> {
-    let mut child = postgres_command(bin_dir, "pg_dump", url, database)?
-        .args(["--format=custom", "--no-password"])
+    dump_postgres_part(bin_dir, url, database, None, path, key, aad).await
+}
+
+/// [`dump_postgres`] of one schema of `database` (`pg_dump -n`): a shared-tier tenant's schema in the shared
+/// database. Its rows in the shared tables are not in it (they sit in `public`, among other tenants').
+pub async fn dump_postgres_schema(
+    bin_dir: &Path,
+    url: &SecretString,
+    database: &str,
+    schema: &str,
+    path: &Path,
+    key: &SecretString,
+    aad: &str,
+) -> Result<FileSums> {
+    dump_postgres_part(bin_dir, url, database, Some(schema), path, key, aad).await
+}
+
+async fn dump_postgres_part(
+    bin_dir: &Path,
+    url: &SecretString,
+    database: &str,
+    schema: Option<&str>,
+    path: &Path,
+    key: &SecretString,
+    aad: &str,
+) -> Result<FileSums> {
+    let mut command = postgres_command(bin_dir, "pg_dump", url, database)?;
+    command.args(["--format=custom", "--no-password"]);
+    if let Some(schema) = schema {
+        // `-n` takes a pattern: a tenant schema's name (slug rule: `[a-z0-9_]`) matches itself alone.
+        command.arg(format!("--schema={schema}"));
+    }
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -487,11 +487,36 @@ async fn back_up_resource(
             format!("tenantry cannot dump a {kind} yet"),
         ));
     }
+    let plan = platform
+        .registry
+        .get_tenant(slug)
+        .await?
+        .map(|tenant| tenant.plan)
+        .unwrap_or_default();
     let server = platform
-        .tenant_server(&record)
+        .tenant_server_for(&record, &plan)
         .await
         .map_err(PhaseError::Fatal)?;
     let sums = match &server {
+        TenantServer::Postgres(_) if server.isolation() == tenantry_core::Isolation::Schema => {
+            let admin_url = platform
+                .admin_url(&record)
+                .await
+                .map_err(PhaseError::Fatal)?;
+            let bin_dir =
+                store_io::postgres_bin_dir(platform.settings.backups.pg_bin_dir.as_deref());
+            let database = server.database_of(&resource.name);
+            store_io::dump_postgres_schema(
+                &bin_dir,
+                &admin_url,
+                &database,
+                &resource.name,
+                &path,
+                &key,
+                &aad,
+            )
+            .await
+        }
         TenantServer::Postgres(_) => {
             let admin_url = platform
                 .admin_url(&record)
@@ -645,6 +670,15 @@ pub(crate) async fn restore_database(
         .into_iter()
         .find(|file| file.kind == DATABASE_RESOURCE)
         .ok_or_else(|| PhaseError::Fatal(corrupt(backup_id, "it holds no database")))?;
+    if server.isolation() == tenantry_core::Isolation::Schema {
+        return Err(PhaseError::fatal(
+            ErrorCode::InvalidInput,
+            format!(
+                "backup {backup_id} cannot be restored into a shared-tier (schema) tenant: tenantry restores into a \
+                 database of its own only"
+            ),
+        ));
+    }
     if file.engine != server.engine().as_str() {
         return Err(PhaseError::fatal(
             ErrorCode::InvalidInput,

@@ -271,7 +271,9 @@ pub async fn run_checks(
         .get_server(&tenant.server_name)
         .await
         .map_err(crate::registry_error)?;
-    let server = platform.tenant_server(&server_record).await?;
+    let server = platform
+        .tenant_server_for(&server_record, &tenant.plan)
+        .await?;
     let mut suite = Suite {
         results: Vec::new(),
     };
@@ -349,7 +351,7 @@ pub async fn run_checks(
     }
     let probe = match probed {
         Some(Ok(probe)) => {
-            let verdict = login_verdict(&probe, tenant);
+            let verdict = login_verdict(&probe, tenant, &server.database_of(&tenant.resource_name));
             let usable = matches!(verdict, Verdict::Pass(_));
             suite.record("tenant_login", true, probe_took, verdict);
             usable.then_some(probe)
@@ -396,6 +398,10 @@ pub async fn run_checks(
     suite.record("isolation_other_tenants", true, took, verdict?);
     let (verdict, took) = registry_login;
     suite.record("isolation_registry", true, took, verdict);
+    if server.isolation() == tenantry_core::Isolation::Schema {
+        let (verdict, took) = timed(shared_schema_verdict(&server, url.as_ref())).await;
+        suite.record("isolation_shared_schema", true, took, verdict);
+    }
 
     let started = Instant::now();
     let verdict = match &probe {
@@ -463,6 +469,40 @@ pub async fn run_checks(
         tenant_slug: tenant.slug.clone(),
         checks: suite.results,
     })
+}
+
+/// The course module's test for a shared-tier tenant, as the tenant: reading another tenant's schema is refused,
+/// and no shared table shows it another tenant's rows (row-level security).
+async fn shared_schema_verdict(server: &TenantServer, url: Option<&SecretString>) -> Verdict {
+    let Some(url) = url else {
+        return Verdict::Fail("not judged: no credentials".into());
+    };
+    let isolation = match server.shared_isolation(url).await {
+        Ok(Some(isolation)) => isolation,
+        Ok(None) => return Verdict::Skip("the tenant has a database of its own".into()),
+        Err(error) => return Verdict::Fail(format!("could not run the isolation test: {error}")),
+    };
+    let mut passed = Vec::new();
+    match isolation.neighbour_schema {
+        Some((schema, LoginAttempt::Allowed)) => {
+            return Verdict::Fail(format!("the tenant can read schema {schema}"))
+        }
+        Some((schema, LoginAttempt::Refused(why))) => {
+            passed.push(format!("reading schema {schema} refused: {why}"))
+        }
+        None => passed.push("no other schema tenant to read".into()),
+    }
+    for (table, visible, present) in isolation.shared_tables {
+        if visible > 0 {
+            return Verdict::Fail(format!(
+                "shared table {table} shows the tenant {visible} row(s) of other tenants"
+            ));
+        }
+        passed.push(format!(
+            "{table}: 0 of {present} other tenants' row(s) visible"
+        ));
+    }
+    Verdict::Pass(passed.join("; "))
 }
 
 /// Runs `work`, returning what it gave and how long it took.
@@ -539,9 +579,10 @@ fn secret_names_tenant(
     let database = parsed.path().trim_start_matches('/');
     let database = database.strip_suffix(".db").unwrap_or(database);
     let database = database.rsplit('/').next().unwrap_or(database);
-    if database != resource_name {
+    let expected = server.database_of(resource_name);
+    if database != expected {
         return Err(format!(
-            "the secret names database {database:?}, not {resource_name}"
+            "the secret names database {database:?}, not {expected}"
         ));
     }
     if server.uses_passwords() {
@@ -560,11 +601,11 @@ fn secret_names_tenant(
     Ok(())
 }
 
-fn login_verdict(probe: &TenantProbe, tenant: &TenantRecord) -> Verdict {
-    if probe.current_database != tenant.resource_name {
+fn login_verdict(probe: &TenantProbe, tenant: &TenantRecord, database: &str) -> Verdict {
+    if probe.current_database != database {
         return Verdict::Fail(format!(
-            "logged in to {:?}, not {}",
-            probe.current_database, tenant.resource_name
+            "logged in to {:?}, not {database}",
+            probe.current_database
         ));
     }
     match &probe.current_user {

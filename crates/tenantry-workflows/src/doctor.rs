@@ -429,7 +429,14 @@ pub async fn run_doctor(platform: &Platform) -> Result<DoctorReport, CodedError>
                 .get(tenant.server_name.as_str())
                 .map(|server| server.engine)
             {
-                Some(EngineKind::Postgres) => vec!["database", "role"],
+                Some(EngineKind::Postgres) => {
+                    // A shared-tier tenant is a schema in the server's shared database and a role.
+                    let shared = platform
+                        .settings
+                        .plan(&tenant.plan)
+                        .is_some_and(|plan| plan.isolation == tenantry_core::Isolation::Schema);
+                    vec![if shared { "schema" } else { "database" }, "role"]
+                }
                 Some(EngineKind::Mariadb) => vec!["database", "user"],
                 _ => vec!["file"],
             };

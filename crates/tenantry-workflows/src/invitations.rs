@@ -376,7 +376,9 @@ pub async fn resend(platform: &Platform, slug: &Slug, actor: &str) -> Result<Res
         .get_server(&tenant.server_name)
         .await
         .map_err(registry_error)?;
-    let server = platform.tenant_server(&server_record).await?;
+    let server = platform
+        .tenant_server_for(&server_record, &tenant.plan)
+        .await?;
     let tenant_url = platform
         .secrets
         .get(&slug.secret_name())

@@ -4,7 +4,9 @@
 use crate::phases::{phases, unknown_phase};
 use crate::platform::{provider_error, secret_store_error, unless_foreign, Platform};
 use crate::resources::{reach_resource, resource_server, switch_resource, OnForeign, ResourceAt};
-use tenantry_core::{Error as CodedError, ErrorCode, JobKind, Slug, TenantStatus};
+use tenantry_core::{
+    EngineKind, Error as CodedError, ErrorCode, Isolation, JobKind, Slug, TenantStatus,
+};
 use tenantry_engine::{JobContext, PhaseError, Workflow};
 use tenantry_providers::engines::{Ownership, TenantServer};
 use tenantry_providers::resources::{Observed, WantedResource};
@@ -202,14 +204,35 @@ impl OffboardWorkflow {
             .filter(|record| record.engine.hosts_databases())
         {
             let server = platform.tenant_server(&record).await?;
+            let unreachable = |error: tenantry_providers::Error| {
+                CodedError::new(ErrorCode::AdminConnUnresolved, error.to_string())
+            };
             let inventory = server
                 .inventory(&slug.resource_name())
                 .await
-                .map_err(|error| {
-                    CodedError::new(ErrorCode::AdminConnUnresolved, error.to_string())
-                })?;
-            if inventory.any() {
-                found.push((record.name, inventory.ownership));
+                .map_err(unreachable)?;
+            // Or a schema in the server's shared database (`isolation = "schema"`): the slug's plan is unknown
+            // here, so both places are looked at; dropping takes both away.
+            let schema = match server.engine() {
+                EngineKind::Postgres => Some(
+                    server
+                        .clone()
+                        .with_isolation(Isolation::Schema, &[])
+                        .map_err(unreachable)?
+                        .inventory(&slug.resource_name())
+                        .await
+                        .map_err(unreachable)?,
+                ),
+                _ => None,
+            };
+            let pieces = std::iter::once(inventory)
+                .chain(schema)
+                .filter(|inventory| inventory.any());
+            let pieces: Vec<_> = pieces.collect();
+            if !pieces.is_empty() {
+                let ownership =
+                    Ownership::combine(pieces.into_iter().map(|inventory| inventory.ownership));
+                found.push((record.name, ownership));
             }
         }
         Ok(found)

@@ -244,6 +244,28 @@ impl Platform {
         })
     }
 
+    /// [`Platform::tenant_server`] placing tenants as plan `plan` says: in a database of their own, or as a schema
+    /// in the server's shared database (`isolation = "schema"`). Every handle that acts on one tenant's database
+    /// comes from here; a plan no longer configured places as `database`.
+    pub async fn tenant_server_for(
+        &self,
+        server: &ServerRecord,
+        plan: &str,
+    ) -> Result<TenantServer, CodedError> {
+        let tenant_server = self.tenant_server(server).await?;
+        let Some(plan) = self.settings.plan(plan) else {
+            return Ok(tenant_server);
+        };
+        tenant_server
+            .with_isolation(plan.isolation, &plan.shared_tables)
+            .map_err(|error| {
+                CodedError::invalid_input(format!(
+                    "plan {:?} on server {:?}: {error}",
+                    plan.name, server.name
+                ))
+            })
+    }
+
     /// A server's admin URL from the secret store (`E_ADMIN_CONN_UNRESOLVED` when it cannot be read).
     pub async fn admin_url(&self, server: &ServerRecord) -> Result<SecretString, CodedError> {
         let unresolved = |why: String| {

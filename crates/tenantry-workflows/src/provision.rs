@@ -163,6 +163,8 @@ struct RunMemo {
     tenant_url: Option<SecretString>,
     /// `state_checked` found no secret for the slug in this run, so `secret_set` need not look again.
     secret_absent: bool,
+    /// The plan of the job's request: how the placed server places the tenant (its own database, or a schema).
+    plan: String,
 }
 
 impl ProvisionWorkflow {
@@ -216,9 +218,10 @@ impl ProvisionWorkflow {
             return Ok(Some(known));
         }
         let record = self.platform.registry.get_server(&name).await?;
+        let plan = self.memo(context).plan.clone();
         let server = self
             .platform
-            .tenant_server(&record)
+            .tenant_server_for(&record, &plan)
             .await
             .map_err(PhaseError::Fatal)?;
         self.memo(context).server = Some((record.clone(), server.clone()));
@@ -927,6 +930,7 @@ impl Workflow for ProvisionWorkflow {
     ) -> Result<(), PhaseError> {
         let phase = ProvisionPhase::parse(&self.platform, phase)
             .ok_or_else(|| unknown_phase("provision", phase))?;
+        self.memo(context).plan.clone_from(&spec.plan);
         let step = match phase {
             ProvisionPhase::ResourceCreated(kind) => {
                 return self.resource_created(context, spec, &kind).await
@@ -957,6 +961,7 @@ impl Workflow for ProvisionWorkflow {
     ) -> Result<(), PhaseError> {
         let phase = ProvisionPhase::parse(&self.platform, phase)
             .ok_or_else(|| unknown_phase("provision", phase))?;
+        self.memo(context).plan.clone_from(&spec.plan);
         let step = match phase {
             ProvisionPhase::ResourceCreated(kind) => {
                 return self.resource_created_undo(context, &kind).await

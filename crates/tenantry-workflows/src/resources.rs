@@ -48,6 +48,16 @@ pub fn wanted(slug: &Slug, plan: &Plan, kind: &str, enabled: bool) -> WantedReso
     );
     wanted.enabled = enabled;
     wanted.labels = cost_labels(slug.as_str(), plan);
+    // The database's provider places a shared-tier tenant in the server's shared database.
+    if kind == tenantry_core::DATABASE_RESOURCE
+        && plan.isolation == tenantry_core::Isolation::Schema
+    {
+        if !wanted.quotas.is_object() {
+            wanted.quotas = serde_json::json!({});
+        }
+        wanted.quotas["isolation"] = serde_json::json!(plan.isolation);
+        wanted.quotas["shared_tables"] = serde_json::json!(plan.shared_tables);
+    }
     wanted
 }
 

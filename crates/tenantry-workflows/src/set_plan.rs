@@ -144,7 +144,7 @@ impl SetPlanWorkflow {
             .get_server(&tenant.server_name)
             .await?;
         self.platform
-            .tenant_server(&record)
+            .tenant_server_for(&record, &tenant.plan)
             .await
             .map_err(PhaseError::Fatal)
     }

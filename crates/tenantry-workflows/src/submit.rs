@@ -314,6 +314,20 @@ async fn submit_set_plan_with(
 ) -> Result<Submitted, CodedError> {
     let tenant = SetPlanWorkflow::validate(platform, request).await?;
     let plan = require_plan(&platform.settings, &request.plan)?;
+    // A tenant's place (its own database, or a schema in the shared one) is made by provisioning; moving between
+    // the two is a data move no plan change performs.
+    if let Some(current) = platform.settings.plan(&tenant.plan) {
+        if current.isolation != plan.isolation {
+            return Err(CodedError::invalid_input(format!(
+                "plan {:?} places tenants with {} isolation and tenant {:?} has {} isolation; \
+                 a plan change cannot move a tenant between a database of its own and a shared schema",
+                plan.name,
+                plan.isolation.as_str(),
+                tenant.slug,
+                current.isolation.as_str()
+            )));
+        }
+    }
     let request = SetPlanRequest {
         previous_plan: tenant.plan.clone(),
         ..request.clone()

@@ -480,6 +480,10 @@ pub struct BenchArgs {
     /// `TENANTRY_SEQUENTIAL_PHASES=1` runs them), to compare with them side by side.
     #[arg(long)]
     pub sequential_phases: bool,
+    /// Also provision the tenants with this shared-tier plan (`isolation = "schema"`): each a schema in the
+    /// server's shared database, to compare with the dedicated paths.
+    #[arg(long)]
+    pub schema_plan: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -10,7 +10,7 @@ pub use mariadb::MariadbServer;
 pub use postgres::{
     alternate_login, login_of_url, tenant_login_elsewhere, tenant_logins, tenant_of_login,
     CatalogObject, DatabaseOrigin, FillReport, LockWait, MoveObject, PostgresServer,
-    PostgresSessions, PruneReport, PruneScope, SequenceState, WarmPoolInventory,
+    PostgresSessions, PruneReport, PruneScope, SequenceState, SharedIsolation, WarmPoolInventory,
     MOVE_OBJECT_PREFIX,
 };
 pub use schema_version::{AppliedMigration, SchemaStanding, SchemaVersion};
@@ -20,7 +20,7 @@ use crate::credentials::SecretString;
 use crate::{Error, Result};
 use std::path::Path;
 use std::sync::Arc;
-use tenantry_core::EngineKind;
+use tenantry_core::{EngineKind, Isolation};
 
 /// The sessions a platform keeps open to its servers between calls (PostgreSQL admin pools, tenant sessions parked
 /// between the phases of a job), handed to every [`TenantServer`] it makes. The platform owns them, so two
@@ -295,6 +295,55 @@ impl TenantServer {
         }
     }
 
+    /// This handle, placing tenants as `isolation` says: `Schema` puts them in the PostgreSQL server's shared
+    /// database with `shared_tables` (see `engines/postgres/shared_schema.rs`); other engines have no shared tier.
+    pub fn with_isolation(
+        self,
+        isolation: Isolation,
+        shared_tables: &[String],
+    ) -> Result<TenantServer> {
+        match (self, isolation) {
+            (server, Isolation::Database) => Ok(server),
+            (TenantServer::Postgres(server), Isolation::Schema) => Ok(TenantServer::Postgres(
+                Box::new(server.in_shared_schema(shared_tables.to_vec())),
+            )),
+            (other, Isolation::Schema) => Err(Error::Refused(format!(
+                "a {} server has no shared database: schema isolation needs PostgreSQL",
+                other.engine()
+            ))),
+        }
+    }
+
+    /// How this handle places tenants.
+    pub fn isolation(&self) -> Isolation {
+        match self {
+            TenantServer::Postgres(server) if server.places_in_shared_schema() => Isolation::Schema,
+            _ => Isolation::Database,
+        }
+    }
+
+    /// The database the tenant `resource_name` connects to: its own, or the shared one (SQLite: the file's stem).
+    pub fn database_of(&self, resource_name: &str) -> String {
+        match self {
+            TenantServer::Postgres(server) => server.database_of(resource_name),
+            TenantServer::Sqlite(_) | TenantServer::Mariadb(_) => resource_name.to_owned(),
+        }
+    }
+
+    /// The course module's isolation test as the tenant of `tenant_url` (`None` unless this handle places tenants
+    /// in the shared database).
+    pub async fn shared_isolation(
+        &self,
+        tenant_url: &SecretString,
+    ) -> Result<Option<SharedIsolation>> {
+        match self {
+            TenantServer::Postgres(server) if server.places_in_shared_schema() => {
+                server.shared_isolation(tenant_url).await.map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+
     pub fn engine(&self) -> EngineKind {
         match self {
             TenantServer::Postgres(_) => EngineKind::Postgres,
@@ -505,7 +554,7 @@ impl TenantServer {
 
     /// Whether this engine keeps template databases and a warm pool.
     pub fn has_warm_pool(&self) -> bool {
-        matches!(self, TenantServer::Postgres(_))
+        matches!(self, TenantServer::Postgres(server) if !server.places_in_shared_schema())
     }
 
     /// The server's templates and warm pool, judged against `schema` (`None` on engines without them).

@@ -7,12 +7,14 @@
 mod logins;
 mod moves;
 mod sessions;
+mod shared_schema;
 mod tenant_side;
 mod warm_pool;
 
 pub use logins::{alternate_login, login_of_url, tenant_logins, tenant_of_login};
 pub use moves::{MoveObject, SequenceState, MOVE_OBJECT_PREFIX};
 pub use sessions::PostgresSessions;
+pub use shared_schema::SharedIsolation;
 pub use tenant_side::tenant_login_elsewhere;
 pub use warm_pool::{
     CatalogObject, DatabaseOrigin, FillReport, LockWait, PruneReport, PruneScope, WarmPoolInventory,
@@ -44,6 +46,9 @@ pub struct PostgresServer {
     installation: Installation,
     /// The platform's admin pools and parked tenant sessions, shared with every other server handle it makes.
     sessions: Arc<PostgresSessions>,
+    /// `Some`: tenants live as schemas in the server's shared database (`isolation = "schema"`), see
+    /// `shared_schema.rs`; `None`: each in a database of its own.
+    shared: Option<shared_schema::SharedPlacement>,
 }
 
 impl std::fmt::Debug for PostgresServer {
@@ -177,6 +182,7 @@ impl PostgresServer {
             admin_url_key: sessions::url_key(admin_url),
             installation: installation.clone(),
             sessions,
+            shared: None,
         })
     }
 
@@ -375,6 +381,9 @@ impl PostgresServer {
     }
 
     pub async fn inventory(&self, resource_name: &str) -> Result<Inventory> {
+        if self.shared.is_some() {
+            return self.shared_inventory(resource_name).await;
+        }
         let mut connection = self.admin_connection().await?;
         let (database, database_owner, role, role_mark): (
             bool,
@@ -474,6 +483,9 @@ impl PostgresServer {
         password: &SecretString,
         schema: Option<&super::SchemaVersion>,
     ) -> Result<DatabaseOrigin> {
+        if self.shared.is_some() {
+            return self.create_shared_schema(spec, password).await;
+        }
         let name = quote_identifier(&spec.resource_name)?;
         let context = format!("creating {}", spec.resource_name);
         failpoint(CREATE_PHASE, "started").await?;
@@ -535,7 +547,7 @@ impl PostgresServer {
                 self.settle_inside(&spec.resource_name, &name, false, true)
                     .await?
             }
-            DatabaseOrigin::WarmPool { .. } => {}
+            DatabaseOrigin::WarmPool { .. } | DatabaseOrigin::SharedSchema { .. } => {}
         }
         failpoint(CREATE_PHASE, "settled").await?;
         let mut connection = self.admin_connection().await?;
@@ -612,6 +624,17 @@ impl PostgresServer {
             .await
             .map_err(|error| Error::from_server(&context, error))?;
         failpoint(DROP_OPERATION, "database_dropped").await?;
+        // A schema tenant's pieces in the shared database, whichever placement this handle has: a purge of an
+        // orphan does not know which the slug had. Its logins' sessions end first, so none holds the schema's
+        // locks.
+        if inventory.role {
+            Self::end_sessions(&mut connection, &tenant_logins(resource_name)).await?;
+        }
+        // Handed back first: the shared half takes admin sessions of its own, and purges run several at once.
+        drop(connection);
+        self.drop_shared_schema(resource_name, inventory.role)
+            .await?;
+        let mut connection = self.admin_connection().await?;
         // The alternate login first: while the tenant role stands, its inventory says the pair is ours.
         let alternate = logins::quote_login(&alternate_login(resource_name))?;
         for role in [alternate, name] {
@@ -687,6 +710,16 @@ impl PostgresServer {
         .fetch_optional(&mut *connection)
         .await
         .map_err(|error| Error::from_server("reading database privileges", error))?;
+        if self.shared.is_some() {
+            return Ok(TenantAccess {
+                login: role.as_ref().map(|(login, _, _)| *login),
+                role_connection_limit: role.as_ref().map(|(_, limit, _)| *limit),
+                statement_timeout: role.and_then(|(_, _, timeout)| timeout),
+                database_connection_limit: None,
+                other_connectors: self.shared_schema_users(resource_name).await?,
+                file_mode: None,
+            });
+        }
         Ok(TenantAccess {
             login: role.as_ref().map(|(login, _, _)| *login),
             role_connection_limit: role.as_ref().map(|(_, limit, _)| *limit),
@@ -714,6 +747,7 @@ impl PostgresServer {
         .await
         .map_err(|error| Error::from_server("reading the server catalog", error))?;
         let ours = owner_role(&self.installation);
+        let schemas = self.list_shared_schemas().await?;
         Ok(rows
             .into_iter()
             .map(|(name, kind, database_owner, role_mark, public_connect)| {
@@ -742,6 +776,7 @@ impl PostgresServer {
                     drift,
                 }
             })
+            .chain(schemas)
             .collect())
     }
 

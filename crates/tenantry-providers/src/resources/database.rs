@@ -14,7 +14,7 @@ use crate::engines::{
 };
 use crate::{Error, Result};
 use serde_json::Value;
-use tenantry_core::{EngineKind, Slug};
+use tenantry_core::{EngineKind, Isolation, Slug};
 
 /// A plan without `connection_limit` gets this many connections per tenant.
 const DEFAULT_CONNECTION_LIMIT: u32 = 10;
@@ -43,6 +43,33 @@ impl TenantDatabases {
             &server.installation,
             &self.sessions,
         )
+    }
+
+    /// The server placing the tenant as its wanted state says (`isolation` and `shared_tables` among its quotas,
+    /// which the workflows add for a shared-tier plan).
+    fn placed_server(
+        &self,
+        server: &ResourceServer,
+        wanted: &WantedResource,
+    ) -> Result<TenantServer> {
+        let isolation: Isolation = match wanted.quotas.get("isolation") {
+            None | Some(Value::Null) => Isolation::Database,
+            Some(value) => serde_json::from_value(value.clone()).map_err(|_| {
+                Error::Refused(format!(
+                    "the database's isolation {value} is neither database nor schema"
+                ))
+            })?,
+        };
+        let shared_tables: Vec<String> = match wanted.quotas.get("shared_tables") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(value) => serde_json::from_value(value.clone()).map_err(|_| {
+                Error::Refused(format!(
+                    "the database's shared_tables {value} is not a list of names"
+                ))
+            })?,
+        };
+        self.tenant_server(server)?
+            .with_isolation(isolation, &shared_tables)
     }
 }
 
@@ -478,7 +505,7 @@ impl ResourceProvider for TenantDatabases {
         server: &ResourceServer,
         wanted: &WantedResource,
     ) -> Result<SecretString> {
-        let tenant = self.tenant_server(server)?;
+        let tenant = self.placed_server(server, wanted)?;
         let password = tenant
             .uses_passwords()
             .then(credentials::generate_database_password);
@@ -491,7 +518,7 @@ impl ResourceProvider for TenantDatabases {
         wanted: &WantedResource,
         credentials: Option<&SecretString>,
     ) -> Result<Observed> {
-        let tenant = self.tenant_server(server)?;
+        let tenant = self.placed_server(server, wanted)?;
         let spec = database_spec(wanted)?;
         let name = &wanted.name;
         let inventory = tenant.inventory(name).await?;
@@ -548,7 +575,7 @@ impl ResourceProvider for TenantDatabases {
         wanted: &WantedResource,
         credentials: &SecretString,
     ) -> Result<()> {
-        let tenant = self.tenant_server(server)?;
+        let tenant = self.placed_server(server, wanted)?;
         let spec = database_spec(wanted)?;
         if !names_this_database(&tenant, &wanted.name, credentials)? {
             return Err(Error::Refused(format!(
@@ -578,6 +605,13 @@ impl ResourceProvider for TenantDatabases {
             server
                 .rotate_login_retire(&wanted.name, credentials, wanted.enabled)
                 .await?;
+        }
+        // A shared-tier tenant has no database of its own to close; its schema's grants are the provider's.
+        if tenant.isolation() == Isolation::Schema {
+            return match wanted.enabled {
+                true => tenant.enable_login(&wanted.name).await,
+                false => tenant.disable_login(&wanted.name).await,
+            };
         }
         // A database opened to PUBLIC by hand is closed again (apply_plan_limits revokes it too; this says so).
         tenant.revoke_public_connect(&wanted.name).await?;
@@ -651,7 +685,7 @@ impl ResourceProvider for TenantDatabases {
         credentials: &SecretString,
         neighbour: &WantedResource,
     ) -> Result<Vec<Verification>> {
-        let tenant = self.tenant_server(server)?;
+        let tenant = self.placed_server(server, wanted)?;
         match tenant.engine() {
             EngineKind::Sqlite => {
                 self.verify_sqlite(&tenant, wanted, credentials, neighbour)

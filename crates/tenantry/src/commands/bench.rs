@@ -8,6 +8,8 @@
 //! - `resources_sequential` (with `--sequential-phases` too): the same plan with its phases one after another
 //!   instead of side by side, so the gain of running a tenant's resources concurrently shows (each resource
 //!   path also reports every phase's mean time, each kind's `<kind>_created` among them);
+//! - `schema` (with `--schema-plan`): real jobs for a shared-tier plan, each tenant a schema and a role in the
+//!   server's shared database instead of a database of its own;
 //! - `baseline`: what a shell script does — `createdb`, `psql -f` per migration file, `psql` for the admin insert,
 //!   one process per step — with no registry, secret or role at all.
 //!
@@ -48,6 +50,8 @@ pub struct BenchRequest {
     resources_plan: Option<String>,
     /// Also the `resources_sequential` path.
     sequential_phases: bool,
+    /// A shared-tier plan, for the `schema` path.
+    schema_plan: Option<String>,
 }
 
 /// More tenants than this per path would hold the registry and the server for a long time: split the run.
@@ -73,6 +77,16 @@ pub fn parse(args: &BenchArgs, platform: &Platform) -> Result<BenchRequest, Code
             "--sequential-phases compares a --resources-plan's phases; name the plan",
         ));
     }
+    if let Some(name) = &args.schema_plan {
+        let plan = platform.settings.plan(name).ok_or_else(|| {
+            CodedError::invalid_input(format!("--schema-plan: plan {name:?} does not exist"))
+        })?;
+        if plan.isolation != tenantry_core::Isolation::Schema {
+            return Err(CodedError::invalid_input(format!(
+                "--schema-plan: plan {name:?} does not have isolation = \"schema\""
+            )));
+        }
+    }
     if !(1..=MAX_TENANTS).contains(&args.tenants) {
         return Err(CodedError::invalid_input(format!(
             "--tenants must be between 1 and {MAX_TENANTS}"
@@ -89,6 +103,7 @@ pub fn parse(args: &BenchArgs, platform: &Platform) -> Result<BenchRequest, Code
         concurrency: args.concurrency,
         resources_plan: args.resources_plan.clone(),
         sequential_phases: args.sequential_phases,
+        schema_plan: args.schema_plan.clone(),
     })
 }
 
@@ -100,6 +115,7 @@ enum BenchPath {
     Resources,
     ResourcesSequential,
     Template,
+    Schema,
     Baseline,
 }
 
@@ -110,6 +126,7 @@ impl BenchPath {
             BenchPath::Resources => "resources",
             BenchPath::ResourcesSequential => "resources_sequential",
             BenchPath::Template => "template",
+            BenchPath::Schema => "schema",
             BenchPath::Baseline => "baseline",
         }
     }
@@ -121,6 +138,7 @@ impl BenchPath {
             BenchPath::Resources => 'r',
             BenchPath::ResourcesSequential => 's',
             BenchPath::Template => 't',
+            BenchPath::Schema => 'h',
             BenchPath::Baseline => 'b',
         }
     }
@@ -357,6 +375,9 @@ struct BenchReport {
     /// The `resources` path's p50 (phases side by side) divided by `resources_sequential`'s (target: at most 0.6).
     #[serde(skip_serializing_if = "Option::is_none")]
     side_by_side_p50_vs_sequential: Option<f64>,
+    /// The `schema` path's p50 divided by each dedicated path's (target: at most 0.5).
+    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+    schema_p50_vs_dedicated: serde_json::Map<String, serde_json::Value>,
     cleanup: CleanupReport,
 }
 
@@ -383,8 +404,10 @@ pub async fn run(app: &App, request: BenchRequest, json: bool) -> CommandResult 
         ))
         .into());
     }
-    let n_paths =
-        2 + usize::from(request.resources_plan.is_some()) + usize::from(request.sequential_phases);
+    let n_paths = 2
+        + usize::from(request.resources_plan.is_some())
+        + usize::from(request.sequential_phases)
+        + usize::from(request.schema_plan.is_some());
     let n_jobs = i64::try_from(n_paths * request.n_tenants).unwrap_or(i64::MAX);
     if record.free_room() < n_jobs {
         return Err(CodedError::new(
@@ -455,11 +478,15 @@ pub async fn run(app: &App, request: BenchRequest, json: bool) -> CommandResult 
         BenchPath::Resources,
         BenchPath::ResourcesSequential,
         BenchPath::Template,
+        BenchPath::Schema,
     ] {
         let resource_path = matches!(path, BenchPath::Resources | BenchPath::ResourcesSequential);
         if (resource_path && !with_resources)
             || (path == BenchPath::ResourcesSequential && !request.sequential_phases)
         {
+            continue;
+        }
+        if path == BenchPath::Schema && request.schema_plan.is_none() {
             continue;
         }
         if resource_path {
@@ -473,6 +500,7 @@ pub async fn run(app: &App, request: BenchRequest, json: bool) -> CommandResult 
             BenchPath::Resources | BenchPath::ResourcesSequential => {
                 request.resources_plan.clone().unwrap_or_default()
             }
+            BenchPath::Schema => request.schema_plan.clone().unwrap_or_default(),
             _ => platform.settings.default_plan.clone(),
         };
         let ready_before = n_ready_in_pool(&server, &schema).await?;
@@ -519,7 +547,7 @@ pub async fn run(app: &App, request: BenchRequest, json: bool) -> CommandResult 
                 })
                 .collect();
         }
-        if path != BenchPath::Template {
+        if !matches!(path, BenchPath::Template | BenchPath::Schema) {
             let ready_after = n_ready_in_pool(&server, &schema).await?;
             result.n_from_pool = Some(ready_before.saturating_sub(ready_after));
         }
@@ -585,9 +613,22 @@ pub async fn run(app: &App, request: BenchRequest, json: bool) -> CommandResult 
         }
         _ => None,
     };
+    let schema_p50_vs_dedicated = [BenchPath::WarmPool, BenchPath::Template]
+        .into_iter()
+        .filter_map(
+            |dedicated| match (p50_of(BenchPath::Schema), p50_of(dedicated)) {
+                (Some(schema), Some(database)) if database > 0.0 => Some((
+                    dedicated.as_str().to_owned(),
+                    serde_json::json!((schema / database * 100.0).round() / 100.0),
+                )),
+                _ => None,
+            },
+        )
+        .collect();
     let report = BenchReport {
         resources_p50_vs_database,
         side_by_side_p50_vs_sequential,
+        schema_p50_vs_dedicated,
         server: record.name.clone(),
         n_tenants: request.n_tenants,
         concurrency: request.concurrency,
@@ -684,6 +725,9 @@ fn print_report(report: &BenchReport) {
         println!(
             "resources: p50 is {ratio}× the database-only warm-pool p50 (target: at most 1.5×)"
         );
+    }
+    for (dedicated, ratio) in &report.schema_p50_vs_dedicated {
+        println!("schema: p50 is {ratio}× the dedicated {dedicated} p50 (target: at most 0.5×)");
     }
     let cleanup = &report.cleanup;
     println!(

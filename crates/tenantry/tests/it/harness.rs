@@ -152,6 +152,34 @@ impl Fleet {
         fleet
     }
 
+    /// A fleet on `registry`'s registry (a SQLite file, or a PostgreSQL database) that has the tenant cluster
+    /// registered as server `pg` either way, under the cluster's lock: for PostgreSQL-only features (the shared
+    /// tier) tested on both registries.
+    pub async fn with_tenant_cluster(registry: Engine) -> Fleet {
+        if registry == Engine::Postgres {
+            return Fleet::new(Engine::Postgres).await;
+        }
+        let mut fleet = Fleet::bare(Engine::Sqlite, registry_admin_url());
+        fleet._cluster_guard = Some(TENANT_CLUSTER.lock().await);
+        wipe_tenant_cluster().await;
+        let args = [
+            "servers",
+            "add",
+            "--name",
+            "pg",
+            "--engine",
+            "postgres",
+            "--admin-url-stdin",
+            "--capacity",
+            "100",
+        ];
+        fleet
+            .run_with_stdin(&args, &tenant_cluster_url())
+            .await
+            .assert_ok();
+        fleet
+    }
+
     /// A second tenantry installation (its own PostgreSQL registry, so its own installation id) whose server
     /// `pg` is this fleet's tenant cluster: two installations sharing one server. Shares this fleet's hold on the
     /// cluster; clean it up before this fleet.
@@ -448,6 +476,8 @@ impl Fleet {
                 .await
                 .expect("drop registry database");
             wipe_tenant_cluster().await;
+        } else if self._cluster_guard.is_some() {
+            wipe_tenant_cluster().await;
         }
         let _ = std::fs::remove_dir_all(&self.scratch_dir);
     }
@@ -671,7 +701,7 @@ pub async fn wipe_tenant_cluster() {
     let databases: Vec<String> = sqlx::query_scalar(
         "SELECT datname::text FROM pg_database WHERE datname LIKE 'tenant\\_%'
                 OR datname LIKE 'tenantry\\_pool\\_%' OR datname LIKE 'tenantry\\_template\\_%'
-                OR datname LIKE 'tenantry\\_build\\_%'",
+                OR datname LIKE 'tenantry\\_build\\_%' OR datname LIKE 'tenantry\\_shared\\_%'",
     )
     .fetch_all(&mut admin)
     .await

@@ -33,4 +33,5 @@ mod rollouts;
 mod rollouts_api;
 mod rotate;
 mod saga;
+mod schema_isolation;
 mod suspend;

@@ -55,6 +55,7 @@ for_each_engine!(
     restore_into_a_new_slug,
     clone_into_a_new_slug,
     restore_in_place_over_the_tenant,
+    provision_schema_tenant,
 );
 
 /// The move scenario on PostgreSQL (a move is between PostgreSQL servers), in its own function.
@@ -526,6 +527,29 @@ async fn restore_in_place_over_the_tenant(engine: Engine) {
     .await;
 }
 
+fn provision_free_command(slug: &str) -> Vec<String> {
+    let mut args = Fleet::provision_args(slug);
+    args.extend(["--plan".into(), "free".into()]);
+    args
+}
+
+/// The shared tier (`schema_isolation.rs`): a schema tenant's provisioning fails at every phase and unwinds, runs
+/// every step twice, and resumes from a crash at every boundary, on both registries.
+async fn provision_schema_tenant(engine: Engine) {
+    let scenario = Scenario {
+        prefix: "sg-sc",
+        bundle: false,
+        setup_plan: None,
+        setup_command: None,
+        prepare: None,
+        command: provision_free_command,
+        resumes_itself: true,
+        after_failure: AfterFailure::Restored,
+    };
+    let fleet = crate::schema_isolation::schema_fleet(engine).await;
+    run_saga_in(Saga::with_fleet(fleet, scenario)).await;
+}
+
 /// Everything a scenario observes of one slug. `view` is comparable across slugs (the slug is replaced by a
 /// placeholder); `secret_values` only within one slug (passwords differ between tenants).
 #[derive(Debug, Clone, PartialEq)]
@@ -570,6 +594,17 @@ impl Saga {
             scenario,
             slugs: BTreeSet::new(),
             _own_redis: own_redis,
+            mariadb: false,
+        }
+    }
+
+    /// A saga in `fleet`, which the scenario set up itself (e.g. with plans of its own).
+    fn with_fleet(fleet: Fleet, scenario: Scenario) -> Saga {
+        Saga {
+            fleet,
+            scenario,
+            slugs: BTreeSet::new(),
+            _own_redis: None,
             mariadb: false,
         }
     }
@@ -784,6 +819,9 @@ async fn backup_facts(fleet: &Fleet, slug: &str) -> Value {
 /// settings table, and (PostgreSQL) its role's connection limit.
 async fn database_facts(fleet: &Fleet, slug: &str, url: Option<String>) -> Value {
     use sqlx::Connection;
+    if let Some(facts) = crate::schema_isolation::schema_facts(fleet, slug, url.as_deref()).await {
+        return facts;
+    }
     let (exists, role_exists) = fleet.server_has(slug).await;
     if !exists {
         return json!({ "exists": false, "role": role_exists });
@@ -921,6 +959,7 @@ async fn run_saga(engine: Engine, scenario: Scenario) {
     run_saga_in(Saga::new(engine, scenario).await).await;
 }
 
+/// [`run_saga`] in a fleet the scenario made itself.
 async fn run_saga_in(mut saga: Saga) {
     let scenario = saga.scenario;
     if let Some(prepare) = scenario.prepare {

@@ -82,9 +82,10 @@ impl PostgresServer {
             host.to_owned()
         };
         SecretString::new(format!(
-            "postgres://{login}:{}@{host}:{}/{resource_name}",
+            "postgres://{login}:{}@{host}:{}/{}",
             password.expose(),
-            self.admin.get_port()
+            self.admin.get_port(),
+            self.database_of(resource_name)
         ))
     }
 

@@ -37,6 +37,11 @@ impl PostgresServer {
         settings: &[(String, String)],
         owned_prefixes: &[&str],
     ) -> Result<()> {
+        if self.shared.is_some() {
+            return self
+                .write_settings_in_schema(tenant_url, settings, owned_prefixes)
+                .await;
+        }
         let mut connection = self.tenant_connection(tenant_url).await?;
         let keys: Vec<&str> = settings.iter().map(|(key, _)| key.as_str()).collect();
         let values: Vec<&str> = settings.iter().map(|(_, value)| value.as_str()).collect();
@@ -111,6 +116,9 @@ impl PostgresServer {
     /// tenant's, the installation's mark). A plan change runs it, and so does `reconcile`, which converts a tenant
     /// made before this model (when the tenant role owned its database) and closes a database opened to PUBLIC.
     pub async fn apply_plan_limits(&self, spec: &TenantDatabaseSpec) -> Result<()> {
+        if self.shared.is_some() {
+            return self.shared_plan_limits(spec).await;
+        }
         let name = quote_identifier(&spec.resource_name)?;
         let context = format!("applying the plan to {}", spec.resource_name);
         let inventory = self.inventory(&spec.resource_name).await?;
@@ -187,6 +195,9 @@ impl PostgresServer {
     /// privilege rules: those it may connect to through a grant of its own (to it or a role it belongs to), and,
     /// separately, those that admit PUBLIC (the neighbour opened itself: its finding, not this tenant's).
     pub async fn tenant_databases_open_to(&self, resource_name: &str) -> Result<Reachable> {
+        if self.shared.is_some() {
+            return self.shared_schemas_open_to(resource_name).await;
+        }
         let mut connection = self.admin_connection().await?;
         let rows: Vec<(String, bool, bool)> = sqlx::query_as(
             "SELECT d.datname::text,

@@ -50,6 +50,8 @@ pub enum DatabaseOrigin {
     Plain { why: Option<String> },
     /// The database was there already (an earlier attempt made it) and was brought in line.
     Existing,
+    /// No database of its own: a schema in the server's shared database (`isolation = "schema"`).
+    SharedSchema { database: String },
 }
 
 impl std::fmt::Display for DatabaseOrigin {
@@ -64,6 +66,9 @@ impl std::fmt::Display for DatabaseOrigin {
                 write!(formatter, "created empty (template not used: {why})")
             }
             DatabaseOrigin::Existing => formatter.write_str("already there, brought in line"),
+            DatabaseOrigin::SharedSchema { database } => {
+                write!(formatter, "a schema in the shared database {database}")
+            }
         }
     }
 }
