@@ -91,6 +91,8 @@ pub struct KnownToken {
     pub user_id: String,
     pub email: String,
     pub role: PlatformRole,
+    /// The tenant a `TENANT_ADMIN` is scoped to.
+    pub tenant_slug: Option<String>,
 }
 
 impl KnownToken {
@@ -154,6 +156,7 @@ impl TokenCache {
             user_id: user.id,
             email: user.email,
             role: user.role,
+            tenant_slug: user.tenant_slug,
         });
         if let Some(version) = version {
             self.remember(version, token_id, &known);
@@ -240,6 +243,7 @@ mod tests {
             role: PlatformRole::Admin,
             password_hash: String::new(),
             created_at: 0,
+            tenant_slug: None,
         };
         registry.add_user(&user, "test").await.unwrap();
         let token = ApiToken {

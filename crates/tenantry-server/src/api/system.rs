@@ -107,6 +107,9 @@ pub struct Me {
     pub user_id: String,
     pub email: String,
     pub role: String,
+    /// The one tenant a `TENANT_ADMIN` is scoped to; absent for the platform roles.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant_slug: Option<String>,
 }
 
 /// The authenticated caller.
@@ -118,5 +121,6 @@ pub async fn me(Extension(principal): Extension<Principal>) -> axum::Json<Me> {
         user_id: principal.user_id,
         email: principal.email,
         role: principal.role.as_str().to_owned(),
+        tenant_slug: principal.tenant_slug,
     })
 }
