@@ -43,7 +43,9 @@ pub async fn metrics(
     State(state): State<ServerState>,
     principal: Option<Extension<Principal>>,
 ) -> ApiResult<Response> {
-    let scope = if principal.is_some() {
+    // A tenant admin's credentials are not a platform role's: every tenant's series are not theirs to read.
+    let platform_role = principal.is_some_and(|Extension(principal)| !principal.is_tenant_scoped());
+    let scope = if platform_role {
         crate::metrics::Scope::WithTenants
     } else {
         crate::metrics::Scope::Public
