@@ -313,6 +313,7 @@ mod tests {
             user_id: user.id,
             email: user.email,
             role: user.role,
+            tenant_slug: user.tenant_slug,
         });
         assert!(stale.is_usable(0));
         cache.remember(version, "raced", &stale);
@@ -356,6 +357,7 @@ mod tests {
             user_id: "u".into(),
             email: "u@example.com".into(),
             role: PlatformRole::ReadOnly,
+            tenant_slug: None,
         };
         assert!(known.is_usable(999));
         assert!(!known.is_usable(1_000));
