@@ -106,11 +106,13 @@ string_enum!(
 );
 
 string_enum!(
-    /// What a platform user may do. Deny by default: every route names the roles it allows.
+    /// What a platform user may do. Deny by default: every route names the roles it allows. `TENANT_ADMIN` is
+    /// scoped to one tenant (the user's `tenant_slug`): it reads that tenant and files change requests for it.
     PlatformRole {
         Admin => "PLATFORM_ADMIN",
         Support => "PLATFORM_SUPPORT",
         ReadOnly => "PLATFORM_READONLY",
+        TenantAdmin => "TENANT_ADMIN",
     }
 );
 

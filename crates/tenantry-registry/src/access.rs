@@ -20,6 +20,8 @@ pub struct PlatformUser {
     #[serde(skip)]
     pub password_hash: String,
     pub created_at: i64,
+    /// The one tenant a `TENANT_ADMIN` is scoped to; `None` for the platform roles.
+    pub tenant_slug: Option<String>,
 }
 
 impl PlatformUser {
@@ -31,6 +33,7 @@ impl PlatformUser {
                 .map_err(|error| Error::Corrupt(error.message))?,
             password_hash: get(row, "password_hash")?,
             created_at: get(row, "created_at")?,
+            tenant_slug: get(row, "tenant_slug")?,
         })
     }
 
@@ -43,13 +46,14 @@ impl PlatformUser {
                 .map_err(|error| Error::Corrupt(error.message))?,
             password_hash: get(row, "user_password_hash")?,
             created_at: get(row, "user_created_at")?,
+            tenant_slug: get(row, "user_tenant_slug")?,
         })
     }
 }
 
 /// The owning user's columns in a query that joins `platform_users u`, renamed so they cannot clash.
 const OWNER_COLUMNS: &str = "u.email AS user_email, u.role AS user_role,
-    u.password_hash AS user_password_hash, u.created_at AS user_created_at";
+    u.password_hash AS user_password_hash, u.created_at AS user_created_at, u.tenant_slug AS user_tenant_slug";
 
 /// An API token as stored: its secret only as a hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -136,7 +140,7 @@ impl AccessWatch {
     }
 }
 
-const USER_COLUMNS: &str = "id, email, role, password_hash, created_at";
+const USER_COLUMNS: &str = "id, email, role, password_hash, created_at, tenant_slug";
 const TOKEN_COLUMNS: &str = "id, user_id, name, secret_hash, created_at, expires_at, revoked_at";
 
 impl Registry {
@@ -179,13 +183,15 @@ impl Registry {
         let mut transaction = self.begin_write().await?;
         let now = now_millis();
         sqlx::query(
-            "INSERT INTO platform_users (id, email, role, password_hash, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)",
+            "INSERT INTO platform_users (id, email, role, password_hash, created_at, updated_at, tenant_slug)
+             VALUES ($1, $2, $3, $4, $5, $5, $6)",
         )
         .bind(&user.id)
         .bind(&user.email)
         .bind(user.role.as_str())
         .bind(&user.password_hash)
         .bind(now)
+        .bind(&user.tenant_slug)
         .execute(&mut *transaction)
         .await?;
         insert_audit(
@@ -195,7 +201,9 @@ impl Registry {
                 event_type: "USER_ADDED",
                 tenant_slug: None,
                 job_id: None,
-                details: serde_json::json!({ "user_id": user.id, "email": user.email, "role": user.role }),
+                details: serde_json::json!({
+                    "user_id": user.id, "email": user.email, "role": user.role, "tenant": user.tenant_slug,
+                }),
             },
         )
         .await?;

@@ -125,6 +125,118 @@ pub(crate) async fn check_fence(connection: &mut AnyConnection, fence: &Fence) -
     }
 }
 
+/// Records a job (its phases, its `JOB_CREATED` audit event, its approval request) inside the caller's
+/// transaction: what `create_job` does, and what a decision that starts a job (a change request's approval) does
+/// together with the decision.
+pub(crate) async fn insert_job(connection: &mut AnyConnection, job: &NewJob) -> Result<()> {
+    let now = now_millis();
+    if let Some(idempotency) = &job.idempotency {
+        let remembered = sqlx::query(
+                "INSERT INTO idempotency_keys (principal, key, request_hash, job_id, created_at) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&idempotency.principal)
+            .bind(&idempotency.key)
+            .bind(&idempotency.request_hash)
+            .bind(&job.id)
+            .bind(now)
+            .execute(&mut *connection)
+            .await;
+        match remembered.map_err(Error::from) {
+            Ok(_) => {}
+            Err(Error::Conflict { .. }) => {
+                return Err(Error::Conflict {
+                    constraint: "idempotency_key".into(),
+                })
+            }
+            Err(other) => return Err(other),
+        }
+    }
+    // A job created leased is claimed in the same transaction, exactly as `claim_job` would claim it: in
+    // progress, started, lease token 1. Until its lease expires no worker's claim matches it.
+    let lease = job.lease.as_ref().filter(|_| job.approval.is_none());
+    let status = if job.approval.is_some() {
+        JobStatus::AwaitingApproval
+    } else if lease.is_some() {
+        JobStatus::InProgress
+    } else {
+        JobStatus::Pending
+    };
+    sqlx::query(
+            "INSERT INTO jobs (id, kind, tenant_slug, status, params, state, actor, plan, approval_expires_at,
+                               lease_owner, lease_token, lease_expires_at, started_at, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, '{}', $6, $7, $8, $9, $10, $11, $12, $13, $13)",
+        )
+        .bind(&job.id)
+        .bind(job.kind.as_str())
+        .bind(&job.tenant_slug)
+        .bind(status.as_str())
+        .bind(job.params.to_string())
+        .bind(&job.actor)
+        .bind(&job.plan)
+        .bind(job.approval.as_ref().map(|approval| approval.expires_at))
+        .bind(lease.map(|lease| lease.owner.clone()))
+        .bind(if lease.is_some() { 1_i64 } else { 0 })
+        .bind(lease.map(|lease| now + lease.ttl_millis))
+        .bind(lease.map(|_| now))
+        .bind(now)
+        .execute(&mut *connection)
+        .await?;
+    // One statement for all the phases (a workflow has about a dozen): on SQLite each statement is a round trip
+    // to the connection's thread.
+    let rows: Vec<String> = (0..job.phases.len())
+        .map(|position| format!("($1, {position}, ${}, $2)", position + 3))
+        .collect();
+    let statement = format!(
+        "INSERT INTO job_phases (job_id, position, name, status) VALUES {}",
+        rows.join(", ")
+    );
+    let mut insert_phases = sqlx::query(&statement)
+        .bind(&job.id)
+        .bind(PhaseStatus::Pending.as_str());
+    for name in &job.phases {
+        insert_phases = insert_phases.bind(name);
+    }
+    if !job.phases.is_empty() {
+        insert_phases.execute(&mut *connection).await?;
+    }
+    crate::notify::notify(connection, crate::notify::JOBS_CHANNEL, &job.id).await?;
+    insert_audit(
+        connection,
+        &NewAuditEvent {
+            actor: job.actor.clone(),
+            event_type: "JOB_CREATED",
+            tenant_slug: Some(job.tenant_slug.clone()),
+            job_id: Some(job.id.clone()),
+            details: serde_json::json!({ "kind": job.kind }),
+        },
+    )
+    .await?;
+    if let Some(approval) = &job.approval {
+        insert_event(
+            connection,
+            &job.id,
+            EventKind::Log,
+            None,
+            None,
+            "info",
+            &approval.reason,
+        )
+        .await?;
+        insert_audit(
+            connection,
+            &NewAuditEvent {
+                actor: job.actor.clone(),
+                event_type: "APPROVAL_REQUESTED",
+                tenant_slug: Some(job.tenant_slug.clone()),
+                job_id: Some(job.id.clone()),
+                details: approval.details.clone(),
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 pub(crate) async fn insert_event(
     connection: &mut AnyConnection,
     job_id: &str,
@@ -235,111 +347,7 @@ impl Registry {
     /// key was used meanwhile; `Conflict` on the slug when it already has an unfinished job.
     pub async fn create_job(&self, job: &NewJob) -> Result<JobRecord> {
         let mut transaction = self.begin_write().await?;
-        let now = now_millis();
-        if let Some(idempotency) = &job.idempotency {
-            let remembered = sqlx::query(
-                "INSERT INTO idempotency_keys (principal, key, request_hash, job_id, created_at) VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(&idempotency.principal)
-            .bind(&idempotency.key)
-            .bind(&idempotency.request_hash)
-            .bind(&job.id)
-            .bind(now)
-            .execute(&mut *transaction)
-            .await;
-            match remembered.map_err(Error::from) {
-                Ok(_) => {}
-                Err(Error::Conflict { .. }) => {
-                    return Err(Error::Conflict {
-                        constraint: "idempotency_key".into(),
-                    })
-                }
-                Err(other) => return Err(other),
-            }
-        }
-        // A job created leased is claimed in the same transaction, exactly as `claim_job` would claim it: in
-        // progress, started, lease token 1. Until its lease expires no worker's claim matches it.
-        let lease = job.lease.as_ref().filter(|_| job.approval.is_none());
-        let status = if job.approval.is_some() {
-            JobStatus::AwaitingApproval
-        } else if lease.is_some() {
-            JobStatus::InProgress
-        } else {
-            JobStatus::Pending
-        };
-        sqlx::query(
-            "INSERT INTO jobs (id, kind, tenant_slug, status, params, state, actor, plan, approval_expires_at,
-                               lease_owner, lease_token, lease_expires_at, started_at, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, '{}', $6, $7, $8, $9, $10, $11, $12, $13, $13)",
-        )
-        .bind(&job.id)
-        .bind(job.kind.as_str())
-        .bind(&job.tenant_slug)
-        .bind(status.as_str())
-        .bind(job.params.to_string())
-        .bind(&job.actor)
-        .bind(&job.plan)
-        .bind(job.approval.as_ref().map(|approval| approval.expires_at))
-        .bind(lease.map(|lease| lease.owner.clone()))
-        .bind(if lease.is_some() { 1_i64 } else { 0 })
-        .bind(lease.map(|lease| now + lease.ttl_millis))
-        .bind(lease.map(|_| now))
-        .bind(now)
-        .execute(&mut *transaction)
-        .await?;
-        // One statement for all the phases (a workflow has about a dozen): on SQLite each statement is a round trip
-        // to the connection's thread.
-        let rows: Vec<String> = (0..job.phases.len())
-            .map(|position| format!("($1, {position}, ${}, $2)", position + 3))
-            .collect();
-        let statement = format!(
-            "INSERT INTO job_phases (job_id, position, name, status) VALUES {}",
-            rows.join(", ")
-        );
-        let mut insert_phases = sqlx::query(&statement)
-            .bind(&job.id)
-            .bind(PhaseStatus::Pending.as_str());
-        for name in &job.phases {
-            insert_phases = insert_phases.bind(name);
-        }
-        if !job.phases.is_empty() {
-            insert_phases.execute(&mut *transaction).await?;
-        }
-        crate::notify::notify(&mut transaction, crate::notify::JOBS_CHANNEL, &job.id).await?;
-        insert_audit(
-            &mut transaction,
-            &NewAuditEvent {
-                actor: job.actor.clone(),
-                event_type: "JOB_CREATED",
-                tenant_slug: Some(job.tenant_slug.clone()),
-                job_id: Some(job.id.clone()),
-                details: serde_json::json!({ "kind": job.kind }),
-            },
-        )
-        .await?;
-        if let Some(approval) = &job.approval {
-            insert_event(
-                &mut transaction,
-                &job.id,
-                EventKind::Log,
-                None,
-                None,
-                "info",
-                &approval.reason,
-            )
-            .await?;
-            insert_audit(
-                &mut transaction,
-                &NewAuditEvent {
-                    actor: job.actor.clone(),
-                    event_type: "APPROVAL_REQUESTED",
-                    tenant_slug: Some(job.tenant_slug.clone()),
-                    job_id: Some(job.id.clone()),
-                    details: approval.details.clone(),
-                },
-            )
-            .await?;
-        }
+        insert_job(&mut transaction, job).await?;
         transaction.commit().await?;
         self.get_job(&job.id).await
     }

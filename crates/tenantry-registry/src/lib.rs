@@ -9,6 +9,7 @@ mod access;
 mod approvals;
 pub mod audit;
 mod backups;
+mod change_requests;
 mod error;
 mod installation;
 mod jobs;
@@ -27,6 +28,10 @@ pub use access::{AccessWatch, ApiToken, ConsoleSession, IdempotencyRecord, Platf
 pub use approvals::{ApprovalDecision, ApprovalOutcome};
 pub use audit::{AuditChainFault, AuditChainFinding, AuditChainReport, AuditFilter};
 pub use backups::{BackupRecord, BACKUP_COMPLETE, BACKUP_RUNNING};
+pub use change_requests::{
+    ChangeDecision, ChangeOutcome, ChangeRequestRecord, NewChangeRequest, CHANGE_APPROVED,
+    CHANGE_PENDING, CHANGE_REJECTED,
+};
 pub use error::{is_transient_sqlx_error, Error, Result};
 pub use installation::is_installation_id;
 pub use jobs::{

@@ -17,7 +17,7 @@ pub const DELIVERY_SENT: &str = "sent";
 pub const DELIVERY_DEAD: &str = "dead";
 
 /// The events a webhook can subscribe to, each with the audit events that raise it.
-pub const NOTIFICATION_EVENTS: [(&str, &[&str]); 6] = [
+pub const NOTIFICATION_EVENTS: [(&str, &[&str]); 8] = [
     ("tenant.provisioned", &["TENANT_PROVISIONED"]),
     ("tenant.provision_failed", &["TENANT_PROVISION_FAILED"]),
     ("tenant.offboarded", &["TENANT_OFFBOARDED"]),
@@ -26,6 +26,9 @@ pub const NOTIFICATION_EVENTS: [(&str, &[&str]); 6] = [
         "approval.decided",
         &["APPROVAL_GRANTED", "APPROVAL_REJECTED", "APPROVAL_EXPIRED"],
     ),
+    // A tenant admin asked for a plan or module change, and a PLATFORM_ADMIN decided it.
+    ("change.requested", &["CHANGE_REQUESTED"]),
+    ("change.decided", &["CHANGE_APPROVED", "CHANGE_REJECTED"]),
     (
         "job.failed",
         &[

@@ -112,6 +112,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         "backups",
         include_str!("../migrations/shared/0012_backups.sql"),
     ),
+    (
+        13,
+        "change_requests",
+        include_str!("../migrations/shared/0013_change_requests.sql"),
+    ),
 ];
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -174,6 +179,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         12,
         "backups",
         include_str!("../migrations/shared/0012_backups.sql"),
+    ),
+    (
+        13,
+        "change_requests",
+        include_str!("../migrations/shared/0013_change_requests.sql"),
     ),
 ];
 

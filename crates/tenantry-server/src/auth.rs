@@ -4,7 +4,7 @@
 use crate::error::ApiError;
 use crate::state::ServerState;
 use axum::body::Body;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{FromRequestParts, MatchedPath, RawPathParams, Request, State};
 use axum::http::{header, HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -38,10 +38,23 @@ pub struct Principal {
     pub user_id: String,
     pub email: String,
     pub role: PlatformRole,
+    /// The one tenant a `TENANT_ADMIN` is scoped to; `None` for the platform roles.
+    pub tenant_slug: Option<String>,
     pub credential: Credential,
 }
 
 impl Principal {
+    /// Whether the caller sees only one tenant (a `TENANT_ADMIN`).
+    pub fn is_tenant_scoped(&self) -> bool {
+        self.role == PlatformRole::TenantAdmin
+    }
+
+    /// Whether the caller may see `tenant_slug`: a platform role sees every tenant, a `TENANT_ADMIN` their own
+    /// (and none if the scope is missing: deny by default).
+    pub fn may_see_tenant(&self, tenant_slug: &str) -> bool {
+        !self.is_tenant_scoped() || self.tenant_slug.as_deref() == Some(tenant_slug)
+    }
+
     /// The audit actor: `user:<id>`.
     pub fn actor(&self) -> String {
         format!("user:{}", self.user_id)
@@ -78,6 +91,15 @@ const ALL_ROLES: &[PlatformRole] = &[
     PlatformRole::Support,
     PlatformRole::ReadOnly,
 ];
+/// Every role, the tenant-scoped one too: routes a `TENANT_ADMIN` may call as well, within their tenant (see
+/// [`check_tenant_scope`]).
+const ALL_ROLES_AND_TENANT_ADMINS: &[PlatformRole] = &[
+    PlatformRole::Admin,
+    PlatformRole::Support,
+    PlatformRole::ReadOnly,
+    PlatformRole::TenantAdmin,
+];
+const ADMINS_AND_TENANT_ADMINS: &[PlatformRole] = &[PlatformRole::Admin, PlatformRole::TenantAdmin];
 const OPERATORS: &[PlatformRole] = &[PlatformRole::Admin, PlatformRole::Support];
 const ADMINS: &[PlatformRole] = &[PlatformRole::Admin];
 
@@ -88,11 +110,26 @@ pub const POLICY: &[(&str, &str, Access)] = &[
     ("GET", "/metrics", Access::Public),
     ("GET", "/platform/openapi.json", Access::Public),
     ("POST", "/platform/login", Access::Public),
-    ("POST", "/platform/logout", Access::Roles(ALL_ROLES)),
-    ("GET", "/platform/me", Access::Roles(ALL_ROLES)),
+    // A TENANT_ADMIN (scoped to one tenant) is named where they may call a route at all; the rest is 404 to them,
+    // as if it did not exist. Where they may, `check_tenant_scope` holds them to their tenant: the tenant page,
+    // that tenant's jobs, its change requests, and the plans (which name no tenant).
+    (
+        "POST",
+        "/platform/logout",
+        Access::Roles(ALL_ROLES_AND_TENANT_ADMINS),
+    ),
+    (
+        "GET",
+        "/platform/me",
+        Access::Roles(ALL_ROLES_AND_TENANT_ADMINS),
+    ),
     ("GET", "/platform/tenants", Access::Roles(ALL_ROLES)),
     ("POST", "/platform/tenants", Access::Roles(ADMINS)),
-    ("GET", "/platform/tenants/{slug}", Access::Roles(ALL_ROLES)),
+    (
+        "GET",
+        "/platform/tenants/{slug}",
+        Access::Roles(ALL_ROLES_AND_TENANT_ADMINS),
+    ),
     (
         "GET",
         "/platform/tenants/{slug}/resources",
@@ -162,11 +199,15 @@ pub const POLICY: &[(&str, &str, Access)] = &[
         Access::Roles(ADMINS),
     ),
     ("GET", "/platform/jobs", Access::Roles(ALL_ROLES)),
-    ("GET", "/platform/jobs/{job_id}", Access::Roles(ALL_ROLES)),
+    (
+        "GET",
+        "/platform/jobs/{job_id}",
+        Access::Roles(ALL_ROLES_AND_TENANT_ADMINS),
+    ),
     (
         "GET",
         "/platform/jobs/{job_id}/events",
-        Access::Roles(ALL_ROLES),
+        Access::Roles(ALL_ROLES_AND_TENANT_ADMINS),
     ),
     (
         "POST",
@@ -213,7 +254,11 @@ pub const POLICY: &[(&str, &str, Access)] = &[
         "/platform/rollouts/{rollout_id}/abort",
         Access::Roles(ADMINS),
     ),
-    ("GET", "/platform/plans", Access::Roles(ALL_ROLES)),
+    (
+        "GET",
+        "/platform/plans",
+        Access::Roles(ALL_ROLES_AND_TENANT_ADMINS),
+    ),
     (
         "POST",
         "/platform/tenants/{slug}/plan",
@@ -246,6 +291,39 @@ pub const POLICY: &[(&str, &str, Access)] = &[
     (
         "DELETE",
         "/platform/webhooks/{webhook_id}",
+        Access::Roles(ADMINS),
+    ),
+    // Change requests: a tenant admin files them for their tenant (a platform admin may file one for any tenant);
+    // whoever may read jobs reads them (a tenant admin their tenant's only); deciding one is for admins, and
+    // never the requester (checked with the request).
+    (
+        "POST",
+        "/platform/tenants/{slug}/change-requests",
+        Access::Roles(ADMINS_AND_TENANT_ADMINS),
+    ),
+    (
+        "POST",
+        "/platform/change-requests",
+        Access::Roles(ADMINS_AND_TENANT_ADMINS),
+    ),
+    (
+        "GET",
+        "/platform/change-requests",
+        Access::Roles(ALL_ROLES_AND_TENANT_ADMINS),
+    ),
+    (
+        "GET",
+        "/platform/change-requests/{change_request_id}",
+        Access::Roles(ALL_ROLES_AND_TENANT_ADMINS),
+    ),
+    (
+        "POST",
+        "/platform/change-requests/{change_request_id}/approve",
+        Access::Roles(ADMINS),
+    ),
+    (
+        "POST",
+        "/platform/change-requests/{change_request_id}/reject",
         Access::Roles(ADMINS),
     ),
     // The console's own routes: the way in, sign-in form, assets, and the wizard (admins, like provisioning).
@@ -335,6 +413,7 @@ pub async fn authenticate(
             user_id: known.user_id.clone(),
             email: known.email.clone(),
             role: known.role,
+            tenant_slug: known.tenant_slug.clone(),
             credential: Credential::Token {
                 token_id: known.token_id.clone(),
             },
@@ -349,6 +428,7 @@ pub async fn authenticate(
             user_id: user.id,
             email: user.email,
             role: user.role,
+            tenant_slug: user.tenant_slug,
             credential: Credential::Session {
                 csrf_token: session.csrf_token,
                 session_hash,
@@ -385,6 +465,10 @@ async fn authorize(state: &ServerState, request: Request) -> Result<Request, Api
                 .await?
                 .ok_or_else(ApiError::unauthenticated)?;
             if !roles.contains(&principal.role) {
+                // To a tenant admin the platform's other routes do not exist: 404, as for another tenant.
+                if principal.is_tenant_scoped() {
+                    return Err(ApiError::not_found("this path"));
+                }
                 return Err(ApiError::forbidden(principal.role.as_str()));
             }
             Some(principal)
@@ -414,6 +498,17 @@ async fn authorize(state: &ServerState, request: Request) -> Result<Request, Api
         }
     };
     let mut request = request;
+    if let Some(principal) = principal
+        .as_ref()
+        .filter(|principal| principal.is_tenant_scoped())
+    {
+        let (mut parts, body) = request.into_parts();
+        let params = RawPathParams::from_request_parts(&mut parts, state)
+            .await
+            .map_err(|_| ApiError::not_found("this path"))?;
+        check_tenant_scope(state, principal, &params).await?;
+        request = Request::from_parts(parts, body);
+    }
     if let Some(principal) = &principal {
         if let Credential::Session { csrf_token, .. } = &principal.credential {
             if !matches!(
@@ -428,6 +523,37 @@ async fn authorize(state: &ServerState, request: Request) -> Result<Request, Api
         request.extensions_mut().insert(principal);
     }
     Ok(request)
+}
+
+/// Holds a tenant admin to their tenant on a route the policy lets them call: every path parameter must name
+/// their tenant or something of it (a job, a change request), or the answer is 404, the same as for something that
+/// does not exist. A parameter this does not know is refused too (deny by default): a new route that lets tenant
+/// admins in must teach this its parameter.
+pub async fn check_tenant_scope(
+    state: &ServerState,
+    principal: &Principal,
+    params: &RawPathParams,
+) -> Result<(), ApiError> {
+    let registry = &state.platform.registry;
+    for (name, value) in params {
+        let owner = match name {
+            "slug" => Some(value.to_owned()),
+            "job_id" => match registry.get_job(value).await {
+                Ok(job) => Some(job.tenant_slug),
+                Err(tenantry_registry::Error::NotFound { .. }) => None,
+                Err(error) => return Err(error.into()),
+            },
+            "change_request_id" => registry
+                .get_change_request(value)
+                .await?
+                .map(|request| request.tenant_slug),
+            _ => None,
+        };
+        if !owner.is_some_and(|owner| principal.may_see_tenant(&owner)) {
+            return Err(ApiError::not_found(format!("{name} {value:?}")));
+        }
+    }
+    Ok(())
 }
 
 /// Accepts a write only if it carries the session's CSRF token (header, or form field for plain HTML forms).

@@ -91,6 +91,8 @@ pub struct KnownToken {
     pub user_id: String,
     pub email: String,
     pub role: PlatformRole,
+    /// The tenant a `TENANT_ADMIN` is scoped to.
+    pub tenant_slug: Option<String>,
 }
 
 impl KnownToken {
@@ -154,6 +156,7 @@ impl TokenCache {
             user_id: user.id,
             email: user.email,
             role: user.role,
+            tenant_slug: user.tenant_slug,
         });
         if let Some(version) = version {
             self.remember(version, token_id, &known);
@@ -240,6 +243,7 @@ mod tests {
             role: PlatformRole::Admin,
             password_hash: String::new(),
             created_at: 0,
+            tenant_slug: None,
         };
         registry.add_user(&user, "test").await.unwrap();
         let token = ApiToken {
@@ -309,6 +313,7 @@ mod tests {
             user_id: user.id,
             email: user.email,
             role: user.role,
+            tenant_slug: user.tenant_slug,
         });
         assert!(stale.is_usable(0));
         cache.remember(version, "raced", &stale);
@@ -352,6 +357,7 @@ mod tests {
             user_id: "u".into(),
             email: "u@example.com".into(),
             role: PlatformRole::ReadOnly,
+            tenant_slug: None,
         };
         assert!(known.is_usable(999));
         assert!(!known.is_usable(1_000));

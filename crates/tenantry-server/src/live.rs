@@ -251,6 +251,7 @@ mod tests {
             user_id: "u".into(),
             email: "u@example.com".into(),
             role: PlatformRole::ReadOnly,
+            tenant_slug: None,
             credential: Credential::Token {
                 token_id: token_id.into(),
             },

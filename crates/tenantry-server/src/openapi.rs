@@ -1,7 +1,8 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations and the types they exchange.
 
 use crate::api::{
-    backups, jobs, notifications, plans, rollouts, servers, session, system, tenants, JobAccepted,
+    backups, change_requests, jobs, notifications, plans, rollouts, servers, session, system,
+    tenants, JobAccepted,
 };
 use crate::error::ProblemDetails;
 use tenantry_core::EngineKind;
@@ -43,6 +44,8 @@ impl Modify for BearerAuth {
         rollouts::resume_rollout, rollouts::abort_rollout, rollouts::tenant_schema,
         notifications::list_notifications, notifications::retry_notification, notifications::list_webhooks,
         notifications::create_webhook, notifications::delete_webhook,
+        change_requests::create_for_tenant, change_requests::create, change_requests::list,
+        change_requests::get, change_requests::approve, change_requests::reject,
     ),
     components(schemas(
         ProblemDetails, JobAccepted, jobs::StreamEvent, jobs::ApprovalBody, plans::PlanOffer,
@@ -57,6 +60,8 @@ impl Modify for BearerAuth {
         rollouts::RolloutBody, rollouts::RolloutDryRun, rollouts::TenantSchemaView, tenantry_workflows::RolloutView,
         notifications::DeliveryView, notifications::WebhookView, notifications::WebhookBody,
         notifications::WebhookCreated,
+        change_requests::ChangeRequestBody, change_requests::NewChangeRequestBody,
+        change_requests::ChangeDecisionBody, tenantry_registry::ChangeRequestRecord,
     )),
     modifiers(&BearerAuth),
 )]
@@ -91,6 +96,12 @@ pub fn document_for<'a>(
         &regions,
     );
     constrain(&mut schemas["SetPlanBody"]["properties"]["plan"], &plans);
+    // A change request's plan is one of the plans, and its modules are the plans' module switches.
+    let modules = change_request_modules();
+    for body in ["ChangeRequestBody", "NewChangeRequestBody"] {
+        constrain(&mut schemas[body]["properties"]["plan"], &plans);
+        schemas[body]["properties"]["modules"] = modules.clone();
+    }
     constrain(
         &mut schemas["AddServerRequest"]["properties"]["region"],
         &regions,
@@ -99,6 +110,9 @@ pub fn document_for<'a>(
         &mut schemas["AddServerRequest"]["properties"]["engine"],
         &engines,
     );
+    // An approval's body may be left out, as a job approval's.
+    document["paths"]["/platform/change-requests/{change_request_id}/approve"]["post"]
+        ["requestBody"]["required"] = false.into();
     for decision in ["approve", "reject"] {
         // The decision's body may be left out (it reads as no reason); utoipa marks a non-`Option` body
         // required, and an `Option` one as `oneOf: [null, …]`, which the API refuses.
@@ -162,6 +176,21 @@ fn constrain(schema: &mut serde_json::Value, values: &[serde_json::Value]) {
         allowed.push(serde_json::Value::Null);
     }
     schema["enum"] = serde_json::Value::Array(allowed);
+}
+
+/// The schema of a change request's `modules`: each known module, on or off, and nothing else.
+fn change_request_modules() -> serde_json::Value {
+    let properties: serde_json::Map<String, serde_json::Value> = tenantry_core::Modules::default()
+        .entries()
+        .into_iter()
+        .map(|(name, _)| (name.to_owned(), serde_json::json!({ "type": "boolean" })))
+        .collect();
+    serde_json::json!({
+        "type": "object",
+        "description": "Module switches: module name to on (true) or off (false). A module can be on only where the plan has it.",
+        "properties": properties,
+        "additionalProperties": false,
+    })
 }
 
 #[cfg(test)]

@@ -2,7 +2,8 @@
 //! `auth::POLICY`; a test checks that every route here has one.
 
 use crate::api::{
-    backups, jobs, notifications, plans, rollouts, servers, session, system, tenants,
+    backups, change_requests, jobs, notifications, plans, rollouts, servers, session, system,
+    tenants,
 };
 use crate::console::{self, html_or_json, pages};
 use crate::state::ServerState;
@@ -286,6 +287,50 @@ pub fn api_routes() -> Vec<Route> {
             "/platform/audit",
             get(system::list_audit),
             pages::audit_page,
+        ),
+    ]
+    .into_iter()
+    .chain(change_request_routes())
+    .collect()
+}
+
+/// Change requests: a tenant admin's way to ask for another plan or other modules, and a platform admin's
+/// decision. The console's forms post to the same paths.
+fn change_request_routes() -> Vec<Route> {
+    vec![
+        with_page(
+            "POST",
+            "/platform/tenants/{slug}/change-requests",
+            post(change_requests::create_for_tenant),
+            pages::change_request_submit,
+        ),
+        route(
+            "POST",
+            "/platform/change-requests",
+            post(change_requests::create),
+        ),
+        with_page(
+            "GET",
+            "/platform/change-requests",
+            get(change_requests::list),
+            pages::change_requests_page,
+        ),
+        route(
+            "GET",
+            "/platform/change-requests/{change_request_id}",
+            get(change_requests::get),
+        ),
+        with_page(
+            "POST",
+            "/platform/change-requests/{change_request_id}/approve",
+            post(change_requests::approve),
+            pages::approve_change_submit,
+        ),
+        with_page(
+            "POST",
+            "/platform/change-requests/{change_request_id}/reject",
+            post(change_requests::reject),
+            pages::reject_change_submit,
         ),
     ]
 }

@@ -2,6 +2,7 @@
 //! offboarding one, and the doctor that compares registry, servers and secret store.
 
 mod backup;
+mod change_requests;
 mod checks;
 mod clone;
 mod costs;
@@ -31,6 +32,7 @@ pub use backup::{
     backup_key_name, backup_phases, backup_store, check_backup_store, prune_backups, restore_spec,
     submit_backup, validate_backup, verify_backup, BackupFile, BackupRequest, BackupWorkflow,
 };
+pub use change_requests::{decide_change_request, file_change_request, ChangeRequestInput};
 pub use checks::{
     run_checks, CheckReport, CheckResult, CheckStatus, NEIGHBOURS_IN_JOB, NEIGHBOURS_ON_DEMAND,
 };
@@ -56,7 +58,10 @@ pub use notify::{
     SENDER_POLL, WEBHOOK_FORMATS,
 };
 pub use offboard::{OffboardRequest, OffboardWorkflow, OFFBOARD_PHASES, PURGE_PHASES};
-pub use plans::{approval_needed, effective_settings, monthly_estimate};
+pub use plans::{
+    approval_needed, effective_settings, modules_off_after, monthly_estimate, tenant_modules_off,
+    validate_module_switches, MODULES_OFF_KEY,
+};
 pub use platform::{
     ApprovalSettings, BackupSettings, NotificationSettings, Platform, PricingSettings, Settings,
     TenantSchema, WarmPoolSettings,

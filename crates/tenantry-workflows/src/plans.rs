@@ -59,6 +59,86 @@ pub fn effective_settings(
     })
 }
 
+/// The key of a tenant's effective settings that lists the modules it switched off though its plan has them on
+/// (a change request's doing). Absent when there are none.
+pub const MODULES_OFF_KEY: &str = "modules_off";
+
+/// Effective settings with the tenant's own switched-off modules applied: each listed module off, and the list
+/// kept under [`MODULES_OFF_KEY`] so the next plan change or reconcile keeps them.
+pub fn with_modules_off(
+    mut effective: serde_json::Value,
+    modules_off: &[String],
+) -> serde_json::Value {
+    if modules_off.is_empty() {
+        return effective;
+    }
+    if let Some(modules) = effective
+        .get_mut("modules")
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        for module in modules_off {
+            modules.insert(module.clone(), serde_json::Value::Bool(false));
+        }
+    }
+    if let Some(object) = effective.as_object_mut() {
+        object.insert(MODULES_OFF_KEY.to_owned(), serde_json::json!(modules_off));
+    }
+    effective
+}
+
+/// The modules a tenant has switched off, from its effective settings in the registry.
+pub fn tenant_modules_off(effective: &serde_json::Value) -> Vec<String> {
+    effective
+        .get(MODULES_OFF_KEY)
+        .and_then(|off| serde_json::from_value(off.clone()).ok())
+        .unwrap_or_default()
+}
+
+/// The modules switched off under `plan` after applying `switches` to a tenant that had `modules_off`: only
+/// modules the plan has on can be switched off (one the plan has off is off anyway), in the plan's order.
+pub fn modules_off_after(
+    plan: &Plan,
+    modules_off: &[String],
+    switches: &std::collections::BTreeMap<String, bool>,
+) -> Vec<String> {
+    plan.modules
+        .entries()
+        .into_iter()
+        .filter(|(_, plan_has_it)| *plan_has_it)
+        .map(|(name, _)| name)
+        .filter(|name| match switches.get(*name) {
+            Some(on) => !on,
+            None => modules_off.iter().any(|off| off == name),
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Module switches a request may ask for under `plan`: known modules only (`E_INVALID_INPUT` naming them), and
+/// on only where the plan has the module on.
+pub fn validate_module_switches(
+    plan: &Plan,
+    switches: &std::collections::BTreeMap<String, bool>,
+) -> Result<(), CodedError> {
+    let entries = plan.modules.entries();
+    for (name, on) in switches {
+        let Some((_, plan_has_it)) = entries.iter().find(|(known, _)| known == name) else {
+            let known: Vec<&str> = entries.iter().map(|(known, _)| *known).collect();
+            return Err(CodedError::invalid_input(format!(
+                "module {name:?} does not exist; known modules: {}",
+                known.join(", ")
+            )));
+        };
+        if *on && !plan_has_it {
+            return Err(CodedError::invalid_input(format!(
+                "plan {:?} does not allow module {name:?}; a plan that has it must be asked for too",
+                plan.name
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The same settings as rows of tenantry's settings table in the tenant database, the flat form an application
 /// reads.
 pub fn settings_rows(effective: &serde_json::Value) -> Vec<(String, String)> {
@@ -71,6 +151,8 @@ pub fn settings_rows(effective: &serde_json::Value) -> Vec<(String, String)> {
             "modules" => "module.",
             "feature_flags" => "feature.",
             "labels" => "label.",
+            // Already applied to `modules`: the application reads `module.<name>`.
+            MODULES_OFF_KEY => continue,
             _ => {
                 rows.push((key.clone(), scalar_text(value)));
                 continue;

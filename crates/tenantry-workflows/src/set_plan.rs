@@ -4,12 +4,14 @@
 
 use crate::phases::{phases, unknown_phase};
 use crate::plans::{
-    cost_labels, effective_settings, require_plan, settings_rows, OWNED_SETTING_PREFIXES,
+    cost_labels, effective_settings, modules_off_after, require_plan, settings_rows,
+    validate_module_switches, with_modules_off, OWNED_SETTING_PREFIXES,
 };
 use crate::platform::{provider_error, Platform};
 use crate::provision::check_tenant;
 use crate::reconcile::{ensure_resources, validate_kind};
 use crate::resources::{create_resource, extra_kinds, placed_resources_of, undo_create_resource};
+use std::collections::BTreeMap;
 use tenantry_core::{Error as CodedError, ErrorCode, Plan, Slug, TenantStatus};
 use tenantry_engine::{JobContext, PhaseError, Workflow};
 use tenantry_providers::engines::{TenantDatabaseSpec, TenantServer};
@@ -50,6 +52,40 @@ pub struct SetPlanRequest {
     /// With `reconcile`: only this kind of resource (`database` for the database alone).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
+    /// Module switches (module name → on or off) over the tenant's current ones, from an approved change request;
+    /// empty keeps the tenant's. A module can only be on if the plan has it on.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub modules: BTreeMap<String, bool>,
+    /// Filled in at submission from the registry: the modules the tenant had switched off though its plan has
+    /// them on (what an undo puts back, and what a plain plan change keeps).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub previous_modules_off: Vec<String>,
+}
+
+impl SetPlanRequest {
+    /// A request with nothing but the tenant and the plan (the rest filled in at submission or left off).
+    pub fn new(slug: Slug, plan: String) -> SetPlanRequest {
+        SetPlanRequest {
+            slug,
+            plan,
+            previous_plan: String::new(),
+            budget: None,
+            reconcile: false,
+            kind: None,
+            modules: BTreeMap::new(),
+            previous_modules_off: Vec::new(),
+        }
+    }
+
+    /// The modules the tenant has switched off under `plan` once the step runs: after the job's switches going
+    /// forward, as before the job on undo.
+    fn modules_off(&self, plan: &Plan, forward: bool) -> Vec<String> {
+        if forward {
+            modules_off_after(plan, &self.previous_modules_off, &self.modules)
+        } else {
+            modules_off_after(plan, &self.previous_modules_off, &BTreeMap::new())
+        }
+    }
 }
 
 /// Moves one tenant to another plan.
@@ -94,6 +130,15 @@ impl SetPlanWorkflow {
                 tenant.slug, tenant.plan
             )));
         }
+        if request.reconcile && !request.modules.is_empty() {
+            return Err(CodedError::invalid_input(
+                "a reconcile keeps the tenant's modules; module switches come with a plan change",
+            ));
+        }
+        validate_module_switches(
+            require_plan(&platform.settings, &request.plan)?,
+            &request.modules,
+        )?;
         if request.kind.is_some() && !request.reconcile {
             return Err(CodedError::invalid_input(
                 "a kind narrows a reconcile; a plan change applies to every resource",
@@ -117,7 +162,7 @@ impl SetPlanWorkflow {
                 request.plan, dropped.kind, tenant.slug
             )));
         }
-        if tenant.plan == request.plan && !request.reconcile {
+        if tenant.plan == request.plan && !request.reconcile && request.modules.is_empty() {
             return Err(CodedError::new(
                 ErrorCode::Conflict,
                 format!(
@@ -234,11 +279,9 @@ impl SetPlanWorkflow {
                     format!("secret {:?} is missing", tenant.secret_ref),
                 )
             })?;
-        let rows = settings_rows(&effective_settings(
-            &self.platform.settings,
-            &plan,
-            &tenant.region,
-            &tenant.slug,
+        let rows = settings_rows(&with_modules_off(
+            effective_settings(&self.platform.settings, &plan, &tenant.region, &tenant.slug),
+            &request.modules_off(&plan, forward),
         ));
         server
             .write_settings(&url, &rows, &OWNED_SETTING_PREFIXES)
@@ -336,7 +379,11 @@ impl SetPlanWorkflow {
             },
             tenant_slug: Some(tenant.slug.clone()),
             job_id: Some(context.job.id.clone()),
-            details: serde_json::json!({ "from": tenant.plan, "to": plan.name }),
+            details: serde_json::json!({
+                "from": tenant.plan,
+                "to": plan.name,
+                "modules_off": request.modules_off(&plan, forward),
+            }),
         };
         Ok(self
             .platform
@@ -346,7 +393,15 @@ impl SetPlanWorkflow {
                 &tenant.slug,
                 &plan.name,
                 &cost_labels(&tenant.slug, &plan),
-                &effective_settings(&self.platform.settings, &plan, &tenant.region, &tenant.slug),
+                &with_modules_off(
+                    effective_settings(
+                        &self.platform.settings,
+                        &plan,
+                        &tenant.region,
+                        &tenant.slug,
+                    ),
+                    &request.modules_off(&plan, forward),
+                ),
                 &audit,
             )
             .await?)

@@ -312,6 +312,20 @@ async fn submit_set_plan_with(
     actor: &str,
     lease: Option<NewLease>,
 ) -> Result<Submitted, CodedError> {
+    let job = set_plan_job(platform, request, actor, lease, true).await?;
+    submit(platform, job, None).await
+}
+
+/// A validated set-plan job, not yet recorded: the previous plan and modules filled in from the registry, and an
+/// approval asked for when `may_need_approval` and the budget or the plan says so (an approved change request
+/// was decided by a PLATFORM_ADMIN other than its requester already).
+pub(crate) async fn set_plan_job(
+    platform: &Platform,
+    request: &SetPlanRequest,
+    actor: &str,
+    lease: Option<NewLease>,
+    may_need_approval: bool,
+) -> Result<NewJob, CodedError> {
     let tenant = SetPlanWorkflow::validate(platform, request).await?;
     let plan = require_plan(&platform.settings, &request.plan)?;
     // A tenant's place (its own database, or a schema in the shared one) is made by provisioning; moving between
@@ -330,6 +344,7 @@ async fn submit_set_plan_with(
     }
     let request = SetPlanRequest {
         previous_plan: tenant.plan.clone(),
+        previous_modules_off: crate::plans::tenant_modules_off(&tenant.settings),
         ..request.clone()
     };
     let job = NewJob {
@@ -343,7 +358,7 @@ async fn submit_set_plan_with(
         plan: Some(request.plan.clone()),
         idempotency: None,
         // A reconcile changes no price: nothing to approve.
-        approval: if request.reconcile {
+        approval: if request.reconcile || !may_need_approval {
             None
         } else {
             approval_needed(
@@ -356,7 +371,7 @@ async fn submit_set_plan_with(
         },
         lease,
     };
-    submit(platform, job, None).await
+    Ok(job)
 }
 
 /// Validates a suspension or a resumption and records its job, leased to the caller's runner when `lease` is

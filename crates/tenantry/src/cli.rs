@@ -98,6 +98,9 @@ pub enum Command {
     },
     /// Monthly chargeback per tenant, plan, region and cost center.
     Costs,
+    /// Tenant admins' requests for another plan or other modules: list, show, approve (not your own), reject.
+    #[command(subcommand)]
+    ChangeRequests(ChangeRequestsCommand),
     /// List the configured plans with their quotas, modules, flags and monthly estimate.
     Plans {
         /// Price the plans in this region (default: the default region).
@@ -395,9 +398,12 @@ pub enum UsersCommand {
     Add {
         #[arg(long)]
         email: String,
-        /// PLATFORM_ADMIN, PLATFORM_SUPPORT or PLATFORM_READONLY.
+        /// PLATFORM_ADMIN, PLATFORM_SUPPORT, PLATFORM_READONLY, or TENANT_ADMIN (with --tenant).
         #[arg(long)]
         role: String,
+        /// The one tenant a TENANT_ADMIN sees and files change requests for (required with that role alone).
+        #[arg(long)]
+        tenant: Option<String>,
         #[arg(long)]
         password_stdin: bool,
     },
@@ -585,4 +591,35 @@ pub enum NotificationsCommand {
     },
     /// Send a dead delivery again (same id).
     Retry { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ChangeRequestsCommand {
+    /// List change requests, newest first.
+    List {
+        #[arg(long)]
+        tenant: Option<String>,
+        /// pending, approved or rejected.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Show one change request.
+    Show { change_request_id: String },
+    /// Approve a pending change request (not your own): its set-plan job is recorded, then run here unless
+    /// --no-wait.
+    Approve {
+        change_request_id: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Reject a pending change request (not your own), with a reason.
+    Reject {
+        change_request_id: String,
+        #[arg(long)]
+        reason: String,
+    },
 }

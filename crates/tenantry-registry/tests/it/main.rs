@@ -7,6 +7,7 @@
 mod approvals;
 mod audit;
 mod backups;
+mod change_requests;
 mod harness;
 mod jobs;
 mod leases;
@@ -89,6 +90,10 @@ conformance_tests! {
         approvals::case_approvals_waiting_job_is_not_claimed_until_another_admin_approves,
         approvals::case_approvals_concurrent_decisions_have_one_winner,
         approvals::case_approvals_rejection_and_lapse_cancel_with_their_codes,
+        change_requests::case_change_requests_filed_listed_and_approved_with_their_job,
+        change_requests::case_change_requests_approval_whose_job_conflicts_stays_pending,
+        change_requests::case_change_requests_concurrent_decisions_have_one_winner,
+        change_requests::case_change_requests_tenant_admin_is_stored_with_their_tenant,
         tenants::case_tenants_set_plan_changes_plan_labels_settings_with_audit,
         resources::case_resources_registered_with_the_tenant_and_forgotten_with_it,
         resources::case_resources_placement_by_engine_and_region_and_twice_is_the_same,

@@ -1,6 +1,7 @@
 //! The REST handlers, grouped by resource, and the request and response bodies they exchange.
 
 pub mod backups;
+pub mod change_requests;
 pub mod jobs;
 pub mod notifications;
 pub mod plans;

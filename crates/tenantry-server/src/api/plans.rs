@@ -117,6 +117,8 @@ pub async fn set_plan(
         budget: checked_budget(body.budget)?,
         reconcile: false,
         kind: None,
+        modules: Default::default(),
+        previous_modules_off: Vec::new(),
     };
     let submitted = submit_set_plan(&state.platform, &request, &principal.actor()).await?;
     state.wake_workers.notify_one();
@@ -183,6 +185,8 @@ pub async fn reconcile(
         budget: None,
         reconcile: true,
         kind: body.kind,
+        modules: Default::default(),
+        previous_modules_off: Vec::new(),
     };
     let submitted = submit_set_plan(&state.platform, &request, &principal.actor()).await?;
     state.wake_workers.notify_one();

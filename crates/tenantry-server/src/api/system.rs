@@ -43,7 +43,9 @@ pub async fn metrics(
     State(state): State<ServerState>,
     principal: Option<Extension<Principal>>,
 ) -> ApiResult<Response> {
-    let scope = if principal.is_some() {
+    // A tenant admin's credentials are not a platform role's: every tenant's series are not theirs to read.
+    let platform_role = principal.is_some_and(|Extension(principal)| !principal.is_tenant_scoped());
+    let scope = if platform_role {
         crate::metrics::Scope::WithTenants
     } else {
         crate::metrics::Scope::Public
@@ -107,6 +109,9 @@ pub struct Me {
     pub user_id: String,
     pub email: String,
     pub role: String,
+    /// The one tenant a `TENANT_ADMIN` is scoped to; absent for the platform roles.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant_slug: Option<String>,
 }
 
 /// The authenticated caller.
@@ -118,5 +123,6 @@ pub async fn me(Extension(principal): Extension<Principal>) -> axum::Json<Me> {
         user_id: principal.user_id,
         email: principal.email,
         role: principal.role.as_str().to_owned(),
+        tenant_slug: principal.tenant_slug,
     })
 }

@@ -15,6 +15,8 @@ pub struct Viewer {
     /// The audit actor (`user:<id>`), as jobs record who asked for them.
     pub actor: String,
     pub role: PlatformRole,
+    /// The one tenant a `TENANT_ADMIN` sees; `None` for the platform roles.
+    pub tenant_slug: Option<String>,
     /// The session's CSRF token; empty for a bearer-token caller, whose requests need none.
     pub csrf_token: String,
 }
@@ -29,6 +31,9 @@ impl Viewer {
             email: principal.email.clone(),
             actor: principal.actor(),
             role: principal.role,
+            tenant_slug: principal
+                .is_tenant_scoped()
+                .then(|| principal.tenant_slug.clone().unwrap_or_default()),
             csrf_token,
         }
     }
@@ -65,10 +70,11 @@ pub enum Section {
     Servers,
     Costs,
     Audit,
+    ChangeRequests,
     None,
 }
 
-const SECTIONS: [(Section, &str, &str); 7] = [
+const SECTIONS: [(Section, &str, &str); 8] = [
     (Section::Tenants, "Tenants", "/platform/tenants"),
     (Section::Jobs, "Jobs", "/platform/jobs"),
     (Section::Rollouts, "Rollouts", "/platform/rollouts"),
@@ -80,6 +86,11 @@ const SECTIONS: [(Section, &str, &str); 7] = [
     (Section::Servers, "Servers", "/platform/servers"),
     (Section::Costs, "Costs", "/platform/costs"),
     (Section::Audit, "Audit", "/platform/audit"),
+    (
+        Section::ChangeRequests,
+        "Changes",
+        "/platform/change-requests",
+    ),
 ];
 
 /// A whole page: head, top bar with navigation and the operator, and `body` as the main content.
@@ -100,10 +111,16 @@ pub fn shell(viewer: Option<&Viewer>, section: Section, title: &str, body: Marku
             body {
                 a.skip-link href="#main" { "Skip to content" }
                 header.topbar {
-                    a.brand href="/platform/tenants" { span.brand-mark aria-hidden="true" {} "tenantry" }
+                    a.brand href="/platform" { span.brand-mark aria-hidden="true" {} "tenantry" }
                     @if let Some(viewer) = viewer {
                         nav.mainnav aria-label="Main" {
-                            @for (item, label, href) in SECTIONS {
+                            // A tenant admin's console is their tenant and its change requests; the platform's
+                            // sections would all be 404 to them.
+                            @if let Some(slug) = &viewer.tenant_slug {
+                                a href={ "/platform/tenants/" (query_escape(slug)) } { "My tenant" }
+                                a href="/platform/change-requests" { "Change requests" }
+                            }
+                            @for (item, label, href) in SECTIONS.iter().copied().filter(|_| viewer.tenant_slug.is_none()) {
                                 @if item == section {
                                     a href=(href) aria-current="page" { (label) }
                                 } @else {
@@ -132,6 +149,7 @@ fn role_label(role: PlatformRole) -> &'static str {
         PlatformRole::Admin => "admin",
         PlatformRole::Support => "support",
         PlatformRole::ReadOnly => "read-only",
+        PlatformRole::TenantAdmin => "tenant admin",
     }
 }
 

@@ -9,6 +9,7 @@
 
 mod assets;
 mod audit;
+mod change_requests;
 mod charts;
 mod clone;
 mod costs;
@@ -29,6 +30,9 @@ pub use negotiate::{html_or_json, prefers_html};
 /// The console's side of routes the API shares, by what they do.
 pub mod pages {
     pub use super::audit::audit_page;
+    pub use super::change_requests::{
+        approve_change_submit, change_request_submit, change_requests_page, reject_change_submit,
+    };
     pub use super::clone::clone_submit;
     pub use super::costs::costs_page;
     pub use super::jobs::{
@@ -52,9 +56,17 @@ pub mod pages {
 use crate::routes::Route;
 use axum::response::Response;
 use axum::routing::{get, post};
+use axum::Extension;
 
-async fn to_tenants() -> Response {
-    layout::see_other("/platform/tenants")
+/// The way in: the tenants list, or for a tenant admin their tenant's page (the only one they may see).
+async fn to_tenants(principal: Option<Extension<crate::auth::Principal>>) -> Response {
+    match principal {
+        Some(Extension(principal)) if principal.is_tenant_scoped() => layout::see_other(&format!(
+            "/platform/tenants/{}",
+            layout::query_escape(principal.tenant_slug.as_deref().unwrap_or_default())
+        )),
+        _ => layout::see_other("/platform/tenants"),
+    }
 }
 
 /// Routes only the console has: the way in, the sign-in form, the wizard and the assets.

@@ -557,6 +557,10 @@ pub async fn tenant_page(
         Some(_) => schema_state(&state, &slug).await,
         None => html! {},
     };
+    let change_requests = match &tenant {
+        Some(tenant) => super::change_requests::tenant_panel(&state, &viewer, tenant).await,
+        None => html! {},
+    };
     let job_views: Vec<JobView> = jobs.iter().map(|job| JobView::build(job, &[])).collect();
     let names = actor_names(registry, audit.iter().map(|event| event.actor.as_str())).await;
     let can_offboard = tenant.as_ref().is_some_and(|tenant| {
@@ -572,8 +576,9 @@ pub async fn tenant_page(
         (page_header(
             html! { (slug) },
             tenant.as_ref().map(|tenant| html! { (tenant.display_name) }),
-            html! { a.button href="/platform/tenants" { "All tenants" } },
+            html! { @if viewer.tenant_slug.is_none() { a.button href="/platform/tenants" { "All tenants" } } },
         ))
+        (change_requests)
         @match &tenant {
             Some(tenant) => {
                 div.panel { (tenant_details(tenant, schema)) }
@@ -602,7 +607,9 @@ pub async fn tenant_page(
             (empty_state("No audit events for this tenant.", html! { "Every change to it will be recorded here." }))
         } @else {
             (audit_table(&audit, &names, false))
-            p { a href={ "/platform/audit?tenant=" (query_escape(&slug)) } { "Full audit trail" } }
+            @if viewer.tenant_slug.is_none() {
+                p { a href={ "/platform/audit?tenant=" (query_escape(&slug)) } { "Full audit trail" } }
+            }
         }
         @if viewer.is_admin() {
             @if let Some(tenant) = &tenant { (rotation_form(&viewer, tenant)) }

@@ -162,7 +162,7 @@ pub async fn run(app: &App, command: JobsCommand, json: bool) -> CommandResult {
 }
 
 /// Prints a job's events as they are recorded (by whichever process runs it) until the job ends.
-async fn follow_job(app: &App, job_id: &str, json: bool) -> CommandResult {
+pub(super) async fn follow_job(app: &App, job_id: &str, json: bool) -> CommandResult {
     let registry = &app.platform.registry;
     let mut last_event = 0;
     loop {

@@ -2,6 +2,7 @@
 
 mod backups;
 mod bench;
+mod change_requests;
 mod clone;
 mod fleet;
 mod inspect;
@@ -100,6 +101,9 @@ pub async fn run(cli: Cli) -> CommandResult {
             plans::validate(&App::open(config).await?, &slug, json).await
         }
         Command::Costs => plans::costs(&App::open(config).await?, json).await,
+        Command::ChangeRequests(command) => {
+            change_requests::run(&App::open(config).await?, command, json).await
+        }
         Command::Plans { region } => plans::list(&config, region.as_deref(), json),
     }
 }

@@ -117,6 +117,8 @@ pub async fn set_plan(
         budget: tenantry_core::checked_budget(budget)?,
         reconcile: false,
         kind: None,
+        modules: Default::default(),
+        previous_modules_off: Vec::new(),
     };
     let runner = app.runner();
     let submitted = if no_wait {
@@ -190,6 +192,8 @@ pub async fn reconcile(
                 Some(_) => kind.map(str::to_owned),
                 None => database_only.map(str::to_owned),
             },
+            modules: Default::default(),
+            previous_modules_off: Vec::new(),
         };
         let runner = app.runner();
         let submitted =

@@ -20,10 +20,12 @@ pub async fn run(app: &App, command: UsersCommand, json: bool) -> CommandResult 
         UsersCommand::Add {
             email,
             role,
+            tenant,
             password_stdin,
         } => {
             let email = AdminEmail::parse(&email)?;
             let role = PlatformRole::parse(&role)?;
+            let tenant_slug = tenant_scope(app, role, tenant.as_deref()).await?;
             let (password, generated) = if password_stdin {
                 let mut text = String::new();
                 std::io::stdin()
@@ -52,6 +54,7 @@ pub async fn run(app: &App, command: UsersCommand, json: bool) -> CommandResult 
                 role,
                 password_hash,
                 created_at: now_millis(),
+                tenant_slug: tenant_slug.clone(),
             };
             match registry.add_user(&user, &cli_actor()).await {
                 Ok(()) => {}
@@ -65,14 +68,21 @@ pub async fn run(app: &App, command: UsersCommand, json: bool) -> CommandResult 
                 Err(error) => return Err(registry_error(error).into()),
             }
             if json {
-                let mut body =
-                    serde_json::json!({ "user_id": user.id, "email": user.email, "role": role });
+                let mut body = serde_json::json!({
+                    "user_id": user.id, "email": user.email, "role": role, "tenant": tenant_slug,
+                });
                 if generated {
                     body["password"] = serde_json::Value::String(password.expose().to_owned());
                 }
                 print_json(&body)?;
             } else {
-                println!("user {} added with role {}", user.email, role);
+                match &tenant_slug {
+                    Some(slug) => println!(
+                        "user {} added with role {role} for tenant {slug}",
+                        user.email
+                    ),
+                    None => println!("user {} added with role {role}", user.email),
+                }
                 if generated {
                     println!("password: {}", password.expose());
                     println!("(shown once; sign in at /platform/login)");
@@ -158,13 +168,52 @@ pub async fn run(app: &App, command: UsersCommand, json: bool) -> CommandResult 
                     rows.push(vec![
                         user.email.clone(),
                         user.role.to_string(),
+                        user.tenant_slug.clone().unwrap_or_else(|| "-".into()),
                         active.to_string(),
                         when(Some(user.created_at)),
                     ]);
                 }
-                print_table(&["EMAIL", "ROLE", "ACTIVE TOKENS", "CREATED"], &rows);
+                print_table(
+                    &["EMAIL", "ROLE", "TENANT", "ACTIVE TOKENS", "CREATED"],
+                    &rows,
+                );
             }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The tenant a new user is scoped to: required for `TENANT_ADMIN` (a registered tenant that is not offboarded),
+/// refused for the platform roles, which see every tenant.
+async fn tenant_scope(
+    app: &App,
+    role: PlatformRole,
+    tenant: Option<&str>,
+) -> Result<Option<String>, CodedError> {
+    match (role, tenant) {
+        (PlatformRole::TenantAdmin, None) => Err(CodedError::invalid_input(
+            "a TENANT_ADMIN is scoped to one tenant: give --tenant SLUG",
+        )),
+        (PlatformRole::TenantAdmin, Some(slug)) => {
+            let slug = tenantry_core::Slug::parse(slug)?;
+            let known = app
+                .platform
+                .registry
+                .get_tenant(slug.as_str())
+                .await
+                .map_err(registry_error)?
+                .filter(|tenant| tenant.status != tenantry_core::TenantStatus::Offboarded);
+            match known {
+                Some(_) => Ok(Some(slug.as_str().to_owned())),
+                None => Err(CodedError::new(
+                    ErrorCode::NotFound,
+                    format!("tenant {:?} is not registered", slug.as_str()),
+                )),
+            }
+        }
+        (_, Some(_)) => Err(CodedError::invalid_input(format!(
+            "--tenant scopes a TENANT_ADMIN; a {role} sees every tenant"
+        ))),
+        (_, None) => Ok(None),
+    }
 }

@@ -267,6 +267,7 @@ fn concrete(path: &str) -> String {
         .replace("{name}", "no-such-server")
         .replace("{notification_id}", "no-such-delivery")
         .replace("{webhook_id}", "no-such-webhook")
+        .replace("{change_request_id}", "no-such-request")
 }
 
 async fn every_role_meets_the_policy_on_every_route(engine: Engine) {
@@ -279,6 +280,29 @@ async fn every_role_meets_the_policy_on_every_route(engine: Engine) {
     ] {
         tokens.push((role, fleet.token_for(email, role.as_str()).await));
     }
+    // A tenant admin is scoped to a tenant that exists; every route they may not call is 404 to them, and the
+    // ones they may call answer within their tenant (the concrete paths name no tenant of theirs: 404 too).
+    fleet.provision("matrix-own", &[]).await.assert_ok();
+    fleet
+        .run(&[
+            "users",
+            "add",
+            "--email",
+            "tenant-admin@example.com",
+            "--role",
+            "TENANT_ADMIN",
+            "--tenant",
+            "matrix-own",
+        ])
+        .await
+        .assert_ok();
+    let tenant_admin = fleet
+        .run(&["users", "token", "--email", "tenant-admin@example.com"])
+        .await
+        .stdout
+        .trim()
+        .to_owned();
+    tokens.push((PlatformRole::TenantAdmin, tenant_admin));
     let server = fleet.serve(&[]).await;
     for (method, path, access) in POLICY {
         let url = server.url(&concrete(path));
@@ -315,6 +339,10 @@ async fn every_role_meets_the_policy_on_every_route(engine: Engine) {
                     "{role} may {method} {path}, got {}",
                     response.status()
                 );
+            } else if *role == PlatformRole::TenantAdmin {
+                assert_eq!(response.status(), 404, "{role} may not {method} {path}");
+                let problem: Value = response.json().await.unwrap();
+                assert_eq!(problem["error_code"], "E_NOT_FOUND");
             } else {
                 assert_eq!(response.status(), 403, "{role} may not {method} {path}");
                 let problem: Value = response.json().await.unwrap();
@@ -331,7 +359,10 @@ async fn every_role_meets_the_policy_on_every_route(engine: Engine) {
         .await
         .unwrap();
     assert_eq!(refused.status(), 403);
-    assert!(fleet.jobs().await.is_empty());
+    // Only the tenant admin's tenant was provisioned (before the server started).
+    let jobs = fleet.jobs().await;
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(jobs[0]["tenant_slug"], "matrix-own");
     server.terminate().await;
     fleet.cleanup().await;
 }

@@ -7,6 +7,7 @@
 mod api;
 mod backup;
 mod bucket;
+mod change_requests;
 mod clone;
 mod concurrency;
 mod console;

@@ -85,7 +85,7 @@ pub(crate) async fn tenant_settings(fleet: &Fleet, slug: &str) -> Vec<(String, S
     }
 }
 
-fn setting<'a>(settings: &'a [(String, String)], key: &str) -> Option<&'a str> {
+pub(crate) fn setting<'a>(settings: &'a [(String, String)], key: &str) -> Option<&'a str> {
     settings
         .iter()
         .find(|(name, _)| name == key)

@@ -110,7 +110,10 @@ impl PostgresServer {
     }
 
     /// Ends every session of the tenant's logins named in `logins`.
-    pub(super) async fn end_sessions(connection: &mut PgConnection, logins: &[String]) -> Result<()> {
+    pub(super) async fn end_sessions(
+        connection: &mut PgConnection,
+        logins: &[String],
+    ) -> Result<()> {
         sqlx::query(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
              WHERE usename = ANY($1) AND pid <> pg_backend_pid()",
