@@ -153,12 +153,16 @@ pub fn scram_sha256_verifier(password: &SecretString) -> String {
     )
 }
 
-/// The password inside a connection URL, if it has one.
+/// The password inside a connection URL, if it has one, percent-decoded (a move gives the tenant's role on the
+/// new server the password its secret already has, so the secret changes its address only).
 pub fn password_in_url(url: &SecretString) -> Option<SecretString> {
     let parsed = url::Url::parse(url.expose()).ok()?;
-    parsed
-        .password()
-        .map(|password| SecretString::new(password.to_owned()))
+    let password = parsed.password()?;
+    Some(SecretString::new(
+        percent_encoding::percent_decode_str(password)
+            .decode_utf8_lossy()
+            .into_owned(),
+    ))
 }
 
 #[cfg(test)]
@@ -223,16 +227,4 @@ mod tests {
         assert!(chosen.expose().len() < GENERATED_DATABASE_PASSWORD_CHARS);
         assert!(scram_sha256_verifier(&chosen).starts_with("SCRAM-SHA-256$4096:"));
     }
-}
-
-/// The password a connection URL holds, decoded (a move gives the tenant's role on the new server the password
-/// its secret already has, so the secret changes its address only).
-pub fn url_password(url: &SecretString) -> Option<SecretString> {
-    let parsed = url::Url::parse(url.expose()).ok()?;
-    let password = parsed.password()?;
-    Some(SecretString::new(
-        percent_encoding::percent_decode_str(password)
-            .decode_utf8_lossy()
-            .into_owned(),
-    ))
 }

@@ -323,7 +323,7 @@ impl MoveWorkflow {
                     format!("the secret {} is missing", tenant.secret_ref),
                 )
             })?;
-        tenantry_providers::credentials::url_password(&url).ok_or_else(|| {
+        tenantry_providers::credentials::password_in_url(&url).ok_or_else(|| {
             PhaseError::fatal(
                 ErrorCode::PartialState,
                 format!("the secret {} holds no password", tenant.secret_ref),

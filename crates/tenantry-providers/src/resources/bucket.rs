@@ -362,12 +362,28 @@ impl<'a> Endpoint<'a> {
         server: &ResourceServer,
         bucket: &str,
     ) -> Result<Option<(Ownership, BTreeMap<String, String>)>> {
-        Ok(self.bucket_tags(bucket).await?.map(|tags| {
-            let ownership = server
-                .installation
-                .judge_id(tags.get("installation").map(String::as_str));
-            (ownership, tags)
-        }))
+        let Some(tags) = self.bucket_tags(bucket).await? else {
+            return Ok(None);
+        };
+        let ownership = server
+            .installation
+            .judge_id(tags.get("installation").map(String::as_str));
+        // A bucket with no tag at all and nothing in it is what a run cut short between creating the bucket and
+        // tagging it leaves (a crash, or another branch of the job ending the process): S3 cannot create a bucket
+        // with its tags in one call. Such a bucket holds nothing of anyone's, so it is taken as ours and tagged.
+        if ownership == Ownership::Unmarked && tags.is_empty() && self.bucket_is_empty(bucket).await? {
+            tracing::info!(bucket, "adopting a bare, empty bucket a cut-short run left untagged");
+            return Ok(Some((Ownership::Ours, tags)));
+        }
+        Ok(Some((ownership, tags)))
+    }
+
+    /// Whether the bucket holds no object (one listing page says so).
+    async fn bucket_is_empty(&self, bucket: &str) -> Result<bool> {
+        let what = format!("listing bucket {bucket}");
+        let answer = self.list_objects(bucket).await?;
+        let answer = self.success(&what, answer)?;
+        Ok(object_keys(&answer.body)?.is_empty())
     }
 
     /// Whether the bucket exists; an error if it does and is not this installation's.
