@@ -303,9 +303,11 @@ mod tests {
         assert_eq!(server["name"]["pattern"], "^[a-z][a-z0-9-]{0,62}$");
         assert_eq!(
             server["engine"]["enum"],
-            json!(["postgres", "sqlite", "redis", "rabbitmq", "powerdns", "s3"])
+            json!(["postgres", "sqlite", "redis", "rabbitmq", "powerdns", "s3", "mariadb"])
         );
-        for engine in ["postgres", "sqlite", "redis", "rabbitmq", "powerdns", "s3"] {
+        for engine in [
+            "postgres", "sqlite", "redis", "rabbitmq", "powerdns", "s3", "mariadb",
+        ] {
             assert!(tenantry_core::EngineKind::parse(engine).is_ok(), "{engine}");
         }
         assert_eq!(server["capacity"]["minimum"], 1);

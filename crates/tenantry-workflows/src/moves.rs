@@ -776,8 +776,15 @@ impl MoveWorkflow {
         tenant: &TenantRecord,
         url: &SecretString,
     ) -> Result<(), PhaseError> {
-        let labels = match self.platform.settings.plan(&tenant.plan) {
-            Some(plan) => {
+        // The labels the secret has, so the move changes its value only.
+        let existing = self
+            .platform
+            .registry
+            .secret_labels(&tenant.secret_ref)
+            .await?;
+        let labels = match (existing, self.platform.settings.plan(&tenant.plan)) {
+            (Some(labels), _) => labels,
+            (None, Some(plan)) => {
                 let slug = Slug::parse(&tenant.slug).map_err(PhaseError::Fatal)?;
                 let installation = self
                     .platform
@@ -786,7 +793,7 @@ impl MoveWorkflow {
                     .map_err(PhaseError::Fatal)?;
                 crate::resources::labels(&slug, plan, installation.id())
             }
-            None => tenant.labels.clone(),
+            (None, None) => tenant.labels.clone(),
         };
         self.platform
             .secrets

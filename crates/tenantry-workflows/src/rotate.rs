@@ -396,11 +396,14 @@ impl RotateWorkflow {
             .clone()
             .unwrap_or_else(|| provider.secret_name(slug));
         let installation_id = server.installation.id().to_owned();
-        // The labels provisioning gave the secret (set-plan keeps them current), so a rewrite changes the value
-        // only.
-        let labels = match self.platform.settings.plan(&tenant.plan) {
-            Some(plan) => crate::resources::labels(slug, plan, &installation_id),
-            None => resource.labels.clone(),
+        // The labels the secret has (provisioning gave them, set-plan keeps them current), so a rewrite changes
+        // the value only; the plan's labels for a secret that is somehow absent.
+        let labels = match self.platform.registry.secret_labels(&secret_name).await? {
+            Some(labels) => labels,
+            None => match self.platform.settings.plan(&tenant.plan) {
+                Some(plan) => crate::resources::labels(slug, plan, &installation_id),
+                None => resource.labels.clone(),
+            },
         };
         Ok(Target {
             provider,

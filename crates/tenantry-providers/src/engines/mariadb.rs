@@ -1006,6 +1006,12 @@ impl MariadbServer {
                 Some(number) if LOGIN_REFUSED.contains(&number) => {
                     Ok(LoginAttempt::Refused(crate::error::describe(&error)))
                 }
+                // Too many connections (the server's, or the tenant user's MAX_USER_CONNECTIONS while its own
+                // sessions close): no verdict on the login yet.
+                Some(1040 | 1226) => Err(Error::Transient(format!(
+                    "the login attempt met a connection limit: {}",
+                    crate::error::describe(&error)
+                ))),
                 _ => Err(Error::from_server("trying the login", error)),
             },
             Err(_) => Err(Error::Transient("the login attempt timed out".into())),

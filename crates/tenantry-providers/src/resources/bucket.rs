@@ -371,8 +371,14 @@ impl<'a> Endpoint<'a> {
         // A bucket with no tag at all and nothing in it is what a run cut short between creating the bucket and
         // tagging it leaves (a crash, or another branch of the job ending the process): S3 cannot create a bucket
         // with its tags in one call. Such a bucket holds nothing of anyone's, so it is taken as ours and tagged.
-        if ownership == Ownership::Unmarked && tags.is_empty() && self.bucket_is_empty(bucket).await? {
-            tracing::info!(bucket, "adopting a bare, empty bucket a cut-short run left untagged");
+        if ownership == Ownership::Unmarked
+            && tags.is_empty()
+            && self.bucket_is_empty(bucket).await?
+        {
+            tracing::info!(
+                bucket,
+                "adopting a bare, empty bucket a cut-short run left untagged"
+            );
             return Ok(Some((Ownership::Ours, tags)));
         }
         Ok(Some((ownership, tags)))
