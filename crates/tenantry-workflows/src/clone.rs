@@ -97,8 +97,10 @@ pub async fn clone_request(
             )
         })?;
     require_active_source(&source)?;
+    crate::plans::refuse_shared_tier(&platform.settings, &source.slug, &source.plan, "a clone")?;
     let plan_name = raw.plan.unwrap_or(&source.plan);
     let plan = require_plan(&platform.settings, plan_name)?;
+    crate::plans::refuse_shared_tier(&platform.settings, to.as_str(), plan_name, "a clone")?;
     let server = platform
         .registry
         .get_server(&source.server_name)

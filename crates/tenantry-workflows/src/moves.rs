@@ -116,6 +116,7 @@ pub async fn validate_move(
             ),
         ));
     }
+    crate::plans::refuse_shared_tier(&platform.settings, &tenant.slug, &tenant.plan, "a move")?;
     let to = match platform.registry.get_server(&request.to_server).await {
         Ok(server) if server.status == tenantry_core::ServerStatus::Active => server,
         Ok(server) => {

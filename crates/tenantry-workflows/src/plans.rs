@@ -231,3 +231,24 @@ pub fn require_plan<'a>(settings: &'a Settings, name: &str) -> Result<&'a Plan, 
         ))
     })
 }
+
+/// Refuses `what` (a move, a clone, an in-place restore) for a tenant of the shared tier: those copy or replace a
+/// database of the tenant's own, and a shared-tier tenant is a schema in the server's shared database
+/// (`E_INVALID_INPUT`, before any job is recorded).
+pub(crate) fn refuse_shared_tier(
+    settings: &crate::Settings,
+    slug: &str,
+    plan: &str,
+    what: &str,
+) -> Result<(), tenantry_core::Error> {
+    match settings.plan(plan) {
+        Some(plan) if plan.isolation == tenantry_core::Isolation::Schema => {
+            Err(tenantry_core::Error::invalid_input(format!(
+                "tenant {slug:?} is on plan {:?}, a schema in the server's shared database: {what} works on a \
+                 tenant with a database of its own",
+                plan.name
+            )))
+        }
+        _ => Ok(()),
+    }
+}

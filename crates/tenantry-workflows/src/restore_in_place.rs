@@ -77,6 +77,12 @@ pub async fn restore_in_place_request(
             )
         })?;
     require_active(&tenant).map_err(|message| CodedError::new(ErrorCode::Conflict, message))?;
+    crate::plans::refuse_shared_tier(
+        &platform.settings,
+        &tenant.slug,
+        &tenant.plan,
+        "an in-place restore",
+    )?;
     let files: Vec<BackupFile> =
         serde_json::from_value(backup.resources.clone()).unwrap_or_default();
     let database = files

@@ -265,6 +265,28 @@ async fn schema_tenants_are_isolated_both_ways_and_leave_nothing_when_purged(eng
         Some("E_INVALID_INPUT"),
         "{moved:?}"
     );
+    // A move, a clone and an in-place restore copy or replace a database of the tenant's own: refused for a
+    // schema tenant before any job is recorded.
+    let jobs_before = fleet.json(&["jobs", "list", "--tenant", a]).await;
+    for args in [
+        vec!["tenants", "move", a, "--to-server", "no-matter"],
+        vec!["tenants", "clone", a, "--to", "schema-clone"],
+        vec!["backups", "restore", "--latest-of", a, "--in-place"],
+    ] {
+        if args[0] == "backups" {
+            fleet.run(&["backups", "create", a]).await.assert_ok();
+        }
+        let refused = fleet.run(&args).await;
+        assert_eq!(
+            refused.error_code().as_deref(),
+            Some("E_INVALID_INPUT"),
+            "{args:?}: {refused:?}"
+        );
+    }
+    let jobs_after = fleet.json(&["jobs", "list", "--tenant", a]).await;
+    let count = |jobs: &serde_json::Value| jobs.as_array().map_or(0, Vec::len);
+    // Only the backup taken for the in-place attempt was recorded.
+    assert_eq!(count(&jobs_after), count(&jobs_before) + 1, "{jobs_after}");
 
     // Suspension locks B out and ends its sessions; resumption lets it in with its row intact.
     let mut held = PgConnection::connect(&url_b).await.unwrap();
