@@ -98,6 +98,8 @@ pub async fn clone_request(
         })?;
     require_active_source(&source)?;
     crate::plans::refuse_shared_tier(&platform.settings, &source.slug, &source.plan, "a clone")?;
+    // The copy is a backup of the source: an engine without backups (MariaDB) has no clone either.
+    crate::backup::check_engine_dumps(platform, &source).await?;
     let plan_name = raw.plan.unwrap_or(&source.plan);
     let plan = require_plan(&platform.settings, plan_name)?;
     crate::plans::refuse_shared_tier(&platform.settings, to.as_str(), plan_name, "a clone")?;

@@ -147,6 +147,10 @@ async fn a_mariadb_tenant_is_provisioned_validated_offboarded_and_purged() {
     let fleet = mariadb_fleet().await;
     let slug = unique("mdb-e2e");
     let name = resource_name(&slug);
+    // A neighbour on the same server, so that isolation_other_tenants has a tenant to be isolated from whatever
+    // else the machine's MariaDB holds (with none, the check is skipped, not passed).
+    let neighbour = unique("mdb-nb");
+    fleet.provision(&neighbour, &[]).await.assert_ok();
     fleet.provision(&slug, &[]).await.assert_ok();
     let shown = fleet.json(&["tenants", "show", &slug]).await;
     assert_eq!(shown["tenant"]["status"], "active", "{shown}");
@@ -238,6 +242,21 @@ async fn a_mariadb_tenant_is_provisioned_validated_offboarded_and_purged() {
         "{refused:?}"
     );
     assert!(login(&url, &name).await.is_ok());
+    // A clone copies a backup of the source: refused the same way, and nothing of the new slug exists.
+    let clone_slug = format!("{slug}-c");
+    let refused = fleet
+        .run(&["tenants", "clone", &slug, "--to", &clone_slug])
+        .await;
+    assert_eq!(
+        refused.error_code().as_deref(),
+        Some("E_BACKUP_UNSUPPORTED"),
+        "{refused:?}"
+    );
+    assert!(fleet
+        .json(&["jobs", "list", "--tenant", &clone_slug])
+        .await
+        .as_array()
+        .is_some_and(Vec::is_empty));
 
     // Offboarding keeps the data and locks the login; the purge drops both.
     fleet
@@ -257,7 +276,7 @@ async fn a_mariadb_tenant_is_provisioned_validated_offboarded_and_purged() {
     assert_eq!(server_has(&slug).await, (false, false));
     assert_eq!(fleet.secret(&format!("tenant-db-{slug}")).await, None);
     fleet.assert_doctor_clean().await;
-    fleet.cleanup().await;
+    purge_all(fleet, &[&neighbour]).await;
 }
 
 /// Two tenants whose names differ where an unescaped grant pattern would not tell them apart (`_` is a wildcard
