@@ -6,6 +6,7 @@
 mod error;
 pub mod failpoints;
 mod plan;
+mod profile;
 mod slug;
 mod status;
 mod tenant;
@@ -14,6 +15,12 @@ pub use error::{Error, ErrorCode, Result, UnknownErrorCode};
 pub use plan::{
     checked_budget, is_shared_table_name, EngineKind, Isolation, Modules, Plan, DATABASE_RESOURCE,
     MAX_BUDGET,
+};
+pub use profile::{
+    data_source_secret_name, module_switches, AuthMethod, ContactName, DataSourceKind,
+    DataSourceName, DataSourceRef, DataSourceUrl, Description, Endpoint, MfaPolicy, ParsedProfile,
+    ProfileError, RawDataSource, RawSecurity, RawTenantProfile, ResourceTier, SecurityPolicy,
+    TenantProfile, MAX_ALLOWED_CIDRS, MAX_DATA_SOURCES,
 };
 pub use slug::Slug;
 pub use status::{JobKind, JobStatus, PhaseStatus, PlatformRole, ServerStatus, TenantStatus};

@@ -177,6 +177,30 @@ pub struct Plan {
     pub shared_tables: Vec<String>,
 }
 
+impl Plan {
+    /// Module switches a request may ask for under this plan: known modules only (`E_INVALID_INPUT` naming
+    /// them), and on only where the plan has the module on.
+    pub fn check_module_switches(&self, switches: &BTreeMap<String, bool>) -> Result<(), Error> {
+        let entries = self.modules.entries();
+        for (name, on) in switches {
+            let Some((_, plan_has_it)) = entries.iter().find(|(known, _)| known == name) else {
+                let known: Vec<&str> = entries.iter().map(|(known, _)| *known).collect();
+                return Err(Error::invalid_input(format!(
+                    "module {name:?} does not exist; known modules: {}",
+                    known.join(", ")
+                )));
+            };
+            if *on && !plan_has_it {
+                return Err(Error::invalid_input(format!(
+                    "plan {:?} does not allow module {name:?}; a plan that has it must be asked for too",
+                    self.name
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// How a tenant's database is isolated from the other tenants on its server.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]

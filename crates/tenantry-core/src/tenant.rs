@@ -1,7 +1,7 @@
 //! What a provisioning request asks for, validated: display name, admin email, server name and the whole spec,
 //! with the one parser every entry point (CLI, API, console, bench) turns raw fields into a spec with.
 
-use crate::{Error, Slug};
+use crate::{Error, Slug, TenantProfile};
 use std::fmt;
 
 /// A display name of 3 to 100 characters without control characters.
@@ -152,6 +152,10 @@ pub struct TenantSpec {
     /// A restore: the backup whose data the tenant gets instead of an empty migrated schema (job kind `restore`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore_from: Option<String>,
+    /// What the wizard's later steps asked for (description, contact, resource tier, isolation, data sources,
+    /// modules, security); the default for a request that named none of it, and for jobs recorded before it.
+    #[serde(default, skip_serializing_if = "TenantProfile::is_default")]
+    pub profile: TenantProfile,
 }
 
 /// A provisioning request as it arrives (CLI flags, a JSON body, a form, a benchmark's names), before validation.
@@ -192,6 +196,7 @@ impl TenantSpec {
             dry_run: raw.dry_run,
             budget: crate::checked_budget(raw.budget)?,
             restore_from: None,
+            profile: TenantProfile::default(),
         })
     }
 }

@@ -120,23 +120,7 @@ pub fn validate_module_switches(
     plan: &Plan,
     switches: &std::collections::BTreeMap<String, bool>,
 ) -> Result<(), CodedError> {
-    let entries = plan.modules.entries();
-    for (name, on) in switches {
-        let Some((_, plan_has_it)) = entries.iter().find(|(known, _)| known == name) else {
-            let known: Vec<&str> = entries.iter().map(|(known, _)| *known).collect();
-            return Err(CodedError::invalid_input(format!(
-                "module {name:?} does not exist; known modules: {}",
-                known.join(", ")
-            )));
-        };
-        if *on && !plan_has_it {
-            return Err(CodedError::invalid_input(format!(
-                "plan {:?} does not allow module {name:?}; a plan that has it must be asked for too",
-                plan.name
-            )));
-        }
-    }
-    Ok(())
+    plan.check_module_switches(switches)
 }
 
 /// The same settings as rows of tenantry's settings table in the tenant database, the flat form an application
