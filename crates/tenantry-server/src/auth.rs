@@ -125,6 +125,12 @@ pub const POLICY: &[(&str, &str, Access)] = &[
     ),
     ("GET", "/platform/tenants", Access::Roles(ALL_ROLES)),
     ("POST", "/platform/tenants", Access::Roles(ADMINS)),
+    // The wizard's reachability check: whoever may provision may check where the tenant's data lives.
+    (
+        "POST",
+        "/platform/data-sources/check",
+        Access::Roles(ADMINS),
+    ),
     (
         "GET",
         "/platform/tenants/{slug}",

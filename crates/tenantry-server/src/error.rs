@@ -17,6 +17,10 @@ pub struct ProblemDetails {
     pub detail: String,
     /// The stable code from tenantry's error table.
     pub error_code: String,
+    /// The request field the error is about, as the request names it (`description`, `data_sources[1].url`,
+    /// `security.allowed_cidrs`), when the error concerns one field.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
 }
 
 /// An error on its way to the client.
@@ -28,6 +32,8 @@ pub struct ApiError {
     pub retry_after: Option<u64>,
     /// The methods a path serves, for 405.
     pub allow: Option<String>,
+    /// The request field the error is about, when one is.
+    pub field: Option<String>,
 }
 
 impl ApiError {
@@ -37,6 +43,7 @@ impl ApiError {
             error: CodedError::new(code, message),
             retry_after: None,
             allow: None,
+            field: None,
         }
     }
 
@@ -64,6 +71,12 @@ impl ApiError {
         )
     }
 
+    /// This error as about the request's field `field` (the body's `field` member).
+    pub fn at_field(mut self, field: impl Into<String>) -> ApiError {
+        self.field = Some(field.into());
+        self
+    }
+
     pub fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidInput, message)
     }
@@ -84,6 +97,7 @@ impl From<CodedError> for ApiError {
             error,
             retry_after: None,
             allow: None,
+            field: None,
         }
     }
 }
@@ -111,6 +125,7 @@ impl IntoResponse for ApiError {
             status: self.status.as_u16(),
             detail,
             error_code: self.error.code.as_str().to_owned(),
+            field: self.field,
         };
         let mut response = (self.status, axum::Json(body)).into_response();
         let headers = response.headers_mut();

@@ -32,7 +32,7 @@ impl Modify for BearerAuth {
     paths(
         system::healthz, system::readyz, system::metrics, system::openapi, system::list_audit, system::me,
         session::login, session::logout,
-        tenants::create_tenant, tenants::list_tenants, tenants::get_tenant, tenants::tenant_resources, tenants::tenant_invitation, tenants::resend_tenant_invitation, tenants::offboard_tenant,
+        tenants::create_tenant, tenants::check_data_source, tenants::list_tenants, tenants::get_tenant, tenants::tenant_resources, tenants::tenant_invitation, tenants::resend_tenant_invitation, tenants::offboard_tenant,
         tenants::suspend_tenant, tenants::resume_tenant, tenants::rotate_tenant_credentials, tenants::move_tenant,
         backups::clone_tenant,
         backups::create_backup, backups::list_backups, backups::restore_backup,
@@ -50,7 +50,7 @@ impl Modify for BearerAuth {
     components(schemas(
         ProblemDetails, JobAccepted, jobs::StreamEvent, jobs::ApprovalBody, plans::PlanOffer,
         plans::SetPlanBody, plans::ReconcileBody, tenantry_workflows::CostReport, tenantry_workflows::TenantCost,
-        tenantry_workflows::CostTotal, tenants::CreateTenantRequest, tenants::OffboardBody, tenants::SuspendBody, tenants::RotateBody, tenants::MoveBody, tenants::InvitationResent,
+        tenantry_workflows::CostTotal, tenants::CreateTenantRequest, tenants::DataSourceCheckBody, tenantry_workflows::DataSourceCheck, tenants::OffboardBody, tenants::SuspendBody, tenants::RotateBody, tenants::MoveBody, tenants::InvitationResent,
         backups::RestoreBody, backups::CloneBody, tenantry_registry::BackupRecord,
         tenantry_workflows::InvitationView, tenantry_workflows::Resent,
         servers::AddServerRequest, session::LoginForm, system::Me,

@@ -72,6 +72,11 @@ pub fn api_routes() -> Vec<Route> {
             pages::tenants_page,
         ),
         route("POST", "/platform/tenants", post(tenants::create_tenant)),
+        route(
+            "POST",
+            "/platform/data-sources/check",
+            post(tenants::check_data_source),
+        ),
         with_page(
             "GET",
             "/platform/tenants/{slug}",

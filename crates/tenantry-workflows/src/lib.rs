@@ -26,6 +26,7 @@ mod schema_fit;
 mod set_plan;
 mod submit;
 mod suspend;
+mod wizard;
 mod worker;
 
 pub use backup::{
@@ -100,6 +101,10 @@ pub use submit::{
 pub use suspend::{
     parse_reason as parse_suspension_reason, suspend_phases, validate_suspension, Direction,
     SuspendRequest, SuspendWorkflow, MAX_REASON_CHARS,
+};
+pub use wizard::{
+    check_data_source, submit_provision_with_data_sources, DataSourceCheck,
+    DATA_SOURCE_CHECK_TIMEOUT,
 };
 pub use worker::{drive, run_workers, JobEventHook, IDLE_POLL, MAX_SWEEP};
 

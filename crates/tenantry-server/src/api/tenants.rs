@@ -456,3 +456,49 @@ async fn submit_suspension_here(
     state.wake_workers.notify_one();
     Ok(accepted(&submitted))
 }
+
+/// What `POST /platform/data-sources/check` takes: a data source as the wizard's step 3 has it.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DataSourceCheckBody {
+    /// What the data source is; its URL's scheme must fit it.
+    #[schema(value_type = String, example = "postgres")]
+    pub kind: String,
+    /// The data source's URL (credentials included, if any). Used for this one connection attempt and forgotten;
+    /// never logged or repeated in the answer.
+    #[schema(max_length = 2048)]
+    pub url: String,
+}
+
+impl std::fmt::Debug for DataSourceCheckBody {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("DataSourceCheckBody")
+            .field("kind", &self.kind)
+            .field("url", &"[redacted]")
+            .finish()
+    }
+}
+
+/// Check that a data source can be reached: a TCP connection to its host and port within 3 s. Nothing is sent;
+/// the credentials are not tried.
+#[utoipa::path(post, path = "/platform/data-sources/check", tag = "tenants", request_body = DataSourceCheckBody,
+    responses(
+        (status = 200, description = "The check ran (reachable or not)", body = tenantry_workflows::DataSourceCheck),
+        (status = 400, description = "Malformed body", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown kind or not a URL of that kind (`field` names it)", body = ProblemDetails, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub async fn check_data_source(
+    ApiJson(body): ApiJson<DataSourceCheckBody>,
+) -> ApiResult<axum::Json<tenantry_workflows::DataSourceCheck>> {
+    let kind = tenantry_core::DataSourceKind::parse(&body.kind)
+        .map_err(|error| ApiError::from(error).at_field("kind"))?;
+    let url = tenantry_core::DataSourceUrl::parse(&body.url, kind)
+        .map_err(|error| ApiError::from(error).at_field("url"))?;
+    Ok(axum::Json(
+        tenantry_workflows::check_data_source(kind, &url).await,
+    ))
+}
