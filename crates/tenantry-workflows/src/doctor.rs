@@ -815,11 +815,11 @@ async fn observe_registered(
     let slug = tenantry_core::Slug::parse(&resource.tenant_slug).map_err(|error| error.message)?;
     let plan = tenants_by_slug
         .get(resource.tenant_slug.as_str())
-        .and_then(|tenant| platform.settings.plan(&tenant.plan))
+        .and_then(|tenant| crate::plans::registered_plan(&platform.settings, tenant))
         .ok_or_else(|| format!("tenant {slug}'s plan is not configured"))?;
     let wanted = crate::resources::wanted(
         &slug,
-        plan,
+        &plan,
         &resource.kind,
         resource.status == tenantry_registry::RESOURCE_ACTIVE,
     );
