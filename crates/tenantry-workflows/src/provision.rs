@@ -367,7 +367,20 @@ impl ProvisionWorkflow {
             .await
     }
 
-    async fn placement_resolved_undo(&self, context: &mut JobContext) -> Result<(), PhaseError> {
+    /// Forgets the placement, and deletes the data source secrets the submission stored for this request (the
+    /// one undo every started job runs, so a provisioning rolled back leaves none).
+    async fn placement_resolved_undo(
+        &self,
+        context: &mut JobContext,
+        spec: &TenantSpec,
+    ) -> Result<(), PhaseError> {
+        for source in &spec.profile.data_sources {
+            self.platform
+                .secrets
+                .delete_for_job(&context.fence, &source.secret)
+                .await
+                .map_err(|error| secret_store_error(&error))?;
+        }
         self.memo(context).server = None;
         self.platform
             .registry
@@ -984,7 +997,7 @@ impl Workflow for ProvisionWorkflow {
             ProvisionStep::RequestValidated
             | ProvisionStep::StateChecked
             | ProvisionStep::DryRun => Ok(()),
-            ProvisionStep::PlacementResolved => self.placement_resolved_undo(context).await,
+            ProvisionStep::PlacementResolved => self.placement_resolved_undo(context, spec).await,
             ProvisionStep::SecretSet => self.secret_set_undo(context, spec).await,
             ProvisionStep::DatabaseCreated => self.database_created_undo(context, spec).await,
             // Nothing to undo of its own: the schema and the settings rows live in the tenant's database, which

@@ -156,7 +156,7 @@ pub async fn submit_provision_to_run(
     submit_provision_with(platform, spec, actor, None, Some(lease)).await
 }
 
-async fn submit_provision_with(
+pub(crate) async fn submit_provision_with(
     platform: &Platform,
     spec: &TenantSpec,
     actor: &str,
