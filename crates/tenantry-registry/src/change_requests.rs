@@ -28,6 +28,8 @@ pub struct ChangeRequestRecord {
     pub plan: Option<String>,
     /// Module switches asked for: module name to on (`true`) or off (`false`). Empty when only the plan changes.
     pub modules: BTreeMap<String, bool>,
+    /// The resource tier asked for (`small`, `medium`, `large`), if the request changes it.
+    pub resource_tier: Option<String>,
     /// Why the tenant admin asks.
     pub reason: String,
     /// The requester, as an audit actor (`user:<id>`).
@@ -42,7 +44,7 @@ pub struct ChangeRequestRecord {
 }
 
 const CHANGE_REQUEST_COLUMNS: &str =
-    "id, tenant_slug, status, plan, modules, reason, requested_by, decided_by, \
+    "id, tenant_slug, status, plan, modules, resource_tier, reason, requested_by, decided_by, \
      decision_reason, job_id, created_at, decided_at";
 
 impl ChangeRequestRecord {
@@ -54,6 +56,7 @@ impl ChangeRequestRecord {
             plan: get(row, "plan")?,
             modules: serde_json::from_value(get_json(row, "modules")?)
                 .map_err(|error| Error::Corrupt(format!("column modules: {error}")))?,
+            resource_tier: get(row, "resource_tier")?,
             reason: get(row, "reason")?,
             requested_by: get(row, "requested_by")?,
             decided_by: get(row, "decided_by")?,
@@ -72,6 +75,7 @@ pub struct NewChangeRequest {
     pub tenant_slug: String,
     pub plan: Option<String>,
     pub modules: BTreeMap<String, bool>,
+    pub resource_tier: Option<String>,
     pub reason: String,
     pub requested_by: String,
 }
@@ -107,8 +111,9 @@ impl Registry {
         let modules = serde_json::to_string(&request.modules)
             .map_err(|error| Error::Corrupt(error.to_string()))?;
         sqlx::query(
-            "INSERT INTO change_requests (id, tenant_slug, status, plan, modules, reason, requested_by, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO change_requests (id, tenant_slug, status, plan, modules, reason, requested_by, created_at,
+             resource_tier)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(&request.id)
         .bind(&request.tenant_slug)
@@ -118,6 +123,7 @@ impl Registry {
         .bind(&request.reason)
         .bind(&request.requested_by)
         .bind(now_millis())
+        .bind(&request.resource_tier)
         .execute(&mut *transaction)
         .await?;
         insert_audit(

@@ -50,7 +50,7 @@ impl Modify for BearerAuth {
     components(schemas(
         ProblemDetails, JobAccepted, jobs::StreamEvent, jobs::ApprovalBody, plans::PlanOffer,
         plans::SetPlanBody, plans::ReconcileBody, tenantry_workflows::CostReport, tenantry_workflows::TenantCost,
-        tenantry_workflows::CostTotal, tenants::CreateTenantRequest, tenants::DataSourceCheckBody, tenantry_workflows::DataSourceCheck, tenants::OffboardBody, tenants::SuspendBody, tenants::RotateBody, tenants::MoveBody, tenants::InvitationResent,
+        tenantry_workflows::CostTotal, tenants::CreateTenantRequest, tenants::DataSourceBody, tenants::SecurityBody, tenants::DataSourceCheckBody, tenantry_workflows::DataSourceCheck, tenants::OffboardBody, tenants::SuspendBody, tenants::RotateBody, tenants::MoveBody, tenants::InvitationResent,
         backups::RestoreBody, backups::CloneBody, tenantry_registry::BackupRecord,
         tenantry_workflows::InvitationView, tenantry_workflows::Resent,
         servers::AddServerRequest, session::LoginForm, system::Me,
@@ -96,6 +96,45 @@ pub fn document_for<'a>(
         &regions,
     );
     constrain(&mut schemas["SetPlanBody"]["properties"]["plan"], &plans);
+    // The provisioning wizard's later fields: their enums and the modules a request may turn on.
+    let tiers =
+        string_enum(tenantry_core::ResourceTier::ALL.map(tenantry_core::ResourceTier::as_str));
+    for (schema, property) in [
+        ("CreateTenantRequest", "resource_tier"),
+        ("SetPlanBody", "resource_tier"),
+        ("ChangeRequestBody", "resource_tier"),
+        ("NewChangeRequestBody", "resource_tier"),
+    ] {
+        constrain(&mut schemas[schema]["properties"][property], &tiers);
+    }
+    constrain(
+        &mut schemas["CreateTenantRequest"]["properties"]["isolation"],
+        &string_enum(["database", "schema"]),
+    );
+    let module_names = string_enum(
+        tenantry_core::Modules::default()
+            .entries()
+            .map(|(name, _)| name),
+    );
+    schemas["CreateTenantRequest"]["properties"]["modules"]["items"]["enum"] = module_names.into();
+    let source_kinds =
+        string_enum(tenantry_core::DataSourceKind::ALL.map(tenantry_core::DataSourceKind::as_str));
+    constrain(
+        &mut schemas["DataSourceBody"]["properties"]["kind"],
+        &source_kinds,
+    );
+    constrain(
+        &mut schemas["DataSourceCheckBody"]["properties"]["kind"],
+        &source_kinds,
+    );
+    constrain(
+        &mut schemas["SecurityBody"]["properties"]["auth_method"],
+        &string_enum(tenantry_core::AuthMethod::ALL.map(tenantry_core::AuthMethod::as_str)),
+    );
+    constrain(
+        &mut schemas["SecurityBody"]["properties"]["mfa_policy"],
+        &string_enum(tenantry_core::MfaPolicy::ALL.map(tenantry_core::MfaPolicy::as_str)),
+    );
     // A change request's plan is one of the plans, and its modules are the plans' module switches.
     let modules = change_request_modules();
     for body in ["ChangeRequestBody", "NewChangeRequestBody"] {
@@ -292,6 +331,18 @@ mod tests {
             json!(["starter", "enterprise", null])
         );
         assert_eq!(tenant["region"]["enum"], json!(["local", "eu", null]));
+        // The wizard's later fields, and the field an error names.
+        assert_eq!(
+            tenant["resource_tier"]["enum"],
+            json!(["small", "medium", "large", null])
+        );
+        assert_eq!(tenant["description"]["maxLength"], 500);
+        assert!(tenant["modules"]["items"]["enum"]
+            .as_array()
+            .is_some_and(|names| names.contains(&json!("ml"))));
+        assert!(schemas["SecurityBody"]["properties"]["mfa_policy"]["enum"].is_array());
+        assert!(schemas["DataSourceBody"]["properties"]["kind"]["enum"].is_array());
+        assert!(schemas["ProblemDetails"]["properties"]["field"].is_object());
         assert_eq!(tenant["budget"]["minimum"], 0);
         assert_eq!(tenant["budget"]["maximum"], i64::MAX);
         assert_eq!(

@@ -19,6 +19,8 @@ pub struct ChangeRequestInput {
     pub plan: Option<String>,
     /// Module switches: module name → on or off.
     pub modules: BTreeMap<String, bool>,
+    /// Another resource tier (`small`, `medium`, `large`).
+    pub resource_tier: Option<String>,
     /// Why: shown to the platform admin who decides.
     pub reason: String,
 }
@@ -46,7 +48,11 @@ async fn set_plan_request(
     slug: &Slug,
     plan: Option<&str>,
     modules: &BTreeMap<String, bool>,
+    resource_tier: Option<&str>,
 ) -> Result<SetPlanRequest, CodedError> {
+    let resource_tier = resource_tier
+        .map(tenantry_core::ResourceTier::parse)
+        .transpose()?;
     let plan = match plan {
         Some(plan) => plan.to_owned(),
         None => {
@@ -61,6 +67,7 @@ async fn set_plan_request(
     };
     let mut request = SetPlanRequest::new(slug.clone(), plan);
     request.modules = modules.clone();
+    request.resource_tier = resource_tier;
     Ok(request)
 }
 
@@ -87,12 +94,17 @@ pub async fn file_change_request(
         .as_deref()
         .map(str::trim)
         .filter(|plan| !plan.is_empty());
-    if plan.is_none() && input.modules.is_empty() {
+    let resource_tier = input
+        .resource_tier
+        .as_deref()
+        .map(str::trim)
+        .filter(|tier| !tier.is_empty());
+    if plan.is_none() && input.modules.is_empty() && resource_tier.is_none() {
         return Err(CodedError::invalid_input(
-            "a change request asks for a plan, module switches, or both",
+            "a change request asks for a plan, module switches, a resource tier, or some of them",
         ));
     }
-    let request = set_plan_request(platform, &slug, plan, &input.modules).await?;
+    let request = set_plan_request(platform, &slug, plan, &input.modules, resource_tier).await?;
     // The same checks the job's submission makes on approval: the tenant is active, the plan exists and keeps
     // its resources, the modules are known and allowed, and something changes.
     crate::set_plan::SetPlanWorkflow::validate(platform, &request).await?;
@@ -103,6 +115,7 @@ pub async fn file_change_request(
             tenant_slug: slug.as_str().to_owned(),
             plan: plan.map(str::to_owned),
             modules: input.modules.clone(),
+            resource_tier: request.resource_tier.map(|tier| tier.as_str().to_owned()),
             reason,
             requested_by: actor.to_owned(),
         })
@@ -142,8 +155,14 @@ pub async fn decide_change_request(
     }
     let job = if approve && request.status == tenantry_registry::CHANGE_PENDING {
         let slug = Slug::parse(&request.tenant_slug)?;
-        let set_plan =
-            set_plan_request(platform, &slug, request.plan.as_deref(), &request.modules).await?;
+        let set_plan = set_plan_request(
+            platform,
+            &slug,
+            request.plan.as_deref(),
+            &request.modules,
+            request.resource_tier.as_deref(),
+        )
+        .await?;
         Some(set_plan_job(platform, &set_plan, actor, None, false).await?)
     } else {
         None

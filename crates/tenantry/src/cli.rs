@@ -284,6 +284,9 @@ pub enum TenantsCommand {
         /// Monthly budget for the new plan (see provision-tenant --budget).
         #[arg(long)]
         budget: Option<u64>,
+        /// small, medium or large: the plan's numbers halved, as written, or doubled (default: the tenant's tier).
+        #[arg(long)]
+        resource_tier: Option<String>,
         /// Record the job and return its id without running it.
         #[arg(long)]
         no_wait: bool,

@@ -2,3 +2,6 @@
 -- sources as name/kind/endpoint/secret name, module switches, security policy), as JSON. It holds no secret: a
 -- data source's URL is in the secret store under the name it records. '{}' is a tenant from before the wizard.
 ALTER TABLE tenants ADD COLUMN profile TEXT NOT NULL DEFAULT '{}';
+
+-- A change request may ask for another resource tier (`small`, `medium`, `large`); NULL keeps the tenant's.
+ALTER TABLE change_requests ADD COLUMN resource_tier TEXT;

@@ -17,6 +17,7 @@ fn request(id: &str, slug: &str) -> NewChangeRequest {
         tenant_slug: slug.to_owned(),
         plan: Some("enterprise".into()),
         modules: BTreeMap::from([("ml".to_owned(), true), ("bi".to_owned(), false)]),
+        resource_tier: None,
         reason: "we need the ML module".into(),
         requested_by: "user:tenant-admin".into(),
     }

@@ -24,6 +24,8 @@ pub struct ChangeRequestBody {
     #[serde(default)]
     #[schema(value_type = Object)]
     pub modules: BTreeMap<String, bool>,
+    /// Another resource tier: `small`, `medium` or `large` (the plan's numbers halved, as written, doubled).
+    pub resource_tier: Option<String>,
     /// Why, for whoever decides.
     #[schema(
         min_length = 1,
@@ -43,6 +45,8 @@ pub struct NewChangeRequestBody {
     #[serde(default)]
     #[schema(value_type = Object)]
     pub modules: BTreeMap<String, bool>,
+    /// Another resource tier: `small`, `medium` or `large`.
+    pub resource_tier: Option<String>,
     #[schema(
         min_length = 1,
         max_length = 500,
@@ -147,6 +151,7 @@ pub async fn create_for_tenant(
     let input = ChangeRequestInput {
         plan: body.plan,
         modules: body.modules,
+        resource_tier: body.resource_tier,
         reason: body.reason,
     };
     let record = file(&state, &principal, &slug, &input).await?;
@@ -182,6 +187,7 @@ pub async fn create(
     let input = ChangeRequestInput {
         plan: body.plan,
         modules: body.modules,
+        resource_tier: body.resource_tier,
         reason: body.reason,
     };
     let record = file(&state, &principal, &slug, &input).await?;

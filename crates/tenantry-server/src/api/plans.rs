@@ -91,6 +91,8 @@ pub struct SetPlanBody {
     /// Monthly budget for the new plan (see `POST /platform/tenants`).
     #[schema(minimum = 0, maximum = 9_223_372_036_854_775_807_u64)]
     pub budget: Option<u64>,
+    /// `small`, `medium` or `large`: the plan's numbers halved, as written, or doubled. Absent: the tenant's tier.
+    pub resource_tier: Option<String>,
 }
 
 /// Move a tenant to another plan: quotas, settings and labels, then the validation suite.
@@ -110,6 +112,12 @@ pub async fn set_plan(
     Path(slug): Path<String>,
     ApiJson(body): ApiJson<SetPlanBody>,
 ) -> ApiResult<(StatusCode, axum::Json<JobAccepted>)> {
+    let resource_tier = body
+        .resource_tier
+        .as_deref()
+        .map(tenantry_core::ResourceTier::parse)
+        .transpose()
+        .map_err(|error| ApiError::from(error).at_field("resource_tier"))?;
     let request = SetPlanRequest {
         slug: Slug::parse(&slug)?,
         plan: body.plan,
@@ -119,7 +127,7 @@ pub async fn set_plan(
         kind: None,
         modules: Default::default(),
         previous_modules_off: Vec::new(),
-        resource_tier: None,
+        resource_tier,
         previous_resource_tier: Default::default(),
     };
     let submitted = submit_set_plan(&state.platform, &request, &principal.actor()).await?;

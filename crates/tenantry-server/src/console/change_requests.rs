@@ -266,6 +266,7 @@ pub async fn change_request_submit(
         plan: fields.get("plan").cloned().filter(|plan| !plan.is_empty()),
         modules,
         reason: fields.get("reason").cloned().unwrap_or_default(),
+        ..ChangeRequestInput::default()
     };
     match api::file(&state, &principal, &slug, &input).await {
         Ok(_) => see_other(&format!("/platform/tenants/{}", query_escape(&slug))),

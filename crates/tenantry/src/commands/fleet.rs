@@ -158,8 +158,15 @@ pub async fn tenants(app: &App, command: TenantsCommand, json: bool) -> CommandR
             slug,
             plan,
             budget,
+            resource_tier,
             no_wait,
-        } => return super::plans::set_plan(app, &slug, &plan, budget, no_wait, json).await,
+        } => {
+            let tier = resource_tier
+                .as_deref()
+                .map(tenantry_core::ResourceTier::parse)
+                .transpose()?;
+            return super::plans::set_plan(app, &slug, &plan, budget, tier, no_wait, json).await;
+        }
         TenantsCommand::Clone { .. } => {
             if let Some(clone) = super::clone::parse_clone(&command)? {
                 return super::clone::clone(app, clone, json).await;

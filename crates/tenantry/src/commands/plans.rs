@@ -107,6 +107,7 @@ pub async fn set_plan(
     slug: &str,
     plan: &str,
     budget: Option<u64>,
+    resource_tier: Option<tenantry_core::ResourceTier>,
     no_wait: bool,
     json: bool,
 ) -> CommandResult {
@@ -119,7 +120,7 @@ pub async fn set_plan(
         kind: None,
         modules: Default::default(),
         previous_modules_off: Vec::new(),
-        resource_tier: None,
+        resource_tier,
         previous_resource_tier: Default::default(),
     };
     let runner = app.runner();
