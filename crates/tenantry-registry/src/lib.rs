@@ -55,3 +55,4 @@ pub use rollouts::{
     CHILD_SKIPPED, CHILD_STATUSES, ROLLOUT_ABORTED, ROLLOUT_PAUSED, ROLLOUT_RUN,
 };
 pub use store::{now_millis, Dialect, Registry, RegistryLocation};
+pub use tenants::PlanChange;

@@ -8,6 +8,16 @@ use crate::store::now_millis;
 use crate::{Error, Registry, Result};
 use tenantry_core::TenantStatus;
 
+/// What a plan change writes to the tenant row.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanChange<'a> {
+    pub plan: &'a str,
+    pub labels: &'a serde_json::Value,
+    pub settings: &'a serde_json::Value,
+    /// The profile, with the resource tier the change gives (the rest as it was).
+    pub profile: &'a tenantry_core::TenantProfile,
+}
+
 const TENANT_COLUMNS: &str =
     "slug, display_name, admin_email, plan, region, server_name, resource_name, secret_ref,
     status, labels, settings, profile, created_at, updated_at";
@@ -122,12 +132,15 @@ impl Registry {
         &self,
         fence: &Fence,
         slug: &str,
-        plan: &str,
-        labels: &serde_json::Value,
-        settings: &serde_json::Value,
-        profile: &tenantry_core::TenantProfile,
+        change: &PlanChange<'_>,
         audit: &NewAuditEvent,
     ) -> Result<()> {
+        let PlanChange {
+            plan,
+            labels,
+            settings,
+            profile,
+        } = change;
         let profile = serde_json::to_string(profile)
             .map_err(|error| Error::Corrupt(format!("tenant profile: {error}")))?;
         let mut transaction = self.begin_write().await?;

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use tenantry_core::{Error as CodedError, ErrorCode, Plan, ResourceTier, Slug, TenantStatus};
 use tenantry_engine::{JobContext, PhaseError, Workflow};
 use tenantry_providers::engines::{TenantDatabaseSpec, TenantServer};
-use tenantry_registry::{JobRecord, NewAuditEvent, TenantRecord};
+use tenantry_registry::{JobRecord, NewAuditEvent, PlanChange, TenantRecord};
 
 phases! {
     /// The phases of a plan change.
@@ -451,10 +451,12 @@ impl SetPlanWorkflow {
             .set_tenant_plan(
                 &context.fence,
                 &tenant.slug,
-                &plan.name,
-                &cost_labels(&tenant.slug, &plan),
-                &self.tenant_settings(&tenant, &plan, request, forward),
-                &Self::profile_after(&tenant, request, forward),
+                &PlanChange {
+                    plan: &plan.name,
+                    labels: &cost_labels(&tenant.slug, &plan),
+                    settings: &self.tenant_settings(&tenant, &plan, request, forward),
+                    profile: &Self::profile_after(&tenant, request, forward),
+                },
                 &audit,
             )
             .await?)

@@ -168,7 +168,9 @@ async fn submit_profiled(
         written.push(name.clone());
     }
     let submitted = submit_provision(idempotency).await;
-    if submitted.is_err() {
+    // Refused, or a repeat of a request whose job already ended without the tenant: nothing of this request is
+    // to run, so nothing of it is kept.
+    if !matches!(submitted, Ok(Submitted::New(_))) {
         forget(platform, &written).await;
     }
     submitted

@@ -164,10 +164,12 @@ pub async fn case_tenants_set_plan_changes_plan_labels_settings_with_audit(
             .set_tenant_plan(
                 &fence,
                 "acme",
-                "enterprise",
-                &labels,
-                &settings,
-                &Default::default(),
+                &tenantry_registry::PlanChange {
+                    plan: "enterprise",
+                    labels: &labels,
+                    settings: &settings,
+                    profile: &Default::default(),
+                },
                 &change,
             )
             .await?;
