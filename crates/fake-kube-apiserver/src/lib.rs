@@ -430,7 +430,9 @@ fn delete(shared: &Shared, target: &Target, name: &str) -> Response {
     terminating["status"] = json!({ "phase": "Terminating" });
     terminating["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
     let terminating = store.stamp(terminating);
-    store.objects.insert(object_key.clone(), terminating.clone());
+    store
+        .objects
+        .insert(object_key.clone(), terminating.clone());
     // The namespace controller's work: after a while the namespace and everything in it are gone.
     let store_handle = shared.store.clone();
     let namespace = name.to_owned();

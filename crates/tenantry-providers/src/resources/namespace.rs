@@ -238,7 +238,7 @@ impl NamespaceQuotas {
 
 /// CPU as Kubernetes writes a quantity canonically: whole cores without a suffix, else thousandths (`1500m`).
 fn cpu(millis: u64) -> Quantity {
-    Quantity(if millis % 1000 == 0 {
+    Quantity(if millis.is_multiple_of(1000) {
         (millis / 1000).to_string()
     } else {
         format!("{millis}m")
@@ -247,9 +247,9 @@ fn cpu(millis: u64) -> Quantity {
 
 /// Memory as Kubernetes writes a binary quantity canonically: the largest unit that keeps it whole.
 fn memory(mib: u64) -> Quantity {
-    Quantity(if mib % (1024 * 1024) == 0 {
+    Quantity(if mib.is_multiple_of(1024 * 1024) {
         format!("{}Ti", mib / (1024 * 1024))
-    } else if mib % 1024 == 0 {
+    } else if mib.is_multiple_of(1024) {
         format!("{}Gi", mib / 1024)
     } else {
         format!("{mib}Mi")
@@ -573,9 +573,10 @@ pub fn manifests_yaml(objects: &[TenantObject]) -> Result<String> {
     let mut yaml = String::new();
     for object in objects {
         yaml.push_str("---\n");
-        yaml.push_str(&serde_yaml::to_string(&object.manifest).map_err(|error| {
-            Error::Refused(format!("{} as YAML: {error}", object.title))
-        })?);
+        yaml.push_str(
+            &serde_yaml::to_string(&object.manifest)
+                .map_err(|error| Error::Refused(format!("{} as YAML: {error}", object.title)))?,
+        );
     }
     Ok(yaml)
 }
@@ -671,25 +672,30 @@ impl Cluster<'_> {
             .api(object, namespace)
             .get_opt(&object.name)
             .await
-            .map_err(|error| kube_error(&format!("reading {}", object.title), &self.address, error))?;
+            .map_err(|error| {
+                kube_error(&format!("reading {}", object.title), &self.address, error)
+            })?;
         found
             .map(|found| {
-                serde_json::to_value(found).map_err(|error| {
-                    Error::Refused(format!("reading {}: {error}", object.title))
-                })
+                serde_json::to_value(found)
+                    .map_err(|error| Error::Refused(format!("reading {}: {error}", object.title)))
             })
             .transpose()
     }
 
     /// The tenant's namespace as JSON, or `None`.
     async fn namespace(&self, namespace: &str) -> Result<Option<Value>> {
-        let found = self.namespaces().get_opt(namespace).await.map_err(|error| {
-            kube_error(
-                &format!("reading namespace {namespace}"),
-                &self.address,
-                error,
-            )
-        })?;
+        let found = self
+            .namespaces()
+            .get_opt(namespace)
+            .await
+            .map_err(|error| {
+                kube_error(
+                    &format!("reading namespace {namespace}"),
+                    &self.address,
+                    error,
+                )
+            })?;
         Ok(found.and_then(|found| serde_json::to_value(found).ok()))
     }
 
@@ -825,9 +831,9 @@ impl ResourceProvider for KubernetesNamespaces {
                 kube::Error::Api(ref response) if response.code == 401 => {
                     kube_error("checking the server", address, error)
                 }
-                kube::Error::Api(_) | kube::Error::SerdeError(_) => Error::AdminConnection(format!(
-                    "{address} does not answer as a Kubernetes API server (GET /version)"
-                )),
+                kube::Error::Api(_) | kube::Error::SerdeError(_) => Error::AdminConnection(
+                    format!("{address} does not answer as a Kubernetes API server (GET /version)"),
+                ),
                 // Nothing answered: a closed port, an unknown host, a TLS handshake that failed.
                 other => match kube_error("checking the server", address, other) {
                     Error::Transient(message) => Error::AdminConnection(message),
@@ -839,12 +845,14 @@ impl ResourceProvider for KubernetesNamespaces {
             .namespaces()
             .list(&ListParams::default().limit(1))
             .await
-            .map_err(|error| match kube_error("listing namespaces", address, error) {
-                Error::Transient(message) | Error::Refused(message) => {
-                    Error::AdminConnection(message)
-                }
-                other => other,
-            })?;
+            .map_err(
+                |error| match kube_error("listing namespaces", address, error) {
+                    Error::Transient(message) | Error::Refused(message) => {
+                        Error::AdminConnection(message)
+                    }
+                    other => other,
+                },
+            )?;
         Ok(Vec::new())
     }
 
@@ -981,7 +989,10 @@ impl ResourceProvider for KubernetesNamespaces {
             "namespace_objects_present",
             differences.is_empty(),
             if differences.is_empty() {
-                format!("namespace {namespace} holds its {} objects as applied", objects.len())
+                format!(
+                    "namespace {namespace} holds its {} objects as applied",
+                    objects.len()
+                )
             } else {
                 differences.join("; ")
             },
@@ -1064,7 +1075,9 @@ impl ResourceProvider for KubernetesNamespaces {
             if may_run {
                 format!("{APP_ACCOUNT} in {namespace} holds its role and pods may start")
             } else {
-                format!("{namespace} is suspended: no pod may start and {APP_ACCOUNT} holds no role")
+                format!(
+                    "{namespace} is suspended: no pod may start and {APP_ACCOUNT} holds no role"
+                )
             },
         ));
 
@@ -1085,17 +1098,23 @@ impl ResourceProvider for KubernetesNamespaces {
             .items
             .iter()
             .any(|binding| {
-                binding.subjects.iter().flatten().any(|subject| {
-                    subject.namespace.as_deref() == Some(namespace.as_str())
-                })
+                binding
+                    .subjects
+                    .iter()
+                    .flatten()
+                    .any(|subject| subject.namespace.as_deref() == Some(namespace.as_str()))
             });
         checks.push(check(
             "namespace_neighbour_apart",
             !crossed,
             if crossed {
-                format!("a role binding in {neighbour_namespace} grants {namespace}'s accounts rights")
+                format!(
+                    "a role binding in {neighbour_namespace} grants {namespace}'s accounts rights"
+                )
             } else {
-                format!("no role binding in {neighbour_namespace} grants {namespace}'s accounts rights")
+                format!(
+                    "no role binding in {neighbour_namespace} grants {namespace}'s accounts rights"
+                )
             },
         ));
         Ok(checks)
@@ -1161,7 +1180,10 @@ mod tests {
 
     #[test]
     fn resource_names_give_the_slug_back() {
-        assert_eq!(slug_of("tenant_acme_health").unwrap().as_str(), "acme-health");
+        assert_eq!(
+            slug_of("tenant_acme_health").unwrap().as_str(),
+            "acme-health"
+        );
         assert!(slug_of("acme").is_err());
     }
 }

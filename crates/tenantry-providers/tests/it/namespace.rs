@@ -99,7 +99,10 @@ async fn the_objects_are_applied_with_the_plans_quotas_and_suspension_locks_them
     tenant.labels = json!({ "tenant": tenant.slug.as_str(), "plan": "pro", "cost_center": "R&D" });
     let credentials = provider.new_credentials(&server, &tenant).unwrap();
     assert!(!credentials.expose().contains(TOKEN));
-    provider.ensure(&server, &tenant, &credentials).await.unwrap();
+    provider
+        .ensure(&server, &tenant, &credentials)
+        .await
+        .unwrap();
 
     let namespace = format!("tenant-{}", tenant.slug.as_str());
     let stored_namespace = fake.namespace(&namespace).expect("the namespace");
@@ -116,7 +119,12 @@ async fn the_objects_are_applied_with_the_plans_quotas_and_suspension_locks_them
     let mut kinds: Vec<String> = fake
         .objects_in(&namespace)
         .into_iter()
-        .map(|(resource, object)| format!("{resource}/{}", object["metadata"]["name"].as_str().unwrap()))
+        .map(|(resource, object)| {
+            format!(
+                "{resource}/{}",
+                object["metadata"]["name"].as_str().unwrap()
+            )
+        })
         .collect();
     kinds.sort();
     assert_eq!(
@@ -139,7 +147,10 @@ async fn the_objects_are_applied_with_the_plans_quotas_and_suspension_locks_them
                 "limits.memory": "6Gi", "pods": "12" })
     );
     let deny = stored(&fake, &namespace, "networkpolicies", "default-deny");
-    assert_eq!(deny["spec"], json!({ "podSelector": {}, "policyTypes": ["Ingress", "Egress"] }));
+    assert_eq!(
+        deny["spec"],
+        json!({ "podSelector": {}, "policyTypes": ["Ingress", "Egress"] })
+    );
     let binding = stored(&fake, &namespace, "rolebindings", "tenant-app");
     assert_eq!(
         binding["subjects"],
@@ -157,13 +168,21 @@ async fn the_objects_are_applied_with_the_plans_quotas_and_suspension_locks_them
     let mut suspended = tenant.clone();
     suspended.enabled = false;
     assert!(
-        provider.observe(&server, &suspended, None).await.unwrap().matches(),
+        provider
+            .observe(&server, &suspended, None)
+            .await
+            .unwrap()
+            .matches(),
         "a suspended namespace matches the suspended wanted state"
     );
     provider.enable(&server, &tenant.name).await.unwrap();
     let quota = stored(&fake, &namespace, "resourcequotas", "tenant-quota");
     assert_eq!(quota["spec"]["hard"]["pods"], "12");
-    assert!(provider.observe(&server, &tenant, None).await.unwrap().matches());
+    assert!(provider
+        .observe(&server, &tenant, None)
+        .await
+        .unwrap()
+        .matches());
 }
 
 #[tokio::test]
@@ -173,7 +192,10 @@ async fn the_printed_manifests_are_what_was_applied() {
     let server = server_at(&fake.admin_url(), new_installation());
     let tenant = WantedResource::new(&unique_slug("mani"), json!({ "pods": 3 }));
     let credentials = provider.new_credentials(&server, &tenant).unwrap();
-    provider.ensure(&server, &tenant, &credentials).await.unwrap();
+    provider
+        .ensure(&server, &tenant, &credentials)
+        .await
+        .unwrap();
     let yaml = provider
         .manifests(&server, &tenant)
         .unwrap()
@@ -191,7 +213,11 @@ async fn the_printed_manifests_are_what_was_applied() {
                 .replace("policys", "policies");
             stored(&fake, &namespace, &resource, name)
         };
-        assert_eq!(missing_fields(&manifest, &live), Vec::<String>::new(), "{name}");
+        assert_eq!(
+            missing_fields(&manifest, &live),
+            Vec::<String>::new(),
+            "{name}"
+        );
     }
     assert_eq!(n_documents, 9);
 }
@@ -203,7 +229,10 @@ async fn removal_waits_until_the_namespace_is_gone() {
     let server = server_at(&fake.admin_url(), new_installation());
     let tenant = WantedResource::new(&unique_slug("gone"), json!({}));
     let credentials = provider.new_credentials(&server, &tenant).unwrap();
-    provider.ensure(&server, &tenant, &credentials).await.unwrap();
+    provider
+        .ensure(&server, &tenant, &credentials)
+        .await
+        .unwrap();
     let namespace = format!("tenant-{}", tenant.slug.as_str());
     provider.remove(&server, &tenant.name).await.unwrap();
     // Looked at the moment `remove` returns: the fake keeps a deleted namespace Terminating for a while, so a
@@ -237,10 +266,15 @@ async fn unmarked_and_foreign_namespaces_are_left_alone() {
         (&unmarked, Ownership::Unmarked),
         (&foreign, Ownership::Foreign("00000000000000ff".into())),
     ] {
-        let item = inventory.iter().find(|item| item.name == wanted.name).unwrap();
+        let item = inventory
+            .iter()
+            .find(|item| item.name == wanted.name)
+            .unwrap();
         assert_eq!(item.ownership, ownership);
         match provider.observe(&server, wanted, None).await.unwrap() {
-            Observed::Present { ownership: seen, .. } => assert_eq!(seen, ownership),
+            Observed::Present {
+                ownership: seen, ..
+            } => assert_eq!(seen, ownership),
             Observed::Absent => panic!("absent"),
         }
         let credentials = provider.new_credentials(&server, wanted).unwrap();
@@ -271,7 +305,10 @@ async fn bad_servers_are_refused_with_a_reason() {
     let fake = FakeApiServer::start(TOKEN).await;
     let provider = provider();
     let good = server_at(&fake.admin_url(), new_installation());
-    assert_eq!(provider.check_server(&good).await.unwrap(), Vec::<String>::new());
+    assert_eq!(
+        provider.check_server(&good).await.unwrap(),
+        Vec::<String>::new()
+    );
 
     let address = fake.url.trim_start_matches("http://").to_owned();
     let error = provider

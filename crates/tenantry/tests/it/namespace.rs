@@ -126,7 +126,10 @@ async fn a_namespace_tenant_is_applied_printed_orphaned_and_purged() {
     // The printed manifests are what the fake holds, object by object, on every field tenantry sets.
     let printed = fleet.run(&["tenants", "manifests", &slug]).await;
     printed.assert_ok();
-    assert!(printed.stdout.starts_with("# namespace on server kube-a\n"), "{printed:?}");
+    assert!(
+        printed.stdout.starts_with("# namespace on server kube-a\n"),
+        "{printed:?}"
+    );
     let mut kinds = Vec::new();
     for document in serde_yaml::Deserializer::from_str(&printed.stdout) {
         let manifest: Value = serde::Deserialize::deserialize(document).expect("YAML");
@@ -136,7 +139,11 @@ async fn a_namespace_tenant_is_applied_printed_orphaned_and_purged() {
             manifest["metadata"]["name"].as_str().unwrap()
         ));
         let live = live_for(&fake, &namespace, &manifest);
-        assert_eq!(missing_fields(&manifest, &live), Vec::<String>::new(), "{manifest}");
+        assert_eq!(
+            missing_fields(&manifest, &live),
+            Vec::<String>::new(),
+            "{manifest}"
+        );
     }
     assert_eq!(
         kinds,
@@ -154,7 +161,10 @@ async fn a_namespace_tenant_is_applied_printed_orphaned_and_purged() {
     );
     let as_json = fleet.json(&["tenants", "manifests", &slug]).await;
     assert_eq!(as_json[0]["kind"], "namespace", "{as_json}");
-    assert!(as_json[0]["manifests"].as_str().unwrap().contains("kind: RoleBinding"));
+    assert!(as_json[0]["manifests"]
+        .as_str()
+        .unwrap()
+        .contains("kind: RoleBinding"));
 
     // A namespace with this installation's mark that no tenant has: doctor names it.
     let orphan = unique("kube-orphan");
@@ -204,7 +214,11 @@ async fn bad_kubernetes_servers_are_refused_and_nothing_is_stored() {
             "E_ADMIN_CONN_UNRESOLVED",
             "could not be reached",
         ),
-        (format!("http://{address}"), "E_INVALID_INPUT", "has no bearer token"),
+        (
+            format!("http://{address}"),
+            "E_INVALID_INPUT",
+            "has no bearer token",
+        ),
         (
             format!("redis://admin:{TOKEN}@{address}"),
             "E_INVALID_INPUT",
@@ -228,13 +242,24 @@ async fn bad_kubernetes_servers_are_refused_and_nothing_is_stored() {
                 &admin_url,
             )
             .await;
-        assert_eq!(run.error_code().as_deref(), Some(code), "{admin_url}: {run:?}");
+        assert_eq!(
+            run.error_code().as_deref(),
+            Some(code),
+            "{admin_url}: {run:?}"
+        );
         assert!(run.stderr.contains(words), "{run:?}");
-        assert!(!run.stderr.contains(TOKEN) && !run.stderr.contains("wrong-hunter2"), "{run:?}");
+        assert!(
+            !run.stderr.contains(TOKEN) && !run.stderr.contains("wrong-hunter2"),
+            "{run:?}"
+        );
     }
     let servers = fleet.json(&["servers", "list"]).await;
     assert!(
-        servers.as_array().unwrap().iter().all(|server| server["name"] != "kube-bad"),
+        servers
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|server| server["name"] != "kube-bad"),
         "{servers}"
     );
     fleet.cleanup().await;
