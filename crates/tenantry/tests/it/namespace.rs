@@ -1,8 +1,10 @@
 //! The `namespace` kind through the real binary against the FAKE Kubernetes API server (`fake-kube-apiserver`:
 //! no real API server can run on this machine): a plan of database and namespace provisioned, its objects in
 //! the fake, `tenants manifests` printing exactly what the fake holds, doctor naming an orphaned namespace, a
-//! purge that waits for the namespace to be gone, and `kubernetes` servers refused with a clear code.
+//! purge that waits for the namespace to be gone, suspension, drift repaired, an error and a crash at every phase,
+//! and `kubernetes` servers refused with a clear code.
 
+use crate::failures::assert_nothing_left;
 use crate::harness::{passed, write_file, Engine, Fleet};
 use crate::resources::unique;
 use fake_kube_apiserver::{missing_fields, FakeApiServer};
@@ -72,6 +74,34 @@ fn live_for(fake: &FakeApiServer, namespace: &str, manifest: &Value) -> Value {
         .find(|(kind, object)| kind == resource && object["metadata"]["name"] == name)
         .map(|(_, object)| object)
         .unwrap_or_else(|| panic!("{resource}/{name} is not in the fake"))
+}
+
+/// The one object of `resource` in `namespace` as the fake holds it.
+fn stored_object(fake: &FakeApiServer, namespace: &str, resource: &str) -> Value {
+    fake.objects_in(namespace)
+        .into_iter()
+        .find(|(kind, _)| kind == resource)
+        .unwrap_or_else(|| panic!("no {resource} in {namespace}"))
+        .1
+}
+
+/// Every verb on every resource for the tenant's Role, as `kubectl patch --type merge` would do it.
+async fn widen_role(fake: &FakeApiServer, namespace: &str) {
+    let response = reqwest::Client::new()
+        .patch(format!(
+            "{}/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/roles/tenant-app",
+            fake.url
+        ))
+        .bearer_auth(&fake.token)
+        .header("content-type", "application/merge-patch+json")
+        .body(
+            json!({ "rules": [{ "apiGroups": ["*"], "resources": ["*"], "verbs": ["*"] }] })
+                .to_string(),
+        )
+        .send()
+        .await
+        .expect("the fake answers");
+    assert!(response.status().is_success(), "{}", response.status());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -165,6 +195,60 @@ async fn a_namespace_tenant_is_applied_printed_orphaned_and_purged() {
         .as_str()
         .unwrap()
         .contains("kind: RoleBinding"));
+
+    // Suspended: no new pod and no role for the service account; resumed: both back.
+    fleet
+        .run(&["tenants", "suspend", &slug, "--reason", "unpaid invoice"])
+        .await
+        .assert_ok();
+    assert_eq!(
+        stored_object(&fake, &namespace, "resourcequotas")["spec"]["hard"]["pods"],
+        "0"
+    );
+    assert_eq!(
+        stored_object(&fake, &namespace, "rolebindings")["subjects"],
+        json!([])
+    );
+    assert!(!passed(
+        &fleet.validation(&slug).await,
+        "namespace_account_active"
+    ));
+    fleet.run(&["tenants", "resume", &slug]).await.assert_ok();
+    assert_eq!(
+        stored_object(&fake, &namespace, "resourcequotas")["spec"]["hard"]["pods"],
+        "9"
+    );
+    assert!(passed(
+        &fleet.validation(&slug).await,
+        "namespace_account_active"
+    ));
+
+    // The Role widened by hand: drift for doctor, repaired by reconcile.
+    widen_role(&fake, &namespace).await;
+    assert!(!passed(
+        &fleet.validation(&slug).await,
+        "namespace_role_confined"
+    ));
+    let doctor = fleet.run(&["doctor", "--json"]).await;
+    assert_eq!(doctor.status, 1, "{doctor:?}");
+    let fix = format!("tenantry reconcile --slug {slug} --kind namespace");
+    assert!(
+        doctor.json()["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|found| found["kind"] == "drift" && found["fix"] == fix.as_str()),
+        "{doctor:?}"
+    );
+    fleet
+        .run(&["reconcile", "--slug", &slug, "--kind", "namespace"])
+        .await
+        .assert_ok();
+    assert!(passed(
+        &fleet.validation(&slug).await,
+        "namespace_role_confined"
+    ));
+    fleet.assert_doctor_clean().await;
 
     // A namespace with this installation's mark that no tenant has: doctor names it.
     let orphan = unique("kube-orphan");
@@ -262,5 +346,87 @@ async fn bad_kubernetes_servers_are_refused_and_nothing_is_stored() {
             .all(|server| server["name"] != "kube-bad"),
         "{servers}"
     );
+    fleet.cleanup().await;
+}
+
+/// The phases of a provisioning job for the clustered plan: `namespace_created` right after `database_created`.
+const CLUSTERED_PHASES: [&str; 12] = [
+    "request_validated",
+    "placement_resolved",
+    "state_checked",
+    "secret_set",
+    "database_created",
+    "namespace_created",
+    "migrations_applied",
+    "master_registered",
+    "admin_seeded",
+    "settings_applied",
+    "checks_passed",
+    "complete",
+];
+
+async fn provision_clustered(
+    fleet: &Fleet,
+    slug: &str,
+    env: &[(&str, &str)],
+) -> crate::harness::Run {
+    let mut args = Fleet::provision_args(slug);
+    args.extend(["--plan".into(), "clustered".into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    fleet.run_env(&args, env).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_at_every_phase_unwinds_the_namespace_and_a_crash_at_every_phase_resumes() {
+    let fake = FakeApiServer::start(TOKEN).await;
+    let fleet = kube_fleet(&fake).await;
+    let failpoints = CLUSTERED_PHASES
+        .iter()
+        .flat_map(|phase| ["before", "after"].map(|boundary| format!("{phase}.{boundary}=error")));
+    for failpoint in failpoints {
+        let slug = unique("unwind");
+        let run = provision_clustered(&fleet, &slug, &[("TENANTRY_FAILPOINTS", &failpoint)]).await;
+        assert_eq!(
+            run.error_code().as_deref(),
+            Some("E_FAILPOINT"),
+            "{failpoint}: {run:?}"
+        );
+        // The undo waited for the namespace to be gone.
+        assert_eq!(
+            fake.namespace(&format!("tenant-{slug}")),
+            None,
+            "{failpoint}"
+        );
+        assert_nothing_left(&fleet, &slug).await;
+    }
+    let mut slugs = Vec::new();
+    for phase in CLUSTERED_PHASES {
+        for boundary in ["before", "after"] {
+            let slug = unique("crash");
+            let failpoint = format!("{phase}.{boundary}=exit");
+            let crashed =
+                provision_clustered(&fleet, &slug, &[("TENANTRY_FAILPOINTS", &failpoint)]).await;
+            assert_eq!(crashed.status, 137, "{failpoint}: {crashed:?}");
+            provision_clustered(&fleet, &slug, &[]).await.assert_ok();
+            assert!(
+                passed(&fleet.validation(&slug).await, "namespace_objects_present"),
+                "{failpoint}"
+            );
+            slugs.push(slug);
+        }
+    }
+    let twice = unique("twice");
+    provision_clustered(&fleet, &twice, &[("TENANTRY_REPEAT_STEPS", "1")])
+        .await
+        .assert_ok();
+    slugs.push(twice);
+    fleet.assert_doctor_clean().await;
+    for slug in &slugs {
+        fleet
+            .run(&["offboard-tenant", "--slug", slug, "--purge"])
+            .await
+            .assert_ok();
+        assert_eq!(fake.namespace(&format!("tenant-{slug}")), None, "{slug}");
+    }
     fleet.cleanup().await;
 }
