@@ -227,6 +227,12 @@ pub trait ResourceProvider: Send + Sync {
     /// Every object on the server that looks like a tenant's of this kind.
     async fn inventory(&self, server: &ResourceServer) -> Result<Vec<InventoryItem>>;
 
+    /// Refuses a plan's quotas for this kind (`[plans.quotas.<kind>]`) that the kind cannot apply, when the
+    /// configuration is loaded rather than in a provisioning job. The default takes anything.
+    fn check_quotas(&self, _quotas: &serde_json::Value) -> Result<()> {
+        Ok(())
+    }
+
     /// The resource as manifests an operator can apply or diff by hand (YAML), built by the same code that
     /// `ensure` applies, for kinds whose servers take declarative objects; `None` for the others.
     fn manifests(

@@ -811,6 +811,10 @@ impl ResourceProvider for KubernetesNamespaces {
         false
     }
 
+    fn check_quotas(&self, quotas: &Value) -> Result<()> {
+        NamespaceQuotas::parse(quotas).map(drop)
+    }
+
     fn manifests(
         &self,
         server: &ResourceServer,

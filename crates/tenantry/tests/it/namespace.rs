@@ -430,3 +430,33 @@ async fn an_error_at_every_phase_unwinds_the_namespace_and_a_crash_at_every_phas
     }
     fleet.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespace_quotas_that_are_not_positive_integers_are_refused_when_the_configuration_loads()
+{
+    let fleet = Fleet::new(Engine::Sqlite).await;
+    for (quotas, words) in [
+        (
+            "pods = 0",
+            "namespace quota pods must be a positive integer",
+        ),
+        ("cpu_millis = \"lots\"", "namespace quotas are not valid"),
+        ("gpus = 1", "unknown field `gpus`"),
+    ] {
+        write_file(
+            &fleet.scratch_dir.join("tenantry.toml"),
+            &format!(
+                "{NAMESPACE_PLANS}\n[[plans]]\nname = \"broken\"\nconnection_limit = 10\nstatement_timeout_ms = 30000\n\
+                 resources = [\"database\", \"namespace\"]\n\n[plans.quotas.namespace]\n{quotas}\n"
+            ),
+        );
+        let run = fleet.run(&["plans"]).await;
+        assert_ne!(run.status, 0, "{quotas}: {run:?}");
+        assert!(
+            run.stderr.contains("plan \"broken\"") && run.stderr.contains(words),
+            "{quotas}: {run:?}"
+        );
+    }
+    write_file(&fleet.scratch_dir.join("tenantry.toml"), NAMESPACE_PLANS);
+    fleet.cleanup().await;
+}
