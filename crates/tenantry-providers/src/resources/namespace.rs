@@ -762,6 +762,7 @@ impl Cluster<'_> {
             return Ok(false);
         }
         let installation = self.server.installation.id();
+        // The quota's API and name, to read the live quota whose annotation holds the plan's quotas.
         let probe = quota_object(
             &namespace,
             installation,
