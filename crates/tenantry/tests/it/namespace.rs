@@ -268,6 +268,23 @@ async fn a_namespace_tenant_is_applied_printed_orphaned_and_purged() {
         "doctor does not name the orphaned namespace: {findings:?}"
     );
     assert!(!doctor.stdout.contains(TOKEN) && !doctor.stderr.contains(TOKEN));
+    // Doctor's fix for it works: the purge of a slug the registry never had finds the namespace and removes it.
+    let fix = findings
+        .iter()
+        .find(|found| found["kind"] == "orphan")
+        .and_then(|found| found["fix"].as_str())
+        .expect("a fix")
+        .to_owned();
+    assert_eq!(
+        fix,
+        format!("tenantry offboard-tenant --slug {orphan} --purge")
+    );
+    fleet
+        .run(&["offboard-tenant", "--slug", &orphan, "--purge"])
+        .await
+        .assert_ok();
+    assert_eq!(fake.namespace(&format!("tenant-{orphan}")), None);
+    fleet.assert_doctor_clean().await;
     // Offboarded with purge: the namespace and everything in it are gone when the command returns.
     fleet
         .run(&["offboard-tenant", "--slug", &slug, "--purge"])
