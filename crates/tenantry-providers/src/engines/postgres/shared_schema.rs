@@ -11,7 +11,8 @@
 //! and tenantry's `tenantry_settings` table land there.
 
 use super::{
-    connect, execute_converging, owner_role, PostgresServer, CREATE_PHASE, DROP_OPERATION,
+    connect, execute_batch, execute_converging, owner_role, PostgresServer, CREATE_PHASE,
+    DROP_OPERATION,
 };
 use crate::credentials::SecretString;
 use crate::engines::{
@@ -237,22 +238,27 @@ impl PostgresServer {
     }
 
     /// The grants that place the existing role `name` in the shared database: its schema (made if missing), its
-    /// search path, CONNECT, and the shared tables.
-    async fn place_in_shared_database(&self, name: &str, tables: &[String]) -> Result<()> {
+    /// search path, CONNECT, and the shared tables; `role_statements` (the role's login and quotas) go with the
+    /// server-wide half. Each half is one batch, one round trip: none of these statements meets an object that
+    /// may already exist (the schema's is `IF NOT EXISTS`), and a batch runs as one transaction, so a failure
+    /// leaves that half as it was and the phase's retry starts it again.
+    async fn place_in_shared_database(
+        &self,
+        name: &str,
+        tables: &[String],
+        role_statements: Vec<String>,
+    ) -> Result<()> {
         let quoted = quote_identifier(name)?;
         let database = quote_identifier(&self.shared_database())?;
         let owner = quote_identifier(&owner_role(&self.installation))?;
         let context = format!("placing {name} in the shared database");
+        let mut server_wide = role_statements;
+        server_wide.extend([
+            format!("ALTER ROLE {quoted} SET search_path = {quoted}, public"),
+            format!("GRANT CONNECT, TEMPORARY ON DATABASE {database} TO {quoted}"),
+        ]);
         let mut connection = self.admin_connection().await?;
-        execute_converging(
-            &mut connection,
-            &[
-                format!("ALTER ROLE {quoted} SET search_path = {quoted}, public"),
-                format!("GRANT CONNECT, TEMPORARY ON DATABASE {database} TO {quoted}"),
-            ],
-            &context,
-        )
-        .await?;
+        execute_batch(&mut connection, &server_wide, &context).await?;
         drop(connection);
         let mut statements = vec![
             format!("CREATE SCHEMA IF NOT EXISTS {quoted} AUTHORIZATION {owner}"),
@@ -269,7 +275,7 @@ impl PostgresServer {
             ));
         }
         let mut connection = self.shared_admin_connection().await?;
-        execute_converging(&mut connection, &statements, &context).await
+        execute_batch(&mut connection, &statements, &context).await
     }
 
     /// [`PostgresServer::create_database`] for a schema tenant: the shared database and its tables, the role
@@ -304,9 +310,12 @@ impl PostgresServer {
             drop(connection);
             failpoint(CREATE_PHASE, "role_created").await?;
         }
-        self.set_up_role(&name, spec, password, &context).await?;
-        self.place_in_shared_database(&spec.resource_name, &placement.tables)
-            .await?;
+        self.place_in_shared_database(
+            &spec.resource_name,
+            &placement.tables,
+            Self::role_statements(&name, spec, Some(password)),
+        )
+        .await?;
         failpoint(CREATE_PHASE, "settled").await?;
         Ok(match inventory.database {
             true => DatabaseOrigin::Existing,
@@ -334,10 +343,10 @@ impl PostgresServer {
             )));
         }
         self.ensure_shared_database(&placement.tables).await?;
-        let mut connection = self.admin_connection().await?;
-        execute_converging(
-            &mut connection,
-            &[
+        self.place_in_shared_database(
+            &spec.resource_name,
+            &placement.tables,
+            vec![
                 format!(
                     "ALTER ROLE {name} CONNECTION LIMIT {}",
                     spec.connection_limit
@@ -347,12 +356,8 @@ impl PostgresServer {
                     spec.statement_timeout_ms
                 ),
             ],
-            &format!("applying the plan to {}", spec.resource_name),
         )
-        .await?;
-        drop(connection);
-        self.place_in_shared_database(&spec.resource_name, &placement.tables)
-            .await
+        .await
     }
 
     /// The shared-database half of dropping a tenant, whatever this handle's placement: its rows in every shared
