@@ -17,10 +17,11 @@ pub enum EngineKind {
     Powerdns,
     S3,
     Mariadb,
+    Kubernetes,
 }
 
 impl EngineKind {
-    pub const ALL: [EngineKind; 7] = [
+    pub const ALL: [EngineKind; 8] = [
         EngineKind::Postgres,
         EngineKind::Sqlite,
         EngineKind::Redis,
@@ -28,6 +29,7 @@ impl EngineKind {
         EngineKind::Powerdns,
         EngineKind::S3,
         EngineKind::Mariadb,
+        EngineKind::Kubernetes,
     ];
 
     pub fn parse(raw: &str) -> Result<EngineKind, Error> {
@@ -39,8 +41,9 @@ impl EngineKind {
             "powerdns" => Ok(EngineKind::Powerdns),
             "s3" => Ok(EngineKind::S3),
             "mariadb" => Ok(EngineKind::Mariadb),
+            "kubernetes" => Ok(EngineKind::Kubernetes),
             other => Err(Error::invalid_input(format!(
-                "engine {other:?} is not supported; use postgres, sqlite, mariadb, redis, rabbitmq, powerdns or s3"
+                "engine {other:?} is not supported; use postgres, sqlite, mariadb, redis, rabbitmq, powerdns, s3 or kubernetes"
             ))),
         }
     }
@@ -54,6 +57,7 @@ impl EngineKind {
             EngineKind::Powerdns => "powerdns",
             EngineKind::S3 => "s3",
             EngineKind::Mariadb => "mariadb",
+            EngineKind::Kubernetes => "kubernetes",
         }
     }
 

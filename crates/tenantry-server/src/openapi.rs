@@ -354,10 +354,26 @@ mod tests {
         assert_eq!(server["name"]["pattern"], "^[a-z][a-z0-9-]{0,62}$");
         assert_eq!(
             server["engine"]["enum"],
-            json!(["postgres", "sqlite", "redis", "rabbitmq", "powerdns", "s3", "mariadb"])
+            json!([
+                "postgres",
+                "sqlite",
+                "redis",
+                "rabbitmq",
+                "powerdns",
+                "s3",
+                "mariadb",
+                "kubernetes"
+            ])
         );
         for engine in [
-            "postgres", "sqlite", "redis", "rabbitmq", "powerdns", "s3", "mariadb",
+            "postgres",
+            "sqlite",
+            "redis",
+            "rabbitmq",
+            "powerdns",
+            "s3",
+            "mariadb",
+            "kubernetes",
         ] {
             assert!(tenantry_core::EngineKind::parse(engine).is_ok(), "{engine}");
         }

@@ -319,7 +319,8 @@ pub async fn run_checks(
     let admin_check = admin_check
         .as_deref()
         .map(|sql| (sql, tenant.admin_email.as_str()));
-    let (probed, other_tenants, registry_login, labels, metrics) = tokio::join!(
+    let shared_tier = server.isolation() == tenantry_core::Isolation::Schema;
+    let (probed, other_tenants, registry_login, labels, metrics, shared_schema) = tokio::join!(
         timed(async {
             match &url {
                 Some(url) => Some(server.probe_tenant(url, admin_check).await),
@@ -337,6 +338,13 @@ pub async fn run_checks(
         timed(registry_verdict(platform, &server, url.as_ref())),
         timed(labels_verdict(platform, &server, tenant)),
         timed(metrics_verdict(platform, tenant)),
+        // The shared tier's own isolation test logs in as the tenant too: beside the others, not after them.
+        timed(async {
+            match shared_tier {
+                true => Some(shared_schema_verdict(&server, url.as_ref()).await),
+                false => None,
+            }
+        }),
     );
 
     let (probed, probe_took) = probed;
@@ -398,8 +406,7 @@ pub async fn run_checks(
     suite.record("isolation_other_tenants", true, took, verdict?);
     let (verdict, took) = registry_login;
     suite.record("isolation_registry", true, took, verdict);
-    if server.isolation() == tenantry_core::Isolation::Schema {
-        let (verdict, took) = timed(shared_schema_verdict(&server, url.as_ref())).await;
+    if let (Some(verdict), took) = shared_schema {
         suite.record("isolation_shared_schema", true, took, verdict);
     }
 

@@ -76,7 +76,7 @@ pub use reconcile::{
     validate_kind as validate_reconcile_kind, ReconcileRequest, ReconcileWorkflow, FLEET_SUBJECT,
     RECONCILE_PHASES,
 };
-pub use resources::{extra_kinds, resource_server};
+pub use resources::{extra_kinds, resource_server, tenant_manifests, ResourceManifests};
 pub use restore_in_place::{
     restore_in_place_request, submit_restore_in_place, RestoreInPlaceRequest,
     RestoreInPlaceWorkflow, RESTORE_IN_PLACE_PHASES,

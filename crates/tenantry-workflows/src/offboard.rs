@@ -88,7 +88,12 @@ impl OffboardWorkflow {
             Some(_) => Ok(()),
             None if request.purge => {
                 let holding = Self::servers_holding(platform, &request.slug).await?;
-                if holding.is_empty() && !Self::has_any_secret(platform, &request.slug).await? {
+                // A leftover of any other kind counts too: doctor names an orphaned namespace or DNS record
+                // (kinds with no secret) with this command as its fix.
+                if holding.is_empty()
+                    && !Self::has_any_secret(platform, &request.slug).await?
+                    && leftover_resources(platform, &request.slug).await?.is_empty()
+                {
                     let foreign = Self::foreign_pieces(platform, &request.slug).await?;
                     if foreign.is_empty() {
                         Err(CodedError::new(

@@ -384,3 +384,60 @@ pub(crate) async fn placed_resources_of(
     }
     Ok(records)
 }
+
+/// One resource's manifests, as `tenants manifests` prints them.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ResourceManifests {
+    pub kind: String,
+    pub server: String,
+    /// YAML documents, each opening with `---`.
+    pub manifests: String,
+}
+
+/// The manifests of each of a tenant's resources whose kind has them: the very objects `ensure` applies for the
+/// tenant's plan and state, for an operator to apply or diff by hand.
+pub async fn tenant_manifests(
+    platform: &Platform,
+    slug: &Slug,
+) -> Result<Vec<ResourceManifests>, CodedError> {
+    let tenant = platform
+        .registry
+        .require_tenant(slug.as_str())
+        .await
+        .map_err(crate::registry_error)?;
+    let plan = crate::plans::require_plan(&platform.settings, &tenant.plan)?;
+    let resources = platform
+        .registry
+        .tenant_resources(slug.as_str())
+        .await
+        .map_err(crate::registry_error)?;
+    let mut found = Vec::new();
+    for resource in resources {
+        let Some(provider) = platform.providers.get(&resource.kind) else {
+            continue;
+        };
+        let record = platform
+            .registry
+            .get_server(&resource.server_name)
+            .await
+            .map_err(crate::registry_error)?;
+        let server = resource_server(platform, &record).await?;
+        let wanted = wanted(
+            slug,
+            plan,
+            &resource.kind,
+            resource.status == RESOURCE_ACTIVE,
+        );
+        let manifests = provider
+            .manifests(&server, &wanted)
+            .map_err(|error| CodedError::new(ErrorCode::InvalidInput, error.to_string()))?;
+        if let Some(manifests) = manifests {
+            found.push(ResourceManifests {
+                kind: resource.kind,
+                server: resource.server_name,
+                manifests,
+            });
+        }
+    }
+    Ok(found)
+}

@@ -277,6 +277,11 @@ pub enum TenantsCommand {
     Show {
         slug: String,
     },
+    /// Print the manifests (YAML) of the tenant's resources whose kind has them (a Kubernetes namespace): what
+    /// tenantry applies, for `kubectl apply --server-side` or `kubectl diff` by hand.
+    Manifests {
+        slug: String,
+    },
     /// Move a tenant to another plan: quotas, settings and labels, then the validation suite.
     SetPlan {
         slug: String,
@@ -361,13 +366,14 @@ pub enum ServersCommand {
     Add {
         #[arg(long)]
         name: String,
-        /// postgres, sqlite (tenant databases), redis (caches), rabbitmq (queues), powerdns (DNS records) or s3
-        /// (buckets).
+        /// postgres, sqlite (tenant databases), redis (caches), rabbitmq (queues), powerdns (DNS records), s3
+        /// (buckets) or kubernetes (namespaces).
         #[arg(long)]
         engine: String,
         /// Admin connection URL without a password (postgres://user@host:port/db, sqlite:///dir,
         /// redis://host:6379, RabbitMQ's management API http://host:15672, PowerDNS's HTTP API
-        /// http://api:API_KEY@host:8081, or an S3 endpoint http://KEY_ID:SECRET@host:port); a URL with a password
+        /// http://api:API_KEY@host:8081, an S3 endpoint http://KEY_ID:SECRET@host:port, or a Kubernetes API server
+        /// https://admin:BEARER_TOKEN@host:6443); a URL with a password
         /// (or API key) belongs on standard input.
         #[arg(long, conflicts_with = "admin_url_stdin")]
         admin_url: Option<String>,

@@ -156,7 +156,8 @@ impl Config {
             .or(file.default_region)
             .unwrap_or_else(|| regions.first().cloned().unwrap_or_else(|| "local".into()));
         let plans = file.plans.unwrap_or_else(Plan::builtin);
-        let kinds = tenantry_providers::resources::Providers::standard().kinds();
+        let providers = tenantry_providers::resources::Providers::standard();
+        let kinds = providers.kinds();
         for plan in &plans {
             plan.validate()
                 .map_err(|error| anyhow::anyhow!(error.message))?;
@@ -171,6 +172,13 @@ impl Config {
                         .collect::<Vec<_>>()
                         .join(", ")
                 );
+            }
+            for (kind, quotas) in &plan.quotas {
+                if let Some(provider) = providers.get(kind) {
+                    provider
+                        .check_quotas(quotas)
+                        .map_err(|error| anyhow::anyhow!("plan {:?}: {error}", plan.name))?;
+                }
             }
         }
         if let Some(duplicate) = plans

@@ -609,7 +609,7 @@ impl TenantServer {
     /// Applies the tenant schema migrations in `directory` (sqlx's format) as the tenant, returning the latest
     /// applied version.
     pub async fn run_migrations(&self, tenant_url: &SecretString, directory: &Path) -> Result<i64> {
-        let migrator = sqlx::migrate::Migrator::new(directory)
+        let mut migrator = sqlx::migrate::Migrator::new(directory)
             .await
             .map_err(|error| {
                 Error::Migration(format!(
@@ -623,7 +623,9 @@ impl TenantServer {
             .max()
             .unwrap_or(0);
         match self {
-            TenantServer::Postgres(server) => server.run_migrations(tenant_url, &migrator).await?,
+            TenantServer::Postgres(server) => {
+                server.run_migrations(tenant_url, &mut migrator).await?
+            }
             TenantServer::Sqlite(server) => server.run_migrations(tenant_url, &migrator).await?,
             TenantServer::Mariadb(server) => server.run_migrations(tenant_url, &migrator).await?,
         }

@@ -171,6 +171,21 @@ async fn execute_converging(
     Ok(())
 }
 
+/// Runs `statements` as one simple query: one round trip, and (PostgreSQL's rule for a multi-statement query
+/// outside a transaction block) one transaction, so either all of them hold or none. Only for statements that
+/// never meet an object that already exists: [`execute_converging`] is for those.
+async fn execute_batch(
+    connection: &mut PgConnection,
+    statements: &[String],
+    context: &str,
+) -> Result<()> {
+    connection
+        .execute(statements.join(";\n").as_str())
+        .await
+        .map(|_| ())
+        .map_err(|error| Error::from_server(context, error))
+}
+
 impl PostgresServer {
     pub fn from_admin_url(
         admin_url: &SecretString,
@@ -795,13 +810,14 @@ impl PostgresServer {
     pub async fn run_migrations(
         &self,
         tenant_url: &SecretString,
-        migrator: &sqlx::migrate::Migrator,
+        migrator: &mut sqlx::migrate::Migrator,
     ) -> Result<()> {
         let mut connection = self.tenant_connection(tenant_url).await?;
         // A database from the template or the pool is already at the latest version: confirming that is one read,
         // where the migrator would also take its lock and make sure of its table first.
         let migrated = match Self::already_migrated(&mut connection, migrator).await {
             true => Ok(()),
+            false if self.shared.is_some() => Self::migrate_schema(&mut connection, migrator).await,
             false => migrator.run_direct(&mut connection).await,
         };
         match migrated {
@@ -815,6 +831,24 @@ impl PostgresServer {
                 Err(migration_error(error))
             }
         }
+    }
+
+    /// Migrates a schema tenant: the migrator's own lock is one per database, which in the shared database would
+    /// make every schema tenant's migrations wait for every other's; this lock is the tenant's schema's alone (its
+    /// role's name, which is its schema's), held for the run as the migrator's would be.
+    async fn migrate_schema(
+        connection: &mut PgConnection,
+        migrator: &mut sqlx::migrate::Migrator,
+    ) -> std::result::Result<(), sqlx::migrate::MigrateError> {
+        const LOCK: &str =
+            "SELECT pg_advisory_lock(hashtextextended('tenantry_migrations ' || current_user, 0))";
+        const UNLOCK: &str =
+            "SELECT pg_advisory_unlock(hashtextextended('tenantry_migrations ' || current_user, 0))";
+        connection.execute(LOCK).await?;
+        migrator.set_locking(false);
+        migrator.run_direct(&mut *connection).await?;
+        connection.execute(UNLOCK).await?;
+        Ok(())
     }
 
     /// The tenant database's migration records, read as the tenant on a connection of its own.

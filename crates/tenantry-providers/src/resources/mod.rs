@@ -1,5 +1,5 @@
 //! A tenant's resources: one [`ResourceProvider`] per kind (its database, a Redis cache user, a RabbitMQ
-//! vhost, PowerDNS records, an S3 bucket, …), observe-first like Crossplane's external client. Adding a kind is one module here and one line in
+//! vhost, PowerDNS records, an S3 bucket, a Kubernetes namespace, …), observe-first like Crossplane's external client. Adding a kind is one module here and one line in
 //! [`Providers::standard`]; workflows, doctor, validation and offboarding iterate the tenant's resources and name
 //! no kind.
 
@@ -7,11 +7,13 @@ mod bucket;
 mod cache;
 mod database;
 mod dns;
+mod namespace;
 mod queue;
 
 pub use bucket::S3Bucket;
 pub use cache::RedisCache;
 pub use dns::PowerDns;
+pub use namespace::KubernetesNamespaces;
 // Not in `Providers::standard`: the workflows drive the database through its own phases.
 pub use database::TenantDatabases;
 pub use queue::RabbitQueue;
@@ -224,6 +226,22 @@ pub trait ResourceProvider: Send + Sync {
 
     /// Every object on the server that looks like a tenant's of this kind.
     async fn inventory(&self, server: &ResourceServer) -> Result<Vec<InventoryItem>>;
+
+    /// Refuses a plan's quotas for this kind (`[plans.quotas.<kind>]`) that the kind cannot apply, when the
+    /// configuration is loaded rather than in a provisioning job. The default takes anything.
+    fn check_quotas(&self, _quotas: &serde_json::Value) -> Result<()> {
+        Ok(())
+    }
+
+    /// The resource as manifests an operator can apply or diff by hand (YAML), built by the same code that
+    /// `ensure` applies, for kinds whose servers take declarative objects; `None` for the others.
+    fn manifests(
+        &self,
+        _server: &ResourceServer,
+        _wanted: &WantedResource,
+    ) -> Result<Option<String>> {
+        Ok(None)
+    }
 }
 
 /// The registered kinds, owned by the platform.
@@ -241,6 +259,7 @@ impl Providers {
                 Arc::new(RabbitQueue::new()),
                 Arc::new(PowerDns::new()),
                 Arc::new(S3Bucket::new()),
+                Arc::new(KubernetesNamespaces::new()),
             ],
         }
     }

@@ -6,4 +6,5 @@ mod cache;
 mod conformance;
 mod database;
 mod dns;
+mod namespace;
 mod queue;

@@ -19,7 +19,8 @@ use tenantry_workflows::{add_server, public_url_with_dns, DnsSettings, ServerReq
 pub struct AddServerRequest {
     #[schema(pattern = "^[a-z][a-z0-9-]{0,62}$", min_length = 1, max_length = 63)]
     pub name: String,
-    /// `postgres`, `sqlite`, `redis`, `rabbitmq`, `powerdns` or `s3` (an enum in the served document).
+    /// `postgres`, `sqlite`, `redis`, `rabbitmq`, `powerdns`, `s3`, `mariadb` or `kubernetes` (an enum in the served
+    /// document).
     pub engine: String,
     /// `postgres://user:password@host:port/db`, `sqlite:///absolute/directory` (under the data directory unless
     /// `sqlite_server_roots` allows more), `redis://user:password@host:6379`, or RabbitMQ's management API

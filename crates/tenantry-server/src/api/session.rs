@@ -45,8 +45,11 @@ pub fn safe_next(next: Option<&str>) -> &str {
                 .bytes()
                 .all(|byte| byte.is_ascii_graphic() && byte != b'\\')
     })
-    .unwrap_or("/platform/tenants")
+    .unwrap_or(DEFAULT_NEXT)
 }
+
+/// Where a sign-in leads when the form names nowhere else.
+const DEFAULT_NEXT: &str = "/platform/tenants";
 
 fn redirect(location: &str, cookie: Option<String>) -> Response {
     let mut response = StatusCode::SEE_OTHER.into_response();
@@ -134,8 +137,15 @@ pub async fn login(
         )
         .await?;
     let next = safe_next(form.next.as_deref());
+    // A tenant admin may see one tenant's page and not the tenants list: the way in leads there instead. A
+    // slug is lowercase letters, digits and hyphens, so it goes into the path as it is.
+    let own_tenant_page = user
+        .tenant_slug
+        .as_deref()
+        .filter(|_| next == DEFAULT_NEXT)
+        .map(|slug| format!("{DEFAULT_NEXT}/{slug}"));
     Ok(redirect(
-        next,
+        own_tenant_page.as_deref().unwrap_or(next),
         Some(session_cookie(session_value.expose(), ttl, client.https)),
     ))
 }

@@ -290,6 +290,9 @@ pub struct Field<'a> {
     /// The id of a `<datalist>` of suggestions.
     pub list: Option<&'a str>,
     pub extra_class: &'a str,
+    /// The element id, where one page holds the same field name more than once (one decision form per row);
+    /// `field-{name}` when left out.
+    pub id: Option<&'a str>,
 }
 
 impl<'a> Field<'a> {
@@ -305,11 +308,14 @@ impl<'a> Field<'a> {
             required: false,
             list: None,
             extra_class: "",
+            id: None,
         }
     }
 
     pub fn render(&self) -> Markup {
-        let id = format!("field-{}", self.name);
+        let id = self
+            .id
+            .map_or_else(|| format!("field-{}", self.name), str::to_owned);
         let hint_id = format!("{id}-hint");
         let error_id = format!("{id}-error");
         let described_by = match self.hint {

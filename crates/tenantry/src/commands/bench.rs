@@ -159,8 +159,8 @@ struct PathResult {
     max_ms: f64,
     wall_seconds: f64,
     tenants_per_second: f64,
-    /// Resource paths: each phase's mean time over the path's jobs, in milliseconds (phases that run side by
-    /// side each count their own time).
+    /// Job paths: each phase's mean time over the path's jobs, in milliseconds (phases that run side by side
+    /// each count their own time).
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     phase_mean_ms: std::collections::BTreeMap<String, f64>,
     /// The first failures, for the reader to look into.
@@ -535,7 +535,8 @@ pub async fn run(app: &App, request: BenchRequest, json: bool) -> CommandResult 
             })
             .await;
         let mut result = summarise(path, results, wall);
-        if resource_path {
+        // Every job path reports its phases' means: where a path's time goes is what the comparisons are about.
+        {
             let times = phase_times
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);

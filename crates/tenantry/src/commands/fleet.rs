@@ -209,6 +209,23 @@ pub async fn tenants(app: &App, command: TenantsCommand, json: bool) -> CommandR
                 return self::suspension(app, suspension, json).await;
             }
         }
+        TenantsCommand::Manifests { slug } => {
+            let slug = Slug::parse(&slug)?;
+            let found = tenantry_workflows::tenant_manifests(&app.platform, &slug).await?;
+            if json {
+                print_json(&serde_json::json!(found))?;
+            } else if found.is_empty() {
+                eprintln!(
+                    "tenant {} has no resource of a kind with manifests",
+                    slug.as_str()
+                );
+            } else {
+                for resource in found {
+                    println!("# {} on server {}", resource.kind, resource.server);
+                    print!("{}", resource.manifests);
+                }
+            }
+        }
         TenantsCommand::Show { slug } => {
             let tenant = registry
                 .require_tenant(&slug)

@@ -21,6 +21,7 @@ mod installations;
 mod invitations;
 mod mariadb;
 mod moves;
+mod namespace;
 mod notifications;
 mod notifications_api;
 mod offboard;

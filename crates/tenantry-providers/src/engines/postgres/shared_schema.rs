@@ -11,7 +11,8 @@
 //! and tenantry's `tenantry_settings` table land there.
 
 use super::{
-    connect, execute_converging, owner_role, PostgresServer, CREATE_PHASE, DROP_OPERATION,
+    connect, execute_batch, execute_converging, owner_role, PostgresServer, CREATE_PHASE,
+    DROP_OPERATION,
 };
 use crate::credentials::SecretString;
 use crate::engines::{
@@ -107,6 +108,14 @@ impl PostgresServer {
         if !self.shared_database_exists().await? {
             return Ok(None);
         }
+        self.schema_in_shared_database(resource_name).await
+    }
+
+    /// [`PostgresServer::shared_schema_of`] where the shared database is known to exist.
+    async fn schema_in_shared_database(
+        &self,
+        resource_name: &str,
+    ) -> Result<Option<Option<String>>> {
         let mut connection = self.shared_admin_connection().await?;
         let found: Option<(Option<String>,)> = sqlx::query_as(
             "SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace WHERE nspname = $1",
@@ -120,35 +129,51 @@ impl PostgresServer {
 
     /// [`PostgresServer::inventory`] for a schema tenant: `database` is its schema.
     pub(super) async fn shared_inventory(&self, resource_name: &str) -> Result<Inventory> {
+        Ok(self.shared_inventory_and_database(resource_name).await?.0)
+    }
+
+    /// [`PostgresServer::shared_inventory`], and whether the shared database exists: one read of the server's
+    /// catalog answers both, so provisioning does not ask again before making the shared database.
+    async fn shared_inventory_and_database(
+        &self,
+        resource_name: &str,
+    ) -> Result<(Inventory, bool)> {
         let mut connection = self.admin_connection().await?;
-        let (role, role_mark): (bool, Option<String>) = sqlx::query_as(
+        let (role, role_mark, shared_database): (bool, Option<String>, bool) = sqlx::query_as(
             "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1),
-                    (SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = $1)",
+                    (SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = $1),
+                    EXISTS (SELECT 1 FROM pg_database WHERE datname = $2)",
         )
         .bind(resource_name)
+        .bind(self.shared_database())
         .fetch_one(&mut *connection)
         .await
         .map_err(|error| Error::from_server("reading the server catalog", error))?;
         drop(connection);
-        let schema = self.shared_schema_of(resource_name).await?;
+        let schema = match shared_database {
+            true => self.schema_in_shared_database(resource_name).await?,
+            false => None,
+        };
         let pieces = schema
             .iter()
             .map(|mark| self.installation.judge_mark(mark.as_deref()))
             .chain(role.then(|| self.installation.judge_mark(role_mark.as_deref())));
-        Ok(Inventory {
+        let inventory = Inventory {
             database: schema.is_some(),
             role,
             ownership: Ownership::combine(pieces),
-        })
+        };
+        Ok((inventory, shared_database))
     }
 
     /// Makes the shared database if it is missing (owned by the installation's owner role, closed to PUBLIC,
     /// marked), then, inside it, `public` closed to creation and each shared table with its forced policy.
-    async fn ensure_shared_database(&self, tables: &[String]) -> Result<()> {
+    /// `exists`: whether a read of the catalog in this phase just found it.
+    async fn ensure_shared_database(&self, tables: &[String], exists: bool) -> Result<()> {
         let database = self.shared_database();
         let quoted = quote_identifier(&database)?;
         let context = format!("making the shared database {database}");
-        if !self.shared_database_exists().await? {
+        if !exists {
             let mut connection = self.admin_connection().await?;
             self.ensure_owner_role(&mut connection).await?;
             let owner = quote_identifier(&owner_role(&self.installation))?;
@@ -237,22 +262,27 @@ impl PostgresServer {
     }
 
     /// The grants that place the existing role `name` in the shared database: its schema (made if missing), its
-    /// search path, CONNECT, and the shared tables.
-    async fn place_in_shared_database(&self, name: &str, tables: &[String]) -> Result<()> {
+    /// search path, CONNECT, and the shared tables; `role_statements` (the role's login and quotas) go with the
+    /// server-wide half. Each half is one batch, one round trip: none of these statements meets an object that
+    /// may already exist (the schema's is `IF NOT EXISTS`), and a batch runs as one transaction, so a failure
+    /// leaves that half as it was and the phase's retry starts it again.
+    async fn place_in_shared_database(
+        &self,
+        name: &str,
+        tables: &[String],
+        role_statements: Vec<String>,
+    ) -> Result<()> {
         let quoted = quote_identifier(name)?;
         let database = quote_identifier(&self.shared_database())?;
         let owner = quote_identifier(&owner_role(&self.installation))?;
         let context = format!("placing {name} in the shared database");
+        let mut server_wide = role_statements;
+        server_wide.extend([
+            format!("ALTER ROLE {quoted} SET search_path = {quoted}, public"),
+            format!("GRANT CONNECT, TEMPORARY ON DATABASE {database} TO {quoted}"),
+        ]);
         let mut connection = self.admin_connection().await?;
-        execute_converging(
-            &mut connection,
-            &[
-                format!("ALTER ROLE {quoted} SET search_path = {quoted}, public"),
-                format!("GRANT CONNECT, TEMPORARY ON DATABASE {database} TO {quoted}"),
-            ],
-            &context,
-        )
-        .await?;
+        execute_batch(&mut connection, &server_wide, &context).await?;
         drop(connection);
         let mut statements = vec![
             format!("CREATE SCHEMA IF NOT EXISTS {quoted} AUTHORIZATION {owner}"),
@@ -269,7 +299,7 @@ impl PostgresServer {
             ));
         }
         let mut connection = self.shared_admin_connection().await?;
-        execute_converging(&mut connection, &statements, &context).await
+        execute_batch(&mut connection, &statements, &context).await
     }
 
     /// [`PostgresServer::create_database`] for a schema tenant: the shared database and its tables, the role
@@ -286,7 +316,9 @@ impl PostgresServer {
         let name = quote_identifier(&spec.resource_name)?;
         let context = format!("creating {}", spec.resource_name);
         failpoint(CREATE_PHASE, "started").await?;
-        let inventory = self.shared_inventory(&spec.resource_name).await?;
+        let (inventory, shared_database) = self
+            .shared_inventory_and_database(&spec.resource_name)
+            .await?;
         if matches!(inventory.ownership, Ownership::Foreign(_))
             || (inventory.ownership == Ownership::Unmarked && inventory.any())
         {
@@ -295,7 +327,8 @@ impl PostgresServer {
                 &inventory.ownership,
             ));
         }
-        self.ensure_shared_database(&placement.tables).await?;
+        self.ensure_shared_database(&placement.tables, shared_database)
+            .await?;
         failpoint(CREATE_PHASE, "looked_up").await?;
         if !inventory.role {
             let mut connection = self.admin_connection().await?;
@@ -304,9 +337,12 @@ impl PostgresServer {
             drop(connection);
             failpoint(CREATE_PHASE, "role_created").await?;
         }
-        self.set_up_role(&name, spec, password, &context).await?;
-        self.place_in_shared_database(&spec.resource_name, &placement.tables)
-            .await?;
+        self.place_in_shared_database(
+            &spec.resource_name,
+            &placement.tables,
+            Self::role_statements(&name, spec, Some(password)),
+        )
+        .await?;
         failpoint(CREATE_PHASE, "settled").await?;
         Ok(match inventory.database {
             true => DatabaseOrigin::Existing,
@@ -333,11 +369,12 @@ impl PostgresServer {
                 spec.resource_name
             )));
         }
-        self.ensure_shared_database(&placement.tables).await?;
-        let mut connection = self.admin_connection().await?;
-        execute_converging(
-            &mut connection,
-            &[
+        // The schema was just found, so the shared database exists.
+        self.ensure_shared_database(&placement.tables, true).await?;
+        self.place_in_shared_database(
+            &spec.resource_name,
+            &placement.tables,
+            vec![
                 format!(
                     "ALTER ROLE {name} CONNECTION LIMIT {}",
                     spec.connection_limit
@@ -347,12 +384,8 @@ impl PostgresServer {
                     spec.statement_timeout_ms
                 ),
             ],
-            &format!("applying the plan to {}", spec.resource_name),
         )
-        .await?;
-        drop(connection);
-        self.place_in_shared_database(&spec.resource_name, &placement.tables)
-            .await
+        .await
     }
 
     /// The shared-database half of dropping a tenant, whatever this handle's placement: its rows in every shared
