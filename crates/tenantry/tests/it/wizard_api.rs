@@ -421,6 +421,48 @@ async fn from_file_provisions_with_data_sources(engine: Engine) {
     assert!(!refused.stderr.contains(PASSWORD), "{refused:?}");
     assert_eq!(fleet.secret("tenant-ds-wiz-stdin-lake").await, None);
     assert!(!registry_text(&fleet).await.contains(PASSWORD));
+    // The tier changes with set-plan on the same plan: the role's limit, the settings and the profile follow.
+    fleet
+        .run(&[
+            "tenants",
+            "set-plan",
+            "wiz-file",
+            "starter",
+            "--resource-tier",
+            "large",
+        ])
+        .await
+        .assert_ok();
+    assert_eq!(rolconnlimit("wiz-file").await, 20);
+    assert_eq!(
+        setting("wiz-file", "resource_tier").await.as_deref(),
+        Some("large")
+    );
+    assert_eq!(
+        setting("wiz-file", "security.allowed_cidrs")
+            .await
+            .as_deref(),
+        Some(r#"["127.0.0.0/8"]"#),
+        "a plan change keeps the security policy"
+    );
+    let shown = fleet.json(&["tenants", "show", "wiz-file"]).await;
+    assert_eq!(shown["tenant"]["profile"]["resource_tier"], "large");
+    assert_eq!(shown["tenant"]["profile"]["description"], "from the flag");
+    let unknown = fleet
+        .run(&[
+            "tenants",
+            "set-plan",
+            "wiz-file",
+            "starter",
+            "--resource-tier",
+            "huge",
+        ])
+        .await;
+    assert_eq!(
+        unknown.error_code().as_deref(),
+        Some("E_INVALID_INPUT"),
+        "{unknown:?}"
+    );
     fleet
         .run(&[
             "offboard-tenant",
