@@ -954,14 +954,7 @@ fn wizard_page(
     let data_sources_review: Vec<String> = form
         .data_sources
         .iter()
-        .map(|source| {
-            let endpoint = DataSourceKind::parse(&source.kind)
-                .ok()
-                .and_then(|kind| DataSourceUrl::parse(&source.url, kind).ok())
-                .map(|url| format!(" at {}", url.endpoint()))
-                .unwrap_or_default();
-            format!("{} ({}){endpoint}", source.name.trim(), source.kind)
-        })
+        .map(|source| format!("{} ({})", source.name.trim(), source.kind))
         .collect();
     let cidrs_review: Vec<&str> = form
         .cidr_lines()
