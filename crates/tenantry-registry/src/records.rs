@@ -103,6 +103,12 @@ pub struct TenantRecord {
     /// database's `tenantry.settings` table (`tenantry_settings` on SQLite).
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub settings: serde_json::Value,
+    /// What the provisioning request said beyond slug, names and plan: `description`, `contact_name`,
+    /// `resource_tier` (`small`, `medium`, `large`), `isolation`, `data_sources` (each `name`, `kind`,
+    /// `endpoint` `{scheme, host, port}` and `secret`, the name of the secret that holds its URL — never the
+    /// URL), `modules` (module name to on/off) and `security` (`auth_method`, `mfa_policy`, `allowed_cidrs`).
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub profile: tenantry_core::TenantProfile,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -121,6 +127,8 @@ impl TenantRecord {
             status: parse_column(TenantStatus::parse(&get::<String>(row, "status")?))?,
             labels: get_json(row, "labels")?,
             settings: get_json(row, "settings")?,
+            profile: serde_json::from_value(get_json(row, "profile")?)
+                .map_err(|error| crate::Error::Corrupt(format!("column profile: {error}")))?,
             created_at: get(row, "created_at")?,
             updated_at: get(row, "updated_at")?,
         })

@@ -117,6 +117,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         "change_requests",
         include_str!("../migrations/shared/0013_change_requests.sql"),
     ),
+    (
+        14,
+        "tenant_profile",
+        include_str!("../migrations/shared/0014_tenant_profile.sql"),
+    ),
 ];
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -184,6 +189,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         13,
         "change_requests",
         include_str!("../migrations/shared/0013_change_requests.sql"),
+    ),
+    (
+        14,
+        "tenant_profile",
+        include_str!("../migrations/shared/0014_tenant_profile.sql"),
     ),
 ];
 

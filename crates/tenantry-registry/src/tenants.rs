@@ -10,7 +10,7 @@ use tenantry_core::TenantStatus;
 
 const TENANT_COLUMNS: &str =
     "slug, display_name, admin_email, plan, region, server_name, resource_name, secret_ref,
-    status, labels, settings, created_at, updated_at";
+    status, labels, settings, profile, created_at, updated_at";
 
 impl Registry {
     /// Registers a tenant for the job that holds `fence`, with its resources: its database (from the tenant
@@ -26,7 +26,7 @@ impl Registry {
         check_fence(&mut transaction, fence).await?;
         let now = now_millis();
         let inserted = sqlx::query(&format!(
-            "INSERT INTO tenants ({TENANT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)
+            "INSERT INTO tenants ({TENANT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)
              ON CONFLICT (slug) DO NOTHING"
         ))
         .bind(&tenant.slug)
@@ -40,6 +40,10 @@ impl Registry {
         .bind(tenant.status.as_str())
         .bind(tenant.labels.to_string())
         .bind(tenant.settings.to_string())
+        .bind(
+            serde_json::to_string(&tenant.profile)
+                .map_err(|error| Error::Corrupt(format!("tenant profile: {error}")))?,
+        )
         .bind(now)
         .execute(&mut *transaction)
         .await?;
@@ -112,8 +116,8 @@ impl Registry {
         Ok(())
     }
 
-    /// Moves a tenant to another plan for the job holding `fence`: plan, labels and effective settings, with the
-    /// audit event, in one transaction. Setting what is already there changes nothing and audits nothing.
+    /// Moves a tenant to another plan for the job holding `fence`: plan, labels, effective settings and profile
+    /// (its resource tier may change with the plan), with the audit event, in one transaction. Setting what is already there changes nothing and audits nothing.
     pub async fn set_tenant_plan(
         &self,
         fence: &Fence,
@@ -121,18 +125,22 @@ impl Registry {
         plan: &str,
         labels: &serde_json::Value,
         settings: &serde_json::Value,
+        profile: &tenantry_core::TenantProfile,
         audit: &NewAuditEvent,
     ) -> Result<()> {
+        let profile = serde_json::to_string(profile)
+            .map_err(|error| Error::Corrupt(format!("tenant profile: {error}")))?;
         let mut transaction = self.begin_write().await?;
         check_fence(&mut transaction, fence).await?;
         let updated = sqlx::query(
-            "UPDATE tenants SET plan = $1, labels = $2, settings = $3, updated_at = $4
-             WHERE slug = $5 AND (plan <> $1 OR labels <> $2 OR settings <> $3)",
+            "UPDATE tenants SET plan = $1, labels = $2, settings = $3, updated_at = $4, profile = $5
+             WHERE slug = $6 AND (plan <> $1 OR labels <> $2 OR settings <> $3 OR profile <> $5)",
         )
         .bind(plan)
         .bind(labels.to_string())
         .bind(settings.to_string())
         .bind(now_millis())
+        .bind(profile)
         .bind(slug)
         .execute(&mut *transaction)
         .await?;

@@ -108,7 +108,7 @@ async fn verify_other_resources(
     suite: &mut Suite,
 ) -> Result<(), CodedError> {
     let slug = tenantry_core::Slug::parse(&tenant.slug)?;
-    let plan = platform.settings.plan(&tenant.plan);
+    let plan = crate::plans::registered_plan(&platform.settings, tenant);
     for resource in platform
         .registry
         .tenant_resources(&tenant.slug)
@@ -121,7 +121,7 @@ async fn verify_other_resources(
         let started = Instant::now();
         let failed = |why: String| Verdict::Fail(why);
         let check_name = format!("{}_verified", resource.kind);
-        let Some(plan) = plan else {
+        let Some(plan) = &plan else {
             suite.record(
                 check_name,
                 true,

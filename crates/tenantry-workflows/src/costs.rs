@@ -73,10 +73,8 @@ fn tenant_cost(platform: &Platform, tenant: &TenantRecord) -> f64 {
         .get("monthly_cost")
         .and_then(serde_json::Value::as_f64)
         .or_else(|| {
-            platform
-                .settings
-                .plan(&tenant.plan)
-                .map(|plan| monthly_estimate(&platform.settings.pricing, plan, &tenant.region))
+            crate::plans::registered_plan(&platform.settings, tenant)
+                .map(|plan| monthly_estimate(&platform.settings.pricing, &plan, &tenant.region))
         })
         .unwrap_or(0.0)
 }

@@ -374,6 +374,34 @@ pub async fn run_doctor(platform: &Platform) -> Result<DoctorReport, CodedError>
         }
     }
 
+    // A data source's URL (`tenant-ds-<slug>-<name>`) belongs to the tenant whose profile names it; one no
+    // registered tenant names and no job is provisioning is left from a tenant that is gone.
+    let named_sources: BTreeSet<&str> = tenants
+        .iter()
+        .flat_map(|tenant| tenant.profile.data_sources.iter())
+        .map(|source| source.secret.as_str())
+        .collect();
+    for name in &secret_names {
+        let candidates = crate::wizard::data_source_secret_slugs(name);
+        if candidates.is_empty()
+            || named_sources.contains(name.as_str())
+            || candidates
+                .iter()
+                .any(|slug| live_slugs.contains(slug.as_str()))
+        {
+            continue;
+        }
+        findings.push(Finding {
+            kind: "orphan",
+            subject: format!("secret {name}"),
+            detail: format!(
+                "a data source's URL of tenant {:?}, which is not registered, and no job is working on it",
+                candidates[0]
+            ),
+            fix: purge_fix(&candidates[0]),
+        });
+    }
+
     // An invitation link outlives its e-mail only when the sender stopped between recording the send and
     // deleting the link: the link still works, so it is named.
     for tenant in &tenants {
@@ -815,11 +843,11 @@ async fn observe_registered(
     let slug = tenantry_core::Slug::parse(&resource.tenant_slug).map_err(|error| error.message)?;
     let plan = tenants_by_slug
         .get(resource.tenant_slug.as_str())
-        .and_then(|tenant| platform.settings.plan(&tenant.plan))
+        .and_then(|tenant| crate::plans::registered_plan(&platform.settings, tenant))
         .ok_or_else(|| format!("tenant {slug}'s plan is not configured"))?;
     let wanted = crate::resources::wanted(
         &slug,
-        plan,
+        &plan,
         &resource.kind,
         resource.status == tenantry_registry::RESOURCE_ACTIVE,
     );

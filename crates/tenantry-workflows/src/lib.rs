@@ -103,8 +103,8 @@ pub use suspend::{
     SuspendRequest, SuspendWorkflow, MAX_REASON_CHARS,
 };
 pub use wizard::{
-    check_data_source, submit_provision_with_data_sources, DataSourceCheck,
-    DATA_SOURCE_CHECK_TIMEOUT,
+    check_data_source, submit_provision_with_data_sources,
+    submit_provision_with_data_sources_to_run, DataSourceCheck, DATA_SOURCE_CHECK_TIMEOUT,
 };
 pub use worker::{drive, run_workers, JobEventHook, IDLE_POLL, MAX_SWEEP};
 

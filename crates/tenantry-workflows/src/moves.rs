@@ -340,10 +340,7 @@ impl MoveWorkflow {
         request: &MoveRequest,
     ) -> Result<(), PhaseError> {
         let ends = self.require_ends(context, request).await?;
-        let plan = self
-            .platform
-            .settings
-            .plan(&ends.tenant.plan)
+        let plan = crate::plans::registered_plan(&self.platform.settings, &ends.tenant)
             .ok_or_else(|| {
                 PhaseError::fatal(
                     ErrorCode::InvalidInput,
@@ -355,7 +352,7 @@ impl MoveWorkflow {
             resource_name: ends.tenant.resource_name.clone(),
             connection_limit: plan.connection_limit,
             statement_timeout_ms: plan.statement_timeout_ms,
-            labels: crate::plans::cost_labels(&ends.tenant.slug, plan),
+            labels: crate::plans::cost_labels(&ends.tenant.slug, &plan),
         };
         let target = ends.target()?;
         target

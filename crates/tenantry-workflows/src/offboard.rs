@@ -138,6 +138,12 @@ impl OffboardWorkflow {
                 return Ok(true);
             }
         }
+        if !crate::wizard::data_source_secrets_of(platform, slug)
+            .await?
+            .is_empty()
+        {
+            return Ok(true);
+        }
         Ok(false)
     }
 
@@ -506,6 +512,12 @@ impl OffboardWorkflow {
                 .providers
                 .iter()
                 .map(|provider| crate::previous_secret_name(&provider.secret_name(&request.slug))),
+        );
+        // And the URLs of its data sources (the wizard's step 3).
+        names.extend(
+            crate::wizard::data_source_secrets_of(&self.platform, &request.slug)
+                .await
+                .map_err(PhaseError::Fatal)?,
         );
         for name in names {
             self.platform

@@ -3,12 +3,12 @@
 //! approval.
 
 use crate::platform::{PricingSettings, Settings};
-use tenantry_core::{Error as CodedError, Plan};
+use tenantry_core::{Error as CodedError, Plan, ResourceTier, TenantProfile};
 use tenantry_registry::ApprovalRequest;
 
 /// Keys tenantry owns in its settings table in a tenant database beyond its fixed ones: stale ones are removed when
 /// the plan changes.
-pub const OWNED_SETTING_PREFIXES: [&str; 3] = ["module.", "feature.", "label."];
+pub const OWNED_SETTING_PREFIXES: [&str; 4] = ["module.", "feature.", "label.", "security."];
 
 /// The plan's monthly cost in `region`: list price × plan multiplier × region multiplier, to the cent.
 pub fn monthly_estimate(pricing: &PricingSettings, plan: &Plan, region: &str) -> f64 {
@@ -86,6 +86,38 @@ pub fn with_modules_off(
     effective
 }
 
+/// Effective settings with what the tenant's profile adds: its resource tier (the numbers are already the
+/// tier's, from [`tenant_plan`]) and its security policy (`security.auth_method`, `security.mfa_policy`,
+/// `security.allowed_cidrs` as a JSON list, empty for anywhere: the rows the tenant's application reads). The
+/// profile's module switches are applied once, at provisioning, as switched-off modules ([`with_modules_off`]),
+/// which later plan changes and change requests carry on.
+pub fn with_profile(
+    mut effective: serde_json::Value,
+    profile: &TenantProfile,
+) -> serde_json::Value {
+    if let Some(object) = effective.as_object_mut() {
+        object.insert(
+            "resource_tier".to_owned(),
+            serde_json::json!(profile.resource_tier.as_str()),
+        );
+        let cidrs: Vec<String> = profile
+            .security
+            .allowed_cidrs
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        object.insert(
+            "security".to_owned(),
+            serde_json::json!({
+                "auth_method": profile.security.auth_method.as_str(),
+                "mfa_policy": profile.security.mfa_policy.as_str(),
+                "allowed_cidrs": cidrs,
+            }),
+        );
+    }
+    effective
+}
+
 /// The modules a tenant has switched off, from its effective settings in the registry.
 pub fn tenant_modules_off(effective: &serde_json::Value) -> Vec<String> {
     effective
@@ -135,6 +167,7 @@ pub fn settings_rows(effective: &serde_json::Value) -> Vec<(String, String)> {
             "modules" => "module.",
             "feature_flags" => "feature.",
             "labels" => "label.",
+            "security" => "security.",
             // Already applied to `modules`: the application reads `module.<name>`.
             MODULES_OFF_KEY => continue,
             _ => {
@@ -201,7 +234,29 @@ pub fn approval_needed(
     })
 }
 
-/// The named plan, or `E_INVALID_INPUT` naming the known ones.
+/// The named plan as a tenant of resource tier `tier` has it ([`ResourceTier::scaled_plan`]): the plan whose
+/// numbers reach the world for that tenant (its role's connection limit, its settings' query rate, every kind's
+/// quotas, its price). Every workflow that acts on one tenant's plan resolves it here.
+pub fn tenant_plan(
+    settings: &Settings,
+    name: &str,
+    tier: ResourceTier,
+) -> Result<Plan, CodedError> {
+    require_plan(settings, name).map(|plan| tier.scaled_plan(plan))
+}
+
+/// A registered tenant's plan at its tier; `None` when the plan is no longer configured.
+pub fn registered_plan(
+    settings: &Settings,
+    tenant: &tenantry_registry::TenantRecord,
+) -> Option<Plan> {
+    settings
+        .plan(&tenant.plan)
+        .map(|plan| tenant.profile.resource_tier.scaled_plan(plan))
+}
+
+/// The named plan, or `E_INVALID_INPUT` naming the known ones. Unscaled: what the plan says for a medium
+/// tenant; a tenant's own plan is [`tenant_plan`].
 pub fn require_plan<'a>(settings: &'a Settings, name: &str) -> Result<&'a Plan, CodedError> {
     settings.plan(name).ok_or_else(|| {
         let known: Vec<&str> = settings

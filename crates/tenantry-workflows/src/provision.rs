@@ -3,7 +3,8 @@
 use crate::checks::{run_checks, NEIGHBOURS_IN_JOB};
 use crate::phases::{phases, unknown_phase};
 use crate::plans::{
-    cost_labels, effective_settings, require_plan, settings_rows, OWNED_SETTING_PREFIXES,
+    cost_labels, effective_settings, modules_off_after, require_plan, settings_rows, tenant_plan,
+    with_modules_off, with_profile, OWNED_SETTING_PREFIXES,
 };
 use crate::platform::{
     provider_error, secret_store_error, unless_foreign, OperatorStatement, Platform,
@@ -82,6 +83,14 @@ const PROVISION_STEPS: [ProvisionStep; 11] = [
     ProvisionStep::ChecksPassed,
     ProvisionStep::Complete,
 ];
+
+/// The plan as the request's resource tier gives it ([`tenant_plan`]).
+pub(crate) fn spec_plan(
+    settings: &crate::Settings,
+    spec: &TenantSpec,
+) -> Result<tenantry_core::Plan, CodedError> {
+    tenant_plan(settings, &spec.plan, spec.profile.resource_tier)
+}
 
 /// The phases of a provisioning job for a plan without resources beyond its database. Their names are API.
 pub const PROVISION_PHASES: [&str; 11] = ProvisionStep::names(PROVISION_STEPS);
@@ -261,20 +270,20 @@ impl ProvisionWorkflow {
     }
 
     fn labels(&self, spec: &TenantSpec) -> Result<serde_json::Value, PhaseError> {
-        let plan = require_plan(&self.platform.settings, &spec.plan).map_err(PhaseError::Fatal)?;
-        Ok(cost_labels(spec.slug.as_str(), plan))
+        let plan = spec_plan(&self.platform.settings, spec).map_err(PhaseError::Fatal)?;
+        Ok(cost_labels(spec.slug.as_str(), &plan))
     }
 
     /// The tenant's effective settings under its plan (the registry's copy; the database gets them as rows).
+    /// With the profile's tier, security policy and module switches.
     fn effective_settings(&self, spec: &TenantSpec) -> Result<serde_json::Value, PhaseError> {
         let settings = &self.platform.settings;
-        let plan = require_plan(settings, &spec.plan).map_err(PhaseError::Fatal)?;
-        Ok(effective_settings(
-            settings,
-            plan,
-            &spec.region,
-            spec.slug.as_str(),
-        ))
+        let plan = spec_plan(settings, spec).map_err(PhaseError::Fatal)?;
+        let effective = with_modules_off(
+            effective_settings(settings, &plan, &spec.region, spec.slug.as_str()),
+            &modules_off_after(&plan, &[], &spec.profile.modules),
+        );
+        Ok(with_profile(effective, &spec.profile))
     }
 
     async fn request_validated(&self, spec: &TenantSpec) -> Result<(), PhaseError> {
@@ -358,7 +367,20 @@ impl ProvisionWorkflow {
             .await
     }
 
-    async fn placement_resolved_undo(&self, context: &mut JobContext) -> Result<(), PhaseError> {
+    /// Forgets the placement, and deletes the data source secrets the submission stored for this request (the
+    /// one undo every started job runs, so a provisioning rolled back leaves none).
+    async fn placement_resolved_undo(
+        &self,
+        context: &mut JobContext,
+        spec: &TenantSpec,
+    ) -> Result<(), PhaseError> {
+        for source in &spec.profile.data_sources {
+            self.platform
+                .secrets
+                .delete_for_job(&context.fence, &source.secret)
+                .await
+                .map_err(|error| secret_store_error(&error))?;
+        }
         self.memo(context).server = None;
         self.platform
             .registry
@@ -421,8 +443,8 @@ impl ProvisionWorkflow {
         if has_secret {
             pieces.push(format!("secret {}", spec.slug.secret_name()));
         }
-        let plan = require_plan(&self.platform.settings, &spec.plan).map_err(PhaseError::Fatal)?;
-        for kind in extra_kinds(plan) {
+        let plan = spec_plan(&self.platform.settings, spec).map_err(PhaseError::Fatal)?;
+        for kind in extra_kinds(&plan) {
             let provider = require_provider(&self.platform, kind).map_err(PhaseError::Fatal)?;
             let secret_name = provider.secret_name(&spec.slug);
             if self.platform.read_secret(&secret_name).await?.is_some() {
@@ -447,8 +469,8 @@ impl ProvisionWorkflow {
     async fn dry_run(&self, context: &mut JobContext, spec: &TenantSpec) -> Result<(), PhaseError> {
         let server = context.job.placed_server.clone().unwrap_or_default();
         let resource_name = spec.slug.resource_name();
-        let plan = require_plan(&self.platform.settings, &spec.plan).map_err(PhaseError::Fatal)?;
-        let others: Vec<serde_json::Value> = extra_kinds(plan)
+        let plan = spec_plan(&self.platform.settings, spec).map_err(PhaseError::Fatal)?;
+        let others: Vec<serde_json::Value> = extra_kinds(&plan)
             .map(|kind| {
                 let secret = self
                     .platform
@@ -535,7 +557,7 @@ impl ProvisionWorkflow {
     ) -> Result<(), PhaseError> {
         let (_, server) = self.require_server(context).await?;
         let url = self.tenant_url(context, &spec.slug).await?;
-        let plan = self.platform.settings.plan(&spec.plan).ok_or_else(|| {
+        let plan = spec_plan(&self.platform.settings, spec).map_err(|_| {
             PhaseError::fatal(
                 ErrorCode::InvalidInput,
                 format!("plan {:?} no longer exists", spec.plan),
@@ -598,12 +620,12 @@ impl ProvisionWorkflow {
         spec: &TenantSpec,
         kind: &str,
     ) -> Result<(), PhaseError> {
-        let plan = require_plan(&self.platform.settings, &spec.plan).map_err(PhaseError::Fatal)?;
+        let plan = spec_plan(&self.platform.settings, spec).map_err(PhaseError::Fatal)?;
         create_resource(
             &self.platform,
             context,
             &spec.slug,
-            plan,
+            &plan,
             &spec.region,
             kind,
         )
@@ -678,11 +700,12 @@ impl ProvisionWorkflow {
             status: TenantStatus::Provisioning,
             labels: self.labels(spec)?,
             settings: self.effective_settings(spec)?,
+            profile: spec.profile.clone(),
             created_at: 0,
             updated_at: 0,
         };
-        let plan = require_plan(&self.platform.settings, &spec.plan).map_err(PhaseError::Fatal)?;
-        let others = placed_resources(&self.platform, context, &spec.slug, plan).await?;
+        let plan = spec_plan(&self.platform.settings, spec).map_err(PhaseError::Fatal)?;
+        let others = placed_resources(&self.platform, context, &spec.slug, &plan).await?;
         let audit = self.audit(
             context,
             "TENANT_REGISTERED",
@@ -974,7 +997,7 @@ impl Workflow for ProvisionWorkflow {
             ProvisionStep::RequestValidated
             | ProvisionStep::StateChecked
             | ProvisionStep::DryRun => Ok(()),
-            ProvisionStep::PlacementResolved => self.placement_resolved_undo(context).await,
+            ProvisionStep::PlacementResolved => self.placement_resolved_undo(context, spec).await,
             ProvisionStep::SecretSet => self.secret_set_undo(context, spec).await,
             ProvisionStep::DatabaseCreated => self.database_created_undo(context, spec).await,
             // Nothing to undo of its own: the schema and the settings rows live in the tenant's database, which

@@ -109,11 +109,18 @@ async fn ensure_one(
 ) -> Result<Result<Option<Repair>, String>, PhaseError> {
     let provider = require_provider(platform, &resource.kind).map_err(PhaseError::Fatal)?;
     let slug = Slug::parse(&resource.tenant_slug).map_err(PhaseError::Fatal)?;
-    let plan =
-        crate::plans::require_plan(&platform.settings, plan_name).map_err(PhaseError::Fatal)?;
+    // The tenant's tier scales the quotas its resources should have.
+    let tier = platform
+        .registry
+        .get_tenant(&resource.tenant_slug)
+        .await?
+        .map(|tenant| tenant.profile.resource_tier)
+        .unwrap_or_default();
+    let plan = crate::plans::tenant_plan(&platform.settings, plan_name, tier)
+        .map_err(PhaseError::Fatal)?;
     let wanted = wanted(
         &slug,
-        plan,
+        &plan,
         &resource.kind,
         resource.status == RESOURCE_ACTIVE,
     );

@@ -11,7 +11,10 @@
 use crate::backup::{
     check_backup_store, restore_database, take_backup, take_backup_undo, verify_backup, BackupFile,
 };
-use crate::plans::{effective_settings, require_plan, settings_rows, OWNED_SETTING_PREFIXES};
+use crate::plans::{
+    effective_settings, settings_rows, tenant_modules_off, tenant_plan, with_modules_off,
+    with_profile, OWNED_SETTING_PREFIXES,
+};
 use crate::platform::{provider_error, Platform};
 use crate::provision::check_tenant;
 use crate::{registry_error, Submitted};
@@ -237,13 +240,20 @@ impl RestoreInPlaceWorkflow {
             .run_migrations(&url, &directory)
             .await
             .map_err(|error| provider_error(ErrorCode::MigrationsFailed, error))?;
-        let plan =
-            require_plan(&self.platform.settings, &tenant.plan).map_err(PhaseError::Fatal)?;
-        let rows = settings_rows(&effective_settings(
+        let plan = tenant_plan(
             &self.platform.settings,
-            plan,
-            &tenant.region,
-            &tenant.slug,
+            &tenant.plan,
+            tenant.profile.resource_tier,
+        )
+        .map_err(PhaseError::Fatal)?;
+        // The registry's settings as they are (switched-off modules, security policy included), recomputed from
+        // the plan so a plan whose numbers changed since is honoured.
+        let rows = settings_rows(&with_profile(
+            with_modules_off(
+                effective_settings(&self.platform.settings, &plan, &tenant.region, &tenant.slug),
+                &tenant_modules_off(&tenant.settings),
+            ),
+            &tenant.profile,
         ));
         server
             .write_settings(&url, &rows, &OWNED_SETTING_PREFIXES)

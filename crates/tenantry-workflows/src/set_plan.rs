@@ -4,15 +4,15 @@
 
 use crate::phases::{phases, unknown_phase};
 use crate::plans::{
-    cost_labels, effective_settings, modules_off_after, require_plan, settings_rows,
-    validate_module_switches, with_modules_off, OWNED_SETTING_PREFIXES,
+    cost_labels, effective_settings, modules_off_after, require_plan, settings_rows, tenant_plan,
+    validate_module_switches, with_modules_off, with_profile, OWNED_SETTING_PREFIXES,
 };
 use crate::platform::{provider_error, Platform};
 use crate::provision::check_tenant;
 use crate::reconcile::{ensure_resources, validate_kind};
 use crate::resources::{create_resource, extra_kinds, placed_resources_of, undo_create_resource};
 use std::collections::BTreeMap;
-use tenantry_core::{Error as CodedError, ErrorCode, Plan, Slug, TenantStatus};
+use tenantry_core::{Error as CodedError, ErrorCode, Plan, ResourceTier, Slug, TenantStatus};
 use tenantry_engine::{JobContext, PhaseError, Workflow};
 use tenantry_providers::engines::{TenantDatabaseSpec, TenantServer};
 use tenantry_registry::{JobRecord, NewAuditEvent, TenantRecord};
@@ -60,6 +60,12 @@ pub struct SetPlanRequest {
     /// them on (what an undo puts back, and what a plain plan change keeps).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub previous_modules_off: Vec<String>,
+    /// A new resource tier (the plan's numbers halved, as written, doubled); `None` keeps the tenant's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_tier: Option<ResourceTier>,
+    /// Filled in at submission from the registry: the tier an undo returns to (and a plain change keeps).
+    #[serde(default)]
+    pub previous_resource_tier: ResourceTier,
 }
 
 impl SetPlanRequest {
@@ -74,6 +80,17 @@ impl SetPlanRequest {
             kind: None,
             modules: BTreeMap::new(),
             previous_modules_off: Vec::new(),
+            resource_tier: None,
+            previous_resource_tier: ResourceTier::Medium,
+        }
+    }
+
+    /// The resource tier the tenant has once the step runs.
+    pub fn tier(&self, forward: bool) -> ResourceTier {
+        if forward {
+            self.resource_tier.unwrap_or(self.previous_resource_tier)
+        } else {
+            self.previous_resource_tier
         }
     }
 
@@ -130,6 +147,15 @@ impl SetPlanWorkflow {
                 tenant.slug, tenant.plan
             )));
         }
+        if request.reconcile
+            && request
+                .resource_tier
+                .is_some_and(|tier| tier != tenant.profile.resource_tier)
+        {
+            return Err(CodedError::invalid_input(
+                "a reconcile keeps the tenant's resource tier; a tier comes with a plan change",
+            ));
+        }
         if request.reconcile && !request.modules.is_empty() {
             return Err(CodedError::invalid_input(
                 "a reconcile keeps the tenant's modules; module switches come with a plan change",
@@ -162,7 +188,14 @@ impl SetPlanWorkflow {
                 request.plan, dropped.kind, tenant.slug
             )));
         }
-        if tenant.plan == request.plan && !request.reconcile && request.modules.is_empty() {
+        let same_tier = request
+            .resource_tier
+            .is_none_or(|tier| tier == tenant.profile.resource_tier);
+        if tenant.plan == request.plan
+            && !request.reconcile
+            && request.modules.is_empty()
+            && same_tier
+        {
             return Err(CodedError::new(
                 ErrorCode::Conflict,
                 format!(
@@ -195,7 +228,7 @@ impl SetPlanWorkflow {
     }
 
     /// What every step works from besides the request: the tenant as registered now, and the plan the step
-    /// applies (the new one forward, the previous one on undo).
+    /// applies (the new one forward, the previous one on undo), scaled by the tier the step gives the tenant.
     async fn step(
         &self,
         context: &JobContext,
@@ -208,9 +241,8 @@ impl SetPlanWorkflow {
         } else {
             &request.previous_plan
         };
-        let plan = require_plan(&self.platform.settings, name)
-            .map_err(PhaseError::Fatal)?
-            .clone();
+        let plan = tenant_plan(&self.platform.settings, name, request.tier(forward))
+            .map_err(PhaseError::Fatal)?;
         Ok((tenant, plan))
     }
 
@@ -279,10 +311,7 @@ impl SetPlanWorkflow {
                     format!("secret {:?} is missing", tenant.secret_ref),
                 )
             })?;
-        let rows = settings_rows(&with_modules_off(
-            effective_settings(&self.platform.settings, &plan, &tenant.region, &tenant.slug),
-            &request.modules_off(&plan, forward),
-        ));
+        let rows = settings_rows(&self.tenant_settings(&tenant, &plan, request, forward));
         server
             .write_settings(&url, &rows, &OWNED_SETTING_PREFIXES)
             .await
@@ -363,6 +392,36 @@ impl SetPlanWorkflow {
         Ok(())
     }
 
+    /// The tenant's profile once the step runs: its tier changed, the rest as it is.
+    fn profile_after(
+        tenant: &TenantRecord,
+        request: &SetPlanRequest,
+        forward: bool,
+    ) -> tenantry_core::TenantProfile {
+        tenantry_core::TenantProfile {
+            resource_tier: request.tier(forward),
+            ..tenant.profile.clone()
+        }
+    }
+
+    /// The tenant's effective settings once the step runs: the plan's, its switched-off modules, and its
+    /// profile's tier and security policy.
+    fn tenant_settings(
+        &self,
+        tenant: &TenantRecord,
+        plan: &Plan,
+        request: &SetPlanRequest,
+        forward: bool,
+    ) -> serde_json::Value {
+        with_profile(
+            with_modules_off(
+                effective_settings(&self.platform.settings, plan, &tenant.region, &tenant.slug),
+                &request.modules_off(plan, forward),
+            ),
+            &Self::profile_after(tenant, request, forward),
+        )
+    }
+
     async fn update_registry(
         &self,
         context: &mut JobContext,
@@ -383,6 +442,7 @@ impl SetPlanWorkflow {
                 "from": tenant.plan,
                 "to": plan.name,
                 "modules_off": request.modules_off(&plan, forward),
+                "resource_tier": request.tier(forward).as_str(),
             }),
         };
         Ok(self
@@ -393,15 +453,8 @@ impl SetPlanWorkflow {
                 &tenant.slug,
                 &plan.name,
                 &cost_labels(&tenant.slug, &plan),
-                &with_modules_off(
-                    effective_settings(
-                        &self.platform.settings,
-                        &plan,
-                        &tenant.region,
-                        &tenant.slug,
-                    ),
-                    &request.modules_off(&plan, forward),
-                ),
+                &self.tenant_settings(&tenant, &plan, request, forward),
+                &Self::profile_after(&tenant, request, forward),
                 &audit,
             )
             .await?)

@@ -156,7 +156,7 @@ pub async fn submit_provision_to_run(
     submit_provision_with(platform, spec, actor, None, Some(lease)).await
 }
 
-async fn submit_provision_with(
+pub(crate) async fn submit_provision_with(
     platform: &Platform,
     spec: &TenantSpec,
     actor: &str,
@@ -205,10 +205,10 @@ async fn submit_provision_with(
     let approval = if spec.dry_run {
         None
     } else {
-        let plan = require_plan(&platform.settings, &spec.plan)?;
+        let plan = crate::provision::spec_plan(&platform.settings, spec)?;
         approval_needed(
             &platform.settings,
-            plan,
+            &plan,
             &spec.region,
             spec.budget,
             now_millis(),
@@ -345,8 +345,11 @@ pub(crate) async fn set_plan_job(
     let request = SetPlanRequest {
         previous_plan: tenant.plan.clone(),
         previous_modules_off: crate::plans::tenant_modules_off(&tenant.settings),
+        previous_resource_tier: tenant.profile.resource_tier,
         ..request.clone()
     };
+    // The price the approval judges is the one the tenant will pay: the new plan at the new tier.
+    let plan = &crate::plans::tenant_plan(&platform.settings, &request.plan, request.tier(true))?;
     let job = NewJob {
         id: uuid::Uuid::now_v7().to_string(),
         kind: JobKind::SetPlan,

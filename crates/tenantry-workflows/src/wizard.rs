@@ -3,11 +3,12 @@
 //! source can be reached before the request is sent.
 
 use crate::plans::require_plan;
-use crate::submit::{submit_provision, IdempotencyRequest, Submitted};
+use crate::submit::{submit_provision_with, IdempotencyRequest, Submitted};
 use crate::{registry_error, Platform};
 use std::time::{Duration, Instant};
 use tenantry_core::{DataSourceKind, DataSourceUrl, Error as CodedError, ErrorCode, TenantSpec};
 use tenantry_providers::credentials::SecretString;
+use tenantry_registry::NewLease;
 
 /// How long a reachability check waits for a TCP connection: long enough for a remote network, short enough for
 /// a person waiting at the wizard.
@@ -58,7 +59,7 @@ fn connect_failure(error: &std::io::Error) -> String {
     }
 }
 
-/// [`submit_provision`] for a request with a profile: the profile is checked against the plan (`isolation`,
+/// [`crate::submit_provision`] for a request with a profile: the profile is checked against the plan (`isolation`,
 /// `modules`; `E_INVALID_INPUT`), and each data source's URL is stored in the secret store under its name
 /// (`tenant-ds-<slug>-<name>`, [`tenantry_core::data_source_secret_name`]).
 ///
@@ -74,6 +75,31 @@ pub async fn submit_provision_with_data_sources(
     actor: &str,
     idempotency: Option<IdempotencyRequest>,
 ) -> Result<Submitted, CodedError> {
+    submit_profiled(platform, spec, data_source_urls, actor, idempotency, None).await
+}
+
+/// [`submit_provision_with_data_sources`] with the job recorded already leased to the caller's runner (the CLI,
+/// as `submit_provision_to_run`).
+pub async fn submit_provision_with_data_sources_to_run(
+    platform: &Platform,
+    spec: &TenantSpec,
+    data_source_urls: &[(String, DataSourceUrl)],
+    actor: &str,
+    lease: NewLease,
+) -> Result<Submitted, CodedError> {
+    submit_profiled(platform, spec, data_source_urls, actor, None, Some(lease)).await
+}
+
+async fn submit_profiled(
+    platform: &Platform,
+    spec: &TenantSpec,
+    data_source_urls: &[(String, DataSourceUrl)],
+    actor: &str,
+    idempotency: Option<IdempotencyRequest>,
+    lease: Option<NewLease>,
+) -> Result<Submitted, CodedError> {
+    let submit_provision =
+        |idempotency| submit_provision_with(platform, spec, actor, idempotency, lease.clone());
     let plan = require_plan(&platform.settings, &spec.plan)?;
     spec.profile.check_against(plan)?;
     let referenced: Vec<&str> = spec
@@ -94,7 +120,7 @@ pub async fn submit_provision_with_data_sources(
     }
     if data_source_urls.is_empty() || spec.dry_run {
         // A dry run creates nothing, its secrets included.
-        return submit_provision(platform, spec, actor, idempotency).await;
+        return submit_provision(idempotency).await;
     }
     // A live job on the slug would have its secrets overwritten below; refuse before writing anything.
     if let Some(holder) = platform
@@ -116,7 +142,7 @@ pub async fn submit_provision_with_data_sources(
             ));
         }
         // With a key this may be the same request again: submit answers it with its job, or refuses it.
-        return submit_provision(platform, spec, actor, idempotency).await;
+        return submit_provision(idempotency).await;
     }
     if platform
         .registry
@@ -126,7 +152,7 @@ pub async fn submit_provision_with_data_sources(
         .is_some()
     {
         // Already provisioned (or a repeat of the request that provisioned it): submit says which.
-        return submit_provision(platform, spec, actor, idempotency).await;
+        return submit_provision(idempotency).await;
     }
     crate::ProvisionWorkflow::validate(platform, spec)?;
     let mut written = Vec::new();
@@ -141,7 +167,7 @@ pub async fn submit_provision_with_data_sources(
         }
         written.push(name.clone());
     }
-    let submitted = submit_provision(platform, spec, actor, idempotency).await;
+    let submitted = submit_provision(idempotency).await;
     if submitted.is_err() {
         forget(platform, &written).await;
     }
@@ -155,5 +181,82 @@ async fn forget(platform: &Platform, names: &[String]) {
         if let Err(error) = platform.secrets.delete(name).await {
             tracing::warn!(secret = %name, %error, "could not delete the data source secret of a refused request");
         }
+    }
+}
+
+/// The data source secrets (`tenant-ds-<slug>-<name>`) stored for tenant `slug`: those its registered profile
+/// names, and any other of that form no other registered tenant's profile names (left by a provisioning that did
+/// not finish). A name alone cannot say whose it is (`tenant-ds-a-b-c` may be tenant `a`'s source `b-c` or tenant
+/// `a-b`'s source `c`), so the registered profiles decide.
+pub(crate) async fn data_source_secrets_of(
+    platform: &Platform,
+    slug: &tenantry_core::Slug,
+) -> Result<Vec<String>, CodedError> {
+    let tenants = platform
+        .registry
+        .list_tenants(None, None, i64::MAX, 0)
+        .await
+        .map_err(registry_error)?;
+    let mut names: Vec<String> = tenants
+        .iter()
+        .filter(|tenant| tenant.slug == slug.as_str())
+        .flat_map(|tenant| tenant.profile.data_sources.iter())
+        .map(|source| source.secret.clone())
+        .collect();
+    let others: std::collections::BTreeSet<&str> = tenants
+        .iter()
+        .filter(|tenant| tenant.slug != slug.as_str())
+        .flat_map(|tenant| tenant.profile.data_sources.iter())
+        .map(|source| source.secret.as_str())
+        .collect();
+    let prefix = format!("tenant-ds-{}-", slug.as_str());
+    let stored = platform.secrets.list_names().await.map_err(|error| {
+        CodedError::new(
+            ErrorCode::ProvisioningUnavailable,
+            format!("secret store: {error}"),
+        )
+    })?;
+    for name in stored {
+        let is_form = name
+            .strip_prefix(&prefix)
+            .is_some_and(|rest| tenantry_core::DataSourceName::parse(rest).is_ok());
+        if is_form && !others.contains(name.as_str()) && !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    Ok(names)
+}
+
+/// The tenants a data source secret's name could belong to (every split of `tenant-ds-<slug>-<name>` into a
+/// valid slug and a valid data source name), shortest slug first; empty when the name is not of that form.
+pub(crate) fn data_source_secret_slugs(name: &str) -> Vec<String> {
+    let Some(rest) = name.strip_prefix("tenant-ds-") else {
+        return Vec::new();
+    };
+    rest.match_indices('-')
+        .map(|(index, _)| (&rest[..index], &rest[index + 1..]))
+        .filter(|(slug, source)| {
+            tenantry_core::Slug::parse(slug).is_ok()
+                && tenantry_core::DataSourceName::parse(source).is_ok()
+        })
+        .map(|(slug, _)| slug.to_owned())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::data_source_secret_slugs;
+
+    #[test]
+    fn a_data_source_secret_names_every_tenant_it_could_belong_to() {
+        assert_eq!(
+            data_source_secret_slugs("tenant-ds-acme-warehouse"),
+            ["acme"]
+        );
+        assert_eq!(
+            data_source_secret_slugs("tenant-ds-acme-x-foo"),
+            ["acme", "acme-x"]
+        );
+        assert!(data_source_secret_slugs("tenant-db-acme").is_empty());
     }
 }

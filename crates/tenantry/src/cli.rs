@@ -111,12 +111,12 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct ProvisionArgs {
-    #[arg(long)]
-    pub slug: String,
-    #[arg(long)]
-    pub display_name: String,
-    #[arg(long)]
-    pub admin_email: String,
+    #[arg(long, required_unless_present = "from_file")]
+    pub slug: Option<String>,
+    #[arg(long, required_unless_present = "from_file")]
+    pub display_name: Option<String>,
+    #[arg(long, required_unless_present = "from_file")]
+    pub admin_email: Option<String>,
     #[arg(long)]
     pub plan: Option<String>,
     #[arg(long)]
@@ -131,6 +131,35 @@ pub struct ProvisionArgs {
     /// PLATFORM_ADMIN. Default: the plan's monthly estimate.
     #[arg(long)]
     pub budget: Option<u64>,
+    /// What the tenant is for (at most 500 characters).
+    #[arg(long)]
+    pub description: Option<String>,
+    /// The tenant's contact person.
+    #[arg(long)]
+    pub contact_name: Option<String>,
+    /// small, medium (default) or large: the plan's limits, quotas and price halved, as written, or doubled.
+    #[arg(long)]
+    pub resource_tier: Option<String>,
+    /// database or schema; must be the plan's isolation.
+    #[arg(long)]
+    pub isolation: Option<String>,
+    /// A module to turn on (repeatable); given at all, the modules not named are off. Default: the plan's.
+    #[arg(long = "module", value_name = "NAME")]
+    pub modules: Vec<String>,
+    /// password (default), oidc or saml: how the tenant's application signs its users in.
+    #[arg(long)]
+    pub auth_method: Option<String>,
+    /// off, optional (default) or required.
+    #[arg(long)]
+    pub mfa_policy: Option<String>,
+    /// A network the tenant's services may be reached from (repeatable; CIDR or one address). Default: anywhere.
+    #[arg(long = "allow-cidr", value_name = "CIDR")]
+    pub allow_cidrs: Vec<String>,
+    /// The request as `POST /platform/tenants` takes it (JSON; `-` reads stdin): the only way to give data
+    /// sources, whose URLs hold passwords and never belong on a command line. Flags given beside it override the
+    /// file's fields (a repeatable flag replaces the file's list).
+    #[arg(long, value_name = "FILE")]
+    pub from_file: Option<std::path::PathBuf>,
     /// Record the job and return its id without running it.
     #[arg(long)]
     pub no_wait: bool,

@@ -242,6 +242,7 @@ pub fn tenant_record(
         status,
         labels: serde_json::json!({ "team": "platform", "tier": 1 }),
         settings: serde_json::json!({ "plan": "starter", "monthly_cost": 49.0 }),
+        profile: Default::default(),
         created_at: 0,
         updated_at: 0,
     }

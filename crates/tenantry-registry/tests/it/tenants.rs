@@ -161,7 +161,15 @@ pub async fn case_tenants_set_plan_changes_plan_labels_settings_with_audit(
     let change = audit_event("worker-1", "TENANT_PLAN_CHANGED", Some("acme"), None);
     for _ in 0..2 {
         registry
-            .set_tenant_plan(&fence, "acme", "enterprise", &labels, &settings, &change)
+            .set_tenant_plan(
+                &fence,
+                "acme",
+                "enterprise",
+                &labels,
+                &settings,
+                &Default::default(),
+                &change,
+            )
             .await?;
     }
     let moved = registry.require_tenant("acme").await?;

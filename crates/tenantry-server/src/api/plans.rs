@@ -119,6 +119,8 @@ pub async fn set_plan(
         kind: None,
         modules: Default::default(),
         previous_modules_off: Vec::new(),
+        resource_tier: None,
+        previous_resource_tier: Default::default(),
     };
     let submitted = submit_set_plan(&state.platform, &request, &principal.actor()).await?;
     state.wake_workers.notify_one();
@@ -187,6 +189,8 @@ pub async fn reconcile(
         kind: body.kind,
         modules: Default::default(),
         previous_modules_off: Vec::new(),
+        resource_tier: None,
+        previous_resource_tier: Default::default(),
     };
     let submitted = submit_set_plan(&state.platform, &request, &principal.actor()).await?;
     state.wake_workers.notify_one();

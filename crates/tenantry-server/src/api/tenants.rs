@@ -12,9 +12,10 @@ use serde::Deserialize;
 use tenantry_core::{ErrorCode, RawTenantSpec, Slug, SpecDefaults, TenantSpec, TenantStatus};
 use tenantry_registry::{TenantRecord, TenantResourceRecord};
 use tenantry_workflows::{
-    invitation_state, resend_invitation, submit_move, submit_offboard, submit_provision,
-    submit_rotation, submit_suspension, Direction, IdempotencyRequest, InvitationView, MoveRequest,
-    OffboardRequest, Resent, RotateRequest, Submitted, SuspendRequest,
+    invitation_state, resend_invitation, submit_move, submit_offboard,
+    submit_provision_with_data_sources, submit_rotation, submit_suspension, Direction,
+    IdempotencyRequest, InvitationView, MoveRequest, OffboardRequest, Resent, RotateRequest,
+    Submitted, SuspendRequest,
 };
 
 /// What `POST /platform/tenants` takes.
@@ -52,6 +53,98 @@ pub struct CreateTenantRequest {
     /// `awaiting_approval` for a PLATFORM_ADMIN other than the requester. Default: the plan's monthly estimate.
     #[schema(minimum = 0, maximum = 9_223_372_036_854_775_807_u64)]
     pub budget: Option<u64>,
+    /// What the tenant is for: at most 500 characters (line breaks and tabs kept, no other control character).
+    #[schema(max_length = 500)]
+    pub description: Option<String>,
+    /// The tenant's contact person: at most 100 characters, no control character.
+    #[schema(max_length = 100)]
+    pub contact_name: Option<String>,
+    /// `small`, `medium` (default) or `large`: the plan's connection limit, query rate, quotas and price halved,
+    /// as written, or doubled.
+    pub resource_tier: Option<String>,
+    /// `database` (dedicated) or `schema` (shared); when given it must be the plan's isolation.
+    pub isolation: Option<String>,
+    /// The tenant's initial data sources, at most 10. Each URL is stored in the secret store as
+    /// `tenant-ds-<slug>-<name>` and never shown again; the tenant shows the endpoint only.
+    #[serde(default)]
+    #[schema(max_items = 10)]
+    pub data_sources: Vec<DataSourceBody>,
+    /// The modules to turn on (each must be on in the plan); absent: the plan's modules.
+    pub modules: Option<Vec<String>>,
+    /// How the tenant's application signs its users in, and where its services may be reached from.
+    #[serde(default)]
+    pub security: SecurityBody,
+}
+
+/// One data source of a provisioning request.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DataSourceBody {
+    /// 1 to 32 lowercase letters, digits and hyphens, starting with a letter; unique in the request.
+    #[schema(
+        pattern = "^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$",
+        min_length = 1,
+        max_length = 32
+    )]
+    pub name: String,
+    /// What it is; its URL's scheme must fit it (`postgres`: postgres:// or postgresql://, …).
+    pub kind: String,
+    /// Where it is, credentials included. Secret: stored in the secret store only.
+    #[schema(max_length = 2048)]
+    pub url: String,
+}
+
+impl std::fmt::Debug for DataSourceBody {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("DataSourceBody")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("url", &"[redacted]")
+            .finish()
+    }
+}
+
+/// A provisioning request's security policy.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityBody {
+    /// `password` (default), `oidc` or `saml`: recorded for the tenant's application.
+    pub auth_method: Option<String>,
+    /// `off`, `optional` (default) or `required`: recorded for the tenant's application.
+    pub mfa_policy: Option<String>,
+    /// Networks in CIDR notation (a bare address is one host) the tenant's services may be reached from, at most
+    /// 50; empty: anywhere.
+    #[serde(default)]
+    #[schema(max_items = 50)]
+    pub allowed_cidrs: Vec<String>,
+}
+
+impl CreateTenantRequest {
+    /// The wizard's later fields as the profile parser takes them.
+    pub fn raw_profile(&self) -> tenantry_core::RawTenantProfile {
+        tenantry_core::RawTenantProfile {
+            description: self.description.clone(),
+            contact_name: self.contact_name.clone(),
+            resource_tier: self.resource_tier.clone(),
+            isolation: self.isolation.clone(),
+            data_sources: self
+                .data_sources
+                .iter()
+                .map(|source| tenantry_core::RawDataSource {
+                    name: source.name.clone(),
+                    kind: source.kind.clone(),
+                    url: source.url.clone(),
+                })
+                .collect(),
+            modules: self.modules.clone(),
+            security: tenantry_core::RawSecurity {
+                auth_method: self.security.auth_method.clone(),
+                mfa_policy: self.security.mfa_policy.clone(),
+                allowed_cidrs: self.security.allowed_cidrs.clone(),
+            },
+        }
+    }
 }
 
 /// What `POST /platform/tenants/{slug}/offboard` takes.
@@ -170,7 +263,7 @@ pub async fn create_tenant(
     }
     let key = idempotency_key(&headers)?;
     let config = &state.platform.settings;
-    let spec = TenantSpec::parse(
+    let mut spec = TenantSpec::parse(
         RawTenantSpec {
             slug: &body.slug,
             display_name: &body.display_name,
@@ -186,12 +279,27 @@ pub async fn create_tenant(
             region: &config.default_region,
         },
     )?;
+    let parsed = tenantry_core::TenantProfile::parse(&body.raw_profile(), &spec.slug)
+        .map_err(|failure| ApiError::from(failure.error).at_field(failure.field))?;
+    if let Some(plan) = config.plan(&spec.plan) {
+        parsed
+            .profile
+            .check_against(plan)
+            .map_err(|failure| ApiError::from(failure.error).at_field(failure.field))?;
+    }
+    spec.profile = parsed.profile;
     let idempotency = key.map(|key| IdempotencyRequest {
         principal: principal.scope(),
         key,
     });
-    let submitted =
-        submit_provision(&state.platform, &spec, &principal.actor(), idempotency).await?;
+    let submitted = submit_provision_with_data_sources(
+        &state.platform,
+        &spec,
+        &parsed.data_source_urls,
+        &principal.actor(),
+        idempotency,
+    )
+    .await?;
     if matches!(submitted, Submitted::New(_)) {
         state.wake_workers.notify_one();
     }

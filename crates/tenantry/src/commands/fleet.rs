@@ -248,6 +248,7 @@ pub async fn tenants(app: &App, command: TenantsCommand, json: bool) -> CommandR
                 println!("database    {}", tenant.resource_name);
                 println!("secret      {}", tenant.secret_ref);
                 println!("admin       {}", tenant.admin_email);
+                print_profile(&tenant.profile);
                 println!("invitation  {}", invitation_line(invitation.as_ref()));
                 println!("labels      {}", tenant.labels);
                 println!("schema      {}", schema_line(&schema));
@@ -491,4 +492,53 @@ fn invitation_line(invitation: Option<&tenantry_workflows::InvitationView>) -> S
                 .unwrap_or_default()
         ),
     }
+}
+
+/// The tenant's profile from the wizard, one line a field; a data source as its name, kind, endpoint and the
+/// secret that holds its URL (`tenantry secrets show` prints that, audited).
+fn print_profile(profile: &tenantry_core::TenantProfile) {
+    if let Some(description) = &profile.description {
+        println!("description {}", description.as_str().replace('\n', " "));
+    }
+    if let Some(contact) = &profile.contact_name {
+        println!("contact     {}", contact.as_str());
+    }
+    println!("tier        {}", profile.resource_tier);
+    if let Some(isolation) = profile.isolation {
+        println!("isolation   {}", isolation.as_str());
+    }
+    for source in &profile.data_sources {
+        println!(
+            "data source {} ({}) at {}, URL in secret {}",
+            source.name.as_str(),
+            source.kind,
+            source.endpoint,
+            source.secret
+        );
+    }
+    if !profile.modules.is_empty() {
+        let on: Vec<&str> = profile
+            .modules
+            .iter()
+            .filter(|(_, on)| **on)
+            .map(|(name, _)| name.as_str())
+            .collect();
+        println!("modules     {} (asked at provisioning)", on.join(", "));
+    }
+    let security = &profile.security;
+    let cidrs: Vec<String> = security
+        .allowed_cidrs
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    println!(
+        "security    sign-in {}, MFA {}, from {}",
+        security.auth_method.as_str(),
+        security.mfa_policy.as_str(),
+        if cidrs.is_empty() {
+            "anywhere".to_owned()
+        } else {
+            cidrs.join(", ")
+        }
+    );
 }

@@ -32,9 +32,9 @@ pub async fn run(cli: Cli) -> CommandResult {
         Command::Users(command) => users::run(&App::open(config).await?, command, json).await,
         Command::ProvisionTenant(args) => {
             // Arguments are checked before anything is opened, so bad input changes nothing.
-            let spec = provision::parse_spec(&config, &args)?;
+            let (spec, data_source_urls) = provision::parse_request(&config, &args)?;
             let app = App::open(config).await?;
-            provision::provision(&app, spec, args.no_wait, json).await
+            provision::provision(&app, spec, &data_source_urls, args.no_wait, json).await
         }
         Command::OffboardTenant(args) => {
             let request = provision::parse_offboard(&args)?;

@@ -119,6 +119,8 @@ pub async fn set_plan(
         kind: None,
         modules: Default::default(),
         previous_modules_off: Vec::new(),
+        resource_tier: None,
+        previous_resource_tier: Default::default(),
     };
     let runner = app.runner();
     let submitted = if no_wait {
@@ -194,6 +196,8 @@ pub async fn reconcile(
             },
             modules: Default::default(),
             previous_modules_off: Vec::new(),
+            resource_tier: None,
+            previous_resource_tier: Default::default(),
         };
         let runner = app.runner();
         let submitted =

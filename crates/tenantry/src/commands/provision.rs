@@ -10,36 +10,127 @@ use std::process::ExitCode;
 use std::time::Duration;
 use tenantry_core::PhaseStatus;
 use tenantry_core::{
-    Error as CodedError, ErrorCode, JobKind, JobStatus, RawTenantSpec, Slug, SpecDefaults,
-    TenantSpec,
+    DataSourceUrl, Error as CodedError, ErrorCode, JobKind, JobStatus, RawTenantSpec, Slug,
+    SpecDefaults, TenantProfile, TenantSpec,
 };
 use tenantry_engine::{JobOutcome, JobView, Progress, ProgressSink, Runner};
 use tenantry_registry::{Fence, JobRecord, NewLease};
+use tenantry_server::api::tenants::CreateTenantRequest;
 use tenantry_workflows::{
-    drive_job, registry_error, run_job, submit_offboard_to_run, submit_provision,
-    submit_provision_to_run, try_run_job, OffboardRequest, RunHere,
+    drive_job, registry_error, run_job, submit_offboard_to_run, submit_provision_with_data_sources,
+    submit_provision_with_data_sources_to_run, try_run_job, OffboardRequest, RunHere,
 };
 
 /// How often a job another process runs is looked at while this command follows it.
 const FOLLOW_POLL: Duration = Duration::from_millis(250);
 
-pub fn parse_spec(config: &Config, args: &ProvisionArgs) -> Result<TenantSpec, CodedError> {
-    TenantSpec::parse(
+/// A provisioning request from the command line: the file's (`--from-file`, the API's JSON body) with the flags
+/// given beside it overriding, parsed into the spec and the data sources' URLs (for the secret store alone).
+pub fn parse_request(
+    config: &Config,
+    args: &ProvisionArgs,
+) -> Result<(TenantSpec, Vec<(String, DataSourceUrl)>), CodedError> {
+    let mut request = match &args.from_file {
+        Some(path) => read_request_file(path)?,
+        None => CreateTenantRequest {
+            slug: String::new(),
+            display_name: String::new(),
+            admin_email: String::new(),
+            plan: None,
+            region: None,
+            server: None,
+            dry_run: false,
+            budget: None,
+            description: None,
+            contact_name: None,
+            resource_tier: None,
+            isolation: None,
+            data_sources: Vec::new(),
+            modules: None,
+            security: Default::default(),
+        },
+    };
+    let set = |target: &mut String, flag: &Option<String>| {
+        if let Some(value) = flag {
+            target.clone_from(value);
+        }
+    };
+    set(&mut request.slug, &args.slug);
+    set(&mut request.display_name, &args.display_name);
+    set(&mut request.admin_email, &args.admin_email);
+    let set_option = |target: &mut Option<String>, flag: &Option<String>| {
+        if flag.is_some() {
+            target.clone_from(flag);
+        }
+    };
+    set_option(&mut request.plan, &args.plan);
+    set_option(&mut request.region, &args.region);
+    set_option(&mut request.server, &args.server);
+    set_option(&mut request.description, &args.description);
+    set_option(&mut request.contact_name, &args.contact_name);
+    set_option(&mut request.resource_tier, &args.resource_tier);
+    set_option(&mut request.isolation, &args.isolation);
+    set_option(&mut request.security.auth_method, &args.auth_method);
+    set_option(&mut request.security.mfa_policy, &args.mfa_policy);
+    if !args.modules.is_empty() {
+        request.modules = Some(args.modules.clone());
+    }
+    if !args.allow_cidrs.is_empty() {
+        request.security.allowed_cidrs.clone_from(&args.allow_cidrs);
+    }
+    request.dry_run |= args.dry_run;
+    if args.budget.is_some() {
+        request.budget = args.budget;
+    }
+    let mut spec = TenantSpec::parse(
         RawTenantSpec {
-            slug: &args.slug,
-            display_name: &args.display_name,
-            admin_email: &args.admin_email,
-            plan: args.plan.as_deref(),
-            region: args.region.as_deref(),
-            server: args.server.as_deref(),
-            budget: args.budget,
-            dry_run: args.dry_run,
+            slug: &request.slug,
+            display_name: &request.display_name,
+            admin_email: &request.admin_email,
+            plan: request.plan.as_deref(),
+            region: request.region.as_deref(),
+            server: request.server.as_deref(),
+            budget: request.budget,
+            dry_run: request.dry_run,
         },
         SpecDefaults {
             plan: &config.default_plan,
             region: &config.default_region,
         },
-    )
+    )?;
+    let parsed = TenantProfile::parse(&request.raw_profile(), &spec.slug).map_err(|failure| {
+        CodedError::new(
+            failure.error.code,
+            format!("{}: {}", failure.field, failure.error.message),
+        )
+    })?;
+    spec.profile = parsed.profile;
+    Ok((spec, parsed.data_source_urls))
+}
+
+/// The API's JSON body from a file or stdin. A malformed file is named by position only: its text may hold a
+/// data source's password.
+fn read_request_file(path: &std::path::Path) -> Result<CreateTenantRequest, CodedError> {
+    let text = if path == std::path::Path::new("-") {
+        std::io::read_to_string(std::io::stdin())
+    } else {
+        std::fs::read_to_string(path)
+    }
+    .map_err(|error| {
+        CodedError::invalid_input(format!("cannot read {}: {error}", path.display()))
+    })?;
+    serde_json::from_str(&text).map_err(|error| {
+        let what = match error.classify() {
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => "is not JSON",
+            _ => "is not a provisioning request (the fields of POST /platform/tenants)",
+        };
+        CodedError::invalid_input(format!(
+            "{} {what}: see line {} column {}",
+            path.display(),
+            error.line(),
+            error.column()
+        ))
+    })
 }
 
 pub fn parse_offboard(args: &OffboardArgs) -> Result<OffboardRequest, CodedError> {
@@ -50,7 +141,13 @@ pub fn parse_offboard(args: &OffboardArgs) -> Result<OffboardRequest, CodedError
     })
 }
 
-pub async fn provision(app: &App, spec: TenantSpec, no_wait: bool, json: bool) -> CommandResult {
+pub async fn provision(
+    app: &App,
+    spec: TenantSpec,
+    data_source_urls: &[(String, DataSourceUrl)],
+    no_wait: bool,
+    json: bool,
+) -> CommandResult {
     // A live job for the same request is this command's own, interrupted: resume it instead of starting anew.
     let params = serde_json::to_value(&spec).map_err(|error| Failure::Other(error.into()))?;
     if let Some(live) = app
@@ -76,9 +173,23 @@ pub async fn provision(app: &App, spec: TenantSpec, no_wait: bool, json: bool) -
     // registry cannot claim it in between, so its outcome and one-time secrets come back here.
     let runner = app.runner();
     let submitted = if no_wait {
-        submit_provision(&app.platform, &spec, &cli_actor(), None).await?
+        submit_provision_with_data_sources(
+            &app.platform,
+            &spec,
+            data_source_urls,
+            &cli_actor(),
+            None,
+        )
+        .await?
     } else {
-        submit_provision_to_run(&app.platform, &spec, &cli_actor(), lease_for(&runner)).await?
+        submit_provision_with_data_sources_to_run(
+            &app.platform,
+            &spec,
+            data_source_urls,
+            &cli_actor(),
+            lease_for(&runner),
+        )
+        .await?
     };
     let doing = format!("provisioning tenant {}", spec.slug);
     run_submitted(app, runner, submitted.job(), &doing, no_wait, json).await
