@@ -998,6 +998,9 @@ fn wizard_page(
             (viewer.csrf_field())
             input type="hidden" name="idempotency_key" value=(form.idempotency_key);
             input type="hidden" name="step" value=(step);
+            // Enter in a field submits with the form's first button: this one, so it moves forward and never
+            // adds, removes or checks a data source, nor provisions, by accident.
+            button.default-action type="submit" name="action" value="next" tabindex="-1" aria-hidden="true" hidden { "Next" }
             p.form-error role="alert" hidden[error_for(errors, "form").is_none()] {
                 @if let Some(error) = error_for(errors, "form") { (error) }
             }
@@ -1154,7 +1157,6 @@ fn wizard_page(
                     p.hint { "Checks the slug and placement and stops: nothing is created, no secret is written." }
                 }
             }
-            // Next comes first, so Enter in a field moves forward and never provisions by accident.
             div.wizard-nav {
                 button.primary type="submit" name="action" value="next" data-wizard="next" hidden[step == REVIEW_STEP] { "Next" }
                 button.primary type="submit" name="action" value="provision" data-wizard="provision" hidden[step != REVIEW_STEP] { "Provision" }
