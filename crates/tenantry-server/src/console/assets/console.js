@@ -810,7 +810,11 @@
     var modulesChosen = modulesTouched;
 
     function input(name) { return form.elements.namedItem(name); }
-    function fieldBox(name) { return form.querySelector('[data-field="' + name + '"]'); }
+    // The security fields' boxes go by their form names (`allowed_cidrs`); the API names them `security.…`.
+    function fieldBox(name) {
+      return form.querySelector('[data-field="' + name + '"]') ||
+        form.querySelector('[data-field="' + name.replace(/^security\./, '') + '"]');
+    }
     function currentPlan() { return offers ? offers.plans[input('plan').value] : null; }
     function radioValue(name) {
       var checked = form.querySelector('input[name="' + name + '"]:checked');
