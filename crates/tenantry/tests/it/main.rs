@@ -36,3 +36,4 @@ mod rotate;
 mod saga;
 mod schema_isolation;
 mod suspend;
+mod wizard_api;
