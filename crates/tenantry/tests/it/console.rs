@@ -540,10 +540,7 @@ async fn the_seven_step_wizard_without_javascript_checks_each_step_and_keeps_the
     let html = answer.text().await.unwrap();
     let error = error_at(&html, "field-allowed_cidrs-error");
     assert!(error.contains("line 2: \"10.0.0.0/33\""), "{error}");
-    assert!(
-        error.contains("line 3: \"not-a-network\""),
-        "{error}"
-    );
+    assert!(error.contains("line 3: \"not-a-network\""), "{error}");
     assert!(
         html.contains("10.0.0.0/33\nnot-a-network</textarea>"),
         "the list is kept"
