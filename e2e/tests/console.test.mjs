@@ -18,17 +18,26 @@ const ACTION_TIMEOUT = 15_000;
 // A test that hangs fails instead of holding up the suite.
 const TEST_TIMEOUT = { timeout: 120_000 };
 
-/** Fills step 1 and 2 of the wizard and arrives at the review. */
+/** Clicks Next and waits for the step `title`. */
+async function nextStep(page, title) {
+  await page.getByRole('button', { name: 'Next' }).click();
+  await page.getByRole('group', { name: title, exact: true }).waitFor();
+}
+
+/** Clicks Next through the steps after Infrastructure, leaving their defaults, to the Review. */
+async function nextToReview(page) {
+  for (const title of ['Data sources', 'Service selection', 'Security', 'Review']) await nextStep(page, title);
+}
+
+/** Fills step 1 of the wizard, leaves the other steps at their defaults, and arrives at the review. */
 async function fillWizard(page, { slug, displayName, email, plan, budget }) {
   await page.getByLabel('Slug').fill(slug);
   await page.getByLabel('Display name').fill(displayName);
   await page.getByLabel('First admin email').fill(email);
-  if (plan) await page.getByLabel('Plan').selectOption(plan);
+  if (plan) await page.getByLabel('Billing tier').selectOption(plan);
   if (budget !== undefined) await page.getByLabel('Monthly budget').fill(budget);
-  await page.getByRole('button', { name: 'Next' }).click();
-  await page.getByRole('group', { name: 'Infrastructure' }).waitFor();
-  await page.getByRole('button', { name: 'Next' }).click();
-  await page.getByRole('group', { name: 'Review' }).waitFor();
+  await nextStep(page, 'Infrastructure');
+  await nextToReview(page);
 }
 
 describe('the console', () => {
@@ -97,7 +106,7 @@ describe('the console', () => {
     await page.getByLabel('Slug').fill('acme');
     await page.getByLabel('Display name').fill('Acme Health');
     await page.getByLabel('First admin email').fill('admin@acme.example');
-    await page.getByLabel('Plan').selectOption('professional');
+    await page.getByLabel('Billing tier').selectOption('professional');
     await page.getByRole('button', { name: 'Next' }).click();
 
     const serverSelect = page.getByLabel('Target db server');
@@ -106,7 +115,7 @@ describe('the console', () => {
     assert.equal(options[0], 'Default (auto-place)');
     assert.ok(options.some((text) => /^local — sqlite, local, \d+ free$/.test(text)), options.join(' | '));
     await capture(page, 'wizard-2-infrastructure');
-    await page.getByRole('button', { name: 'Next' }).click();
+    await nextToReview(page);
 
     const review = page.getByRole('group', { name: 'Review' });
     await review.waitFor();
@@ -243,9 +252,8 @@ describe('the console', () => {
     await page.getByRole('group', { name: 'Infrastructure' }).waitFor();
     await page.getByRole('button', { name: 'Back' }).click();
     assert.equal(await page.getByLabel('Slug').inputValue(), 'no-script');
-    await page.getByRole('button', { name: 'Next' }).click();
-    await page.getByRole('button', { name: 'Next' }).click();
-    await page.getByRole('group', { name: 'Review' }).waitFor();
+    await nextStep(page, 'Infrastructure');
+    await nextToReview(page);
     await Promise.all([
       page.waitForURL(/\/platform\/jobs\/[0-9a-f-]+$/),
       page.getByRole('button', { name: 'Provision' }).click(),
@@ -434,7 +442,7 @@ describe('a request that needs approval', () => {
     const review = page.getByRole('group', { name: 'Review' });
     assert.equal(await review.locator('[data-review="estimate"]').textContent(), '49.00 USD per month in local');
     assert.match(await review.locator('[data-review="quotas"]').textContent(), /^10 connections · 30 s statement timeout · 100 queries \/ min · 500 ms query SLA$/);
-    assert.equal(await review.locator('[data-review="modules"]').textContent(), 'core, bi, context_graph');
+    assert.equal(await review.locator('[data-review="modules"]').textContent(), 'Core (AI + Agents), BI Platform, Context Graph');
     assert.equal(await review.locator('[data-review="budget"]').textContent(), '500 USD per month');
     const notice = review.locator('.approval-notice');
     assert.equal(await notice.isVisible(), true);
@@ -442,19 +450,17 @@ describe('a request that needs approval', () => {
     await capture(page, 'wizard-3-review-approval');
 
     // Without the budget the starter plan's estimate counts, and 49 USD is under the threshold.
-    await page.getByRole('button', { name: 'Back' }).click();
-    await page.getByRole('button', { name: 'Back' }).click();
+    for (let step = 6; step > 1; step -= 1) await page.getByRole('button', { name: 'Back' }).click();
     await page.getByLabel('Monthly budget').fill('');
-    await page.getByRole('button', { name: 'Next' }).click();
-    await page.getByRole('button', { name: 'Next' }).click();
+    await nextStep(page, 'Infrastructure');
+    await nextToReview(page);
     await review.waitFor();
     assert.equal(await notice.isVisible(), false);
     assert.equal(await review.locator('[data-review="budget"]').textContent(), "none: the plan's estimate counts");
-    await page.getByRole('button', { name: 'Back' }).click();
-    await page.getByRole('button', { name: 'Back' }).click();
+    for (let step = 6; step > 1; step -= 1) await page.getByRole('button', { name: 'Back' }).click();
     await page.getByLabel('Monthly budget').fill('500');
-    await page.getByRole('button', { name: 'Next' }).click();
-    await page.getByRole('button', { name: 'Next' }).click();
+    await nextStep(page, 'Infrastructure');
+    await nextToReview(page);
     await notice.waitFor();
 
     await page.getByRole('button', { name: 'Provision' }).click();

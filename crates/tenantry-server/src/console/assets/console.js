@@ -3,8 +3,10 @@
  * - a job's timeline follows the job live (Server-Sent Events, with a 1.5 s polling fallback) and Retry /
  *   Roll back act in place; Approve and Reject stay plain form posts that come back to the job's page;
  * - a rollout's waves, counts and failed tenants follow it live the same way; its buttons stay plain form posts;
- * - the wizard moves between its steps here, checks the slug rule as you type, fills the Review (estimate,
- *   quotas, approval notice) from the plans the page embeds, posts JSON to the API and opens the progress drawer.
+ * - the wizard moves between its seven steps here, checks the slug rule as you type, counts the description,
+ *   adds, removes and checks data source rows, fills each tier's numbers, the modules the tier allows and the
+ *   Review (price, quotas, approval notice) from the plans the page embeds, posts JSON to the API and opens the
+ *   progress drawer.
  * The job markup built here mirrors console/jobs.rs (`job_live`), so a page looks the same before and after. The
  * approval and checks blocks are the exception: only the server knows when a request lapses, who may decide it
  * and what the checks found, so they are taken from the job's page as the server renders it. */
@@ -657,6 +659,12 @@
 
   /* ---------- the wizard ---------- */
 
+  var REVIEW_STEP = 6;
+  var PROVISIONING_STEP = 7;
+  var DESCRIPTION_MAX = 500;
+  var CONTACT_MAX = 100;
+  var DATA_SOURCE_NAME_RULE = /^[a-z](?:[a-z0-9-]{0,30}[a-z0-9])?$/;
+
   function slugProblem(value) {
     if (value === '') return 'Enter a slug.';
     if (/[A-Z]/.test(value)) return 'Use lowercase letters only.';
@@ -667,7 +675,8 @@
     return SLUG_RULE.test(value) ? null : 'The slug must match ^[a-z][a-z0-9-]{2,39}$.';
   }
 
-  /* Which field a server error concerns: the same table as wizard.rs (field_for_error). */
+  /* Which field a server error concerns when its body names none: the same table as wizard.rs
+   * (field_for_error). */
   function fieldForError(code, message) {
     message = String(message || '').toLowerCase();
     switch (code) {
@@ -679,6 +688,11 @@
         if (message.indexOf('display name') === 0) return 'display_name';
         if (message.indexOf('admin email') === 0 || message.indexOf('email') >= 0) return 'admin_email';
         if (message.indexOf('budget') === 0) return 'budget';
+        if (message.indexOf('description') === 0) return 'description';
+        if (message.indexOf('contact name') === 0) return 'contact_name';
+        if (message.indexOf('resource tier') === 0) return 'resource_tier';
+        if (message.indexOf('isolation') === 0 || message.indexOf('gives each tenant') >= 0) return 'isolation';
+        if (message.indexOf('module') >= 0) return 'modules';
         if (message.indexOf('plan') === 0) return 'plan';
         if (message.indexOf('region') === 0) return 'region';
         if (message.indexOf('server') === 0) return 'server';
@@ -689,10 +703,14 @@
     }
   }
 
+  /* The step a field lives on: the same table as wizard.rs (`step_of`). */
   function stepOf(field) {
-    if (['slug', 'display_name', 'admin_email', 'plan', 'budget'].indexOf(field) >= 0) return 1;
-    if (['region', 'server'].indexOf(field) >= 0) return 2;
-    return 3;
+    if (['slug', 'display_name', 'admin_email', 'plan', 'budget', 'description', 'contact_name'].indexOf(field) >= 0) return 1;
+    if (['region', 'server', 'resource_tier', 'isolation'].indexOf(field) >= 0) return 2;
+    if (field === 'modules') return 4;
+    if (field.indexOf('data_sources') === 0) return 3;
+    if (field.indexOf('security') === 0) return 5;
+    return REVIEW_STEP;
   }
 
   function money(amount, currency) {
@@ -708,13 +726,14 @@
     return names.length ? names.join(', ') : 'none';
   }
 
-  /* What the Review says about a plan in a region: the same texts and rule as wizard.rs (`plan_review`). */
-  function planReview(offers, planName, region, budget, dryRun) {
+  /* What the Review says about a plan at a resource tier in a region: the same texts and rule as wizard.rs
+   * (`plan_review`); the tier's quota line comes from the server. */
+  function planReview(offers, planName, tier, region, budget, dryRun) {
     var plan = offers.plans[planName];
-    if (!plan) return null;
+    if (!plan || !plan.tiers[tier]) return null;
     var currency = offers.currency;
     var threshold = offers.threshold;
-    var estimate = plan.estimates[region];
+    var estimate = plan.tiers[tier].estimates[region];
     if (estimate === undefined) return null;
     var waits = !dryRun && (plan.approval_required || (budget === null ? estimate : budget) >= threshold);
     var reason = null;
@@ -729,13 +748,26 @@
     return {
       estimate: money(estimate, currency) + ' per month in ' + region,
       resources: plan.resources.join(' + '),
-      quotas: plan.connection_limit + ' connections \u00b7 ' + limitMillis(plan.statement_timeout_ms) + ' statement timeout \u00b7 ' +
-        plan.rate_limit_qpm + ' queries / min \u00b7 ' + limitMillis(plan.query_sla_ms) + ' query SLA',
-      modules: joinedOrNone(plan.modules),
+      quotas: plan.tiers[tier].quotas,
       flags: joinedOrNone(plan.flags),
       budget: budget === null ? "none: the plan's estimate counts" : budget + ' ' + currency + ' per month',
       approval_reason: reason
     };
+  }
+
+  /* An allowlist entry as `SecurityPolicy::parse_cidr` takes it, roughly: the server has the last word. */
+  function cidrProblem(line) {
+    var parts = line.split('/');
+    var address = parts[0];
+    var prefix = parts.length === 2 ? parts[1] : null;
+    var ok = false;
+    if (parts.length <= 2 && /^\d{1,3}(\.\d{1,3}){3}$/.test(address)) {
+      ok = address.split('.').every(function (octet) { return Number(octet) <= 255; }) &&
+        (prefix === null || (/^\d{1,2}$/.test(prefix) && Number(prefix) <= 32));
+    } else if (parts.length <= 2 && address.indexOf(':') >= 0 && /^[0-9a-fA-F:.]+$/.test(address)) {
+      ok = prefix === null || (/^\d{1,3}$/.test(prefix) && Number(prefix) <= 128);
+    }
+    return ok ? null : '"' + line + '" is not a network in CIDR notation (like 10.0.0.0/8 or 2001:db8::/32)';
   }
 
   var BUDGET_RULE = /^\d{1,15}$/;
@@ -757,6 +789,10 @@
       provision: form.querySelector('[data-wizard="provision"]'),
       back: form.querySelector('[data-wizard="back"]')
     };
+    var sourceList = form.querySelector('.data-sources');
+    var sourceTemplate = form.querySelector('#data-source-row');
+    var sourcesEmpty = form.querySelector('.data-sources-empty');
+    var addSource = form.querySelector('[data-source-action="add"]');
     var drawer = document.getElementById('job-drawer');
     var live = null;
     var step = Number(form.getAttribute('data-step')) || 1;
@@ -764,20 +800,37 @@
     try {
       offers = JSON.parse(form.getAttribute('data-plans') || 'null');
     } catch (error) {
-      offers = null; // the Review keeps what the server rendered
+      offers = null; // steps 2 and 4 and the Review keep what the server rendered
     }
     var approvalNotice = form.querySelector('.approval-notice');
+    // Whether the operator chose these themselves; until then they follow the billing tier.
+    var isolationTouched = false;
+    var modulesTouched = form.querySelector('input[name="modules_chosen"]') !== null;
+    // The modules field is sent from step 4 on, as without JavaScript.
+    var modulesChosen = modulesTouched;
 
     function input(name) { return form.elements.namedItem(name); }
-    function fieldBox(name) { return form.querySelector('[data-field="' + name + '"]'); }
+    // The security fields' boxes go by their form names (`allowed_cidrs`); the API names them `security.…`.
+    function fieldBox(name) {
+      return form.querySelector('[data-field="' + name + '"]') ||
+        form.querySelector('[data-field="' + name.replace(/^security\./, '') + '"]');
+    }
+    function currentPlan() { return offers ? offers.plans[input('plan').value] : null; }
+    function radioValue(name) {
+      var checked = form.querySelector('input[name="' + name + '"]:checked');
+      return checked ? checked.value : '';
+    }
 
     function setError(name, message) {
       var box = fieldBox(name);
-      if (!box) return;
-      box.querySelector('.field-error').textContent = message || '';
-      var control = box.querySelector('input, select');
-      if (message) control.setAttribute('aria-invalid', 'true');
-      else control.removeAttribute('aria-invalid');
+      if (!box) return false;
+      var slot = box.classList.contains('field-error') ? box : box.querySelector('.field-error');
+      slot.textContent = message || '';
+      box.querySelectorAll('input, select, textarea').forEach(function (control) {
+        if (message) control.setAttribute('aria-invalid', 'true');
+        else control.removeAttribute('aria-invalid');
+      });
+      return true;
     }
 
     function setFormError(message) {
@@ -796,22 +849,218 @@
       return BUDGET_RULE.test(raw) ? Number(raw) : null;
     }
 
+    /* ----- step 1: the description's counter ----- */
+    var counter = form.querySelector('[data-counter="description"]');
+    function updateCounter() {
+      var length = Array.from(input('description').value.trim()).length;
+      counter.textContent = length + ' / ' + DESCRIPTION_MAX;
+      counter.classList.toggle('over', length > DESCRIPTION_MAX);
+    }
+    input('description').addEventListener('input', function () { updateCounter(); setError('description', null); });
+
+    /* ----- step 2: each tier's numbers for the chosen plan and region; compute follows the plan ----- */
+    function fillInfrastructure() {
+      var plan = currentPlan();
+      if (!plan) return;
+      form.querySelectorAll('[data-tier-detail]').forEach(function (cell) {
+        var tier = plan.tiers[cell.getAttribute('data-tier-detail')];
+        var estimate = tier ? tier.estimates[input('region').value] : undefined;
+        if (estimate !== undefined) cell.textContent = tier.capacity + ' \u00b7 ' + money(estimate, offers.currency) + ' per month';
+      });
+      if (!isolationTouched) {
+        form.querySelectorAll('input[name="isolation"]').forEach(function (radio) {
+          radio.checked = radio.value === plan.isolation;
+        });
+      }
+    }
+    form.querySelectorAll('input[name="isolation"]').forEach(function (radio) {
+      radio.addEventListener('change', function () { isolationTouched = true; setError('isolation', null); });
+    });
+    input('region').addEventListener('change', fillInfrastructure);
+
+    /* ----- step 3: data source rows ----- */
+    function sourceRows() { return Array.from(sourceList.querySelectorAll('fieldset.data-source')); }
+
+    // A row's ids, error targets and button values carry its number; after a removal they are renumbered.
+    function numberRow(row, index) {
+      var renumber = function (value) {
+        return value
+          .replace(/data_sources\[(\d+|__index__)\]/g, 'data_sources[' + index + ']')
+          .replace(/field-ds-(\d+|__index__)-/g, 'field-ds-' + index + '-')
+          .replace(/_source:(\d+|__index__)/g, '_source:' + index);
+      };
+      row.setAttribute('data-row', String(index));
+      [row].concat(Array.from(row.querySelectorAll('*'))).forEach(function (element) {
+        ['id', 'for', 'data-field', 'aria-describedby'].forEach(function (attribute) {
+          var value = element.getAttribute(attribute);
+          if (value) element.setAttribute(attribute, renumber(value));
+        });
+        if (element.tagName === 'BUTTON') element.value = renumber(element.value);
+      });
+      row.querySelector('.row-number').textContent = String(index + 1);
+    }
+
+    function syncSourceList() {
+      var rows = sourceRows();
+      rows.forEach(numberRow);
+      sourcesEmpty.hidden = rows.length > 0;
+      addSource.disabled = rows.length >= 10;
+    }
+
+    function addSourceRow() {
+      var holder = document.createElement('div');
+      holder.innerHTML = sourceTemplate.innerHTML; // the server's own markup for an empty row
+      var row = holder.firstElementChild;
+      sourceList.appendChild(row);
+      syncSourceList();
+      row.querySelector('input').focus();
+    }
+
+    function removeSourceRow(index) {
+      var row = sourceRows()[index];
+      if (!row) return;
+      row.remove();
+      syncSourceList();
+      var rows = sourceRows();
+      var neighbour = rows[index] || rows[index - 1];
+      if (neighbour) neighbour.querySelector('input').focus();
+      else addSource.focus();
+    }
+
+    function sourceValues(row) {
+      return {
+        name: row.querySelector('[name="ds_name"]').value.trim(),
+        kind: row.querySelector('[name="ds_kind"]').value,
+        url: row.querySelector('[name="ds_url"]').value.trim()
+      };
+    }
+
+    /* The result at the row, in the same words as wizard.rs (`check_result`). */
+    function showCheck(row, check) {
+      var status = row.querySelector('.data-source-check');
+      if (check.reachable) {
+        status.replaceChildren(h('span', { class: 'pill complete' }, 'reachable'),
+          ' ' + check.endpoint + ' answered in ' + check.millis + ' ms');
+      } else {
+        status.replaceChildren(h('span', { class: 'pill failed' }, 'unreachable'),
+          ' ' + check.endpoint + ': ' + check.detail);
+      }
+    }
+
+    function checkSource(index, button) {
+      var row = sourceRows()[index];
+      if (!row) return;
+      var source = sourceValues(row);
+      var status = row.querySelector('.data-source-check');
+      setError('data_sources[' + index + '].kind', null);
+      setError('data_sources[' + index + '].url', null);
+      status.textContent = 'Checking\u2026';
+      button.disabled = true;
+      fetch('/platform/data-sources/check', {
+        method: 'POST',
+        credentials: 'same-origin',
+        headers: { 'Content-Type': 'application/json', Accept: 'application/json', 'X-CSRF-Token': csrfToken() },
+        body: JSON.stringify({ kind: source.kind, url: source.url })
+      }).then(function (response) {
+        return response.json().catch(function () { return {}; }).then(function (answer) {
+          if (response.ok) {
+            showCheck(row, answer);
+          } else {
+            status.textContent = '';
+            var field = 'data_sources[' + index + '].' + (answer.field === 'kind' ? 'kind' : 'url');
+            setError(field, (answer.detail || 'the check failed') + ' (' + (answer.error_code || 'E_INTERNAL') + ')');
+          }
+        });
+      }).catch(function () {
+        status.textContent = 'The server could not be reached. Check the connection and try again.';
+      }).then(function () {
+        button.disabled = false;
+      });
+    }
+
+    sourceList.addEventListener('input', function (event) {
+      var row = event.target.closest('fieldset.data-source');
+      var box = event.target.closest('[data-field]');
+      if (row && box) setError(box.getAttribute('data-field'), null);
+    });
+
+    /* ----- step 4: the modules the billing tier allows, and the resources it gives ----- */
+    function fillServices() {
+      var plan = currentPlan();
+      if (!plan) return;
+      form.querySelectorAll('[data-module]').forEach(function (option) {
+        var name = option.getAttribute('data-module');
+        var allowed = plan.modules.indexOf(name) >= 0;
+        var box = option.querySelector('input');
+        box.disabled = !allowed;
+        if (!allowed) box.checked = false;
+        else if (!modulesTouched) box.checked = true;
+        var reason = option.querySelector('.module-unavailable');
+        reason.textContent = ' \u2014 not in the ' + input('plan').value + ' tier; choose a tier that has it';
+        reason.hidden = allowed;
+      });
+      var list = form.querySelector('[data-review="resources_list"]');
+      list.replaceChildren.apply(list, plan.resources.map(function (resource) { return h('li', {}, resource); }));
+    }
+    form.querySelectorAll('input[name="modules"]').forEach(function (box) {
+      box.addEventListener('change', function () { modulesTouched = true; setError('modules', null); });
+    });
+
+    function chosenModules() {
+      return Array.from(form.querySelectorAll('input[name="modules"]:checked:not(:disabled)')).map(function (box) {
+        return box.value;
+      });
+    }
+
+    /* ----- step 5: the allowlist, one network per line ----- */
+    function cidrLines() {
+      return input('allowed_cidrs').value.split('\n').map(function (line) { return line.trim(); });
+    }
+    input('allowed_cidrs').addEventListener('input', function () { setError('security.allowed_cidrs', null); });
+
+    /* ----- step 6: the Review ----- */
     function fillReview() {
+      var description = input('description').value.trim();
+      var contact = input('contact_name').value.trim();
+      var networks = cidrLines().filter(function (line) { return line !== ''; });
       var values = {
         slug: input('slug').value.trim(),
         display_name: input('display_name').value.trim(),
+        description: description || 'none',
         admin_email: input('admin_email').value.trim(),
+        contact_name: contact || 'none',
         plan: input('plan').value,
         region: input('region').value,
-        server: input('server').value ? input('server').value : selectedText('server')
+        resource_tier: radioValue('resource_tier'),
+        isolation: radioValue('isolation'),
+        server: input('server').value ? input('server').value : selectedText('server'),
+        data_sources: joinedOrNone(sourceRows().map(function (row) {
+          var source = sourceValues(row);
+          return source.name + ' (' + source.kind + ')';
+        })),
+        modules: joinedOrNone(Array.from(form.querySelectorAll('input[name="modules"]:checked:not(:disabled)')).map(function (box) {
+          return box.parentElement.querySelector('strong').textContent;
+        })),
+        auth_method: input('auth_method').value,
+        mfa_policy: input('mfa_policy').value,
+        allowed_cidrs: networks.length ? networks.join(', ') : 'any address'
       };
-      var review = offers ? planReview(offers, values.plan, values.region, budgetValue(), input('dry_run').checked) : null;
+      var review = offers ? planReview(offers, values.plan, values.resource_tier, values.region, budgetValue(), input('dry_run').checked) : null;
       if (!review) return; // without the plans, the server-rendered Review stays
       Object.keys(review).forEach(function (name) { values[name] = review[name]; });
-      form.querySelectorAll('[data-review]').forEach(function (cell) {
+      form.querySelectorAll('fieldset[data-step="6"] [data-review]').forEach(function (cell) {
         cell.textContent = values[cell.getAttribute('data-review')] || '';
       });
       approvalNotice.hidden = !review.approval_reason;
+    }
+
+    function markStep(number) {
+      stepItems.forEach(function (item) {
+        var itemStep = Number(item.getAttribute('data-step'));
+        if (itemStep === number) item.setAttribute('aria-current', 'step');
+        else item.removeAttribute('aria-current');
+        item.classList.toggle('done', itemStep < number);
+      });
     }
 
     function show(number, focusField) {
@@ -821,32 +1070,74 @@
       fieldsets.forEach(function (fieldset) {
         fieldset.hidden = Number(fieldset.getAttribute('data-step')) !== number;
       });
-      stepItems.forEach(function (item) {
-        var itemStep = Number(item.getAttribute('data-step'));
-        if (itemStep === number) item.setAttribute('aria-current', 'step');
-        else item.removeAttribute('aria-current');
-        item.classList.toggle('done', itemStep < number);
-      });
-      buttons.next.hidden = number === 3;
-      buttons.provision.hidden = number !== 3;
+      markStep(number);
+      buttons.next.hidden = number === REVIEW_STEP;
+      buttons.provision.hidden = number !== REVIEW_STEP;
       buttons.back.hidden = number === 1;
-      if (number === 3) fillReview();
-      var target = focusField ? input(focusField) : form.querySelector('fieldset[data-step="' + number + '"] input, fieldset[data-step="' + number + '"] select');
+      if (number === 2) fillInfrastructure();
+      if (number === 4) { fillServices(); modulesChosen = true; }
+      if (number === REVIEW_STEP) fillReview();
+      var box = focusField ? fieldBox(focusField) : null;
+      var target = box ? box.querySelector('input:not(:disabled), select, textarea') :
+        form.querySelector('fieldset.wizard-step[data-step="' + number + '"] :is(input:not([type="hidden"]):not(:disabled), select, textarea)');
       if (target && target.focus) target.focus();
     }
 
+    /* The checks a browser can make before asking the server; returns the first field with a problem. */
     function checkStep(number) {
       var problems = [];
       if (number === 1) {
-        problems.push(['slug', slugProblem(input('slug').value.trim())]);
         var length = input('display_name').value.trim().length;
         problems.push(['display_name', length < 3 || length > 100 ? 'Use 3 to 100 characters.' : null]);
+        problems.push(['slug', slugProblem(input('slug').value.trim())]);
+        var description = Array.from(input('description').value.trim()).length;
+        problems.push(['description', description > DESCRIPTION_MAX ?
+          'description must have at most ' + DESCRIPTION_MAX + ' characters; it has ' + description : null]);
+        problems.push(['plan', input('plan').value ? null : 'Pick a billing tier.']);
         problems.push(['admin_email', EMAIL_SHAPE.test(input('admin_email').value.trim()) ? null : 'Enter a valid email address.']);
-        problems.push(['plan', input('plan').value ? null : 'Pick a plan.']);
+        var contact = input('contact_name').value.trim().length;
+        problems.push(['contact_name', contact > CONTACT_MAX ? 'Use at most ' + CONTACT_MAX + ' characters.' : null]);
         var budget = input('budget').value.trim();
         problems.push(['budget', budget === '' || BUDGET_RULE.test(budget) ? null : 'Enter a whole number, or leave it empty.']);
       }
-      if (number === 2) problems.push(['region', input('region').value ? null : 'Pick a region.']);
+      if (number === 2) {
+        problems.push(['region', input('region').value ? null : 'Pick a region.']);
+        var plan = currentPlan();
+        var isolation = radioValue('isolation');
+        problems.push(['isolation', plan && isolation && isolation !== plan.isolation ?
+          'The ' + input('plan').value + ' tier gives each tenant ' +
+            (plan.isolation === 'schema' ? 'a schema in a shared database' : 'its own database') +
+            '; choose ' + (plan.isolation === 'schema' ? 'Shared' : 'Dedicated') + ' or another tier.' : null]);
+      }
+      if (number === 3) {
+        var seen = [];
+        sourceRows().forEach(function (row, index) {
+          var source = sourceValues(row);
+          var nameProblem = null;
+          if (!DATA_SOURCE_NAME_RULE.test(source.name)) {
+            nameProblem = 'Use 1 to 32 lowercase letters, digits and hyphens, starting with a letter.';
+          } else if (seen.indexOf(source.name) >= 0) {
+            nameProblem = 'data source name "' + source.name + '" is given twice';
+          }
+          seen.push(source.name);
+          problems.push(['data_sources[' + index + '].name', nameProblem]);
+          var urlProblem = null;
+          try {
+            if (!new URL(source.url).host) throw new Error('no host');
+          } catch (error) {
+            urlProblem = 'data source URL is not a URL: write ' + source.kind + '://host[:port]/\u2026';
+          }
+          problems.push(['data_sources[' + index + '].url', urlProblem]);
+        });
+      }
+      if (number === 5) {
+        var bad = [];
+        cidrLines().forEach(function (line, index) {
+          var problem = line === '' ? null : cidrProblem(line);
+          if (problem) bad.push('line ' + (index + 1) + ': ' + problem);
+        });
+        problems.push(['security.allowed_cidrs', bad.length ? bad.join('; ') : null]);
+      }
       var firstInvalid = null;
       problems.forEach(function (problem) {
         setError(problem[0], problem[1]);
@@ -860,28 +1151,27 @@
       var value = input('slug').value.trim();
       setError('slug', value === '' ? null : slugProblem(value));
     });
-    ['display_name', 'admin_email', 'budget'].forEach(function (name) {
+    ['display_name', 'admin_email', 'budget', 'contact_name'].forEach(function (name) {
       input(name).addEventListener('input', function () { setError(name, null); });
     });
     // A dry run never waits for approval: the notice follows the checkbox.
-    input('dry_run').addEventListener('change', function () { if (step === 3) fillReview(); });
+    input('dry_run').addEventListener('change', function () { if (step === REVIEW_STEP) fillReview(); });
     input('server').addEventListener('change', function () { setError('server', null); });
 
     function showServerError(problem) {
       var code = problem.error_code || 'E_INTERNAL';
       var detail = problem.detail || 'the request failed';
-      var field = fieldForError(code, detail);
+      var field = problem.field || fieldForError(code, detail);
       var message = detail + ' (' + code + ')';
-      if (field === 'form') {
+      if (field === 'form' || !setError(field, message)) {
         setFormError(message);
         return;
       }
-      setError(field, message);
       show(stepOf(field), field);
     }
 
-    function provision(button) {
-      var serverName = input('server').value;
+    /* The same JSON as `POST /platform/tenants` takes from any client; a field left at its default is left out. */
+    function requestBody() {
       var body = {
         slug: input('slug').value.trim(),
         display_name: input('display_name').value.trim(),
@@ -890,9 +1180,35 @@
         region: input('region').value,
         dry_run: input('dry_run').checked
       };
+      var serverName = input('server').value;
       if (serverName) body.server = serverName;
       var budget = budgetValue();
       if (budget !== null) body.budget = budget;
+      var description = input('description').value.trim();
+      if (description) body.description = description;
+      var contact = input('contact_name').value.trim();
+      if (contact) body.contact_name = contact;
+      var tier = radioValue('resource_tier');
+      if (tier && tier !== 'medium') body.resource_tier = tier;
+      var isolation = radioValue('isolation');
+      if (isolation) body.isolation = isolation;
+      var sources = sourceRows().map(sourceValues);
+      if (sources.length) body.data_sources = sources;
+      var plan = currentPlan();
+      var modules = chosenModules();
+      // The plan's own modules need no saying; a choice that differs from them does.
+      if (modulesChosen && !(plan && modules.length === plan.modules.length)) body.modules = modules;
+      var security = {};
+      if (input('auth_method').value !== 'password') security.auth_method = input('auth_method').value;
+      if (input('mfa_policy').value !== 'optional') security.mfa_policy = input('mfa_policy').value;
+      var networks = cidrLines().filter(function (line) { return line !== ''; });
+      if (networks.length) security.allowed_cidrs = networks;
+      if (Object.keys(security).length) body.security = security;
+      return body;
+    }
+
+    function provision(button) {
+      var body = requestBody();
       setFormError(null);
       button.disabled = true;
       fetch('/platform/tenants', {
@@ -933,6 +1249,7 @@
       drawer.hidden = false;
       void drawer.offsetWidth; // start the slide from off-screen
       drawer.classList.add('open');
+      markStep(PROVISIONING_STEP);
       title.focus();
       live = new JobLive(section, {
         onTerminal: function (job) {
@@ -951,6 +1268,7 @@
       var hide = function () { drawer.hidden = true; };
       drawer.addEventListener('transitionend', hide, { once: true });
       setTimeout(hide, 400); // when no transition runs (reduced motion)
+      markStep(step);
       buttons.provision.focus();
     }
 
@@ -962,29 +1280,38 @@
     form.addEventListener('submit', function (event) {
       event.preventDefault();
       var submitter = event.submitter;
-      var action = submitter && !submitter.hidden ? submitter.getAttribute('data-wizard') : (step < 3 ? 'next' : null);
+      var sourceAction = submitter ? submitter.getAttribute('data-source-action') : null;
+      if (sourceAction) {
+        var row = submitter.closest('fieldset.data-source');
+        var index = row ? sourceRows().indexOf(row) : -1;
+        if (sourceAction === 'add') addSourceRow();
+        else if (sourceAction === 'remove') removeSourceRow(index);
+        else if (sourceAction === 'check') checkSource(index, submitter);
+        return;
+      }
+      var action = submitter && !submitter.hidden ? submitter.getAttribute('data-wizard') : (step < REVIEW_STEP ? 'next' : null);
       if (action === 'back') {
         show(Math.max(1, step - 1));
       } else if (action === 'next') {
         var invalid = checkStep(step);
         if (invalid) {
-          input(invalid).focus();
+          show(step, invalid);
           return;
         }
-        show(Math.min(3, step + 1));
+        show(Math.min(REVIEW_STEP, step + 1));
       } else if (action === 'provision') {
-        var firstInvalid = checkStep(1);
-        if (firstInvalid) {
-          show(1, firstInvalid);
-          return;
-        }
-        if (checkStep(2)) {
-          show(2);
-          return;
+        for (var number = 1; number < REVIEW_STEP; number += 1) {
+          var firstInvalid = checkStep(number);
+          if (firstInvalid) {
+            show(number, firstInvalid);
+            return;
+          }
         }
         provision(buttons.provision);
       }
     });
+    input('plan').addEventListener('change', function () { setError('isolation', null); setError('modules', null); });
+    updateCounter();
     form.setAttribute('data-enhanced', 'true');
   }
 
