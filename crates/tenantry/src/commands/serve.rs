@@ -49,19 +49,25 @@ fn server_settings() -> anyhow::Result<ServerSettings> {
 
 /// Turns `true` on SIGTERM or SIGINT.
 fn shutdown_signal() -> watch::Receiver<bool> {
+    use tokio::signal::unix::{signal, Signal, SignalKind};
     let (sender, receiver) = watch::channel(false);
-    tokio::spawn(async move {
-        let terminate = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut signal) => {
-                    signal.recv().await;
-                }
-                Err(_) => std::future::pending::<()>().await,
+    // The handlers are installed here, before the caller says it is listening or running: installed inside the
+    // task, they could come after a SIGTERM sent as soon as the process says so, which the default action turns
+    // into a kill instead of a graceful stop.
+    let terminate = signal(SignalKind::terminate()).ok();
+    let interrupt = signal(SignalKind::interrupt()).ok();
+    async fn received(signal: Option<Signal>) {
+        match signal {
+            Some(mut signal) => {
+                signal.recv().await;
             }
-        };
+            None => std::future::pending::<()>().await,
+        }
+    }
+    tokio::spawn(async move {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            () = terminate => {}
+            () = received(terminate) => {}
+            () = received(interrupt) => {}
         }
         tracing::info!("shutting down: no new jobs are claimed; jobs in hand are handed back");
         let _ = sender.send(true);
