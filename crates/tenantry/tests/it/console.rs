@@ -26,17 +26,9 @@ fn header(response: &reqwest::Response, name: &str) -> String {
         .to_owned()
 }
 
-/// The CSRF token a page renders into its `<meta>`.
-fn csrf_token(html: &str) -> String {
-    let (_, after) = html
-        .split_once("<meta name=\"csrf-token\" content=\"")
-        .expect("the page carries the CSRF token");
-    after.split('"').next().unwrap().to_owned()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pages_and_json_share_urls_and_forms_work_without_javascript() {
-    let fleet = Fleet::new(Engine::Sqlite).await;
+/// A platform admin `ops@example.com` with [`PASSWORD`] (for the sign-in form) and an API token, and a running
+/// `serve`.
+async fn admin_and_server(fleet: &Fleet) -> (String, Server) {
     fleet
         .run_with_stdin(
             &[
@@ -54,11 +46,23 @@ async fn pages_and_json_share_urls_and_forms_work_without_javascript() {
         .assert_ok();
     let token = fleet
         .run(&["users", "token", "--email", "ops@example.com"])
-        .await
-        .stdout
-        .trim()
-        .to_owned();
-    let server = fleet.serve(&[]).await;
+        .await;
+    token.assert_ok();
+    (token.stdout.trim().to_owned(), fleet.serve(&[]).await)
+}
+
+/// The CSRF token a page renders into its `<meta>`.
+fn csrf_token(html: &str) -> String {
+    let (_, after) = html
+        .split_once("<meta name=\"csrf-token\" content=\"")
+        .expect("the page carries the CSRF token");
+    after.split('"').next().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_and_json_share_urls_and_forms_work_without_javascript() {
+    let fleet = Fleet::new(Engine::Sqlite).await;
+    let (token, server) = admin_and_server(&fleet).await;
 
     // No session: a browser is sent to sign in (and back); a program gets the 401 problem.
     let anonymous = page(&server, "/platform/tenants?status=active", "")
@@ -369,28 +373,7 @@ fn replaced(mut form: Vec<(String, String)>, key: &str, values: &[&str]) -> Vec<
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_seven_step_wizard_without_javascript_checks_each_step_and_keeps_the_url_secret() {
     let fleet = Fleet::new(Engine::Sqlite).await;
-    fleet
-        .run_with_stdin(
-            &[
-                "users",
-                "add",
-                "--email",
-                "ops@example.com",
-                "--role",
-                "PLATFORM_ADMIN",
-                "--password-stdin",
-            ],
-            PASSWORD,
-        )
-        .await
-        .assert_ok();
-    let token = fleet
-        .run(&["users", "token", "--email", "ops@example.com"])
-        .await
-        .stdout
-        .trim()
-        .to_owned();
-    let server = fleet.serve(&[]).await;
+    let (token, server) = admin_and_server(&fleet).await;
     let (cookie, csrf) = sign_in_for_wizard(&server).await;
     let post = |form: Vec<(String, String)>| {
         server
