@@ -109,13 +109,15 @@ impl PostgresServer {
             .collect())
     }
 
-    /// Ends every session of the tenant's logins named in `logins`.
+    /// Ends every session of the tenant's logins named in `logins`, and waits (up to 5 s each) until they are
+    /// gone: without the wait a session signalled but not yet exited can still commit, after a move's freeze has
+    /// read the source's last position (seen: the target 6 rows short).
     pub(super) async fn end_sessions(
         connection: &mut PgConnection,
         logins: &[String],
     ) -> Result<()> {
         sqlx::query(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity
              WHERE usename = ANY($1) AND pid <> pg_backend_pid()",
         )
         .bind(logins)
